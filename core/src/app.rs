@@ -1,0 +1,244 @@
+//! The application: shared state built from the config, the router that
+//! merges every module's routes, and the server loop with graceful shutdown.
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use axum::{
+    extract::{DefaultBodyLimit, Request},
+    middleware, Router,
+};
+use tokio::{net::TcpListener, sync::Notify};
+use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
+
+use crate::{
+    auth::{self, password::PasswordHasher, tokens::TokenService},
+    config::Config,
+    db::{migrate, Database, Dialect},
+    error::ApiError,
+    http::{
+        rate_limit::{self, RateLimits},
+        request_context,
+    },
+    observability::{self, metrics::Metrics},
+    rbac,
+};
+
+/// How often idle rate-limit keys are forgotten.
+const RATE_LIMIT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Everything a handler can reach. Cheap to clone: every field is shared.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The loaded configuration.
+    pub config: Arc<Config>,
+    /// The database pool.
+    pub db: Database,
+    /// Access-token signing and checking.
+    pub tokens: Arc<TokenService>,
+    /// argon2id hashing and the password policy.
+    pub passwords: Arc<PasswordHasher>,
+    /// The metric registry.
+    pub metrics: Arc<Metrics>,
+    /// Request rate limits; `None` when turned off.
+    pub rate_limits: Option<Arc<RateLimits>>,
+    /// Start instant, for `uptime`.
+    pub started_at: Instant,
+    /// Directory whose file system the disk health check watches.
+    pub data_dir: PathBuf,
+    /// Set once shutdown starts, so readiness fails while draining.
+    shutting_down: Arc<AtomicBool>,
+}
+
+impl AppState {
+    /// Connects and migrates the database, makes sure the built-in roles,
+    /// permissions and the bootstrap admin exist, and builds the services.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let db = Database::connect(&config.database).await?;
+        migrate::apply(&db, "core", migrate::CORE_MIGRATIONS)
+            .await
+            .context("core migrations failed")?;
+        rbac::store::ensure_builtins(&db).await?;
+        let passwords = Arc::new(PasswordHasher::new(
+            &config.auth.argon2,
+            config.auth.min_password_length,
+        )?);
+        if !config.admin.email.is_empty() {
+            rbac::bootstrap::ensure_admin(
+                &db,
+                &passwords,
+                &config.admin.email,
+                &config.admin.password,
+            )
+            .await
+            .context("cannot create the bootstrap admin (XCORE_ADMIN_EMAIL)")?;
+        }
+        let data_dir = match db.dialect() {
+            Dialect::Sqlite => sqlite_dir(&config.database.url),
+            Dialect::Postgres => PathBuf::from("."),
+        };
+        Ok(Self {
+            tokens: Arc::new(TokenService::new(
+                &config.auth.jwt_secret,
+                config.auth.access_token_ttl_secs,
+            )),
+            passwords,
+            metrics: Arc::new(Metrics::new()?),
+            rate_limits: RateLimits::new(&config.rate_limits).map(Arc::new),
+            started_at: Instant::now(),
+            data_dir,
+            shutting_down: Arc::new(AtomicBool::new(false)),
+            config: Arc::new(config),
+            db,
+        })
+    }
+
+    /// Whether shutdown has started.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+}
+
+fn sqlite_dir(url: &str) -> PathBuf {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    PathBuf::from(path)
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), PathBuf::from)
+}
+
+/// Unknown routes: 404 in the standard body.
+async fn no_route(request: Request) -> ApiError {
+    ApiError::not_found(format!(
+        "no route for {} {}",
+        request.method(),
+        request.uri().path()
+    ))
+}
+
+/// The full router: every module's routes and the cross-cutting layers.
+pub fn app(state: AppState) -> Router {
+    let body_limit = state.config.server.max_body_bytes;
+    Router::new()
+        .merge(auth::router())
+        .merge(rbac::router())
+        .merge(observability::router())
+        .fallback(no_route)
+        // Innermost first: rate limits see the request after routing, the
+        // metrics include 429s, the panic guard covers everything below it,
+        // and the request context wraps it all so even a panic's 500 gets the
+        // standard body and a request id.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::middleware,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            observability::metrics::middleware,
+        ))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(CatchPanicLayer::custom(request_context::panic_response))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                // The path only: a query string may carry a token.
+                tracing::info_span!(
+                    "request",
+                    method = %request.method(),
+                    path = request.uri().path(),
+                    request_id = request
+                        .extensions()
+                        .get::<request_context::RequestId>()
+                        .map(|id| id.0.as_ref())
+                        .unwrap_or("-"),
+                )
+            }),
+        )
+        .layer(middleware::from_fn(request_context::middleware))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, gives in-flight
+/// requests `server.shutdown_timeout_secs` to finish, and closes the pool.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let drain_timeout = Duration::from_secs(state.config.server.shutdown_timeout_secs);
+    let started_draining = Arc::new(Notify::new());
+    if let Some(limits) = state.rate_limits.clone() {
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(RATE_LIMIT_SWEEP_INTERVAL);
+            loop {
+                ticker.tick().await;
+                limits.forget_idle_keys();
+            }
+        });
+    }
+    let server = axum::serve(
+        listener,
+        app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown({
+        let state = state.clone();
+        let started_draining = started_draining.clone();
+        async move {
+            shutdown.await;
+            state.shutting_down.store(true, Ordering::Relaxed);
+            tracing::info!("shutdown requested; draining in-flight requests");
+            started_draining.notify_one();
+        }
+    });
+    tokio::select! {
+        result = server => result.context("server failed")?,
+        () = async {
+            started_draining.notified().await;
+            tokio::time::sleep(drain_timeout).await;
+        } => tracing::warn!(?drain_timeout, "in-flight requests still running at the drain deadline; closing them"),
+    }
+    state.db.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,32 @@
+//! Authentication: argon2id passwords, HS256 access tokens, rotating refresh
+//! tokens, password reset, and the `AuthUser` extractor every protected
+//! route uses.
+
+pub mod extract;
+pub mod password;
+pub mod password_reset;
+pub mod routes;
+pub mod sessions;
+pub mod tokens;
+pub mod users;
+
+use axum::{
+    routing::{get, post, put},
+    Router,
+};
+
+pub use extract::{AuthUser, MaybeAuthUser};
+
+use crate::app::AppState;
+
+/// The `/auth` routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/register", post(routes::register))
+        .route("/auth/login", post(routes::login))
+        .route("/auth/me", get(routes::me))
+        .route("/auth/refresh", post(routes::refresh))
+        .route("/auth/logout", post(routes::logout))
+        .route("/auth/password/reset", post(routes::password_reset))
+        .route("/auth/password/update", put(routes::password_update))
+}

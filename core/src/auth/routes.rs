@@ -1,0 +1,325 @@
+//! `/auth/*` handlers.
+
+use axum::{
+    extract::{FromRequest, Request, State},
+    http::{header, StatusCode},
+    response::IntoResponse,
+    Form, Json,
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{
+    extract::{bearer_token, AuthUser},
+    password::Verified,
+    password_reset, sessions, users,
+};
+use crate::{
+    app::AppState,
+    error::{ApiError, ApiResult, FieldError},
+    http::extract::{json_rejection, ApiJson},
+};
+
+/// `POST /auth/register` body.
+#[derive(Debug, Deserialize)]
+pub struct RegisterRequest {
+    email: String,
+    password: String,
+    #[serde(default, alias = "name")]
+    full_name: Option<String>,
+}
+
+/// Collects every field problem of a new account at once.
+pub fn check_new_account(
+    state: &AppState,
+    email: &str,
+    password: &str,
+    full_name: Option<&str>,
+) -> Vec<FieldError> {
+    [
+        users::check_email("email", email),
+        state
+            .passwords
+            .check_policy("password", password, Some(email)),
+        users::check_name("full_name", full_name),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Creates an account with the `user` role.
+pub async fn register(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RegisterRequest>,
+) -> ApiResult<impl IntoResponse> {
+    if !state.config.auth.allow_registration {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            crate::error::ErrorCode::AuthorizationError,
+            "self-registration is disabled; ask an administrator for an account",
+        ));
+    }
+    let email = users::normalize_email(&body.email);
+    let full_name = body
+        .full_name
+        .as_deref()
+        .map(str::trim)
+        .filter(|name| !name.is_empty());
+    let problems = check_new_account(&state, &email, &body.password, full_name);
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    let hash = state.passwords.hash(&body.password).await?;
+    let mut tx = state.db.pool().begin().await?;
+    let account = users::create(&mut tx, &email, full_name, &hash, &["user"]).await?;
+    tx.commit().await?;
+    tracing::info!(user_id = account.id, "user registered");
+    Ok((StatusCode::CREATED, Json(account)))
+}
+
+/// Login credentials, from a form (`username`) or JSON (`username` or `email`).
+#[derive(Debug, Deserialize)]
+pub struct LoginRequest {
+    #[serde(default, alias = "email")]
+    username: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// Accepts both `application/x-www-form-urlencoded` (the OAuth2 password
+/// form the seed shows) and JSON.
+pub struct LoginBody(LoginRequest);
+
+impl FromRequest<AppState> for LoginBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let content_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if content_type.starts_with("application/x-www-form-urlencoded") {
+            Form::<LoginRequest>::from_request(request, state)
+                .await
+                .map(|Form(body)| Self(body))
+                .map_err(|rejection| ApiError::bad_request(rejection.body_text()))
+        } else if content_type.starts_with("application/json") {
+            Json::<LoginRequest>::from_request(request, state)
+                .await
+                .map(|Json(body)| Self(body))
+                .map_err(json_rejection)
+        } else {
+            Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                crate::error::ErrorCode::ValidationError,
+                "send credentials as application/x-www-form-urlencoded or application/json",
+            ))
+        }
+    }
+}
+
+/// Checks credentials and starts a session.
+pub async fn login(
+    State(state): State<AppState>,
+    LoginBody(body): LoginBody,
+) -> ApiResult<impl IntoResponse> {
+    let mut problems = Vec::new();
+    if body.username.trim().is_empty() {
+        problems.push(FieldError::new("username", "required"));
+    }
+    if body.password.is_empty() {
+        problems.push(FieldError::new("password", "required"));
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    let email = users::normalize_email(&body.username);
+    let account = users::credentials_by_email(&state.db, &email).await?;
+    let verified = state
+        .passwords
+        .verify(
+            &body.password,
+            account.as_ref().map(|a| a.password_hash.as_str()),
+        )
+        .await?;
+    let account = match account {
+        Some(account) if verified.matched() => account,
+        // One message for "no such account" and "wrong password".
+        _ => return Err(ApiError::unauthenticated("incorrect email or password")),
+    };
+    if !account.is_active {
+        return Err(ApiError::unauthenticated("account is deactivated"));
+    }
+    if verified == Verified::YesButRehash {
+        let upgraded = state.passwords.hash(&body.password).await?;
+        users::rehash(&state.db, account.id, &upgraded).await?;
+    }
+    let mut tx = state.db.pool().begin().await?;
+    let pair =
+        sessions::issue_pair(&state, &mut tx, account.id, account.token_version, None).await?;
+    sqlx::query("UPDATE users SET last_login = $1 WHERE id = $2")
+        .bind(crate::db::timestamp::now())
+        .bind(account.id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    tracing::info!(user_id = account.id, "user logged in");
+    Ok(Json(pair))
+}
+
+/// The caller's profile.
+pub async fn me(State(state): State<AppState>, user: AuthUser) -> ApiResult<impl IntoResponse> {
+    Ok(Json(users::profile(&state.db, user.id).await?))
+}
+
+/// `POST /auth/refresh` body (optional: the token may come as Bearer).
+#[derive(Debug, Default, Deserialize)]
+pub struct RefreshRequest {
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+/// Rotates a refresh token.
+pub async fn refresh(
+    State(state): State<AppState>,
+    request: Request,
+) -> ApiResult<impl IntoResponse> {
+    let (parts, body) = request.into_parts();
+    let header_token = bearer_token(&parts).map(str::to_string);
+    let bytes = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .map_err(|_| ApiError::bad_request("request body too large"))?;
+    let body_token = if bytes.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        serde_json::from_slice::<RefreshRequest>(&bytes)
+            .map_err(|error| ApiError::bad_request(format!("invalid JSON body: {error}")))?
+            .refresh_token
+    };
+    let token = body_token.or(header_token).ok_or_else(|| {
+        ApiError::invalid_field(
+            "refresh_token",
+            "required (in the body or as the Bearer token)",
+        )
+    })?;
+    Ok(Json(sessions::rotate(&state, &token).await?))
+}
+
+/// Ends the session: the access token's `jti` is refused from now on and the
+/// refresh family is revoked.
+pub async fn logout(State(state): State<AppState>, user: AuthUser) -> ApiResult<StatusCode> {
+    let mut tx = state.db.pool().begin().await?;
+    sessions::revoke_access_token(&mut tx, &user.jti, user.id, user.token_expires_at).await?;
+    sessions::revoke_family(&mut tx, &user.session).await?;
+    tx.commit().await?;
+    tracing::info!(user_id = user.id, "user logged out");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /auth/password/reset` body: either a request or a completion.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ResetRequest {
+    /// Completes a reset with the emailed token.
+    Complete {
+        /// The token from the notification.
+        token: String,
+        /// The new password.
+        new_password: String,
+    },
+    /// Asks for a reset token to be sent.
+    Request {
+        /// The account's email.
+        email: String,
+    },
+}
+
+/// Requests or completes a password reset.
+pub async fn password_reset(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<ResetRequest>,
+) -> ApiResult<impl IntoResponse> {
+    match body {
+        ResetRequest::Request { email } => {
+            password_reset::request(&state, &users::normalize_email(&email)).await?;
+            // The same answer whether or not the account exists.
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(
+                    json!({"message": "if the account exists, reset instructions have been sent"}),
+                ),
+            ))
+        }
+        ResetRequest::Complete {
+            token,
+            new_password,
+        } => {
+            password_reset::complete(&state, &token, &new_password).await?;
+            Ok((
+                StatusCode::OK,
+                Json(json!({"message": "password updated; please log in again"})),
+            ))
+        }
+    }
+}
+
+/// `PUT /auth/password/update` body.
+#[derive(Debug, Deserialize)]
+pub struct PasswordUpdate {
+    current_password: String,
+    new_password: String,
+}
+
+/// Changes the caller's password; every other session ends, and a fresh
+/// pair is returned for this one.
+pub async fn password_update(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(body): ApiJson<PasswordUpdate>,
+) -> ApiResult<impl IntoResponse> {
+    let account = users::credentials_by_id(&state.db, user.id)
+        .await?
+        .ok_or_else(|| ApiError::unauthenticated("account no longer exists"))?;
+    if !state
+        .passwords
+        .verify(&body.current_password, Some(&account.password_hash))
+        .await?
+        .matched()
+    {
+        return Err(ApiError::invalid_field(
+            "current_password",
+            "incorrect password",
+        ));
+    }
+    if let Some(problem) =
+        state
+            .passwords
+            .check_policy("new_password", &body.new_password, Some(&user.email))
+    {
+        return Err(ApiError::validation(vec![problem]));
+    }
+    if body.new_password == body.current_password {
+        return Err(ApiError::invalid_field(
+            "new_password",
+            "must differ from the current password",
+        ));
+    }
+    let hash = state.passwords.hash(&body.new_password).await?;
+    let mut tx = state.db.pool().begin().await?;
+    users::set_password(&mut tx, user.id, &hash).await?;
+    sessions::revoke_all_for_user(&mut tx, user.id).await?;
+    let pair =
+        sessions::issue_pair(&state, &mut tx, user.id, account.token_version + 1, None).await?;
+    tx.commit().await?;
+    tracing::info!(user_id = user.id, "password changed");
+    Ok(Json(json!({
+        "message": "password updated",
+        "access_token": pair.access_token,
+        "token_type": pair.token_type,
+        "expires_in": pair.expires_in,
+        "refresh_token": pair.refresh_token,
+    })))
+}

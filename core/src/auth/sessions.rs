@@ -1,0 +1,167 @@
+//! Sessions: refresh-token families, rotation with reuse detection, and
+//! access-token revocation.
+//!
+//! A login starts a family. Each refresh token is single-use: using it marks
+//! it used and issues its successor in the same family. Presenting a token
+//! that was already used means it was copied (RFC 6819 5.2.2.3, OAuth 2.1
+//! 4.3.1): the whole family is revoked, so both the thief and the victim
+//! must log in again.
+
+use serde::Serialize;
+use sqlx::{Any, Row, Transaction};
+
+use super::tokens::{random_token, token_hash};
+use crate::{app::AppState, db::timestamp, error::ApiError};
+
+/// The body of a successful login or refresh.
+#[derive(Debug, Serialize)]
+pub struct TokenPair {
+    /// JWT for `Authorization: Bearer`.
+    pub access_token: String,
+    /// Always `bearer`.
+    pub token_type: &'static str,
+    /// Access token lifetime in seconds.
+    pub expires_in: u64,
+    /// Opaque, single-use refresh token.
+    pub refresh_token: String,
+}
+
+/// Issues an access token and a refresh token in `family` (a new family when
+/// `None`), inside `tx`.
+pub async fn issue_pair(
+    state: &AppState,
+    tx: &mut Transaction<'_, Any>,
+    user_id: i64,
+    token_version: i64,
+    family: Option<&str>,
+) -> Result<TokenPair, ApiError> {
+    let family = family.map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_string);
+    let refresh_token = random_token();
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_hash, family_id, user_id, issued_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(token_hash(&refresh_token))
+    .bind(&family)
+    .bind(user_id)
+    .bind(timestamp::now())
+    .bind(timestamp::in_seconds(
+        state.config.auth.refresh_token_ttl_secs,
+    ))
+    .execute(&mut **tx)
+    .await?;
+    let roles = sqlx::query(
+        "SELECT r.name FROM roles r JOIN user_roles ur ON ur.role_id = r.id WHERE ur.user_id = $1",
+    )
+    .bind(user_id)
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(|row| row.try_get("name"))
+    .collect::<Result<Vec<String>, _>>()?;
+    let (access_token, _) = state.tokens.issue(user_id, token_version, &family, roles)?;
+    Ok(TokenPair {
+        access_token,
+        token_type: "bearer",
+        expires_in: state.tokens.access_ttl_secs(),
+        refresh_token,
+    })
+}
+
+/// Exchanges a refresh token for a new pair, enforcing single use.
+pub async fn rotate(state: &AppState, presented: &str) -> Result<TokenPair, ApiError> {
+    let mut tx = state.db.pool().begin().await?;
+    let row = sqlx::query(
+        "SELECT t.id, t.family_id, t.user_id, t.expires_at, t.used_at, t.revoked_at,
+                u.is_active, u.token_version
+         FROM refresh_tokens t JOIN users u ON u.id = t.user_id
+         WHERE t.token_hash = $1",
+    )
+    .bind(token_hash(presented))
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| ApiError::unauthenticated("invalid refresh token"))?;
+    let id: i64 = row.try_get("id")?;
+    let family: String = row.try_get("family_id")?;
+    let user_id: i64 = row.try_get("user_id")?;
+    let now = timestamp::now();
+    let already_used = row.try_get::<Option<String>, _>("used_at")?.is_some();
+    if row.try_get::<Option<String>, _>("revoked_at")?.is_some() {
+        return Err(ApiError::unauthenticated("refresh token revoked"));
+    }
+    // The conditional update is what makes two concurrent uses of one token
+    // impossible to both succeed: only one of them can flip used_at.
+    let claimed = !already_used
+        && sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL")
+            .bind(&now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+    if !claimed {
+        revoke_family(&mut tx, &family).await?;
+        tx.commit().await?;
+        tracing::warn!(user_id, "refresh token reuse detected; session revoked");
+        return Err(ApiError::unauthenticated(
+            "refresh token already used; session revoked",
+        ));
+    }
+    if row.try_get::<String, _>("expires_at")? <= now {
+        return Err(ApiError::unauthenticated("refresh token expired"));
+    }
+    if !row.try_get::<bool, _>("is_active")? {
+        return Err(ApiError::unauthenticated("account is deactivated"));
+    }
+    let version: i64 = row.try_get("token_version")?;
+    let pair = issue_pair(state, &mut tx, user_id, version, Some(&family)).await?;
+    tx.commit().await?;
+    Ok(pair)
+}
+
+/// Revokes every live token of a family.
+pub async fn revoke_family(tx: &mut Transaction<'_, Any>, family: &str) -> Result<u64, ApiError> {
+    Ok(sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(timestamp::now())
+    .bind(family)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected())
+}
+
+/// Revokes every refresh token of a user (password change or reset,
+/// deactivation).
+pub async fn revoke_all_for_user(
+    tx: &mut Transaction<'_, Any>,
+    user_id: i64,
+) -> Result<u64, ApiError> {
+    Ok(sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(timestamp::now())
+    .bind(user_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected())
+}
+
+/// Refuses an access token's `jti` until the token would have expired.
+pub async fn revoke_access_token(
+    tx: &mut Transaction<'_, Any>,
+    jti: &str,
+    user_id: i64,
+    expires_at_unix: i64,
+) -> Result<(), ApiError> {
+    sqlx::query(
+        "INSERT INTO revoked_access_tokens (jti, user_id, expires_at) VALUES ($1, $2, $3)
+         ON CONFLICT (jti) DO NOTHING",
+    )
+    .bind(jti)
+    .bind(user_id)
+    .bind(timestamp::from_unix(expires_at_unix))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! The `xcore` command line: `serve` (the default), `migrate`, and
+//! `admin create-user`.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::{
+    app::{self, AppState},
+    auth::password::PasswordHasher,
+    config::Config,
+    db::{migrate, Database},
+    observability::logging,
+    rbac,
+};
+
+/// xcore: a plugin-hosting application core.
+#[derive(Debug, Parser)]
+#[command(name = "xcore", version, about)]
+pub struct Cli {
+    /// Configuration file layered over config/default.toml.
+    #[arg(long, env = "XCORE_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Administrative tasks.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Create a user account (with the admin role unless --role says otherwise).
+    CreateUser {
+        /// Email, used to log in.
+        #[arg(long)]
+        email: String,
+        /// Password (at least 8 characters with a letter and a digit).
+        #[arg(long, env = "XCORE_NEW_USER_PASSWORD", hide_env_values = true)]
+        password: String,
+        /// Role to give the account.
+        #[arg(long, default_value = rbac::store::ADMIN_ROLE)]
+        role: String,
+        /// Display name.
+        #[arg(long)]
+        full_name: Option<String>,
+    },
+}
+
+/// Parses the command line and runs it; the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("xcore: configuration error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    logging::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("xcore: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("xcore: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => {
+            config.check_secrets()?;
+            let bind = config.server.bind;
+            let state = AppState::build(config).await?;
+            let listener = tokio::net::TcpListener::bind(bind)
+                .await
+                .with_context(|| format!("cannot listen on {bind}"))?;
+            tracing::info!(address = %listener.local_addr()?, version = env!("CARGO_PKG_VERSION"), "xcore listening");
+            app::serve(listener, state, app::shutdown_signal()).await
+        }
+        Command::Migrate => {
+            let db = Database::connect(&config.database).await?;
+            let applied = migrate::apply(&db, "core", migrate::CORE_MIGRATIONS).await?;
+            rbac::store::ensure_builtins(&db).await?;
+            db.close().await;
+            println!("{applied} migration(s) applied");
+            Ok(())
+        }
+        Command::Admin {
+            command:
+                AdminCommand::CreateUser {
+                    email,
+                    password,
+                    role,
+                    full_name,
+                },
+        } => {
+            let db = Database::connect(&config.database).await?;
+            migrate::apply(&db, "core", migrate::CORE_MIGRATIONS).await?;
+            rbac::store::ensure_builtins(&db).await?;
+            let passwords =
+                PasswordHasher::new(&config.auth.argon2, config.auth.min_password_length)?;
+            let account = rbac::bootstrap::create_user(
+                &db,
+                &passwords,
+                &email,
+                &password,
+                &role,
+                full_name.as_deref(),
+            )
+            .await?;
+            db.close().await;
+            println!(
+                "created user {} ({}) with role {role}",
+                account.id, account.email
+            );
+            Ok(())
+        }
+    }
+}

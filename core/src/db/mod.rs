@@ -1,0 +1,199 @@
+//! The database: one sqlx `AnyPool` over SQLite (the embedded default) or
+//! PostgreSQL, chosen by URL.
+//!
+//! All SQL is written once, with `$1`-style placeholders that both drivers
+//! accept, and sticks to types both dialects decode the same way through the
+//! Any driver: BIGINT integers, BOOLEAN, TEXT. Timestamps are TEXT in one
+//! fixed RFC 3339 UTC format (see [`timestamp`]), so they sort and compare
+//! correctly as strings on both. Where the dialects truly differ (DDL), the
+//! migration carries one script per dialect.
+
+pub mod migrate;
+pub mod timestamp;
+
+use std::{path::Path, str::FromStr, time::Duration};
+
+use anyhow::Context;
+use sqlx::{
+    any::{AnyConnectOptions, AnyPoolOptions},
+    AnyPool, ConnectOptions, Executor,
+};
+
+use crate::config::{redact_url, DatabaseConfig};
+
+/// SQL dialect behind the pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// Embedded SQLite file.
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+impl Dialect {
+    /// Name used for per-dialect migration scripts.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// A connection pool and the dialect it speaks.
+#[derive(Clone, Debug)]
+pub struct Database {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+/// Pragmas every SQLite connection needs: referential integrity (off by
+/// default in SQLite), waiting on a locked database instead of failing at
+/// once, and the durability level WAL is designed for.
+const SQLITE_CONNECTION_PRAGMAS: &str =
+    "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;";
+
+impl Database {
+    /// Connects, creating the SQLite file and its directory when missing.
+    pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let dialect = if config.url.starts_with("sqlite:") {
+            Dialect::Sqlite
+        } else {
+            Dialect::Postgres
+        };
+        let url = match dialect {
+            Dialect::Sqlite => prepare_sqlite_url(&config.url)?,
+            Dialect::Postgres => config.url.clone(),
+        };
+        let options = AnyConnectOptions::from_str(&url)
+            .with_context(|| format!("invalid database URL {}", redact_url(&config.url)))?
+            .log_statements(tracing::log::LevelFilter::Debug)
+            .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+        let mut pool_options = AnyPoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(Duration::from_secs(config.acquire_timeout_secs));
+        if dialect == Dialect::Sqlite {
+            pool_options = pool_options.after_connect(|connection, _| {
+                Box::pin(async move {
+                    connection.execute(SQLITE_CONNECTION_PRAGMAS).await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = pool_options
+            .connect_with(options)
+            .await
+            .with_context(|| format!("cannot connect to {}", redact_url(&config.url)))?;
+        if dialect == Dialect::Sqlite {
+            // WAL is a property of the file, so setting it once is enough; it
+            // lets readers proceed while a writer commits.
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await
+                .context("cannot switch SQLite to WAL")?;
+        }
+        Ok(Self { pool, dialect })
+    }
+
+    /// The pool, for queries.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The dialect, for the few statements that differ.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Round-trips a trivial query.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+    }
+
+    /// Closes every connection, waiting for checked-out ones to come back.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Adds `mode=rwc` (create if missing) and creates the parent directory.
+fn prepare_sqlite_url(url: &str) -> anyhow::Result<String> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let path = rest.split('?').next().unwrap_or(rest);
+    if !path.is_empty() && path != ":memory:" {
+        if let Some(parent) = Path::new(path)
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(parent).with_context(|| {
+                format!("cannot create database directory {}", parent.display())
+            })?;
+        }
+    }
+    Ok(if url.contains("mode=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    })
+}
+
+/// Numbers `$n` placeholders while a dynamic statement is assembled, so
+/// optional filters can be appended in any combination.
+#[derive(Debug, Default)]
+pub struct Placeholders(usize);
+
+impl Placeholders {
+    /// The next placeholder (`$1`, `$2`, ...).
+    pub fn next_placeholder(&mut self) -> String {
+        self.0 += 1;
+        format!("${}", self.0)
+    }
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE ... ESCAPE '\'` pattern and wraps the
+/// needle for a substring match, lower-cased for case-insensitive search.
+pub fn like_pattern(needle: &str) -> String {
+    let mut pattern = String::with_capacity(needle.len() + 2);
+    pattern.push('%');
+    for ch in needle.to_lowercase().chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(ch);
+    }
+    pattern.push('%');
+    pattern
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_create_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}/nested/x.db", dir.path().display());
+        assert!(prepare_sqlite_url(&url)
+            .expect("prepared")
+            .ends_with("x.db?mode=rwc"));
+        assert!(dir.path().join("nested").is_dir());
+        assert_eq!(
+            prepare_sqlite_url("sqlite::memory:?cache=shared").expect("prepared"),
+            "sqlite::memory:?cache=shared&mode=rwc"
+        );
+    }
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(like_pattern("50%_Off\\"), "%50\\%\\_off\\\\%");
+    }
+}

@@ -1,0 +1,167 @@
+//! The standard list body `{total, skip, limit, items, has_more}` and the
+//! `skip`/`limit`/`sort_by`/`sort_order` rules shared by every list route.
+
+use serde::Serialize;
+
+use crate::error::FieldError;
+
+/// Page size when the client gives none.
+pub const DEFAULT_LIMIT: i64 = 20;
+/// Largest page size a client may ask for.
+pub const MAX_LIMIT: i64 = 100;
+
+/// A validated window into a list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageRequest {
+    /// Rows skipped.
+    pub skip: i64,
+    /// Rows returned at most.
+    pub limit: i64,
+}
+
+impl PageRequest {
+    /// Validates raw `skip`/`limit`, reporting each bad one.
+    pub fn from_query(skip: Option<i64>, limit: Option<i64>) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let skip = skip.unwrap_or(0);
+        if skip < 0 {
+            errors.push(FieldError::new("skip", "must be >= 0"));
+        }
+        let limit = limit.unwrap_or(DEFAULT_LIMIT);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            errors.push(FieldError::new(
+                "limit",
+                format!("must be between 1 and {MAX_LIMIT}"),
+            ));
+        }
+        if errors.is_empty() {
+            Ok(Self { skip, limit })
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// Sort direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortOrder {
+    /// Smallest first.
+    Asc,
+    /// Largest first.
+    Desc,
+}
+
+impl SortOrder {
+    /// SQL keyword.
+    pub fn sql(self) -> &'static str {
+        match self {
+            Self::Asc => "ASC",
+            Self::Desc => "DESC",
+        }
+    }
+}
+
+/// Resolves `sort_by`/`sort_order` against an allow-list mapping public field
+/// names to SQL columns, so a client can never inject SQL through sorting.
+pub fn resolve_sort(
+    sort_by: Option<&str>,
+    sort_order: Option<&str>,
+    allowed: &[(&str, &'static str)],
+    default: (&'static str, SortOrder),
+) -> Result<(&'static str, SortOrder), Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let column = match sort_by {
+        None => default.0,
+        Some(name) => match allowed.iter().find(|(public, _)| *public == name) {
+            Some((_, column)) => column,
+            None => {
+                let names: Vec<&str> = allowed.iter().map(|(public, _)| *public).collect();
+                errors.push(FieldError::new(
+                    "sort_by",
+                    format!("unknown sort field {name:?}; one of {}", names.join(", ")),
+                ));
+                default.0
+            }
+        },
+    };
+    let order = match sort_order.map(str::to_ascii_lowercase).as_deref() {
+        None => default.1,
+        Some("asc") => SortOrder::Asc,
+        Some("desc") => SortOrder::Desc,
+        Some(other) => {
+            errors.push(FieldError::new(
+                "sort_order",
+                format!("must be asc or desc, got {other:?}"),
+            ));
+            default.1
+        }
+    };
+    if errors.is_empty() {
+        Ok((column, order))
+    } else {
+        Err(errors)
+    }
+}
+
+/// The standard list body.
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    /// Rows matching the filters, ignoring the window.
+    pub total: i64,
+    /// Echo of the window start.
+    pub skip: i64,
+    /// Echo of the window size.
+    pub limit: i64,
+    /// The rows in the window.
+    pub items: Vec<T>,
+    /// Whether rows exist past this window.
+    pub has_more: bool,
+}
+
+impl<T> Page<T> {
+    /// Builds the body for a window.
+    pub fn new(items: Vec<T>, total: i64, window: PageRequest) -> Self {
+        Self {
+            has_more: window.skip + (items.len() as i64) < total,
+            total,
+            skip: window.skip,
+            limit: window.limit,
+            items,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_enforced() {
+        assert_eq!(
+            PageRequest::from_query(None, None),
+            Ok(PageRequest { skip: 0, limit: 20 })
+        );
+        assert!(PageRequest::from_query(Some(-1), Some(101)).is_err_and(|e| e.len() == 2));
+        assert!(PageRequest::from_query(None, Some(0)).is_err());
+        assert!(PageRequest::from_query(None, Some(100)).is_ok());
+    }
+
+    #[test]
+    fn sort_is_allow_listed() {
+        let allowed = [("email", "email"), ("created_at", "created_at")];
+        let default = ("id", SortOrder::Asc);
+        assert_eq!(
+            resolve_sort(Some("email"), Some("DESC"), &allowed, default),
+            Ok(("email", SortOrder::Desc))
+        );
+        assert!(resolve_sort(Some("password_hash"), None, &allowed, default).is_err());
+        assert!(resolve_sort(None, Some("sideways"), &allowed, default).is_err());
+    }
+
+    #[test]
+    fn has_more_reflects_the_window() {
+        let window = PageRequest { skip: 0, limit: 2 };
+        assert!(Page::new(vec![1, 2], 3, window).has_more);
+        assert!(!Page::new(vec![1, 2], 2, window).has_more);
+    }
+}

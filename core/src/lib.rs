@@ -1,0 +1,31 @@
+//! xcore: a plugin-hosting application core.
+//!
+//! The host owns everything cross-cutting (HTTP serving, authentication,
+//! RBAC, health, metrics, rate limits, the database) so domain features can
+//! live in plugins.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the `xcore` command line (`serve`, `migrate`, `admin`).
+//! - [`app`]: `AppState`, the router ([`app()`]) and [`serve`] with graceful
+//!   shutdown.
+//! - [`config`]: layered, typed configuration.
+//! - [`error`]: `ApiError`, the one error body every client sees.
+//! - [`http`]: request ids, extractors, pagination, rate limits.
+//! - [`db`]: the SQLite/PostgreSQL pool and migrations.
+//! - [`auth`]: passwords, tokens, sessions, `/auth/*`.
+//! - [`rbac`]: permissions, roles, `/admin/*`.
+//! - [`observability`]: `/health*`, `/metrics`, logging.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod observability;
+pub mod rbac;
+
+pub use app::{app, serve, AppState};
+pub use config::Config;

@@ -1,0 +1,104 @@
+//! The bootstrap administrator (`XCORE_ADMIN_EMAIL`/`XCORE_ADMIN_PASSWORD`
+//! at start, `xcore admin create-user` by hand).
+
+use crate::{
+    auth::{password::PasswordHasher, users},
+    db::Database,
+    error::ApiError,
+};
+
+use super::store::ADMIN_ROLE;
+
+/// Makes sure `email` exists, is active, has the admin role and the given
+/// password. The password is rewritten only when it no longer verifies, so
+/// a restart does not end the admin's sessions.
+pub async fn ensure_admin(
+    db: &Database,
+    passwords: &PasswordHasher,
+    email: &str,
+    password: &str,
+) -> anyhow::Result<()> {
+    let email = users::normalize_email(email);
+    if let Some(problem) = users::check_email("email", &email) {
+        anyhow::bail!("bootstrap admin email: {}", problem.message);
+    }
+    let existing = users::credentials_by_email(db, &email)
+        .await
+        .map_err(api_to_anyhow)?;
+    let mut tx = db.pool().begin().await?;
+    let user_id = match existing {
+        Some(account) => {
+            if !passwords
+                .verify(password, Some(&account.password_hash))
+                .await?
+                .matched()
+            {
+                let hash = passwords.hash(password).await?;
+                users::set_password(&mut tx, account.id, &hash)
+                    .await
+                    .map_err(api_to_anyhow)?;
+            }
+            sqlx::query("UPDATE users SET is_active = TRUE WHERE id = $1")
+                .bind(account.id)
+                .execute(&mut *tx)
+                .await?;
+            account.id
+        }
+        None => {
+            if let Some(problem) = passwords.check_policy("password", password, Some(&email)) {
+                anyhow::bail!("bootstrap admin password {}", problem.message);
+            }
+            let hash = passwords.hash(password).await?;
+            users::create(&mut tx, &email, Some("Administrator"), &hash, &[])
+                .await
+                .map_err(api_to_anyhow)?
+                .id
+        }
+    };
+    sqlx::query(
+        "INSERT INTO user_roles (user_id, role_id) SELECT $1, id FROM roles WHERE name = $2
+         ON CONFLICT (user_id, role_id) DO NOTHING",
+    )
+    .bind(user_id)
+    .bind(ADMIN_ROLE)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    tracing::info!(user_id, "bootstrap admin ready");
+    Ok(())
+}
+
+/// Creates a user with one role from the command line; refuses an email
+/// that is taken.
+pub async fn create_user(
+    db: &Database,
+    passwords: &PasswordHasher,
+    email: &str,
+    password: &str,
+    role: &str,
+    full_name: Option<&str>,
+) -> anyhow::Result<users::Account> {
+    let email = users::normalize_email(email);
+    let problems: Vec<String> = [
+        users::check_email("email", &email),
+        passwords.check_policy("password", password, Some(&email)),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|problem| format!("{}: {}", problem.field, problem.message))
+    .collect();
+    if !problems.is_empty() {
+        anyhow::bail!("{}", problems.join("; "));
+    }
+    let hash = passwords.hash(password).await?;
+    let mut tx = db.pool().begin().await?;
+    let account = users::create(&mut tx, &email, full_name, &hash, &[role])
+        .await
+        .map_err(api_to_anyhow)?;
+    tx.commit().await?;
+    Ok(account)
+}
+
+fn api_to_anyhow(error: ApiError) -> anyhow::Error {
+    anyhow::anyhow!("{}", error.message())
+}

@@ -1,0 +1,102 @@
+//! Permission names, the `Require<P>` extractor, and the core permission set.
+//!
+//! Permissions are `resource:action` strings. Core routes name theirs with a
+//! marker type (`Require<UsersRead>`), so a handler's signature states what
+//! it needs and a route cannot be added without choosing one.
+
+use std::marker::PhantomData;
+
+use axum::{extract::FromRequestParts, http::request::Parts};
+
+use crate::{app::AppState, auth::AuthUser, error::ApiError};
+
+/// A permission a marker type stands for.
+pub trait Permission {
+    /// The `resource:action` name.
+    const NAME: &'static str;
+    /// What it allows, for `/admin/permissions`.
+    const DESCRIPTION: &'static str;
+}
+
+macro_rules! core_permissions {
+    ($($marker:ident => $name:literal, $description:literal;)*) => {
+        $(
+            #[doc = $description]
+            #[derive(Debug)]
+            pub struct $marker;
+            impl Permission for $marker {
+                const NAME: &'static str = $name;
+                const DESCRIPTION: &'static str = $description;
+            }
+        )*
+        /// Every permission the host itself defines: `(name, description)`.
+        pub const CORE_PERMISSIONS: &[(&str, &str)] = &[$(($name, $description)),*];
+    };
+}
+
+core_permissions! {
+    UsersRead => "users:read", "List and view user accounts";
+    UsersWrite => "users:write", "Create, activate, deactivate users and assign their roles";
+    RolesRead => "roles:read", "List and view roles and permissions";
+    RolesWrite => "roles:write", "Create, change and delete roles and permissions, and grant permissions to roles";
+    PluginsManage => "plugins:manage", "Install, enable, disable, reload and uninstall plugins";
+    TasksManage => "tasks:manage", "Create, run, pause and resume scheduled tasks";
+}
+
+/// The authenticated caller, checked to hold `P`: 401 without a valid token,
+/// 403 without the permission.
+#[derive(Debug)]
+pub struct Require<P: Permission> {
+    /// The caller.
+    pub user: AuthUser,
+    marker: PhantomData<P>,
+}
+
+impl<P: Permission + Send + Sync> FromRequestParts<AppState> for Require<P> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let user = AuthUser::from_request_parts(parts, state).await?;
+        user.require(P::NAME)?;
+        Ok(Self {
+            user,
+            marker: PhantomData,
+        })
+    }
+}
+
+/// Splits and checks a `resource:action` name: lower-case ASCII letters,
+/// digits, `_`, `-` and `.`, one colon.
+pub fn parse_permission_name(name: &str) -> Option<(&str, &str)> {
+    let (resource, action) = name.split_once(':')?;
+    let part_ok = |part: &str| {
+        !part.is_empty()
+            && part.len() <= 64
+            && part.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.')
+            })
+    };
+    (part_ok(resource) && part_ok(action)).then_some((resource, action))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permission_names_are_resource_colon_action() {
+        assert_eq!(
+            parse_permission_name("reports:generate"),
+            Some(("reports", "generate"))
+        );
+        for bad in ["reports", "Reports:gen", ":x", "x:", "a:b:c", "a b:c"] {
+            assert_eq!(parse_permission_name(bad), None, "{bad}");
+        }
+        for (name, _) in CORE_PERMISSIONS {
+            assert!(parse_permission_name(name).is_some(), "{name}");
+        }
+    }
+}

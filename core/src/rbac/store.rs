@@ -1,0 +1,114 @@
+//! Built-in roles and permissions, kept present at every start.
+//!
+//! `admin` holds every permission: each permission is granted to it when it
+//! is created (here, through `/admin/permissions`, or when a plugin registers
+//! its own), and this start-up pass re-grants any that are missing. `user`
+//! is the role self-registered accounts get.
+
+use sqlx::Row;
+
+use super::permissions::{parse_permission_name, CORE_PERMISSIONS};
+use crate::{
+    db::{timestamp, Database},
+    error::ApiError,
+};
+
+/// The all-powerful built-in role.
+pub const ADMIN_ROLE: &str = "admin";
+/// The default role of registered accounts.
+pub const USER_ROLE: &str = "user";
+
+/// Built-in roles: `(name, description)`.
+pub const BUILTIN_ROLES: &[(&str, &str)] = &[
+    (
+        ADMIN_ROLE,
+        "Administrator: every permission, including those plugins add",
+    ),
+    (USER_ROLE, "Registered user"),
+];
+
+/// Creates the built-in roles and core permissions when missing and grants
+/// every permission to `admin`. Idempotent; safe with concurrent starts.
+pub async fn ensure_builtins(db: &Database) -> anyhow::Result<()> {
+    let now = timestamp::now();
+    let mut tx = db.pool().begin().await?;
+    for (name, description) in BUILTIN_ROLES {
+        sqlx::query(
+            "INSERT INTO roles (name, description, is_builtin, created_at, updated_at)
+             VALUES ($1, $2, TRUE, $3, $3) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(*name)
+        .bind(*description)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for (name, description) in CORE_PERMISSIONS {
+        let (resource, action) = parse_permission_name(name)
+            .ok_or_else(|| anyhow::anyhow!("core permission {name} is malformed"))?;
+        sqlx::query(
+            "INSERT INTO permissions (name, description, resource, action, owner, created_at)
+             VALUES ($1, $2, $3, $4, 'core', $5) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(*name)
+        .bind(*description)
+        .bind(resource)
+        .bind(action)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query(
+        "INSERT INTO role_permissions (role_id, permission_id)
+         SELECT r.id, p.id FROM roles r CROSS JOIN permissions p WHERE r.name = $1
+         ON CONFLICT (role_id, permission_id) DO NOTHING",
+    )
+    .bind(ADMIN_ROLE)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Creates a permission (granting it to `admin`) and returns its id; 409 if
+/// the name exists. Used by `/admin/permissions` and plugin registration.
+pub async fn create_permission(
+    db: &Database,
+    name: &str,
+    description: Option<&str>,
+    owner: &str,
+) -> Result<i64, ApiError> {
+    let (resource, action) = parse_permission_name(name).ok_or_else(|| {
+        ApiError::invalid_field(
+            "name",
+            "must be resource:action in lower-case letters, digits, _ - .",
+        )
+    })?;
+    let mut tx = db.pool().begin().await?;
+    let id: i64 = sqlx::query(
+        "INSERT INTO permissions (name, description, resource, action, owner, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+    )
+    .bind(name)
+    .bind(description)
+    .bind(resource)
+    .bind(action)
+    .bind(owner)
+    .bind(timestamp::now())
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(|error| match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            ApiError::conflict(format!("permission {name} already exists"))
+        }
+        _ => error.into(),
+    })?
+    .try_get("id")?;
+    sqlx::query("INSERT INTO role_permissions (role_id, permission_id) SELECT id, $1 FROM roles WHERE name = $2")
+        .bind(id)
+        .bind(ADMIN_ROLE)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(id)
+}
