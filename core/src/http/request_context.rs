@@ -58,6 +58,7 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
             let response = next.run(request).await;
             if response.status().as_u16() >= 400
                 && response.extensions().get::<RenderedError>().is_none()
+                && !is_json(&response)
             {
                 standardise(response).await
             } else {
@@ -71,6 +72,17 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
             .insert(REQUEST_ID_HEADER.clone(), value);
     }
     response
+}
+
+/// A handler that answers an error status with its own JSON body (the
+/// health report's 503) means that body; only the framework's plain-text
+/// and empty bodies are rewritten.
+fn is_json(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"))
 }
 
 fn is_sane_request_id(value: &str) -> bool {
@@ -90,7 +102,7 @@ async fn standardise(response: Response) -> Response {
         .await
         .ok()
         .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_string())
-        .filter(|text| !text.is_empty() && !text.starts_with('{'));
+        .filter(|text| !text.is_empty());
     let message = match (status, text) {
         (StatusCode::INTERNAL_SERVER_ERROR, _) => "internal server error".to_string(),
         (_, Some(text)) => text,
