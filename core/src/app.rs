@@ -18,7 +18,10 @@ use axum::{
     middleware, Router,
 };
 use tokio::{net::TcpListener, sync::Notify};
-use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    trace::{DefaultOnFailure, TraceLayer},
+};
 
 use crate::{
     auth::{self, password::PasswordHasher, tokens::TokenService},
@@ -153,19 +156,23 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(request_context::panic_response))
         .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request| {
-                // The path only: a query string may carry a token.
-                tracing::info_span!(
-                    "request",
-                    method = %request.method(),
-                    path = request.uri().path(),
-                    request_id = request
-                        .extensions()
-                        .get::<request_context::RequestId>()
-                        .map(|id| id.0.as_ref())
-                        .unwrap_or("-"),
-                )
-            }),
+            TraceLayer::new_for_http()
+                // ApiError already logged any 5xx cause once; a second
+                // "response failed" line per error would only be noise.
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG))
+                .make_span_with(|request: &Request| {
+                    // The path only: a query string may carry a token.
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        path = request.uri().path(),
+                        request_id = request
+                            .extensions()
+                            .get::<request_context::RequestId>()
+                            .map(|id| id.0.as_ref())
+                            .unwrap_or("-"),
+                    )
+                }),
         )
         .layer(middleware::from_fn(request_context::middleware))
         .with_state(state)

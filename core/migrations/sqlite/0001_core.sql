@@ -1,10 +1,12 @@
 -- Core schema, SQLite dialect. Keep in step with ../postgres/0001_core.sql.
+-- Flags are INTEGER 0/1 here (sqlx's Any driver cannot decode SQLite's BOOLEAN
+-- affinity) and BOOLEAN in PostgreSQL; read them with xcore::db::flag().
 CREATE TABLE users (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     email TEXT NOT NULL UNIQUE,
     full_name TEXT,
     password_hash TEXT NOT NULL,
-    is_active BOOLEAN NOT NULL DEFAULT TRUE,
+    is_active INTEGER NOT NULL DEFAULT 1,
     token_version BIGINT NOT NULL DEFAULT 0,
     last_login TEXT,
     created_at TEXT NOT NULL,
@@ -15,7 +17,7 @@ CREATE TABLE roles (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL UNIQUE,
     description TEXT,
-    is_builtin BOOLEAN NOT NULL DEFAULT FALSE,
+    is_builtin INTEGER NOT NULL DEFAULT 0,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );

@@ -131,7 +131,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<AuthUser, Api
         .first()
         .ok_or_else(|| ApiError::unauthenticated("invalid token"))?;
     let revoked: i64 = first.try_get("revoked")?;
-    let active: bool = first.try_get("is_active")?;
+    let active = crate::db::flag(first, "is_active")?;
     let version: i64 = first.try_get("token_version")?;
     if revoked > 0 {
         return Err(ApiError::unauthenticated("token revoked"));

@@ -110,7 +110,7 @@ pub async fn rotate(state: &AppState, presented: &str) -> Result<TokenPair, ApiE
     if row.try_get::<String, _>("expires_at")? <= now {
         return Err(ApiError::unauthenticated("refresh token expired"));
     }
-    if !row.try_get::<bool, _>("is_active")? {
+    if !crate::db::flag(&row, "is_active")? {
         return Err(ApiError::unauthenticated("account is deactivated"));
     }
     let version: i64 = row.try_get("token_version")?;

@@ -177,7 +177,7 @@ fn credentials_from_row(row: &sqlx::any::AnyRow) -> Result<Credentials, ApiError
     Ok(Credentials {
         id: row.try_get("id")?,
         password_hash: row.try_get("password_hash")?,
-        is_active: row.try_get("is_active")?,
+        is_active: crate::db::flag(row, "is_active")?,
         token_version: row.try_get("token_version")?,
     })
 }
@@ -220,7 +220,7 @@ pub async fn profile(db: &Database, user_id: i64) -> Result<Profile, ApiError> {
         id: row.try_get("id")?,
         email: row.try_get("email")?,
         full_name: row.try_get("full_name")?,
-        is_active: row.try_get("is_active")?,
+        is_active: crate::db::flag(&row, "is_active")?,
         roles: role_names(db, user_id).await?,
         permissions,
         last_login: row.try_get("last_login")?,

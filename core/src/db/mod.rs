@@ -3,7 +3,10 @@
 //!
 //! All SQL is written once, with `$1`-style placeholders that both drivers
 //! accept, and sticks to types both dialects decode the same way through the
-//! Any driver: BIGINT integers, BOOLEAN, TEXT. Timestamps are TEXT in one
+//! Any driver: BIGINT integers and TEXT. Flags are BOOLEAN in PostgreSQL but
+//! INTEGER in SQLite (the Any driver cannot decode SQLite's BOOLEAN), so
+//! they are read with [`flag`]; binding a Rust `bool` and writing `= TRUE`
+//! work on both. Timestamps are TEXT in one
 //! fixed RFC 3339 UTC format (see [`timestamp`]), so they sort and compare
 //! correctly as strings on both. Where the dialects truly differ (DDL), the
 //! migration carries one script per dialect.
@@ -15,8 +18,8 @@ use std::{path::Path, str::FromStr, time::Duration};
 
 use anyhow::Context;
 use sqlx::{
-    any::{AnyConnectOptions, AnyPoolOptions},
-    AnyPool, ConnectOptions, Executor,
+    any::{AnyConnectOptions, AnyPoolOptions, AnyRow},
+    AnyPool, ConnectOptions, Executor, Row,
 };
 
 use crate::config::{redact_url, DatabaseConfig};
@@ -144,6 +147,12 @@ fn prepare_sqlite_url(url: &str) -> anyhow::Result<String> {
     } else {
         format!("{url}?mode=rwc")
     })
+}
+
+/// Reads a flag column: BOOLEAN in PostgreSQL, INTEGER 0/1 in SQLite.
+pub fn flag(row: &AnyRow, column: &str) -> Result<bool, sqlx::Error> {
+    row.try_get::<bool, _>(column)
+        .or_else(|_| row.try_get::<i64, _>(column).map(|value| value != 0))
 }
 
 /// Numbers `$n` placeholders while a dynamic statement is assembled, so

@@ -104,7 +104,7 @@ pub fn test_config(database_url: &str) -> Config {
     config.rate_limits.enabled = false;
     config.admin.email = ADMIN_EMAIL.into();
     config.admin.password = ADMIN_PASSWORD.into();
-    config.log.filter = "warn".into();
+    config.log.filter = std::env::var("XCORE_TEST_LOG").unwrap_or_else(|_| "warn".into());
     config
 }
 
@@ -135,6 +135,8 @@ impl TestServer {
         let mut config = test_config(&db.url);
         adjust(&mut config);
         config.validate().expect("valid test config");
+        // Shown by the test runner for failing tests only.
+        xcore::observability::logging::init(&config.log);
         let state = AppState::build(config).await.expect("state builds");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -1,0 +1,621 @@
+//! `/auth/*` against a real server: registration, login, sessions, refresh
+//! rotation and reuse detection, logout, password reset and update, and the
+//! token checks (algorithm, signature, expiry, revocation, account state).
+
+mod common;
+
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use common::{
+    access_token, expect_error, expect_status, TestServer, ADMIN_EMAIL, ADMIN_PASSWORD, JWT_SECRET,
+};
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::Row;
+
+async fn me(server: &TestServer, token: &str) -> reqwest::Response {
+    server
+        .get("/auth/me")
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("send")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_creates_an_account_and_validates_every_field() {
+    let server = TestServer::start().await;
+    let body = server
+        .register("Alice@Example.com", "SecurePassword123!")
+        .await;
+    assert!(body["id"].as_i64().is_some());
+    assert_eq!(body["email"], "alice@example.com");
+    assert_eq!(body["full_name"], "Test User");
+    assert_eq!(body["is_active"], true);
+    assert!(body["created_at"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z')));
+    assert!(body.get("password_hash").is_none() && body.get("password").is_none());
+
+    // The email is unique regardless of case.
+    let duplicate = server
+        .post("/auth/register")
+        .json(&json!({"email": "ALICE@example.com", "password": "SecurePassword123!"}))
+        .send()
+        .await
+        .expect("send");
+    expect_error(duplicate, StatusCode::CONFLICT, "CONFLICT").await;
+
+    // Both problems are reported, one details entry per field.
+    let invalid = server
+        .post("/auth/register")
+        .json(&json!({"email": "not-an-email", "password": "short"}))
+        .send()
+        .await
+        .expect("send");
+    let body = expect_error(
+        invalid,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+    let fields: Vec<&str> = body["error"]["details"]
+        .as_array()
+        .expect("details")
+        .iter()
+        .map(|d| d["field"].as_str().expect("field"))
+        .collect();
+    assert_eq!(fields, vec!["email", "password"]);
+
+    let missing = server
+        .post("/auth/register")
+        .json(&json!({"email": "bob@example.com"}))
+        .send()
+        .await
+        .expect("send");
+    let body = expect_error(
+        missing,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+    assert_eq!(body["error"]["details"][0]["field"], "password");
+
+    let malformed = server
+        .post("/auth/register")
+        .header("content-type", "application/json")
+        .body("{\"email\": ")
+        .send()
+        .await
+        .expect("send");
+    expect_error(malformed, StatusCode::BAD_REQUEST, "VALIDATION_ERROR").await;
+
+    let wrong_type = server
+        .post("/auth/register")
+        .body("email=x")
+        .send()
+        .await
+        .expect("send");
+    expect_error(
+        wrong_type,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "VALIDATION_ERROR",
+    )
+    .await;
+
+    // The stored hash is argon2id, never the password.
+    let row = sqlx::query("SELECT password_hash FROM users WHERE email = $1")
+        .bind("alice@example.com")
+        .fetch_one(server.state.db.pool())
+        .await
+        .expect("row");
+    let hash: String = row.get("password_hash");
+    assert!(hash.starts_with("$argon2id$v=19$"), "{hash}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_accepts_form_and_json_and_hides_which_part_was_wrong() {
+    let server = TestServer::start().await;
+    server.register("carol@example.com", "CarolPassw0rd").await;
+
+    let form = server
+        .post("/auth/login")
+        .form(&[
+            ("username", "carol@example.com"),
+            ("password", "CarolPassw0rd"),
+        ])
+        .send()
+        .await
+        .expect("send");
+    let tokens = expect_status(form, StatusCode::OK).await;
+    assert_eq!(tokens["token_type"], "bearer");
+    assert_eq!(tokens["expires_in"], 1800);
+    assert!(tokens["refresh_token"]
+        .as_str()
+        .is_some_and(|t| t.len() >= 40));
+    assert_eq!(access_token(&tokens).split('.').count(), 3);
+
+    for body in [
+        json!({"username": "CAROL@example.com", "password": "CarolPassw0rd"}),
+        json!({"email": "carol@example.com", "password": "CarolPassw0rd"}),
+    ] {
+        let response = server
+            .post("/auth/login")
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        expect_status(response, StatusCode::OK).await;
+    }
+
+    let wrong_password = server
+        .post("/auth/login")
+        .json(&json!({"username": "carol@example.com", "password": "nope-nope-1"}))
+        .send()
+        .await
+        .expect("send");
+    let wrong_password = expect_error(
+        wrong_password,
+        StatusCode::UNAUTHORIZED,
+        "AUTHENTICATION_ERROR",
+    )
+    .await;
+    let unknown_user = server
+        .post("/auth/login")
+        .json(&json!({"username": "nobody@example.com", "password": "nope-nope-1"}))
+        .send()
+        .await
+        .expect("send");
+    let unknown_user = expect_error(
+        unknown_user,
+        StatusCode::UNAUTHORIZED,
+        "AUTHENTICATION_ERROR",
+    )
+    .await;
+    assert_eq!(
+        wrong_password["error"]["message"],
+        unknown_user["error"]["message"]
+    );
+
+    let empty = server
+        .post("/auth/login")
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("send");
+    let body = expect_error(empty, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR").await;
+    assert_eq!(body["error"]["details"].as_array().map(Vec::len), Some(2));
+
+    // An inactive account cannot log in, even with the right password.
+    sqlx::query("UPDATE users SET is_active = FALSE WHERE email = $1")
+        .bind("carol@example.com")
+        .execute(server.state.db.pool())
+        .await
+        .expect("deactivate");
+    let inactive = server
+        .post("/auth/login")
+        .json(&json!({"username": "carol@example.com", "password": "CarolPassw0rd"}))
+        .send()
+        .await
+        .expect("send");
+    expect_error(inactive, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn me_shows_roles_permissions_and_last_login() {
+    let server = TestServer::start().await;
+    let (id, token) = server.user_token("dave@example.com").await;
+    let body = expect_status(me(&server, &token).await, StatusCode::OK).await;
+    assert_eq!(body["id"], id);
+    assert_eq!(body["email"], "dave@example.com");
+    assert_eq!(body["roles"], json!(["user"]));
+    assert_eq!(body["permissions"], json!([]));
+    assert_eq!(body["is_active"], true);
+    assert!(body["last_login"].is_string());
+    assert!(body["created_at"].is_string());
+
+    let admin = expect_status(
+        me(&server, &server.admin_token().await).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(admin["roles"], json!(["admin"]));
+    let permissions = admin["permissions"].as_array().expect("permissions");
+    for expected in [
+        "users:read",
+        "users:write",
+        "roles:read",
+        "roles:write",
+        "plugins:manage",
+        "tasks:manage",
+    ] {
+        assert!(
+            permissions.contains(&json!(expected)),
+            "admin lacks {expected}: {admin}"
+        );
+    }
+
+    let anonymous = server.get("/auth/me").send().await.expect("send");
+    let response_headers = anonymous.headers().clone();
+    expect_error(anonymous, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
+    assert_eq!(
+        response_headers
+            .get("www-authenticate")
+            .map(|v| v.as_bytes()),
+        Some(&b"Bearer"[..])
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
+    let server = TestServer::start().await;
+    server.register("erin@example.com", "ErinPassw0rd").await;
+    let first = server.login("erin@example.com", "ErinPassw0rd").await;
+    let first_refresh = first["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_string();
+
+    let rotated = server
+        .post("/auth/refresh")
+        .json(&json!({"refresh_token": first_refresh}))
+        .send()
+        .await
+        .expect("send");
+    let second = expect_status(rotated, StatusCode::OK).await;
+    let second_refresh = second["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_string();
+    assert_ne!(second_refresh, first_refresh);
+    expect_status(me(&server, &access_token(&second)).await, StatusCode::OK).await;
+
+    // The rotated token is also accepted as the Bearer credential.
+    let third = server
+        .post("/auth/refresh")
+        .bearer_auth(&second_refresh)
+        .send()
+        .await
+        .expect("send");
+    let third = expect_status(third, StatusCode::OK).await;
+    let third_refresh = third["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_string();
+
+    // Replaying an already-used token is theft: 401, and the whole family,
+    // including the latest token, dies with it.
+    let replay = server
+        .post("/auth/refresh")
+        .json(&json!({"refresh_token": first_refresh}))
+        .send()
+        .await
+        .expect("send");
+    expect_error(replay, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
+    let latest = server
+        .post("/auth/refresh")
+        .json(&json!({"refresh_token": third_refresh}))
+        .send()
+        .await
+        .expect("send");
+    expect_error(latest, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
+
+    // Another session of the same user is unaffected.
+    let other = server.login("erin@example.com", "ErinPassw0rd").await;
+    let other = server
+        .post("/auth/refresh")
+        .json(&json!({"refresh_token": other["refresh_token"]}))
+        .send()
+        .await
+        .expect("send");
+    expect_status(other, StatusCode::OK).await;
+
+    let garbage = server
+        .post("/auth/refresh")
+        .json(&json!({"refresh_token": "garbage"}))
+        .send()
+        .await
+        .expect("send");
+    expect_error(garbage, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
+    let missing = server.post("/auth/refresh").send().await.expect("send");
+    expect_error(
+        missing,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_revokes_the_access_token_and_the_session() {
+    let server = TestServer::start().await;
+    server.register("frank@example.com", "FrankPassw0rd").await;
+    let session = server.login("frank@example.com", "FrankPassw0rd").await;
+    let other = server.login("frank@example.com", "FrankPassw0rd").await;
+    let token = access_token(&session);
+
+    let logout = server
+        .post("/auth/logout")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("send");
+    expect_status(logout, StatusCode::NO_CONTENT).await;
+    let body = expect_error(
+        me(&server, &token).await,
+        StatusCode::UNAUTHORIZED,
+        "AUTHENTICATION_ERROR",
+    )
+    .await;
+    assert_eq!(body["error"]["message"], "token revoked");
+    let refresh = server
+        .post("/auth/refresh")
+        .json(&json!({"refresh_token": session["refresh_token"]}))
+        .send()
+        .await
+        .expect("send");
+    expect_error(refresh, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
+
+    // Logging out one session leaves the other alone.
+    expect_status(me(&server, &access_token(&other)).await, StatusCode::OK).await;
+    server.stop().await;
+}
+
+async fn outbox_token(server: &TestServer, email: &str) -> String {
+    let row =
+        sqlx::query("SELECT body FROM notification_outbox WHERE recipient = $1 ORDER BY id DESC")
+            .bind(email)
+            .fetch_one(server.state.db.pool())
+            .await
+            .expect("outbox message");
+    let body: String = row.get("body");
+    body.lines()
+        .find_map(|line| line.strip_prefix("Reset token: "))
+        .expect("token line")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_reset_goes_through_the_outbox_and_ends_sessions() {
+    let server = TestServer::start().await;
+    server.register("gina@example.com", "GinaPassw0rd").await;
+    let session = server.login("gina@example.com", "GinaPassw0rd").await;
+
+    for email in ["gina@example.com", "unknown@example.com"] {
+        let response = server
+            .post("/auth/password/reset")
+            .json(&json!({"email": email}))
+            .send()
+            .await
+            .expect("send");
+        expect_status(response, StatusCode::ACCEPTED).await;
+    }
+    let unknown_messages =
+        sqlx::query("SELECT COUNT(*) AS n FROM notification_outbox WHERE recipient = $1")
+            .bind("unknown@example.com")
+            .fetch_one(server.state.db.pool())
+            .await
+            .expect("count");
+    assert_eq!(unknown_messages.get::<i64, _>("n"), 0);
+    let token = outbox_token(&server, "gina@example.com").await;
+
+    let weak = server
+        .post("/auth/password/reset")
+        .json(&json!({"token": token, "new_password": "weak"}))
+        .send()
+        .await
+        .expect("send");
+    expect_error(weak, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR").await;
+
+    let done = server
+        .post("/auth/password/reset")
+        .json(&json!({"token": token, "new_password": "GinaNewPassw0rd"}))
+        .send()
+        .await
+        .expect("send");
+    expect_status(done, StatusCode::OK).await;
+
+    let reused = server
+        .post("/auth/password/reset")
+        .json(&json!({"token": token, "new_password": "GinaOtherPassw0rd"}))
+        .send()
+        .await
+        .expect("send");
+    let body = expect_error(reused, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR").await;
+    assert_eq!(body["error"]["details"][0]["field"], "token");
+
+    // Old password out, new password in; the old session is over.
+    let old = server
+        .post("/auth/login")
+        .json(&json!({"username": "gina@example.com", "password": "GinaPassw0rd"}))
+        .send()
+        .await
+        .expect("send");
+    expect_error(old, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
+    server.login("gina@example.com", "GinaNewPassw0rd").await;
+    expect_error(
+        me(&server, &access_token(&session)).await,
+        StatusCode::UNAUTHORIZED,
+        "AUTHENTICATION_ERROR",
+    )
+    .await;
+    let refresh = server
+        .post("/auth/refresh")
+        .json(&json!({"refresh_token": session["refresh_token"]}))
+        .send()
+        .await
+        .expect("send");
+    expect_error(refresh, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_update_checks_the_current_password_and_rotates_sessions() {
+    let server = TestServer::start().await;
+    server.register("hank@example.com", "HankPassw0rd").await;
+    let session = server.login("hank@example.com", "HankPassw0rd").await;
+    let token = access_token(&session);
+
+    let wrong = server
+        .put("/auth/password/update")
+        .bearer_auth(&token)
+        .json(&json!({"current_password": "WrongPassw0rd", "new_password": "HankNewPassw0rd"}))
+        .send()
+        .await
+        .expect("send");
+    let body = expect_error(wrong, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR").await;
+    assert_eq!(body["error"]["details"][0]["field"], "current_password");
+
+    let weak = server
+        .put("/auth/password/update")
+        .bearer_auth(&token)
+        .json(&json!({"current_password": "HankPassw0rd", "new_password": "short"}))
+        .send()
+        .await
+        .expect("send");
+    expect_error(weak, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR").await;
+
+    let updated = server
+        .put("/auth/password/update")
+        .bearer_auth(&token)
+        .json(&json!({"current_password": "HankPassw0rd", "new_password": "HankNewPassw0rd"}))
+        .send()
+        .await
+        .expect("send");
+    let fresh = expect_status(updated, StatusCode::OK).await;
+    expect_status(me(&server, &access_token(&fresh)).await, StatusCode::OK).await;
+    expect_error(
+        me(&server, &token).await,
+        StatusCode::UNAUTHORIZED,
+        "AUTHENTICATION_ERROR",
+    )
+    .await;
+    let refresh = server
+        .post("/auth/refresh")
+        .json(&json!({"refresh_token": session["refresh_token"]}))
+        .send()
+        .await
+        .expect("send");
+    expect_error(refresh, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
+    server.login("hank@example.com", "HankNewPassw0rd").await;
+    server.stop().await;
+}
+
+fn claims_of(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("payload");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64")).expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_expired_and_foreign_tokens_are_refused() {
+    let server = TestServer::start().await;
+    let (user_id, token) = server.user_token("ivy@example.com").await;
+    let claims = claims_of(&token);
+    assert_eq!(claims["sub"], user_id.to_string());
+    for claim in ["exp", "iat", "jti"] {
+        assert!(!claims[claim].is_null(), "missing {claim}: {claims}");
+    }
+
+    // alg: none with the same claims.
+    let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let unsigned = format!(
+        "{none_header}.{}.",
+        token.split('.').nth(1).expect("payload")
+    );
+    // Right secret, other algorithm.
+    let hs384 = encode(
+        &Header::new(Algorithm::HS384),
+        &claims,
+        &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .expect("encode");
+    // Tampered payload (escalated roles), original signature.
+    let mut escalated = claims.clone();
+    escalated["roles"] = json!(["admin"]);
+    let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&escalated).expect("json"));
+    let parts: Vec<&str> = token.split('.').collect();
+    let tampered = format!("{}.{forged_payload}.{}", parts[0], parts[2]);
+    // Signed with another secret.
+    let foreign = encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(b"some-other-secret-some-other-secret"),
+    )
+    .expect("encode");
+    // Correctly signed but expired.
+    let mut old = claims.clone();
+    let now = chrono::Utc::now().timestamp();
+    old["iat"] = json!(now - 7200);
+    old["exp"] = json!(now - 3600);
+    let expired = encode(
+        &Header::new(Algorithm::HS256),
+        &old,
+        &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .expect("encode");
+
+    for (name, bad) in [
+        ("none", &unsigned),
+        ("hs384", &hs384),
+        ("tampered", &tampered),
+        ("foreign", &foreign),
+        ("expired", &expired),
+    ] {
+        let body = expect_error(
+            me(&server, bad).await,
+            StatusCode::UNAUTHORIZED,
+            "AUTHENTICATION_ERROR",
+        )
+        .await;
+        if name == "expired" {
+            assert_eq!(body["error"]["message"], "token expired");
+        }
+    }
+    expect_status(me(&server, &token).await, StatusCode::OK).await;
+
+    // A deactivated user's still-unexpired token stops working at once.
+    sqlx::query("UPDATE users SET is_active = FALSE WHERE id = $1")
+        .bind(user_id)
+        .execute(server.state.db.pool())
+        .await
+        .expect("deactivate");
+    expect_error(
+        me(&server, &token).await,
+        StatusCode::UNAUTHORIZED,
+        "AUTHENTICATION_ERROR",
+    )
+    .await;
+
+    // A deleted user's token too.
+    let admin = server.admin_token().await;
+    sqlx::query("DELETE FROM users WHERE email = $1")
+        .bind(ADMIN_EMAIL)
+        .execute(server.state.db.pool())
+        .await
+        .expect("delete");
+    expect_error(
+        me(&server, &admin).await,
+        StatusCode::UNAUTHORIZED,
+        "AUTHENTICATION_ERROR",
+    )
+    .await;
+    let _ = ADMIN_PASSWORD;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_can_be_closed() {
+    let server = TestServer::start_with(|config| config.auth.allow_registration = false).await;
+    let response = server
+        .post("/auth/register")
+        .json(&json!({"email": "x@example.com", "password": "SecurePassword123!"}))
+        .send()
+        .await
+        .expect("send");
+    expect_error(response, StatusCode::FORBIDDEN, "AUTHORIZATION_ERROR").await;
+    server.stop().await;
+}
