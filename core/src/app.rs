@@ -71,10 +71,9 @@ impl AppState {
             .await
             .context("core migrations failed")?;
         rbac::store::ensure_builtins(&db).await?;
-        let passwords = Arc::new(PasswordHasher::new(
-            &config.auth.argon2,
-            config.auth.min_password_length,
-        )?);
+        let passwords = Arc::new(
+            PasswordHasher::new(&config.auth.argon2, config.auth.min_password_length).await?,
+        );
         if !config.admin.email.is_empty() {
             rbac::bootstrap::ensure_admin(
                 &db,

@@ -122,7 +122,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             migrate::apply(&db, "core", migrate::CORE_MIGRATIONS).await?;
             rbac::store::ensure_builtins(&db).await?;
             let passwords =
-                PasswordHasher::new(&config.auth.argon2, config.auth.min_password_length)?;
+                PasswordHasher::new(&config.auth.argon2, config.auth.min_password_length).await?;
             let account = rbac::bootstrap::create_user(
                 &db,
                 &passwords,

@@ -1,0 +1,203 @@
+//! Host benchmarks, run with `cargo bench -p xcore --bench host`.
+//!
+//! Starts the real release `xcore` binary on a fresh SQLite file and a free
+//! loopback port, with the default argon2id parameters, and reports:
+//! - cold start: process spawn to the first `/health` 200 (median of 5),
+//! - RSS at idle after start-up and after the login run (from /proc),
+//! - login latency over HTTP (sequential; p50, p90, p99) and what a native
+//!   argon2id verification with the same parameters costs in-process, so
+//!   the HTTP and database overhead shows as a ratio measured in this run.
+//!
+//! Numbers, not assertions: the machines are noisy, so nothing here fails
+//! on a slow run.
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use argon2::{password_hash::SaltString, Argon2, PasswordHasher, PasswordVerifier};
+
+const LOGINS: usize = 60;
+const COLD_STARTS: usize = 5;
+const PASSWORD: &str = "BenchPassw0rd!";
+const EMAIL: &str = "bench@example.com";
+
+struct Server {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("free port")
+}
+
+async fn start(client: &reqwest::Client) -> (Server, Duration) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let started = Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_xcore"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("XCORE_BIND", format!("127.0.0.1:{port}"))
+        .env(
+            "XCORE_DATABASE_URL",
+            format!("sqlite://{}/bench.db", dir.path().display()),
+        )
+        .env(
+            "XCORE_JWT_SECRET",
+            "bench-secret-bench-secret-bench-secret-42",
+        )
+        .env("XCORE_ADMIN_EMAIL", EMAIL)
+        .env("XCORE_ADMIN_PASSWORD", PASSWORD)
+        .env("XCORE_RATE_LIMITS", "off")
+        .env("XCORE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn xcore");
+    let base = format!("http://127.0.0.1:{port}");
+    loop {
+        if let Ok(response) = client.get(format!("{base}/health")).send().await {
+            if response.status().is_success() {
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "server never became healthy"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let elapsed = started.elapsed();
+    (
+        Server {
+            child,
+            base,
+            _dir: dir,
+        },
+        elapsed,
+    )
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                })
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+#[tokio::main]
+async fn main() {
+    let client = reqwest::Client::new();
+
+    let mut cold = Vec::new();
+    for _ in 0..COLD_STARTS {
+        let (server, elapsed) = start(&client).await;
+        cold.push(elapsed);
+        drop(server);
+    }
+    cold.sort();
+
+    let (server, _) = start(&client).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_rss = rss_mib(server.child.id());
+
+    let mut logins = Vec::with_capacity(LOGINS);
+    for _ in 0..LOGINS {
+        let started = Instant::now();
+        let response = client
+            .post(format!("{}/auth/login", server.base))
+            .form(&[("username", EMAIL), ("password", PASSWORD)])
+            .send()
+            .await
+            .expect("login");
+        assert!(
+            response.status().is_success(),
+            "login failed: {}",
+            response.status()
+        );
+        response.bytes().await.expect("body");
+        logins.push(started.elapsed());
+    }
+    logins.sort();
+    let after_rss = rss_mib(server.child.id());
+
+    // The same verification in-process, default parameters, for the ratio.
+    let argon2 = Argon2::default();
+    let salt = SaltString::encode_b64(b"bench-salt-16byt").expect("salt");
+    let hash = argon2
+        .hash_password(PASSWORD.as_bytes(), &salt)
+        .expect("hash");
+    let mut native = Vec::with_capacity(LOGINS);
+    for _ in 0..LOGINS {
+        let started = Instant::now();
+        argon2
+            .verify_password(PASSWORD.as_bytes(), &hash)
+            .expect("verify");
+        native.push(started.elapsed());
+    }
+    native.sort();
+
+    let params = argon2.params();
+    println!(
+        "xcore host benchmark ({} cores)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "cold start to first /health 200: median {:.1} ms (min {:.1}, max {:.1}, {COLD_STARTS} starts)",
+        ms(percentile(&cold, 0.5)),
+        ms(cold[0]),
+        ms(cold[cold.len() - 1])
+    );
+    println!(
+        "RSS at idle after start: {idle_rss:.1} MiB; after {LOGINS} logins: {after_rss:.1} MiB"
+    );
+    println!(
+        "login over HTTP ({LOGINS} sequential, argon2id m={} KiB t={} p={}): p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms",
+        params.m_cost(),
+        params.t_cost(),
+        params.p_cost(),
+        ms(percentile(&logins, 0.5)),
+        ms(percentile(&logins, 0.9)),
+        ms(percentile(&logins, 0.99))
+    );
+    let native_p50 = percentile(&native, 0.5);
+    println!(
+        "argon2id verify alone, in-process: p50 {:.1} ms; login p50 / verify p50 = {:.2}x",
+        ms(native_p50),
+        percentile(&logins, 0.5).as_secs_f64() / native_p50.as_secs_f64()
+    );
+}
