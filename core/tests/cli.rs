@@ -180,6 +180,84 @@ async fn serve_uses_the_contract_variables_and_exits_cleanly_on_sigterm() {
     assert!(status.success(), "exit status after SIGTERM: {status:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_password_token_or_hash_reaches_the_logs() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = TestDatabase::new().await;
+    let log_path = dir.path().join("server.log");
+    let server = Server::start_logging(
+        dir.path(),
+        &db.url,
+        &[
+            ("XCORE_ADMIN_EMAIL", "boot@example.com"),
+            ("XCORE_ADMIN_PASSWORD", "BootPassw0rd!"),
+            ("XCORE_LOG", "debug"),
+        ],
+        Some(&log_path),
+    )
+    .await;
+    let tokens = server.login("boot@example.com", "BootPassw0rd!").await;
+    let access = tokens["access_token"].as_str().expect("access").to_string();
+    let refresh = tokens["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_string();
+    let rotated = server
+        .client
+        .post(server.url("/auth/refresh"))
+        .json(&json!({"refresh_token": refresh}))
+        .send()
+        .await
+        .expect("send");
+    let rotated = expect_status(rotated, StatusCode::OK).await;
+    // A token in the query string must not be logged either.
+    server
+        .client
+        .get(server.url(&format!("/auth/me?token={access}")))
+        .send()
+        .await
+        .expect("send");
+    server
+        .client
+        .post(server.url("/auth/password/reset"))
+        .json(&json!({"email": "boot@example.com"}))
+        .send()
+        .await
+        .expect("send");
+    server
+        .client
+        .post(server.url("/auth/logout"))
+        .bearer_auth(rotated["access_token"].as_str().expect("access"))
+        .send()
+        .await
+        .expect("send");
+    server.terminate();
+
+    let log = std::fs::read_to_string(&log_path).expect("log file");
+    assert!(
+        log.contains("user logged in"),
+        "the log was captured: {log}"
+    );
+    assert!(log.contains("password reset requested"), "{log}");
+    let secrets = [
+        ("password", "BootPassw0rd!".to_string()),
+        ("access token", access),
+        ("refresh token", refresh),
+        (
+            "rotated access token",
+            rotated["access_token"].as_str().expect("a").to_string(),
+        ),
+        (
+            "rotated refresh token",
+            rotated["refresh_token"].as_str().expect("r").to_string(),
+        ),
+        ("argon2 hash", "$argon2".to_string()),
+    ];
+    for (what, secret) in secrets {
+        assert!(!log.contains(&secret), "the log contains the {what}");
+    }
+}
+
 /// `xcore serve` as a child process on a free loopback port.
 struct Server {
     child: std::process::Child,
@@ -190,6 +268,16 @@ struct Server {
 
 impl Server {
     async fn start(dir: &std::path::Path, database_url: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_logging(dir, database_url, env, None).await
+    }
+
+    /// Starts with stderr (the log) written to `log_file` when given.
+    async fn start_logging(
+        dir: &std::path::Path,
+        database_url: &str,
+        env: &[(&str, &str)],
+        log_file: Option<&std::path::Path>,
+    ) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .expect("probe")
             .local_addr()
@@ -202,7 +290,10 @@ impl Server {
             .env("XCORE_JWT_SECRET", SECRET)
             .arg("serve")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(match log_file {
+                Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
+                None => Stdio::inherit(),
+            });
         for (key, value) in env {
             command.env(key, value);
         }
