@@ -16,6 +16,7 @@
 //! - [`auth`]: passwords, tokens, sessions, `/auth/*`.
 //! - [`rbac`]: permissions, roles, `/admin/*`.
 //! - [`observability`]: `/health*`, `/metrics`, logging.
+//! - [`plugins`]: the plugin manager (in progress).
 
 pub mod app;
 pub mod auth;
@@ -25,6 +26,7 @@ pub mod db;
 pub mod error;
 pub mod http;
 pub mod observability;
+pub mod plugins;
 pub mod rbac;
 
 pub use app::{app, serve, AppState};
