@@ -619,3 +619,43 @@ async fn registration_can_be_closed() {
     expect_error(response, StatusCode::FORBIDDEN, "AUTHORIZATION_ERROR").await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_uses_of_one_refresh_token_yield_at_most_one_pair() {
+    let server = TestServer::start().await;
+    server.register("jay@example.com", "JayPassw0rd!").await;
+    let session = server.login("jay@example.com", "JayPassw0rd!").await;
+    let attempts = (0..12).map(|_| {
+        server
+            .post("/auth/refresh")
+            .json(&json!({"refresh_token": session["refresh_token"]}))
+            .send()
+    });
+    let statuses: Vec<StatusCode> = futures_join_all(attempts).await;
+    let won = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    assert!(won <= 1, "{statuses:?}");
+    assert_eq!(
+        won + refused,
+        statuses.len(),
+        "no other outcome (no 500): {statuses:?}"
+    );
+    server.stop().await;
+}
+
+/// Sends all requests concurrently and collects their statuses.
+async fn futures_join_all(
+    requests: impl Iterator<
+        Item = impl std::future::Future<Output = reqwest::Result<reqwest::Response>> + Send + 'static,
+    >,
+) -> Vec<StatusCode> {
+    let handles: Vec<_> = requests.map(tokio::spawn).collect();
+    let mut statuses = Vec::new();
+    for handle in handles {
+        statuses.push(handle.await.expect("join").expect("send").status());
+    }
+    statuses
+}

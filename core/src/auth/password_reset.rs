@@ -26,7 +26,7 @@ pub async fn request(state: &AppState, email: &str) -> Result<(), ApiError> {
     let token = random_token();
     let now = timestamp::now();
     let ttl = state.config.auth.password_reset_ttl_secs;
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin_write().await?;
     // Only the newest token is valid: requesting again voids the others.
     sqlx::query(
         "UPDATE password_reset_tokens SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL",
@@ -70,7 +70,7 @@ pub async fn request(state: &AppState, email: &str) -> Result<(), ApiError> {
 
 /// Completes a reset: checks the token, sets the password, ends every session.
 pub async fn complete(state: &AppState, token: &str, new_password: &str) -> Result<(), ApiError> {
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin_write().await?;
     let now = timestamp::now();
     let row = sqlx::query(
         "SELECT t.id, t.user_id, u.email FROM password_reset_tokens t JOIN users u ON u.id = t.user_id

@@ -71,7 +71,7 @@ pub async fn register(
         return Err(ApiError::validation(problems));
     }
     let hash = state.passwords.hash(&body.password).await?;
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin_write().await?;
     let account = users::create(&mut tx, &email, full_name, &hash, &["user"]).await?;
     tx.commit().await?;
     tracing::info!(user_id = account.id, "user registered");
@@ -157,7 +157,7 @@ pub async fn login(
         let upgraded = state.passwords.hash(&body.password).await?;
         users::rehash(&state.db, account.id, &upgraded).await?;
     }
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin_write().await?;
     let pair =
         sessions::issue_pair(&state, &mut tx, account.id, account.token_version, None).await?;
     sqlx::query("UPDATE users SET last_login = $1 WHERE id = $2")
@@ -211,7 +211,7 @@ pub async fn refresh(
 /// Ends the session: the access token's `jti` is refused from now on and the
 /// refresh family is revoked.
 pub async fn logout(State(state): State<AppState>, user: AuthUser) -> ApiResult<StatusCode> {
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin_write().await?;
     sessions::revoke_access_token(&mut tx, &user.jti, user.id, user.token_expires_at).await?;
     sessions::revoke_family(&mut tx, &user.session).await?;
     tx.commit().await?;
@@ -308,7 +308,7 @@ pub async fn password_update(
         ));
     }
     let hash = state.passwords.hash(&body.new_password).await?;
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin_write().await?;
     users::set_password(&mut tx, user.id, &hash).await?;
     sessions::revoke_all_for_user(&mut tx, user.id).await?;
     let pair =

@@ -70,7 +70,7 @@ pub async fn issue_pair(
 
 /// Exchanges a refresh token for a new pair, enforcing single use.
 pub async fn rotate(state: &AppState, presented: &str) -> Result<TokenPair, ApiError> {
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin_write().await?;
     let row = sqlx::query(
         "SELECT t.id, t.family_id, t.user_id, t.expires_at, t.used_at, t.revoked_at,
                 u.is_active, u.token_version

@@ -2,13 +2,16 @@
 //! plugin id), each applied in its own transaction and recorded in
 //! `xcore_migrations`.
 //!
-//! Several instances may start at once against one PostgreSQL: each
-//! migration takes a transaction-scoped advisory lock before checking
-//! whether it is applied, so exactly one instance applies it.
+//! Several instances may start at once against one database. On PostgreSQL
+//! the whole run holds a session-level advisory lock (even `CREATE TABLE IF
+//! NOT EXISTS` races there); on SQLite each migration is a `BEGIN IMMEDIATE`
+//! transaction, so runners queue on the write lock. Either way a migration
+//! is checked against the ledger inside its own transaction, after the lock,
+//! so exactly one instance applies it.
 
 use anyhow::{bail, Context};
 use sha2::{Digest, Sha256};
-use sqlx::Row;
+use sqlx::{pool::PoolConnection, Any, Connection, Row};
 
 use super::{timestamp, Database, Dialect};
 
@@ -57,21 +60,43 @@ const ADVISORY_LOCK_KEY: i64 = 0x0078_636f_7265;
 /// Applies the pending migrations of `owner`; returns how many ran.
 /// Refuses to proceed when an applied migration's script has since changed.
 pub async fn apply(db: &Database, owner: &str, migrations: &[Migration]) -> anyhow::Result<usize> {
+    let mut connection = db.pool().acquire().await?;
+    if db.dialect() == Dialect::Postgres {
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(ADVISORY_LOCK_KEY)
+            .execute(&mut *connection)
+            .await?;
+    }
+    let result = apply_on(&mut connection, db.dialect(), owner, migrations).await;
+    if db.dialect() == Dialect::Postgres {
+        // Unlock even after a failure: the connection returns to the pool
+        // and a held session lock would block every later run.
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(ADVISORY_LOCK_KEY)
+            .execute(&mut *connection)
+            .await?;
+    }
+    result
+}
+
+async fn apply_on(
+    connection: &mut PoolConnection<Any>,
+    dialect: Dialect,
+    owner: &str,
+    migrations: &[Migration],
+) -> anyhow::Result<usize> {
     sqlx::query(LEDGER_DDL)
-        .execute(db.pool())
+        .execute(&mut **connection)
         .await
         .context("cannot create the migration ledger")?;
     let mut applied = 0;
     for migration in migrations {
-        let script = migration.script(db.dialect());
+        let script = migration.script(dialect);
         let checksum = hex_sha256(script);
-        let mut tx = db.pool().begin().await?;
-        if db.dialect() == Dialect::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(ADVISORY_LOCK_KEY)
-                .execute(&mut *tx)
-                .await?;
-        }
+        let mut tx = match dialect {
+            Dialect::Sqlite => connection.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => connection.begin().await?,
+        };
         let recorded =
             sqlx::query("SELECT checksum FROM xcore_migrations WHERE owner = $1 AND version = $2")
                 .bind(owner)

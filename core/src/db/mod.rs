@@ -19,7 +19,7 @@ use std::{path::Path, str::FromStr, time::Duration};
 use anyhow::Context;
 use sqlx::{
     any::{AnyConnectOptions, AnyPoolOptions, AnyRow},
-    AnyPool, ConnectOptions, Executor, Row,
+    Any, AnyPool, ConnectOptions, Executor, Row, Transaction,
 };
 
 use crate::config::{redact_url, DatabaseConfig};
@@ -102,6 +102,20 @@ impl Database {
     /// The pool, for queries.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Starts a transaction that will write.
+    ///
+    /// On SQLite it is `BEGIN IMMEDIATE`, taking the write lock up front: a
+    /// deferred transaction that reads and then writes cannot wait for the
+    /// lock when another writer committed in between (SQLITE_BUSY_SNAPSHOT,
+    /// "database is locked" at once, whatever the busy timeout). Taking it at
+    /// BEGIN makes concurrent writers queue on the busy timeout instead.
+    pub async fn begin_write(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
+        match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Dialect::Postgres => self.pool.begin().await,
+        }
     }
 
     /// The dialect, for the few statements that differ.

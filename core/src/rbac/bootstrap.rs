@@ -1,9 +1,11 @@
 //! The bootstrap administrator (`XCORE_ADMIN_EMAIL`/`XCORE_ADMIN_PASSWORD`
 //! at start, `xcore admin create-user` by hand).
 
+use sqlx::Row;
+
 use crate::{
     auth::{password::PasswordHasher, users},
-    db::Database,
+    db::{timestamp, Database},
     error::ApiError,
 };
 
@@ -11,7 +13,8 @@ use super::store::ADMIN_ROLE;
 
 /// Makes sure `email` exists, is active, has the admin role and the given
 /// password. The password is rewritten only when it no longer verifies, so
-/// a restart does not end the admin's sessions.
+/// a restart does not end the admin's sessions. Safe when several instances
+/// start at once: the insert yields to a concurrent one instead of failing.
 pub async fn ensure_admin(
     db: &Database,
     passwords: &PasswordHasher,
@@ -22,37 +25,41 @@ pub async fn ensure_admin(
     if let Some(problem) = users::check_email("email", &email) {
         anyhow::bail!("bootstrap admin email: {}", problem.message);
     }
-    let existing = users::credentials_by_email(db, &email)
-        .await
-        .map_err(api_to_anyhow)?;
-    let mut tx = db.pool().begin().await?;
-    let user_id = match existing {
-        Some(account) => {
-            if !passwords
-                .verify(password, Some(&account.password_hash))
-                .await?
-                .matched()
-            {
-                let hash = passwords.hash(password).await?;
-                users::set_password(&mut tx, account.id, &hash)
+    if let Some(problem) = passwords.check_policy("password", password, Some(&email)) {
+        anyhow::bail!("bootstrap admin password {}", problem.message);
+    }
+    let fresh_hash = passwords.hash(password).await?;
+    let now = timestamp::now();
+    let mut tx = db.begin_write().await?;
+    let created = sqlx::query(
+        "INSERT INTO users (email, full_name, password_hash, is_active, token_version, created_at, updated_at)
+         VALUES ($1, 'Administrator', $2, TRUE, 0, $3, $3)
+         ON CONFLICT (email) DO NOTHING RETURNING id",
+    )
+    .bind(&email)
+    .bind(&fresh_hash)
+    .bind(&now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let user_id: i64 = match created {
+        Some(row) => row.try_get("id")?,
+        None => {
+            let row = sqlx::query("SELECT id, password_hash FROM users WHERE email = $1")
+                .bind(&email)
+                .fetch_one(&mut *tx)
+                .await?;
+            let id: i64 = row.try_get("id")?;
+            let stored: String = row.try_get("password_hash")?;
+            if !passwords.verify(password, Some(&stored)).await?.matched() {
+                users::set_password(&mut tx, id, &fresh_hash)
                     .await
                     .map_err(api_to_anyhow)?;
             }
             sqlx::query("UPDATE users SET is_active = TRUE WHERE id = $1")
-                .bind(account.id)
+                .bind(id)
                 .execute(&mut *tx)
                 .await?;
-            account.id
-        }
-        None => {
-            if let Some(problem) = passwords.check_policy("password", password, Some(&email)) {
-                anyhow::bail!("bootstrap admin password {}", problem.message);
-            }
-            let hash = passwords.hash(password).await?;
-            users::create(&mut tx, &email, Some("Administrator"), &hash, &[])
-                .await
-                .map_err(api_to_anyhow)?
-                .id
+            id
         }
     };
     sqlx::query(
@@ -91,7 +98,7 @@ pub async fn create_user(
         anyhow::bail!("{}", problems.join("; "));
     }
     let hash = passwords.hash(password).await?;
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin_write().await?;
     let account = users::create(&mut tx, &email, full_name, &hash, &[role])
         .await
         .map_err(api_to_anyhow)?;

@@ -31,7 +31,7 @@ pub const BUILTIN_ROLES: &[(&str, &str)] = &[
 /// every permission to `admin`. Idempotent; safe with concurrent starts.
 pub async fn ensure_builtins(db: &Database) -> anyhow::Result<()> {
     let now = timestamp::now();
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin_write().await?;
     for (name, description) in BUILTIN_ROLES {
         sqlx::query(
             "INSERT INTO roles (name, description, is_builtin, created_at, updated_at)
@@ -84,7 +84,7 @@ pub async fn create_permission(
             "must be resource:action in lower-case letters, digits, _ - .",
         )
     })?;
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin_write().await?;
     let id: i64 = sqlx::query(
         "INSERT INTO permissions (name, description, resource, action, owner, created_at)
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",

@@ -92,8 +92,10 @@ impl Drop for TestDatabase {
 /// The configuration tests start from: development profile, a fixed
 /// secret, cheap-but-real argon2id, no rate limits, a bootstrap admin.
 pub fn test_config(database_url: &str) -> Config {
-    let mut config = Config::default();
-    config.profile = Profile::Development;
+    let mut config = Config {
+        profile: Profile::Development,
+        ..Config::default()
+    };
     config.server.bind = "127.0.0.1:0".parse().expect("addr");
     config.server.shutdown_timeout_secs = 5;
     config.database.url = database_url.to_string();
@@ -169,15 +171,14 @@ impl TestServer {
         if let Some(task) = self.task.take() {
             task.await.expect("server task").expect("server result");
         }
-        let db = std::mem::replace(
+        std::mem::replace(
             &mut self.db,
             TestDatabase {
                 url: String::new(),
                 _dir: None,
                 drop_on_exit: None,
             },
-        );
-        db
+        )
     }
 
     pub fn url(&self, path: &str) -> String {
