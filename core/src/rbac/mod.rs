@@ -3,14 +3,55 @@
 //! roles, permissions and users.
 
 pub mod bootstrap;
+pub mod permission_routes;
 pub mod permissions;
+pub mod role_routes;
 pub mod store;
+pub mod user_admin;
 
-use axum::Router;
+use axum::{
+    routing::{get, post},
+    Router,
+};
 
 use crate::app::AppState;
 
 /// The `/admin` routes.
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route(
+            "/admin/roles",
+            get(role_routes::list).post(role_routes::create),
+        )
+        .route(
+            "/admin/roles/{role_id}",
+            get(role_routes::get_one)
+                .put(role_routes::update)
+                .delete(role_routes::delete),
+        )
+        .route(
+            "/admin/roles/{role_id}/permissions/{permission}",
+            post(role_routes::grant).delete(role_routes::revoke),
+        )
+        .route(
+            "/admin/permissions",
+            get(permission_routes::list).post(permission_routes::create),
+        )
+        .route(
+            "/admin/users",
+            get(user_admin::list).post(user_admin::create),
+        )
+        .route("/admin/users/{user_id}", get(user_admin::get_one))
+        .route(
+            "/admin/users/{user_id}/roles/{role_id}",
+            post(user_admin::assign_role).delete(user_admin::remove_role),
+        )
+        .route(
+            "/admin/users/{user_id}/activate",
+            post(user_admin::activate),
+        )
+        .route(
+            "/admin/users/{user_id}/deactivate",
+            post(user_admin::deactivate),
+        )
 }

@@ -1,0 +1,141 @@
+//! `/admin/permissions`: list and create `resource:action` permissions.
+//! A new permission is granted to `admin` at once (see `store`).
+
+use axum::{extract::State, http::StatusCode, response::IntoResponse, Json};
+use serde::{Deserialize, Serialize};
+use sqlx::{any::AnyRow, Row};
+
+use super::{
+    permissions::{parse_permission_name, Require, RolesRead, RolesWrite},
+    store,
+};
+use crate::{
+    app::AppState,
+    db::Placeholders,
+    error::{ApiError, ApiResult, FieldError},
+    http::{
+        extract::{ApiJson, ApiQuery},
+        pagination::{Page, PageRequest},
+    },
+};
+
+/// A permission.
+#[derive(Debug, Serialize)]
+pub struct Permission {
+    id: i64,
+    name: String,
+    description: Option<String>,
+    resource: String,
+    action: String,
+}
+
+fn from_row(row: &AnyRow) -> Result<Permission, sqlx::Error> {
+    Ok(Permission {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        resource: row.try_get("resource")?,
+        action: row.try_get("action")?,
+    })
+}
+
+/// `GET /admin/permissions` query.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    skip: Option<i64>,
+    limit: Option<i64>,
+    resource: Option<String>,
+}
+
+/// Lists permissions by name, optionally for one resource.
+pub async fn list(
+    State(state): State<AppState>,
+    _: Require<RolesRead>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let window = PageRequest::from_query(query.skip, query.limit).map_err(ApiError::validation)?;
+    let mut placeholders = Placeholders::default();
+    let filter = match &query.resource {
+        Some(_) => format!(" WHERE resource = {}", placeholders.next_placeholder()),
+        None => String::new(),
+    };
+    let count_sql = format!("SELECT COUNT(*) FROM permissions{filter}");
+    let mut count = sqlx::query_as::<_, (i64,)>(&count_sql);
+    if let Some(resource) = &query.resource {
+        count = count.bind(resource);
+    }
+    let (total,) = count.fetch_one(state.db.pool()).await?;
+    let limit = placeholders.next_placeholder();
+    let offset = placeholders.next_placeholder();
+    let sql = format!(
+        "SELECT id, name, description, resource, action FROM permissions{filter} ORDER BY name LIMIT {limit} OFFSET {offset}"
+    );
+    let mut page = sqlx::query(&sql);
+    if let Some(resource) = &query.resource {
+        page = page.bind(resource);
+    }
+    let items = page
+        .bind(window.limit)
+        .bind(window.skip)
+        .fetch_all(state.db.pool())
+        .await?
+        .iter()
+        .map(from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(Page::new(items, total, window)))
+}
+
+/// `POST /admin/permissions` body.
+#[derive(Debug, Deserialize)]
+pub struct CreatePermission {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    resource: Option<String>,
+    #[serde(default)]
+    action: Option<String>,
+}
+
+/// Creates a permission (granted to admin).
+pub async fn create(
+    State(state): State<AppState>,
+    _: Require<RolesWrite>,
+    ApiJson(body): ApiJson<CreatePermission>,
+) -> ApiResult<impl IntoResponse> {
+    let (resource, action) = parse_permission_name(&body.name).ok_or_else(|| {
+        ApiError::invalid_field(
+            "name",
+            "must be resource:action in lower-case letters, digits, _ - .",
+        )
+    })?;
+    let mut problems = Vec::new();
+    if body
+        .resource
+        .as_deref()
+        .is_some_and(|given| given != resource)
+    {
+        problems.push(FieldError::new(
+            "resource",
+            format!("must be {resource:?}, the part of name before the colon"),
+        ));
+    }
+    if body.action.as_deref().is_some_and(|given| given != action) {
+        problems.push(FieldError::new(
+            "action",
+            format!("must be {action:?}, the part of name after the colon"),
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    let id = store::create_permission(&state.db, &body.name, body.description.as_deref(), "core")
+        .await?;
+    let row = sqlx::query(
+        "SELECT id, name, description, resource, action FROM permissions WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(state.db.pool())
+    .await?;
+    Ok((StatusCode::CREATED, Json(from_row(&row)?)))
+}
