@@ -5,6 +5,8 @@
 //! `Debug`, the request span records the path without its query string, and
 //! handlers log user ids rather than credentials.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
