@@ -28,6 +28,7 @@ use crate::{
     config::Config,
     db::{migrate, Database, Dialect},
     error::ApiError,
+    events::EventBus,
     http::{
         rate_limit::{self, RateLimits},
         request_context,
@@ -52,6 +53,8 @@ pub struct AppState {
     pub passwords: Arc<PasswordHasher>,
     /// The metric registry.
     pub metrics: Arc<Metrics>,
+    /// The event bus.
+    pub events: EventBus,
     /// Request rate limits; `None` when turned off.
     pub rate_limits: Option<Arc<RateLimits>>,
     /// Start instant, for `uptime`.
@@ -88,13 +91,15 @@ impl AppState {
             Dialect::Sqlite => sqlite_dir(&config.database.url),
             Dialect::Postgres => PathBuf::from("."),
         };
+        let metrics = Metrics::new()?;
         Ok(Self {
             tokens: Arc::new(TokenService::new(
                 &config.auth.jwt_secret,
                 config.auth.access_token_ttl_secs,
             )),
             passwords,
-            metrics: Arc::new(Metrics::new()?),
+            events: EventBus::new(metrics.registry())?,
+            metrics: Arc::new(metrics),
             rate_limits: RateLimits::new(&config.rate_limits).map(Arc::new),
             started_at: Instant::now(),
             data_dir,

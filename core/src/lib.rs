@@ -11,6 +11,7 @@
 //!   shutdown.
 //! - [`config`]: layered, typed configuration.
 //! - [`error`]: `ApiError`, the one error body every client sees.
+//! - [`events`]: the in-process event bus and topic patterns.
 //! - [`http`]: request ids, extractors, pagination, rate limits.
 //! - [`db`]: the SQLite/PostgreSQL pool and migrations.
 //! - [`auth`]: passwords, tokens, sessions, `/auth/*`.
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod observability;
 pub mod plugins;

@@ -659,3 +659,30 @@ async fn futures_join_all(
     }
     statuses
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_and_login_publish_user_events() {
+    let server = TestServer::start().await;
+    let mut events = server.state.events.subscribe();
+    let account = server.register("kay@example.com", "KayPassw0rd!").await;
+    server.login("kay@example.com", "KayPassw0rd!").await;
+    let registered = events.recv().await.expect("event");
+    assert_eq!(registered.topic, "user.registered");
+    assert_eq!(registered.data["user_id"], account["id"]);
+    let login = events.recv().await.expect("event");
+    assert_eq!(login.topic, "user.login");
+    assert_eq!(login.data["email"], "kay@example.com");
+    let metrics = server
+        .get("/metrics")
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(r#"xcore_events_published_total{topic="user.login"} 1"#),
+        "{metrics}"
+    );
+    server.stop().await;
+}

@@ -75,6 +75,10 @@ pub async fn register(
     let account = users::create(&mut tx, &email, full_name, &hash, &["user"]).await?;
     tx.commit().await?;
     tracing::info!(user_id = account.id, "user registered");
+    state.events.publish(
+        "user.registered",
+        json!({"user_id": account.id, "email": account.email}),
+    );
     Ok((StatusCode::CREATED, Json(account)))
 }
 
@@ -167,6 +171,9 @@ pub async fn login(
         .await?;
     tx.commit().await?;
     tracing::info!(user_id = account.id, "user logged in");
+    state
+        .events
+        .publish("user.login", json!({"user_id": account.id, "email": email}));
     Ok(Json(pair))
 }
 

@@ -1,0 +1,111 @@
+//! The in-process event bus: host and plugin events fan out to subscribers
+//! (WebSocket clients, the scheduler, plugins) through a
+//! `tokio::sync::broadcast` channel.
+//!
+//! Publishing never waits: a subscriber that falls more than the channel's
+//! capacity behind loses the oldest events and learns it did (`Lagged`),
+//! which is what keeps one slow consumer from holding the bus up.
+
+pub mod topics;
+
+use std::sync::Arc;
+
+use prometheus::{IntCounterVec, Opts, Registry};
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+/// Events kept for a lagging subscriber before it starts losing them.
+const DEFAULT_CAPACITY: usize = 4096;
+
+/// One event.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Event {
+    /// Unique id.
+    pub id: String,
+    /// Dotted topic, e.g. `plugin.loaded`, `products.created`.
+    pub topic: String,
+    /// Payload.
+    pub data: serde_json::Value,
+    /// When it was published.
+    pub timestamp: String,
+}
+
+/// The bus. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct EventBus {
+    sender: broadcast::Sender<Arc<Event>>,
+    published: IntCounterVec,
+}
+
+impl EventBus {
+    /// Creates the bus and registers `xcore_events_published_total{topic}`.
+    pub fn new(registry: &Registry) -> anyhow::Result<Self> {
+        let published = IntCounterVec::new(
+            Opts::new(
+                "xcore_events_published_total",
+                "Events published on the bus, by topic",
+            ),
+            &["topic"],
+        )?;
+        registry.register(Box::new(published.clone()))?;
+        let (sender, _) = broadcast::channel(DEFAULT_CAPACITY);
+        Ok(Self { sender, published })
+    }
+
+    /// Publishes an event; returns it. Having no subscriber is fine.
+    pub fn publish(&self, topic: &str, data: serde_json::Value) -> Arc<Event> {
+        let event = Arc::new(Event {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            topic: topic.to_string(),
+            data,
+            timestamp: crate::db::timestamp::now(),
+        });
+        self.published.with_label_values(&[topic]).inc();
+        // An error only means nobody is listening right now.
+        let _ = self.sender.send(event.clone());
+        event
+    }
+
+    /// A new subscription, starting with the next event published.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.sender.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn subscribers_receive_what_is_published_after_they_subscribe() {
+        let registry = Registry::new();
+        let bus = EventBus::new(&registry).expect("bus");
+        bus.publish("user.login", serde_json::json!({"user_id": 0}));
+        let mut first = bus.subscribe();
+        let mut second = bus.subscribe();
+        let sent = bus.publish("user.login", serde_json::json!({"user_id": 1}));
+        assert_eq!(first.recv().await.expect("event"), sent);
+        assert_eq!(second.recv().await.expect("event").data["user_id"], 1);
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .expect("encode");
+        assert!(
+            text.contains(r#"xcore_events_published_total{topic="user.login"} 2"#),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_slow_subscriber_lags_instead_of_blocking_the_publisher() {
+        let bus = EventBus::new(&Registry::new()).expect("bus");
+        let mut slow = bus.subscribe();
+        for n in 0..(DEFAULT_CAPACITY + 10) {
+            bus.publish("tick", serde_json::json!(n));
+        }
+        assert!(matches!(
+            slow.recv().await,
+            Err(broadcast::error::RecvError::Lagged(10))
+        ));
+        assert_eq!(slow.recv().await.expect("oldest kept").data, 10);
+    }
+}
