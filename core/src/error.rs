@@ -221,6 +221,11 @@ impl ApiError {
     pub fn message(&self) -> &str {
         &self.message
     }
+
+    /// The field details.
+    pub fn details(&self) -> &[FieldError] {
+        &self.details
+    }
 }
 
 impl std::fmt::Display for ApiError {

@@ -18,6 +18,7 @@ use crate::{
     app::AppState,
     error::{ApiError, ApiResult, FieldError},
     http::extract::{json_rejection, ApiJson},
+    rbac::store::USER_ROLE,
 };
 
 /// `POST /auth/register` body.
@@ -27,25 +28,6 @@ pub struct RegisterRequest {
     password: String,
     #[serde(default, alias = "name")]
     full_name: Option<String>,
-}
-
-/// Collects every field problem of a new account at once.
-pub fn check_new_account(
-    state: &AppState,
-    email: &str,
-    password: &str,
-    full_name: Option<&str>,
-) -> Vec<FieldError> {
-    [
-        users::check_email("email", email),
-        state
-            .passwords
-            .check_policy("password", password, Some(email)),
-        users::check_name("full_name", full_name),
-    ]
-    .into_iter()
-    .flatten()
-    .collect()
 }
 
 /// Creates an account with the `user` role.
@@ -60,20 +42,15 @@ pub async fn register(
             "self-registration is disabled; ask an administrator for an account",
         ));
     }
-    let email = users::normalize_email(&body.email);
-    let full_name = body
-        .full_name
-        .as_deref()
-        .map(str::trim)
-        .filter(|name| !name.is_empty());
-    let problems = check_new_account(&state, &email, &body.password, full_name);
-    if !problems.is_empty() {
-        return Err(ApiError::validation(problems));
-    }
-    let hash = state.passwords.hash(&body.password).await?;
-    let mut tx = state.db.begin_write().await?;
-    let account = users::create(&mut tx, &email, full_name, &hash, &["user"]).await?;
-    tx.commit().await?;
+    let account = users::create_account(
+        &state.db,
+        &state.passwords,
+        &body.email,
+        &body.password,
+        body.full_name.as_deref(),
+        &[USER_ROLE],
+    )
+    .await?;
     tracing::info!(user_id = account.id, "user registered");
     state.events.publish(
         "user.registered",

@@ -4,6 +4,7 @@
 use serde::Serialize;
 use sqlx::{Any, Row, Transaction};
 
+use super::password::PasswordHasher;
 use crate::{
     db::{timestamp, Database},
     error::{ApiError, FieldError},
@@ -147,6 +148,39 @@ pub async fn create(
         is_active: true,
         created_at: now,
     })
+}
+
+/// Creates an account the one way every entry point does (self-registration,
+/// `POST /admin/users`, `xcore admin create-user`): normalises the email and
+/// name, reports every field problem at once (422), hashes the password and
+/// inserts the account with `roles` in one write transaction (a taken email
+/// is 409, an unknown role 422).
+pub async fn create_account(
+    db: &Database,
+    passwords: &PasswordHasher,
+    email: &str,
+    password: &str,
+    full_name: Option<&str>,
+    roles: &[&str],
+) -> Result<Account, ApiError> {
+    let email = normalize_email(email);
+    let full_name = full_name.map(str::trim).filter(|name| !name.is_empty());
+    let problems: Vec<FieldError> = [
+        check_email("email", &email),
+        passwords.check_policy("password", password, Some(&email)),
+        check_name("full_name", full_name),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    let hash = passwords.hash(password).await?;
+    let mut tx = db.begin_write().await?;
+    let account = create(&mut tx, &email, full_name, &hash, roles).await?;
+    tx.commit().await?;
+    Ok(account)
 }
 
 /// Looks an account up by (normalised) email for a login.

@@ -85,27 +85,21 @@ pub async fn create_user(
     role: &str,
     full_name: Option<&str>,
 ) -> anyhow::Result<users::Account> {
-    let email = users::normalize_email(email);
-    let problems: Vec<String> = [
-        users::check_email("email", &email),
-        passwords.check_policy("password", password, Some(&email)),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|problem| format!("{}: {}", problem.field, problem.message))
-    .collect();
-    if !problems.is_empty() {
-        anyhow::bail!("{}", problems.join("; "));
-    }
-    let hash = passwords.hash(password).await?;
-    let mut tx = db.begin_write().await?;
-    let account = users::create(&mut tx, &email, full_name, &hash, &[role])
+    users::create_account(db, passwords, email, password, full_name, &[role])
         .await
-        .map_err(api_to_anyhow)?;
-    tx.commit().await?;
-    Ok(account)
+        .map_err(api_to_anyhow)
 }
 
+/// Keeps the field details, which are the useful part on a command line.
 fn api_to_anyhow(error: ApiError) -> anyhow::Error {
-    anyhow::anyhow!("{}", error.message())
+    let details: Vec<String> = error
+        .details()
+        .iter()
+        .map(|detail| format!("{}: {}", detail.field, detail.message))
+        .collect();
+    if details.is_empty() {
+        anyhow::anyhow!("{}", error.message())
+    } else {
+        anyhow::anyhow!("{}", details.join("; "))
+    }
 }

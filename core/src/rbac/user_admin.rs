@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     app::AppState,
-    auth::{routes::check_new_account, sessions, users},
+    auth::{sessions, users},
     db::{flag, like_pattern, Database, Placeholders},
     error::{ApiError, ApiResult},
     http::{
@@ -230,26 +230,21 @@ pub async fn create(
     _: Require<UsersWrite>,
     ApiJson(body): ApiJson<CreateUser>,
 ) -> ApiResult<impl IntoResponse> {
-    let email = users::normalize_email(&body.email);
-    let full_name = body
-        .full_name
-        .as_deref()
-        .map(str::trim)
-        .filter(|name| !name.is_empty());
-    let problems = check_new_account(&state, &email, &body.password, full_name);
-    if !problems.is_empty() {
-        return Err(ApiError::validation(problems));
-    }
     let roles: Vec<String> = match (body.roles, body.role) {
         (Some(roles), _) => roles,
         (None, Some(role)) => vec![role],
         (None, None) => vec![USER_ROLE.to_string()],
     };
-    let role_refs: Vec<&str> = roles.iter().map(String::as_str).collect();
-    let hash = state.passwords.hash(&body.password).await?;
-    let mut tx = state.db.begin_write().await?;
-    let account = users::create(&mut tx, &email, full_name, &hash, &role_refs).await?;
-    tx.commit().await?;
+    let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
+    let account = users::create_account(
+        &state.db,
+        &state.passwords,
+        &body.email,
+        &body.password,
+        body.full_name.as_deref(),
+        &roles,
+    )
+    .await?;
     tracing::info!(user_id = account.id, "user created by an administrator");
     Ok((
         StatusCode::CREATED,
