@@ -4,7 +4,7 @@
 use std::{
     future::Future,
     net::SocketAddr,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -115,17 +115,12 @@ impl AppState {
     }
 }
 
+/// The directory holding the SQLite file (the current one for a bare name).
 fn sqlite_dir(url: &str) -> PathBuf {
-    let path = url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:")
-        .split('?')
-        .next()
-        .unwrap_or_default();
-    PathBuf::from(path)
-        .parent()
+    crate::db::sqlite_path(url)
+        .and_then(|path| Path::new(path).parent())
         .filter(|parent| !parent.as_os_str().is_empty())
-        .map_or_else(|| PathBuf::from("."), PathBuf::from)
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 /// Unknown routes: 404 in the standard body.

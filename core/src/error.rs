@@ -201,22 +201,6 @@ impl ApiError {
         error
     }
 
-    /// Adds field details.
-    pub fn with_details(mut self, details: Vec<FieldError>) -> Self {
-        self.details = details;
-        self
-    }
-
-    /// The HTTP status.
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
-
-    /// The stable code.
-    pub fn code(&self) -> ErrorCode {
-        self.code
-    }
-
     /// The client-facing message.
     pub fn message(&self) -> &str {
         &self.message

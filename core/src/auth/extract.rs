@@ -84,28 +84,6 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
-/// The caller if a valid token was sent, `None` if no token was sent; an
-/// invalid token is still an error (a client sending a broken token should
-/// learn so rather than be served as anonymous).
-#[derive(Clone, Debug)]
-pub struct MaybeAuthUser(pub Option<AuthUser>);
-
-impl FromRequestParts<AppState> for MaybeAuthUser {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        if bearer_token(parts).is_none() {
-            return Ok(Self(None));
-        }
-        AuthUser::from_request_parts(parts, state)
-            .await
-            .map(|user| Self(Some(user)))
-    }
-}
-
 /// Verifies an access token and loads the caller.
 pub async fn authenticate(state: &AppState, token: &str) -> Result<AuthUser, ApiError> {
     let claims = state.tokens.verify(token)?;

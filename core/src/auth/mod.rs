@@ -15,7 +15,7 @@ use axum::{
     Router,
 };
 
-pub use extract::{AuthUser, MaybeAuthUser};
+pub use extract::AuthUser;
 
 use crate::app::AppState;
 

@@ -137,11 +137,6 @@ impl PasswordHasher {
         Ok(hasher)
     }
 
-    /// The parameters, for reporting.
-    pub fn params(&self) -> &Params {
-        &self.params
-    }
-
     /// Hashes into a PHC string (`$argon2id$v=19$m=...,t=...,p=...$salt$hash`).
     fn hash_on_this_thread(params: &Params, password: &str) -> anyhow::Result<String> {
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
@@ -335,7 +330,7 @@ mod tests {
         use argon2::PasswordHasher as _;
         let hasher = cheap().await;
         let salt = SaltString::generate(&mut OsRng);
-        let standard = Argon2::new(Algorithm::Argon2id, Version::V0x13, hasher.params().clone())
+        let standard = Argon2::new(Algorithm::Argon2id, Version::V0x13, hasher.params.clone())
             .hash_password(b"Interop 1 pass", &salt)
             .expect("hash")
             .to_string();

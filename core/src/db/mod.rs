@@ -33,16 +33,6 @@ pub enum Dialect {
     Postgres,
 }
 
-impl Dialect {
-    /// Name used for per-dialect migration scripts.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Sqlite => "sqlite",
-            Self::Postgres => "postgres",
-        }
-    }
-}
-
 /// A connection pool and the dialect it speaks.
 #[derive(Clone, Debug)]
 pub struct Database {
@@ -137,22 +127,24 @@ impl Database {
     }
 }
 
-/// Adds `mode=rwc` (create if missing) and creates the parent directory.
-fn prepare_sqlite_url(url: &str) -> anyhow::Result<String> {
+/// The file path of a `sqlite:` URL; `None` for an in-memory database.
+pub fn sqlite_path(url: &str) -> Option<&str> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
         .unwrap_or(url);
     let path = rest.split('?').next().unwrap_or(rest);
-    if !path.is_empty() && path != ":memory:" {
-        if let Some(parent) = Path::new(path)
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(parent).with_context(|| {
-                format!("cannot create database directory {}", parent.display())
-            })?;
-        }
+    (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+/// Adds `mode=rwc` (create if missing) and creates the parent directory.
+fn prepare_sqlite_url(url: &str) -> anyhow::Result<String> {
+    if let Some(parent) = sqlite_path(url)
+        .and_then(|path| Path::new(path).parent())
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create database directory {}", parent.display()))?;
     }
     Ok(if url.contains("mode=") {
         url.to_string()

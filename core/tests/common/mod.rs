@@ -58,10 +58,6 @@ impl TestDatabase {
             }
         }
     }
-
-    pub fn is_postgres(&self) -> bool {
-        self.url.starts_with("postgres")
-    }
 }
 
 impl Drop for TestDatabase {
