@@ -1,0 +1,189 @@
+//! The host's services as a plugin uses them: SQL against the host's
+//! database, events, logs, and calls to other plugins.
+//!
+//! Each call is one JSON [`HostOp`] through [`crate::ffi::HostServices`].
+//! SQL uses `$1, $2, ...` placeholders (both SQLite and PostgreSQL accept
+//! them) with JSON parameters; rows come back as JSON objects. The host
+//! limits a plugin to its own tables and those of its dependencies.
+
+use std::sync::Arc;
+
+use abi_stable::std_types::{RResult, RStr};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::ffi::HostBox;
+
+/// One SQL statement with its parameters.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Statement {
+    /// SQL with `$n` placeholders.
+    pub sql: String,
+    /// Parameters, in placeholder order.
+    #[serde(default)]
+    pub params: Vec<Value>,
+}
+
+impl Statement {
+    /// Builds a statement.
+    pub fn new(sql: &str, params: Vec<Value>) -> Self {
+        Self {
+            sql: sql.into(),
+            params,
+        }
+    }
+}
+
+/// A host operation, as sent across the boundary.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum HostOp {
+    /// Runs a statement and returns its rows.
+    Query(Statement),
+    /// Runs a statement and returns the number of rows it changed.
+    Execute(Statement),
+    /// Runs statements in one transaction, all or nothing; returns each
+    /// statement's rows.
+    Transaction {
+        /// The statements, in order.
+        statements: Vec<Statement>,
+    },
+    /// Publishes an event as `<plugin id>.<topic>`.
+    Publish {
+        /// Topic without the plugin prefix.
+        topic: String,
+        /// Payload.
+        data: Value,
+    },
+    /// Calls another plugin's route with the current caller's rights.
+    Call {
+        /// HTTP method.
+        method: String,
+        /// Full path, including the other plugin's prefix.
+        path: String,
+        /// JSON body, if any.
+        #[serde(default)]
+        body: Option<Value>,
+    },
+}
+
+/// A row: column name to JSON value.
+pub type Row = Map<String, Value>;
+
+/// What another plugin answered.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct CallResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// JSON body (`null` when empty or not JSON).
+    pub body: Value,
+}
+
+/// Log levels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Level {
+    /// Errors.
+    Error = 1,
+    /// Warnings.
+    Warn = 2,
+    /// Information.
+    Info = 3,
+    /// Debugging.
+    Debug = 4,
+}
+
+/// A failed host call: the message says why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostError(pub String);
+
+impl std::fmt::Display for HostError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for HostError {}
+
+/// The host's services. Cheap to clone.
+#[derive(Clone)]
+pub struct Host {
+    services: Arc<HostBox>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Host")
+    }
+}
+
+impl Host {
+    /// Wraps the FFI object the host passed in.
+    pub fn new(services: HostBox) -> Self {
+        Self {
+            services: Arc::new(services),
+        }
+    }
+
+    fn run<T: serde::de::DeserializeOwned>(&self, op: &HostOp) -> Result<T, HostError> {
+        let text = serde_json::to_string(op).map_err(|error| HostError(error.to_string()))?;
+        match self.services.call(RStr::from_str(&text)) {
+            RResult::ROk(reply) => serde_json::from_str(reply.as_str())
+                .map_err(|error| HostError(format!("unreadable host reply: {error}"))),
+            RResult::RErr(message) => Err(HostError(message.into_string())),
+        }
+    }
+
+    /// Rows of a query.
+    pub fn query(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>, HostError> {
+        self.run(&HostOp::Query(Statement::new(sql, params)))
+    }
+
+    /// The first row of a query, if any.
+    pub fn query_one(&self, sql: &str, params: Vec<Value>) -> Result<Option<Row>, HostError> {
+        Ok(self.query(sql, params)?.into_iter().next())
+    }
+
+    /// Rows changed by a statement.
+    pub fn execute(&self, sql: &str, params: Vec<Value>) -> Result<u64, HostError> {
+        self.run(&HostOp::Execute(Statement::new(sql, params)))
+    }
+
+    /// Runs statements atomically; each statement's rows.
+    pub fn transaction(&self, statements: Vec<Statement>) -> Result<Vec<Vec<Row>>, HostError> {
+        self.run(&HostOp::Transaction { statements })
+    }
+
+    /// Publishes `<plugin id>.<topic>`.
+    pub fn publish(&self, topic: &str, data: Value) -> Result<(), HostError> {
+        self.run::<Value>(&HostOp::Publish {
+            topic: topic.into(),
+            data,
+        })
+        .map(|_| ())
+    }
+
+    /// Calls another plugin's route.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<CallResponse, HostError> {
+        self.run(&HostOp::Call {
+            method: method.into(),
+            path: path.into(),
+            body,
+        })
+    }
+
+    /// Writes a log line with structured fields.
+    pub fn log(&self, level: Level, message: &str, fields: Value) {
+        let fields = fields.to_string();
+        self.services.log(
+            level as u8,
+            RStr::from_str(message),
+            RStr::from_str(&fields),
+        );
+    }
+}

@@ -1,0 +1,246 @@
+//! Requests and responses as a plugin sees them, and the standard error
+//! and list bodies.
+
+use std::collections::BTreeMap;
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// Who is calling, as the host authenticated them.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Caller {
+    /// User id.
+    pub user_id: i64,
+    /// Email.
+    pub email: String,
+    /// Permission names.
+    pub permissions: Vec<String>,
+}
+
+/// Everything about a request but its body; the host sends it as JSON.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RequestHead {
+    /// HTTP method, upper case.
+    pub method: String,
+    /// Path relative to the plugin's prefix, e.g. `/greetings/7`.
+    pub path: String,
+    /// The route pattern that matched, e.g. `/greetings/{id}`.
+    pub route: String,
+    /// Path parameters by name.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// Query parameters in order (a name may repeat).
+    #[serde(default)]
+    pub query: Vec<(String, String)>,
+    /// Request headers, names lower-case.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// The authenticated caller, if any.
+    #[serde(default)]
+    pub caller: Option<Caller>,
+    /// The host's request id, for logs.
+    #[serde(default)]
+    pub request_id: String,
+}
+
+/// A request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Request {
+    /// Method, path, parameters, caller.
+    pub head: RequestHead,
+    /// Raw body.
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// A path parameter.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.head.params.get(name).map(String::as_str)
+    }
+
+    /// The first value of a query parameter.
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.head
+            .query
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// A path parameter parsed as `T`, or a 422 naming it.
+    pub fn param_as<T: std::str::FromStr>(&self, name: &str) -> Result<T, Response> {
+        self.param(name)
+            .and_then(|raw| raw.parse().ok())
+            .ok_or_else(|| Response::invalid(name, "invalid path parameter"))
+    }
+
+    /// The body as JSON `T`: 400 if it is not JSON, 422 if it has the wrong
+    /// shape.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, Response> {
+        let value: Value = serde_json::from_slice(&self.body).map_err(|error| {
+            Response::error(
+                400,
+                "VALIDATION_ERROR",
+                &format!("malformed JSON body: {error}"),
+            )
+        })?;
+        serde_json::from_value(value).map_err(|error| Response::invalid("body", &error.to_string()))
+    }
+}
+
+/// A response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    /// HTTP status.
+    pub status: u16,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// A JSON body.
+    pub fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> Self {
+        match serde_json::to_vec(value) {
+            Ok(body) => Self {
+                status,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body,
+            },
+            Err(error) => Self::error(
+                500,
+                "PLUGIN_ERROR",
+                &format!("cannot encode the response: {error}"),
+            ),
+        }
+    }
+
+    /// No body.
+    pub fn empty(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// The standard error body; the host adds `timestamp` and `request_id`.
+    pub fn error(status: u16, code: &str, message: &str) -> Self {
+        Self::json(
+            status,
+            &json!({"error": {"code": code, "message": message, "details": []}}),
+        )
+    }
+
+    /// 422 with one entry per field: `(field, message)`.
+    pub fn validation(details: &[(&str, &str)]) -> Self {
+        let details: Vec<Value> = details
+            .iter()
+            .map(|(field, message)| json!({"field": field, "message": message}))
+            .collect();
+        let message = match details.as_slice() {
+            [only] => format!(
+                "{}: {}",
+                only["field"].as_str().unwrap_or_default(),
+                only["message"].as_str().unwrap_or_default()
+            ),
+            _ => "Validation failed".to_string(),
+        };
+        Self::json(
+            422,
+            &json!({"error": {"code": "VALIDATION_ERROR", "message": message, "details": details}}),
+        )
+    }
+
+    /// 422 for one field.
+    pub fn invalid(field: &str, message: &str) -> Self {
+        Self::validation(&[(field, message)])
+    }
+
+    /// 404.
+    pub fn not_found(message: &str) -> Self {
+        Self::error(404, "NOT_FOUND", message)
+    }
+
+    /// 409.
+    pub fn conflict(message: &str) -> Self {
+        Self::error(409, "CONFLICT", message)
+    }
+
+    /// 500 for a failure inside the plugin.
+    pub fn plugin_error(message: &str) -> Self {
+        Self::error(500, "PLUGIN_ERROR", message)
+    }
+}
+
+/// Lets handlers use `?` on `Result<_, Response>`.
+pub type HandlerResult = Result<Response, Response>;
+
+/// The standard list body.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ListBody<T> {
+    /// Rows matching the filters.
+    pub total: i64,
+    /// Rows skipped.
+    pub skip: i64,
+    /// Window size.
+    pub limit: i64,
+    /// The rows.
+    pub items: Vec<T>,
+    /// More rows exist past the window.
+    pub has_more: bool,
+}
+
+/// Largest page a client may ask for.
+pub const MAX_PAGE_SIZE: i64 = 100;
+
+/// Reads `skip`/`limit` (default 0/20, limit 1..=100) from the query.
+pub fn window(request: &Request) -> Result<(i64, i64), Response> {
+    let number = |name: &str, default: i64| match request.query(name) {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse::<i64>()
+            .map_err(|_| (name.to_string(), "must be an integer".to_string())),
+    };
+    let mut problems = Vec::new();
+    let skip = number("skip", 0).unwrap_or_else(|p| {
+        problems.push(p);
+        0
+    });
+    let limit = number("limit", 20).unwrap_or_else(|p| {
+        problems.push(p);
+        20
+    });
+    if skip < 0 {
+        problems.push(("skip".into(), "must be >= 0".into()));
+    }
+    if !(1..=MAX_PAGE_SIZE).contains(&limit) {
+        problems.push((
+            "limit".into(),
+            format!("must be between 1 and {MAX_PAGE_SIZE}"),
+        ));
+    }
+    if problems.is_empty() {
+        Ok((skip, limit))
+    } else {
+        let details: Vec<(&str, &str)> = problems
+            .iter()
+            .map(|(f, m)| (f.as_str(), m.as_str()))
+            .collect();
+        Err(Response::validation(&details))
+    }
+}
+
+impl<T> ListBody<T> {
+    /// Builds the body for a window.
+    pub fn new(items: Vec<T>, total: i64, skip: i64, limit: i64) -> Self {
+        Self {
+            has_more: skip + (items.len() as i64) < total,
+            total,
+            skip,
+            limit,
+            items,
+        }
+    }
+}

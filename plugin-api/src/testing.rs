@@ -1,0 +1,209 @@
+//! Unit-testing plugin handlers in-process, through the same glue the FFI
+//! uses (so `catch_unwind` and the JSON head are exercised), against a
+//! [`FakeHost`].
+//!
+//! The fake records published events and log lines; SQL is answered by a
+//! closure the test provides. Real SQL against SQLite and PostgreSQL is
+//! exercised by the host's integration tests with the real `.so`.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+};
+
+use abi_stable::{
+    sabi_trait::TD_Opaque,
+    std_types::{RResult, RSlice, RStr, RString},
+};
+use serde_json::Value;
+
+use crate::{
+    ffi::{HostServices, HostServices_TO, InstanceBox},
+    host::HostOp,
+    http::{Caller, RequestHead, Response},
+    manifest::Manifest,
+    sdk::{full_manifest, instantiate, Plugin},
+};
+
+type SqlHandler = dyn Fn(&HostOp) -> Result<Value, String> + Send + Sync;
+
+/// What the fake host saw.
+#[derive(Debug, Default, Clone)]
+pub struct Recorded {
+    /// `(topic, data)` of each publish, topic without the plugin prefix.
+    pub published: Vec<(String, Value)>,
+    /// `(level, message)` of each log line.
+    pub logs: Vec<(u8, String)>,
+    /// Every SQL operation, in order.
+    pub sql: Vec<HostOp>,
+}
+
+/// A host for tests.
+#[derive(Clone)]
+pub struct FakeHost {
+    recorded: Arc<Mutex<Recorded>>,
+    sql: Arc<SqlHandler>,
+}
+
+impl Default for FakeHost {
+    fn default() -> Self {
+        Self::with_sql(|_| Ok(Value::Array(Vec::new())))
+    }
+}
+
+impl FakeHost {
+    /// A host whose SQL answers come from `answer` (a JSON array of rows
+    /// for queries, a number for executes).
+    pub fn with_sql(
+        answer: impl Fn(&HostOp) -> Result<Value, String> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            recorded: Arc::new(Mutex::new(Recorded::default())),
+            sql: Arc::new(answer),
+        }
+    }
+
+    /// What was recorded so far.
+    pub fn recorded(&self) -> Recorded {
+        self.recorded.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}
+
+impl HostServices for FakeHost {
+    fn call(&self, operation: RStr<'_>) -> RResult<RString, RString> {
+        let op: HostOp = match serde_json::from_str(operation.as_str()) {
+            Ok(op) => op,
+            Err(error) => return RResult::RErr(format!("bad operation: {error}").into()),
+        };
+        let answer = match &op {
+            HostOp::Publish { topic, data } => {
+                if let Ok(mut recorded) = self.recorded.lock() {
+                    recorded.published.push((topic.clone(), data.clone()));
+                }
+                Ok(Value::Null)
+            }
+            _ => {
+                if let Ok(mut recorded) = self.recorded.lock() {
+                    recorded.sql.push(op.clone());
+                }
+                (self.sql)(&op)
+            }
+        };
+        match answer {
+            Ok(value) => RResult::ROk(value.to_string().into()),
+            Err(message) => RResult::RErr(message.into()),
+        }
+    }
+
+    fn log(&self, level: u8, message: RStr<'_>, _fields: RStr<'_>) {
+        if let Ok(mut recorded) = self.recorded.lock() {
+            recorded.logs.push((level, message.to_string()));
+        }
+    }
+}
+
+/// A plugin instance driven like the host drives it.
+pub struct TestPlugin {
+    instance: InstanceBox,
+    manifest: Manifest,
+}
+
+impl TestPlugin {
+    /// Instantiates `P` against `host` with `config`.
+    pub fn start<P: Plugin>(host: &FakeHost, config: Value) -> Result<Self, String> {
+        let services = HostServices_TO::from_value(host.clone(), TD_Opaque);
+        match instantiate::<P>(services, config.to_string().into()) {
+            RResult::ROk(instance) => Ok(Self {
+                instance,
+                manifest: full_manifest::<P>(),
+            }),
+            RResult::RErr(message) => Err(message.into_string()),
+        }
+    }
+
+    /// Sends a request to a path relative to the prefix; routes are matched
+    /// as the host does (404 when none matches). Permissions are not
+    /// checked here: that is the host's job.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        caller: Option<Caller>,
+    ) -> Response {
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        let matched = self.manifest.routes.iter().find_map(|route| {
+            (route.method.eq_ignore_ascii_case(method))
+                .then(|| match_route(&route.path, path))
+                .flatten()
+                .map(|params| (route.path.clone(), params))
+        });
+        let Some((route, params)) = matched else {
+            return Response::not_found("no route");
+        };
+        let head = RequestHead {
+            method: method.to_ascii_uppercase(),
+            path: path.into(),
+            route,
+            params,
+            query: query
+                .split('&')
+                .filter(|pair| !pair.is_empty())
+                .map(|pair| {
+                    let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                    (key.to_string(), value.to_string())
+                })
+                .collect(),
+            caller,
+            ..RequestHead::default()
+        };
+        let head = serde_json::to_string(&head).unwrap_or_default();
+        let body = body
+            .map(|value| value.to_string().into_bytes())
+            .unwrap_or_default();
+        let response = self
+            .instance
+            .handle(RStr::from_str(&head), RSlice::from_slice(&body));
+        let headers: BTreeMap<String, String> =
+            serde_json::from_str(response.headers.as_str()).unwrap_or_default();
+        Response {
+            status: response.status,
+            headers: headers.into_iter().collect(),
+            body: response.body.into_vec(),
+        }
+    }
+
+    /// Runs a job.
+    pub fn run_job(&self, name: &str) -> Result<(), String> {
+        self.instance
+            .run_job(RStr::from_str(name))
+            .into_result()
+            .map_err(RString::into_string)
+    }
+}
+
+/// Matches `/items/{id}` style patterns segment by segment.
+pub fn match_route(pattern: &str, path: &str) -> Option<BTreeMap<String, String>> {
+    let mut params = BTreeMap::new();
+    let mut pattern_segments = pattern.trim_matches('/').split('/');
+    let mut path_segments = path.trim_matches('/').split('/');
+    loop {
+        match (pattern_segments.next(), path_segments.next()) {
+            (None, None) => return Some(params),
+            (Some(expected), Some(actual)) => {
+                if let Some(name) = expected
+                    .strip_prefix('{')
+                    .and_then(|rest| rest.strip_suffix('}'))
+                {
+                    if actual.is_empty() {
+                        return None;
+                    }
+                    params.insert(name.to_string(), actual.to_string());
+                } else if expected != actual {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+    }
+}
