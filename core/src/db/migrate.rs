@@ -17,19 +17,19 @@ use super::{timestamp, Database, Dialect};
 
 /// One migration, with a script per dialect.
 #[derive(Clone, Copy, Debug)]
-pub struct Migration {
+pub struct Migration<'a> {
     /// Strictly increasing within an owner.
     pub version: i64,
     /// Short description, recorded.
-    pub name: &'static str,
+    pub name: &'a str,
     /// Script for SQLite.
-    pub sqlite: &'static str,
+    pub sqlite: &'a str,
     /// Script for PostgreSQL.
-    pub postgres: &'static str,
+    pub postgres: &'a str,
 }
 
-impl Migration {
-    fn script(&self, dialect: Dialect) -> &'static str {
+impl<'a> Migration<'a> {
+    fn script(&self, dialect: Dialect) -> &'a str {
         match dialect {
             Dialect::Sqlite => self.sqlite,
             Dialect::Postgres => self.postgres,
@@ -38,7 +38,7 @@ impl Migration {
 }
 
 /// The host's own schema.
-pub const CORE_MIGRATIONS: &[Migration] = &[Migration {
+pub const CORE_MIGRATIONS: &[Migration<'static>] = &[Migration {
     version: 1,
     name: "users, rbac, tokens, password resets, outbox",
     sqlite: include_str!("../../migrations/sqlite/0001_core.sql"),
@@ -59,7 +59,11 @@ const ADVISORY_LOCK_KEY: i64 = 0x0078_636f_7265;
 
 /// Applies the pending migrations of `owner`; returns how many ran.
 /// Refuses to proceed when an applied migration's script has since changed.
-pub async fn apply(db: &Database, owner: &str, migrations: &[Migration]) -> anyhow::Result<usize> {
+pub async fn apply(
+    db: &Database,
+    owner: &str,
+    migrations: &[Migration<'_>],
+) -> anyhow::Result<usize> {
     let mut connection = db.pool().acquire().await?;
     if db.dialect() == Dialect::Postgres {
         sqlx::query("SELECT pg_advisory_lock($1)")
@@ -83,7 +87,7 @@ async fn apply_on(
     connection: &mut PoolConnection<Any>,
     dialect: Dialect,
     owner: &str,
-    migrations: &[Migration],
+    migrations: &[Migration<'_>],
 ) -> anyhow::Result<usize> {
     sqlx::query(LEDGER_DDL)
         .execute(&mut **connection)

@@ -1,0 +1,216 @@
+//! The real `libxcore_plugin_hello.so`, loaded by the real loader: manifest,
+//! migrations, requests through the FFI with real host services on the
+//! test database, events, panics caught at the boundary, bad files refused
+//! without harm, and repeated load/unload.
+
+mod common;
+
+use std::{path::PathBuf, process::Command, sync::OnceLock};
+
+use abi_stable::{
+    sabi_trait::TD_Opaque,
+    std_types::{RSlice, RStr},
+};
+use common::TestServer;
+use serde_json::{json, Value};
+use xcore::{
+    db::migrate::{self, Migration},
+    plugins::{host_services::PluginHost, library},
+};
+use xcore_plugin_api::{ffi::HostServices_TO, RequestHead, PLUGIN_API_VERSION};
+
+/// Builds the hello plugin once per test process (with the panic route, in
+/// a target directory of its own so the workspace build is untouched) and
+/// returns its bytes.
+fn hello_bytes() -> Vec<u8> {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    let path = PATH.get_or_init(|| {
+        let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let target = workspace
+            .join("target")
+            .join("plugin-variants")
+            .join("panic-route");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(&workspace)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "xcore-plugin-hello",
+                "--features",
+                "panic-route",
+                "--target-dir",
+            ])
+            .arg(&target)
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the hello plugin failed");
+        target.join("debug").join("libxcore_plugin_hello.so")
+    });
+    std::fs::read(path).expect("read the plugin")
+}
+
+fn head(method: &str, route: &str, query: &[(&str, &str)]) -> String {
+    serde_json::to_string(&RequestHead {
+        method: method.into(),
+        path: route.into(),
+        route: route.into(),
+        query: query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..RequestHead::default()
+    })
+    .expect("head")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_loads_migrates_and_serves_through_the_ffi() {
+    let server = TestServer::start().await;
+    let shadow = tempfile::tempdir().expect("shadow dir");
+    let loaded =
+        library::load(&hello_bytes(), shadow.path(), "libxcore_plugin_hello", 1).expect("loads");
+    assert_eq!(loaded.manifest.id, "hello");
+    assert_eq!(loaded.manifest.api_prefix, "/api/v1/hello");
+    assert_eq!(loaded.api_version, PLUGIN_API_VERSION);
+    assert_eq!(loaded.checksum.len(), 64);
+    let routes: Vec<(String, String, Option<String>)> = loaded
+        .manifest
+        .routes
+        .iter()
+        .map(|r| (r.method.clone(), r.path.clone(), r.permission.clone()))
+        .collect();
+    assert!(routes.contains(&("GET".into(), "/ping".into(), None)));
+    assert!(routes.contains(&(
+        "POST".into(),
+        "/greetings".into(),
+        Some("hello:write".into())
+    )));
+    assert!(
+        std::fs::read_dir(shadow.path())
+            .expect("dir")
+            .next()
+            .is_none(),
+        "the shadow copy is unlinked after dlopen"
+    );
+
+    let migrations: Vec<Migration<'_>> = loaded
+        .manifest
+        .migrations
+        .iter()
+        .map(|m| Migration {
+            version: m.version,
+            name: &m.name,
+            sqlite: &m.sqlite,
+            postgres: &m.postgres,
+        })
+        .collect();
+    assert_eq!(
+        migrate::apply(&server.state.db, "plugin:hello", &migrations)
+            .await
+            .expect("migrate"),
+        1
+    );
+
+    let host = PluginHost::new(
+        "hello",
+        server.state.db.clone(),
+        server.state.events.clone(),
+        tokio::runtime::Handle::current(),
+    );
+    let instance = loaded
+        .instantiate(HostServices_TO::from_value(host, TD_Opaque), &json!({}))
+        .expect("instantiates");
+    let mut events = server.state.events.subscribe();
+
+    let call = |head: &str, body: &[u8]| {
+        let response = instance.handle(RStr::from_str(head), RSlice::from_slice(body));
+        let body: Value = serde_json::from_slice(response.body.as_slice()).unwrap_or(Value::Null);
+        (response.status, body, response.panicked)
+    };
+    let (status, body, _) = call(&head("GET", "/ping", &[]), b"");
+    assert_eq!((status, body["message"].as_str()), (200, Some("pong")));
+
+    let (status, created, _) = call(&head("POST", "/greetings", &[]), br#"{"text": "bonjour"}"#);
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["text"], "bonjour");
+    let event = events.recv().await.expect("event");
+    assert_eq!(event.topic, "hello.greeted");
+    assert_eq!(event.data["text"], "bonjour");
+
+    let (status, list, _) = call(&head("GET", "/greetings", &[("limit", "10")]), b"");
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["total"], 1);
+    assert_eq!(list["items"][0]["text"], "bonjour");
+    assert_eq!(list["items"][0]["id"], created["id"]);
+
+    // The row is really in the host database.
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM hello_greetings")
+        .fetch_one(server.state.db.pool())
+        .await
+        .expect("count");
+    assert_eq!(stored, 1);
+
+    // A panic inside the plugin is caught at the boundary; the host and
+    // the instance live on.
+    let (status, body, panicked) = call(&head("GET", "/panic", &[]), b"");
+    assert_eq!((status, panicked), (500, true));
+    assert_eq!(body["error"]["code"], "PLUGIN_ERROR");
+    assert!(body["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("hello panicked on purpose")));
+    assert_eq!(call(&head("GET", "/ping", &[]), b"").0, 200);
+
+    instance
+        .run_job(RStr::from_str("tick"))
+        .into_result()
+        .expect("tick job");
+    instance.shutdown();
+    drop(instance);
+    drop(loaded);
+    server.stop().await;
+}
+
+#[test]
+fn bad_files_are_refused_with_their_reason() {
+    let shadow = tempfile::tempdir().expect("shadow dir");
+    let good = hello_bytes();
+    let refuse = |bytes: &[u8]| {
+        library::load(bytes, shadow.path(), "bad", 1)
+            .expect_err("refused")
+            .to_string()
+    };
+    assert!(refuse(&good[..good.len() / 2]).contains("truncated"));
+    assert!(refuse(&good[..100]).contains("truncated"));
+    assert!(refuse(b"").contains("empty"));
+    assert!(refuse(&[0x5a; 4096]).contains("not an ELF"));
+    // A real shared library that is not an xcore plugin.
+    let libm = [
+        "/lib/x86_64-linux-gnu/libm.so.6",
+        "/usr/lib/x86_64-linux-gnu/libm.so.6",
+        "/lib/aarch64-linux-gnu/libm.so.6",
+    ]
+    .iter()
+    .find_map(|path| std::fs::read(path).ok());
+    if let Some(libm) = libm {
+        assert!(refuse(&libm).contains("not an xcore plugin"));
+    }
+    // The good one still loads after all that.
+    assert!(library::load(&good, shadow.path(), "good", 2).is_ok());
+}
+
+#[test]
+fn generations_load_and_unload_repeatedly() {
+    let shadow = tempfile::tempdir().expect("shadow dir");
+    let bytes = hello_bytes();
+    for generation in 0..30 {
+        let loaded = library::load(&bytes, shadow.path(), "libxcore_plugin_hello", generation)
+            .expect("loads");
+        assert_eq!(loaded.manifest.id, "hello");
+    }
+    assert!(std::fs::read_dir(shadow.path())
+        .expect("dir")
+        .next()
+        .is_none());
+}
