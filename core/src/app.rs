@@ -27,13 +27,13 @@ use crate::{
     auth::{self, password::PasswordHasher, tokens::TokenService},
     config::Config,
     db::{migrate, Database, Dialect},
-    error::ApiError,
     events::EventBus,
     http::{
         rate_limit::{self, RateLimits},
         request_context,
     },
     observability::{self, metrics::Metrics},
+    plugins::{self, dispatcher::PluginMetrics, manager::PluginManager},
     rbac,
 };
 
@@ -55,6 +55,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The event bus.
     pub events: EventBus,
+    /// Installed plugins and the route table the dispatcher reads.
+    pub plugins: Arc<PluginManager>,
+    /// Per-plugin request metrics.
+    pub plugin_metrics: PluginMetrics,
     /// Request rate limits; `None` when turned off.
     pub rate_limits: Option<Arc<RateLimits>>,
     /// Start instant, for `uptime`.
@@ -92,13 +96,19 @@ impl AppState {
             Dialect::Postgres => PathBuf::from("."),
         };
         let metrics = Metrics::new()?;
+        let events = EventBus::new(metrics.registry())?;
+        let plugins =
+            PluginManager::start(Path::new(&config.plugins.dir), db.clone(), events.clone())
+                .await?;
         Ok(Self {
             tokens: Arc::new(TokenService::new(
                 &config.auth.jwt_secret,
                 config.auth.access_token_ttl_secs,
             )),
             passwords,
-            events: EventBus::new(metrics.registry())?,
+            events,
+            plugins,
+            plugin_metrics: PluginMetrics::new(metrics.registry())?,
             metrics: Arc::new(metrics),
             rate_limits: RateLimits::new(&config.rate_limits).map(Arc::new),
             started_at: Instant::now(),
@@ -123,15 +133,6 @@ fn sqlite_dir(url: &str) -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-/// Unknown routes: 404 in the standard body.
-async fn no_route(request: Request) -> ApiError {
-    ApiError::not_found(format!(
-        "no route for {} {}",
-        request.method(),
-        request.uri().path()
-    ))
-}
-
 /// The full router: every module's routes and the cross-cutting layers.
 pub fn app(state: AppState) -> Router {
     let body_limit = state.config.server.max_body_bytes;
@@ -139,7 +140,8 @@ pub fn app(state: AppState) -> Router {
         .merge(auth::router())
         .merge(rbac::router())
         .merge(observability::router())
-        .fallback(no_route)
+        .merge(plugins::routes::router())
+        .fallback(plugins::dispatcher::dispatch)
         // Innermost first: rate limits see the request after routing, the
         // metrics include 429s, the panic guard covers everything below it,
         // and the request context wraps it all so even a panic's 500 gets the

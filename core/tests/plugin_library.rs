@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::{path::PathBuf, process::Command, sync::OnceLock};
+use std::{path::PathBuf, sync::OnceLock};
 
 use abi_stable::{
     sabi_trait::TD_Opaque,
@@ -19,36 +19,11 @@ use xcore::{
 };
 use xcore_plugin_api::{ffi::HostServices_TO, RequestHead, PLUGIN_API_VERSION};
 
-/// Builds the hello plugin once per test process (with the panic route, in
-/// a target directory of its own so the workspace build is untouched) and
-/// returns its bytes.
+/// The hello plugin with its panic route, built once per test process.
 fn hello_bytes() -> Vec<u8> {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    let path = PATH.get_or_init(|| {
-        let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let target = workspace
-            .join("target")
-            .join("plugin-variants")
-            .join("panic-route");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(&workspace)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "xcore-plugin-hello",
-                "--features",
-                "panic-route",
-                "--target-dir",
-            ])
-            .arg(&target)
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building the hello plugin failed");
-        target.join("debug").join("libxcore_plugin_hello.so")
-    });
-    std::fs::read(path).expect("read the plugin")
+    std::fs::read(PATH.get_or_init(|| common::hello_variant("panic-route")))
+        .expect("read the plugin")
 }
 
 fn head(method: &str, route: &str, query: &[(&str, &str)]) -> String {

@@ -11,7 +11,7 @@
 
 use anyhow::{bail, Context};
 use sha2::{Digest, Sha256};
-use sqlx::{pool::PoolConnection, Any, Connection, Row};
+use sqlx::{AnyConnection, Connection, Executor, Row};
 
 use super::{timestamp, Database, Dialect};
 
@@ -38,12 +38,20 @@ impl<'a> Migration<'a> {
 }
 
 /// The host's own schema.
-pub const CORE_MIGRATIONS: &[Migration<'static>] = &[Migration {
-    version: 1,
-    name: "users, rbac, tokens, password resets, outbox",
-    sqlite: include_str!("../../migrations/sqlite/0001_core.sql"),
-    postgres: include_str!("../../migrations/postgres/0001_core.sql"),
-}];
+pub const CORE_MIGRATIONS: &[Migration<'static>] = &[
+    Migration {
+        version: 1,
+        name: "users, rbac, tokens, password resets, outbox",
+        sqlite: include_str!("../../migrations/sqlite/0001_core.sql"),
+        postgres: include_str!("../../migrations/postgres/0001_core.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "plugin state",
+        sqlite: include_str!("../../migrations/sqlite/0002_plugins.sql"),
+        postgres: include_str!("../../migrations/postgres/0002_plugins.sql"),
+    },
+];
 
 const LEDGER_DDL: &str = "CREATE TABLE IF NOT EXISTS xcore_migrations (
     owner TEXT NOT NULL,
@@ -83,14 +91,17 @@ pub async fn apply(
     result
 }
 
+// Takes the connection itself, not the pool guard: reborrowing through the
+// guard (`&mut **guard`) makes the future not Send-general, and lifecycle
+// changes run in axum handlers.
 async fn apply_on(
-    connection: &mut PoolConnection<Any>,
+    connection: &mut AnyConnection,
     dialect: Dialect,
     owner: &str,
     migrations: &[Migration<'_>],
 ) -> anyhow::Result<usize> {
     sqlx::query(LEDGER_DDL)
-        .execute(&mut **connection)
+        .execute(&mut *connection)
         .await
         .context("cannot create the migration ledger")?;
     let mut applied = 0;
@@ -119,15 +130,15 @@ async fn apply_on(
             }
             continue;
         }
-        sqlx::raw_sql(script)
-            .execute(&mut *tx)
-            .await
-            .with_context(|| {
-                format!(
-                    "migration {owner} v{} ({}) failed",
-                    migration.version, migration.name
-                )
-            })?;
+        // Executor::execute on a bare script runs every statement in it (the
+        // simple query protocol on PostgreSQL) and, unlike `raw_sql`, gives
+        // a Send-general future.
+        (&mut *tx).execute(script).await.with_context(|| {
+            format!(
+                "migration {owner} v{} ({}) failed",
+                migration.version, migration.name
+            )
+        })?;
         sqlx::query(
             "INSERT INTO xcore_migrations (owner, version, name, checksum, applied_at)
              VALUES ($1, $2, $3, $4, $5)",

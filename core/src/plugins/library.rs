@@ -92,7 +92,13 @@ pub fn load(
     elf::check(bytes).map_err(|error| LoadError(error.to_string()))?;
     std::fs::create_dir_all(shadow_dir)
         .map_err(|error| load_error("cannot create the shadow directory", error))?;
-    let shadow: PathBuf = shadow_dir.join(format!("{stem}.{generation}.{}.so", std::process::id()));
+    // Unique per load, not just per generation: two managers in one process
+    // (tests, or a reload racing a restart of the manager) must never hand
+    // dlopen a path it already has open.
+    let shadow: PathBuf = shadow_dir.join(format!(
+        "{stem}.{generation}.{}.so",
+        uuid::Uuid::new_v4().simple()
+    ));
     std::fs::write(&shadow, bytes)
         .map_err(|error| load_error("cannot write the shadow copy", error))?;
     // SAFETY: the file passed the structural ELF check above, and running

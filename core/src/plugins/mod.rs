@@ -1,11 +1,18 @@
 //! The plugin manager: loading shared libraries safely, their lifecycle,
 //! the request dispatcher and `/system/plugins`.
 //!
-//! Being built in steps; so far: the pre-`dlopen` ELF check, loading a
-//! library generation, dependency ordering, and id and prefix rules.
+//! In place: the ELF check, loading generations, the manager (load at
+//! start, enable, disable, reload, state in the database), the dispatcher
+//! and `/system/plugins` list, details, enable, disable and reload. Still to
+//! come: install, uninstall, the directory watcher, quarantine of a plugin
+//! that keeps panicking, calls between plugins.
 
 pub mod dependencies;
+pub mod dispatcher;
 pub mod elf;
+pub mod generation;
 pub mod host_services;
 pub mod library;
+pub mod manager;
 pub mod prefix;
+pub mod routes;

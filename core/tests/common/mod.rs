@@ -272,3 +272,49 @@ pub async fn expect_error(response: Response, status: StatusCode, code: &str) ->
     assert!(error["details"].is_array(), "details; body: {body}");
     body
 }
+
+/// Builds the hello plugin with `features` (comma-separated, may be empty)
+/// into a target directory of its own, so variants never overwrite each
+/// other, and returns the library's path. Cargo's lock serialises test
+/// processes that ask for the same variant at once.
+pub fn hello_variant(features: &str) -> std::path::PathBuf {
+    let workspace = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let name = if features.is_empty() {
+        "default"
+    } else {
+        features
+    };
+    let target = workspace
+        .join("target")
+        .join("plugin-variants")
+        .join(name.replace(',', "-"));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = std::process::Command::new(cargo);
+    command
+        .current_dir(&workspace)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "xcore-plugin-hello",
+            "--target-dir",
+        ])
+        .arg(&target);
+    if !features.is_empty() {
+        command.args(["--features", features]);
+    }
+    let status = command.status().expect("run cargo build");
+    assert!(
+        status.success(),
+        "building the hello plugin ({name}) failed"
+    );
+    target.join("debug").join("libxcore_plugin_hello.so")
+}
+
+/// Copies a file into `dir` under `name` the way operators deploy: write a
+/// temporary file, then rename it into place.
+pub fn deploy(source: &std::path::Path, dir: &std::path::Path, name: &str) {
+    let temporary = dir.join(format!(".{name}.tmp"));
+    std::fs::copy(source, &temporary).expect("copy plugin");
+    std::fs::rename(&temporary, dir.join(name)).expect("rename plugin");
+}

@@ -1,0 +1,215 @@
+//! A generation: one loaded copy of a plugin library with its live
+//! instance and route table, and the atomically swapped table of enabled
+//! generations the dispatcher reads.
+//!
+//! Requests hold an `Arc<Generation>` for their whole duration, so a reload
+//! or a disable never cuts one short: the old generation is dropped after
+//! its last request, its instance is shut down, and only then is its
+//! library closed.
+
+use std::sync::Arc;
+
+use abi_stable::std_types::{RSlice, RStr};
+use xcore_plugin_api::{ffi::InstanceBox, manifest::RouteSpec, Manifest};
+
+use super::{library::LoadedLibrary, prefix::is_within};
+
+/// A plugin response copied into host memory (nothing in it points into
+/// the library, which may be closed once the request's generation drops).
+#[derive(Debug)]
+pub struct PluginResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+    /// The handler panicked.
+    pub panicked: bool,
+}
+
+/// One loaded, instantiated copy of a plugin.
+pub struct Generation {
+    /// Plugin id.
+    pub id: String,
+    /// Mount point.
+    pub prefix: String,
+    /// The manifest, in host memory.
+    pub manifest: Manifest,
+    /// Generation number, counting loads of this plugin.
+    pub number: u64,
+    routes: matchit::Router<Vec<usize>>,
+    // Declared before `library`: the instance must go first (see Drop).
+    instance: Option<InstanceBox>,
+    library: LoadedLibrary,
+}
+
+impl std::fmt::Debug for Generation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Generation")
+            .field("id", &self.id)
+            .field("prefix", &self.prefix)
+            .field("number", &self.number)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What matching a path inside a plugin found.
+pub enum RouteMatch<'a> {
+    /// A route, with its path parameters.
+    Found(&'a RouteSpec, Vec<(String, String)>),
+    /// The path exists with other methods.
+    WrongMethod(Vec<String>),
+    /// No such path.
+    Missing,
+}
+
+impl Generation {
+    /// Builds a generation from a loaded library and its instance.
+    pub fn new(
+        library: LoadedLibrary,
+        instance: InstanceBox,
+        prefix: String,
+        number: u64,
+    ) -> Result<Self, String> {
+        let manifest = library.manifest.clone();
+        let mut routes: matchit::Router<Vec<usize>> = matchit::Router::new();
+        let mut by_path: Vec<(String, Vec<usize>)> = Vec::new();
+        for (index, route) in manifest.routes.iter().enumerate() {
+            match by_path.iter_mut().find(|(path, _)| *path == route.path) {
+                Some((_, indices)) => indices.push(index),
+                None => by_path.push((route.path.clone(), vec![index])),
+            }
+        }
+        for (path, indices) in by_path {
+            routes
+                .insert(path.clone(), indices)
+                .map_err(|error| format!("route {path} is invalid: {error}"))?;
+        }
+        Ok(Self {
+            id: manifest.id.clone(),
+            prefix,
+            manifest,
+            number,
+            routes,
+            instance: Some(instance),
+            library,
+        })
+    }
+
+    /// The loaded library's identity.
+    pub fn library(&self) -> &LoadedLibrary {
+        &self.library
+    }
+
+    /// Matches a path relative to the prefix.
+    pub fn route(&self, method: &str, path: &str) -> RouteMatch<'_> {
+        let Ok(matched) = self.routes.at(path) else {
+            return RouteMatch::Missing;
+        };
+        let routes = &self.manifest.routes;
+        match matched
+            .value
+            .iter()
+            .map(|index| &routes[*index])
+            .find(|route| route.method == method)
+        {
+            Some(route) => RouteMatch::Found(
+                route,
+                matched
+                    .params
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            None => RouteMatch::WrongMethod(
+                matched
+                    .value
+                    .iter()
+                    .map(|index| routes[*index].method.clone())
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Calls the plugin's handler and copies the answer into host memory.
+    pub fn handle(&self, head: &str, body: &[u8]) -> PluginResponse {
+        let Some(instance) = &self.instance else {
+            return PluginResponse {
+                status: 503,
+                headers: Vec::new(),
+                body: Vec::new(),
+                panicked: false,
+            };
+        };
+        let response = instance.handle(RStr::from_str(head), RSlice::from_slice(body));
+        let headers: Vec<(String, String)> = serde_json::from_str::<
+            std::collections::BTreeMap<String, String>,
+        >(response.headers.as_str())
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+        PluginResponse {
+            status: response.status,
+            headers,
+            body: response.body.as_slice().to_vec(),
+            panicked: response.panicked,
+        }
+    }
+
+    /// Runs a job of the plugin.
+    pub fn run_job(&self, name: &str) -> Result<(), String> {
+        match &self.instance {
+            Some(instance) => instance
+                .run_job(RStr::from_str(name))
+                .into_result()
+                .map_err(|message| message.into_string()),
+            None => Err("the plugin is shut down".into()),
+        }
+    }
+}
+
+impl Drop for Generation {
+    fn drop(&mut self) {
+        if let Some(instance) = self.instance.take() {
+            instance.shutdown();
+            drop(instance);
+        }
+        tracing::debug!(
+            plugin = self.id.as_str(),
+            generation = self.number,
+            "generation closed"
+        );
+    }
+}
+
+/// The enabled generations, longest prefix first.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    generations: Vec<Arc<Generation>>,
+}
+
+impl RouteTable {
+    /// A table of these generations.
+    pub fn new(mut generations: Vec<Arc<Generation>>) -> Self {
+        generations.sort_by(|a, b| {
+            b.prefix
+                .len()
+                .cmp(&a.prefix.len())
+                .then_with(|| a.prefix.cmp(&b.prefix))
+        });
+        Self { generations }
+    }
+
+    /// The generation whose prefix is the longest one `path` lies under.
+    pub fn find(&self, path: &str) -> Option<&Arc<Generation>> {
+        self.generations
+            .iter()
+            .find(|generation| is_within(path, &generation.prefix))
+    }
+
+    /// All enabled generations.
+    pub fn generations(&self) -> &[Arc<Generation>] {
+        &self.generations
+    }
+}

@@ -1,0 +1,705 @@
+//! The plugin manager: what is installed, loaded and enabled, and every
+//! lifecycle change (load at start, enable, disable, reload), with the state
+//! kept in the `plugins` table so a restart keeps it.
+//!
+//! Changes are serialised by one async mutex (they are rare and do I/O);
+//! requests never take it: they read the route table, an `ArcSwap` replaced
+//! whole after each change.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use serde_json::json;
+use sqlx::Row;
+use tokio::sync::Mutex;
+use xcore_plugin_api::{ffi::HostServices_TO, Manifest};
+
+use super::{
+    dependencies::{self, DependencyError, Node},
+    generation::{Generation, RouteTable},
+    host_services::PluginHost,
+    library::{self, LoadedLibrary},
+    prefix,
+};
+use crate::{
+    db::{flag, migrate, timestamp, Database},
+    error::ApiError,
+    events::EventBus,
+    rbac::store,
+};
+
+/// File names the manager picks up: `libxcore_plugin_<id>.so`.
+const FILE_PREFIX: &str = "libxcore_plugin_";
+const FILE_SUFFIX: &str = ".so";
+
+/// What is known about one installed plugin.
+#[derive(Debug)]
+struct Record {
+    file: PathBuf,
+    enabled: bool,
+    live: Option<Arc<Generation>>,
+    generation: u64,
+    checksum: Option<String>,
+    installed_at: String,
+    loaded_at: Option<String>,
+    last_reload: Option<String>,
+    last_error: Option<String>,
+}
+
+/// A plugin as `/system/plugins` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct PluginInfo {
+    /// Id.
+    pub id: String,
+    /// Name (the id when the library could not be read).
+    pub name: String,
+    /// Version.
+    pub version: Option<String>,
+    /// Author.
+    pub author: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// Serving requests now.
+    pub active: bool,
+    /// `active`, `disabled` or `failed`.
+    pub state: &'static str,
+    /// Mount point.
+    pub api_prefix: Option<String>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Full route paths, `METHOD /prefix/path`.
+    pub routes: Vec<String>,
+    /// Ids of the plugins it depends on.
+    pub dependencies: Vec<String>,
+    /// Permissions it defines.
+    pub permissions: Vec<String>,
+    /// When the serving generation was loaded.
+    pub loaded_at: Option<String>,
+    /// When it was last reloaded.
+    pub last_reload: Option<String>,
+    /// Why the last load or reload failed.
+    pub last_error: Option<String>,
+    /// Number of the serving generation.
+    pub generation: u64,
+    /// SHA-256 of the serving library.
+    pub checksum: Option<String>,
+    /// plugin-api version the library was built with.
+    pub plugin_api_version: Option<String>,
+    /// Earlier generations still mapped in memory: draining requests, or a
+    /// library the C runtime would not unload (thread-local destructors).
+    pub leaked_generations: usize,
+}
+
+/// The manager.
+pub struct PluginManager {
+    dir: PathBuf,
+    shadow_dir: PathBuf,
+    db: Database,
+    events: EventBus,
+    runtime: tokio::runtime::Handle,
+    table: ArcSwap<RouteTable>,
+    records: Mutex<BTreeMap<String, Record>>,
+}
+
+impl std::fmt::Debug for PluginManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginManager")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The plugin id a file name stands for, if it is a plugin file.
+pub fn id_of_file(name: &str) -> Option<&str> {
+    name.strip_prefix(FILE_PREFIX)?
+        .strip_suffix(FILE_SUFFIX)
+        .filter(|id| prefix::check_id(id).is_ok())
+}
+
+fn dependency_nodes(
+    libraries: &BTreeMap<String, LoadedLibrary>,
+) -> (Vec<Node>, Vec<(String, String)>) {
+    let mut nodes = Vec::new();
+    let mut bad = Vec::new();
+    for (id, library) in libraries {
+        let manifest = &library.manifest;
+        let version = match semver::Version::parse(&manifest.version) {
+            Ok(version) => version,
+            Err(error) => {
+                bad.push((
+                    id.clone(),
+                    format!("version {:?} is not semver: {error}", manifest.version),
+                ));
+                continue;
+            }
+        };
+        let mut requires = Vec::new();
+        for dependency in &manifest.dependencies {
+            match semver::VersionReq::parse(&dependency.version) {
+                Ok(requirement) => requires.push((dependency.id.clone(), requirement)),
+                Err(error) => bad.push((
+                    id.clone(),
+                    format!(
+                        "dependency {} {:?}: {error}",
+                        dependency.id, dependency.version
+                    ),
+                )),
+            }
+        }
+        nodes.push(Node {
+            id: id.clone(),
+            version,
+            requires,
+        });
+    }
+    (nodes, bad)
+}
+
+impl PluginManager {
+    /// Loads every plugin file in `dir` (dependencies first) and serves the
+    /// enabled ones. A plugin that fails is recorded with its error; it
+    /// never stops the others or the host.
+    pub async fn start(dir: &Path, db: Database, events: EventBus) -> anyhow::Result<Arc<Self>> {
+        let manager = Arc::new(Self {
+            dir: dir.to_path_buf(),
+            // One directory per manager, so counting this manager's mapped
+            // shadow copies never counts another's.
+            shadow_dir: std::env::temp_dir().join(format!(
+                "xcore-plugins-{}-{}",
+                std::process::id(),
+                uuid::Uuid::new_v4().simple()
+            )),
+            db,
+            events,
+            runtime: tokio::runtime::Handle::current(),
+            table: ArcSwap::from_pointee(RouteTable::default()),
+            records: Mutex::new(BTreeMap::new()),
+        });
+        let mut records = manager.records.lock().await;
+        let saved = manager.saved_state().await?;
+        let mut libraries = BTreeMap::new();
+        for (id, file) in manager.scan() {
+            let (installed_at, enabled) = saved
+                .get(&id)
+                .cloned()
+                .unwrap_or_else(|| (timestamp::now(), true));
+            let mut record = Record {
+                file: file.clone(),
+                enabled,
+                live: None,
+                generation: 0,
+                checksum: None,
+                installed_at,
+                loaded_at: None,
+                last_reload: None,
+                last_error: None,
+            };
+            match manager.read_library(&id, &file, 1) {
+                Ok(library) => {
+                    record.checksum = Some(library.checksum.clone());
+                    libraries.insert(id.clone(), library);
+                }
+                Err(error) => record.last_error = Some(error),
+            }
+            records.insert(id, record);
+        }
+        // Drop what cannot be ordered, one culprit at a time, until the
+        // rest can be.
+        let order = loop {
+            let (nodes, bad) = dependency_nodes(&libraries);
+            for (id, error) in bad {
+                libraries.remove(&id);
+                if let Some(record) = records.get_mut(&id) {
+                    record.last_error = Some(error);
+                }
+            }
+            match dependencies::load_order(&nodes) {
+                Ok(order) => break order,
+                Err(error) => {
+                    let culprits = match &error {
+                        DependencyError::Missing { plugin, .. }
+                        | DependencyError::Version { plugin, .. } => vec![plugin.clone()],
+                        DependencyError::Cycle(members) => members.clone(),
+                    };
+                    for id in culprits {
+                        libraries.remove(&id);
+                        if let Some(record) = records.get_mut(&id) {
+                            record.last_error = Some(error.to_string());
+                        }
+                    }
+                }
+            }
+        };
+        for id in order {
+            let Some(library) = libraries.remove(&id) else {
+                continue;
+            };
+            let taken: Vec<(String, String)> = records
+                .iter()
+                .filter_map(|(other, r)| r.live.as_ref().map(|g| (other.clone(), g.prefix.clone())))
+                .collect();
+            let outcome = manager.activate(library, 1, &taken).await;
+            let Some(record) = records.get_mut(&id) else {
+                continue;
+            };
+            match outcome {
+                Ok(generation) => {
+                    record.generation = 1;
+                    record.loaded_at = Some(timestamp::now());
+                    record.live = Some(Arc::new(generation));
+                }
+                Err(error) => record.last_error = Some(error),
+            }
+        }
+        for (id, record) in records.iter() {
+            manager
+                .persist(id, record)
+                .await
+                .map_err(|error| anyhow::anyhow!("cannot save plugin state: {error}"))?;
+            match (&record.live, &record.last_error) {
+                (Some(generation), _) => {
+                    tracing::info!(
+                        plugin = id.as_str(),
+                        prefix = generation.prefix.as_str(),
+                        enabled = record.enabled,
+                        "plugin loaded"
+                    );
+                    manager.events.publish(
+                        "plugin.loaded",
+                        json!({"id": id, "version": generation.manifest.version, "generation": 1}),
+                    );
+                }
+                (None, error) => {
+                    tracing::warn!(
+                        plugin = id.as_str(),
+                        error = error.as_deref().unwrap_or("-"),
+                        "plugin failed to load"
+                    );
+                    manager
+                        .events
+                        .publish("plugin.failed", json!({"id": id, "error": error}));
+                }
+            }
+        }
+        manager.publish_table(&records);
+        drop(records);
+        Ok(manager)
+    }
+
+    /// The enabled generations, for the dispatcher.
+    pub fn table(&self) -> arc_swap::Guard<Arc<RouteTable>> {
+        self.table.load()
+    }
+
+    fn scan(&self) -> Vec<(String, PathBuf)> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            tracing::info!(dir = %self.dir.display(), "no plugins directory; no plugins loaded");
+            return Vec::new();
+        };
+        let mut found: Vec<(String, PathBuf)> = entries
+            .filter_map(Result::ok)
+            .filter_map(|entry| {
+                let name = entry.file_name().to_string_lossy().to_string();
+                id_of_file(&name).map(|id| (id.to_string(), entry.path()))
+            })
+            .collect();
+        found.sort();
+        found
+    }
+
+    async fn saved_state(&self) -> anyhow::Result<BTreeMap<String, (String, bool)>> {
+        let rows = sqlx::query("SELECT id, installed_at, enabled FROM plugins")
+            .fetch_all(self.db.pool())
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("id")?,
+                    (row.try_get("installed_at")?, flag(row, "enabled")?),
+                ))
+            })
+            .collect()
+    }
+
+    /// Reads and checks a library file: ELF, ABI, manifest rules.
+    fn read_library(
+        &self,
+        id: &str,
+        file: &Path,
+        generation: u64,
+    ) -> Result<LoadedLibrary, String> {
+        let bytes = std::fs::read(file)
+            .map_err(|error| format!("cannot read {}: {error}", file.display()))?;
+        let stem = format!("{FILE_PREFIX}{id}");
+        let library = library::load(&bytes, &self.shadow_dir, &stem, generation)
+            .map_err(|error| error.to_string())?;
+        let manifest = &library.manifest;
+        if manifest.id != id {
+            return Err(format!(
+                "the file is named for plugin {id} but its manifest says {:?}",
+                manifest.id
+            ));
+        }
+        prefix::check_id(&manifest.id)?;
+        prefix::check_prefix(&manifest.api_prefix)?;
+        semver::Version::parse(&manifest.version)
+            .map_err(|error| format!("version {:?} is not semver: {error}", manifest.version))?;
+        Ok(library)
+    }
+
+    /// Migrates, registers permissions, instantiates: a ready generation.
+    async fn activate(
+        &self,
+        library: LoadedLibrary,
+        number: u64,
+        taken: &[(String, String)],
+    ) -> Result<Generation, String> {
+        let manifest: Manifest = library.manifest.clone();
+        if let Some((other, _)) = taken
+            .iter()
+            .find(|(other, prefix)| *other != manifest.id && *prefix == manifest.api_prefix)
+        {
+            return Err(format!(
+                "api_prefix {} is already used by plugin {other}",
+                manifest.api_prefix
+            ));
+        }
+        let migrations: Vec<migrate::Migration<'_>> = manifest
+            .migrations
+            .iter()
+            .map(|m| migrate::Migration {
+                version: m.version,
+                name: &m.name,
+                sqlite: &m.sqlite,
+                postgres: &m.postgres,
+            })
+            .collect();
+        migrate::apply(&self.db, &format!("plugin:{}", manifest.id), &migrations)
+            .await
+            .map_err(|error| format!("{error:#}"))?;
+        for permission in &manifest.permissions {
+            match store::create_permission(
+                &self.db,
+                &permission.name,
+                Some(&permission.description),
+                &manifest.id,
+            )
+            .await
+            {
+                Ok(_) => {}
+                Err(error) if error.message().contains("already exists") => {}
+                Err(error) => {
+                    return Err(format!(
+                        "permission {}: {}",
+                        permission.name,
+                        error.message()
+                    ))
+                }
+            }
+        }
+        let host = PluginHost::new(
+            &manifest.id,
+            self.db.clone(),
+            self.events.clone(),
+            self.runtime.clone(),
+        );
+        let instance = library
+            .instantiate(
+                HostServices_TO::from_value(host, abi_stable::sabi_trait::TD_Opaque),
+                &serde_json::Value::Null,
+            )
+            .map_err(|error| format!("instantiation failed: {error}"))?;
+        Generation::new(library, instance, manifest.api_prefix.clone(), number)
+    }
+
+    async fn persist(&self, id: &str, record: &Record) -> Result<(), ApiError> {
+        let manifest = record.live.as_ref().map(|g| &g.manifest);
+        sqlx::query(
+            "INSERT INTO plugins (id, version, api_prefix, enabled, checksum, generation, installed_at, loaded_at, last_reload, last_error)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (id) DO UPDATE SET version = excluded.version, api_prefix = excluded.api_prefix,
+                enabled = excluded.enabled, checksum = excluded.checksum, generation = excluded.generation,
+                loaded_at = excluded.loaded_at, last_reload = excluded.last_reload, last_error = excluded.last_error",
+        )
+        .bind(id)
+        .bind(manifest.map_or("", |m| m.version.as_str()))
+        .bind(manifest.map_or("", |m| m.api_prefix.as_str()))
+        .bind(record.enabled)
+        .bind(record.checksum.as_deref().unwrap_or(""))
+        .bind(i64::try_from(record.generation).unwrap_or(i64::MAX))
+        .bind(&record.installed_at)
+        .bind(&record.loaded_at)
+        .bind(&record.last_reload)
+        .bind(&record.last_error)
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
+    }
+
+    fn publish_table(&self, records: &BTreeMap<String, Record>) {
+        let generations = records
+            .values()
+            .filter(|record| record.enabled)
+            .filter_map(|record| record.live.clone())
+            .collect();
+        self.table.store(Arc::new(RouteTable::new(generations)));
+    }
+
+    /// Every plugin, by id.
+    pub async fn list(&self) -> Vec<PluginInfo> {
+        let records = self.records.lock().await;
+        records
+            .iter()
+            .map(|(id, record)| self.info(id, record))
+            .collect()
+    }
+
+    /// One plugin.
+    pub async fn get(&self, id: &str) -> Result<PluginInfo, ApiError> {
+        let records = self.records.lock().await;
+        records
+            .get(id)
+            .map(|record| self.info(id, record))
+            .ok_or_else(|| ApiError::not_found(format!("plugin {id} not found")))
+    }
+
+    fn info(&self, id: &str, record: &Record) -> PluginInfo {
+        let generation = record.live.as_deref();
+        let manifest = generation.map(|g| &g.manifest);
+        let active = record.enabled && generation.is_some();
+        PluginInfo {
+            id: id.to_string(),
+            name: manifest.map_or_else(|| id.to_string(), |m| m.name.clone()),
+            version: manifest.map(|m| m.version.clone()),
+            author: manifest.map(|m| m.author.clone()),
+            description: manifest.map(|m| m.description.clone()),
+            active,
+            state: match (generation, record.enabled) {
+                (None, _) => "failed",
+                (Some(_), true) => "active",
+                (Some(_), false) => "disabled",
+            },
+            api_prefix: generation.map(|g| g.prefix.clone()),
+            tags: manifest.map(|m| m.tags.clone()).unwrap_or_default(),
+            routes: generation
+                .map(|g| {
+                    g.manifest
+                        .routes
+                        .iter()
+                        .map(|r| format!("{} {}{}", r.method, g.prefix, r.path))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            dependencies: manifest
+                .map(|m| m.dependencies.iter().map(|d| d.id.clone()).collect())
+                .unwrap_or_default(),
+            permissions: manifest
+                .map(|m| m.permissions.iter().map(|p| p.name.clone()).collect())
+                .unwrap_or_default(),
+            loaded_at: record.loaded_at.clone(),
+            last_reload: record.last_reload.clone(),
+            last_error: record.last_error.clone(),
+            generation: record.generation,
+            checksum: generation.map(|g| g.library().checksum.clone()),
+            plugin_api_version: generation.map(|g| g.library().api_version.clone()),
+            leaked_generations: self
+                .mapped_generations(id)
+                .saturating_sub(usize::from(generation.is_some())),
+        }
+    }
+
+    /// Distinct shadow copies of `id` still mapped into this process.
+    fn mapped_generations(&self, id: &str) -> usize {
+        let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+            return 0;
+        };
+        let needle = format!("{}/{FILE_PREFIX}{id}.", self.shadow_dir.display());
+        let mut paths: Vec<&str> = maps
+            .lines()
+            .filter_map(|line| line.find(&needle).map(|at| &line[at..]))
+            .collect();
+        paths.sort_unstable();
+        paths.dedup();
+        paths.len()
+    }
+
+    fn ids_depending_on(
+        records: &BTreeMap<String, Record>,
+        id: &str,
+        enabled_only: bool,
+    ) -> Vec<String> {
+        let nodes: Vec<Node> = records
+            .iter()
+            .filter(|(_, record)| !enabled_only || record.enabled)
+            .filter_map(|(other, record)| {
+                record.live.as_ref().map(|g| Node {
+                    id: other.clone(),
+                    version: semver::Version::new(0, 0, 0),
+                    requires: g
+                        .manifest
+                        .dependencies
+                        .iter()
+                        .map(|d| (d.id.clone(), semver::VersionReq::STAR))
+                        .collect(),
+                })
+            })
+            .collect();
+        dependencies::dependents_of(id, &nodes)
+            .into_iter()
+            .collect()
+    }
+
+    /// Serves the plugin again; refused while one of its dependencies is
+    /// not active.
+    pub async fn enable(&self, id: &str) -> Result<PluginInfo, ApiError> {
+        let mut records = self.records.lock().await;
+        let record = records
+            .get(id)
+            .ok_or_else(|| ApiError::not_found(format!("plugin {id} not found")))?;
+        let generation = record.live.clone().ok_or_else(|| {
+            ApiError::conflict(format!(
+                "plugin {id} is not loaded: {}",
+                record.last_error.as_deref().unwrap_or("unknown error")
+            ))
+        })?;
+        let inactive: Vec<String> = generation
+            .manifest
+            .dependencies
+            .iter()
+            .filter(|d| {
+                !records
+                    .get(&d.id)
+                    .is_some_and(|r| r.enabled && r.live.is_some())
+            })
+            .map(|d| d.id.clone())
+            .collect();
+        if !inactive.is_empty() {
+            return Err(ApiError::conflict(format!(
+                "plugin {id} needs {} enabled first",
+                inactive.join(", ")
+            )));
+        }
+        self.set_enabled(&mut records, &[id.to_string()], true)
+            .await?;
+        Ok(self.info(id, &records[id]))
+    }
+
+    /// Stops serving the plugin (its routes answer 404); refused while
+    /// enabled plugins depend on it unless `cascade` disables them too.
+    pub async fn disable(&self, id: &str, cascade: bool) -> Result<PluginInfo, ApiError> {
+        let mut records = self.records.lock().await;
+        if !records.contains_key(id) {
+            return Err(ApiError::not_found(format!("plugin {id} not found")));
+        }
+        let dependents = Self::ids_depending_on(&records, id, true);
+        if !dependents.is_empty() && !cascade {
+            return Err(ApiError::conflict(format!(
+                "enabled plugins depend on {id}: {}; disable them first or pass ?cascade=true",
+                dependents.join(", ")
+            )));
+        }
+        let mut ids = dependents;
+        ids.push(id.to_string());
+        self.set_enabled(&mut records, &ids, false).await?;
+        Ok(self.info(id, &records[id]))
+    }
+
+    async fn set_enabled(
+        &self,
+        records: &mut BTreeMap<String, Record>,
+        ids: &[String],
+        enabled: bool,
+    ) -> Result<(), ApiError> {
+        for id in ids {
+            if let Some(record) = records.get_mut(id) {
+                if record.enabled != enabled {
+                    record.enabled = enabled;
+                    self.persist(id, record).await?;
+                    let topic = if enabled {
+                        "plugin.enabled"
+                    } else {
+                        "plugin.disabled"
+                    };
+                    self.events.publish(topic, json!({"id": id}));
+                }
+            }
+        }
+        self.publish_table(records);
+        Ok(())
+    }
+
+    /// Loads the plugin's file again as a new generation and swaps it in;
+    /// in-flight requests finish on the old one. On failure the old
+    /// generation keeps serving and the error is kept and published.
+    pub async fn reload(&self, id: &str) -> Result<PluginInfo, ApiError> {
+        let mut records = self.records.lock().await;
+        let record = records
+            .get(id)
+            .ok_or_else(|| ApiError::not_found(format!("plugin {id} not found")))?;
+        let (file, number) = (record.file.clone(), record.generation + 1);
+        let taken: Vec<(String, String)> = records
+            .iter()
+            .filter_map(|(other, r)| r.live.as_ref().map(|g| (other.clone(), g.prefix.clone())))
+            .collect();
+        let outcome = match self.read_library(id, &file, number) {
+            Ok(library) => self.activate(library, number, &taken).await,
+            Err(error) => Err(error),
+        };
+        let Some(record) = records.get_mut(id) else {
+            return Err(ApiError::not_found(format!("plugin {id} not found")));
+        };
+        match outcome {
+            Ok(generation) => {
+                let now = timestamp::now();
+                record.checksum = Some(generation.library().checksum.clone());
+                record.live = Some(Arc::new(generation));
+                record.generation = number;
+                record.loaded_at.get_or_insert_with(|| now.clone());
+                record.last_reload = Some(now);
+                record.last_error = None;
+                self.persist(id, record).await?;
+                self.publish_table(&records);
+                self.events
+                    .publish("plugin.reloaded", json!({"id": id, "generation": number}));
+                tracing::info!(plugin = id, generation = number, "plugin reloaded");
+                Ok(self.info(id, &records[id]))
+            }
+            Err(error) => {
+                record.last_error = Some(error.clone());
+                self.persist(id, record).await?;
+                self.events
+                    .publish("plugin.failed", json!({"id": id, "error": error}));
+                tracing::warn!(
+                    plugin = id,
+                    error = error.as_str(),
+                    "plugin reload failed; the previous generation keeps serving"
+                );
+                Err(ApiError::new(
+                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    crate::error::ErrorCode::PluginError,
+                    format!("reload of {id} failed: {error}"),
+                ))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::id_of_file;
+
+    #[test]
+    fn plugin_files_are_recognised_by_name() {
+        assert_eq!(id_of_file("libxcore_plugin_hello.so"), Some("hello"));
+        assert_eq!(id_of_file("libxcore_plugin_erp_crm.so"), Some("erp_crm"));
+        assert_eq!(id_of_file("libxcore_plugin_.so"), None);
+        assert_eq!(id_of_file("libxcore_plugin_Bad.so"), None);
+        assert_eq!(id_of_file("libother.so"), None);
+        assert_eq!(id_of_file("libxcore_plugin_hello.so.tmp"), None);
+    }
+}

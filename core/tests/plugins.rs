@@ -1,0 +1,479 @@
+//! Plugins over HTTP against a real server with real `.so` files: loading
+//! at start, `/system/plugins`, RBAC on plugin routes, panics, disable and
+//! enable, state across a restart, reload to new code with the old data, a
+//! failed reload that leaves the old generation serving, and bad files
+//! shown with their error.
+
+mod common;
+
+use std::path::Path;
+
+use common::{deploy, expect_error, expect_status, hello_variant, TestServer};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const HELLO: &str = "libxcore_plugin_hello.so";
+
+async fn start_with_plugins(dir: &Path) -> TestServer {
+    let dir = dir.to_path_buf();
+    TestServer::start_with(move |config| config.plugins.dir = dir.display().to_string()).await
+}
+
+async fn get_json(
+    server: &TestServer,
+    path: &str,
+    token: Option<&str>,
+    status: StatusCode,
+) -> Value {
+    let mut request = server.get(path);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    expect_status(request.send().await.expect("send"), status).await
+}
+
+async fn next_event(
+    events: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<xcore::events::Event>>,
+    topic: &str,
+) -> Value {
+    loop {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(10), events.recv())
+            .await
+            .expect("event in time")
+            .expect("event");
+        if event.topic == topic {
+            return event.data.clone();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_load_at_start_and_serve_with_rbac() {
+    let dir = tempfile::tempdir().expect("dir");
+    deploy(&hello_variant("panic-route"), dir.path(), HELLO);
+    let server = start_with_plugins(dir.path()).await;
+    let admin = server.admin_token().await;
+    let (_, user) = server.user_token("plain@example.com").await;
+
+    let list = get_json(&server, "/system/plugins", Some(&admin), StatusCode::OK).await;
+    assert_eq!(list["total"], 1);
+    let item = &list["items"][0];
+    assert_eq!(item["id"], "hello");
+    assert_eq!(item["active"], true);
+    assert_eq!(item["api_prefix"], "/api/v1/hello");
+    assert_eq!(item["tags"], json!(["example"]));
+    assert!(item["loaded_at"].is_string());
+    let details = get_json(
+        &server,
+        "/system/plugins/hello",
+        Some(&admin),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(details["state"], "active");
+    assert_eq!(details["generation"], 1);
+    assert_eq!(
+        details["plugin_api_version"],
+        xcore_plugin_api::PLUGIN_API_VERSION
+    );
+    assert_eq!(details["checksum"].as_str().map(str::len), Some(64));
+    assert_eq!(details["leaked_generations"], 0);
+    assert!(details["routes"]
+        .as_array()
+        .expect("routes")
+        .contains(&json!("GET /api/v1/hello/ping")));
+    expect_error(
+        server
+            .get("/system/plugins/nope")
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .expect("send"),
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    )
+    .await;
+    expect_error(
+        server
+            .get("/system/plugins")
+            .bearer_auth(&user)
+            .send()
+            .await
+            .expect("send"),
+        StatusCode::FORBIDDEN,
+        "AUTHORIZATION_ERROR",
+    )
+    .await;
+    expect_error(
+        server.get("/system/plugins").send().await.expect("send"),
+        StatusCode::UNAUTHORIZED,
+        "AUTHENTICATION_ERROR",
+    )
+    .await;
+
+    // Public route, then the permission-guarded ones: 401, 403, 200.
+    let ping = get_json(&server, "/api/v1/hello/ping", None, StatusCode::OK).await;
+    assert_eq!(ping["message"], "pong");
+    expect_error(
+        server
+            .get("/api/v1/hello/greetings")
+            .send()
+            .await
+            .expect("send"),
+        StatusCode::UNAUTHORIZED,
+        "AUTHENTICATION_ERROR",
+    )
+    .await;
+    let forbidden = server
+        .get("/api/v1/hello/greetings")
+        .bearer_auth(&user)
+        .send()
+        .await
+        .expect("send");
+    let body = expect_error(forbidden, StatusCode::FORBIDDEN, "AUTHORIZATION_ERROR").await;
+    assert!(body["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("hello:read")));
+    let created = server
+        .post("/api/v1/hello/greetings")
+        .bearer_auth(&admin)
+        .json(&json!({"text": "bonjour"}))
+        .send()
+        .await
+        .expect("send");
+    let created = expect_status(created, StatusCode::CREATED).await;
+    assert_eq!(created["text"], "bonjour");
+    let list = get_json(
+        &server,
+        "/api/v1/hello/greetings",
+        Some(&admin),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(list["total"], 1);
+    assert_eq!(list["items"][0]["text"], "bonjour");
+
+    // Plugin validation errors come in the standard body, request id included.
+    let invalid = server
+        .post("/api/v1/hello/greetings")
+        .bearer_auth(&admin)
+        .header("x-request-id", "plugin-req-1")
+        .json(&json!({"text": ""}))
+        .send()
+        .await
+        .expect("send");
+    let body = expect_error(
+        invalid,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+    assert_eq!(body["error"]["request_id"], "plugin-req-1");
+    assert_eq!(body["error"]["details"][0]["field"], "text");
+
+    // A panic is a 500 PLUGIN_ERROR and the host keeps serving.
+    let panic = server
+        .get("/api/v1/hello/panic")
+        .send()
+        .await
+        .expect("send");
+    let body = expect_error(panic, StatusCode::INTERNAL_SERVER_ERROR, "PLUGIN_ERROR").await;
+    assert!(body["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("panicked")));
+    assert_eq!(
+        get_json(&server, "/api/v1/hello/ping", None, StatusCode::OK).await["message"],
+        "pong"
+    );
+    expect_status(
+        server.get("/health").send().await.expect("send"),
+        StatusCode::OK,
+    )
+    .await;
+
+    // Unknown paths and methods under the prefix.
+    expect_error(
+        server.get("/api/v1/hello/nope").send().await.expect("send"),
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    )
+    .await;
+    let wrong = server
+        .delete("/api/v1/hello/ping")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        wrong.headers().get("allow").and_then(|v| v.to_str().ok()),
+        Some("GET")
+    );
+    expect_error(wrong, StatusCode::METHOD_NOT_ALLOWED, "VALIDATION_ERROR").await;
+
+    let metrics = server
+        .get("/metrics")
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("text");
+    assert!(metrics.contains(r#"xcore_plugin_requests_total{plugin="hello",route="/api/v1/hello/ping",status="200"} 2"#), "{metrics}");
+    assert!(metrics.contains(
+        r#"xcore_requests_total{endpoint="/api/v1/hello/greetings",method="GET",status="403"} 1"#
+    ));
+    assert!(metrics.contains(
+        r#"xcore_plugin_requests_total{plugin="hello",route="/api/v1/hello/panic",status="500"} 1"#
+    ));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disable_and_enable_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("dir");
+    deploy(&hello_variant(""), dir.path(), HELLO);
+    let server = start_with_plugins(dir.path()).await;
+    let admin = server.admin_token().await;
+    let mut events = server.state.events.subscribe();
+
+    let disabled = server
+        .post("/system/plugins/hello/disable")
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        expect_status(disabled, StatusCode::OK).await,
+        json!({"id": "hello", "active": false})
+    );
+    assert_eq!(
+        next_event(&mut events, "plugin.disabled").await["id"],
+        "hello"
+    );
+    expect_error(
+        server.get("/api/v1/hello/ping").send().await.expect("send"),
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    )
+    .await;
+    let active_only = get_json(
+        &server,
+        "/system/plugins?active_only=true",
+        Some(&admin),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(active_only["total"], 0);
+    let db = server.stop().await;
+
+    // The state is in the database: still disabled after a restart.
+    let dir_path = dir.path().to_path_buf();
+    let server = TestServer::start_on(db, move |config| {
+        config.plugins.dir = dir_path.display().to_string()
+    })
+    .await;
+    let admin = server.admin_token().await;
+    assert_eq!(
+        get_json(
+            &server,
+            "/system/plugins/hello",
+            Some(&admin),
+            StatusCode::OK
+        )
+        .await["state"],
+        "disabled"
+    );
+    expect_error(
+        server.get("/api/v1/hello/ping").send().await.expect("send"),
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    )
+    .await;
+    let mut events = server.state.events.subscribe();
+    let enabled = server
+        .post("/system/plugins/hello/enable")
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        expect_status(enabled, StatusCode::OK).await,
+        json!({"id": "hello", "active": true})
+    );
+    assert_eq!(
+        next_event(&mut events, "plugin.enabled").await["id"],
+        "hello"
+    );
+    assert_eq!(
+        get_json(&server, "/api/v1/hello/ping", None, StatusCode::OK).await["message"],
+        "pong"
+    );
+    expect_error(
+        server
+            .post("/system/plugins/nope/enable")
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .expect("send"),
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    )
+    .await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_serves_new_code_with_old_data_and_a_bad_build_is_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    deploy(&hello_variant(""), dir.path(), HELLO);
+    let server = start_with_plugins(dir.path()).await;
+    let admin = server.admin_token().await;
+    let mut events = server.state.events.subscribe();
+    let created = server
+        .post("/api/v1/hello/greetings")
+        .bearer_auth(&admin)
+        .json(&json!({"text": "kept across reloads"}))
+        .send()
+        .await
+        .expect("send");
+    expect_status(created, StatusCode::CREATED).await;
+
+    deploy(&hello_variant("v2"), dir.path(), HELLO);
+    let reloaded = server
+        .post("/system/plugins/hello/reload")
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("send");
+    let reloaded = expect_status(reloaded, StatusCode::OK).await;
+    assert_eq!(reloaded["status"], "reloaded");
+    assert_eq!(reloaded["generation"], 2);
+    assert_eq!(
+        next_event(&mut events, "plugin.reloaded").await["generation"],
+        2
+    );
+    assert_eq!(
+        get_json(&server, "/api/v1/hello/ping", None, StatusCode::OK).await["message"],
+        "pong v2"
+    );
+    let list = get_json(
+        &server,
+        "/api/v1/hello/greetings",
+        Some(&admin),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(list["items"][0]["text"], "kept across reloads");
+    let details = get_json(
+        &server,
+        "/system/plugins/hello",
+        Some(&admin),
+        StatusCode::OK,
+    )
+    .await;
+    assert!(details["last_reload"].is_string());
+    assert_eq!(details["generation"], 2);
+
+    // A truncated file is refused; generation 2 keeps serving.
+    let good = std::fs::read(dir.path().join(HELLO)).expect("read");
+    let cut = dir.path().join("cut.so");
+    std::fs::write(&cut, &good[..good.len() / 3]).expect("write");
+    deploy(&cut, dir.path(), HELLO);
+    let refused = server
+        .post("/system/plugins/hello/reload")
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("send");
+    let body = expect_error(refused, StatusCode::UNPROCESSABLE_ENTITY, "PLUGIN_ERROR").await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("truncated")),
+        "{body}"
+    );
+    assert!(next_event(&mut events, "plugin.failed").await["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("truncated")));
+    assert_eq!(
+        get_json(&server, "/api/v1/hello/ping", None, StatusCode::OK).await["message"],
+        "pong v2"
+    );
+    let details = get_json(
+        &server,
+        "/system/plugins/hello",
+        Some(&admin),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(details["state"], "active");
+    assert_eq!(details["generation"], 2);
+    assert!(details["last_error"]
+        .as_str()
+        .is_some_and(|e| e.contains("truncated")));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_files_are_listed_with_their_error_and_never_stop_the_host() {
+    let dir = tempfile::tempdir().expect("dir");
+    let hello = hello_variant("");
+    deploy(&hello, dir.path(), HELLO);
+    let bytes = std::fs::read(&hello).expect("read");
+    std::fs::write(
+        dir.path().join("libxcore_plugin_cut.so"),
+        &bytes[..bytes.len() / 2],
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("libxcore_plugin_garbage.so"),
+        vec![0x42u8; 8192],
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("libxcore_plugin_empty.so"), b"").expect("write");
+    // Real hello code under another plugin's file name.
+    std::fs::copy(&hello, dir.path().join("libxcore_plugin_impostor.so")).expect("copy");
+    std::fs::write(dir.path().join("README.txt"), "not a plugin").expect("write");
+    let server = start_with_plugins(dir.path()).await;
+    let admin = server.admin_token().await;
+
+    let list = get_json(&server, "/system/plugins", Some(&admin), StatusCode::OK).await;
+    let by_id = |id: &str| {
+        list["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .find(|p| p["id"] == id)
+            .cloned()
+            .expect(id)
+    };
+    assert_eq!(list["total"], 5);
+    assert_eq!(by_id("hello")["state"], "active");
+    for (id, reason) in [
+        ("cut", "truncated"),
+        ("garbage", "not an ELF"),
+        ("empty", "empty"),
+        ("impostor", "manifest says"),
+    ] {
+        let plugin = by_id(id);
+        assert_eq!(plugin["state"], "failed", "{plugin}");
+        assert_eq!(plugin["active"], false);
+        assert!(
+            plugin["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains(reason)),
+            "{id}: {plugin}"
+        );
+    }
+    let enable_failed = server
+        .post("/system/plugins/garbage/enable")
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("send");
+    expect_error(enable_failed, StatusCode::CONFLICT, "CONFLICT").await;
+    assert_eq!(
+        get_json(&server, "/api/v1/hello/ping", None, StatusCode::OK).await["message"],
+        "pong"
+    );
+    server.stop().await;
+}
