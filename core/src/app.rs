@@ -40,9 +40,23 @@ use crate::{
 /// How often idle rate-limit keys are forgotten.
 const RATE_LIMIT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Everything a handler can reach. Cheap to clone: every field is shared.
+/// Everything a handler can reach. One `Arc`, so the clone every middleware
+/// and handler makes per request is a single atomic increment (cloning a
+/// dozen shared fields each time showed up in the dispatcher's profile).
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The shared services behind [`AppState`].
+#[derive(Debug)]
+pub struct Services {
     /// The loaded configuration.
     pub config: Arc<Config>,
     /// The database pool.
@@ -100,7 +114,7 @@ impl AppState {
         let plugins =
             PluginManager::start(Path::new(&config.plugins.dir), db.clone(), events.clone())
                 .await?;
-        Ok(Self {
+        Ok(Self(Arc::new(Services {
             tokens: Arc::new(TokenService::new(
                 &config.auth.jwt_secret,
                 config.auth.access_token_ttl_secs,
@@ -116,9 +130,11 @@ impl AppState {
             shutting_down: Arc::new(AtomicBool::new(false)),
             config: Arc::new(config),
             db,
-        })
+        })))
     }
+}
 
+impl Services {
     /// Whether shutdown has started.
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Relaxed)

@@ -81,7 +81,7 @@ async fn concurrent_starts_on_one_database_migrate_once() {
     );
     let pools: Vec<_> = [a, b, c]
         .into_iter()
-        .map(|state| state.expect("every instance starts").db)
+        .map(|state| state.expect("every instance starts").db.clone())
         .collect();
     let row = sqlx::query("SELECT COUNT(*) AS n FROM roles")
         .fetch_one(pools[0].pool())

@@ -87,8 +87,8 @@ async fn serve(state: &AppState, request: Request) -> Result<Response, ApiError>
         rest => rest,
     };
     let method = request.method().as_str().to_string();
-    let (spec, params) = match generation.route(&method, relative) {
-        RouteMatch::Found(spec, params) => (spec.clone(), params),
+    let (spec, label, params) = match generation.route(&method, relative) {
+        RouteMatch::Found(spec, label, params) => (spec.clone(), label.to_string(), params),
         RouteMatch::Missing => {
             return Err(ApiError::not_found(format!("no route for {method} {path}")))
         }
@@ -110,8 +110,7 @@ async fn serve(state: &AppState, request: Request) -> Result<Response, ApiError>
     };
     // From here on the route is known: label every outcome with its
     // template, refusals included.
-    let label = format!("{}{}", generation.prefix, spec.path);
-    let mut response = call(state, &generation, &spec, params, relative, request)
+    let mut response = call(state, &generation, &spec, &label, params, relative, request)
         .await
         .unwrap_or_else(IntoResponse::into_response);
     response.extensions_mut().insert(RouteLabel(label));
@@ -123,6 +122,7 @@ async fn call(
     state: &AppState,
     generation: &Arc<Generation>,
     spec: &RouteSpec,
+    label: &str,
     params: Vec<(String, String)>,
     relative: &str,
     request: Request,
@@ -185,22 +185,21 @@ async fn call(
     } else {
         generation.handle(&head, &body)
     };
-    let label = format!("{}{}", generation.prefix, spec.path);
-    let status = answer.status.to_string();
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     state
         .plugin_metrics
         .requests
-        .with_label_values(&[generation.id.as_str(), label.as_str(), status.as_str()])
+        .with_label_values(&[generation.id.as_str(), label, status.as_str()])
         .inc();
     state
         .plugin_metrics
         .duration
-        .with_label_values(&[generation.id.as_str(), label.as_str()])
+        .with_label_values(&[generation.id.as_str(), label])
         .observe(started.elapsed().as_secs_f64());
     if answer.panicked {
         tracing::error!(
             plugin = generation.id.as_str(),
-            route = label.as_str(),
+            route = label,
             "plugin handler panicked"
         );
     }

@@ -39,6 +39,8 @@ pub struct Generation {
     /// Generation number, counting loads of this plugin.
     pub number: u64,
     routes: matchit::Router<Vec<usize>>,
+    /// `prefix + route pattern` per route, the metrics label, made once.
+    labels: Vec<String>,
     // Declared before `library`: the instance must go first (see Drop).
     instance: Option<InstanceBox>,
     library: LoadedLibrary,
@@ -56,8 +58,8 @@ impl std::fmt::Debug for Generation {
 
 /// What matching a path inside a plugin found.
 pub enum RouteMatch<'a> {
-    /// A route, with its path parameters.
-    Found(&'a RouteSpec, Vec<(String, String)>),
+    /// A route, its metrics label, and its path parameters.
+    Found(&'a RouteSpec, &'a str, Vec<(String, String)>),
     /// The path exists with other methods.
     WrongMethod(Vec<String>),
     /// No such path.
@@ -86,8 +88,14 @@ impl Generation {
                 .insert(path.clone(), indices)
                 .map_err(|error| format!("route {path} is invalid: {error}"))?;
         }
+        let labels = manifest
+            .routes
+            .iter()
+            .map(|route| format!("{prefix}{}", route.path))
+            .collect();
         Ok(Self {
             id: manifest.id.clone(),
+            labels,
             prefix,
             manifest,
             number,
@@ -111,11 +119,11 @@ impl Generation {
         match matched
             .value
             .iter()
-            .map(|index| &routes[*index])
-            .find(|route| route.method == method)
+            .find(|index| routes[**index].method == method)
         {
-            Some(route) => RouteMatch::Found(
-                route,
+            Some(index) => RouteMatch::Found(
+                &routes[*index],
+                &self.labels[*index],
                 matched
                     .params
                     .iter()
@@ -154,17 +162,6 @@ impl Generation {
             headers,
             body: response.body.as_slice().to_vec(),
             panicked: response.panicked,
-        }
-    }
-
-    /// Runs a job of the plugin.
-    pub fn run_job(&self, name: &str) -> Result<(), String> {
-        match &self.instance {
-            Some(instance) => instance
-                .run_job(RStr::from_str(name))
-                .into_result()
-                .map_err(|message| message.into_string()),
-            None => Err("the plugin is shut down".into()),
         }
     }
 }

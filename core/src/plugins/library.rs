@@ -41,7 +41,8 @@ const MAX_LAYOUT_ERROR_LINES: usize = 6;
 /// A loaded library: its root module, manifest and identity.
 ///
 /// Field order matters: `module` points into the library, which is closed
-/// when `library` drops, so `library` is declared last (dropped last).
+/// when `_library` drops, so it is declared last (dropped last). It is held
+/// only for that: dropping it is what unloads the code.
 pub struct LoadedLibrary {
     module: PluginModuleRef,
     /// The plugin's manifest, copied into host memory.
@@ -50,7 +51,7 @@ pub struct LoadedLibrary {
     pub checksum: String,
     /// The plugin-api version the plugin was built with.
     pub api_version: String,
-    library: libloading::Library,
+    _library: libloading::Library,
 }
 
 impl std::fmt::Debug for LoadedLibrary {
@@ -142,7 +143,7 @@ pub fn load(
         manifest,
         checksum: checksum(bytes),
         api_version,
-        library,
+        _library: library,
     })
 }
 
@@ -156,11 +157,6 @@ impl LoadedLibrary {
         self.module.instantiate()(host, config.to_string().into())
             .into_result()
             .map_err(|message| message.into_string())
-    }
-
-    /// Keeps the library open (for callers holding a generation).
-    pub fn library(&self) -> &libloading::Library {
-        &self.library
     }
 }
 

@@ -1,0 +1,216 @@
+//! Plugin runtime benchmarks, run with `cargo bench -p xcore --bench plugins`.
+//!
+//! One server, one run, real release `libxcore_plugin_hello.so`:
+//! 1. Throughput of `GET /api/v1/hello/ping` (through the dispatcher and the
+//!    FFI) against `GET /health/live`, a native core route doing the same
+//!    work (a small JSON body, no I/O) behind the same middleware. Rounds
+//!    alternate native and plugin; the ratio of the medians is reported.
+//! 2. 200 reloads of the plugin while clients keep calling it: failed
+//!    requests (anything but 200) and process RSS before and after.
+//!
+//! Numbers only: nothing fails on a slow machine. Client and server share
+//! the machine's cores, equally for both routes.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use xcore::{config::Profile, AppState, Config};
+
+const CONNECTIONS: usize = 32;
+const ROUND: Duration = Duration::from_secs(3);
+const ROUNDS: usize = 3;
+const RELOADS: u64 = 200;
+
+fn build_release_plugin(workspace: &std::path::Path) -> std::path::PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(workspace)
+        .args(["build", "--release", "--quiet", "-p", "xcore-plugin-hello"])
+        .status()
+        .expect("cargo build");
+    assert!(status.success(), "building the hello plugin failed");
+    workspace.join("target/release/libxcore_plugin_hello.so")
+}
+
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                })
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+/// Requests per second on `url` with `CONNECTIONS` clients for `ROUND`.
+async fn throughput(client: &reqwest::Client, url: &str) -> f64 {
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + ROUND;
+    let workers: Vec<_> = (0..CONNECTIONS)
+        .map(|_| {
+            let (client, url, done) = (client.clone(), url.to_string(), done.clone());
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    if let Ok(response) = client.get(&url).send().await {
+                        if response.status().is_success() && response.bytes().await.is_ok() {
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        let _ = worker.await;
+    }
+    done.load(Ordering::Relaxed) as f64 / ROUND.as_secs_f64()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let workspace = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let library = build_release_plugin(&workspace);
+    let plugins = tempfile::tempdir().expect("plugins dir");
+    let data = tempfile::tempdir().expect("data dir");
+    let plugin_file = plugins.path().join("libxcore_plugin_hello.so");
+    std::fs::copy(&library, &plugin_file).expect("copy plugin");
+
+    let mut config = Config {
+        profile: Profile::Development,
+        ..Config::default()
+    };
+    config.database.url = format!("sqlite://{}/bench.db", data.path().display());
+    config.plugins.dir = plugins.path().display().to_string();
+    config.rate_limits.enabled = false;
+    config.log.filter = "error".into();
+    config.admin.email = "bench@example.com".into();
+    config.admin.password = "BenchPassw0rd!".into();
+    let state = AppState::build(config).await.expect("state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr: SocketAddr = listener.local_addr().expect("addr");
+    tokio::spawn(xcore::serve(
+        listener,
+        state.clone(),
+        std::future::pending(),
+    ));
+    let base = format!("http://{addr}");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONNECTIONS)
+        .build()
+        .expect("client");
+
+    // Warm up both paths.
+    throughput(&client, &format!("{base}/health/live")).await;
+    throughput(&client, &format!("{base}/api/v1/hello/ping")).await;
+    let (mut native, mut plugin) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        native.push(throughput(&client, &format!("{base}/health/live")).await);
+        plugin.push(throughput(&client, &format!("{base}/api/v1/hello/ping")).await);
+    }
+    let (native, plugin) = (median(native), median(plugin));
+    println!(
+        "xcore plugin benchmark ({} cores, {CONNECTIONS} connections, {ROUNDS} x {}s rounds)",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        ROUND.as_secs()
+    );
+    println!("native GET /health/live:        {native:>9.0} req/s (median)");
+    println!("plugin GET /api/v1/hello/ping:  {plugin:>9.0} req/s (median)");
+    println!("plugin / native:                {:>9.2}x", plugin / native);
+
+    // Reloads under load.
+    let login = client
+        .post(format!("{base}/auth/login"))
+        .form(&[
+            ("username", "bench@example.com"),
+            ("password", "BenchPassw0rd!"),
+        ])
+        .send()
+        .await
+        .expect("login")
+        .json::<serde_json::Value>()
+        .await
+        .expect("token");
+    let token = login["access_token"].as_str().expect("token").to_string();
+    let rss_before = rss_mib();
+    let running = Arc::new(AtomicBool::new(true));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let callers: Vec<_> = (0..8)
+        .map(|_| {
+            let (client, url) = (client.clone(), format!("{base}/api/v1/hello/ping"));
+            let (running, ok, failed) = (running.clone(), ok.clone(), failed.clone());
+            tokio::spawn(async move {
+                while running.load(Ordering::Relaxed) {
+                    let served = match client.get(&url).send().await {
+                        Ok(response) => {
+                            response.status().is_success() && response.bytes().await.is_ok()
+                        }
+                        Err(_) => false,
+                    };
+                    let counter = if served { &ok } else { &failed };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    let mut reload_failures = 0;
+    for _ in 0..RELOADS {
+        let response = client
+            .post(format!("{base}/system/plugins/hello/reload"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("reload");
+        if !response.status().is_success() {
+            reload_failures += 1;
+        }
+    }
+    let elapsed = started.elapsed();
+    running.store(false, Ordering::Relaxed);
+    for caller in callers {
+        let _ = caller.await;
+    }
+    let details: serde_json::Value = client
+        .get(format!("{base}/system/plugins/hello"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("details")
+        .json()
+        .await
+        .expect("json");
+    println!(
+        "{RELOADS} reloads under load in {:.1}s ({:.1} ms each, {reload_failures} failed): {} requests served, {} failed",
+        elapsed.as_secs_f64(),
+        elapsed.as_secs_f64() * 1000.0 / RELOADS as f64,
+        ok.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed)
+    );
+    println!(
+        "RSS before {rss_before:.1} MiB, after {:.1} MiB; generation {}, leaked generations {}",
+        rss_mib(),
+        details["generation"],
+        details["leaked_generations"]
+    );
+}
