@@ -477,3 +477,115 @@ async fn bad_files_are_listed_with_their_error_and_never_stop_the_host() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefix_and_dependency_conflicts_are_refused_with_the_names() {
+    let dir = tempfile::tempdir().expect("dir");
+    deploy(&hello_variant(""), dir.path(), HELLO);
+    deploy(
+        &hello_variant("alias"),
+        dir.path(),
+        "libxcore_plugin_hello_alias.so",
+    );
+    deploy(
+        &hello_variant("needs-ghost"),
+        dir.path(),
+        "libxcore_plugin_hello_needy.so",
+    );
+    let server = start_with_plugins(dir.path()).await;
+    let admin = server.admin_token().await;
+
+    let alias = get_json(
+        &server,
+        "/system/plugins/hello_alias",
+        Some(&admin),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(alias["state"], "failed");
+    assert_eq!(
+        alias["last_error"],
+        "api_prefix /api/v1/hello is already used by plugin hello"
+    );
+    let needy = get_json(
+        &server,
+        "/system/plugins/hello_needy",
+        Some(&admin),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(needy["state"], "failed");
+    assert_eq!(
+        needy["last_error"],
+        "plugin hello_needy requires ghost ^1, which is not installed"
+    );
+    // The first owner of the prefix is untouched.
+    assert_eq!(
+        get_json(
+            &server,
+            "/system/plugins/hello",
+            Some(&admin),
+            StatusCode::OK
+        )
+        .await["state"],
+        "active"
+    );
+    assert_eq!(
+        get_json(&server, "/api/v1/hello/ping", None, StatusCode::OK).await["plugin"],
+        "hello"
+    );
+    expect_error(
+        server
+            .get("/api/v1/hello-needy/ping")
+            .send()
+            .await
+            .expect("send"),
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    )
+    .await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_to_an_abi_incompatible_build_is_refused_and_the_old_one_serves() {
+    let dir = tempfile::tempdir().expect("dir");
+    deploy(&hello_variant(""), dir.path(), HELLO);
+    let server = start_with_plugins(dir.path()).await;
+    let admin = server.admin_token().await;
+
+    deploy(&hello_variant("abi-break"), dir.path(), HELLO);
+    let refused = server
+        .post("/system/plugins/hello/reload")
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("send");
+    let body = expect_error(refused, StatusCode::UNPROCESSABLE_ENTITY, "PLUGIN_ERROR").await;
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(
+        message.contains("incompatible plugin-api layout"),
+        "{message}"
+    );
+    assert!(
+        message.len() < 2000,
+        "the layout report is cut to its Error: lines ({} bytes)",
+        message.len()
+    );
+    assert_eq!(
+        get_json(&server, "/api/v1/hello/ping", None, StatusCode::OK).await["message"],
+        "pong"
+    );
+    let details = get_json(
+        &server,
+        "/system/plugins/hello",
+        Some(&admin),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        (details["state"].as_str(), details["generation"].as_u64()),
+        (Some("active"), Some(1))
+    );
+    server.stop().await;
+}

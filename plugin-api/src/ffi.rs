@@ -67,6 +67,10 @@ pub struct FfiResponse {
     /// The handler panicked (the body is then a `PLUGIN_ERROR`); the host
     /// counts these to quarantine a plugin that keeps panicking.
     pub panicked: bool,
+    /// Present only with the `abi-break-test` feature: a field the host does
+    /// not know, so the layout check must refuse the library.
+    #[cfg(feature = "abi-break-test")]
+    pub layout_break: u64,
 }
 
 /// Services the host gives each instance.

@@ -198,6 +198,8 @@ fn to_ffi(response: Response, panicked: bool) -> FfiResponse {
         headers: serde_json::Value::Object(headers).to_string().into(),
         body: response.body.into(),
         panicked,
+        #[cfg(feature = "abi-break-test")]
+        layout_break: 0,
     }
 }
 

@@ -28,6 +28,14 @@ const PING_MESSAGE: &str = "pong";
 #[cfg(feature = "v2")]
 const PING_MESSAGE: &str = "pong v2";
 
+/// Identity: the test variants change it (see the crate features).
+#[cfg(not(any(feature = "alias", feature = "needs-ghost")))]
+const IDENTITY: (&str, &str) = ("hello", "/api/v1/hello");
+#[cfg(feature = "alias")]
+const IDENTITY: (&str, &str) = ("hello_alias", "/api/v1/hello");
+#[cfg(all(feature = "needs-ghost", not(feature = "alias")))]
+const IDENTITY: (&str, &str) = ("hello_needy", "/api/v1/hello-needy");
+
 /// The plugin instance.
 pub struct Hello {
     host: Host,
@@ -40,7 +48,7 @@ struct NewGreeting {
 
 impl Plugin for Hello {
     fn manifest() -> Manifest {
-        Manifest::new("hello", "Hello", env!("CARGO_PKG_VERSION"), "/api/v1/hello")
+        let manifest = Manifest::new(IDENTITY.0, "Hello", env!("CARGO_PKG_VERSION"), IDENTITY.1)
             .author("xcore")
             .description("The example plugin: a ping and a guest book")
             .tags(&["example"])
@@ -60,7 +68,12 @@ impl Plugin for Hello {
                     "get": {"summary": "List greetings", "responses": {"200": {"description": "A list"}}},
                     "post": {"summary": "Add a greeting", "responses": {"201": {"description": "Created"}}}
                 }
-            }))
+            }));
+        if cfg!(feature = "needs-ghost") {
+            manifest.depends_on("ghost", "^1")
+        } else {
+            manifest
+        }
     }
 
     fn router() -> Router<Self> {
