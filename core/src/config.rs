@@ -257,12 +257,15 @@ impl Default for RateLimitConfig {
 pub struct PluginsConfig {
     /// Directory scanned for plugin libraries.
     pub dir: String,
+    /// Directories an install by `source` path may read from.
+    pub install_from: Vec<String>,
 }
 
 impl Default for PluginsConfig {
     fn default() -> Self {
         Self {
             dir: "plugins-enabled".into(),
+            install_from: Vec::new(),
         }
     }
 }

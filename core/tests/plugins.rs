@@ -589,3 +589,195 @@ async fn a_reload_to_an_abi_incompatible_build_is_refused_and_the_old_one_serves
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_by_upload_and_by_path_then_uninstall_with_and_without_purge() {
+    let plugins_dir = tempfile::tempdir().expect("dir");
+    let sources = tempfile::tempdir().expect("sources");
+    let allowed = sources.path().to_path_buf();
+    let dir = plugins_dir.path().to_path_buf();
+    let server = TestServer::start_with(move |config| {
+        config.plugins.dir = dir.display().to_string();
+        config.plugins.install_from = vec![allowed.display().to_string()];
+    })
+    .await;
+    let admin = server.admin_token().await;
+    let hello = std::fs::read(hello_variant("")).expect("read");
+    let upload = |bytes: Vec<u8>| {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes).file_name("plugin.so"),
+        );
+        server
+            .post("/system/plugins")
+            .bearer_auth(&admin)
+            .multipart(form)
+            .send()
+    };
+
+    // Refused uploads never land in the plugins directory.
+    let garbage = upload(vec![7u8; 4096]).await.expect("send");
+    let body = expect_error(garbage, StatusCode::UNPROCESSABLE_ENTITY, "PLUGIN_ERROR").await;
+    assert!(body["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("not an ELF")));
+    let cut = upload(hello[..hello.len() / 2].to_vec())
+        .await
+        .expect("send");
+    expect_error(cut, StatusCode::UNPROCESSABLE_ENTITY, "PLUGIN_ERROR").await;
+    assert!(std::fs::read_dir(plugins_dir.path())
+        .expect("dir")
+        .next()
+        .is_none());
+
+    let needy = std::fs::read(hello_variant("needs-ghost")).expect("read");
+    let missing = upload(needy).await.expect("send");
+    let body = expect_error(missing, StatusCode::UNPROCESSABLE_ENTITY, "PLUGIN_ERROR").await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("requires ghost ^1")),
+        "{body}"
+    );
+
+    let installed = upload(hello.clone()).await.expect("send");
+    let installed = expect_status(installed, StatusCode::CREATED).await;
+    assert_eq!(
+        (installed["id"].as_str(), installed["status"].as_str()),
+        (Some("hello"), Some("installed"))
+    );
+    assert!(plugins_dir.path().join(HELLO).exists());
+    assert_eq!(
+        get_json(&server, "/api/v1/hello/ping", None, StatusCode::OK).await["message"],
+        "pong"
+    );
+    expect_error(
+        upload(hello.clone()).await.expect("send"),
+        StatusCode::CONFLICT,
+        "CONFLICT",
+    )
+    .await;
+    let alias = upload(std::fs::read(hello_variant("alias")).expect("read"))
+        .await
+        .expect("send");
+    let body = expect_error(alias, StatusCode::CONFLICT, "CONFLICT").await;
+    assert!(body["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("already used by plugin hello")));
+
+    let created = server
+        .post("/api/v1/hello/greetings")
+        .bearer_auth(&admin)
+        .json(&json!({"text": "survives an uninstall"}))
+        .send()
+        .await
+        .expect("send");
+    expect_status(created, StatusCode::CREATED).await;
+
+    // Uninstall keeps the data; reinstalling by path finds it again.
+    expect_status(
+        server
+            .delete("/system/plugins/hello")
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .expect("send"),
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    assert!(!plugins_dir.path().join(HELLO).exists());
+    expect_error(
+        server.get("/api/v1/hello/ping").send().await.expect("send"),
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    )
+    .await;
+    expect_error(
+        server
+            .get("/system/plugins/hello")
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .expect("send"),
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    )
+    .await;
+
+    let source = sources.path().join("hello.so");
+    std::fs::write(&source, &hello).expect("write");
+    let outside = server
+        .post("/system/plugins")
+        .bearer_auth(&admin)
+        .json(&json!({"name": "hello", "source": "/etc/hostname", "version": "0.1.0"}))
+        .send()
+        .await
+        .expect("send");
+    let body = expect_error(
+        outside,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+    assert_eq!(body["error"]["details"][0]["field"], "source");
+    let wrong_name = server
+        .post("/system/plugins")
+        .bearer_auth(&admin)
+        .json(&json!({"name": "other", "source": source.display().to_string()}))
+        .send()
+        .await
+        .expect("send");
+    expect_error(
+        wrong_name,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+    let by_path = server
+        .post("/system/plugins")
+        .bearer_auth(&admin)
+        .json(&json!({"name": "hello", "source": source.display().to_string(), "version": env!("CARGO_PKG_VERSION")}))
+        .send()
+        .await
+        .expect("send");
+    expect_status(by_path, StatusCode::CREATED).await;
+    let list = get_json(
+        &server,
+        "/api/v1/hello/greetings",
+        Some(&admin),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(list["items"][0]["text"], "survives an uninstall");
+
+    // Purge drops the tables and the migration history.
+    let purged = server
+        .delete("/system/plugins/hello?purge=true")
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("send");
+    expect_status(purged, StatusCode::NO_CONTENT).await;
+    let table = sqlx::query("SELECT COUNT(*) FROM hello_greetings")
+        .fetch_one(server.state.db.pool())
+        .await;
+    assert!(table.is_err(), "the plugin's table is gone");
+    let history: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM xcore_migrations WHERE owner = 'plugin:hello'")
+            .fetch_one(server.state.db.pool())
+            .await
+            .expect("count");
+    assert_eq!(history, 0);
+    expect_error(
+        server
+            .delete("/system/plugins/hello")
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .expect("send"),
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    )
+    .await;
+    server.stop().await;
+}

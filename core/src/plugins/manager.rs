@@ -114,6 +114,19 @@ impl std::fmt::Debug for PluginManager {
     }
 }
 
+/// The rules every manifest must meet before anything else happens.
+fn validate_manifest(manifest: &Manifest) -> Result<(), String> {
+    prefix::check_id(&manifest.id)?;
+    prefix::check_prefix(&manifest.api_prefix)?;
+    semver::Version::parse(&manifest.version)
+        .map_err(|error| format!("version {:?} is not semver: {error}", manifest.version))?;
+    Ok(())
+}
+
+fn plugin_error(status: axum::http::StatusCode, message: String) -> ApiError {
+    ApiError::new(status, crate::error::ErrorCode::PluginError, message)
+}
+
 /// The plugin id a file name stands for, if it is a plugin file.
 pub fn id_of_file(name: &str) -> Option<&str> {
     name.strip_prefix(FILE_PREFIX)?
@@ -630,6 +643,177 @@ impl PluginManager {
             }
         }
         self.publish_table(records);
+        Ok(())
+    }
+
+    /// Installs a plugin from the bytes of its library: checked and started
+    /// before its file is written into the plugins directory, so a refused
+    /// library never lands there. `expected_id` and `expected_version` (the
+    /// `name` and `version` of a JSON install) must match the manifest.
+    pub async fn install(
+        &self,
+        bytes: &[u8],
+        expected_id: Option<&str>,
+        expected_version: Option<&str>,
+    ) -> Result<PluginInfo, ApiError> {
+        use axum::http::StatusCode;
+        let mut records = self.records.lock().await;
+        let library = library::load(bytes, &self.shadow_dir, "install", 1)
+            .map_err(|error| plugin_error(StatusCode::UNPROCESSABLE_ENTITY, error.to_string()))?;
+        let id = library.manifest.id.clone();
+        if let Some(expected) = expected_id.filter(|expected| *expected != id) {
+            return Err(ApiError::invalid_field(
+                "name",
+                format!("the library is plugin {id}, not {expected}"),
+            ));
+        }
+        let version = &library.manifest.version;
+        if let Some(expected) = expected_version.filter(|expected| *expected != version) {
+            return Err(ApiError::invalid_field(
+                "version",
+                format!("the library is version {version}, not {expected}"),
+            ));
+        }
+        if records.contains_key(&id) {
+            return Err(ApiError::conflict(format!(
+                "plugin {id} is already installed; reload it to update"
+            )));
+        }
+        validate_manifest(&library.manifest)
+            .map_err(|error| plugin_error(StatusCode::UNPROCESSABLE_ENTITY, error))?;
+        for dependency in &library.manifest.dependencies {
+            let requirement = semver::VersionReq::parse(&dependency.version).map_err(|error| {
+                plugin_error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("dependency {}: {error}", dependency.id),
+                )
+            })?;
+            let satisfied = records
+                .get(&dependency.id)
+                .and_then(|r| r.live.as_ref().filter(|_| r.enabled))
+                .is_some_and(|g| {
+                    semver::Version::parse(&g.manifest.version)
+                        .is_ok_and(|version| requirement.matches(&version))
+                });
+            if !satisfied {
+                return Err(plugin_error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!(
+                        "plugin {id} requires {} {}, which is not installed and enabled",
+                        dependency.id, dependency.version
+                    ),
+                ));
+            }
+        }
+        let taken: Vec<(String, String)> = records
+            .iter()
+            .filter_map(|(other, r)| r.live.as_ref().map(|g| (other.clone(), g.prefix.clone())))
+            .collect();
+        let generation = self.activate(library, 1, &taken).await.map_err(|error| {
+            if error.contains("already used") {
+                ApiError::conflict(error)
+            } else {
+                plugin_error(StatusCode::UNPROCESSABLE_ENTITY, error)
+            }
+        })?;
+        std::fs::create_dir_all(&self.dir).map_err(ApiError::internal)?;
+        let file = self.dir.join(format!("{FILE_PREFIX}{id}{FILE_SUFFIX}"));
+        let temporary = self
+            .dir
+            .join(format!(".{FILE_PREFIX}{id}{FILE_SUFFIX}.installing"));
+        std::fs::write(&temporary, bytes)
+            .and_then(|()| std::fs::rename(&temporary, &file))
+            .map_err(ApiError::internal)?;
+        let now = timestamp::now();
+        let record = Record {
+            file,
+            enabled: true,
+            checksum: Some(generation.library().checksum.clone()),
+            live: Some(Arc::new(generation)),
+            generation: 1,
+            installed_at: now.clone(),
+            loaded_at: Some(now),
+            last_reload: None,
+            last_error: None,
+        };
+        self.persist(&id, &record).await?;
+        records.insert(id.clone(), record);
+        self.publish_table(&records);
+        self.events.publish(
+            "plugin.loaded",
+            json!({"id": id, "generation": 1, "installed": true}),
+        );
+        tracing::info!(plugin = id.as_str(), "plugin installed");
+        Ok(self.info(&id, &records[&id]))
+    }
+
+    /// Uninstalls: stops serving, forgets the state, deletes the file.
+    /// With `purge`, also drops the plugin's tables (by convention named
+    /// `<id>_*`), its migration history and its permissions.
+    pub async fn uninstall(&self, id: &str, purge: bool) -> Result<(), ApiError> {
+        let mut records = self.records.lock().await;
+        if !records.contains_key(id) {
+            return Err(ApiError::not_found(format!("plugin {id} not found")));
+        }
+        let dependents = Self::ids_depending_on(&records, id, true);
+        if !dependents.is_empty() {
+            return Err(ApiError::conflict(format!(
+                "enabled plugins depend on {id}: {}; uninstall or disable them first",
+                dependents.join(", ")
+            )));
+        }
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query("DELETE FROM plugins WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if purge {
+            let tables_sql = match self.db.dialect() {
+                crate::db::Dialect::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE $1 ESCAPE '\\'",
+                crate::db::Dialect::Postgres => {
+                    "SELECT tablename::text AS name FROM pg_tables WHERE schemaname = current_schema() AND tablename LIKE $1 ESCAPE '\\'"
+                }
+            };
+            let tables: Vec<String> = sqlx::query(tables_sql)
+                .bind(format!("{}\\_%", id.replace('_', "\\_")))
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|row| row.try_get("name"))
+                .collect::<Result<_, _>>()?;
+            for table in tables.iter().filter(|t| {
+                t.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            }) {
+                sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query("DELETE FROM xcore_migrations WHERE owner = $1")
+                .bind(format!("plugin:{id}"))
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM permissions WHERE owner = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        // The database is done first, so a failure there changes nothing;
+        // only then does the plugin stop serving and its file go. In-flight
+        // requests finish on the generation they hold.
+        tx.commit().await?;
+        if let Some(record) = records.remove(id) {
+            self.publish_table(&records);
+            match std::fs::remove_file(&record.file) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => tracing::warn!(plugin = id, %error, "cannot delete the plugin file"),
+            }
+        }
+        drop(records);
+        self.events
+            .publish("plugin.uninstalled", json!({"id": id, "purged": purge}));
+        tracing::info!(plugin = id, purge, "plugin uninstalled");
         Ok(())
     }
 
