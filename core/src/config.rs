@@ -259,6 +259,8 @@ pub struct PluginsConfig {
     pub dir: String,
     /// Directories an install by `source` path may read from.
     pub install_from: Vec<String>,
+    /// Consecutive panics that quarantine a plugin.
+    pub quarantine_after_panics: u32,
 }
 
 impl Default for PluginsConfig {
@@ -266,6 +268,7 @@ impl Default for PluginsConfig {
         Self {
             dir: "plugins-enabled".into(),
             install_from: Vec::new(),
+            quarantine_after_panics: 5,
         }
     }
 }

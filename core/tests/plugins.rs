@@ -781,3 +781,98 @@ async fn install_by_upload_and_by_path_then_uninstall_with_and_without_purge() {
     .await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_keeps_panicking_is_quarantined_until_enabled() {
+    let dir = tempfile::tempdir().expect("dir");
+    deploy(&hello_variant("panic-route"), dir.path(), HELLO);
+    let dir_path = dir.path().to_path_buf();
+    let server = TestServer::start_with(move |config| {
+        config.plugins.dir = dir_path.display().to_string();
+        config.plugins.quarantine_after_panics = 3;
+    })
+    .await;
+    let admin = server.admin_token().await;
+    let mut events = server.state.events.subscribe();
+
+    // A success in between resets the streak.
+    for path in [
+        "/api/v1/hello/panic",
+        "/api/v1/hello/panic",
+        "/api/v1/hello/ping",
+    ] {
+        server.get(path).send().await.expect("send");
+    }
+    assert_eq!(
+        get_json(
+            &server,
+            "/system/plugins/hello",
+            Some(&admin),
+            StatusCode::OK
+        )
+        .await["state"],
+        "active"
+    );
+    for _ in 0..3 {
+        let panic = server
+            .get("/api/v1/hello/panic")
+            .send()
+            .await
+            .expect("send");
+        expect_error(panic, StatusCode::INTERNAL_SERVER_ERROR, "PLUGIN_ERROR").await;
+    }
+    let failed = next_event(&mut events, "plugin.failed").await;
+    assert_eq!(
+        (failed["id"].as_str(), failed["quarantined"].as_bool()),
+        (Some("hello"), Some(true))
+    );
+    let details = get_json(
+        &server,
+        "/system/plugins/hello",
+        Some(&admin),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(details["state"], "disabled");
+    assert_eq!(
+        details["last_error"],
+        "quarantined after 3 consecutive panics"
+    );
+    expect_error(
+        server.get("/api/v1/hello/ping").send().await.expect("send"),
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    )
+    .await;
+
+    let enabled = server
+        .post("/system/plugins/hello/enable")
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("send");
+    expect_status(enabled, StatusCode::OK).await;
+    assert_eq!(
+        get_json(&server, "/api/v1/hello/ping", None, StatusCode::OK).await["message"],
+        "pong"
+    );
+    // The streak starts over after an administrator's enable.
+    for _ in 0..2 {
+        server
+            .get("/api/v1/hello/panic")
+            .send()
+            .await
+            .expect("send");
+    }
+    assert_eq!(
+        get_json(
+            &server,
+            "/system/plugins/hello",
+            Some(&admin),
+            StatusCode::OK
+        )
+        .await["state"],
+        "active"
+    );
+    server.stop().await;
+}

@@ -196,12 +196,29 @@ async fn call(
         .duration
         .with_label_values(&[generation.id.as_str(), label])
         .observe(started.elapsed().as_secs_f64());
+    let streak = generation.record_outcome(answer.panicked);
     if answer.panicked {
         tracing::error!(
             plugin = generation.id.as_str(),
             route = label,
+            streak,
             "plugin handler panicked"
         );
+        // Exactly one request reaches the threshold, so one quarantine runs;
+        // off the request path, which answers the 500 at once.
+        if streak == state.config.plugins.quarantine_after_panics {
+            let (manager, id) = (state.plugins.clone(), generation.id.clone());
+            tokio::spawn(async move {
+                let reason = format!("quarantined after {streak} consecutive panics");
+                if let Err(error) = manager.quarantine(&id, reason).await {
+                    tracing::error!(
+                        plugin = id.as_str(),
+                        error = error.message(),
+                        "quarantine failed"
+                    );
+                }
+            });
+        }
     }
     Ok(to_response(answer))
 }

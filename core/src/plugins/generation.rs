@@ -7,7 +7,10 @@
 //! its last request, its instance is shut down, and only then is its
 //! library closed.
 
-use std::sync::Arc;
+use std::sync::{
+    atomic::{AtomicU32, Ordering},
+    Arc,
+};
 
 use abi_stable::std_types::{RSlice, RStr};
 use xcore_plugin_api::{ffi::InstanceBox, manifest::RouteSpec, Manifest};
@@ -41,6 +44,8 @@ pub struct Generation {
     routes: matchit::Router<Vec<usize>>,
     /// `prefix + route pattern` per route, the metrics label, made once.
     labels: Vec<String>,
+    /// Panics in a row, reset by any answer that did not panic.
+    panic_streak: AtomicU32,
     // Declared before `library`: the instance must go first (see Drop).
     instance: Option<InstanceBox>,
     library: LoadedLibrary,
@@ -96,6 +101,7 @@ impl Generation {
         Ok(Self {
             id: manifest.id.clone(),
             labels,
+            panic_streak: AtomicU32::new(0),
             prefix,
             manifest,
             number,
@@ -163,6 +169,23 @@ impl Generation {
             body: response.body.as_slice().to_vec(),
             panicked: response.panicked,
         }
+    }
+}
+
+impl Generation {
+    /// Records whether a call panicked; the current streak of panics.
+    pub fn record_outcome(&self, panicked: bool) -> u32 {
+        if panicked {
+            self.panic_streak.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            self.panic_streak.store(0, Ordering::Relaxed);
+            0
+        }
+    }
+
+    /// Forgets past panics (an administrator re-enabled the plugin).
+    pub fn clear_panics(&self) {
+        self.panic_streak.store(0, Ordering::Relaxed);
     }
 }
 

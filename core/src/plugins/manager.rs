@@ -646,6 +646,25 @@ impl PluginManager {
         Ok(())
     }
 
+    /// Takes a plugin that keeps panicking out of service until an
+    /// administrator enables it again.
+    pub async fn quarantine(&self, id: &str, reason: String) -> Result<(), ApiError> {
+        let mut records = self.records.lock().await;
+        let Some(record) = records.get_mut(id).filter(|record| record.enabled) else {
+            return Ok(());
+        };
+        record.enabled = false;
+        record.last_error = Some(reason.clone());
+        self.persist(id, record).await?;
+        self.publish_table(&records);
+        self.events.publish(
+            "plugin.failed",
+            json!({"id": id, "error": reason, "quarantined": true}),
+        );
+        tracing::error!(plugin = id, reason = reason.as_str(), "plugin quarantined");
+        Ok(())
+    }
+
     /// Installs a plugin from the bytes of its library: checked and started
     /// before its file is written into the plugins directory, so a refused
     /// library never lands there. `expected_id` and `expected_version` (the
