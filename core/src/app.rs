@@ -33,7 +33,7 @@ use crate::{
         request_context,
     },
     observability::{self, metrics::Metrics},
-    plugins::{self, dispatcher::PluginMetrics, manager::PluginManager},
+    plugins::{self, dispatcher::PluginMetrics, manager::PluginManager, watcher::DirectoryWatcher},
     rbac,
 };
 
@@ -73,6 +73,8 @@ pub struct Services {
     pub plugins: Arc<PluginManager>,
     /// Per-plugin request metrics.
     pub plugin_metrics: PluginMetrics,
+    /// Keeps the plugins directory watched (when `plugins.watch`).
+    _plugin_watcher: Option<DirectoryWatcher>,
     /// Request rate limits; `None` when turned off.
     pub rate_limits: Option<Arc<RateLimits>>,
     /// Start instant, for `uptime`.
@@ -114,7 +116,17 @@ impl AppState {
         let plugins =
             PluginManager::start(Path::new(&config.plugins.dir), db.clone(), events.clone())
                 .await?;
+        let plugin_watcher = if config.plugins.watch {
+            Some(plugins::watcher::watch(
+                Path::new(&config.plugins.dir),
+                &plugins,
+                Duration::from_millis(config.plugins.watch_settle_ms),
+            )?)
+        } else {
+            None
+        };
         Ok(Self(Arc::new(Services {
+            _plugin_watcher: plugin_watcher,
             tokens: Arc::new(TokenService::new(
                 &config.auth.jwt_secret,
                 config.auth.access_token_ttl_secs,

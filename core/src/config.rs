@@ -261,6 +261,10 @@ pub struct PluginsConfig {
     pub install_from: Vec<String>,
     /// Consecutive panics that quarantine a plugin.
     pub quarantine_after_panics: u32,
+    /// Watch the directory for changes.
+    pub watch: bool,
+    /// How long a file must be unchanged before the watcher acts.
+    pub watch_settle_ms: u64,
 }
 
 impl Default for PluginsConfig {
@@ -269,6 +273,8 @@ impl Default for PluginsConfig {
             dir: "plugins-enabled".into(),
             install_from: Vec::new(),
             quarantine_after_panics: 5,
+            watch: true,
+            watch_settle_ms: 500,
         }
     }
 }

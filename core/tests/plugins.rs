@@ -876,3 +876,72 @@ async fn a_plugin_that_keeps_panicking_is_quarantined_until_enabled() {
     );
     server.stop().await;
 }
+
+/// Polls `condition` until it holds or 30 s pass.
+async fn eventually(what: &str, mut condition: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !condition().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watcher_installs_reloads_and_uninstalls_from_the_directory() {
+    let dir = tempfile::tempdir().expect("dir");
+    let dir_path = dir.path().to_path_buf();
+    let (v1, v2) = (hello_variant(""), hello_variant("v2"));
+    let server = TestServer::start_with(move |config| {
+        config.plugins.dir = dir_path.display().to_string();
+        config.plugins.watch = true;
+        config.plugins.watch_settle_ms = 200;
+    })
+    .await;
+    let ping = |server: &TestServer| {
+        let request = server.get("/api/v1/hello/ping").send();
+        async move {
+            let response = request.await.expect("send");
+            let status = response.status();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            (
+                status,
+                body["message"].as_str().unwrap_or_default().to_string(),
+            )
+        }
+    };
+    let mut events = server.state.events.subscribe();
+
+    deploy(&v1, dir.path(), HELLO);
+    eventually("the new file is installed", async || {
+        ping(&server).await == (StatusCode::OK, "pong".into())
+    })
+    .await;
+    assert_eq!(
+        next_event(&mut events, "plugin.loaded").await["id"],
+        "hello"
+    );
+
+    deploy(&v2, dir.path(), HELLO);
+    eventually("the changed file is reloaded", async || {
+        ping(&server).await == (StatusCode::OK, "pong v2".into())
+    })
+    .await;
+    assert_eq!(
+        next_event(&mut events, "plugin.reloaded").await["id"],
+        "hello"
+    );
+
+    std::fs::remove_file(dir.path().join(HELLO)).expect("remove");
+    eventually("the removed file is uninstalled", async || {
+        ping(&server).await.0 == StatusCode::NOT_FOUND
+    })
+    .await;
+    assert_eq!(
+        next_event(&mut events, "plugin.uninstalled").await["purged"],
+        false
+    );
+    server.stop().await;
+}

@@ -463,6 +463,15 @@ impl PluginManager {
         self.table.store(Arc::new(RouteTable::new(generations)));
     }
 
+    /// For the watcher: `None` when `id` is not installed, else the checksum
+    /// of its serving library (`None` inside when it failed to load).
+    pub async fn loaded_checksum(&self, id: &str) -> Option<Option<String>> {
+        let records = self.records.lock().await;
+        records
+            .get(id)
+            .map(|record| record.live.as_ref().map(|g| g.library().checksum.clone()))
+    }
+
     /// Every plugin, by id.
     pub async fn list(&self) -> Vec<PluginInfo> {
         let records = self.records.lock().await;

@@ -100,6 +100,8 @@ pub fn test_config(database_url: &str) -> Config {
     config.auth.argon2.memory_kib = 4096;
     config.auth.argon2.iterations = 1;
     config.rate_limits.enabled = false;
+    // Tests that want the watcher turn it on with their own directory.
+    config.plugins.watch = false;
     config.admin.email = ADMIN_EMAIL.into();
     config.admin.password = ADMIN_PASSWORD.into();
     config.log.filter = std::env::var("XCORE_TEST_LOG").unwrap_or_else(|_| "warn".into());
