@@ -11,6 +11,8 @@
 //! Numbers, not assertions: the machines are noisy, so nothing here fails
 //! on a slow run.
 
+mod support;
+
 use std::{
     net::TcpListener,
     process::{Child, Command, Stdio},
@@ -92,24 +94,6 @@ async fn start(client: &reqwest::Client) -> (Server, Duration) {
     )
 }
 
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmRSS:"))
-                .and_then(|rest| {
-                    rest.trim()
-                        .trim_end_matches("kB")
-                        .trim()
-                        .parse::<f64>()
-                        .ok()
-                })
-        })
-        .map_or(f64::NAN, |kib| kib / 1024.0)
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index.min(sorted.len() - 1)]
@@ -133,7 +117,7 @@ async fn main() {
 
     let (server, _) = start(&client).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle_rss = rss_mib(server.child.id());
+    let idle_rss = support::rss_mib(&server.child.id().to_string());
 
     let mut logins = Vec::with_capacity(LOGINS);
     for _ in 0..LOGINS {
@@ -153,7 +137,7 @@ async fn main() {
         logins.push(started.elapsed());
     }
     logins.sort();
-    let after_rss = rss_mib(server.child.id());
+    let after_rss = support::rss_mib(&server.child.id().to_string());
 
     // The same verification in-process, default parameters, for the ratio.
     let argon2 = Argon2::default();

@@ -11,6 +11,8 @@
 //! Numbers only: nothing fails on a slow machine. Client and server share
 //! the machine's cores, equally for both routes.
 
+mod support;
+
 use std::{
     net::SocketAddr,
     sync::{
@@ -36,24 +38,6 @@ fn build_release_plugin(workspace: &std::path::Path) -> std::path::PathBuf {
         .expect("cargo build");
     assert!(status.success(), "building the hello plugin failed");
     workspace.join("target/release/libxcore_plugin_hello.so")
-}
-
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmRSS:"))
-                .and_then(|rest| {
-                    rest.trim()
-                        .trim_end_matches("kB")
-                        .trim()
-                        .parse::<f64>()
-                        .ok()
-                })
-        })
-        .map_or(f64::NAN, |kib| kib / 1024.0)
 }
 
 /// Requests per second on `url` with `CONNECTIONS` clients for `ROUND`.
@@ -152,7 +136,7 @@ async fn main() {
         .await
         .expect("token");
     let token = login["access_token"].as_str().expect("token").to_string();
-    let rss_before = rss_mib();
+    let rss_before = support::rss_mib("self");
     let running = Arc::new(AtomicBool::new(true));
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let callers: Vec<_> = (0..8)
@@ -209,7 +193,7 @@ async fn main() {
     );
     println!(
         "RSS before {rss_before:.1} MiB, after {:.1} MiB; generation {}, leaked generations {}",
-        rss_mib(),
+        support::rss_mib("self"),
         details["generation"],
         details["leaked_generations"]
     );
