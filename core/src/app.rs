@@ -113,9 +113,13 @@ impl AppState {
         };
         let metrics = Metrics::new()?;
         let events = EventBus::new(metrics.registry())?;
-        let plugins =
-            PluginManager::start(Path::new(&config.plugins.dir), db.clone(), events.clone())
-                .await?;
+        let plugins = PluginManager::start(
+            Path::new(&config.plugins.dir),
+            config.plugins.settings.clone(),
+            db.clone(),
+            events.clone(),
+        )
+        .await?;
         let plugin_watcher = if config.plugins.watch {
             Some(plugins::watcher::watch(
                 Path::new(&config.plugins.dir),

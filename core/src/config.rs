@@ -251,9 +251,9 @@ impl Default for RateLimitConfig {
     }
 }
 
-/// `[plugins]`
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
+/// `[plugins]`, plus one `[plugins.<id>]` section per plugin that needs
+/// settings.
+#[derive(Clone, Debug, PartialEq)]
 pub struct PluginsConfig {
     /// Directory scanned for plugin libraries.
     pub dir: String,
@@ -265,6 +265,8 @@ pub struct PluginsConfig {
     pub watch: bool,
     /// How long a file must be unchanged before the watcher acts.
     pub watch_settle_ms: u64,
+    /// `[plugins.<id>]` sections, by plugin id.
+    pub settings: std::collections::BTreeMap<String, PluginSettings>,
 }
 
 impl Default for PluginsConfig {
@@ -275,7 +277,66 @@ impl Default for PluginsConfig {
             quarantine_after_panics: 5,
             watch: true,
             watch_settle_ms: 500,
+            settings: std::collections::BTreeMap::new(),
         }
+    }
+}
+
+/// `[plugins.<id>]`: what an operator may set for one plugin.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginSettings {
+    /// Mount the plugin here instead of its manifest's prefix.
+    pub api_prefix: Option<String>,
+    /// Whether it serves on first install (later, the saved state rules).
+    pub enabled: Option<bool>,
+    /// Free-form settings handed to the plugin as JSON.
+    pub config: toml::Table,
+}
+
+impl PluginSettings {
+    /// The plugin's `config` table as JSON.
+    pub fn config_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.config).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+// By hand: `[plugins]` mixes the manager's own keys with one table per
+// plugin id, which serde's derive cannot express together with
+// `deny_unknown_fields`. Known keys are typed; any other key must be a
+// valid plugin id holding a settings table, so typos still fail.
+impl<'de> Deserialize<'de> for PluginsConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let table = toml::Table::deserialize(deserializer)?;
+        let mut config = PluginsConfig::default();
+        fn field<T: serde::de::DeserializeOwned, E: serde::de::Error>(
+            key: &str,
+            value: toml::Value,
+        ) -> Result<T, E> {
+            value.try_into().map_err(|error: toml::de::Error| {
+                E::custom(format!("plugins.{key}: {}", error.message()))
+            })
+        }
+        for (key, value) in table {
+            match key.as_str() {
+                "dir" => config.dir = field(&key, value)?,
+                "install_from" => config.install_from = field(&key, value)?,
+                "quarantine_after_panics" => config.quarantine_after_panics = field(&key, value)?,
+                "watch" => config.watch = field(&key, value)?,
+                "watch_settle_ms" => config.watch_settle_ms = field(&key, value)?,
+                id if value.is_table() && crate::plugins::prefix::check_id(id).is_ok() => {
+                    config.settings.insert(id.to_string(), field(id, value)?);
+                }
+                other => {
+                    return Err(D::Error::custom(format!(
+                        "unknown key plugins.{other}: expected dir, install_from, quarantine_after_panics, \
+                         watch, watch_settle_ms, or a [plugins.<id>] section"
+                    )))
+                }
+            }
+        }
+        Ok(config)
     }
 }
 
@@ -698,6 +759,35 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(text.contains("line 1"), "{text}");
+    }
+
+    #[test]
+    fn plugin_sections_are_read_and_typos_refused() {
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        writeln!(
+            file,
+            "[plugins]\nwatch = false\n[plugins.products]\napi_prefix = \"/catalog\"\nenabled = false\n[plugins.products.config]\npage_size = 50"
+        )
+        .expect("write");
+        let config = Config::load_from(&repo_defaults(), Some(file.path()), &[]).expect("loads");
+        assert!(!config.plugins.watch);
+        let products = &config.plugins.settings["products"];
+        assert_eq!(products.api_prefix.as_deref(), Some("/catalog"));
+        assert_eq!(products.enabled, Some(false));
+        assert_eq!(products.config_json()["page_size"], 50);
+
+        let mut typo = tempfile::NamedTempFile::new().expect("temp file");
+        writeln!(typo, "[plugins]\nwacth = true").expect("write");
+        let text = Config::load_from(&repo_defaults(), Some(typo.path()), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("wacth"), "{text}");
+        let mut bad_section = tempfile::NamedTempFile::new().expect("temp file");
+        writeln!(bad_section, "[plugins.products]\nprefix = \"/x\"").expect("write");
+        let text = Config::load_from(&repo_defaults(), Some(bad_section.path()), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("prefix"), "{text}");
     }
 
     #[test]

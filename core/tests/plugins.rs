@@ -945,3 +945,64 @@ async fn the_watcher_installs_reloads_and_uninstalls_from_the_directory() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_sections_set_the_prefix_the_first_state_and_the_config() {
+    let dir = tempfile::tempdir().expect("dir");
+    deploy(&hello_variant(""), dir.path(), HELLO);
+    let dir_path = dir.path().to_path_buf();
+    let configure = move |config: &mut xcore::Config| {
+        config.plugins.dir = dir_path.display().to_string();
+        let mut settings = xcore::config::PluginSettings {
+            api_prefix: Some("/greeter".into()),
+            enabled: Some(false),
+            ..Default::default()
+        };
+        settings
+            .config
+            .insert("greeting".into(), toml::Value::String("salut".into()));
+        config.plugins.settings.insert("hello".into(), settings);
+    };
+    let server = TestServer::start_with(configure.clone()).await;
+    let admin = server.admin_token().await;
+    let details = get_json(
+        &server,
+        "/system/plugins/hello",
+        Some(&admin),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        (details["state"].as_str(), details["api_prefix"].as_str()),
+        (Some("disabled"), Some("/greeter"))
+    );
+    expect_status(
+        server
+            .post("/system/plugins/hello/enable")
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .expect("send"),
+        StatusCode::OK,
+    )
+    .await;
+    let ping = get_json(&server, "/greeter/ping", None, StatusCode::OK).await;
+    assert_eq!(
+        (ping["message"].as_str(), ping["greeting"].as_str()),
+        (Some("pong"), Some("salut"))
+    );
+    expect_error(
+        server.get("/api/v1/hello/ping").send().await.expect("send"),
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    )
+    .await;
+    // "enabled = false" only decides the first start: the enable sticks.
+    let db = server.stop().await;
+    let server = TestServer::start_on(db, configure).await;
+    assert_eq!(
+        get_json(&server, "/greeter/ping", None, StatusCode::OK).await["greeting"],
+        "salut"
+    );
+    server.stop().await;
+}

@@ -27,6 +27,7 @@ use super::{
     prefix,
 };
 use crate::{
+    config::PluginSettings,
     db::{flag, migrate, timestamp, Database},
     error::ApiError,
     events::EventBus,
@@ -102,6 +103,8 @@ pub struct PluginManager {
     db: Database,
     events: EventBus,
     runtime: tokio::runtime::Handle,
+    /// `[plugins.<id>]` sections from the configuration.
+    settings: BTreeMap<String, PluginSettings>,
     table: ArcSwap<RouteTable>,
     records: Mutex<BTreeMap<String, Record>>,
 }
@@ -177,7 +180,12 @@ impl PluginManager {
     /// Loads every plugin file in `dir` (dependencies first) and serves the
     /// enabled ones. A plugin that fails is recorded with its error; it
     /// never stops the others or the host.
-    pub async fn start(dir: &Path, db: Database, events: EventBus) -> anyhow::Result<Arc<Self>> {
+    pub async fn start(
+        dir: &Path,
+        settings: BTreeMap<String, PluginSettings>,
+        db: Database,
+        events: EventBus,
+    ) -> anyhow::Result<Arc<Self>> {
         let manager = Arc::new(Self {
             dir: dir.to_path_buf(),
             // One directory per manager, so counting this manager's mapped
@@ -190,6 +198,7 @@ impl PluginManager {
             db,
             events,
             runtime: tokio::runtime::Handle::current(),
+            settings,
             table: ArcSwap::from_pointee(RouteTable::default()),
             records: Mutex::new(BTreeMap::new()),
         });
@@ -197,10 +206,18 @@ impl PluginManager {
         let saved = manager.saved_state().await?;
         let mut libraries = BTreeMap::new();
         for (id, file) in manager.scan() {
+            // A plugin seen for the first time starts as its settings say;
+            // after that the saved state rules, so an operator's disable
+            // survives restarts.
+            let first_enabled = manager
+                .settings
+                .get(&id)
+                .and_then(|s| s.enabled)
+                .unwrap_or(true);
             let (installed_at, enabled) = saved
                 .get(&id)
                 .cloned()
-                .unwrap_or_else(|| (timestamp::now(), true));
+                .unwrap_or_else(|| (timestamp::now(), first_enabled));
             let mut record = Record {
                 file: file.clone(),
                 enabled,
@@ -373,13 +390,18 @@ impl PluginManager {
         taken: &[(String, String)],
     ) -> Result<Generation, String> {
         let manifest: Manifest = library.manifest.clone();
+        let settings = self.settings.get(&manifest.id);
+        // An operator's [plugins.<id>] api_prefix wins over the manifest's.
+        let prefix = settings
+            .and_then(|s| s.api_prefix.clone())
+            .unwrap_or_else(|| manifest.api_prefix.clone());
+        prefix::check_prefix(&prefix)?;
         if let Some((other, _)) = taken
             .iter()
-            .find(|(other, prefix)| *other != manifest.id && *prefix == manifest.api_prefix)
+            .find(|(other, taken_prefix)| *other != manifest.id && *taken_prefix == prefix)
         {
             return Err(format!(
-                "api_prefix {} is already used by plugin {other}",
-                manifest.api_prefix
+                "api_prefix {prefix} is already used by plugin {other}"
             ));
         }
         let migrations: Vec<migrate::Migration<'_>> = manifest
@@ -424,10 +446,10 @@ impl PluginManager {
         let instance = library
             .instantiate(
                 HostServices_TO::from_value(host, abi_stable::sabi_trait::TD_Opaque),
-                &serde_json::Value::Null,
+                &settings.map_or(serde_json::Value::Null, PluginSettings::config_json),
             )
             .map_err(|error| format!("instantiation failed: {error}"))?;
-        Generation::new(library, instance, manifest.api_prefix.clone(), number)
+        Generation::new(library, instance, prefix, number)
     }
 
     async fn persist(&self, id: &str, record: &Record) -> Result<(), ApiError> {

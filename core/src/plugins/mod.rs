@@ -4,8 +4,8 @@
 //! In place: the ELF check, loading generations, the manager (load at
 //! start, enable, disable, reload, state in the database), the dispatcher
 //! and `/system/plugins` list, details, enable, disable and reload. Still to
-//! come: calls between plugins, per-plugin configuration sections, and
-//! limiting a plugin's SQL to its own tables.
+//! come: calls between plugins, and limiting a plugin's SQL to its own
+//! tables.
 
 pub mod dependencies;
 pub mod dispatcher;

@@ -19,7 +19,7 @@ use super::{
 use crate::{
     app::AppState,
     auth::{sessions, users},
-    db::{flag, like_pattern, Database, Placeholders},
+    db::{flag, like_pattern, Database, Dialect, Placeholders},
     error::{ApiError, ApiResult},
     http::{
         extract::{ApiJson, ApiPath, ApiQuery},
@@ -263,10 +263,24 @@ async fn role_name(db: &Database, role_id: i64) -> Result<String, ApiError> {
 }
 
 /// Whether `user_id` is the only active holder of the admin role.
+///
+/// Two administrators deactivating (or demoting) each other at once must not
+/// both pass this check. SQLite write transactions are already serial
+/// (`begin_write` takes the lock at BEGIN); PostgreSQL's READ COMMITTED would
+/// let each see the other still active, so there every caller first locks
+/// the admin role's row: the checks queue, and each one's count sees the
+/// change the previous one committed.
 async fn is_last_active_admin(
+    db: &Database,
     tx: &mut Transaction<'static, Any>,
     user_id: i64,
 ) -> Result<bool, ApiError> {
+    if db.dialect() == Dialect::Postgres {
+        sqlx::query("SELECT id FROM roles WHERE name = $1 FOR UPDATE")
+            .bind(ADMIN_ROLE)
+            .fetch_optional(&mut **tx)
+            .await?;
+    }
     let rows = sqlx::query(
         "SELECT u.id FROM users u JOIN user_roles ur ON ur.user_id = u.id JOIN roles r ON r.id = ur.role_id
          WHERE r.name = $1 AND u.is_active = TRUE",
@@ -293,7 +307,14 @@ pub async fn assign_role(
         .bind(user_id)
         .bind(role_id)
         .execute(state.db.pool())
-        .await?;
+        .await
+        .map_err(|error| match &error {
+            // Deleted between the lookups above and this insert.
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                ApiError::not_found(format!("user {user_id} or role {role_id} no longer exists"))
+            }
+            _ => error.into(),
+        })?;
     tracing::info!(user_id, role = role.as_str(), "role assigned");
     Ok(Json(json!({"message": "role assigned"})))
 }
@@ -307,7 +328,7 @@ pub async fn remove_role(
     find_user(&state.db, user_id).await?;
     let role = role_name(&state.db, role_id).await?;
     let mut tx = state.db.begin_write().await?;
-    if role == ADMIN_ROLE && is_last_active_admin(&mut tx, user_id).await? {
+    if role == ADMIN_ROLE && is_last_active_admin(&state.db, &mut tx, user_id).await? {
         return Err(ApiError::conflict(
             "this is the last active administrator; give the admin role to someone else first",
         ));
@@ -354,7 +375,7 @@ pub async fn deactivate(
     }
     find_user(&state.db, user_id).await?;
     let mut tx = state.db.begin_write().await?;
-    if is_last_active_admin(&mut tx, user_id).await? {
+    if is_last_active_admin(&state.db, &mut tx, user_id).await? {
         return Err(ApiError::conflict(
             "this is the last active administrator and cannot be deactivated",
         ));

@@ -1,6 +1,7 @@
 //! `hello`: the example xcore plugin, and the one to copy.
 //!
-//! - `GET /ping` (public): a small JSON body, no I/O.
+//! - `GET /ping` (public): a small JSON body, no I/O; it echoes `greeting`
+//!   from the plugin's configuration section, if set.
 //! - `GET /greetings` (`hello:read`): the stored greetings, newest first,
 //!   in the standard list body (`skip`, `limit`).
 //! - `POST /greetings` (`hello:write`): stores `{"text": ...}` (1 to 280
@@ -39,6 +40,8 @@ const IDENTITY: (&str, &str) = ("hello_needy", "/api/v1/hello-needy");
 /// The plugin instance.
 pub struct Hello {
     host: Host,
+    /// `greeting` from the plugin's `[plugins.hello.config]`, echoed by /ping.
+    greeting: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -78,10 +81,10 @@ impl Plugin for Hello {
 
     fn router() -> Router<Self> {
         let router = Router::new()
-            .get("/ping", Access::Public, |_, _| {
+            .get("/ping", Access::Public, |hello: &Hello, _: &Request| {
                 Ok(Response::json(
                     200,
-                    &json!({"message": PING_MESSAGE, "plugin": "hello"}),
+                    &json!({"message": PING_MESSAGE, "plugin": "hello", "greeting": hello.greeting}),
                 ))
             })
             .get("/greetings", Access::Requires("hello:read"), Hello::list)
@@ -93,8 +96,13 @@ impl Plugin for Hello {
         router
     }
 
-    fn new(host: Host, _config: Value) -> Result<Self, String> {
-        Ok(Self { host })
+    fn new(host: Host, config: Value) -> Result<Self, String> {
+        let greeting = match config.get("greeting") {
+            None => None,
+            Some(Value::String(text)) => Some(text.clone()),
+            Some(other) => return Err(format!("config.greeting must be a string, got {other}")),
+        };
+        Ok(Self { host, greeting })
     }
 
     fn run_job(&self, name: &str) -> Result<(), String> {
