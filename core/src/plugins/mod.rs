@@ -1,11 +1,22 @@
-//! The plugin manager: loading shared libraries safely, their lifecycle,
-//! the request dispatcher and `/system/plugins`.
+//! Plugins: loading shared libraries safely, their lifecycle, the request
+//! dispatcher and `/system/plugins`.
 //!
-//! In place: the ELF check, loading generations, the manager (load at
-//! start, enable, disable, reload, state in the database), the dispatcher
-//! and `/system/plugins` list, details, enable, disable and reload. Still to
-//! come: calls between plugins, and limiting a plugin's SQL to its own
-//! tables.
+//! # Layout
+//!
+//! - [`elf`]: the structural check every file passes before `dlopen`.
+//! - [`library`]: one generation of a library: shadow copy, version
+//!   handshake, layout check, manifest (the only `unsafe` of the host).
+//! - [`generation`]: a loaded, instantiated generation and the route table.
+//! - [`manager`]: install, load at start, enable, disable, reload,
+//!   uninstall, quarantine; state kept in the database.
+//! - [`dependencies`], [`prefix`]: load order and naming rules.
+//! - [`host_services`]: what the host offers a plugin (SQL, events, logs).
+//! - [`dispatcher`]: the router's fallback into plugin routes.
+//! - [`routes`]: `/system/plugins`.
+//! - [`watcher`]: hot reload from the plugins directory.
+//!
+//! Not yet: calls from one plugin to another's routes, and limiting a
+//! plugin's SQL to its own tables.
 
 pub mod dependencies;
 pub mod dispatcher;
