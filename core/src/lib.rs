@@ -7,7 +7,7 @@
 //! # Layout
 //!
 //! - [`cli`]: the `xcore` command line (`serve`, `migrate`, `admin`).
-//! - [`app`]: `AppState`, the router ([`app()`]) and [`serve`] with graceful
+//! - [`mod@app`]: `AppState`, the router ([`app()`]) and [`serve`] with graceful
 //!   shutdown.
 //! - [`config`]: layered, typed configuration.
 //! - [`error`]: `ApiError`, the one error body every client sees.
@@ -17,7 +17,7 @@
 //! - [`auth`]: passwords, tokens, sessions, `/auth/*`.
 //! - [`rbac`]: permissions, roles, `/admin/*`.
 //! - [`observability`]: `/health*`, `/metrics`, logging.
-//! - [`plugins`]: the plugin manager (in progress).
+//! - [`plugins`]: the plugin manager, dispatcher and `/system/plugins`.
 
 pub mod app;
 pub mod auth;
