@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{expect_error, expect_status, TestServer, ADMIN_EMAIL};
+use common::{access_token, expect_error, expect_status, TestServer, ADMIN_EMAIL};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -99,6 +99,14 @@ async fn roles_crud_with_builtin_guards() {
         .map(|r| r["name"].as_str().expect("name"))
         .collect();
     assert_eq!(names, vec!["admin", "user"]);
+    for role in list["items"].as_array().expect("items") {
+        assert_eq!(role["is_builtin"], true, "{role}");
+        assert!(
+            role["id"].is_i64() && role["created_at"].is_string(),
+            "{role}"
+        );
+        assert!(role["description"].is_string(), "{role}");
+    }
 
     let created = call(
         &server,
@@ -152,6 +160,43 @@ async fn roles_crud_with_builtin_guards() {
     assert_eq!(renamed["description"], "Leads");
     assert_eq!(renamed["users_count"], 0);
     assert_eq!(renamed["permissions"], json!([]));
+    let clash = call(
+        &server,
+        Method::PUT,
+        &format!("/admin/roles/{id}"),
+        &admin,
+        Some(json!({"name": "user"})),
+    )
+    .await;
+    expect_error(clash, StatusCode::CONFLICT, "CONFLICT").await;
+    let bad_rename = call(
+        &server,
+        Method::PUT,
+        &format!("/admin/roles/{id}"),
+        &admin,
+        Some(json!({"name": "9lives"})),
+    )
+    .await;
+    let body = expect_error(
+        bad_rename,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+    assert_eq!(body["error"]["details"][0]["field"], "name");
+    expect_error(
+        call(
+            &server,
+            Method::PUT,
+            "/admin/roles/999999",
+            &admin,
+            Some(json!({"description": "x"})),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    )
+    .await;
 
     let admin_id = role_id(&server, &admin, "admin").await;
     let user_id = role_id(&server, &admin, "user").await;
@@ -216,6 +261,33 @@ async fn roles_crud_with_builtin_guards() {
     )
     .await;
 
+    // Deleting a held role takes it away from its holders.
+    let (holder, _) = server.user_token("holder@example.com").await;
+    expect_status(
+        call(
+            &server,
+            Method::POST,
+            &format!("/admin/users/{holder}/roles/{id}"),
+            &admin,
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let held = expect_status(
+        call(
+            &server,
+            Method::GET,
+            &format!("/admin/roles/{id}"),
+            &admin,
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(held["users_count"], 1);
     expect_status(
         call(
             &server,
@@ -228,6 +300,19 @@ async fn roles_crud_with_builtin_guards() {
         StatusCode::NO_CONTENT,
     )
     .await;
+    let holder = expect_status(
+        call(
+            &server,
+            Method::GET,
+            &format!("/admin/users/{holder}"),
+            &admin,
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(holder["roles"], json!(["user"]));
     expect_error(
         call(
             &server,
@@ -338,7 +423,16 @@ async fn permissions_are_created_granted_and_revoked() {
     )
     .await;
     assert_eq!(listed["total"], 1);
-    assert_eq!(listed["items"][0]["name"], "reports:generate");
+    assert_eq!(
+        listed["items"][0],
+        json!({
+            "id": permission["id"],
+            "name": "reports:generate",
+            "description": "Generate reports",
+            "resource": "reports",
+            "action": "generate",
+        })
+    );
     let all = expect_status(
         call(
             &server,
@@ -509,6 +603,19 @@ async fn permissions_are_created_granted_and_revoked() {
         call(
             &server,
             Method::POST,
+            "/admin/roles/999999/permissions/users:read",
+            &admin,
+            None,
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    )
+    .await;
+    expect_error(
+        call(
+            &server,
+            Method::DELETE,
             "/admin/roles/999999/permissions/users:read",
             &admin,
             None,
@@ -745,7 +852,25 @@ async fn users_are_listed_searched_sorted_and_created() {
         "VALIDATION_ERROR",
     )
     .await;
-    assert_eq!(body["error"]["details"].as_array().map(Vec::len), Some(2));
+    let mut fields: Vec<&str> = body["error"]["details"]
+        .as_array()
+        .expect("details")
+        .iter()
+        .map(|d| d["field"].as_str().expect("field"))
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(fields, vec!["email", "password"]);
+    let weak = call(
+        &server,
+        Method::POST,
+        "/admin/users",
+        &admin,
+        Some(json!({"email": "weak@example.com", "password": "password"})),
+    )
+    .await;
+    let body = expect_error(weak, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR").await;
+    assert_eq!(body["error"]["details"].as_array().map(Vec::len), Some(1));
+    assert_eq!(body["error"]["details"][0]["field"], "password");
     let unknown_role = call(
         &server,
         Method::POST,
@@ -776,6 +901,40 @@ async fn users_are_listed_searched_sorted_and_created() {
         "NOT_FOUND",
     )
     .await;
+    // Nothing was half-created by the refused requests.
+    let after = expect_status(
+        call(&server, Method::GET, "/admin/users", &admin, None).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(after["total"], 5);
+
+    // `roles` (a list) instead of `role`.
+    let both = call(
+        &server,
+        Method::POST,
+        "/admin/users",
+        &admin,
+        Some(json!({"email": "both@example.com", "password": "SecurePass123!", "roles": ["user", "admin"]})),
+    )
+    .await;
+    let both = expect_status(both, StatusCode::CREATED).await;
+    assert_eq!(both["roles"], json!(["admin", "user"]));
+    assert_eq!(both["is_active"], true);
+    assert_eq!(both["full_name"], Value::Null);
+    let fetched = expect_status(
+        call(
+            &server,
+            Method::GET,
+            &format!("/admin/users/{}", both["id"]),
+            &admin,
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(fetched, both);
     server.stop().await;
 }
 
@@ -823,6 +982,11 @@ async fn activation_and_role_guards_keep_the_install_administrable() {
 
     // A plain user: deactivation ends their sessions and logins at once.
     let (user_id, user) = server.user_token("kim@example.com").await;
+    let session = server.login("kim@example.com", "UserPassw0rd!").await;
+    let old_refresh = session["refresh_token"]
+        .as_str()
+        .expect("refresh_token")
+        .to_string();
     let deactivated = call(
         &server,
         Method::POST,
@@ -860,7 +1024,29 @@ async fn activation_and_role_guards_keep_the_install_administrable() {
         expect_status(activated, StatusCode::OK).await,
         json!({"id": user_id, "is_active": true})
     );
-    server.login("kim@example.com", "UserPassw0rd!").await;
+    let fresh = server.login("kim@example.com", "UserPassw0rd!").await;
+    // The refresh token from before the deactivation stays revoked; one
+    // issued after the activation works.
+    let stale = server
+        .post("/auth/refresh")
+        .json(&json!({"refresh_token": old_refresh}))
+        .send()
+        .await
+        .expect("send");
+    let body = expect_error(stale, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("revoked")),
+        "{body}"
+    );
+    let rotated = server
+        .post("/auth/refresh")
+        .json(&json!({"refresh_token": fresh["refresh_token"]}))
+        .send()
+        .await
+        .expect("send");
+    expect_status(rotated, StatusCode::OK).await;
 
     // With a second admin, the first may lose the role; removing a role the
     // user does not have is 404.
@@ -988,5 +1174,273 @@ async fn activation_and_role_guards_keep_the_install_administrable() {
         "NOT_FOUND",
     )
     .await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_with_users_write_cannot_remove_the_last_admin() {
+    let server = TestServer::start().await;
+    let admin = server.admin_token().await;
+    let me = expect_status(
+        call(&server, Method::GET, "/auth/me", &admin, None).await,
+        StatusCode::OK,
+    )
+    .await;
+    let admin_user = me["id"].as_i64().expect("id");
+    let admin_role = role_id(&server, &admin, "admin").await;
+
+    // An operator role: users:write but not admin.
+    let operator = expect_status(
+        call(
+            &server,
+            Method::POST,
+            "/admin/roles",
+            &admin,
+            Some(json!({"name": "operator"})),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let operator_role = operator["id"].as_i64().expect("id");
+    expect_status(
+        call(
+            &server,
+            Method::POST,
+            &format!("/admin/roles/{operator_role}/permissions/users:write"),
+            &admin,
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let (operator_id, operator) = server.user_token("op@example.com").await;
+    let (other_id, _) = server.user_token("other@example.com").await;
+    // Before the role is assigned the operator cannot deactivate anyone.
+    expect_error(
+        call(
+            &server,
+            Method::POST,
+            &format!("/admin/users/{other_id}/deactivate"),
+            &operator,
+            None,
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "AUTHORIZATION_ERROR",
+    )
+    .await;
+    expect_status(
+        call(
+            &server,
+            Method::POST,
+            &format!("/admin/users/{operator_id}/roles/{operator_role}"),
+            &admin,
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+
+    // The guards, not the permission, refuse these: the sole active admin.
+    let refused = call(
+        &server,
+        Method::POST,
+        &format!("/admin/users/{admin_user}/deactivate"),
+        &operator,
+        None,
+    )
+    .await;
+    let body = expect_error(refused, StatusCode::CONFLICT, "CONFLICT").await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("last active administrator")),
+        "{body}"
+    );
+    expect_error(
+        call(
+            &server,
+            Method::DELETE,
+            &format!("/admin/users/{admin_user}/roles/{admin_role}"),
+            &operator,
+            None,
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "CONFLICT",
+    )
+    .await;
+    // The admin still works.
+    expect_status(
+        call(&server, Method::GET, "/admin/roles", &admin, None).await,
+        StatusCode::OK,
+    )
+    .await;
+
+    // Anyone else the operator may deactivate; unknown users are 404.
+    let done = call(
+        &server,
+        Method::POST,
+        &format!("/admin/users/{other_id}/deactivate"),
+        &operator,
+        None,
+    )
+    .await;
+    assert_eq!(
+        expect_status(done, StatusCode::OK).await,
+        json!({"id": other_id, "is_active": false})
+    );
+    expect_error(
+        call(
+            &server,
+            Method::POST,
+            "/admin/users/999999/deactivate",
+            &operator,
+            None,
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    )
+    .await;
+    // The operator deactivating itself is refused too.
+    let body = expect_error(
+        call(
+            &server,
+            Method::POST,
+            &format!("/admin/users/{operator_id}/deactivate"),
+            &operator,
+            None,
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "CONFLICT",
+    )
+    .await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("your own account")),
+        "{body}"
+    );
+
+    // Once a second admin is active, the first may be deactivated.
+    let second = call(
+        &server,
+        Method::POST,
+        &format!("/admin/users/{operator_id}/roles/{admin_role}"),
+        &admin,
+        None,
+    )
+    .await;
+    expect_status(second, StatusCode::OK).await;
+    let first_out = call(
+        &server,
+        Method::POST,
+        &format!("/admin/users/{admin_user}/deactivate"),
+        &operator,
+        None,
+    )
+    .await;
+    assert_eq!(
+        expect_status(first_out, StatusCode::OK).await,
+        json!({"id": admin_user, "is_active": false})
+    );
+    expect_error(
+        call(&server, Method::GET, "/admin/roles", &admin, None).await,
+        StatusCode::UNAUTHORIZED,
+        "AUTHENTICATION_ERROR",
+    )
+    .await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_admins_deactivating_each_other_at_once_leave_one_active() {
+    let server = TestServer::start().await;
+    let admin = server.admin_token().await;
+    let me = expect_status(
+        call(&server, Method::GET, "/auth/me", &admin, None).await,
+        StatusCode::OK,
+    )
+    .await;
+    let first = me["id"].as_i64().expect("id");
+    let admin_role = role_id(&server, &admin, "admin").await;
+    let (second, _) = server.user_token("second@example.com").await;
+    expect_status(
+        call(
+            &server,
+            Method::POST,
+            &format!("/admin/users/{second}/roles/{admin_role}"),
+            &admin,
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    for round in 0..5 {
+        let first_token = server.admin_token().await;
+        let second_token = access_token(&server.login("second@example.com", "UserPassw0rd!").await);
+        let second_path = format!("/admin/users/{second}/deactivate");
+        let first_path = format!("/admin/users/{first}/deactivate");
+        let (a, b) = tokio::join!(
+            call(&server, Method::POST, &second_path, &first_token, None),
+            call(&server, Method::POST, &first_path, &second_token, None),
+        );
+        let mut statuses = [a.status(), b.status()];
+        statuses.sort();
+        // The loser is refused by the guard (409), or, when its request
+        // arrives after the winner committed, by authentication (401).
+        assert!(
+            statuses == [StatusCode::OK, StatusCode::UNAUTHORIZED]
+                || statuses == [StatusCode::OK, StatusCode::CONFLICT],
+            "round {round}: {statuses:?}"
+        );
+        let (survivor, survivor_token, loser) = if a.status() == StatusCode::OK {
+            (first, first_token, second)
+        } else {
+            (second, second_token, first)
+        };
+        let active = expect_status(
+            call(
+                &server,
+                Method::GET,
+                "/admin/users?is_active=true",
+                &survivor_token,
+                None,
+            )
+            .await,
+            StatusCode::OK,
+        )
+        .await;
+        let admins: Vec<i64> = active["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter(|u| {
+                u["roles"]
+                    .as_array()
+                    .is_some_and(|r| r.contains(&json!("admin")))
+            })
+            .map(|u| u["id"].as_i64().expect("id"))
+            .collect();
+        assert_eq!(admins, vec![survivor], "round {round}");
+        expect_status(
+            call(
+                &server,
+                Method::POST,
+                &format!("/admin/users/{loser}/activate"),
+                &survivor_token,
+                None,
+            )
+            .await,
+            StatusCode::OK,
+        )
+        .await;
+    }
     server.stop().await;
 }

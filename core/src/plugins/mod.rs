@@ -12,7 +12,7 @@
 //! - [`dependencies`], [`prefix`]: load order and naming rules.
 //! - [`host_services`]: what the host offers a plugin (SQL, events, logs).
 //! - [`dispatcher`]: the router's fallback into plugin routes.
-//! - [`routes`]: `/system/plugins`.
+//! - [`routes`]: the `/system/plugins` API.
 //! - [`watcher`]: hot reload from the plugins directory.
 //!
 //! Not yet: calls from one plugin to another's routes, and limiting a

@@ -285,9 +285,9 @@ pub async fn grant(
     .await
     .map_err(|error| match &error {
         // Deleted between the lookups above and this insert.
-        sqlx::Error::Database(db) if db.is_foreign_key_violation() => ApiError::not_found(
-            format!("role {role_id} or permission {permission} no longer exists"),
-        ),
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => ApiError::not_found(format!(
+            "role {role_id} or permission {permission} no longer exists"
+        )),
         _ => error.into(),
     })?;
     Ok(Json(role_detail(&state.db, role_id).await?))
