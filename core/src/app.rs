@@ -33,7 +33,12 @@ use crate::{
         request_context,
     },
     observability::{self, metrics::Metrics},
-    plugins::{self, dispatcher::PluginMetrics, manager::PluginManager, watcher::DirectoryWatcher},
+    plugins::{
+        self,
+        dispatcher::PluginMetrics,
+        manager::{ManagerOptions, PluginManager},
+        watcher::DirectoryWatcher,
+    },
     rbac,
 };
 
@@ -71,8 +76,6 @@ pub struct Services {
     pub events: EventBus,
     /// Installed plugins and the route table the dispatcher reads.
     pub plugins: Arc<PluginManager>,
-    /// Per-plugin request metrics.
-    pub plugin_metrics: PluginMetrics,
     /// Keeps the plugins directory watched (when `plugins.watch`).
     _plugin_watcher: Option<DirectoryWatcher>,
     /// Request rate limits; `None` when turned off.
@@ -114,8 +117,12 @@ impl AppState {
         let metrics = Metrics::new()?;
         let events = EventBus::new(metrics.registry())?;
         let plugins = PluginManager::start(
-            Path::new(&config.plugins.dir),
-            config.plugins.settings.clone(),
+            ManagerOptions {
+                dir: PathBuf::from(&config.plugins.dir),
+                settings: config.plugins.settings.clone(),
+                quarantine_after_panics: config.plugins.quarantine_after_panics,
+                metrics: PluginMetrics::new(metrics.registry())?,
+            },
             db.clone(),
             events.clone(),
         )
@@ -138,7 +145,6 @@ impl AppState {
             passwords,
             events,
             plugins,
-            plugin_metrics: PluginMetrics::new(metrics.registry())?,
             metrics: Arc::new(metrics),
             rate_limits: RateLimits::new(&config.rate_limits).map(Arc::new),
             started_at: Instant::now(),

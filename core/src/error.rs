@@ -201,7 +201,17 @@ impl ApiError {
         error
     }
 
-    /// The client-facing message.
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The error code.
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    /// The message.
     pub fn message(&self) -> &str {
         &self.message
     }

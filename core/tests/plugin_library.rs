@@ -5,7 +5,10 @@
 
 mod common;
 
-use std::{path::PathBuf, sync::OnceLock};
+use std::{
+    path::PathBuf,
+    sync::{OnceLock, Weak},
+};
 
 use abi_stable::{
     sabi_trait::TD_Opaque,
@@ -15,14 +18,17 @@ use common::TestServer;
 use serde_json::{json, Value};
 use xcore::{
     db::migrate::{self, Migration},
-    plugins::{host_services::PluginHost, library},
+    plugins::{host_services::PluginHost, library, sql_guard::SqlScope},
 };
-use xcore_plugin_api::{ffi::HostServices_TO, RequestHead, PLUGIN_API_VERSION};
+use xcore_plugin_api::{
+    ffi::{HostServices, HostServices_TO},
+    RequestHead, PLUGIN_API_VERSION,
+};
 
 /// The hello plugin with its panic route, built once per test process.
 fn hello_bytes() -> Vec<u8> {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    std::fs::read(PATH.get_or_init(|| common::hello_variant("panic-route")))
+    std::fs::read(PATH.get_or_init(|| common::hello_variant("test-routes")))
         .expect("read the plugin")
 }
 
@@ -90,9 +96,10 @@ async fn hello_loads_migrates_and_serves_through_the_ffi() {
 
     let host = PluginHost::new(
         "hello",
+        SqlScope::new("hello", Vec::new()),
         server.state.db.clone(),
         server.state.events.clone(),
-        tokio::runtime::Handle::current(),
+        Weak::new(),
     );
     let instance = loaded
         .instantiate(HostServices_TO::from_value(host, TD_Opaque), &json!({}))
@@ -144,6 +151,59 @@ async fn hello_loads_migrates_and_serves_through_the_ffi() {
     instance.shutdown();
     drop(instance);
     drop(loaded);
+    server.stop().await;
+}
+
+/// Host services keep a plugin to its own tables: reads of the host's
+/// tables and writes anywhere else are refused with the table named, and a
+/// refused transaction changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_services_keep_a_plugin_to_its_own_tables() {
+    let server = TestServer::start().await;
+    sqlx::query("CREATE TABLE hello_notes (id BIGINT PRIMARY KEY, text TEXT NOT NULL)")
+        .execute(server.state.db.pool())
+        .await
+        .expect("create");
+    let host = PluginHost::new(
+        "hello",
+        SqlScope::new("hello", Vec::new()),
+        server.state.db.clone(),
+        server.state.events.clone(),
+        Weak::new(),
+    );
+    let run = |op: Value| {
+        tokio::task::block_in_place(|| {
+            host.call(RStr::from_str(&op.to_string()))
+                .into_result()
+                .map(|reply| reply.into_string())
+                .map_err(|error| error.into_string())
+        })
+    };
+    let own = json!({"op": "execute", "sql": "INSERT INTO hello_notes (id, text) VALUES ($1, $2)", "params": [1, "mine"]});
+    assert_eq!(run(own), Ok("1".to_string()));
+    let error = run(json!({"op": "query", "sql": "SELECT password_hash FROM users"}))
+        .expect_err("users is the host's");
+    assert!(error.contains("users"), "{error}");
+    let error = run(json!({"op": "query", "sql": "SELECT * FROM hello_notes; DELETE FROM users"}))
+        .expect_err("two statements");
+    assert!(error.contains("one statement"), "{error}");
+    let error = run(json!({"op": "transaction", "statements": [
+        {"sql": "INSERT INTO hello_notes (id, text) VALUES (2, 'lost')"},
+        {"sql": "UPDATE roles SET description = 'x'"},
+    ]}))
+    .expect_err("roles is the host's");
+    assert!(error.contains("roles"), "{error}");
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM hello_notes")
+        .fetch_one(server.state.db.pool())
+        .await
+        .expect("count");
+    assert_eq!(count, 1, "the refused transaction wrote nothing");
+    let untouched: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM roles WHERE description = 'x'")
+        .fetch_one(server.state.db.pool())
+        .await
+        .expect("roles");
+    assert_eq!(untouched, 0);
+    drop(host);
     server.stop().await;
 }
 

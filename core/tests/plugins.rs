@@ -50,7 +50,7 @@ async fn next_event(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugins_load_at_start_and_serve_with_rbac() {
     let dir = tempfile::tempdir().expect("dir");
-    deploy(&hello_variant("panic-route"), dir.path(), HELLO);
+    deploy(&hello_variant("test-routes"), dir.path(), HELLO);
     let server = start_with_plugins(dir.path()).await;
     let admin = server.admin_token().await;
     let (_, user) = server.user_token("plain@example.com").await;
@@ -225,6 +225,97 @@ async fn plugins_load_at_start_and_serve_with_rbac() {
         r#"xcore_plugin_requests_total{plugin="hello",route="/api/v1/hello/panic",status="500"} 1"#
     ));
     server.stop().await;
+}
+
+/// `HostServices` calls to another plugin's route go through the same
+/// routing and RBAC as HTTP, with the original caller's rights; a loop of
+/// calls ends with an error; SQL outside the plugin's tables is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_calls_carry_the_callers_rights_and_sql_stays_in_the_plugins_tables() {
+    let dir = tempfile::tempdir().expect("dir");
+    deploy(&hello_variant("test-routes"), dir.path(), HELLO);
+    let server = start_with_plugins(dir.path()).await;
+    let admin = server.admin_token().await;
+    let (_, user) = server.user_token("relay@example.com").await;
+    let relay = |path: &str| format!("/api/v1/hello/relay?path={}", urlencode(path));
+
+    let answer = get_json(
+        &server,
+        &relay("/api/v1/hello/ping?x=1"),
+        None,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(answer["status"], 200, "{answer}");
+    assert_eq!(answer["body"]["message"], "pong");
+
+    // The inner route needs hello:read: anonymous 401, a plain user 403,
+    // the admin 200, exactly as over HTTP.
+    let answer = get_json(
+        &server,
+        &relay("/api/v1/hello/greetings"),
+        None,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(answer["status"], 401, "{answer}");
+    assert_eq!(answer["body"]["error"]["code"], "AUTHENTICATION_ERROR");
+    let answer = get_json(
+        &server,
+        &relay("/api/v1/hello/greetings"),
+        Some(&user),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(answer["status"], 403, "{answer}");
+    assert_eq!(answer["body"]["error"]["code"], "AUTHORIZATION_ERROR");
+    let answer = get_json(
+        &server,
+        &relay("/api/v1/hello/greetings"),
+        Some(&admin),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(answer["status"], 200, "{answer}");
+    assert_eq!(answer["body"]["total"], 0);
+
+    let answer = get_json(&server, &relay("/api/v1/nowhere/x"), None, StatusCode::OK).await;
+    assert_eq!(answer["status"], 404, "{answer}");
+    assert_eq!(answer["body"]["error"]["code"], "NOT_FOUND");
+
+    // A relay to itself, forever: refused once calls nest too deep, and
+    // the host keeps serving.
+    let mut looping = "/api/v1/hello/ping".to_string();
+    for _ in 0..12 {
+        looping = format!("/api/v1/hello/relay?path={}", urlencode(&looping));
+    }
+    let answer = get_json(&server, &looping, None, StatusCode::OK).await;
+    assert!(
+        answer.to_string().contains("nested more than 8 deep"),
+        "{answer}"
+    );
+
+    let stolen = server
+        .get("/api/v1/hello/steal")
+        .send()
+        .await
+        .expect("send");
+    let body = expect_error(stolen, StatusCode::FORBIDDEN, "AUTHORIZATION_ERROR").await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("table users is outside plugin hello's tables")),
+        "{body}"
+    );
+    assert_eq!(
+        get_json(&server, "/api/v1/hello/ping", None, StatusCode::OK).await["message"],
+        "pong"
+    );
+    server.stop().await;
+}
+
+fn urlencode(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -785,7 +876,7 @@ async fn install_by_upload_and_by_path_then_uninstall_with_and_without_purge() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_that_keeps_panicking_is_quarantined_until_enabled() {
     let dir = tempfile::tempdir().expect("dir");
-    deploy(&hello_variant("panic-route"), dir.path(), HELLO);
+    deploy(&hello_variant("test-routes"), dir.path(), HELLO);
     let dir_path = dir.path().to_path_buf();
     let server = TestServer::start_with(move |config| {
         config.plugins.dir = dir_path.display().to_string();

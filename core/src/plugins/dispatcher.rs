@@ -1,4 +1,5 @@
-//! The request path into plugins: the router's fallback.
+//! The request path into plugins: the router's fallback, and calls from
+//! one plugin to another's routes.
 //!
 //! 1. Longest `api_prefix` match in the route table (an atomic snapshot).
 //! 2. The plugin's own route table (matchit): 404, or 405 with `Allow`.
@@ -12,28 +13,50 @@
 //! 6. The answer is copied into host memory before the generation can drop,
 //!    plugin error bodies get the request id and timestamp, and per-plugin
 //!    metrics are recorded.
+//!
+//! The request head is written as JSON straight from the borrowed request
+//! (no intermediate owned copy), and metric handles are resolved once per
+//! route: on a trivial route those per-request costs are what separates a
+//! plugin from a native handler.
+//!
+//! While a handler runs, the thread knows who the request is for (a
+//! thread-local [`CallContext`]): a plugin calling another plugin's route
+//! through `HostServices` calls it with the original caller's rights.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    cell::RefCell,
+    sync::{Arc, RwLock},
+    time::Instant,
+};
 
 use axum::{
     body::Body,
     extract::{FromRequestParts, Request, State},
-    http::{header, HeaderName, HeaderValue, StatusCode},
+    http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
-use xcore_plugin_api::{Caller, RequestHead};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+};
+use serde::{ser::SerializeMap, Serialize, Serializer};
+use serde_json::Value;
+use xcore_plugin_api::{host::CallResponse, Caller};
 
-use xcore_plugin_api::manifest::RouteSpec;
-
-use super::generation::{Generation, PluginResponse, RouteMatch};
+use super::{
+    generation::{Generation, PluginResponse, RouteMatch},
+    manager::PluginManager,
+};
 use crate::{
     app::AppState,
     auth::{extract::bearer_token, AuthUser},
     error::{ApiError, ErrorCode},
-    http::request_context::current_request_id,
+    http::request_context::RequestId,
     observability::metrics::RouteLabel,
 };
+
+/// How deep plugin-to-plugin calls may nest before the host refuses: a
+/// loop between plugins ends with an error instead of a stack overflow.
+pub const MAX_CALL_DEPTH: u32 = 8;
 
 /// `xcore_plugin_requests_total` and `xcore_plugin_request_duration_seconds`.
 #[derive(Clone, Debug)]
@@ -66,6 +89,142 @@ impl PluginMetrics {
         registry.register(Box::new(duration.clone()))?;
         Ok(Self { requests, duration })
     }
+
+    /// The handles of one route.
+    pub fn for_route(&self, plugin: &str, route: &str) -> RouteMetrics {
+        RouteMetrics {
+            plugin: plugin.to_string(),
+            route: route.to_string(),
+            duration: self.duration.with_label_values(&[plugin, route]),
+            requests: self.requests.clone(),
+            by_status: RwLock::new(Vec::new()),
+        }
+    }
+}
+
+/// One route's metric handles; counters per status are added as statuses
+/// show up.
+#[derive(Debug)]
+pub struct RouteMetrics {
+    plugin: String,
+    route: String,
+    duration: Histogram,
+    requests: IntCounterVec,
+    by_status: RwLock<Vec<(u16, IntCounter)>>,
+}
+
+impl RouteMetrics {
+    fn record(&self, status: u16, seconds: f64) {
+        self.duration.observe(seconds);
+        let known = self.by_status.read().ok().and_then(|counters| {
+            counters
+                .iter()
+                .find(|(code, _)| *code == status)
+                .map(|(_, counter)| counter.clone())
+        });
+        let counter = known.unwrap_or_else(|| {
+            let counter = self.requests.with_label_values(&[
+                self.plugin.as_str(),
+                self.route.as_str(),
+                &status.to_string(),
+            ]);
+            if let Ok(mut counters) = self.by_status.write() {
+                counters.push((status, counter.clone()));
+            }
+            counter
+        });
+        counter.inc();
+    }
+}
+
+/// Who a plugin handler is serving, known to the thread while it runs.
+#[derive(Clone, Debug, Default)]
+pub struct CallContext {
+    /// The authenticated caller, if any.
+    pub caller: Option<Arc<Caller>>,
+    /// The request id.
+    pub request_id: Arc<str>,
+    /// Plugin-to-plugin calls above this one.
+    pub depth: u32,
+}
+
+thread_local! {
+    static CURRENT_CALL: RefCell<Option<CallContext>> = const { RefCell::new(None) };
+}
+
+/// The context of the handler running on this thread, if any.
+pub fn current_call() -> Option<CallContext> {
+    CURRENT_CALL.with(|current| current.borrow().clone())
+}
+
+/// Runs `f` with `context` as the current call, restoring the previous one
+/// after (calls nest when a plugin calls another), even if `f` unwinds.
+fn with_call<T>(context: CallContext, f: impl FnOnce() -> T) -> T {
+    struct Restore(Option<CallContext>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            CURRENT_CALL.with(|current| *current.borrow_mut() = previous);
+        }
+    }
+    let _restore = Restore(CURRENT_CALL.with(|current| current.replace(Some(context))));
+    f()
+}
+
+/// The request head as JSON, written from borrowed parts. Its fields are
+/// those of [`xcore_plugin_api::RequestHead`] (a test holds them together).
+#[derive(Serialize)]
+struct HeadJson<'a> {
+    method: &'a str,
+    path: &'a str,
+    route: &'a str,
+    params: Pairs<'a>,
+    query: Vec<(std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>)>,
+    headers: Headers<'a>,
+    caller: Option<&'a Caller>,
+    request_id: &'a str,
+}
+
+/// Path parameters as a JSON object.
+struct Pairs<'a>(&'a [(&'a str, &'a str)]);
+
+impl Serialize for Pairs<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, value) in self.0 {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}
+
+/// Request headers as a JSON object, credentials left out.
+struct Headers<'a>(Option<&'a HeaderMap>, &'a [(&'a str, &'a str)]);
+
+impl Serialize for Headers<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        if let Some(headers) = self.0 {
+            for (name, value) in headers {
+                if name == header::AUTHORIZATION || name == header::COOKIE {
+                    continue;
+                }
+                if let Ok(value) = value.to_str() {
+                    map.serialize_entry(name.as_str(), value)?;
+                }
+            }
+        }
+        for (name, value) in self.1 {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}
+
+fn query_pairs(query: Option<&str>) -> Vec<(std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)> {
+    query
+        .map(|query| form_urlencoded::parse(query.as_bytes()).collect())
+        .unwrap_or_default()
 }
 
 /// Serves a request under a plugin prefix, or 404.
@@ -77,172 +236,161 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> Respon
 }
 
 async fn serve(state: &AppState, request: Request) -> Result<Response, ApiError> {
-    let path = request.uri().path().to_string();
-    let generation: Arc<Generation> =
-        state.plugins.table().find(&path).cloned().ok_or_else(|| {
-            ApiError::not_found(format!("no route for {} {path}", request.method()))
-        })?;
+    let (mut parts, body) = request.into_parts();
+    // Cheap clones (shared bytes), so the parts stay free for the
+    // extractors below.
+    let (uri, method) = (parts.uri.clone(), parts.method.clone());
+    let path = uri.path();
+    let generation: Arc<Generation> = state
+        .plugins
+        .table()
+        .find(path)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("no route for {method} {path}")))?;
     let relative = match &path[generation.prefix.len()..] {
         "" => "/",
         rest => rest,
     };
-    let method = request.method().as_str().to_string();
-    let (spec, label, params) = match generation.route(&method, relative) {
-        RouteMatch::Found(spec, label, params) => (spec.clone(), label.to_string(), params),
+    let method = method.as_str();
+    let (route, params) = match generation.route(method, relative) {
+        RouteMatch::Found(route, params) => (route, params),
         RouteMatch::Missing => {
             return Err(ApiError::not_found(format!("no route for {method} {path}")))
         }
-        RouteMatch::WrongMethod(allowed) => {
-            let mut response = ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                ErrorCode::ValidationError,
-                format!(
-                    "{method} is not allowed on {path}; allowed: {}",
-                    allowed.join(", ")
-                ),
-            )
-            .into_response();
-            if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
-                response.headers_mut().insert(header::ALLOW, value);
-            }
-            return Ok(response);
-        }
+        RouteMatch::WrongMethod(allowed) => return Ok(method_not_allowed(method, path, &allowed)),
     };
+    let spec = generation.spec(route);
     // From here on the route is known: label every outcome with its
     // template, refusals included.
-    let mut response = call(state, &generation, &spec, &label, params, relative, request)
-        .await
-        .unwrap_or_else(IntoResponse::into_response);
-    response.extensions_mut().insert(RouteLabel(label));
-    Ok(response)
-}
-
-/// Checks the caller, reads the body and calls the matched route.
-async fn call(
-    state: &AppState,
-    generation: &Arc<Generation>,
-    spec: &RouteSpec,
-    label: &str,
-    params: Vec<(String, String)>,
-    relative: &str,
-    request: Request,
-) -> Result<Response, ApiError> {
-    let method = request.method().as_str().to_string();
-    let (mut parts, body) = request.into_parts();
+    let label = RouteLabel(generation.label(route).to_string());
     let caller = match &spec.permission {
-        Some(permission) => {
-            let user = AuthUser::from_request_parts(&mut parts, state).await?;
-            user.require(permission)?;
-            Some(user)
-        }
+        Some(permission) => match authorize(state, &mut parts, permission).await {
+            Ok(user) => Some(user),
+            Err(error) => return Ok(labelled(error.into_response(), label)),
+        },
         // Public routes still learn who calls when a valid token is sent.
         None if bearer_token(&parts).is_some() => {
             AuthUser::from_request_parts(&mut parts, state).await.ok()
         }
         None => None,
     };
-    let body = axum::body::to_bytes(body, state.config.server.max_body_bytes)
-        .await
-        .map_err(|_| {
-            ApiError::new(
+    let body = match axum::body::to_bytes(body, state.config.server.max_body_bytes).await {
+        Ok(body) => body,
+        Err(_) => {
+            let error = ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 ErrorCode::ValidationError,
                 "request body too large",
-            )
-        })?;
-    let head = RequestHead {
-        method,
-        path: relative.to_string(),
-        route: spec.path.clone(),
-        params: params.into_iter().collect(),
-        query: parts
-            .uri
-            .query()
-            .map(|query| serde_urlencoded::from_str(query).unwrap_or_default())
-            .unwrap_or_default(),
-        headers: parts
-            .headers
-            .iter()
-            .filter(|(name, _)| *name != header::AUTHORIZATION && *name != header::COOKIE)
-            .filter_map(|(name, value)| {
-                Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
+            );
+            return Ok(labelled(error.into_response(), label));
+        }
+    };
+    let context = CallContext {
+        caller: caller.map(|user| {
+            Arc::new(Caller {
+                user_id: user.id,
+                email: user.email,
+                permissions: user.permissions.into_iter().collect(),
             })
-            .collect(),
-        caller: caller.map(|user| Caller {
-            user_id: user.id,
-            email: user.email,
-            permissions: user.permissions.into_iter().collect(),
         }),
-        request_id: current_request_id().unwrap_or_default(),
+        request_id: parts
+            .extensions
+            .get::<RequestId>()
+            .map_or_else(|| Arc::from(""), |id| id.0.clone()),
+        depth: 0,
+    };
+    let head = HeadJson {
+        method,
+        path: relative,
+        route: &spec.path,
+        params: Pairs(&params),
+        query: query_pairs(uri.query()),
+        headers: Headers(Some(&parts.headers), &[]),
+        caller: context.caller.as_deref(),
+        request_id: &context.request_id,
     };
     let head = serde_json::to_string(&head).map_err(ApiError::internal)?;
-    let started = Instant::now();
     let answer = if spec.blocking {
-        let generation = generation.clone();
-        tokio::task::spawn_blocking(move || generation.handle(&head, &body))
-            .await
-            .map_err(ApiError::internal)?
+        let (manager, generation) = (state.plugins.clone(), generation.clone());
+        tokio::task::spawn_blocking(move || {
+            invoke(&manager, &generation, route, &head, &body, context)
+        })
+        .await
+        .map_err(ApiError::internal)?
     } else {
-        generation.handle(&head, &body)
+        invoke(&state.plugins, &generation, route, &head, &body, context)
     };
-    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    state
-        .plugin_metrics
-        .requests
-        .with_label_values(&[generation.id.as_str(), label, status.as_str()])
-        .inc();
-    state
-        .plugin_metrics
-        .duration
-        .with_label_values(&[generation.id.as_str(), label])
-        .observe(started.elapsed().as_secs_f64());
+    Ok(labelled(to_response(answer, &parts.extensions), label))
+}
+
+fn labelled(mut response: Response, label: RouteLabel) -> Response {
+    response.extensions_mut().insert(label);
+    response
+}
+
+async fn authorize(
+    state: &AppState,
+    parts: &mut axum::http::request::Parts,
+    permission: &str,
+) -> Result<AuthUser, ApiError> {
+    let user = AuthUser::from_request_parts(parts, state).await?;
+    user.require(permission)?;
+    Ok(user)
+}
+
+fn method_not_allowed(method: &str, path: &str, allowed: &[String]) -> Response {
+    let allowed = allowed.join(", ");
+    let mut response = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::ValidationError,
+        format!("{method} is not allowed on {path}; allowed: {allowed}"),
+    )
+    .into_response();
+    if let Ok(value) = HeaderValue::from_str(&allowed) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
+}
+
+/// Calls route `route` of `generation` on this thread with `context` as
+/// the current call, records metrics, and counts panics towards
+/// quarantine.
+fn invoke(
+    manager: &PluginManager,
+    generation: &Arc<Generation>,
+    route: usize,
+    head: &str,
+    body: &[u8],
+    context: CallContext,
+) -> PluginResponse {
+    let started = Instant::now();
+    let answer = with_call(context, || generation.handle(head, body));
+    generation
+        .metrics(route)
+        .record(answer.status, started.elapsed().as_secs_f64());
     let streak = generation.record_outcome(answer.panicked);
     if answer.panicked {
         tracing::error!(
             plugin = generation.id.as_str(),
-            route = label,
+            route = generation.label(route),
             streak,
             "plugin handler panicked"
         );
-        // Exactly one request reaches the threshold, so one quarantine runs;
+        // Exactly one request reaches the threshold, so one quarantine runs,
         // off the request path, which answers the 500 at once.
-        if streak == state.config.plugins.quarantine_after_panics {
-            let (manager, id) = (state.plugins.clone(), generation.id.clone());
-            tokio::spawn(async move {
-                let reason = format!("quarantined after {streak} consecutive panics");
-                if let Err(error) = manager.quarantine(&id, reason).await {
-                    tracing::error!(
-                        plugin = id.as_str(),
-                        error = error.message(),
-                        "quarantine failed"
-                    );
-                }
-            });
+        if streak == manager.quarantine_after_panics() {
+            manager.quarantine_later(&generation.id, streak);
         }
     }
-    Ok(to_response(answer))
+    answer
 }
 
 /// Builds the HTTP response; a plugin's error body gets the host's
 /// `timestamp` and `request_id` so clients see one error shape everywhere.
-fn to_response(answer: PluginResponse) -> Response {
+fn to_response(answer: PluginResponse, extensions: &axum::http::Extensions) -> Response {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut body = answer.body;
-    if status.as_u16() >= 400 {
-        if let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&body) {
-            if let Some(error) = value
-                .get_mut("error")
-                .and_then(serde_json::Value::as_object_mut)
-            {
-                error.insert("timestamp".into(), crate::db::timestamp::now().into());
-                error.insert("request_id".into(), current_request_id().into());
-                error
-                    .entry("details")
-                    .or_insert_with(|| serde_json::Value::Array(Vec::new()));
-                body = serde_json::to_vec(&value).unwrap_or(body);
-            }
-        }
-    }
+    let request_id = extensions.get::<RequestId>().map(|id| id.0.to_string());
+    let body = stamp_error_body(status, answer.body, request_id);
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     for (name, value) in answer.headers {
@@ -254,4 +402,224 @@ fn to_response(answer: PluginResponse) -> Response {
         }
     }
     response
+}
+
+/// Adds `timestamp`, `request_id` and `details` to a plugin's error body.
+fn stamp_error_body(status: StatusCode, body: Vec<u8>, request_id: Option<String>) -> Vec<u8> {
+    if status.as_u16() < 400 {
+        return body;
+    }
+    let Ok(mut value) = serde_json::from_slice::<Value>(&body) else {
+        return body;
+    };
+    let Some(error) = value.get_mut("error").and_then(Value::as_object_mut) else {
+        return body;
+    };
+    error.insert("timestamp".into(), crate::db::timestamp::now().into());
+    error.insert("request_id".into(), request_id.into());
+    error
+        .entry("details")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    serde_json::to_vec(&value).unwrap_or(body)
+}
+
+/// A plugin's call to another plugin's route (`HostOp::Call`), made on the
+/// calling handler's thread with the original caller's rights.
+///
+/// `path` is the full path (the other plugin's prefix included) and may
+/// carry a query string. Refusals come back as the status and standard
+/// error body an HTTP client would have received.
+pub fn call_from_plugin(
+    manager: &PluginManager,
+    calling_plugin: &str,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<CallResponse, String> {
+    let context = current_call().unwrap_or_default();
+    if context.depth >= MAX_CALL_DEPTH {
+        return Err(format!(
+            "plugin calls nested more than {MAX_CALL_DEPTH} deep; is there a loop between plugins?"
+        ));
+    }
+    let method = method.to_ascii_uppercase();
+    let (path, query) = match path.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (path, None),
+    };
+    let refused = |error: ApiError| Ok(error_call_response(&error, &context.request_id));
+    let Some(generation) = manager.table().find(path).cloned() else {
+        return refused(ApiError::not_found(format!("no route for {method} {path}")));
+    };
+    let relative = match &path[generation.prefix.len()..] {
+        "" => "/",
+        rest => rest,
+    };
+    let (route, params) = match generation.route(&method, relative) {
+        RouteMatch::Found(route, params) => (route, params),
+        RouteMatch::Missing => {
+            return refused(ApiError::not_found(format!("no route for {method} {path}")))
+        }
+        RouteMatch::WrongMethod(allowed) => {
+            return refused(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::ValidationError,
+                format!(
+                    "{method} is not allowed on {path}; allowed: {}",
+                    allowed.join(", ")
+                ),
+            ))
+        }
+    };
+    let spec = generation.spec(route);
+    if let Some(permission) = &spec.permission {
+        match &context.caller {
+            None => {
+                return refused(ApiError::unauthenticated(
+                    "this route needs an authenticated caller, and the calling request has none",
+                ))
+            }
+            Some(caller) if !caller.permissions.iter().any(|p| p == permission) => {
+                return refused(ApiError::forbidden(permission))
+            }
+            Some(_) => {}
+        }
+    }
+    let body = match body {
+        Some(value) => serde_json::to_vec(value).map_err(|error| error.to_string())?,
+        None => Vec::new(),
+    };
+    let mut extra_headers = vec![("x-xcore-calling-plugin", calling_plugin)];
+    if !body.is_empty() {
+        extra_headers.push(("content-type", "application/json"));
+    }
+    let head = HeadJson {
+        method: &method,
+        path: relative,
+        route: &spec.path,
+        params: Pairs(&params),
+        query: query_pairs(query),
+        headers: Headers(None, &extra_headers),
+        caller: context.caller.as_deref(),
+        request_id: &context.request_id,
+    };
+    let head = serde_json::to_string(&head).map_err(|error| error.to_string())?;
+    let nested = CallContext {
+        depth: context.depth + 1,
+        ..context.clone()
+    };
+    let run = || invoke(manager, &generation, route, &head, &body, nested);
+    // A route marked blocking may take long: let the runtime move other
+    // tasks off this worker meanwhile.
+    let answer = if spec.blocking && tokio::runtime::Handle::try_current().is_ok() {
+        tokio::task::block_in_place(run)
+    } else {
+        run()
+    };
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = stamp_error_body(status, answer.body, Some(context.request_id.to_string()));
+    Ok(CallResponse {
+        status: answer.status,
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+    })
+}
+
+fn error_call_response(error: &ApiError, request_id: &str) -> CallResponse {
+    CallResponse {
+        status: error.status().as_u16(),
+        body: serde_json::json!({
+            "error": {
+                "code": error.code(),
+                "message": error.message(),
+                "details": error.details(),
+                "timestamp": crate::db::timestamp::now(),
+                "request_id": request_id,
+            }
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xcore_plugin_api::RequestHead;
+
+    #[test]
+    fn the_head_the_host_writes_is_the_head_plugins_read() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer secret"),
+        );
+        headers.insert(header::COOKIE, HeaderValue::from_static("session=secret"));
+        let caller = Caller {
+            user_id: 7,
+            email: "a@example.com".into(),
+            permissions: vec!["hello:read".into()],
+        };
+        let params = [("id", "42")];
+        let head = HeadJson {
+            method: "GET",
+            path: "/greetings/42",
+            route: "/greetings/{id}",
+            params: Pairs(&params),
+            query: query_pairs(Some("q=a+b&tag=x&tag=y%21")),
+            headers: Headers(Some(&headers), &[("x-xcore-calling-plugin", "crm")]),
+            caller: Some(&caller),
+            request_id: "req_1",
+        };
+        let json = serde_json::to_string(&head).expect("encode");
+        assert!(!json.contains("secret"), "{json}");
+        let read: RequestHead = serde_json::from_str(&json).expect("decode");
+        assert_eq!(read.method, "GET");
+        assert_eq!(read.path, "/greetings/42");
+        assert_eq!(read.route, "/greetings/{id}");
+        assert_eq!(read.params.get("id").map(String::as_str), Some("42"));
+        assert_eq!(
+            read.query,
+            vec![
+                ("q".to_string(), "a b".to_string()),
+                ("tag".to_string(), "x".to_string()),
+                ("tag".to_string(), "y!".to_string()),
+            ]
+        );
+        assert_eq!(
+            read.headers.get("accept").map(String::as_str),
+            Some("application/json")
+        );
+        assert_eq!(
+            read.headers
+                .get("x-xcore-calling-plugin")
+                .map(String::as_str),
+            Some("crm")
+        );
+        assert_eq!(read.headers.len(), 2);
+        assert_eq!(read.caller, Some(caller));
+        assert_eq!(read.request_id, "req_1");
+    }
+
+    #[test]
+    fn call_contexts_nest_and_restore() {
+        assert!(current_call().is_none());
+        let outer = CallContext {
+            request_id: Arc::from("outer"),
+            ..CallContext::default()
+        };
+        with_call(outer, || {
+            let inner = CallContext {
+                request_id: Arc::from("inner"),
+                depth: 1,
+                ..CallContext::default()
+            };
+            with_call(inner, || {
+                assert_eq!(current_call().map(|c| c.depth), Some(1));
+            });
+            assert_eq!(
+                current_call().map(|c| c.request_id.to_string()),
+                Some("outer".to_string())
+            );
+        });
+        assert!(current_call().is_none());
+    }
 }

@@ -15,7 +15,11 @@ use std::sync::{
 use abi_stable::std_types::{RSlice, RStr};
 use xcore_plugin_api::{ffi::InstanceBox, manifest::RouteSpec, Manifest};
 
-use super::{library::LoadedLibrary, prefix::is_within};
+use super::{
+    dispatcher::{PluginMetrics, RouteMetrics},
+    library::LoadedLibrary,
+    prefix::is_within,
+};
 
 /// A plugin response copied into host memory (nothing in it points into
 /// the library, which may be closed once the request's generation drops).
@@ -44,6 +48,8 @@ pub struct Generation {
     routes: matchit::Router<Vec<usize>>,
     /// `prefix + route pattern` per route, the metrics label, made once.
     labels: Vec<String>,
+    /// Metric handles per route, resolved once instead of per request.
+    metrics: Vec<RouteMetrics>,
     /// Panics in a row, reset by any answer that did not panic.
     panic_streak: AtomicU32,
     // Declared before `library`: the instance must go first (see Drop).
@@ -62,9 +68,9 @@ impl std::fmt::Debug for Generation {
 }
 
 /// What matching a path inside a plugin found.
-pub enum RouteMatch<'a> {
-    /// A route, its metrics label, and its path parameters.
-    Found(&'a RouteSpec, &'a str, Vec<(String, String)>),
+pub enum RouteMatch<'g, 'p> {
+    /// A route (its index in the manifest) and its path parameters.
+    Found(usize, Vec<(&'g str, &'p str)>),
     /// The path exists with other methods.
     WrongMethod(Vec<String>),
     /// No such path.
@@ -78,6 +84,7 @@ impl Generation {
         instance: InstanceBox,
         prefix: String,
         number: u64,
+        metrics: &PluginMetrics,
     ) -> Result<Self, String> {
         let manifest = library.manifest.clone();
         let mut routes: matchit::Router<Vec<usize>> = matchit::Router::new();
@@ -93,13 +100,17 @@ impl Generation {
                 .insert(path.clone(), indices)
                 .map_err(|error| format!("route {path} is invalid: {error}"))?;
         }
-        let labels = manifest
+        let labels: Vec<String> = manifest
             .routes
             .iter()
             .map(|route| format!("{prefix}{}", route.path))
             .collect();
         Ok(Self {
             id: manifest.id.clone(),
+            metrics: labels
+                .iter()
+                .map(|label| metrics.for_route(&manifest.id, label))
+                .collect(),
             labels,
             panic_streak: AtomicU32::new(0),
             prefix,
@@ -117,7 +128,7 @@ impl Generation {
     }
 
     /// Matches a path relative to the prefix.
-    pub fn route(&self, method: &str, path: &str) -> RouteMatch<'_> {
+    pub fn route<'g, 'p>(&'g self, method: &str, path: &'p str) -> RouteMatch<'g, 'p> {
         let Ok(matched) = self.routes.at(path) else {
             return RouteMatch::Missing;
         };
@@ -127,15 +138,7 @@ impl Generation {
             .iter()
             .find(|index| routes[**index].method == method)
         {
-            Some(index) => RouteMatch::Found(
-                &routes[*index],
-                &self.labels[*index],
-                matched
-                    .params
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            ),
+            Some(index) => RouteMatch::Found(*index, matched.params.iter().collect()),
             None => RouteMatch::WrongMethod(
                 matched
                     .value
@@ -144,6 +147,21 @@ impl Generation {
                     .collect(),
             ),
         }
+    }
+
+    /// The route at `index` of the manifest.
+    pub fn spec(&self, index: usize) -> &RouteSpec {
+        &self.manifest.routes[index]
+    }
+
+    /// The metrics label (`prefix + pattern`) of route `index`.
+    pub fn label(&self, index: usize) -> &str {
+        &self.labels[index]
+    }
+
+    /// The metric handles of route `index`.
+    pub fn metrics(&self, index: usize) -> &RouteMetrics {
+        &self.metrics[index]
     }
 
     /// Calls the plugin's handler and copies the answer into host memory.
@@ -157,12 +175,13 @@ impl Generation {
             };
         };
         let response = instance.handle(RStr::from_str(head), RSlice::from_slice(body));
-        let headers: Vec<(String, String)> = serde_json::from_str::<
-            std::collections::BTreeMap<String, String>,
-        >(response.headers.as_str())
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
+        let headers: Vec<(String, String)> = match response.headers.as_str() {
+            "" | "{}" => Vec::new(),
+            json => serde_json::from_str::<std::collections::BTreeMap<String, String>>(json)
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+        };
         PluginResponse {
             status: response.status,
             headers,

@@ -1,5 +1,6 @@
 //! The services the host gives a plugin instance (`HostServices`): SQL on
-//! the host's pool, events on the bus, and logs.
+//! the host's pool (limited by the plugin's [`SqlScope`]), events on the
+//! bus, calls to other plugins' routes, and logs.
 //!
 //! Plugins call in synchronously from their handler's thread. SQL is async
 //! here, so the call parks that thread with `block_in_place` (on a runtime
@@ -16,6 +17,7 @@
 use std::{
     future::Future,
     panic::{catch_unwind, AssertUnwindSafe},
+    sync::Weak,
 };
 
 use abi_stable::std_types::{RResult, RStr, RString};
@@ -23,30 +25,45 @@ use serde_json::{Map, Number, Value};
 use sqlx::{any::AnyRow, Any, Column, Row};
 use xcore_plugin_api::{ffi::HostServices, host::HostOp, Statement};
 
+use super::{
+    dispatcher,
+    manager::PluginManager,
+    sql_guard::{Purpose, SqlScope},
+};
 use crate::{db::Database, events::EventBus};
 
 /// One instance's view of the host.
 pub struct PluginHost {
     plugin_id: String,
+    scope: SqlScope,
     db: Database,
     events: EventBus,
+    manager: Weak<PluginManager>,
     runtime: tokio::runtime::Handle,
 }
 
 impl PluginHost {
-    /// Services for `plugin_id`, driving async work on `runtime`.
+    /// Services for `plugin_id`, driving async work on the current runtime.
     pub fn new(
         plugin_id: &str,
+        scope: SqlScope,
         db: Database,
         events: EventBus,
-        runtime: tokio::runtime::Handle,
+        manager: Weak<PluginManager>,
     ) -> Self {
         Self {
             plugin_id: plugin_id.to_string(),
+            scope,
             db,
             events,
-            runtime,
+            manager,
+            runtime: tokio::runtime::Handle::current(),
         }
+    }
+
+    fn checked<'s>(&self, statement: &'s Statement) -> Result<&'s Statement, String> {
+        self.scope.check(&statement.sql, Purpose::Runtime)?;
+        Ok(statement)
     }
 
     fn block_on<F: Future>(&self, future: F) -> F::Output {
@@ -62,20 +79,24 @@ impl PluginHost {
             .map_err(|error| format!("unreadable host operation: {error}"))?;
         match operation {
             HostOp::Query(statement) => self.block_on(async {
-                let rows = bind(&statement)?
+                let rows = bind(self.checked(&statement)?)?
                     .fetch_all(self.db.pool())
                     .await
                     .map_err(sql_error)?;
                 rows_to_json(&rows)
             }),
             HostOp::Execute(statement) => self.block_on(async {
-                let done = bind(&statement)?
+                let done = bind(self.checked(&statement)?)?
                     .execute(self.db.pool())
                     .await
                     .map_err(sql_error)?;
                 Ok(Value::from(done.rows_affected()))
             }),
             HostOp::Transaction { statements } => self.block_on(async {
+                // All checked before anything runs.
+                for statement in &statements {
+                    self.checked(statement)?;
+                }
                 let mut tx = self.db.begin_write().await.map_err(sql_error)?;
                 let mut results = Vec::with_capacity(statements.len());
                 for statement in &statements {
@@ -93,7 +114,17 @@ impl PluginHost {
                     .publish(&format!("{}.{topic}", self.plugin_id), data);
                 Ok(Value::Null)
             }
-            HostOp::Call { .. } => Err("calls to other plugins are not available yet".into()),
+            HostOp::Call { method, path, body } => {
+                let manager = self.manager.upgrade().ok_or("the host is shutting down")?;
+                let answer = dispatcher::call_from_plugin(
+                    &manager,
+                    &self.plugin_id,
+                    &method,
+                    &path,
+                    body.as_ref(),
+                )?;
+                serde_json::to_value(answer).map_err(|error| error.to_string())
+            }
         }
     }
 }

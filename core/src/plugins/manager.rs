@@ -9,7 +9,7 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, Weak},
 };
 
 use arc_swap::ArcSwap;
@@ -21,10 +21,12 @@ use xcore_plugin_api::{ffi::HostServices_TO, Manifest};
 
 use super::{
     dependencies::{self, DependencyError, Node},
+    dispatcher::PluginMetrics,
     generation::{Generation, RouteTable},
     host_services::PluginHost,
     library::{self, LoadedLibrary},
     prefix,
+    sql_guard::{Purpose, SqlScope},
 };
 use crate::{
     config::PluginSettings,
@@ -107,6 +109,26 @@ pub struct PluginManager {
     settings: BTreeMap<String, PluginSettings>,
     table: ArcSwap<RouteTable>,
     records: Mutex<BTreeMap<String, Record>>,
+    /// Per-route request metrics.
+    metrics: PluginMetrics,
+    /// Panics in a row that take a plugin out of service.
+    quarantine_after_panics: u32,
+    /// Handed to each instance's host services, for calls between plugins
+    /// (weak: the manager owns the instances).
+    me: Weak<PluginManager>,
+}
+
+/// What the manager needs besides the database and the bus.
+#[derive(Clone, Debug)]
+pub struct ManagerOptions {
+    /// The plugins directory.
+    pub dir: PathBuf,
+    /// `[plugins.<id>]` sections from the configuration.
+    pub settings: BTreeMap<String, PluginSettings>,
+    /// Panics in a row that take a plugin out of service.
+    pub quarantine_after_panics: u32,
+    /// Per-route request metrics.
+    pub metrics: PluginMetrics,
 }
 
 impl std::fmt::Debug for PluginManager {
@@ -128,6 +150,15 @@ fn validate_manifest(manifest: &Manifest) -> Result<(), String> {
 
 fn plugin_error(status: axum::http::StatusCode, message: String) -> ApiError {
     ApiError::new(status, crate::error::ErrorCode::PluginError, message)
+}
+
+/// The tables a plugin's SQL may use: its own, and its dependencies' for
+/// reading.
+fn sql_scope(manifest: &Manifest) -> SqlScope {
+    SqlScope::new(
+        &manifest.id,
+        manifest.dependencies.iter().map(|d| d.id.clone()).collect(),
+    )
 }
 
 /// The plugin id a file name stands for, if it is a plugin file.
@@ -181,13 +212,12 @@ impl PluginManager {
     /// enabled ones. A plugin that fails is recorded with its error; it
     /// never stops the others or the host.
     pub async fn start(
-        dir: &Path,
-        settings: BTreeMap<String, PluginSettings>,
+        options: ManagerOptions,
         db: Database,
         events: EventBus,
     ) -> anyhow::Result<Arc<Self>> {
-        let manager = Arc::new(Self {
-            dir: dir.to_path_buf(),
+        let manager = Arc::new_cyclic(|me| Self {
+            dir: options.dir,
             // One directory per manager, so counting this manager's mapped
             // shadow copies never counts another's.
             shadow_dir: std::env::temp_dir().join(format!(
@@ -198,9 +228,12 @@ impl PluginManager {
             db,
             events,
             runtime: tokio::runtime::Handle::current(),
-            settings,
+            settings: options.settings,
             table: ArcSwap::from_pointee(RouteTable::default()),
             records: Mutex::new(BTreeMap::new()),
+            metrics: options.metrics,
+            quarantine_after_panics: options.quarantine_after_panics,
+            me: me.clone(),
         });
         let mut records = manager.records.lock().await;
         let saved = manager.saved_state().await?;
@@ -326,6 +359,29 @@ impl PluginManager {
         self.table.load()
     }
 
+    /// Panics in a row that take a plugin out of service.
+    pub fn quarantine_after_panics(&self) -> u32 {
+        self.quarantine_after_panics
+    }
+
+    /// Quarantines `id` on the runtime, for callers on a request path or a
+    /// plugin's thread that must not wait for it.
+    pub fn quarantine_later(&self, id: &str, streak: u32) {
+        let (Some(manager), id) = (self.me.upgrade(), id.to_string()) else {
+            return;
+        };
+        self.runtime.spawn(async move {
+            let reason = format!("quarantined after {streak} consecutive panics");
+            if let Err(error) = manager.quarantine(&id, reason).await {
+                tracing::error!(
+                    plugin = id.as_str(),
+                    error = error.message(),
+                    "quarantine failed"
+                );
+            }
+        });
+    }
+
     fn scan(&self) -> Vec<(String, PathBuf)> {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             tracing::info!(dir = %self.dir.display(), "no plugins directory; no plugins loaded");
@@ -379,6 +435,20 @@ impl PluginManager {
         prefix::check_prefix(&manifest.api_prefix)?;
         semver::Version::parse(&manifest.version)
             .map_err(|error| format!("version {:?} is not semver: {error}", manifest.version))?;
+        let scope = sql_scope(manifest);
+        for migration in &manifest.migrations {
+            for (dialect, sql) in [
+                ("sqlite", &migration.sqlite),
+                ("postgres", &migration.postgres),
+            ] {
+                scope.check(sql, Purpose::Migration).map_err(|error| {
+                    format!(
+                        "migration {} ({}, {dialect}) is refused: {error}",
+                        migration.version, migration.name
+                    )
+                })?;
+            }
+        }
         Ok(library)
     }
 
@@ -402,6 +472,19 @@ impl PluginManager {
         {
             return Err(format!(
                 "api_prefix {prefix} is already used by plugin {other}"
+            ));
+        }
+        // Tables are named `<id>_*`: `shop` and `shop_admin` would share
+        // `shop_admin_*`, so one plugin could reach (or purge) the other's.
+        if let Some((other, _)) = taken.iter().find(|(other, _)| {
+            *other != manifest.id
+                && (other.starts_with(&format!("{}_", manifest.id))
+                    || manifest.id.starts_with(&format!("{other}_")))
+        }) {
+            return Err(format!(
+                "plugin id {} shares the table namespace of installed plugin {other} \
+                 (tables are named <id>_*); rename one of them",
+                manifest.id
             ));
         }
         let migrations: Vec<migrate::Migration<'_>> = manifest
@@ -439,9 +522,10 @@ impl PluginManager {
         }
         let host = PluginHost::new(
             &manifest.id,
+            sql_scope(&manifest),
             self.db.clone(),
             self.events.clone(),
-            self.runtime.clone(),
+            self.me.clone(),
         );
         let instance = library
             .instantiate(
@@ -449,7 +533,7 @@ impl PluginManager {
                 &settings.map_or(serde_json::Value::Null, PluginSettings::config_json),
             )
             .map_err(|error| format!("instantiation failed: {error}"))?;
-        Generation::new(library, instance, prefix, number)
+        Generation::new(library, instance, prefix, number, &self.metrics)
     }
 
     async fn persist(&self, id: &str, record: &Record) -> Result<(), ApiError> {

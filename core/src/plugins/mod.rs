@@ -27,4 +27,5 @@ pub mod library;
 pub mod manager;
 pub mod prefix;
 pub mod routes;
+pub mod sql_guard;
 pub mod watcher;

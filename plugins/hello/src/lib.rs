@@ -59,12 +59,6 @@ impl Plugin for Hello {
             .permission("hello:write", "Write greetings")
             .job("tick", "Logs the number of greetings")
             .event("greeted")
-            .migration(
-                1,
-                "greetings table",
-                "CREATE TABLE hello_greetings (id INTEGER PRIMARY KEY AUTOINCREMENT, text TEXT NOT NULL, created_at TEXT NOT NULL)",
-                "CREATE TABLE hello_greetings (id BIGSERIAL PRIMARY KEY, text TEXT NOT NULL, created_at TEXT NOT NULL)",
-            )
             .openapi(json!({
                 "/ping": {"get": {"summary": "Ping", "responses": {"200": {"description": "pong"}}}},
                 "/greetings": {
@@ -72,11 +66,22 @@ impl Plugin for Hello {
                     "post": {"summary": "Add a greeting", "responses": {"201": {"description": "Created"}}}
                 }
             }));
-        if cfg!(feature = "needs-ghost") {
-            manifest.depends_on("ghost", "^1")
-        } else {
-            manifest
+        if IDENTITY.0 != "hello" {
+            // The renamed test variants exist to be refused before they
+            // serve; `hello_greetings` is not theirs to create (the host
+            // keeps a plugin to tables named after its own id).
+            return if cfg!(feature = "needs-ghost") {
+                manifest.depends_on("ghost", "^1")
+            } else {
+                manifest
+            };
         }
+        manifest.migration(
+            1,
+            "greetings table",
+            "CREATE TABLE hello_greetings (id INTEGER PRIMARY KEY AUTOINCREMENT, text TEXT NOT NULL, created_at TEXT NOT NULL)",
+            "CREATE TABLE hello_greetings (id BIGSERIAL PRIMARY KEY, text TEXT NOT NULL, created_at TEXT NOT NULL)",
+        )
     }
 
     fn router() -> Router<Self> {
@@ -89,10 +94,42 @@ impl Plugin for Hello {
             })
             .get("/greetings", Access::Requires("hello:read"), Hello::list)
             .post("/greetings", Access::Requires("hello:write"), Hello::create);
-        #[cfg(feature = "panic-route")]
-        let router = router.get("/panic", Access::Public, |_, _| {
-            panic!("hello panicked on purpose")
-        });
+        #[cfg(feature = "test-routes")]
+        let router = router
+            .get("/panic", Access::Public, |_, _| {
+                panic!("hello panicked on purpose")
+            })
+            .get(
+                "/relay",
+                Access::Public,
+                |hello: &Hello, request: &Request| {
+                    let path = request
+                        .query("path")
+                        .ok_or_else(|| Response::invalid("path", "required"))?;
+                    match hello.host.call("GET", path, None) {
+                        Ok(answer) => Ok(Response::json(
+                            200,
+                            &json!({"status": answer.status, "body": answer.body}),
+                        )),
+                        Err(error) => Ok(Response::error(502, "PLUGIN_ERROR", &error.to_string())),
+                    }
+                },
+            )
+            .get(
+                "/steal",
+                Access::Public,
+                |hello: &Hello, _: &Request| match hello
+                    .host
+                    .query("SELECT email, password_hash FROM users", vec![])
+                {
+                    Ok(rows) => Ok(Response::json(200, &rows)),
+                    Err(error) => Ok(Response::error(
+                        403,
+                        "AUTHORIZATION_ERROR",
+                        &error.to_string(),
+                    )),
+                },
+            );
         router
     }
 
@@ -295,7 +332,7 @@ mod tests {
         assert_eq!(civil_from_days(20_513), (2026, 3, 1));
     }
 
-    #[cfg(feature = "panic-route")]
+    #[cfg(feature = "test-routes")]
     #[test]
     fn a_panicking_handler_becomes_a_plugin_error() {
         let plugin = TestPlugin::start::<Hello>(&FakeHost::default(), Value::Null).expect("starts");

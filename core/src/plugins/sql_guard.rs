@@ -1,0 +1,673 @@
+//! Which tables a plugin's SQL may touch.
+//!
+//! A plugin owns the tables named `<id>` or `<id>_*`: it may create, alter,
+//! drop, write and read them. It may also read (never write) the tables of
+//! the plugins it declares as dependencies. Everything else, the host's
+//! `users`, `refresh_tokens`, `plugins` tables and the catalogue above all,
+//! is out of reach through `HostServices`, and so are statements other than
+//! `SELECT`/`INSERT`/`UPDATE`/`DELETE` (plus `CREATE`/`ALTER`/`DROP` of
+//! tables, indexes, views and sequences in migrations), several statements
+//! in one call, schema-qualified names, and the server functions that read
+//! files or run SQL given as text.
+//!
+//! A native plugin runs inside the host's process, so this is not a sandbox
+//! against hostile code: it is the contract check that keeps a plugin (or a
+//! bug in one) from reading password hashes or another plugin's rows, and
+//! names the table when it refuses. It reads the statement's tokens (string
+//! literals and comments skipped, quoted identifiers kept) and checks every
+//! name in a table position: after `FROM`, `JOIN`, `INTO`, `UPDATE`,
+//! `TABLE`, `INDEX ... ON`, `VIEW`, `SEQUENCE`, `REFERENCES`, `USING` and
+//! `RENAME TO`. Names a `WITH` clause defines are readable.
+
+/// What the statement is for: migrations may change the schema.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// A call from a running plugin: one DML statement.
+    Runtime,
+    /// A plugin's migration script: DDL and DML, several statements.
+    Migration,
+}
+
+/// The tables one plugin may use.
+#[derive(Clone, Debug)]
+pub struct SqlScope {
+    owner: String,
+    dependencies: Vec<String>,
+}
+
+/// Table-valued functions a `FROM` may name.
+const TABLE_FUNCTIONS: &[&str] = &[
+    "json_each",
+    "json_tree",
+    "json_array_elements",
+    "json_array_elements_text",
+    "jsonb_array_elements",
+    "jsonb_array_elements_text",
+    "jsonb_each",
+    "jsonb_to_recordset",
+    "json_to_recordset",
+    "generate_series",
+    "unnest",
+];
+
+/// Functions that read files, load code, change settings or run SQL given
+/// as text: refused anywhere in a statement.
+const FORBIDDEN_FUNCTIONS: &[&str] = &[
+    "load_extension",
+    "set_config",
+    "current_setting",
+    "query_to_xml",
+    "query_to_xml_and_xmlschema",
+    "query_to_xmlschema",
+    "table_to_xml",
+    "cursor_to_xml",
+    "schema_to_xml",
+    "database_to_xml",
+    "readfile",
+    "writefile",
+    "edit",
+];
+
+/// Prefixes of forbidden function families (server admin, large objects,
+/// remote SQL).
+const FORBIDDEN_FUNCTION_PREFIXES: &[&str] = &["pg_", "lo_", "dblink"];
+
+/// Words that end a FROM list at their parenthesis level.
+const FROM_LIST_END: &[&str] = &[
+    "where",
+    "group",
+    "order",
+    "limit",
+    "offset",
+    "having",
+    "window",
+    "union",
+    "except",
+    "intersect",
+    "returning",
+    "for",
+    "select",
+    "set",
+    "values",
+    "do",
+];
+
+/// Words between a table keyword and the name.
+const SKIPPED_BEFORE_NAME: &[&str] = &["only", "if", "not", "exists", "concurrently", "lateral"];
+
+#[derive(Clone, Debug, PartialEq)]
+enum Token {
+    /// A bare word, lower-cased: keyword or identifier.
+    Word(String),
+    /// A quoted identifier, as written between the quotes.
+    Quoted(String),
+    /// A string or number literal, or a `$n`/`?` parameter.
+    Literal,
+    /// Any other character (`(`, `)`, `,`, `.`, `;`, operators).
+    Punct(char),
+}
+
+impl Token {
+    fn is_word(&self, word: &str) -> bool {
+        matches!(self, Token::Word(w) if w == word)
+    }
+
+    /// The identifier this token names, if it can name one.
+    fn name(&self) -> Option<&str> {
+        match self {
+            Token::Word(word) | Token::Quoted(word) => Some(word),
+            _ => None,
+        }
+    }
+}
+
+fn tokenize(sql: &str) -> Result<Vec<Token>, String> {
+    let chars: Vec<char> = sql.chars().collect();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    let unterminated = |what: &str| format!("unterminated {what} in SQL");
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            c if c.is_whitespace() => i += 1,
+            '-' if chars.get(i + 1) == Some(&'-') => {
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
+                }
+            }
+            '/' if chars.get(i + 1) == Some(&'*') => {
+                let end = (i + 2..chars.len().saturating_sub(1))
+                    .find(|&j| chars[j] == '*' && chars[j + 1] == '/')
+                    .ok_or_else(|| unterminated("comment"))?;
+                i = end + 2;
+            }
+            '\'' => {
+                i += 1;
+                loop {
+                    match chars.get(i) {
+                        None => return Err(unterminated("string")),
+                        Some('\'') if chars.get(i + 1) == Some(&'\'') => i += 2,
+                        Some('\'') => break,
+                        Some(_) => i += 1,
+                    }
+                }
+                i += 1;
+                tokens.push(Token::Literal);
+            }
+            '"' | '`' | '[' => {
+                let close = if c == '[' { ']' } else { c };
+                let mut name = String::new();
+                i += 1;
+                loop {
+                    match chars.get(i) {
+                        None => return Err(unterminated("quoted identifier")),
+                        Some(&ch) if ch == close && chars.get(i + 1) == Some(&close) => {
+                            name.push(ch);
+                            i += 2;
+                        }
+                        Some(&ch) if ch == close => break,
+                        Some(&ch) => {
+                            name.push(ch);
+                            i += 1;
+                        }
+                    }
+                }
+                i += 1;
+                tokens.push(Token::Quoted(name.to_lowercase()));
+            }
+            '$' => {
+                // `$1` is a parameter; `$tag$ ... $tag$` a PostgreSQL
+                // dollar-quoted string.
+                let digits = chars[i + 1..]
+                    .iter()
+                    .take_while(|d| d.is_ascii_digit())
+                    .count();
+                if digits > 0 {
+                    i += 1 + digits;
+                    tokens.push(Token::Literal);
+                    continue;
+                }
+                let tag_len = chars[i + 1..]
+                    .iter()
+                    .take_while(|d| d.is_alphanumeric() || **d == '_')
+                    .count();
+                if chars.get(i + 1 + tag_len) != Some(&'$') {
+                    tokens.push(Token::Punct('$'));
+                    i += 1;
+                    continue;
+                }
+                let tag: String = chars[i..i + tag_len + 2].iter().collect();
+                let body_start = i + tag_len + 2;
+                let rest: String = chars[body_start..].iter().collect();
+                let end = rest
+                    .find(&tag)
+                    .ok_or_else(|| unterminated("dollar-quoted string"))?;
+                i = body_start + rest[..end].chars().count() + tag.chars().count();
+                tokens.push(Token::Literal);
+            }
+            '?' => {
+                i += 1;
+                tokens.push(Token::Literal);
+            }
+            c if c.is_ascii_digit() => {
+                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
+                    i += 1;
+                }
+                tokens.push(Token::Literal);
+            }
+            c if c.is_alphabetic() || c == '_' => {
+                let start = i;
+                while i < chars.len()
+                    && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '$')
+                {
+                    i += 1;
+                }
+                let word: String = chars[start..i].iter().collect();
+                tokens.push(Token::Word(word.to_lowercase()));
+            }
+            other => {
+                i += 1;
+                tokens.push(Token::Punct(other));
+            }
+        }
+    }
+    Ok(tokens)
+}
+
+/// How a name in a table position is used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    /// `FROM`, `JOIN`, `USING`: a table, or a table-valued function.
+    Read,
+    /// `REFERENCES t (column)`: a table read by a foreign key.
+    Reference,
+    /// A table the statement changes.
+    Write,
+}
+
+impl SqlScope {
+    /// The scope of plugin `owner`, which depends on `dependencies`.
+    pub fn new(owner: &str, dependencies: Vec<String>) -> Self {
+        Self {
+            owner: owner.to_string(),
+            dependencies,
+        }
+    }
+
+    /// Checks `sql`; the error names the first thing refused.
+    pub fn check(&self, sql: &str, purpose: Purpose) -> Result<(), String> {
+        let tokens = tokenize(sql)?;
+        let statements: Vec<&[Token]> = tokens
+            .split(|token| *token == Token::Punct(';'))
+            .filter(|statement| !statement.is_empty())
+            .collect();
+        match (purpose, statements.len()) {
+            (_, 0) => return Err("empty SQL statement".into()),
+            (Purpose::Runtime, 2..) => {
+                return Err("one statement per call; use a transaction for several".into())
+            }
+            _ => {}
+        }
+        for statement in statements {
+            self.check_statement(statement, purpose)?;
+        }
+        Ok(())
+    }
+
+    fn check_statement(&self, tokens: &[Token], purpose: Purpose) -> Result<(), String> {
+        let first = match &tokens[0] {
+            Token::Word(word) => word.as_str(),
+            _ => return Err("a statement must start with a keyword".into()),
+        };
+        let allowed = match purpose {
+            Purpose::Runtime => {
+                matches!(
+                    first,
+                    "select" | "insert" | "update" | "delete" | "with" | "values" | "replace"
+                )
+            }
+            Purpose::Migration => matches!(
+                first,
+                "select"
+                    | "insert"
+                    | "update"
+                    | "delete"
+                    | "with"
+                    | "replace"
+                    | "create"
+                    | "alter"
+                    | "drop"
+            ),
+        };
+        if !allowed {
+            return Err(format!(
+                "{} statements are not allowed here",
+                first.to_uppercase()
+            ));
+        }
+        if matches!(first, "create" | "alter" | "drop") {
+            let kind = tokens
+                .iter()
+                .skip(1)
+                .filter_map(|t| match t {
+                    Token::Word(w) => Some(w.as_str()),
+                    _ => None,
+                })
+                .find(|w| !matches!(*w, "unique" | "temp" | "temporary" | "or" | "replace"))
+                .unwrap_or("");
+            if !matches!(kind, "table" | "index" | "view" | "sequence") {
+                return Err(format!(
+                    "{} {} is not allowed: plugins create tables, indexes, views and sequences",
+                    first.to_uppercase(),
+                    kind.to_uppercase()
+                ));
+            }
+        }
+        let ddl = matches!(first, "create" | "alter" | "drop");
+        let defined = cte_names(tokens);
+        let context = query_context(tokens);
+        // Per parenthesis level: inside a FROM list, where a comma starts
+        // another table.
+        let mut from_list = vec![false];
+        for (i, token) in tokens.iter().enumerate() {
+            let word = match token {
+                Token::Punct('(') => {
+                    from_list.push(false);
+                    continue;
+                }
+                Token::Punct(')') => {
+                    if from_list.len() > 1 {
+                        from_list.pop();
+                    }
+                    continue;
+                }
+                Token::Punct(',') if from_list.last() == Some(&true) => {
+                    self.check_position(tokens, i + 1, Access::Read, &defined)?;
+                    continue;
+                }
+                Token::Word(word) => word.as_str(),
+                _ => continue,
+            };
+            let previous = i.checked_sub(1).map(|p| &tokens[p]);
+            let next = tokens.get(i + 1);
+            if next == Some(&Token::Punct('(')) {
+                self.check_function(word)?;
+            }
+            if FROM_LIST_END.contains(&word) {
+                if let Some(open) = from_list.last_mut() {
+                    *open = false;
+                }
+            }
+            let access = match word {
+                // `IS DISTINCT FROM x` compares; `EXTRACT(x FROM y)` and
+                // friends sit in expression parentheses.
+                "from" if previous.is_some_and(|p| p.is_word("distinct")) || !context[i] => None,
+                "from" if previous.is_some_and(|p| p.is_word("delete")) => Some(Access::Write),
+                "from" => {
+                    if let Some(open) = from_list.last_mut() {
+                        *open = true;
+                    }
+                    Some(Access::Read)
+                }
+                "join" => Some(Access::Read),
+                "using" if next.is_some_and(|n| n.name().is_some()) => Some(Access::Read),
+                "into" => Some(Access::Write),
+                "update"
+                    if !previous.is_some_and(|p| p.is_word("for"))
+                        && !next.is_some_and(|n| n.is_word("set")) =>
+                {
+                    Some(Access::Write)
+                }
+                "table" | "view" | "sequence" | "index" if ddl => Some(Access::Write),
+                "on" if ddl && index_name_before(tokens, i) => Some(Access::Write),
+                "references" if ddl => Some(Access::Reference),
+                "to" if ddl && previous.is_some_and(|p| p.is_word("rename")) => Some(Access::Write),
+                _ => None,
+            };
+            if let Some(access) = access {
+                self.check_position(tokens, i + 1, access, &defined)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the name in the table position starting at `at`.
+    fn check_position(
+        &self,
+        tokens: &[Token],
+        mut at: usize,
+        access: Access,
+        defined: &[String],
+    ) -> Result<(), String> {
+        while tokens
+            .get(at)
+            .is_some_and(|t| SKIPPED_BEFORE_NAME.iter().any(|word| t.is_word(word)))
+        {
+            at += 1;
+        }
+        // Nothing, or a subquery whose own FROMs the scan checks.
+        let Some(name) = tokens.get(at).and_then(Token::name) else {
+            return Ok(());
+        };
+        match tokens.get(at + 1) {
+            Some(Token::Punct('.')) => Err(format!(
+                "schema-qualified name {name}.… is not allowed; use the plugin's own tables"
+            )),
+            Some(Token::Punct('(')) if access == Access::Read => {
+                if TABLE_FUNCTIONS.contains(&name) {
+                    Ok(())
+                } else {
+                    Err(format!("function {name} is not allowed in FROM"))
+                }
+            }
+            _ => self.check_table(name, access, defined),
+        }
+    }
+
+    fn check_table(&self, name: &str, access: Access, defined: &[String]) -> Result<(), String> {
+        let owns =
+            |id: &str| name == id || name.strip_prefix(id).is_some_and(|r| r.starts_with('_'));
+        if owns(&self.owner) {
+            return Ok(());
+        }
+        if access != Access::Write {
+            if defined.iter().any(|d| d == name) || self.dependencies.iter().any(|d| owns(d)) {
+                return Ok(());
+            }
+            return Err(format!(
+                "table {name} is outside plugin {}'s tables ({}_*) and those of its dependencies",
+                self.owner, self.owner
+            ));
+        }
+        Err(format!(
+            "plugin {} may only change its own tables ({}_*), not {name}",
+            self.owner, self.owner
+        ))
+    }
+
+    fn check_function(&self, name: &str) -> Result<(), String> {
+        if FORBIDDEN_FUNCTIONS.contains(&name)
+            || FORBIDDEN_FUNCTION_PREFIXES
+                .iter()
+                .any(|prefix| name.starts_with(prefix))
+        {
+            return Err(format!("function {name} is not allowed in plugin SQL"));
+        }
+        Ok(())
+    }
+}
+
+/// `CREATE INDEX name ON table`: is the `ON` at `at` the one after an
+/// index name (and not a join condition)?
+fn index_name_before(tokens: &[Token], at: usize) -> bool {
+    tokens[..at]
+        .iter()
+        .rev()
+        .take(6)
+        .any(|token| token.is_word("index"))
+        && !tokens[..at].iter().any(|token| token.is_word("join"))
+}
+
+/// Names a `WITH` clause defines: `name AS (` or `name (cols) AS (` at
+/// depth 0.
+fn cte_names(tokens: &[Token]) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut depth = 0usize;
+    for (i, token) in tokens.iter().enumerate() {
+        match token {
+            Token::Punct('(') => depth += 1,
+            Token::Punct(')') => depth = depth.saturating_sub(1),
+            Token::Word(word)
+                if depth == 0 && word == "as" && tokens.get(i + 1) == Some(&Token::Punct('(')) =>
+            {
+                let mut before = i;
+                if before > 0 && tokens[before - 1] == Token::Punct(')') {
+                    // Skip the column list.
+                    let mut inner = 0usize;
+                    while before > 0 {
+                        before -= 1;
+                        match tokens[before] {
+                            Token::Punct(')') => inner += 1,
+                            Token::Punct('(') => {
+                                inner -= 1;
+                                if inner == 0 {
+                                    break;
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                if let Some(name) = before.checked_sub(1).and_then(|b| tokens[b].name()) {
+                    names.push(name.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    names
+}
+
+/// For each token, whether it sits in query context (top level or inside
+/// a parenthesised subquery) rather than in an expression's parentheses.
+fn query_context(tokens: &[Token]) -> Vec<bool> {
+    let mut stack = vec![true];
+    let mut context = Vec::with_capacity(tokens.len());
+    for (i, token) in tokens.iter().enumerate() {
+        match token {
+            Token::Punct('(') => {
+                context.push(*stack.last().unwrap_or(&true));
+                let next = tokens.get(i + 1);
+                stack.push(next.is_some_and(|n| {
+                    n.is_word("select") || n.is_word("with") || n.is_word("values")
+                }));
+            }
+            Token::Punct(')') => {
+                if stack.len() > 1 {
+                    stack.pop();
+                }
+                context.push(*stack.last().unwrap_or(&true));
+            }
+            _ => context.push(*stack.last().unwrap_or(&true)),
+        }
+    }
+    context
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope() -> SqlScope {
+        SqlScope::new("crm", vec!["products".into()])
+    }
+
+    fn runtime(sql: &str) -> Result<(), String> {
+        scope().check(sql, Purpose::Runtime)
+    }
+
+    #[test]
+    fn own_tables_are_usable() {
+        for sql in [
+            "SELECT id, name FROM crm_contacts WHERE id = $1",
+            "SELECT c.id FROM crm_contacts c JOIN crm_notes n ON n.contact_id = c.id",
+            "INSERT INTO crm_contacts (name) VALUES ($1) RETURNING id",
+            "INSERT INTO crm_contacts (name) VALUES ($1) ON CONFLICT (name) DO UPDATE SET name = excluded.name",
+            "UPDATE crm_contacts SET name = $1 WHERE id = $2",
+            "DELETE FROM crm_contacts WHERE id = $1;",
+            "SELECT count(*) AS n FROM crm_contacts, crm_notes WHERE crm_notes.contact_id = crm_contacts.id",
+            "SELECT * FROM crm WHERE a IS DISTINCT FROM b",
+            "SELECT EXTRACT(YEAR FROM created_at) FROM crm_contacts",
+            "SELECT 'FROM users' AS text, \"name\" FROM \"crm_contacts\" -- FROM users",
+            "SELECT id FROM crm_contacts WHERE id IN (SELECT contact_id FROM crm_notes)",
+            "WITH recent AS (SELECT * FROM crm_notes) SELECT * FROM recent",
+            "WITH r (id) AS (SELECT id FROM crm_notes) SELECT * FROM r JOIN crm_contacts USING (id)",
+            "SELECT value FROM json_each($1)",
+            "SELECT * FROM crm_contacts WHERE id = $1 FOR UPDATE",
+            "SELECT 1",
+            "SELECT index, view FROM crm_stats",
+            "SELECT a, b FROM crm_x WHERE a IN (1, 2) ORDER BY a, b",
+        ] {
+            assert_eq!(runtime(sql), Ok(()), "{sql}");
+        }
+    }
+
+    #[test]
+    fn dependencies_are_readable_not_writable() {
+        assert_eq!(
+            runtime("SELECT p.name FROM crm_deals d JOIN products_items p ON p.id = d.product_id"),
+            Ok(())
+        );
+        assert_eq!(runtime("SELECT * FROM products"), Ok(()));
+        let error = runtime("UPDATE products_items SET price = 0").unwrap_err();
+        assert!(error.contains("only change its own tables"), "{error}");
+        let error = runtime("INSERT INTO products_items (name) VALUES ('x')").unwrap_err();
+        assert!(error.contains("products_items"), "{error}");
+        let error = runtime("DELETE FROM products_items").unwrap_err();
+        assert!(error.contains("products_items"), "{error}");
+    }
+
+    #[test]
+    fn host_and_foreign_tables_are_refused_with_their_name() {
+        for (sql, table) in [
+            ("SELECT password_hash FROM users", "users"),
+            (
+                "SELECT * FROM crm_contacts JOIN users ON users.id = crm_contacts.owner",
+                "users",
+            ),
+            (
+                "SELECT * FROM crm_contacts, refresh_tokens",
+                "refresh_tokens",
+            ),
+            (
+                "SELECT * FROM crm_contacts c, refresh_tokens r",
+                "refresh_tokens",
+            ),
+            ("SELECT * FROM (SELECT 1) x, users", "users"),
+            (
+                "SELECT * FROM crm_a a JOIN crm_b b ON a.id = b.id, users u",
+                "users",
+            ),
+            (
+                "SELECT * FROM crm_contacts WHERE id IN (SELECT id FROM users)",
+                "users",
+            ),
+            ("SELECT * FROM \"USERS\"", "users"),
+            ("SELECT * FROM leads_items", "leads_items"),
+            ("SELECT * FROM crmx_items", "crmx_items"),
+            ("DELETE FROM plugins", "plugins"),
+            ("UPDATE roles SET name = 'x'", "roles"),
+            ("INSERT INTO user_roles VALUES (1, 1)", "user_roles"),
+            ("SELECT * FROM sqlite_master", "sqlite_master"),
+        ] {
+            let error = runtime(sql).unwrap_err();
+            assert!(error.contains(table), "{sql}: {error}");
+        }
+    }
+
+    #[test]
+    fn other_statements_and_escapes_are_refused() {
+        for sql in [
+            "PRAGMA table_info(users)",
+            "ATTACH DATABASE 'x.db' AS x",
+            "DROP TABLE crm_contacts",
+            "SELECT 1; DELETE FROM users",
+            "SELECT * FROM main.users",
+            "SELECT * FROM pg_catalog.pg_tables",
+            "SELECT pg_read_file('/etc/passwd')",
+            "SELECT load_extension('x')",
+            "SELECT * FROM query_to_xml('select * from users', true, true, '')",
+            "SELECT 'unterminated",
+            "",
+        ] {
+            assert!(runtime(sql).is_err(), "{sql}");
+        }
+    }
+
+    #[test]
+    fn migrations_manage_only_own_objects() {
+        let migrate = |sql: &str| scope().check(sql, Purpose::Migration);
+        assert_eq!(
+            migrate(
+                "CREATE TABLE IF NOT EXISTS crm_contacts (id INTEGER PRIMARY KEY, product_id BIGINT REFERENCES products_items (id));
+                 CREATE UNIQUE INDEX crm_contacts_name ON crm_contacts (name);
+                 ALTER TABLE crm_contacts ADD COLUMN email TEXT;
+                 ALTER TABLE crm_contacts RENAME TO crm_people;
+                 DROP TABLE IF EXISTS crm_old;"
+            ),
+            Ok(())
+        );
+        for sql in [
+            "DROP TABLE users",
+            "ALTER TABLE users ADD COLUMN x TEXT",
+            "CREATE INDEX users_email ON users (email)",
+            "CREATE INDEX crm_x ON users (email)",
+            "ALTER TABLE crm_contacts RENAME TO users2",
+            "CREATE TRIGGER crm_t AFTER INSERT ON crm_contacts BEGIN DELETE FROM users; END",
+            "CREATE TABLE crm_x (id BIGINT REFERENCES users (id))",
+            "CREATE FUNCTION crm_f() RETURNS int AS $$ SELECT 1 $$ LANGUAGE sql",
+        ] {
+            assert!(migrate(sql).is_err(), "{sql}");
+        }
+    }
+}
