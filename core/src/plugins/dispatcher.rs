@@ -274,7 +274,12 @@ async fn serve(state: &AppState, request: Request) -> Result<Response, ApiError>
         }
         None => None,
     };
-    let body = match axum::body::to_bytes(body, state.config.server.max_body_bytes).await {
+    // Most plugin calls are bodiless GETs: skip the body machinery for them.
+    let body = match axum::body::HttpBody::size_hint(&body).exact() {
+        Some(0) => Ok(axum::body::Bytes::new()),
+        _ => axum::body::to_bytes(body, state.config.server.max_body_bytes).await,
+    };
+    let body = match body {
         Ok(body) => body,
         Err(_) => {
             let error = ApiError::new(

@@ -10,13 +10,13 @@
 //! - [`manager`]: install, load at start, enable, disable, reload,
 //!   uninstall, quarantine; state kept in the database.
 //! - [`dependencies`], [`prefix`]: load order and naming rules.
-//! - [`host_services`]: what the host offers a plugin (SQL, events, logs).
-//! - [`dispatcher`]: the router's fallback into plugin routes.
+//! - [`host_services`]: what the host offers a plugin (SQL, events, calls
+//!   to other plugins, logs).
+//! - [`sql_guard`]: the tables a plugin's SQL may touch.
+//! - [`dispatcher`]: the router's fallback into plugin routes, and calls
+//!   from one plugin to another's.
 //! - [`routes`]: the `/system/plugins` API.
 //! - [`watcher`]: hot reload from the plugins directory.
-//!
-//! Not yet: calls from one plugin to another's routes, and limiting a
-//! plugin's SQL to its own tables.
 
 pub mod dependencies;
 pub mod dispatcher;
