@@ -27,7 +27,7 @@ use crate::{
     auth::{self, password::PasswordHasher, tokens::TokenService},
     config::Config,
     db::{migrate, Database, Dialect},
-    events::EventBus,
+    events::{ws::WsHub, EventBus},
     http::{
         rate_limit::{self, RateLimits},
         request_context,
@@ -40,6 +40,7 @@ use crate::{
         watcher::DirectoryWatcher,
     },
     rbac,
+    tasks::Scheduler,
 };
 
 /// How often idle rate-limit keys are forgotten.
@@ -74,6 +75,10 @@ pub struct Services {
     pub metrics: Arc<Metrics>,
     /// The event bus.
     pub events: EventBus,
+    /// `/ws` connections.
+    pub ws: Arc<WsHub>,
+    /// The task scheduler.
+    pub tasks: Arc<Scheduler>,
     /// Installed plugins and the route table the dispatcher reads.
     pub plugins: Arc<PluginManager>,
     /// Keeps the plugins directory watched (when `plugins.watch`).
@@ -127,6 +132,14 @@ impl AppState {
             events.clone(),
         )
         .await?;
+        let tasks = Scheduler::start(
+            db.clone(),
+            events.clone(),
+            plugins.clone(),
+            config.tasks.clone(),
+        )
+        .await
+        .context("cannot start the task scheduler")?;
         let plugin_watcher = if config.plugins.watch {
             Some(plugins::watcher::watch(
                 Path::new(&config.plugins.dir),
@@ -143,6 +156,8 @@ impl AppState {
                 config.auth.access_token_ttl_secs,
             )),
             passwords,
+            ws: Arc::new(WsHub::new(config.websocket.clone(), metrics.registry())?),
+            tasks,
             events,
             plugins,
             metrics: Arc::new(metrics),
@@ -179,6 +194,8 @@ pub fn app(state: AppState) -> Router {
         .merge(rbac::router())
         .merge(observability::router())
         .merge(plugins::routes::router())
+        .merge(crate::events::ws::router())
+        .merge(crate::tasks::routes::router())
         .fallback(plugins::dispatcher::dispatch)
         // Innermost first: rate limits see the request after routing, the
         // metrics include 429s, the panic guard covers everything below it,
@@ -245,6 +262,8 @@ pub async fn serve(
         async move {
             shutdown.await;
             state.shutting_down.store(true, Ordering::Relaxed);
+            // Upgraded sockets are not the HTTP server's to drain.
+            state.ws.close_all();
             tracing::info!("shutdown requested; draining in-flight requests");
             started_draining.notify_one();
         }
@@ -256,6 +275,7 @@ pub async fn serve(
             tokio::time::sleep(drain_timeout).await;
         } => tracing::warn!(?drain_timeout, "in-flight requests still running at the drain deadline; closing them"),
     }
+    state.tasks.stop().await;
     state.db.close().await;
     tracing::info!("stopped");
     Ok(())

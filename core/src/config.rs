@@ -59,6 +59,60 @@ pub struct Config {
     pub health: HealthConfig,
     /// Logging.
     pub log: LogConfig,
+    /// `/ws` event subscriptions.
+    pub websocket: WebSocketConfig,
+    /// The task scheduler.
+    pub tasks: TasksConfig,
+}
+
+/// `[websocket]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSocketConfig {
+    /// Open sockets at most; more are refused with 503.
+    pub max_connections: usize,
+    /// Messages queued for one client's writer.
+    pub queue_capacity: usize,
+    /// A client whose queue stays full this long is disconnected (close
+    /// code 4008).
+    pub stall_timeout_ms: u64,
+    /// Seconds a new socket has to authenticate (close code 4408).
+    pub auth_timeout_secs: u64,
+    /// Seconds between server pings; a client silent for two intervals is
+    /// disconnected.
+    pub ping_interval_secs: u64,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            queue_capacity: 256,
+            stall_timeout_ms: 5000,
+            auth_timeout_secs: 5,
+            ping_interval_secs: 30,
+        }
+    }
+}
+
+/// `[tasks]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TasksConfig {
+    /// Seconds a job may run before its run is recorded as failed.
+    pub job_timeout_secs: u64,
+    /// Runs kept per task in the history (older ones are pruned by the
+    /// `core.prune_task_runs` job).
+    pub history_per_task: u32,
+}
+
+impl Default for TasksConfig {
+    fn default() -> Self {
+        Self {
+            job_timeout_secs: 300,
+            history_per_task: 100,
+        }
+    }
 }
 
 /// Deployment profile.

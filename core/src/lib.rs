@@ -11,13 +11,14 @@
 //!   shutdown.
 //! - [`config`]: layered, typed configuration.
 //! - [`error`]: `ApiError`, the one error body every client sees.
-//! - [`events`]: the in-process event bus and topic patterns.
+//! - [`events`]: the in-process event bus, topic patterns and `/ws`.
 //! - [`http`]: request ids, extractors, pagination, rate limits.
 //! - [`db`]: the SQLite/PostgreSQL pool and migrations.
 //! - [`auth`]: passwords, tokens, sessions, `/auth/*`.
 //! - [`rbac`]: permissions, roles, `/admin/*`.
 //! - [`observability`]: `/health*`, `/metrics`, logging.
 //! - [`plugins`]: the plugin manager, dispatcher and `/system/plugins`.
+//! - [`tasks`]: the scheduler and `/system/tasks`.
 
 pub mod app;
 pub mod auth;
@@ -30,6 +31,7 @@ pub mod http;
 pub mod observability;
 pub mod plugins;
 pub mod rbac;
+pub mod tasks;
 
 pub use app::{app, serve, AppState};
 pub use config::Config;

@@ -51,6 +51,12 @@ pub const CORE_MIGRATIONS: &[Migration<'static>] = &[
         sqlite: include_str!("../../migrations/sqlite/0002_plugins.sql"),
         postgres: include_str!("../../migrations/postgres/0002_plugins.sql"),
     },
+    Migration {
+        version: 3,
+        name: "scheduled tasks and run history",
+        sqlite: include_str!("../../migrations/sqlite/0003_tasks.sql"),
+        postgres: include_str!("../../migrations/postgres/0003_tasks.sql"),
+    },
 ];
 
 const LEDGER_DDL: &str = "CREATE TABLE IF NOT EXISTS xcore_migrations (

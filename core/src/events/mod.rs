@@ -7,9 +7,11 @@
 //! which is what keeps one slow consumer from holding the bus up.
 
 pub mod topics;
+pub mod ws;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use axum::extract::ws::Utf8Bytes;
 use prometheus::{IntCounterVec, Opts, Registry};
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -28,6 +30,37 @@ pub struct Event {
     pub data: serde_json::Value,
     /// When it was published.
     pub timestamp: String,
+    /// The WebSocket message, encoded once however many clients get it.
+    #[serde(skip)]
+    wire: OnceLock<Utf8Bytes>,
+}
+
+impl Event {
+    /// `{"type":"event","id","topic","data","timestamp"}`, as sent on `/ws`.
+    pub fn wire(&self) -> Utf8Bytes {
+        self.wire
+            .get_or_init(|| {
+                #[derive(Serialize)]
+                struct Wire<'a> {
+                    r#type: &'static str,
+                    id: &'a str,
+                    topic: &'a str,
+                    data: &'a serde_json::Value,
+                    timestamp: &'a str,
+                }
+                let wire = Wire {
+                    r#type: "event",
+                    id: &self.id,
+                    topic: &self.topic,
+                    data: &self.data,
+                    timestamp: &self.timestamp,
+                };
+                serde_json::to_string(&wire)
+                    .unwrap_or_else(|_| String::from("{}"))
+                    .into()
+            })
+            .clone()
+    }
 }
 
 /// The bus. Cheap to clone.
@@ -59,6 +92,7 @@ impl EventBus {
             topic: topic.to_string(),
             data,
             timestamp: crate::db::timestamp::now(),
+            wire: OnceLock::new(),
         });
         self.published.with_label_values(&[topic]).inc();
         // An error only means nobody is listening right now.

@@ -192,6 +192,23 @@ impl Generation {
 }
 
 impl Generation {
+    /// Runs one of the plugin's jobs on this thread; the error says why it
+    /// failed (a panic included).
+    pub fn run_job(&self, name: &str) -> Result<(), String> {
+        let Some(instance) = &self.instance else {
+            return Err("the plugin instance is gone".into());
+        };
+        instance
+            .run_job(RStr::from_str(name))
+            .into_result()
+            .map_err(|error| error.into_string())
+    }
+
+    /// Whether the manifest declares job `name`.
+    pub fn has_job(&self, name: &str) -> bool {
+        self.manifest.jobs.iter().any(|job| job.name == name)
+    }
+
     /// Records whether a call panicked; the current streak of panics.
     pub fn record_outcome(&self, panicked: bool) -> u32 {
         if panicked {

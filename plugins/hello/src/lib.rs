@@ -66,6 +66,8 @@ impl Plugin for Hello {
                     "post": {"summary": "Add a greeting", "responses": {"201": {"description": "Created"}}}
                 }
             }));
+        #[cfg(feature = "test-routes")]
+        let manifest = manifest.job("nap", "Sleeps 1.5 s, to test overlapping runs");
         if IDENTITY.0 != "hello" {
             // The renamed test variants exist to be refused before they
             // serve; `hello_greetings` is not theirs to create (the host
@@ -153,6 +155,11 @@ impl Plugin for Hello {
                     .unwrap_or(0);
                 self.host
                     .log(Level::Info, "tick", json!({"greetings": count}));
+                Ok(())
+            }
+            #[cfg(feature = "test-routes")]
+            "nap" => {
+                std::thread::sleep(std::time::Duration::from_millis(1500));
                 Ok(())
             }
             other => Err(format!("no job named {other}")),

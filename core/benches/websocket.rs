@@ -1,0 +1,180 @@
+//! WebSocket fan-out benchmark, run with
+//! `cargo bench -p xcore --bench websocket`.
+//!
+//! One server, 1,000 real WebSocket clients on loopback (each authenticated
+//! with `?token=` and subscribed to `user.*`), then events published one at
+//! a time on the bus: the delay from publishing to each client's receipt,
+//! p50/p99/max over every delivery, and the time until the last of the
+//! 1,000 had it. Client and server share the machine's cores.
+//!
+//! Needs about 2,100 file descriptors (`ulimit -n`).
+
+mod support;
+
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+use xcore::{config::Profile, AppState, Config};
+
+const SUBSCRIBERS: usize = 1_000;
+const EVENTS: usize = 20;
+
+fn percentile(sorted: &[f64], fraction: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let data = tempfile::tempdir().expect("data dir");
+    let mut config = Config {
+        profile: Profile::Development,
+        ..Config::default()
+    };
+    config.database.url = format!("sqlite://{}/bench.db", data.path().display());
+    config.plugins.dir = data.path().join("no-plugins").display().to_string();
+    config.rate_limits.enabled = false;
+    config.log.filter = "error".into();
+    config.admin.email = "bench@example.com".into();
+    config.admin.password = "BenchPassw0rd!".into();
+    config.websocket.max_connections = SUBSCRIBERS + 10;
+    let state = AppState::build(config).await.expect("state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(xcore::serve(
+        listener,
+        state.clone(),
+        std::future::pending(),
+    ));
+    let login: Value = reqwest::Client::new()
+        .post(format!("http://{addr}/auth/login"))
+        .form(&[
+            ("username", "bench@example.com"),
+            ("password", "BenchPassw0rd!"),
+        ])
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("token");
+    let token = login["access_token"].as_str().expect("token").to_string();
+
+    let base = Instant::now();
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(SUBSCRIBERS * EVENTS)));
+    let received = Arc::new(AtomicUsize::new(0));
+    let ready = Arc::new(AtomicUsize::new(0));
+    let rss_before = support::rss_mib("self");
+    let connecting = Instant::now();
+    let mut clients = Vec::with_capacity(SUBSCRIBERS);
+    for chunk in 0..SUBSCRIBERS / 50 {
+        let mut batch = Vec::new();
+        for _ in 0..50 {
+            let url = format!("ws://{addr}/ws?token={token}");
+            batch.push(tokio::spawn(async move {
+                let (mut socket, _) =
+                    tokio_tungstenite::connect_async(url)
+                        .await
+                        .unwrap_or_else(|error| {
+                            panic!("connect failed ({error}); is `ulimit -n` at least 2100?")
+                        });
+                socket.next().await.expect("auth reply").expect("frame");
+                socket
+                    .send(Message::Text(
+                        json!({"type": "subscribe", "topics": ["user.*"]})
+                            .to_string()
+                            .into(),
+                    ))
+                    .await
+                    .expect("subscribe");
+                socket
+                    .next()
+                    .await
+                    .expect("subscribe reply")
+                    .expect("frame");
+                socket
+            }));
+        }
+        for connected in batch {
+            let mut socket = connected.await.expect("client");
+            let (latencies, received, ready) = (latencies.clone(), received.clone(), ready.clone());
+            ready.fetch_add(1, Ordering::Relaxed);
+            clients.push(tokio::spawn(async move {
+                while let Some(Ok(message)) = socket.next().await {
+                    let Message::Text(text) = message else {
+                        continue;
+                    };
+                    let arrived = base.elapsed().as_secs_f64();
+                    let event: Value = serde_json::from_str(text.as_str()).expect("json");
+                    if let Some(sent) = event["data"]["sent"].as_f64() {
+                        latencies.lock().expect("lock").push(arrived - sent);
+                        received.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+        if chunk == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let connect_time = connecting.elapsed();
+    let rss_connected = support::rss_mib("self");
+
+    let mut last_arrivals = Vec::with_capacity(EVENTS);
+    for sequence in 0..EVENTS {
+        let expected = (sequence + 1) * SUBSCRIBERS;
+        let sent = base.elapsed().as_secs_f64();
+        state
+            .events
+            .publish("user.bench", json!({"sequence": sequence, "sent": sent}));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while received.load(Ordering::Relaxed) < expected {
+            assert!(Instant::now() < deadline, "deliveries stalled");
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        last_arrivals.push(base.elapsed().as_secs_f64() - sent);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let mut all = latencies.lock().expect("lock").clone();
+    all.sort_by(f64::total_cmp);
+    last_arrivals.sort_by(f64::total_cmp);
+    let ms = |seconds: f64| seconds * 1000.0;
+    println!(
+        "xcore WebSocket fan-out ({} cores): {SUBSCRIBERS} subscribers, {EVENTS} events, {} deliveries",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        all.len()
+    );
+    println!(
+        "connect + auth + subscribe of {SUBSCRIBERS} clients: {:.2} s",
+        connect_time.as_secs_f64()
+    );
+    println!(
+        "delivery latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        ms(percentile(&all, 0.5)),
+        ms(percentile(&all, 0.99)),
+        ms(percentile(&all, 1.0))
+    );
+    println!(
+        "until the last subscriber had it: p50 {:.2} ms, max {:.2} ms",
+        ms(percentile(&last_arrivals, 0.5)),
+        ms(percentile(&last_arrivals, 1.0))
+    );
+    println!(
+        "process RSS (server and clients): {rss_before:.1} MiB before, {rss_connected:.1} MiB with {} sockets open",
+        ready.load(Ordering::Relaxed)
+    );
+    for client in clients {
+        client.abort();
+    }
+}

@@ -1,0 +1,234 @@
+//! `/system/tasks` (permission `tasks:manage`): list, create, details with
+//! recent runs, edit, delete, run now, pause, resume.
+
+use axum::{
+    extract::State,
+    http::StatusCode,
+    response::IntoResponse,
+    routing::{get, post},
+    Json, Router,
+};
+use chrono::Utc;
+use serde_json::json;
+
+use super::{
+    spec::{self, Schedule, TaskInput},
+    NewTask, Scheduler,
+};
+use crate::{
+    app::AppState,
+    error::{ApiError, ApiResult, FieldError},
+    http::extract::{ApiJson, ApiPath},
+    rbac::permissions::{Require, TasksManage},
+};
+
+/// The routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/system/tasks", get(list).post(create))
+        .route(
+            "/system/tasks/{task_id}",
+            get(details).put(update).delete(remove),
+        )
+        .route("/system/tasks/{task_id}/run", post(run))
+        .route("/system/tasks/{task_id}/pause", post(pause))
+        .route("/system/tasks/{task_id}/resume", post(resume))
+}
+
+/// Every task (they are few: no paging).
+pub async fn list(
+    State(state): State<AppState>,
+    _: Require<TasksManage>,
+) -> ApiResult<impl IntoResponse> {
+    let mut items = Vec::new();
+    for task in state.tasks.records().await? {
+        items.push(state.tasks.view(task).await);
+    }
+    let total = items.len();
+    Ok(Json(
+        json!({"total": total, "skip": 0, "limit": total, "items": items, "has_more": false}),
+    ))
+}
+
+fn check_job(scheduler: &Scheduler, job: &str) -> Result<(), FieldError> {
+    if scheduler.job_available(job) {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            "job",
+            format!(
+                "unknown job {job:?}: use a built-in job (core.purge_expired_tokens, \
+                 core.prune_task_runs) or <plugin>.<job> of an active plugin"
+            ),
+        ))
+    }
+}
+
+fn check_future(schedule: &Schedule) -> Result<(), FieldError> {
+    match schedule {
+        Schedule::Once(at) if *at <= Utc::now() => {
+            Err(FieldError::new("run_at", "must be in the future"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Creates a task.
+pub async fn create(
+    State(state): State<AppState>,
+    _: Require<TasksManage>,
+    ApiJson(input): ApiJson<TaskInput>,
+) -> ApiResult<impl IntoResponse> {
+    let mut problems = Vec::new();
+    let id = input.id.clone().unwrap_or_default();
+    if let Err(problem) = spec::check_id(&id) {
+        problems.push(problem);
+    }
+    let schedule = match input.kind.as_deref() {
+        None => Err(FieldError::new("type", "required: cron, interval or once")),
+        Some(kind) => spec::schedule_of(kind, &input, Scheduler::cron_is_valid),
+    }
+    .and_then(|schedule| check_future(&schedule).map(|()| schedule));
+    let schedule = schedule.map_err(|problem| problems.push(problem)).ok();
+    let job = input.job.clone().unwrap_or_default();
+    if job.is_empty() {
+        problems.push(FieldError::new("job", "required"));
+    } else if let Err(problem) = check_job(&state.tasks, &job) {
+        problems.push(problem);
+    }
+    let name = input.name.clone().unwrap_or_else(|| id.clone());
+    if name.trim().is_empty() || name.len() > 200 {
+        problems.push(FieldError::new("name", "must be 1 to 200 characters"));
+    }
+    let Some(schedule) = schedule.filter(|_| problems.is_empty()) else {
+        return Err(ApiError::validation(problems));
+    };
+    let view = state
+        .tasks
+        .create(NewTask {
+            id,
+            name,
+            schedule,
+            job,
+            enabled: input.enabled.unwrap_or(true),
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// One task with its recent runs.
+pub async fn details(
+    State(state): State<AppState>,
+    _: Require<TasksManage>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<impl IntoResponse> {
+    let task = state.tasks.record(&id).await?;
+    let view = state.tasks.view(task).await;
+    let runs = state.tasks.runs(&id).await?;
+    let mut body = serde_json::to_value(view).map_err(ApiError::internal)?;
+    body["runs"] = serde_json::to_value(runs).map_err(ApiError::internal)?;
+    Ok(Json(body))
+}
+
+/// Changes a task: any of `name`, `type` with its schedule fields, `job`,
+/// `enabled`. The id cannot change, nor a built-in task's job.
+pub async fn update(
+    State(state): State<AppState>,
+    _: Require<TasksManage>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(input): ApiJson<TaskInput>,
+) -> ApiResult<impl IntoResponse> {
+    let mut task = state.tasks.record(&id).await?;
+    let mut problems = Vec::new();
+    if input.id.as_ref().is_some_and(|new_id| *new_id != id) {
+        problems.push(FieldError::new("id", "cannot change"));
+    }
+    if let Some(name) = &input.name {
+        if name.trim().is_empty() || name.len() > 200 {
+            problems.push(FieldError::new("name", "must be 1 to 200 characters"));
+        } else {
+            task.name = name.clone();
+        }
+    }
+    let reschedules = input.kind.is_some()
+        || input.schedule.is_some()
+        || input.interval.is_some()
+        || input.run_at.is_some();
+    if reschedules {
+        let kind = input
+            .kind
+            .clone()
+            .unwrap_or_else(|| task.schedule.kind().to_string());
+        match spec::schedule_of(&kind, &input, Scheduler::cron_is_valid)
+            .and_then(|schedule| check_future(&schedule).map(|()| schedule))
+        {
+            Ok(schedule) => task.schedule = schedule,
+            Err(problem) => problems.push(problem),
+        }
+    }
+    if let Some(job) = &input.job {
+        if task.builtin && *job != task.job {
+            problems.push(FieldError::new(
+                "job",
+                "a built-in task's job cannot change",
+            ));
+        } else if let Err(problem) = check_job(&state.tasks, job) {
+            problems.push(problem);
+        } else {
+            task.job = job.clone();
+        }
+    }
+    if let Some(enabled) = input.enabled {
+        task.enabled = enabled;
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    Ok(Json(state.tasks.update(&task).await?))
+}
+
+/// Deletes a task and its history.
+pub async fn remove(
+    State(state): State<AppState>,
+    _: Require<TasksManage>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<impl IntoResponse> {
+    state.tasks.delete(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Runs a task now, in the background.
+pub async fn run(
+    State(state): State<AppState>,
+    _: Require<TasksManage>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<impl IntoResponse> {
+    let started_at = state.tasks.run_now(&id).await?;
+    Ok(Json(
+        json!({"id": id, "status": "running", "started_at": started_at}),
+    ))
+}
+
+/// Pauses a task: it stops firing until resumed.
+pub async fn pause(
+    State(state): State<AppState>,
+    _: Require<TasksManage>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<impl IntoResponse> {
+    let view = state.tasks.set_enabled(&id, false).await?;
+    Ok(Json(
+        json!({"id": view.id, "status": "paused", "next_run": view.next_run}),
+    ))
+}
+
+/// Resumes a paused task.
+pub async fn resume(
+    State(state): State<AppState>,
+    _: Require<TasksManage>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<impl IntoResponse> {
+    let view = state.tasks.set_enabled(&id, true).await?;
+    Ok(Json(
+        json!({"id": view.id, "status": view.status, "next_run": view.next_run}),
+    ))
+}

@@ -1,0 +1,583 @@
+//! `/system/tasks` against the real server and scheduler: built-in tasks,
+//! validation, create/run/pause/resume/edit/delete, counters and history,
+//! `task.completed` over a real WebSocket, a 1-second cron task firing,
+//! state across a restart, overlapping runs refused, and plugin jobs that
+//! follow their plugin.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{deploy, expect_error, expect_status, hello_variant, TestServer};
+use futures_util::{SinkExt, StreamExt};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+async fn call(
+    server: &TestServer,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let mut request = server.request(method, path).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.expect("send")
+}
+
+async fn task(server: &TestServer, token: &str, id: &str) -> Value {
+    expect_status(
+        call(
+            server,
+            Method::GET,
+            &format!("/system/tasks/{id}"),
+            token,
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// Polls until `condition` holds on the task, for up to 15 s.
+async fn task_until(
+    server: &TestServer,
+    token: &str,
+    id: &str,
+    what: &str,
+    condition: impl Fn(&Value) -> bool,
+) -> Value {
+    for _ in 0..150 {
+        let current = task(server, token, id).await;
+        if condition(&current) {
+            return current;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what}: {}", task(server, token, id).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_are_validated_created_run_paused_resumed_edited_and_deleted() {
+    let server = TestServer::start().await;
+    let admin = server.admin_token().await;
+    let (_, user) = server.user_token("plain@example.com").await;
+
+    let list = expect_status(
+        call(&server, Method::GET, "/system/tasks", &admin, None).await,
+        StatusCode::OK,
+    )
+    .await;
+    let ids: Vec<&str> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|t| t["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids, vec!["prune_task_runs", "purge_expired_tokens"]);
+    for builtin in list["items"].as_array().expect("items") {
+        assert_eq!(builtin["status"], "scheduled", "{builtin}");
+        assert_eq!(builtin["type"], "cron");
+        assert!(builtin["next_run"].is_string(), "{builtin}");
+        assert_eq!(builtin["builtin"], true);
+    }
+    expect_error(
+        call(&server, Method::GET, "/system/tasks", &user, None).await,
+        StatusCode::FORBIDDEN,
+        "AUTHORIZATION_ERROR",
+    )
+    .await;
+    expect_error(
+        server.get("/system/tasks").send().await.expect("send"),
+        StatusCode::UNAUTHORIZED,
+        "AUTHENTICATION_ERROR",
+    )
+    .await;
+
+    // Validation: one detail per field.
+    for (body, field) in [
+        (
+            json!({"id": "t1", "type": "cron", "schedule": "every day", "job": "core.prune_task_runs"}),
+            "schedule",
+        ),
+        (
+            json!({"id": "t1", "type": "cron", "schedule": "61 * * * *", "job": "core.prune_task_runs"}),
+            "schedule",
+        ),
+        (
+            json!({"id": "t1", "type": "interval", "interval": {"hours": 1}, "job": "nope.job"}),
+            "job",
+        ),
+        (
+            json!({"id": "t1", "interval": {"hours": 1}, "job": "core.prune_task_runs"}),
+            "type",
+        ),
+        (
+            json!({"id": "t1", "type": "interval", "interval": {}, "job": "core.prune_task_runs"}),
+            "interval",
+        ),
+        (
+            json!({"id": "t1", "type": "once", "run_at": "2001-01-01T00:00:00Z", "job": "core.prune_task_runs"}),
+            "run_at",
+        ),
+        (
+            json!({"id": "Bad Id", "type": "interval", "interval": {"hours": 1}, "job": "core.prune_task_runs"}),
+            "id",
+        ),
+    ] {
+        let response = call(
+            &server,
+            Method::POST,
+            "/system/tasks",
+            &admin,
+            Some(body.clone()),
+        )
+        .await;
+        let error = expect_error(
+            response,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+        )
+        .await;
+        assert_eq!(
+            error["error"]["details"][0]["field"], field,
+            "{body}: {error}"
+        );
+    }
+
+    let created = call(
+        &server,
+        Method::POST,
+        "/system/tasks",
+        &admin,
+        Some(json!({
+            "id": "ma_tache", "name": "Ma Tâche", "type": "interval",
+            "interval": {"hours": 1}, "job": "core.purge_expired_tokens", "enabled": true
+        })),
+    )
+    .await;
+    let created = expect_status(created, StatusCode::CREATED).await;
+    assert_eq!(created["status"], "scheduled", "{created}");
+    assert_eq!(
+        created["interval"],
+        json!({"days": 0, "hours": 1, "minutes": 0, "seconds": 0})
+    );
+    assert!(created["next_run"].is_string(), "{created}");
+    assert_eq!(created["success_count"], 0);
+    let duplicate = call(
+        &server,
+        Method::POST,
+        "/system/tasks",
+        &admin,
+        Some(json!({"id": "ma_tache", "type": "interval", "interval": {"hours": 1}, "job": "core.purge_expired_tokens"})),
+    )
+    .await;
+    expect_error(duplicate, StatusCode::CONFLICT, "CONFLICT").await;
+
+    // Pause and resume: next_run follows.
+    let paused = expect_status(
+        call(
+            &server,
+            Method::POST,
+            "/system/tasks/ma_tache/pause",
+            &admin,
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        paused,
+        json!({"id": "ma_tache", "status": "paused", "next_run": null})
+    );
+    let shown = task(&server, &admin, "ma_tache").await;
+    assert_eq!(
+        (shown["status"].as_str(), shown["next_run"].is_null()),
+        (Some("paused"), true)
+    );
+    let resumed = expect_status(
+        call(
+            &server,
+            Method::POST,
+            "/system/tasks/ma_tache/resume",
+            &admin,
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(resumed["status"], "scheduled");
+    assert!(resumed["next_run"].is_string(), "{resumed}");
+
+    // Run now, watched over a real WebSocket; the job really purges.
+    sqlx::query("INSERT INTO revoked_access_tokens (jti, user_id, expires_at) VALUES ('old', 1, '2001-01-01T00:00:00.000000Z')")
+        .execute(server.state.db.pool())
+        .await
+        .expect("seed an expired row");
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/ws?token={admin}", server.addr))
+            .await
+            .expect("ws");
+    socket.next().await.expect("auth reply").expect("frame");
+    socket
+        .send(Message::Text(
+            json!({"type": "subscribe", "topics": ["task.*"]})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .expect("subscribe");
+    socket
+        .next()
+        .await
+        .expect("subscribe reply")
+        .expect("frame");
+    let run = expect_status(
+        call(
+            &server,
+            Method::POST,
+            "/system/tasks/ma_tache/run",
+            &admin,
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(run["id"], "ma_tache");
+    assert_eq!(run["status"], "running");
+    assert!(run["started_at"].is_string());
+    let completed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(Ok(Message::Text(text))) = socket.next().await {
+                let event: Value = serde_json::from_str(text.as_str()).expect("json");
+                if event["topic"] == "task.completed" {
+                    return event;
+                }
+            }
+        }
+    })
+    .await
+    .expect("task.completed in time");
+    assert_eq!(completed["data"]["id"], "ma_tache");
+    assert_eq!(
+        completed["data"]["result"]["revoked_access_tokens"], 1,
+        "{completed}"
+    );
+    let after = task_until(&server, &admin, "ma_tache", "one success", |t| {
+        t["success_count"] == 1
+    })
+    .await;
+    assert_eq!(after["runs"][0]["outcome"], "success", "{after}");
+    assert_eq!(after["runs"][0]["started_by"], "manual");
+    assert!(after["last_run"].is_string());
+    assert!(after["runs"][0]["finished_at"].is_string());
+
+    // Edit: a cron schedule; bad edits are refused and change nothing.
+    let edited = expect_status(
+        call(
+            &server,
+            Method::PUT,
+            "/system/tasks/ma_tache",
+            &admin,
+            Some(json!({"type": "cron", "schedule": "0 4 * * *", "name": "Nightly"})),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(edited["type"], "cron");
+    assert_eq!(edited["name"], "Nightly");
+    assert!(
+        edited["next_run"]
+            .as_str()
+            .is_some_and(|next| next.contains("T04:00:00")),
+        "{edited}"
+    );
+    let bad = call(
+        &server,
+        Method::PUT,
+        "/system/tasks/ma_tache",
+        &admin,
+        Some(json!({"schedule": "not cron"})),
+    )
+    .await;
+    expect_error(bad, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR").await;
+    assert_eq!(
+        task(&server, &admin, "ma_tache").await["schedule"],
+        "0 4 * * *"
+    );
+
+    expect_error(
+        call(
+            &server,
+            Method::DELETE,
+            "/system/tasks/purge_expired_tokens",
+            &admin,
+            None,
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "CONFLICT",
+    )
+    .await;
+    let deleted = call(
+        &server,
+        Method::DELETE,
+        "/system/tasks/ma_tache",
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    expect_error(
+        call(&server, Method::GET, "/system/tasks/ma_tache", &admin, None).await,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    )
+    .await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_second_cron_task_fires_and_its_state_survives_a_restart() {
+    let server = TestServer::start().await;
+    let admin = server.admin_token().await;
+    let created = call(
+        &server,
+        Method::POST,
+        "/system/tasks",
+        &admin,
+        Some(json!({"id": "every_second", "type": "cron", "schedule": "* * * * * *", "job": "core.prune_task_runs"})),
+    )
+    .await;
+    expect_status(created, StatusCode::CREATED).await;
+    let fired = task_until(&server, &admin, "every_second", "two scheduled runs", |t| {
+        t["success_count"].as_i64().unwrap_or(0) >= 2
+    })
+    .await;
+    assert_eq!(fired["runs"][0]["started_by"], "schedule", "{fired}");
+    expect_status(
+        call(
+            &server,
+            Method::POST,
+            "/system/tasks/every_second/pause",
+            &admin,
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    // A run in flight at the pause may still finish.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = task(&server, &admin, "every_second").await;
+
+    let db = server.stop().await;
+    let server = TestServer::start_on(db, |_| {}).await;
+    let admin = server.admin_token().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = task(&server, &admin, "every_second").await;
+    assert_eq!(after["status"], "paused", "{after}");
+    assert!(after["next_run"].is_null());
+    assert_eq!(
+        after["success_count"], before["success_count"],
+        "a paused task stays still"
+    );
+    assert_eq!(after["last_run"], before["last_run"]);
+    expect_status(
+        call(
+            &server,
+            Method::POST,
+            "/system/tasks/every_second/resume",
+            &admin,
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let counted = before["success_count"].as_i64().expect("count");
+    task_until(
+        &server,
+        &admin,
+        "every_second",
+        "fires again after resume",
+        |t| t["success_count"].as_i64().unwrap_or(0) > counted,
+    )
+    .await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_jobs_never_overlap_time_out_and_follow_their_plugin() {
+    let dir = tempfile::tempdir().expect("dir");
+    deploy(
+        &hello_variant("test-routes"),
+        dir.path(),
+        "libxcore_plugin_hello.so",
+    );
+    let plugins_dir = dir.path().display().to_string();
+    let server = TestServer::start_with(|config| {
+        config.plugins.dir = plugins_dir;
+        config.tasks.job_timeout_secs = 1;
+    })
+    .await;
+    let admin = server.admin_token().await;
+    for (id, job) in [("hello_tick", "hello.tick"), ("hello_nap", "hello.nap")] {
+        let created = call(
+            &server,
+            Method::POST,
+            "/system/tasks",
+            &admin,
+            Some(json!({"id": id, "type": "interval", "interval": {"hours": 6}, "job": job})),
+        )
+        .await;
+        expect_status(created, StatusCode::CREATED).await;
+    }
+
+    expect_status(
+        call(
+            &server,
+            Method::POST,
+            "/system/tasks/hello_tick/run",
+            &admin,
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    task_until(&server, &admin, "hello_tick", "the plugin job ran", |t| {
+        t["success_count"] == 1
+    })
+    .await;
+
+    // The nap (1.5 s) overruns the 1 s timeout: recorded as failed, and
+    // the task counts as running until the job's thread returns.
+    expect_status(
+        call(
+            &server,
+            Method::POST,
+            "/system/tasks/hello_nap/run",
+            &admin,
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    expect_error(
+        call(
+            &server,
+            Method::POST,
+            "/system/tasks/hello_nap/run",
+            &admin,
+            None,
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "CONFLICT",
+    )
+    .await;
+    let failed = task_until(&server, &admin, "hello_nap", "timed out", |t| {
+        t["failure_count"] == 1
+    })
+    .await;
+    assert!(
+        failed["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("timed out")),
+        "{failed}"
+    );
+    task_until(&server, &admin, "hello_nap", "the nap ends", |t| {
+        t["status"] == "scheduled"
+    })
+    .await;
+
+    // The plugin's tasks stop with it and come back with it.
+    expect_status(
+        call(
+            &server,
+            Method::POST,
+            "/system/plugins/hello/disable",
+            &admin,
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let inactive = task_until(&server, &admin, "hello_tick", "inactive", |t| {
+        t["status"] == "inactive"
+    })
+    .await;
+    assert!(inactive["next_run"].is_null(), "{inactive}");
+    expect_error(
+        call(
+            &server,
+            Method::POST,
+            "/system/tasks/hello_tick/run",
+            &admin,
+            None,
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "CONFLICT",
+    )
+    .await;
+    expect_status(
+        call(
+            &server,
+            Method::POST,
+            "/system/plugins/hello/enable",
+            &admin,
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let back = task_until(&server, &admin, "hello_tick", "scheduled again", |t| {
+        t["status"] == "scheduled" && t["next_run"].is_string()
+    })
+    .await;
+    assert_eq!(back["success_count"], 1);
+
+    // Uninstalled, its tasks go.
+    let uninstalled = call(
+        &server,
+        Method::DELETE,
+        "/system/plugins/hello",
+        &admin,
+        None,
+    )
+    .await;
+    assert!(
+        uninstalled.status().is_success(),
+        "{}",
+        uninstalled.status()
+    );
+    for _ in 0..100 {
+        let gone = call(
+            &server,
+            Method::GET,
+            "/system/tasks/hello_tick",
+            &admin,
+            None,
+        )
+        .await;
+        if gone.status() == StatusCode::NOT_FOUND {
+            server.stop().await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the uninstalled plugin's task is still there");
+}
