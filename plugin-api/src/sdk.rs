@@ -4,7 +4,6 @@
 
 use std::{
     cell::RefCell,
-    collections::BTreeMap,
     panic::{catch_unwind, AssertUnwindSafe},
     sync::Once,
 };
@@ -42,15 +41,11 @@ pub type Handler<P> = fn(&P, &Request) -> Result<Response, Response>;
 /// routes, so a route cannot be served without being declared.
 pub struct Router<P> {
     routes: Vec<(RouteSpec, Handler<P>)>,
-    by_route: BTreeMap<(String, String), usize>,
 }
 
 impl<P> Default for Router<P> {
     fn default() -> Self {
-        Self {
-            routes: Vec::new(),
-            by_route: BTreeMap::new(),
-        }
+        Self { routes: Vec::new() }
     }
 }
 
@@ -71,8 +66,11 @@ impl<P> Router<P> {
             },
             blocking: false,
         };
-        self.by_route
-            .insert((spec.method.clone(), spec.path.clone()), self.routes.len());
+        // A later declaration of the same method and path replaces the
+        // earlier one.
+        self.routes.retain(|(existing, _)| {
+            !(existing.method == spec.method && existing.path == spec.path)
+        });
         self.routes.push((spec, handler));
         self
     }
@@ -113,17 +111,16 @@ impl<P> Router<P> {
 
     /// Runs the handler of the route the host matched.
     pub fn dispatch(&self, plugin: &P, request: &Request) -> Response {
-        let key = (request.head.method.clone(), request.head.route.clone());
+        // A plugin has a handful of routes: a scan beats hashing or
+        // building an owned key on every request.
+        let head = &request.head;
         match self
-            .by_route
-            .get(&key)
-            .and_then(|index| self.routes.get(*index))
+            .routes
+            .iter()
+            .find(|(spec, _)| spec.method == head.method && spec.path == head.route)
         {
             Some((_, handler)) => handler(plugin, request).unwrap_or_else(|error| error),
-            None => Response::not_found(&format!(
-                "no route {} {}",
-                request.head.method, request.head.route
-            )),
+            None => Response::not_found(&format!("no route {} {}", head.method, head.route)),
         }
     }
 }
@@ -188,18 +185,31 @@ fn take_panic_message() -> String {
 }
 
 fn to_ffi(response: Response, panicked: bool) -> FfiResponse {
-    let headers: serde_json::Map<String, serde_json::Value> = response
-        .headers
-        .into_iter()
-        .map(|(name, value)| (name, serde_json::Value::String(value)))
-        .collect();
     FfiResponse {
         status: response.status,
-        headers: serde_json::Value::Object(headers).to_string().into(),
+        headers: headers_json(&response.headers).into(),
         body: response.body.into(),
         panicked,
         #[cfg(feature = "abi-break-test")]
         layout_break: 0,
+    }
+}
+
+/// Response headers as the JSON object the host reads. The common case,
+/// a JSON body, is a constant.
+fn headers_json(headers: &[(String, String)]) -> String {
+    match headers {
+        [] => "{}".to_string(),
+        [(name, value)] if name == "content-type" && value == "application/json" => {
+            r#"{"content-type":"application/json"}"#.to_string()
+        }
+        _ => {
+            let map: serde_json::Map<String, serde_json::Value> = headers
+                .iter()
+                .map(|(name, value)| (name.clone(), serde_json::Value::String(value.clone())))
+                .collect();
+            serde_json::Value::Object(map).to_string()
+        }
     }
 }
 

@@ -22,8 +22,25 @@ use prometheus::{
 use crate::{app::AppState, error::ApiError};
 
 /// Names the route template of a response served outside the axum router.
-#[derive(Clone, Debug)]
-pub struct RouteLabel(pub String);
+#[derive(Clone, Copy, Debug)]
+pub struct RouteLabel(pub &'static str);
+
+/// One shared copy of a route label. Labels are route templates, so there
+/// are few of them and they live for the process anyway (as metric label
+/// values); a `'static` copy costs no reference counting per request.
+pub fn intern_label(label: &str) -> &'static str {
+    static LABELS: std::sync::Mutex<std::collections::BTreeSet<&'static str>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut labels = LABELS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(known) = labels.get(label) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(label.to_owned().into_boxed_str());
+    labels.insert(leaked);
+    leaked
+}
 
 /// The host's metric registry and its request metrics.
 #[derive(Clone, Debug)]
@@ -104,7 +121,7 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
     let response = next.run(request).await;
     let elapsed = started.elapsed().as_secs_f64();
     let endpoint = match (&matched, response.extensions().get::<RouteLabel>()) {
-        (_, Some(label)) => label.0.as_str(),
+        (_, Some(label)) => label.0,
         (Some(path), None) => path.as_str(),
         (None, None) => "unmatched",
     };

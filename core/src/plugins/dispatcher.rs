@@ -25,9 +25,11 @@
 
 use std::{
     cell::RefCell,
-    sync::{Arc, RwLock},
+    sync::{Arc, Mutex},
     time::Instant,
 };
+
+use arc_swap::ArcSwap;
 
 use axum::{
     body::Body,
@@ -97,7 +99,8 @@ impl PluginMetrics {
             route: route.to_string(),
             duration: self.duration.with_label_values(&[plugin, route]),
             requests: self.requests.clone(),
-            by_status: RwLock::new(Vec::new()),
+            by_status: ArcSwap::from_pointee(Vec::new()),
+            adding: Mutex::new(()),
         }
     }
 }
@@ -110,30 +113,38 @@ pub struct RouteMetrics {
     route: String,
     duration: Histogram,
     requests: IntCounterVec,
-    by_status: RwLock<Vec<(u16, IntCounter)>>,
+    /// Read on every request without a shared write (an `RwLock`'s read
+    /// count would bounce between cores); replaced whole when a status is
+    /// first seen.
+    by_status: ArcSwap<Vec<(u16, IntCounter)>>,
+    adding: Mutex<()>,
 }
 
 impl RouteMetrics {
     fn record(&self, status: u16, seconds: f64) {
         self.duration.observe(seconds);
-        let known = self.by_status.read().ok().and_then(|counters| {
-            counters
-                .iter()
-                .find(|(code, _)| *code == status)
-                .map(|(_, counter)| counter.clone())
-        });
-        let counter = known.unwrap_or_else(|| {
-            let counter = self.requests.with_label_values(&[
-                self.plugin.as_str(),
-                self.route.as_str(),
-                &status.to_string(),
-            ]);
-            if let Ok(mut counters) = self.by_status.write() {
-                counters.push((status, counter.clone()));
-            }
-            counter
-        });
+        if let Some((_, counter)) = self
+            .by_status
+            .load()
+            .iter()
+            .find(|(code, _)| *code == status)
+        {
+            counter.inc();
+            return;
+        }
+        let counter = self.requests.with_label_values(&[
+            self.plugin.as_str(),
+            self.route.as_str(),
+            &status.to_string(),
+        ]);
         counter.inc();
+        let _adding = self.adding.lock();
+        let known = self.by_status.load();
+        if !known.iter().any(|(code, _)| *code == status) {
+            let mut next = known.as_ref().clone();
+            next.push((status, counter));
+            self.by_status.store(Arc::new(next));
+        }
     }
 }
 
@@ -262,7 +273,7 @@ async fn serve(state: &AppState, request: Request) -> Result<Response, ApiError>
     let spec = generation.spec(route);
     // From here on the route is known: label every outcome with its
     // template, refusals included.
-    let label = RouteLabel(generation.label(route).to_string());
+    let label = RouteLabel(generation.label(route));
     let caller = match &spec.permission {
         Some(permission) => match authorize(state, &mut parts, permission).await {
             Ok(user) => Some(user),
@@ -394,12 +405,21 @@ fn invoke(
 /// `timestamp` and `request_id` so clients see one error shape everywhere.
 fn to_response(answer: PluginResponse, extensions: &axum::http::Extensions) -> Response {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let request_id = extensions.get::<RequestId>().map(|id| id.0.to_string());
-    let body = stamp_error_body(status, answer.body, request_id);
+    let body = if status.as_u16() >= 400 {
+        let request_id = extensions.get::<RequestId>().map(|id| id.0.to_string());
+        stamp_error_body(status, answer.body, request_id)
+    } else {
+        answer.body
+    };
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     for (name, value) in answer.headers {
-        if let (Ok(name), Ok(value)) = (
+        if name == "content-type" && value == "application/json" {
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        } else if let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_str(&value),
         ) {

@@ -15,6 +15,8 @@ use std::sync::{
 use abi_stable::std_types::{RSlice, RStr};
 use xcore_plugin_api::{ffi::InstanceBox, manifest::RouteSpec, Manifest};
 
+use crate::observability::metrics::intern_label;
+
 use super::{
     dispatcher::{PluginMetrics, RouteMetrics},
     library::LoadedLibrary,
@@ -46,8 +48,8 @@ pub struct Generation {
     /// Generation number, counting loads of this plugin.
     pub number: u64,
     routes: matchit::Router<Vec<usize>>,
-    /// `prefix + route pattern` per route, the metrics label, made once.
-    labels: Vec<String>,
+    /// `prefix + route pattern` per route, the metrics label, interned.
+    labels: Vec<&'static str>,
     /// Metric handles per route, resolved once instead of per request.
     metrics: Vec<RouteMetrics>,
     /// Panics in a row, reset by any answer that did not panic.
@@ -100,10 +102,10 @@ impl Generation {
                 .insert(path.clone(), indices)
                 .map_err(|error| format!("route {path} is invalid: {error}"))?;
         }
-        let labels: Vec<String> = manifest
+        let labels: Vec<&'static str> = manifest
             .routes
             .iter()
-            .map(|route| format!("{prefix}{}", route.path))
+            .map(|route| intern_label(&format!("{prefix}{}", route.path)))
             .collect();
         Ok(Self {
             id: manifest.id.clone(),
@@ -155,8 +157,8 @@ impl Generation {
     }
 
     /// The metrics label (`prefix + pattern`) of route `index`.
-    pub fn label(&self, index: usize) -> &str {
-        &self.labels[index]
+    pub fn label(&self, index: usize) -> &'static str {
+        self.labels[index]
     }
 
     /// The metric handles of route `index`.
@@ -177,6 +179,10 @@ impl Generation {
         let response = instance.handle(RStr::from_str(head), RSlice::from_slice(body));
         let headers: Vec<(String, String)> = match response.headers.as_str() {
             "" | "{}" => Vec::new(),
+            // What the SDK's JSON responses carry: skip the parse.
+            r#"{"content-type":"application/json"}"# => {
+                vec![("content-type".into(), "application/json".into())]
+            }
             json => serde_json::from_str::<std::collections::BTreeMap<String, String>>(json)
                 .unwrap_or_default()
                 .into_iter()
@@ -214,7 +220,11 @@ impl Generation {
         if panicked {
             self.panic_streak.fetch_add(1, Ordering::Relaxed) + 1
         } else {
-            self.panic_streak.store(0, Ordering::Relaxed);
+            // Read first: an unconditional store would bounce this cache
+            // line between cores on every request.
+            if self.panic_streak.load(Ordering::Relaxed) != 0 {
+                self.panic_streak.store(0, Ordering::Relaxed);
+            }
             0
         }
     }

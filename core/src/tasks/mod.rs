@@ -495,7 +495,7 @@ impl Scheduler {
         match self.begin_run(id, "schedule").await {
             Ok((run_id, started_at, guard)) => self.finish_run(id, run_id, started_at, guard).await,
             Err(error) if error.status().as_u16() == 409 => {
-                tracing::info!(task = id, "still running; this tick is skipped");
+                tracing::info!(task = id, reason = error.message(), "tick skipped");
             }
             Err(error) => tracing::warn!(task = id, error = %error, "cannot start the task"),
         }

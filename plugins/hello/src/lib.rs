@@ -13,7 +13,7 @@
 //! plugin, `export_plugin!` makes it loadable, and the host's services are
 //! the only way out (no database connection or runtime of its own).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use xcore_plugin_api::{
     Access, Host, Level, ListBody, Manifest, Plugin, Request, Response, Router,
@@ -42,6 +42,14 @@ pub struct Hello {
     host: Host,
     /// `greeting` from the plugin's `[plugins.hello.config]`, echoed by /ping.
     greeting: Option<String>,
+}
+
+/// What `/ping` answers.
+#[derive(Serialize)]
+struct Pong<'a> {
+    message: &'a str,
+    plugin: &'a str,
+    greeting: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -91,7 +99,11 @@ impl Plugin for Hello {
             .get("/ping", Access::Public, |hello: &Hello, _: &Request| {
                 Ok(Response::json(
                     200,
-                    &json!({"message": PING_MESSAGE, "plugin": "hello", "greeting": hello.greeting}),
+                    &Pong {
+                        message: PING_MESSAGE,
+                        plugin: "hello",
+                        greeting: hello.greeting.as_deref(),
+                    },
                 ))
             })
             .get("/greetings", Access::Requires("hello:read"), Hello::list)
