@@ -295,19 +295,23 @@ async fn serve(state: AppState, socket: WebSocket, query_token: Option<String>, 
             }
         }
     };
-    if let Ending::Close(code, reason, label) = ending {
-        state.ws.disconnects.with_label_values(&[label]).inc();
-        tracing::debug!(code, reason = reason.as_str(), "closing WebSocket");
-        let _ = close_sender.send(CloseFrame {
-            code,
-            reason: Utf8Bytes::from(reason),
-        });
+    match ending {
+        Ending::Close(code, reason, label) => {
+            state.ws.disconnects.with_label_values(&[label]).inc();
+            tracing::debug!(code, reason = reason.as_str(), "closing WebSocket");
+            let _ = close_sender.send(CloseFrame {
+                code,
+                reason: Utf8Bytes::from(reason),
+            });
+        }
+        // Dropping the sender tells the writer there is no close to send.
+        Ending::Gone => drop(close_sender),
     }
     drop(outgoing);
-    // The slot is freed now: a stuck writer finishes on its own, bounded
-    // by SEND_TIMEOUT.
-    drop(slot);
+    // The writer ends within SEND_TIMEOUT even on a stuck client; the
+    // connection counts until its socket is really released.
     let _ = writer.await;
+    drop(slot);
 }
 
 fn too_slow(stall: Duration) -> Ending {
