@@ -207,17 +207,25 @@ async fn serve(state: AppState, socket: WebSocket, query_token: Option<String>, 
         patterns: Vec::new(),
     };
     let stall = Duration::from_millis(config.stall_timeout_ms.max(1));
+    // `None` once queued; else why the session ends: the queue stayed full
+    // (too slow) or the writer is gone (the client left).
     let push = |message: Message| {
         let outgoing = outgoing.clone();
-        async move { outgoing.send_timeout(message, stall).await.is_ok() }
+        async move {
+            match outgoing.send_timeout(message, stall).await {
+                Ok(()) => None,
+                Err(mpsc::error::SendTimeoutError::Timeout(_)) => Some(too_slow(stall)),
+                Err(mpsc::error::SendTimeoutError::Closed(_)) => Some(Ending::Gone),
+            }
+        }
     };
 
     let ending = 'session: {
         if let Some(token) = query_token {
             match login(&state, &mut session, &token).await {
                 Ok(reply) => {
-                    if !push(reply).await {
-                        break 'session too_slow(stall);
+                    if let Some(ending) = push(reply).await {
+                        break 'session ending;
                     }
                 }
                 Err(reason) => break 'session Ending::Close(CLOSE_AUTH_FAILED, reason, "auth"),
@@ -258,8 +266,8 @@ async fn serve(state: AppState, socket: WebSocket, query_token: Option<String>, 
                     last_heard = Instant::now();
                     match command(&state, &mut session, text.as_str()).await {
                         Reply::Send(reply) => {
-                            if !push(reply).await {
-                                break 'session too_slow(stall);
+                            if let Some(ending) = push(reply).await {
+                                break 'session ending;
                             }
                         }
                         Reply::Close(reason) => break 'session Ending::Close(CLOSE_AUTH_FAILED, reason, "auth"),
@@ -269,8 +277,10 @@ async fn serve(state: AppState, socket: WebSocket, query_token: Option<String>, 
                     Ok(event) => {
                         let Some(user) = &session.user else { continue };
                         let wanted = session.patterns.iter().any(|p| topics::matches(p, &event.topic));
-                        if wanted && may_receive(user, &event.topic) && !push(Message::Text(event.wire())).await {
-                            break 'session too_slow(stall);
+                        if wanted && may_receive(user, &event.topic) {
+                            if let Some(ending) = push(Message::Text(event.wire())).await {
+                                break 'session ending;
+                            }
                         }
                     }
                     Err(RecvError::Lagged(missed)) => {
@@ -288,8 +298,8 @@ async fn serve(state: AppState, socket: WebSocket, query_token: Option<String>, 
                     if last_heard.elapsed() > 2 * ping_every {
                         break 'session Ending::Close(CLOSE_PING_TIMEOUT, "no answer to pings".into(), "ping_timeout");
                     }
-                    if !push(Message::Ping(Default::default())).await {
-                        break 'session too_slow(stall);
+                    if let Some(ending) = push(Message::Ping(Default::default())).await {
+                        break 'session ending;
                     }
                 }
             }

@@ -354,7 +354,12 @@ impl Scheduler {
 
     /// Schedules or unschedules `id` as its state says.
     pub async fn reconcile(&self, id: &str) -> Result<(), ApiError> {
-        self.unregister(id).await;
+        // Held throughout, so two reconciles of one task (an edit racing a
+        // plugin event) cannot both add a scheduler job.
+        let mut registered = self.registered.lock().await;
+        if let Some(uuid) = registered.remove(id) {
+            let _ = self.cron.remove(&uuid).await;
+        }
         let task = match self.record(id).await {
             Ok(task) => task,
             Err(error) if error.status().as_u16() == 404 => return Ok(()),
@@ -388,7 +393,7 @@ impl Scheduler {
         let uuid = self.cron.add(job).await.map_err(|error| {
             ApiError::internal(anyhow::anyhow!("cannot schedule {id}: {error}"))
         })?;
-        self.registered.lock().await.insert(task.id, uuid);
+        registered.insert(task.id, uuid);
         Ok(())
     }
 
