@@ -35,7 +35,6 @@ use crate::{
     observability::{self, metrics::Metrics},
     plugins::{
         self,
-        dispatcher::PluginMetrics,
         manager::{ManagerOptions, PluginManager},
         watcher::DirectoryWatcher,
     },
@@ -119,14 +118,14 @@ impl AppState {
             Dialect::Sqlite => sqlite_dir(&config.database.url),
             Dialect::Postgres => PathBuf::from("."),
         };
-        let metrics = Metrics::new()?;
+        let metrics = Arc::new(Metrics::new()?);
         let events = EventBus::new(metrics.registry())?;
         let plugins = PluginManager::start(
             ManagerOptions {
                 dir: PathBuf::from(&config.plugins.dir),
                 settings: config.plugins.settings.clone(),
                 quarantine_after_panics: config.plugins.quarantine_after_panics,
-                metrics: PluginMetrics::new(metrics.registry())?,
+                metrics: metrics.clone(),
             },
             db.clone(),
             events.clone(),
@@ -160,7 +159,7 @@ impl AppState {
             tasks,
             events,
             plugins,
-            metrics: Arc::new(metrics),
+            metrics,
             rate_limits: RateLimits::new(&config.rate_limits).map(Arc::new),
             started_at: Instant::now(),
             data_dir,

@@ -224,6 +224,12 @@ async fn plugins_load_at_start_and_serve_with_rbac() {
     assert!(metrics.contains(
         r#"xcore_plugin_requests_total{plugin="hello",route="/api/v1/hello/panic",status="500"} 1"#
     ));
+    assert!(
+        metrics.contains(
+            r#"xcore_plugin_request_duration_seconds_count{plugin="hello",route="/api/v1/hello/ping"} 2"#
+        ),
+        "{metrics}"
+    );
     server.stop().await;
 }
 
@@ -294,6 +300,23 @@ async fn plugin_calls_carry_the_callers_rights_and_sql_stays_in_the_plugins_tabl
         answer.to_string().contains("nested more than 8 deep"),
         "{answer}"
     );
+
+    // Calls between plugins count in the callee's metrics; these greetings
+    // were only ever reached through the relay (401, 403, 200).
+    let metrics = server
+        .get("/metrics")
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("text");
+    for status in ["200", "401", "403"] {
+        let line = format!(
+            r#"xcore_plugin_requests_total{{plugin="hello",route="/api/v1/hello/greetings",status="{status}"}} 1"#
+        );
+        assert!(metrics.contains(&line), "{line}\n{metrics}");
+    }
 
     let stolen = server
         .get("/api/v1/hello/steal")

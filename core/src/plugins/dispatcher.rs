@@ -23,22 +23,13 @@
 //! thread-local [`CallContext`]): a plugin calling another plugin's route
 //! through `HostServices` calls it with the original caller's rights.
 
-use std::{
-    cell::RefCell,
-    sync::{Arc, Mutex},
-    time::Instant,
-};
-
-use arc_swap::ArcSwap;
+use std::{cell::RefCell, sync::Arc, time::Instant};
 
 use axum::{
     body::Body,
     extract::{FromRequestParts, Request, State},
     http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
-};
-use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
 };
 use serde::{ser::SerializeMap, Serialize, Serializer};
 use serde_json::Value;
@@ -53,100 +44,12 @@ use crate::{
     auth::{extract::bearer_token, AuthUser},
     error::{ApiError, ErrorCode},
     http::request_context::RequestId,
-    observability::metrics::RouteLabel,
+    observability::metrics::{method_label, RouteLabel},
 };
 
 /// How deep plugin-to-plugin calls may nest before the host refuses: a
 /// loop between plugins ends with an error instead of a stack overflow.
 pub const MAX_CALL_DEPTH: u32 = 8;
-
-/// `xcore_plugin_requests_total` and `xcore_plugin_request_duration_seconds`.
-#[derive(Clone, Debug)]
-pub struct PluginMetrics {
-    requests: IntCounterVec,
-    duration: HistogramVec,
-}
-
-impl PluginMetrics {
-    /// Registers the plugin metrics.
-    pub fn new(registry: &Registry) -> anyhow::Result<Self> {
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "xcore_plugin_requests_total",
-                "Plugin requests by plugin, route template and status",
-            ),
-            &["plugin", "route", "status"],
-        )?;
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "xcore_plugin_request_duration_seconds",
-                "Time spent in plugin handlers",
-            )
-            .buckets(vec![
-                0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
-            ]),
-            &["plugin", "route"],
-        )?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(duration.clone()))?;
-        Ok(Self { requests, duration })
-    }
-
-    /// The handles of one route.
-    pub fn for_route(&self, plugin: &str, route: &str) -> RouteMetrics {
-        RouteMetrics {
-            plugin: plugin.to_string(),
-            route: route.to_string(),
-            duration: self.duration.with_label_values(&[plugin, route]),
-            requests: self.requests.clone(),
-            by_status: ArcSwap::from_pointee(Vec::new()),
-            adding: Mutex::new(()),
-        }
-    }
-}
-
-/// One route's metric handles; counters per status are added as statuses
-/// show up.
-#[derive(Debug)]
-pub struct RouteMetrics {
-    plugin: String,
-    route: String,
-    duration: Histogram,
-    requests: IntCounterVec,
-    /// Read on every request without a shared write (an `RwLock`'s read
-    /// count would bounce between cores); replaced whole when a status is
-    /// first seen.
-    by_status: ArcSwap<Vec<(u16, IntCounter)>>,
-    adding: Mutex<()>,
-}
-
-impl RouteMetrics {
-    fn record(&self, status: u16, seconds: f64) {
-        self.duration.observe(seconds);
-        if let Some((_, counter)) = self
-            .by_status
-            .load()
-            .iter()
-            .find(|(code, _)| *code == status)
-        {
-            counter.inc();
-            return;
-        }
-        let counter = self.requests.with_label_values(&[
-            self.plugin.as_str(),
-            self.route.as_str(),
-            &status.to_string(),
-        ]);
-        counter.inc();
-        let _adding = self.adding.lock();
-        let known = self.by_status.load();
-        if !known.iter().any(|(code, _)| *code == status) {
-            let mut next = known.as_ref().clone();
-            next.push((status, counter));
-            self.by_status.store(Arc::new(next));
-        }
-    }
-}
 
 /// Who a plugin handler is serving, known to the thread while it runs.
 #[derive(Clone, Debug, Default)]
@@ -369,8 +272,7 @@ fn method_not_allowed(method: &str, path: &str, allowed: &[String]) -> Response 
 }
 
 /// Calls route `route` of `generation` on this thread with `context` as
-/// the current call, records metrics, and counts panics towards
-/// quarantine.
+/// the current call, and counts panics towards quarantine.
 fn invoke(
     manager: &PluginManager,
     generation: &Arc<Generation>,
@@ -379,11 +281,7 @@ fn invoke(
     body: &[u8],
     context: CallContext,
 ) -> PluginResponse {
-    let started = Instant::now();
     let answer = with_call(context, || generation.handle(head, body));
-    generation
-        .metrics(route)
-        .record(answer.status, started.elapsed().as_secs_f64());
     let streak = generation.record_outcome(answer.panicked);
     if answer.panicked {
         tracing::error!(
@@ -496,18 +394,31 @@ pub fn call_from_plugin(
             ))
         }
     };
+    let started = Instant::now();
+    // Counted like an HTTP request to that route, refusals included, so
+    // the plugin's metrics include the calls other plugins make.
+    let count = |status: StatusCode| {
+        manager.request_metrics().record(
+            method_label(&axum::http::Method::from_bytes(method.as_bytes()).unwrap_or_default()),
+            generation.label(route),
+            status.as_str(),
+            started.elapsed().as_secs_f64(),
+        );
+    };
     let spec = generation.spec(route);
     if let Some(permission) = &spec.permission {
-        match &context.caller {
-            None => {
-                return refused(ApiError::unauthenticated(
-                    "this route needs an authenticated caller, and the calling request has none",
-                ))
-            }
+        let refusal = match &context.caller {
+            None => Some(ApiError::unauthenticated(
+                "this route needs an authenticated caller, and the calling request has none",
+            )),
             Some(caller) if !caller.permissions.iter().any(|p| p == permission) => {
-                return refused(ApiError::forbidden(permission))
+                Some(ApiError::forbidden(permission))
             }
-            Some(_) => {}
+            Some(_) => None,
+        };
+        if let Some(error) = refusal {
+            count(error.status());
+            return refused(error);
         }
     }
     let body = match body {
@@ -542,6 +453,7 @@ pub fn call_from_plugin(
         run()
     };
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    count(status);
     let body = stamp_error_body(status, answer.body, Some(context.request_id.to_string()));
     Ok(CallResponse {
         status: answer.status,

@@ -17,11 +17,7 @@ use xcore_plugin_api::{ffi::InstanceBox, manifest::RouteSpec, Manifest};
 
 use crate::observability::metrics::intern_label;
 
-use super::{
-    dispatcher::{PluginMetrics, RouteMetrics},
-    library::LoadedLibrary,
-    prefix::is_within,
-};
+use super::{library::LoadedLibrary, prefix::is_within};
 
 /// A plugin response copied into host memory (nothing in it points into
 /// the library, which may be closed once the request's generation drops).
@@ -50,8 +46,6 @@ pub struct Generation {
     routes: matchit::Router<Vec<usize>>,
     /// `prefix + route pattern` per route, the metrics label, interned.
     labels: Vec<&'static str>,
-    /// Metric handles per route, resolved once instead of per request.
-    metrics: Vec<RouteMetrics>,
     /// Panics in a row, reset by any answer that did not panic.
     panic_streak: AtomicU32,
     // Declared before `library`: the instance must go first (see Drop).
@@ -86,7 +80,6 @@ impl Generation {
         instance: InstanceBox,
         prefix: String,
         number: u64,
-        metrics: &PluginMetrics,
     ) -> Result<Self, String> {
         let manifest = library.manifest.clone();
         let mut routes: matchit::Router<Vec<usize>> = matchit::Router::new();
@@ -109,10 +102,6 @@ impl Generation {
             .collect();
         Ok(Self {
             id: manifest.id.clone(),
-            metrics: labels
-                .iter()
-                .map(|label| metrics.for_route(&manifest.id, label))
-                .collect(),
             labels,
             panic_streak: AtomicU32::new(0),
             prefix,
@@ -156,14 +145,14 @@ impl Generation {
         &self.manifest.routes[index]
     }
 
+    /// Every route's metrics label.
+    pub fn labels(&self) -> &[&'static str] {
+        &self.labels
+    }
+
     /// The metrics label (`prefix + pattern`) of route `index`.
     pub fn label(&self, index: usize) -> &'static str {
         self.labels[index]
-    }
-
-    /// The metric handles of route `index`.
-    pub fn metrics(&self, index: usize) -> &RouteMetrics {
-        &self.metrics[index]
     }
 
     /// Calls the plugin's handler and copies the answer into host memory.

@@ -21,7 +21,6 @@ use xcore_plugin_api::{ffi::HostServices_TO, Manifest};
 
 use super::{
     dependencies::{self, DependencyError, Node},
-    dispatcher::PluginMetrics,
     generation::{Generation, RouteTable},
     host_services::PluginHost,
     library::{self, LoadedLibrary},
@@ -33,6 +32,7 @@ use crate::{
     db::{flag, migrate, timestamp, Database},
     error::ApiError,
     events::EventBus,
+    observability::metrics::Metrics,
     rbac::store,
 };
 
@@ -109,8 +109,9 @@ pub struct PluginManager {
     settings: BTreeMap<String, PluginSettings>,
     table: ArcSwap<RouteTable>,
     records: Mutex<BTreeMap<String, Record>>,
-    /// Per-route request metrics.
-    metrics: PluginMetrics,
+    /// The host's request metrics (plugin-to-plugin calls are recorded
+    /// there too).
+    metrics: Arc<Metrics>,
     /// Panics in a row that take a plugin out of service.
     quarantine_after_panics: u32,
     /// Handed to each instance's host services, for calls between plugins
@@ -127,8 +128,8 @@ pub struct ManagerOptions {
     pub settings: BTreeMap<String, PluginSettings>,
     /// Panics in a row that take a plugin out of service.
     pub quarantine_after_panics: u32,
-    /// Per-route request metrics.
-    pub metrics: PluginMetrics,
+    /// The host's request metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for PluginManager {
@@ -359,6 +360,26 @@ impl PluginManager {
         self.table.load()
     }
 
+    /// The host's request metrics.
+    pub fn request_metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Every serving route's metrics label and its plugin.
+    pub fn route_labels(&self) -> BTreeMap<&'static str, String> {
+        self.table
+            .load()
+            .generations()
+            .iter()
+            .flat_map(|generation| {
+                generation
+                    .labels()
+                    .iter()
+                    .map(|label| (*label, generation.id.clone()))
+            })
+            .collect()
+    }
+
     /// Panics in a row that take a plugin out of service.
     pub fn quarantine_after_panics(&self) -> u32 {
         self.quarantine_after_panics
@@ -533,7 +554,7 @@ impl PluginManager {
                 &settings.map_or(serde_json::Value::Null, PluginSettings::config_json),
             )
             .map_err(|error| format!("instantiation failed: {error}"))?;
-        Generation::new(library, instance, prefix, number, &self.metrics)
+        Generation::new(library, instance, prefix, number)
     }
 
     async fn persist(&self, id: &str, record: &Record) -> Result<(), ApiError> {
