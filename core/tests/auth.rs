@@ -672,14 +672,7 @@ async fn registration_and_login_publish_user_events() {
     let login = events.recv().await.expect("event");
     assert_eq!(login.topic, "user.login");
     assert_eq!(login.data["email"], "kay@example.com");
-    let metrics = server
-        .get("/metrics")
-        .send()
-        .await
-        .expect("send")
-        .text()
-        .await
-        .expect("text");
+    let metrics = server.metrics_text().await;
     assert!(
         metrics.contains(r#"xcore_events_published_total{topic="user.login"} 1"#),
         "{metrics}"

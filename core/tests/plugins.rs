@@ -209,14 +209,7 @@ async fn plugins_load_at_start_and_serve_with_rbac() {
     );
     expect_error(wrong, StatusCode::METHOD_NOT_ALLOWED, "VALIDATION_ERROR").await;
 
-    let metrics = server
-        .get("/metrics")
-        .send()
-        .await
-        .expect("send")
-        .text()
-        .await
-        .expect("text");
+    let metrics = server.metrics_text().await;
     assert!(metrics.contains(r#"xcore_plugin_requests_total{plugin="hello",route="/api/v1/hello/ping",status="200"} 2"#), "{metrics}");
     assert!(metrics.contains(
         r#"xcore_requests_total{endpoint="/api/v1/hello/greetings",method="GET",status="403"} 1"#
@@ -303,14 +296,7 @@ async fn plugin_calls_carry_the_callers_rights_and_sql_stays_in_the_plugins_tabl
 
     // Calls between plugins count in the callee's metrics; these greetings
     // were only ever reached through the relay (401, 403, 200).
-    let metrics = server
-        .get("/metrics")
-        .send()
-        .await
-        .expect("send")
-        .text()
-        .await
-        .expect("text");
+    let metrics = server.metrics_text().await;
     for status in ["200", "401", "403"] {
         let line = format!(
             r#"xcore_plugin_requests_total{{plugin="hello",route="/api/v1/hello/greetings",status="{status}"}} 1"#

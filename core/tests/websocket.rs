@@ -70,14 +70,7 @@ async fn close_code(socket: &mut Socket) -> Option<u16> {
 }
 
 async fn metric(server: &TestServer, line_start: &str) -> Option<f64> {
-    let text = server
-        .get("/metrics")
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = server.metrics_text().await;
     text.lines()
         .find(|line| line.starts_with(line_start))
         .and_then(|line| line.rsplit(' ').next())

@@ -225,6 +225,17 @@ impl TestServer {
         expect_status(response, StatusCode::OK).await
     }
 
+    /// The `/metrics` page.
+    pub async fn metrics_text(&self) -> String {
+        self.get("/metrics")
+            .send()
+            .await
+            .expect("send")
+            .text()
+            .await
+            .expect("text")
+    }
+
     /// An access token for the bootstrap admin.
     pub async fn admin_token(&self) -> String {
         access_token(&self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await)
