@@ -79,12 +79,7 @@ impl Database {
             .await
             .with_context(|| format!("cannot connect to {}", redact_url(&config.url)))?;
         if dialect == Dialect::Sqlite {
-            // WAL is a property of the file, so setting it once is enough; it
-            // lets readers proceed while a writer commits.
-            sqlx::query("PRAGMA journal_mode = WAL")
-                .execute(&pool)
-                .await
-                .context("cannot switch SQLite to WAL")?;
+            switch_to_wal(&pool).await?;
         }
         Ok(Self { pool, dialect })
     }
@@ -187,6 +182,34 @@ pub fn like_pattern(needle: &str) -> String {
     }
     pattern.push('%');
     pattern
+}
+
+/// WAL is a property of the file, so setting it once is enough; it lets
+/// readers proceed while a writer commits. Changing the journal mode needs
+/// the file to itself: when another pool is doing the same on a new file,
+/// SQLite answers "database is locked" at once (the busy timeout does not
+/// apply) or leaves the mode unchanged, so the answer is checked and the
+/// switch retried for a few seconds.
+async fn switch_to_wal(pool: &AnyPool) -> anyhow::Result<()> {
+    let mut attempt: u64 = 0;
+    loop {
+        let outcome: Result<String, sqlx::Error> = sqlx::query_scalar("PRAGMA journal_mode = WAL")
+            .fetch_one(pool)
+            .await;
+        let retry = match outcome {
+            Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
+            Ok(mode) => format!("journal mode stayed {mode}"),
+            Err(sqlx::Error::Database(error)) if error.message().contains("locked") => {
+                error.message().to_string()
+            }
+            Err(error) => return Err(error).context("cannot switch SQLite to WAL"),
+        };
+        attempt += 1;
+        if attempt >= 50 {
+            anyhow::bail!("cannot switch SQLite to WAL: {retry}");
+        }
+        tokio::time::sleep(Duration::from_millis(20 * attempt.min(10))).await;
+    }
 }
 
 #[cfg(test)]
