@@ -25,7 +25,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use xcore::{config::Profile, AppState, Config};
+use xcore::AppState;
 
 const CONNECTIONS: usize = 32;
 const ROUND: Duration = Duration::from_secs(1);
@@ -84,16 +84,7 @@ async fn main() {
     let plugin_file = plugins.path().join("libxcore_plugin_hello.so");
     std::fs::copy(&library, &plugin_file).expect("copy plugin");
 
-    let mut config = Config {
-        profile: Profile::Development,
-        ..Config::default()
-    };
-    config.database.url = format!("sqlite://{}/bench.db", data.path().display());
-    config.plugins.dir = plugins.path().display().to_string();
-    config.rate_limits.enabled = false;
-    config.log.filter = "error".into();
-    config.admin.email = "bench@example.com".into();
-    config.admin.password = "BenchPassw0rd!".into();
+    let config = support::bench_config(data.path(), plugins.path());
     let state = AppState::build(config).await.expect("state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -153,19 +144,7 @@ async fn main() {
     );
 
     // Reloads under load.
-    let login = client
-        .post(format!("{base}/auth/login"))
-        .form(&[
-            ("username", "bench@example.com"),
-            ("password", "BenchPassw0rd!"),
-        ])
-        .send()
-        .await
-        .expect("login")
-        .json::<serde_json::Value>()
-        .await
-        .expect("token");
-    let token = login["access_token"].as_str().expect("token").to_string();
+    let token = support::bench_token(&client, &base).await;
     let rss_before = support::rss_mib("self");
     let running = Arc::new(AtomicBool::new(true));
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));

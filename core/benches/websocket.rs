@@ -22,7 +22,7 @@ use std::{
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
-use xcore::{config::Profile, AppState, Config};
+use xcore::AppState;
 
 const SUBSCRIBERS: usize = 1_000;
 const EVENTS: usize = 20;
@@ -35,16 +35,7 @@ fn percentile(sorted: &[f64], fraction: f64) -> f64 {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let data = tempfile::tempdir().expect("data dir");
-    let mut config = Config {
-        profile: Profile::Development,
-        ..Config::default()
-    };
-    config.database.url = format!("sqlite://{}/bench.db", data.path().display());
-    config.plugins.dir = data.path().join("no-plugins").display().to_string();
-    config.rate_limits.enabled = false;
-    config.log.filter = "error".into();
-    config.admin.email = "bench@example.com".into();
-    config.admin.password = "BenchPassw0rd!".into();
+    let mut config = support::bench_config(data.path(), &data.path().join("no-plugins"));
     config.websocket.max_connections = SUBSCRIBERS + 10;
     let state = AppState::build(config).await.expect("state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -56,19 +47,7 @@ async fn main() {
         state.clone(),
         std::future::pending(),
     ));
-    let login: Value = reqwest::Client::new()
-        .post(format!("http://{addr}/auth/login"))
-        .form(&[
-            ("username", "bench@example.com"),
-            ("password", "BenchPassw0rd!"),
-        ])
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("token");
-    let token = login["access_token"].as_str().expect("token").to_string();
+    let token = support::bench_token(&reqwest::Client::new(), &format!("http://{addr}")).await;
 
     let base = Instant::now();
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(SUBSCRIBERS * EVENTS)));

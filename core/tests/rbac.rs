@@ -3,23 +3,9 @@
 
 mod common;
 
-use common::{access_token, expect_error, expect_status, TestServer, ADMIN_EMAIL};
+use common::{access_token, call, expect_error, expect_status, TestServer, ADMIN_EMAIL};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-
-async fn call(
-    server: &TestServer,
-    method: Method,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> reqwest::Response {
-    let mut request = server.request(method, path).bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    request.send().await.expect("send")
-}
 
 async fn role_id(server: &TestServer, token: &str, name: &str) -> i64 {
     let roles = expect_status(

@@ -8,25 +8,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{deploy, expect_error, expect_status, hello_variant, TestServer};
+use common::{call, deploy, expect_error, expect_status, hello_variant, TestServer};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
-
-async fn call(
-    server: &TestServer,
-    method: Method,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> reqwest::Response {
-    let mut request = server.request(method, path).bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    request.send().await.expect("send")
-}
 
 async fn task(server: &TestServer, token: &str, id: &str) -> Value {
     expect_status(

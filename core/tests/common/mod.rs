@@ -249,6 +249,21 @@ impl TestServer {
     }
 }
 
+/// Sends `method path` with a bearer token and an optional JSON body.
+pub async fn call(
+    server: &TestServer,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> Response {
+    let mut request = server.request(method, path).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.expect("send")
+}
+
 pub fn access_token(tokens: &Value) -> String {
     tokens["access_token"]
         .as_str()
