@@ -319,6 +319,9 @@ pub struct PluginsConfig {
     pub watch: bool,
     /// How long a file must be unchanged before the watcher acts.
     pub watch_settle_ms: u64,
+    /// The largest body a plugin route may ask to accept (see the route's
+    /// `max_body_bytes`); routes that ask nothing get `server.max_body_bytes`.
+    pub max_route_body_bytes: u64,
     /// `[plugins.<id>]` sections, by plugin id.
     pub settings: std::collections::BTreeMap<String, PluginSettings>,
 }
@@ -331,6 +334,7 @@ impl Default for PluginsConfig {
             quarantine_after_panics: 5,
             watch: true,
             watch_settle_ms: 500,
+            max_route_body_bytes: 64 * 1024 * 1024,
             settings: std::collections::BTreeMap::new(),
         }
     }
@@ -379,13 +383,14 @@ impl<'de> Deserialize<'de> for PluginsConfig {
                 "quarantine_after_panics" => config.quarantine_after_panics = field(&key, value)?,
                 "watch" => config.watch = field(&key, value)?,
                 "watch_settle_ms" => config.watch_settle_ms = field(&key, value)?,
+                "max_route_body_bytes" => config.max_route_body_bytes = field(&key, value)?,
                 id if value.is_table() && crate::plugins::prefix::check_id(id).is_ok() => {
                     config.settings.insert(id.to_string(), field(id, value)?);
                 }
                 other => {
                     return Err(D::Error::custom(format!(
                         "unknown key plugins.{other}: expected dir, install_from, quarantine_after_panics, \
-                         watch, watch_settle_ms, or a [plugins.<id>] section"
+                         watch, watch_settle_ms, max_route_body_bytes, or a [plugins.<id>] section"
                     )))
                 }
             }

@@ -323,6 +323,48 @@ async fn plugin_calls_carry_the_callers_rights_and_sql_stays_in_the_plugins_tabl
     server.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_may_accept_larger_bodies_up_to_the_operators_cap() {
+    let dir = tempfile::tempdir().expect("dir");
+    deploy(&hello_variant("test-routes"), dir.path(), HELLO);
+    let plugins_dir = dir.path().display().to_string();
+    let server = TestServer::start_with(move |config| {
+        config.plugins.dir = plugins_dir;
+        config.server.max_body_bytes = 64 * 1024;
+        config.plugins.max_route_body_bytes = 2 * 1024 * 1024;
+    })
+    .await;
+    let admin = server.admin_token().await;
+    let post = |path: &str, bytes: usize| {
+        server
+            .post(path)
+            .bearer_auth(&admin)
+            .header("content-type", "application/octet-stream")
+            .body(vec![b'x'; bytes])
+            .send()
+    };
+
+    // /measure declares 4 MiB, capped here at 2 MiB; /greetings declares
+    // nothing and keeps the server's 64 KiB.
+    let answer = expect_status(
+        post("/api/v1/hello/measure", 1024 * 1024)
+            .await
+            .expect("send"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(answer["bytes"], 1024 * 1024);
+    let too_large = post("/api/v1/hello/measure", 3 * 1024 * 1024)
+        .await
+        .expect("send");
+    expect_error(too_large, StatusCode::PAYLOAD_TOO_LARGE, "VALIDATION_ERROR").await;
+    let too_large = post("/api/v1/hello/greetings", 100 * 1024)
+        .await
+        .expect("send");
+    expect_error(too_large, StatusCode::PAYLOAD_TOO_LARGE, "VALIDATION_ERROR").await;
+    server.stop().await;
+}
+
 fn urlencode(text: &str) -> String {
     form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }

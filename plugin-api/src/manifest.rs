@@ -82,6 +82,11 @@ pub struct RouteSpec {
     /// host runs it on its blocking pool instead of inline.
     #[serde(default)]
     pub blocking: bool,
+    /// Largest request body the route accepts, in bytes; `None` keeps the
+    /// host's `server.max_body_bytes`. For routes that take uploads or
+    /// batches; the host caps it at `plugins.max_route_body_bytes`.
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
 }
 
 /// A job.

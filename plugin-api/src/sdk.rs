@@ -65,6 +65,7 @@ impl<P> Router<P> {
                 Access::Requires(permission) => Some(permission.into()),
             },
             blocking: false,
+            max_body_bytes: None,
         };
         // A later declaration of the same method and path replaces the
         // earlier one.
@@ -80,6 +81,16 @@ impl<P> Router<P> {
     pub fn blocking(mut self) -> Self {
         if let Some((spec, _)) = self.routes.last_mut() {
             spec.blocking = true;
+        }
+        self
+    }
+
+    /// Lets the last added route accept bodies up to `bytes` instead of the
+    /// host's default (uploads, batches). The host caps it with its own
+    /// `plugins.max_route_body_bytes`.
+    pub fn max_body(mut self, bytes: u64) -> Self {
+        if let Some((spec, _)) = self.routes.last_mut() {
+            spec.max_body_bytes = Some(bytes);
         }
         self
     }

@@ -129,6 +129,12 @@ impl Plugin for Hello {
                     }
                 },
             )
+            // Accepts up to 4 MiB (more than the server's default), to
+            // prove a route's own body limit is honoured.
+            .post("/measure", Access::Public, |_, request: &Request| {
+                Ok(Response::json(200, &json!({"bytes": request.body.len()})))
+            })
+            .max_body(4 * 1024 * 1024)
             .get(
                 "/steal",
                 Access::Public,
