@@ -12,7 +12,7 @@ use std::{
 
 use abi_stable::{
     sabi_trait::TD_Opaque,
-    std_types::{RSlice, RStr},
+    std_types::{ROption, RSlice, RStr},
 };
 use common::TestServer;
 use serde_json::{json, Value};
@@ -21,8 +21,8 @@ use xcore::{
     plugins::{host_services::PluginHost, library, sql_guard::SqlScope},
 };
 use xcore_plugin_api::{
-    ffi::{HostServices, HostServices_TO},
-    RequestHead, PLUGIN_API_VERSION,
+    ffi::{FfiPair, FfiRequest, HostServices, HostServices_TO},
+    PLUGIN_API_VERSION,
 };
 
 /// The hello plugin with its panic route, built once per test process.
@@ -32,18 +32,26 @@ fn hello_bytes() -> Vec<u8> {
         .expect("read the plugin")
 }
 
-fn head(method: &str, route: &str, query: &[(&str, &str)]) -> String {
-    serde_json::to_string(&RequestHead {
-        method: method.into(),
-        path: route.into(),
-        route: route.into(),
-        query: query
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        ..RequestHead::default()
-    })
-    .expect("head")
+/// A request as the host hands it over. `route_index` is deliberately out
+/// of range: the SDK must then find the route by method and pattern.
+fn request<'a>(
+    method: &'a str,
+    route: &'a str,
+    query: &'a [FfiPair<'a>],
+    body: &'a [u8],
+) -> FfiRequest<'a> {
+    FfiRequest {
+        method: RStr::from_str(method),
+        path: RStr::from_str(route),
+        route: RStr::from_str(route),
+        route_index: usize::MAX,
+        params: RSlice::from_slice(&[]),
+        query: RSlice::from_slice(query),
+        headers: RSlice::from_slice(&[]),
+        caller: ROption::RNone,
+        request_id: RStr::from_str("test"),
+        body: RSlice::from_slice(body),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,22 +114,32 @@ async fn hello_loads_migrates_and_serves_through_the_ffi() {
         .expect("instantiates");
     let mut events = server.state.events.subscribe();
 
-    let call = |head: &str, body: &[u8]| {
-        let response = instance.handle(RStr::from_str(head), RSlice::from_slice(body));
+    let call = |request: FfiRequest<'_>| {
+        let response = instance.handle(request);
         let body: Value = serde_json::from_slice(response.body.as_slice()).unwrap_or(Value::Null);
         (response.status, body, response.panicked)
     };
-    let (status, body, _) = call(&head("GET", "/ping", &[]), b"");
+    let (status, body, _) = call(request("GET", "/ping", &[], b""));
     assert_eq!((status, body["message"].as_str()), (200, Some("pong")));
 
-    let (status, created, _) = call(&head("POST", "/greetings", &[]), br#"{"text": "bonjour"}"#);
+    let (status, created, _) = call(request(
+        "POST",
+        "/greetings",
+        &[],
+        br#"{"text": "bonjour"}"#,
+    ));
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["text"], "bonjour");
     let event = events.recv().await.expect("event");
     assert_eq!(event.topic, "hello.greeted");
     assert_eq!(event.data["text"], "bonjour");
 
-    let (status, list, _) = call(&head("GET", "/greetings", &[("limit", "10")]), b"");
+    let (status, list, _) = call(request(
+        "GET",
+        "/greetings",
+        &[FfiPair::new("limit", "10")],
+        b"",
+    ));
     assert_eq!(status, 200, "{list}");
     assert_eq!(list["total"], 1);
     assert_eq!(list["items"][0]["text"], "bonjour");
@@ -136,13 +154,13 @@ async fn hello_loads_migrates_and_serves_through_the_ffi() {
 
     // A panic inside the plugin is caught at the boundary; the host and
     // the instance live on.
-    let (status, body, panicked) = call(&head("GET", "/panic", &[]), b"");
+    let (status, body, panicked) = call(request("GET", "/panic", &[], b""));
     assert_eq!((status, panicked), (500, true));
     assert_eq!(body["error"]["code"], "PLUGIN_ERROR");
     assert!(body["error"]["message"]
         .as_str()
         .is_some_and(|m| m.contains("hello panicked on purpose")));
-    assert_eq!(call(&head("GET", "/ping", &[]), b"").0, 200);
+    assert_eq!(call(request("GET", "/ping", &[], b"")).0, 200);
 
     instance
         .run_job(RStr::from_str("tick"))

@@ -2,12 +2,20 @@
 //! objects that cross the boundary (the host's services, the plugin's
 //! instance).
 //!
-//! It is deliberately small. Everything with structure (the manifest, the
-//! request head, host operations and their results) crosses as JSON text,
-//! so new fields never change a layout; only the entry points below are
-//! ABI. They evolve append-only: new root-module fields and new trait
-//! methods are only ever added below the `#[sabi(last_prefix_field)]`
-//! markers, and an old plugin missing them loads as before.
+//! It is deliberately small. Everything with structure (the manifest, host
+//! operations and their results) crosses as JSON text, so new fields never
+//! change a layout; only the entry points below are ABI. The one exception
+//! is the request itself, on the hot path: [`FfiRequest`] hands the plugin
+//! borrowed strings and slices, because encoding and parsing a JSON head
+//! //! was most of what a plugin route cost over a native one.
+//!
+//! Evolution: new root-module fields and trait methods are only ever
+//! appended below the `#[sabi(last_prefix_field)]` markers. abi_stable then
+//! loads a plugin built against a newer plugin-api (more entries) in an
+//! older host, but refuses one that lacks entries the host has ("too many
+//! fields"), so a release that appends entries or changes a type here is
+//! a new minor version (0.x), and the version handshake refuses older
+//! plugins with a clear message before the layout check does.
 //!
 //! Every entry point is wrapped in `catch_unwind` on the side that
 //! implements it: a panic that crosses the boundary aborts the process.
@@ -23,7 +31,7 @@ use abi_stable::{
     library::RootModule,
     package_version_strings, sabi_trait,
     sabi_types::VersionStrings,
-    std_types::{RBox, RResult, RSlice, RStr, RString, RVec},
+    std_types::{RBox, ROption, RResult, RSlice, RStr, RString, RVec},
     StableAbi,
 };
 
@@ -73,6 +81,105 @@ pub struct FfiResponse {
     pub layout_break: u64,
 }
 
+/// A name and a value: a path parameter, a query parameter or a header.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FfiPair<'a> {
+    /// Name (header names are lower case).
+    pub name: RStr<'a>,
+    /// Value (query parameters already percent-decoded).
+    pub value: RStr<'a>,
+}
+
+impl<'a> FfiPair<'a> {
+    /// A pair borrowing `name` and `value`.
+    pub fn new(name: &'a str, value: &'a str) -> Self {
+        Self {
+            name: RStr::from_str(name),
+            value: RStr::from_str(value),
+        }
+    }
+}
+
+/// The caller the host authenticated.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FfiCaller<'a> {
+    /// User id.
+    pub user_id: i64,
+    /// Email.
+    pub email: RStr<'a>,
+    /// Permission names.
+    pub permissions: RSlice<'a, RStr<'a>>,
+}
+
+/// A request as the host hands it to [`PluginInstance::handle`]: everything
+/// borrowed from the host for the duration of the call. Its layout is part
+/// of the ABI (a new field is a breaking change), which is why the
+/// structured parts that grow (the manifest, host operations) stay JSON.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, Debug)]
+pub struct FfiRequest<'a> {
+    /// HTTP method, upper case.
+    pub method: RStr<'a>,
+    /// Path relative to the plugin's prefix.
+    pub path: RStr<'a>,
+    /// The route pattern that matched.
+    pub route: RStr<'a>,
+    /// The matched route's index in the manifest's routes.
+    pub route_index: usize,
+    /// Path parameters.
+    pub params: RSlice<'a, FfiPair<'a>>,
+    /// Query parameters in order, decoded (a name may repeat).
+    pub query: RSlice<'a, FfiPair<'a>>,
+    /// Request headers, credentials (`authorization`, `cookie`) left out.
+    pub headers: RSlice<'a, FfiPair<'a>>,
+    /// The authenticated caller, if any.
+    pub caller: ROption<FfiCaller<'a>>,
+    /// The host's request id.
+    pub request_id: RStr<'a>,
+    /// Raw body.
+    pub body: RSlice<'a, u8>,
+}
+
+/// An owned copy: `RStr::to_string` goes through `Display`, several times
+/// slower than a plain copy on the request path.
+fn owned_str(text: RStr<'_>) -> String {
+    text.as_str().to_owned()
+}
+
+/// Owned copies of borrowed pairs, collected into whatever the head uses.
+fn owned<'p, C: FromIterator<(String, String)>>(pairs: &'p [FfiPair<'p>]) -> C {
+    pairs
+        .iter()
+        .map(|pair| (owned_str(pair.name), owned_str(pair.value)))
+        .collect()
+}
+
+impl FfiRequest<'_> {
+    /// The owned head the SDK's handlers read.
+    pub fn to_head(&self) -> crate::http::RequestHead {
+        crate::http::RequestHead {
+            method: owned_str(self.method),
+            path: owned_str(self.path),
+            route: owned_str(self.route),
+            params: owned(self.params.as_slice()),
+            query: owned(self.query.as_slice()),
+            headers: owned(self.headers.as_slice()),
+            caller: self
+                .caller
+                .as_ref()
+                .into_option()
+                .map(|caller| crate::Caller {
+                    user_id: caller.user_id,
+                    email: owned_str(caller.email),
+                    permissions: caller.permissions.iter().map(|p| owned_str(*p)).collect(),
+                }),
+            request_id: owned_str(self.request_id),
+        }
+    }
+}
+
 /// Services the host gives each instance.
 ///
 /// `call` carries every host operation as JSON (see [`crate::host::HostOp`]),
@@ -94,9 +201,9 @@ pub type HostBox = HostServices_TO<'static, RBox<()>>;
 /// A live plugin instance.
 #[sabi_trait]
 pub trait PluginInstance: Send + Sync {
-    /// Handles one request. `head` is the JSON request head (see
-    /// [`crate::Request`]), `body` the raw body.
-    fn handle(&self, head: RStr<'_>, body: RSlice<'_, u8>) -> FfiResponse;
+    /// Handles one request, given as borrowed fields with the index of the
+    /// matched route (see [`FfiRequest`]).
+    fn handle(&self, request: FfiRequest<'_>) -> FfiResponse;
 
     /// Runs a job the manifest declares.
     fn run_job(&self, name: RStr<'_>) -> RResult<(), RString>;

@@ -11,16 +11,16 @@ use std::{
 use abi_stable::{
     prefix_type::{PrefixTypeTrait, WithMetadata},
     sabi_trait::TD_Opaque,
-    std_types::{RResult, RSlice, RStr, RString},
+    std_types::{RResult, RStr, RString},
 };
 
 use crate::{
     ffi::{
-        FfiResponse, HostBox, InstanceBox, PluginInstance, PluginInstance_TO, PluginModule,
-        PluginModuleRef,
+        FfiRequest, FfiResponse, HostBox, InstanceBox, PluginInstance, PluginInstance_TO,
+        PluginModule, PluginModuleRef,
     },
     host::Host,
-    http::{Request, RequestHead, Response},
+    http::{Request, Response},
     manifest::{Manifest, RouteSpec},
     PLUGIN_API_VERSION,
 };
@@ -122,14 +122,21 @@ impl<P> Router<P> {
 
     /// Runs the handler of the route the host matched.
     pub fn dispatch(&self, plugin: &P, request: &Request) -> Response {
-        // A plugin has a handful of routes: a scan beats hashing or
-        // building an owned key on every request.
+        self.dispatch_at(None, plugin, request)
+    }
+
+    /// Like [`Router::dispatch`], starting from the host's route index:
+    /// it is the manifest's, which is this table's unless the plugin wrote
+    /// its routes by hand, so it is checked before it is trusted.
+    fn dispatch_at(&self, index: Option<usize>, plugin: &P, request: &Request) -> Response {
         let head = &request.head;
-        match self
-            .routes
-            .iter()
-            .find(|(spec, _)| spec.method == head.method && spec.path == head.route)
-        {
+        let matches = |spec: &RouteSpec| spec.method == head.method && spec.path == head.route;
+        let hinted = index
+            .and_then(|index| self.routes.get(index))
+            .filter(|(spec, _)| matches(spec));
+        // Otherwise a scan: a plugin has a handful of routes, and a scan
+        // beats hashing or building an owned key.
+        match hinted.or_else(|| self.routes.iter().find(|(spec, _)| matches(spec))) {
             Some((_, handler)) => handler(plugin, request).unwrap_or_else(|error| error),
             None => Response::not_found(&format!("no route {} {}", head.method, head.route)),
         }
@@ -224,6 +231,18 @@ fn headers_json(headers: &[(String, String)]) -> String {
     }
 }
 
+/// Runs a handler with panics caught: a panic becomes a `PLUGIN_ERROR`
+/// answer flagged for the host's quarantine count.
+fn guarded(handler: impl FnOnce() -> Response) -> FfiResponse {
+    match catch_unwind(AssertUnwindSafe(handler)) {
+        Ok(response) => to_ffi(response, false),
+        Err(_) => to_ffi(
+            Response::plugin_error(&format!("the plugin panicked: {}", take_panic_message())),
+            true,
+        ),
+    }
+}
+
 /// The manifest with the router's routes.
 pub fn full_manifest<P: Plugin>() -> Manifest {
     let mut manifest = P::manifest();
@@ -239,27 +258,15 @@ struct Instance<P: Plugin> {
 }
 
 impl<P: Plugin> PluginInstance for Instance<P> {
-    fn handle(&self, head: RStr<'_>, body: RSlice<'_, u8>) -> FfiResponse {
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            let head: RequestHead = match serde_json::from_str(head.as_str()) {
-                Ok(head) => head,
-                Err(error) => {
-                    return Response::plugin_error(&format!("unreadable request head: {error}"))
-                }
+    fn handle(&self, request: FfiRequest<'_>) -> FfiResponse {
+        guarded(|| {
+            let owned = Request {
+                head: request.to_head(),
+                body: request.body.as_slice().to_vec(),
             };
-            let request = Request {
-                head,
-                body: body.as_slice().to_vec(),
-            };
-            self.router.dispatch(&self.plugin, &request)
-        }));
-        match outcome {
-            Ok(response) => to_ffi(response, false),
-            Err(_) => to_ffi(
-                Response::plugin_error(&format!("the plugin panicked: {}", take_panic_message())),
-                true,
-            ),
-        }
+            self.router
+                .dispatch_at(Some(request.route_index), &self.plugin, &owned)
+        })
     }
 
     fn run_job(&self, name: RStr<'_>) -> RResult<(), RString> {

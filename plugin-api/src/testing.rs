@@ -18,9 +18,9 @@ use abi_stable::{
 use serde_json::Value;
 
 use crate::{
-    ffi::{HostServices, HostServices_TO, InstanceBox},
+    ffi::{FfiCaller, FfiPair, FfiRequest, HostServices, HostServices_TO, InstanceBox},
     host::HostOp,
-    http::{Caller, RequestHead, Response},
+    http::{Caller, Response},
     manifest::Manifest,
     sdk::{full_manifest, instantiate, Plugin},
 };
@@ -132,38 +132,60 @@ impl TestPlugin {
         caller: Option<Caller>,
     ) -> Response {
         let (path, query) = path.split_once('?').unwrap_or((path, ""));
-        let matched = self.manifest.routes.iter().find_map(|route| {
-            (route.method.eq_ignore_ascii_case(method))
-                .then(|| match_route(&route.path, path))
-                .flatten()
-                .map(|params| (route.path.clone(), params))
-        });
-        let Some((route, params)) = matched else {
+        let matched = self
+            .manifest
+            .routes
+            .iter()
+            .enumerate()
+            .find_map(|(index, route)| {
+                (route.method.eq_ignore_ascii_case(method))
+                    .then(|| match_route(&route.path, path))
+                    .flatten()
+                    .map(|params| (index, route.path.as_str(), params))
+            });
+        let Some((route_index, route, params)) = matched else {
             return Response::not_found("no route");
         };
-        let head = RequestHead {
-            method: method.to_ascii_uppercase(),
-            path: path.into(),
-            route,
-            params,
-            query: query
-                .split('&')
-                .filter(|pair| !pair.is_empty())
-                .map(|pair| {
-                    let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-                    (key.to_string(), value.to_string())
-                })
-                .collect(),
-            caller,
-            ..RequestHead::default()
-        };
-        let head = serde_json::to_string(&head).unwrap_or_default();
+        let method = method.to_ascii_uppercase();
+        let params: Vec<FfiPair<'_>> = params
+            .iter()
+            .map(|(name, value)| FfiPair::new(name, value))
+            .collect();
+        let query: Vec<FfiPair<'_>> = query
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .map(|raw| {
+                let (name, value) = raw.split_once('=').unwrap_or((raw, ""));
+                FfiPair::new(name, value)
+            })
+            .collect();
+        let permissions: Vec<RStr<'_>> = caller
+            .iter()
+            .flat_map(|caller| caller.permissions.iter().map(|p| RStr::from_str(p)))
+            .collect();
         let body = body
             .map(|value| value.to_string().into_bytes())
             .unwrap_or_default();
-        let response = self
-            .instance
-            .handle(RStr::from_str(&head), RSlice::from_slice(&body));
+        let headers = [FfiPair::new("content-type", "application/json")];
+        let response = self.instance.handle(FfiRequest {
+            method: RStr::from_str(&method),
+            path: RStr::from_str(path),
+            route: RStr::from_str(route),
+            route_index,
+            params: RSlice::from_slice(&params),
+            query: RSlice::from_slice(&query),
+            headers: RSlice::from_slice(if body.is_empty() { &[] } else { &headers }),
+            caller: caller
+                .as_ref()
+                .map(|caller| FfiCaller {
+                    user_id: caller.user_id,
+                    email: RStr::from_str(&caller.email),
+                    permissions: RSlice::from_slice(&permissions),
+                })
+                .into(),
+            request_id: RStr::from_str("test"),
+            body: RSlice::from_slice(&body),
+        });
         let headers: BTreeMap<String, String> =
             serde_json::from_str(response.headers.as_str()).unwrap_or_default();
         Response {

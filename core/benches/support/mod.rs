@@ -1,6 +1,7 @@
 //! Helpers shared by the benchmark binaries.
 
 /// Resident set size in MiB of `process` (`"self"` or a pid), from /proc.
+#[allow(dead_code)]
 pub fn rss_mib(process: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{process}/status"))
         .ok()

@@ -15,10 +15,11 @@
 //!    plugin error bodies get the request id and timestamp, and per-plugin
 //!    metrics are recorded.
 //!
-//! The request head is written as JSON straight from the borrowed request
-//! (no intermediate owned copy), and metric handles are resolved once per
-//! route: on a trivial route those per-request costs are what separates a
-//! plugin from a native handler.
+//! The request crosses the boundary as borrowed strings and slices
+//! ([`FfiRequest`]), with the matched route's index: encoding a JSON head
+//! here and parsing it in the plugin was most of what a trivial plugin
+//! route cost over a native one. Metric handles are resolved once per
+//! route.
 //!
 //! While a handler runs, the thread knows who the request is for (a
 //! thread-local [`CallContext`]): a plugin calling another plugin's route
@@ -26,15 +27,20 @@
 
 use std::{cell::RefCell, sync::Arc, time::Instant};
 
+use abi_stable::std_types::{RSlice, RStr};
 use axum::{
     body::Body,
     extract::{FromRequestParts, Request, State},
     http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
-use serde::{ser::SerializeMap, Serialize, Serializer};
 use serde_json::Value;
-use xcore_plugin_api::{host::CallResponse, manifest::RouteSpec, Caller};
+use xcore_plugin_api::{
+    ffi::{FfiCaller, FfiPair, FfiRequest},
+    host::CallResponse,
+    manifest::RouteSpec,
+    Caller,
+};
 
 use super::{
     generation::{Generation, PluginResponse, RouteMatch},
@@ -86,53 +92,114 @@ fn with_call<T>(context: CallContext, f: impl FnOnce() -> T) -> T {
     f()
 }
 
-/// The request head as JSON, written from borrowed parts. Its fields are
-/// those of [`xcore_plugin_api::RequestHead`] (a test holds them together).
-#[derive(Serialize)]
-struct HeadJson<'a> {
+/// What a plugin route is called with, borrowed from the request being
+/// served (or, for a call between plugins, from the calling handler).
+struct RouteCall<'a> {
+    /// Index of the matched route in the manifest.
+    route: usize,
+    /// Its pattern, e.g. `/greetings/{id}`.
+    pattern: &'a str,
     method: &'a str,
+    /// Path relative to the prefix.
     path: &'a str,
-    route: &'a str,
-    params: Pairs<'a>,
-    query: Vec<(std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>)>,
-    headers: Headers<'a>,
-    caller: Option<&'a Caller>,
-    request_id: &'a str,
+    params: &'a [(&'a str, &'a str)],
+    query: Option<&'a str>,
+    headers: Option<&'a HeaderMap>,
+    /// Headers the host adds (a call between plugins names its caller).
+    extra_headers: &'a [(&'a str, &'a str)],
+    body: &'a [u8],
 }
 
-/// Path parameters as a JSON object.
-struct Pairs<'a>(&'a [(&'a str, &'a str)]);
-
-impl Serialize for Pairs<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (name, value) in self.0 {
-            map.serialize_entry(name, value)?;
+impl RouteCall<'_> {
+    /// Runs `f` with the request as it crosses the boundary: borrowed
+    /// strings and slices, nothing encoded.
+    fn with_ffi<T>(
+        &self,
+        caller: Option<&Caller>,
+        request_id: &str,
+        f: impl FnOnce(FfiRequest<'_>) -> T,
+    ) -> T {
+        let params: Vec<FfiPair<'_>> = self
+            .params
+            .iter()
+            .map(|(n, v)| FfiPair::new(n, v))
+            .collect();
+        let decoded = query_pairs(self.query);
+        let query: Vec<FfiPair<'_>> = decoded.iter().map(|(n, v)| FfiPair::new(n, v)).collect();
+        let mut headers =
+            Vec::with_capacity(self.headers.map_or(0, HeaderMap::len) + self.extra_headers.len());
+        for (name, value) in self.headers.into_iter().flatten() {
+            // Credentials stay with the host: the plugin learns who calls
+            // from `caller`, never the token or the session.
+            if name == header::AUTHORIZATION || name == header::COOKIE {
+                continue;
+            }
+            if let Ok(value) = value.to_str() {
+                headers.push(FfiPair::new(name.as_str(), value));
+            }
         }
-        map.end()
+        headers.extend(self.extra_headers.iter().map(|(n, v)| FfiPair::new(n, v)));
+        let permissions: Vec<RStr<'_>> = caller
+            .iter()
+            .flat_map(|caller| caller.permissions.iter().map(|p| RStr::from_str(p)))
+            .collect();
+        f(FfiRequest {
+            method: RStr::from_str(self.method),
+            path: RStr::from_str(self.path),
+            route: RStr::from_str(self.pattern),
+            route_index: self.route,
+            params: RSlice::from_slice(&params),
+            query: RSlice::from_slice(&query),
+            headers: RSlice::from_slice(&headers),
+            caller: caller
+                .map(|caller| FfiCaller {
+                    user_id: caller.user_id,
+                    email: RStr::from_str(&caller.email),
+                    permissions: RSlice::from_slice(&permissions),
+                })
+                .into(),
+            request_id: RStr::from_str(request_id),
+            body: RSlice::from_slice(self.body),
+        })
+    }
+
+    /// Calls the route of `generation` on this thread with `context` as
+    /// the current call, and counts panics towards quarantine.
+    fn invoke(
+        &self,
+        manager: &PluginManager,
+        generation: &Generation,
+        context: CallContext,
+    ) -> PluginResponse {
+        // The context moves into the thread-local; the request borrows
+        // from these shared handles instead.
+        let (caller, request_id) = (context.caller.clone(), context.request_id.clone());
+        let answer = self.with_ffi(caller.as_deref(), &request_id, |request| {
+            with_call(context, || generation.handle(request))
+        });
+        let streak = generation.record_outcome(answer.panicked);
+        if answer.panicked {
+            tracing::error!(
+                plugin = generation.id.as_str(),
+                route = generation.label(self.route),
+                streak,
+                "plugin handler panicked"
+            );
+            // Exactly one request reaches the threshold, so one quarantine
+            // runs, off the request path, which answers the 500 at once.
+            if streak == manager.quarantine_after_panics() {
+                manager.quarantine_later(&generation.id, streak);
+            }
+        }
+        answer
     }
 }
 
-/// Request headers as a JSON object, credentials left out.
-struct Headers<'a>(Option<&'a HeaderMap>, &'a [(&'a str, &'a str)]);
-
-impl Serialize for Headers<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(None)?;
-        if let Some(headers) = self.0 {
-            for (name, value) in headers {
-                if name == header::AUTHORIZATION || name == header::COOKIE {
-                    continue;
-                }
-                if let Ok(value) = value.to_str() {
-                    map.serialize_entry(name.as_str(), value)?;
-                }
-            }
-        }
-        for (name, value) in self.1 {
-            map.serialize_entry(name, value)?;
-        }
-        map.end()
+/// `path` relative to `prefix`, which it lies under.
+fn relative_path<'p>(path: &'p str, prefix: &str) -> &'p str {
+    match &path[prefix.len()..] {
+        "" => "/",
+        rest => rest,
     }
 }
 
@@ -162,10 +229,7 @@ async fn serve(state: &AppState, request: Request) -> Result<Response, ApiError>
         .find(path)
         .cloned()
         .ok_or_else(|| ApiError::not_found(format!("no route for {method} {path}")))?;
-    let relative = match &path[generation.prefix.len()..] {
-        "" => "/",
-        rest => rest,
-    };
+    let relative = relative_path(path, &generation.prefix);
     let method = method.as_str();
     let (route, params) = match generation.route(method, relative) {
         RouteMatch::Found(route, params) => (route, params),
@@ -219,26 +283,46 @@ async fn serve(state: &AppState, request: Request) -> Result<Response, ApiError>
             .map_or_else(|| Arc::from(""), |id| id.0.clone()),
         depth: 0,
     };
-    let head = HeadJson {
-        method,
-        path: relative,
-        route: &spec.path,
-        params: Pairs(&params),
-        query: query_pairs(uri.query()),
-        headers: Headers(Some(&parts.headers), &[]),
-        caller: context.caller.as_deref(),
-        request_id: &context.request_id,
-    };
-    let head = serde_json::to_string(&head).map_err(ApiError::internal)?;
     let answer = if spec.blocking {
+        // The blocking pool needs owned inputs: the method and URI are
+        // shared-bytes clones, and the route is matched again there.
         let (manager, generation) = (state.plugins.clone(), generation.clone());
+        let (method, uri, headers) = (parts.method.clone(), uri.clone(), parts.headers.clone());
         tokio::task::spawn_blocking(move || {
-            invoke(&manager, &generation, route, &head, &body, context)
+            let path = uri.path();
+            let relative = relative_path(path, &generation.prefix);
+            let params = match generation.route(method.as_str(), relative) {
+                RouteMatch::Found(_, params) => params,
+                _ => Vec::new(),
+            };
+            RouteCall {
+                route,
+                pattern: &generation.spec(route).path,
+                method: method.as_str(),
+                path: relative,
+                params: &params,
+                query: uri.query(),
+                headers: Some(&headers),
+                extra_headers: &[],
+                body: &body,
+            }
+            .invoke(&manager, &generation, context)
         })
         .await
         .map_err(ApiError::internal)?
     } else {
-        invoke(&state.plugins, &generation, route, &head, &body, context)
+        RouteCall {
+            route,
+            pattern: &spec.path,
+            method,
+            path: relative,
+            params: &params,
+            query: uri.query(),
+            headers: Some(&parts.headers),
+            extra_headers: &[],
+            body: &body,
+        }
+        .invoke(&state.plugins, &generation, context)
     };
     Ok(labelled(to_response(answer, &parts.extensions), label))
 }
@@ -282,34 +366,6 @@ fn method_not_allowed(method: &str, path: &str, allowed: &[String]) -> Response 
     response
 }
 
-/// Calls route `route` of `generation` on this thread with `context` as
-/// the current call, and counts panics towards quarantine.
-fn invoke(
-    manager: &PluginManager,
-    generation: &Arc<Generation>,
-    route: usize,
-    head: &str,
-    body: &[u8],
-    context: CallContext,
-) -> PluginResponse {
-    let answer = with_call(context, || generation.handle(head, body));
-    let streak = generation.record_outcome(answer.panicked);
-    if answer.panicked {
-        tracing::error!(
-            plugin = generation.id.as_str(),
-            route = generation.label(route),
-            streak,
-            "plugin handler panicked"
-        );
-        // Exactly one request reaches the threshold, so one quarantine runs,
-        // off the request path, which answers the 500 at once.
-        if streak == manager.quarantine_after_panics() {
-            manager.quarantine_later(&generation.id, streak);
-        }
-    }
-    answer
-}
-
 /// Builds the HTTP response; a plugin's error body gets the host's
 /// `timestamp` and `request_id` so clients see one error shape everywhere.
 fn to_response(answer: PluginResponse, extensions: &axum::http::Extensions) -> Response {
@@ -322,13 +378,14 @@ fn to_response(answer: PluginResponse, extensions: &axum::http::Extensions) -> R
     };
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
+    if answer.json {
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
     for (name, value) in answer.headers {
-        if name == "content-type" && value == "application/json" {
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-        } else if let (Ok(name), Ok(value)) = (
+        if let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_str(&value),
         ) {
@@ -385,10 +442,7 @@ pub fn call_from_plugin(
     let Some(generation) = manager.table().find(path).cloned() else {
         return refused(ApiError::not_found(format!("no route for {method} {path}")));
     };
-    let relative = match &path[generation.prefix.len()..] {
-        "" => "/",
-        rest => rest,
-    };
+    let relative = relative_path(path, &generation.prefix);
     let (route, params) = match generation.route(&method, relative) {
         RouteMatch::Found(route, params) => (route, params),
         RouteMatch::Missing => {
@@ -440,22 +494,22 @@ pub fn call_from_plugin(
     if !body.is_empty() {
         extra_headers.push(("content-type", "application/json"));
     }
-    let head = HeadJson {
-        method: &method,
-        path: relative,
-        route: &spec.path,
-        params: Pairs(&params),
-        query: query_pairs(query),
-        headers: Headers(None, &extra_headers),
-        caller: context.caller.as_deref(),
-        request_id: &context.request_id,
-    };
-    let head = serde_json::to_string(&head).map_err(|error| error.to_string())?;
     let nested = CallContext {
         depth: context.depth + 1,
         ..context.clone()
     };
-    let run = || invoke(manager, &generation, route, &head, &body, nested);
+    let call = RouteCall {
+        route,
+        pattern: &spec.path,
+        method: &method,
+        path: relative,
+        params: &params,
+        query,
+        headers: None,
+        extra_headers: &extra_headers,
+        body: &body,
+    };
+    let run = || call.invoke(manager, &generation, nested);
     // A route marked blocking may take long: let the runtime move other
     // tasks off this worker meanwhile.
     let answer = if spec.blocking && tokio::runtime::Handle::try_current().is_ok() {
@@ -490,10 +544,9 @@ fn error_call_response(error: &ApiError, request_id: &str) -> CallResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use xcore_plugin_api::RequestHead;
 
     #[test]
-    fn the_head_the_host_writes_is_the_head_plugins_read() {
+    fn the_request_the_host_builds_is_the_head_plugins_read() {
         let mut headers = HeaderMap::new();
         headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
         headers.insert(
@@ -507,19 +560,26 @@ mod tests {
             permissions: vec!["hello:read".into()],
         };
         let params = [("id", "42")];
-        let head = HeadJson {
+        let call = RouteCall {
+            route: 3,
+            pattern: "/greetings/{id}",
             method: "GET",
             path: "/greetings/42",
-            route: "/greetings/{id}",
-            params: Pairs(&params),
-            query: query_pairs(Some("q=a+b&tag=x&tag=y%21")),
-            headers: Headers(Some(&headers), &[("x-xcore-calling-plugin", "crm")]),
-            caller: Some(&caller),
-            request_id: "req_1",
+            params: &params,
+            query: Some("q=a+b&tag=x&tag=y%21"),
+            headers: Some(&headers),
+            extra_headers: &[("x-xcore-calling-plugin", "crm")],
+            body: b"{}",
         };
-        let json = serde_json::to_string(&head).expect("encode");
-        assert!(!json.contains("secret"), "{json}");
-        let read: RequestHead = serde_json::from_str(&json).expect("decode");
+        let (read, index, body) = call.with_ffi(Some(&caller), "req_1", |request| {
+            (
+                request.to_head(),
+                request.route_index,
+                request.body.as_slice().to_vec(),
+            )
+        });
+        assert_eq!((index, body.as_slice()), (3, &b"{}"[..]));
+        assert!(!format!("{read:?}").contains("secret"), "{read:?}");
         assert_eq!(read.method, "GET");
         assert_eq!(read.path, "/greetings/42");
         assert_eq!(read.route, "/greetings/{id}");

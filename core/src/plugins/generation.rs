@@ -12,8 +12,12 @@ use std::sync::{
     Arc,
 };
 
-use abi_stable::std_types::{RSlice, RStr};
-use xcore_plugin_api::{ffi::InstanceBox, manifest::RouteSpec, Manifest};
+use abi_stable::std_types::RStr;
+use xcore_plugin_api::{
+    ffi::{FfiRequest, InstanceBox},
+    manifest::RouteSpec,
+    Manifest,
+};
 
 use crate::observability::metrics::intern_label;
 
@@ -25,7 +29,10 @@ use super::{library::LoadedLibrary, prefix::is_within};
 pub struct PluginResponse {
     /// HTTP status.
     pub status: u16,
-    /// Extra headers.
+    /// The body is JSON (`content-type: application/json`, what the SDK's
+    /// JSON answers carry; kept apart so it costs no allocation).
+    pub json: bool,
+    /// Other headers.
     pub headers: Vec<(String, String)>,
     /// Body.
     pub body: Vec<u8>,
@@ -156,29 +163,32 @@ impl Generation {
     }
 
     /// Calls the plugin's handler and copies the answer into host memory.
-    pub fn handle(&self, head: &str, body: &[u8]) -> PluginResponse {
+    pub fn handle(&self, request: FfiRequest<'_>) -> PluginResponse {
         let Some(instance) = &self.instance else {
             return PluginResponse {
                 status: 503,
+                json: false,
                 headers: Vec::new(),
                 body: Vec::new(),
                 panicked: false,
             };
         };
-        let response = instance.handle(RStr::from_str(head), RSlice::from_slice(body));
-        let headers: Vec<(String, String)> = match response.headers.as_str() {
-            "" | "{}" => Vec::new(),
+        let response = instance.handle(request);
+        let (json, headers) = match response.headers.as_str() {
+            "" | "{}" => (false, Vec::new()),
             // What the SDK's JSON responses carry: skip the parse.
-            r#"{"content-type":"application/json"}"# => {
-                vec![("content-type".into(), "application/json".into())]
-            }
-            json => serde_json::from_str::<std::collections::BTreeMap<String, String>>(json)
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
+            r#"{"content-type":"application/json"}"# => (true, Vec::new()),
+            json => (
+                false,
+                serde_json::from_str::<std::collections::BTreeMap<String, String>>(json)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect(),
+            ),
         };
         PluginResponse {
             status: response.status,
+            json,
             headers,
             body: response.body.as_slice().to_vec(),
             panicked: response.panicked,
