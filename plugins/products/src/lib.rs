@@ -50,7 +50,10 @@ impl Plugin for Products {
         .description("Product catalogue: products, categories, suppliers and CSV imports")
         .tags(&["catalogue", "domain"])
         .permission(READ, "Read products, categories, suppliers and imports")
-        .permission(WRITE, "Create and change products, categories and suppliers")
+        .permission(
+            WRITE,
+            "Create and change products, categories and suppliers",
+        )
         .permission(DELETE, "Delete products, categories and suppliers")
         .permission(IMPORT, "Upload and run CSV imports");
         // Migration versions: catalogue and categories use 1..=9, suppliers
