@@ -195,6 +195,7 @@ pub fn app(state: AppState) -> Router {
         .merge(plugins::routes::router())
         .merge(crate::events::ws::router())
         .merge(crate::tasks::routes::router())
+        .merge(crate::web::router())
         .fallback(plugins::dispatcher::dispatch)
         // Innermost first: rate limits see the request after routing, the
         // metrics include 429s, the panic guard covers everything below it,

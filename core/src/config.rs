@@ -63,6 +63,29 @@ pub struct Config {
     pub websocket: WebSocketConfig,
     /// The task scheduler.
     pub tasks: TasksConfig,
+    /// The pages and `/static`.
+    pub web: WebConfig,
+}
+
+/// `[web]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// Directory served at `/static` (relative paths start from the working
+    /// directory: the repository root in the README's command).
+    pub static_dir: String,
+    /// `Cache-Control: max-age` for `/static` files. Files under
+    /// `/static/vendor/` carry their version in their path and get a year.
+    pub static_max_age_secs: u64,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            static_dir: "static".into(),
+            static_max_age_secs: 3600,
+        }
+    }
 }
 
 /// `[websocket]`

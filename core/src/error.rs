@@ -19,7 +19,7 @@ use serde_json::json;
 use crate::http::request_context;
 
 /// Stable machine-readable error codes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     /// Missing, invalid, expired or revoked credentials.
@@ -71,7 +71,7 @@ impl ErrorCode {
 }
 
 /// One field-level problem in a `VALIDATION_ERROR`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// The offending field, as named in the request.
     pub field: String,
@@ -87,6 +87,30 @@ impl FieldError {
             message: message.into(),
         }
     }
+}
+
+/// The standard error body, as the OpenAPI document describes it (every
+/// error response of every core route has this shape; rendering happens in
+/// [`ApiError::into_response`], this type only documents it).
+#[derive(Debug, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorObject,
+}
+
+/// The `error` member of [`ErrorBody`].
+#[derive(Debug, utoipa::ToSchema)]
+pub struct ErrorObject {
+    /// Stable machine-readable code.
+    pub code: ErrorCode,
+    /// Human-readable explanation.
+    pub message: String,
+    /// Field-level problems (empty unless `VALIDATION_ERROR`).
+    pub details: Vec<FieldError>,
+    /// When the error happened (RFC 3339).
+    pub timestamp: String,
+    /// The request's `X-Request-Id`.
+    pub request_id: String,
 }
 
 /// An error response in the making.

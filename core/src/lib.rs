@@ -19,6 +19,8 @@
 //! - [`observability`]: `/health*`, `/metrics`, logging.
 //! - [`plugins`]: the plugin manager, dispatcher and `/system/plugins`.
 //! - [`tasks`]: the scheduler and `/system/tasks`.
+//! - [`web`]: the pages (`/`, `/core-docs`, `/console`), `/openapi.json` and
+//!   `/static`.
 
 pub mod app;
 pub mod auth;
@@ -32,6 +34,7 @@ pub mod observability;
 pub mod plugins;
 pub mod rbac;
 pub mod tasks;
+pub mod web;
 
 pub use app::{app, serve, AppState};
 pub use config::Config;

@@ -22,7 +22,7 @@ use crate::{
 };
 
 /// `POST /auth/register` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct RegisterRequest {
     email: String,
     password: String,
@@ -31,6 +31,16 @@ pub struct RegisterRequest {
 }
 
 /// Creates an account with the `user` role.
+#[utoipa::path(
+    post, path = "/auth/register", tag = "auth",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "The account, with the `user` role"),
+        (status = 403, description = "Self-registration is disabled", body = crate::error::ErrorBody),
+        (status = 409, description = "The email is taken", body = crate::error::ErrorBody),
+        (status = 422, description = "Invalid email or password", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn register(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RegisterRequest>,
@@ -60,7 +70,7 @@ pub async fn register(
 }
 
 /// Login credentials, from a form (`username`) or JSON (`username` or `email`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct LoginRequest {
     #[serde(default, alias = "email")]
     username: String,
@@ -103,6 +113,19 @@ impl FromRequest<AppState> for LoginBody {
 }
 
 /// Checks credentials and starts a session.
+#[utoipa::path(
+    post, path = "/auth/login", tag = "auth",
+    request_body(content(
+        (LoginRequest = "application/json"),
+        (LoginRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Access and refresh tokens", body = super::sessions::TokenPair),
+        (status = 401, description = "Wrong credentials or deactivated account", body = crate::error::ErrorBody),
+        (status = 415, description = "Neither JSON nor a form", body = crate::error::ErrorBody),
+        (status = 422, description = "Missing fields", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn login(
     State(state): State<AppState>,
     LoginBody(body): LoginBody,
@@ -155,18 +178,35 @@ pub async fn login(
 }
 
 /// The caller's profile.
+#[utoipa::path(
+    get, path = "/auth/me", tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's profile, roles and permissions", body = super::users::Profile),
+        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn me(State(state): State<AppState>, user: AuthUser) -> ApiResult<impl IntoResponse> {
     Ok(Json(users::profile(&state.db, user.id).await?))
 }
 
 /// `POST /auth/refresh` body (optional: the token may come as Bearer).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct RefreshRequest {
     #[serde(default)]
     refresh_token: Option<String>,
 }
 
 /// Rotates a refresh token.
+#[utoipa::path(
+    post, path = "/auth/refresh", tag = "auth",
+    request_body(content = Option<RefreshRequest>, description = "Optional: the refresh token may come as the Bearer token instead"),
+    responses(
+        (status = 200, description = "A new token pair (the presented refresh token is spent)", body = super::sessions::TokenPair),
+        (status = 401, description = "Unknown, expired or reused refresh token", body = crate::error::ErrorBody),
+        (status = 422, description = "No refresh token", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn refresh(
     State(state): State<AppState>,
     request: Request,
@@ -194,6 +234,14 @@ pub async fn refresh(
 
 /// Ends the session: the access token's `jti` is refused from now on and the
 /// refresh family is revoked.
+#[utoipa::path(
+    post, path = "/auth/logout", tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Access token and refresh family revoked"),
+        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn logout(State(state): State<AppState>, user: AuthUser) -> ApiResult<StatusCode> {
     let mut tx = state.db.begin_write().await?;
     sessions::revoke_access_token(&mut tx, &user.jti, user.id, user.token_expires_at).await?;
@@ -204,7 +252,7 @@ pub async fn logout(State(state): State<AppState>, user: AuthUser) -> ApiResult<
 }
 
 /// `POST /auth/password/reset` body: either a request or a completion.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum ResetRequest {
     /// Completes a reset with the emailed token.
@@ -222,6 +270,16 @@ pub enum ResetRequest {
 }
 
 /// Requests or completes a password reset.
+#[utoipa::path(
+    post, path = "/auth/password/reset", tag = "auth",
+    request_body = ResetRequest,
+    responses(
+        (status = 202, description = "Reset requested (same answer whether or not the account exists)"),
+        (status = 200, description = "Password changed with a reset token"),
+        (status = 401, description = "Invalid or expired reset token", body = crate::error::ErrorBody),
+        (status = 422, description = "Invalid body or password policy", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn password_reset(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ResetRequest>,
@@ -251,7 +309,7 @@ pub async fn password_reset(
 }
 
 /// `PUT /auth/password/update` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct PasswordUpdate {
     current_password: String,
     new_password: String,
@@ -259,6 +317,16 @@ pub struct PasswordUpdate {
 
 /// Changes the caller's password; every other session ends, and a fresh
 /// pair is returned for this one.
+#[utoipa::path(
+    put, path = "/auth/password/update", tag = "auth",
+    security(("bearer" = [])),
+    request_body = PasswordUpdate,
+    responses(
+        (status = 200, description = "Password changed; a fresh token pair"),
+        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        (status = 422, description = "Wrong current password or policy violation", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn password_update(
     State(state): State<AppState>,
     user: AuthUser,

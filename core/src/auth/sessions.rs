@@ -14,7 +14,7 @@ use super::tokens::{random_token, token_hash};
 use crate::{app::AppState, db::timestamp, error::ApiError};
 
 /// The body of a successful login or refresh.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenPair {
     /// JWT for `Authorization: Bearer`.
     pub access_token: String,

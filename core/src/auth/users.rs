@@ -31,7 +31,7 @@ pub struct Account {
 }
 
 /// What `/auth/me` returns.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Profile {
     /// Id.
     pub id: i64,

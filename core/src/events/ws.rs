@@ -135,12 +135,23 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/ws", get(upgrade))
 }
 
+/// `GET /ws` query.
 #[derive(Deserialize)]
-struct WsQuery {
+pub struct WsQuery {
     token: Option<String>,
 }
 
-async fn upgrade(
+/// Upgrades to a WebSocket; the protocol is in the module docs.
+#[utoipa::path(
+    get, path = "/ws", tag = "events",
+    params(("token" = Option<String>, Query, description = "Access token; otherwise send `{\"type\":\"auth\",\"token\":\"Bearer ...\"}` first")),
+    responses(
+        (status = 101, description = "Switching to the WebSocket event protocol: `auth`, `subscribe`, `unsubscribe`, `ping` commands; `event` frames for the topics the caller's permissions allow"),
+        (status = 400, description = "Not a WebSocket upgrade request", body = crate::error::ErrorBody),
+        (status = 503, description = "Too many open sockets", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn upgrade(
     State(state): State<AppState>,
     Query(query): Query<WsQuery>,
     ws: WebSocketUpgrade,

@@ -13,7 +13,7 @@ use crate::{app::AppState, db::timestamp};
 const DATABASE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The individual checks.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Checks {
     /// The database answered `SELECT 1` in time.
     pub database: bool,
@@ -22,7 +22,7 @@ pub struct Checks {
 }
 
 /// The `/health` body.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HealthReport {
     /// `healthy`, `degraded` (disk low, still serving) or `unhealthy`.
     pub status: &'static str,
@@ -56,9 +56,23 @@ fn disk_ok(data_dir: &Path, min_free_mb: u64) -> bool {
 }
 
 /// Full report; 503 when the database is down.
+#[utoipa::path(
+    get, path = "/health", tag = "observability",
+    responses(
+        (status = 200, description = "`healthy`, or `degraded` when disk space is low", body = HealthReport),
+        (status = 503, description = "`unhealthy`: the database does not answer", body = HealthReport),
+    )
+)]
 pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
+    let (status_code, report) = report(&state).await;
+    (status_code, Json(report))
+}
+
+/// Runs the checks: the report and the status `/health` answers with (the
+/// home page shows the same report).
+pub async fn report(state: &AppState) -> (StatusCode, HealthReport) {
     let checks = Checks {
-        database: database_ok(&state).await,
+        database: database_ok(state).await,
         disk: disk_ok(&state.data_dir, state.config.health.min_free_disk_mb),
     };
     let (status_code, status) = match (checks.database, checks.disk) {
@@ -73,16 +87,27 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
         version: env!("CARGO_PKG_VERSION"),
         uptime: state.started_at.elapsed().as_secs(),
     };
-    (status_code, Json(report))
+    (status_code, report)
 }
 
 /// Liveness: answers as long as the process serves HTTP.
+#[utoipa::path(
+    get, path = "/health/live", tag = "observability",
+    responses((status = 200, description = "The process serves HTTP"))
+)]
 pub async fn live() -> impl IntoResponse {
     Json(json!({"status": "alive"}))
 }
 
 /// Readiness: 503 while draining for shutdown or when the database is down,
 /// so a load balancer stops sending traffic here first.
+#[utoipa::path(
+    get, path = "/health/ready", tag = "observability",
+    responses(
+        (status = 200, description = "Ready for traffic"),
+        (status = 503, description = "Draining for shutdown, or the database is down"),
+    )
+)]
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     if state.is_shutting_down() {
         return (

@@ -135,6 +135,13 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
 }
 
 /// `GET /metrics` in the Prometheus text format.
+#[utoipa::path(
+    get, path = "/metrics", tag = "observability",
+    responses(
+        (status = 200, description = "Prometheus text exposition format", content_type = "text/plain; version=0.0.4"),
+        (status = 500, description = "Metrics could not be encoded", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError> {
     let encoder = TextEncoder::new();
     let mut families = state.metrics.registry.gather();

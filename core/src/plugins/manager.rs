@@ -55,7 +55,7 @@ struct Record {
 }
 
 /// A plugin as `/system/plugins` shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct PluginInfo {
     /// Id.
     pub id: String,

@@ -110,6 +110,8 @@ mod tests {
             "/health",
             "/static/x",
             "/openapi.json",
+            "/core-docs",
+            "/console/x",
         ] {
             assert!(check_prefix(reserved)
                 .expect_err("reserved")

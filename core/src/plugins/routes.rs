@@ -48,6 +48,18 @@ pub struct ListQuery {
 }
 
 /// Lists installed plugins (all of them: they are few).
+#[utoipa::path(
+    get, path = "/system/plugins", tag = "plugins",
+    security(("bearer" = [])),
+    params(
+        ("active_only" = Option<bool>, Query, description = "Only the plugins serving requests"),
+    ),
+    responses(
+        (status = 200, description = "Every installed plugin with its state and last error"),
+        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        (status = 403, description = "Lacks `plugins:manage`", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     _: Require<PluginsManage>,
@@ -67,6 +79,19 @@ pub async fn list(
 }
 
 /// One plugin, with its state, error, generation and checksum.
+#[utoipa::path(
+    get, path = "/system/plugins/{plugin_id}", tag = "plugins",
+    security(("bearer" = [])),
+    params(
+        ("plugin_id" = String, Path, description = "Plugin id"),
+    ),
+    responses(
+        (status = 200, description = "The plugin: state, routes, last error, generation, checksum", body = crate::plugins::manager::PluginInfo),
+        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        (status = 403, description = "Lacks `plugins:manage`", body = crate::error::ErrorBody),
+        (status = 404, description = "No such plugin", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn details(
     State(state): State<AppState>,
     _: Require<PluginsManage>,
@@ -76,6 +101,20 @@ pub async fn details(
 }
 
 /// Serves the plugin again.
+#[utoipa::path(
+    post, path = "/system/plugins/{plugin_id}/enable", tag = "plugins",
+    security(("bearer" = [])),
+    params(
+        ("plugin_id" = String, Path, description = "Plugin id"),
+    ),
+    responses(
+        (status = 200, description = "Serving again"),
+        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        (status = 403, description = "Lacks `plugins:manage`", body = crate::error::ErrorBody),
+        (status = 404, description = "No such plugin", body = crate::error::ErrorBody),
+        (status = 409, description = "Not loaded, or a dependency is not active", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn enable(
     State(state): State<AppState>,
     _: Require<PluginsManage>,
@@ -93,6 +132,21 @@ pub struct DisableQuery {
 }
 
 /// Stops serving the plugin.
+#[utoipa::path(
+    post, path = "/system/plugins/{plugin_id}/disable", tag = "plugins",
+    security(("bearer" = [])),
+    params(
+        ("plugin_id" = String, Path, description = "Plugin id"),
+        ("cascade" = Option<bool>, Query, description = "Disable the plugins that depend on it too"),
+    ),
+    responses(
+        (status = 200, description = "No longer serving"),
+        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        (status = 403, description = "Lacks `plugins:manage`", body = crate::error::ErrorBody),
+        (status = 404, description = "No such plugin", body = crate::error::ErrorBody),
+        (status = 409, description = "Enabled plugins depend on it (pass cascade)", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn disable(
     State(state): State<AppState>,
     _: Require<PluginsManage>,
@@ -104,6 +158,20 @@ pub async fn disable(
 }
 
 /// Loads the plugin's file again.
+#[utoipa::path(
+    post, path = "/system/plugins/{plugin_id}/reload", tag = "plugins",
+    security(("bearer" = [])),
+    params(
+        ("plugin_id" = String, Path, description = "Plugin id"),
+    ),
+    responses(
+        (status = 200, description = "The new generation serves"),
+        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        (status = 403, description = "Lacks `plugins:manage`", body = crate::error::ErrorBody),
+        (status = 404, description = "No such plugin", body = crate::error::ErrorBody),
+        (status = 422, description = "The new file failed; the previous generation keeps serving", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn reload(
     State(state): State<AppState>,
     _: Require<PluginsManage>,
@@ -119,7 +187,7 @@ pub async fn reload(
 }
 
 /// `POST /system/plugins` JSON body (seed 001).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct InstallFromPath {
     /// Expected plugin id.
     name: String,
@@ -128,6 +196,16 @@ pub struct InstallFromPath {
     /// Expected version, if given.
     #[serde(default)]
     version: Option<String>,
+}
+
+/// `POST /system/plugins` multipart body, for the OpenAPI document only
+/// (the handler reads the fields itself, so it can stream a large file).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct UploadForm {
+    /// The plugin library (`libxcore_plugin_<id>.so`).
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
 }
 
 /// Resolves `source` and checks it lies inside an allowed directory.
@@ -154,6 +232,24 @@ fn allowed_source(state: &AppState, source: &str) -> Result<PathBuf, ApiError> {
 
 /// Installs a plugin: a multipart upload (field `file`) or JSON
 /// `{"name", "source", "version"}` naming a file in an allowed directory.
+#[utoipa::path(
+    post, path = "/system/plugins", tag = "plugins",
+    security(("bearer" = [])),
+    request_body(
+        description = "JSON naming a file in `plugins.install_from`, or a multipart upload whose field `file` is the library",
+        content(
+            (InstallFromPath = "application/json"),
+            (UploadForm = "multipart/form-data"),
+        ),
+    ),
+    responses(
+        (status = 201, description = "Installed, enabled and serving"),
+        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        (status = 403, description = "Lacks `plugins:manage`", body = crate::error::ErrorBody),
+        (status = 409, description = "Already installed, or its prefix is taken", body = crate::error::ErrorBody),
+        (status = 422, description = "Not a loadable plugin, or a path outside plugins.install_from", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn install(
     State(state): State<AppState>,
     _: Require<PluginsManage>,
@@ -217,6 +313,21 @@ pub struct UninstallQuery {
 }
 
 /// Uninstalls a plugin; its data stays unless `?purge=true`.
+#[utoipa::path(
+    delete, path = "/system/plugins/{plugin_id}", tag = "plugins",
+    security(("bearer" = [])),
+    params(
+        ("plugin_id" = String, Path, description = "Plugin id"),
+        ("purge" = Option<bool>, Query, description = "Also drop its tables, migrations and permissions"),
+    ),
+    responses(
+        (status = 204, description = "Uninstalled"),
+        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        (status = 403, description = "Lacks `plugins:manage`", body = crate::error::ErrorBody),
+        (status = 404, description = "No such plugin", body = crate::error::ErrorBody),
+        (status = 409, description = "Enabled plugins depend on it", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn uninstall(
     State(state): State<AppState>,
     _: Require<PluginsManage>,

@@ -48,6 +48,21 @@ pub struct ListQuery {
 }
 
 /// Lists permissions by name, optionally for one resource.
+#[utoipa::path(
+    get, path = "/admin/permissions", tag = "admin",
+    security(("bearer" = [])),
+    params(
+        ("skip" = Option<i64>, Query, description = "Items to skip (default 0)"),
+        ("limit" = Option<i64>, Query, description = "Page size (default 20, max 100)"),
+        ("resource" = Option<String>, Query, description = "Only this resource's permissions"),
+    ),
+    responses(
+        (status = 200, description = "A page of permissions"),
+        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        (status = 403, description = "Lacks `roles:read`", body = crate::error::ErrorBody),
+        (status = 422, description = "Invalid query or body", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     _: Require<RolesRead>,
@@ -86,7 +101,7 @@ pub async fn list(
 }
 
 /// `POST /admin/permissions` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct CreatePermission {
     name: String,
     #[serde(default)]
@@ -98,6 +113,18 @@ pub struct CreatePermission {
 }
 
 /// Creates a permission (granted to admin).
+#[utoipa::path(
+    post, path = "/admin/permissions", tag = "admin",
+    security(("bearer" = [])),
+    request_body = CreatePermission,
+    responses(
+        (status = 201, description = "The permission (granted to admin)"),
+        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        (status = 403, description = "Lacks `roles:write`", body = crate::error::ErrorBody),
+        (status = 409, description = "The name is taken", body = crate::error::ErrorBody),
+        (status = 422, description = "Invalid query or body", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     _: Require<RolesWrite>,

@@ -138,6 +138,20 @@ pub struct ListQuery {
 }
 
 /// Lists roles by id.
+#[utoipa::path(
+    get, path = "/admin/roles", tag = "admin",
+    security(("bearer" = [])),
+    params(
+        ("skip" = Option<i64>, Query, description = "Items to skip (default 0)"),
+        ("limit" = Option<i64>, Query, description = "Page size (default 20, max 100)"),
+    ),
+    responses(
+        (status = 200, description = "A page of roles"),
+        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        (status = 403, description = "Lacks `roles:read`", body = crate::error::ErrorBody),
+        (status = 422, description = "Invalid query or body", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     _: Require<RolesRead>,
@@ -162,7 +176,7 @@ pub async fn list(
 }
 
 /// `POST /admin/roles` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct CreateRole {
     name: String,
     #[serde(default)]
@@ -170,6 +184,18 @@ pub struct CreateRole {
 }
 
 /// Creates a role.
+#[utoipa::path(
+    post, path = "/admin/roles", tag = "admin",
+    security(("bearer" = [])),
+    request_body = CreateRole,
+    responses(
+        (status = 201, description = "The role"),
+        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        (status = 403, description = "Lacks `roles:write`", body = crate::error::ErrorBody),
+        (status = 409, description = "The name is taken", body = crate::error::ErrorBody),
+        (status = 422, description = "Invalid query or body", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     _: Require<RolesWrite>,
@@ -191,6 +217,19 @@ pub async fn create(
 }
 
 /// One role with its permissions and user count.
+#[utoipa::path(
+    get, path = "/admin/roles/{role_id}", tag = "admin",
+    security(("bearer" = [])),
+    params(
+        ("role_id" = i64, Path, description = "Role id"),
+    ),
+    responses(
+        (status = 200, description = "The role with its permissions and user count"),
+        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        (status = 403, description = "Lacks `roles:read`", body = crate::error::ErrorBody),
+        (status = 404, description = "No such role", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn get_one(
     State(state): State<AppState>,
     _: Require<RolesRead>,
@@ -200,7 +239,7 @@ pub async fn get_one(
 }
 
 /// `PUT /admin/roles/{role_id}` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct UpdateRole {
     #[serde(default)]
     name: Option<String>,
@@ -209,6 +248,22 @@ pub struct UpdateRole {
 }
 
 /// Renames or re-describes a role.
+#[utoipa::path(
+    put, path = "/admin/roles/{role_id}", tag = "admin",
+    security(("bearer" = [])),
+    params(
+        ("role_id" = i64, Path, description = "Role id"),
+    ),
+    request_body = UpdateRole,
+    responses(
+        (status = 200, description = "The updated role"),
+        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        (status = 403, description = "Lacks `roles:write`", body = crate::error::ErrorBody),
+        (status = 404, description = "No such role", body = crate::error::ErrorBody),
+        (status = 409, description = "Name taken, or renaming a built-in role", body = crate::error::ErrorBody),
+        (status = 422, description = "Invalid query or body", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn update(
     State(state): State<AppState>,
     _: Require<RolesWrite>,
@@ -236,6 +291,20 @@ pub async fn update(
 }
 
 /// Deletes a role (its grants and assignments go with it).
+#[utoipa::path(
+    delete, path = "/admin/roles/{role_id}", tag = "admin",
+    security(("bearer" = [])),
+    params(
+        ("role_id" = i64, Path, description = "Role id"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        (status = 403, description = "Lacks `roles:write`", body = crate::error::ErrorBody),
+        (status = 404, description = "No such role", body = crate::error::ErrorBody),
+        (status = 409, description = "A built-in role", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     _: Require<RolesWrite>,
@@ -268,6 +337,20 @@ async fn find_permission(db: &Database, reference: &str) -> Result<(i64, String)
 }
 
 /// Grants a permission to a role.
+#[utoipa::path(
+    post, path = "/admin/roles/{role_id}/permissions/{permission}", tag = "admin",
+    security(("bearer" = [])),
+    params(
+        ("role_id" = i64, Path, description = "Role id"),
+        ("permission" = String, Path, description = "Permission id or name"),
+    ),
+    responses(
+        (status = 200, description = "The role with its permissions"),
+        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        (status = 403, description = "Lacks `roles:write`", body = crate::error::ErrorBody),
+        (status = 404, description = "No such role or permission", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn grant(
     State(state): State<AppState>,
     _: Require<RolesWrite>,
@@ -294,6 +377,21 @@ pub async fn grant(
 }
 
 /// Revokes a permission from a role.
+#[utoipa::path(
+    delete, path = "/admin/roles/{role_id}/permissions/{permission}", tag = "admin",
+    security(("bearer" = [])),
+    params(
+        ("role_id" = i64, Path, description = "Role id"),
+        ("permission" = String, Path, description = "Permission id or name"),
+    ),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        (status = 403, description = "Lacks `roles:write`", body = crate::error::ErrorBody),
+        (status = 404, description = "No such role or permission, or not granted", body = crate::error::ErrorBody),
+        (status = 409, description = "The admin role keeps every permission", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     _: Require<RolesWrite>,

@@ -119,6 +119,24 @@ pub struct ListQuery {
 }
 
 /// Lists users with search, filter, sort and paging.
+#[utoipa::path(
+    get, path = "/admin/users", tag = "admin",
+    security(("bearer" = [])),
+    params(
+        ("skip" = Option<i64>, Query, description = "Items to skip (default 0)"),
+        ("limit" = Option<i64>, Query, description = "Page size (default 20, max 100)"),
+        ("search" = Option<String>, Query, description = "Substring of the email or full name"),
+        ("is_active" = Option<bool>, Query, description = "Only active or inactive accounts"),
+        ("sort_by" = Option<String>, Query, description = "id, email, full_name, created_at or last_login"),
+        ("sort_order" = Option<String>, Query, description = "asc or desc"),
+    ),
+    responses(
+        (status = 200, description = "A page of users"),
+        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        (status = 403, description = "Lacks `users:read`", body = crate::error::ErrorBody),
+        (status = 422, description = "Invalid query or body", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     _: Require<UsersRead>,
@@ -203,6 +221,19 @@ pub async fn list(
 }
 
 /// One user.
+#[utoipa::path(
+    get, path = "/admin/users/{user_id}", tag = "admin",
+    security(("bearer" = [])),
+    params(
+        ("user_id" = i64, Path, description = "User id"),
+    ),
+    responses(
+        (status = 200, description = "The user"),
+        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        (status = 403, description = "Lacks `users:read`", body = crate::error::ErrorBody),
+        (status = 404, description = "No such user", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn get_one(
     State(state): State<AppState>,
     _: Require<UsersRead>,
@@ -212,7 +243,7 @@ pub async fn get_one(
 }
 
 /// `POST /admin/users` body (seed 000: `name`, `role`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct CreateUser {
     email: String,
     password: String,
@@ -225,6 +256,18 @@ pub struct CreateUser {
 }
 
 /// Creates an account with the given role(s), `user` by default.
+#[utoipa::path(
+    post, path = "/admin/users", tag = "admin",
+    security(("bearer" = [])),
+    request_body = CreateUser,
+    responses(
+        (status = 201, description = "The user"),
+        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        (status = 403, description = "Lacks `users:write`", body = crate::error::ErrorBody),
+        (status = 409, description = "The email is taken", body = crate::error::ErrorBody),
+        (status = 422, description = "Invalid query or body", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     _: Require<UsersWrite>,
@@ -296,6 +339,20 @@ async fn is_last_active_admin(
 }
 
 /// Gives a user a role (idempotent).
+#[utoipa::path(
+    post, path = "/admin/users/{user_id}/roles/{role_id}", tag = "admin",
+    security(("bearer" = [])),
+    params(
+        ("user_id" = i64, Path, description = "User id"),
+        ("role_id" = i64, Path, description = "Role id"),
+    ),
+    responses(
+        (status = 200, description = "Role assigned"),
+        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        (status = 403, description = "Lacks `users:write`", body = crate::error::ErrorBody),
+        (status = 404, description = "No such user or role", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn assign_role(
     State(state): State<AppState>,
     _: Require<UsersWrite>,
@@ -320,6 +377,21 @@ pub async fn assign_role(
 }
 
 /// Takes a role away from a user.
+#[utoipa::path(
+    delete, path = "/admin/users/{user_id}/roles/{role_id}", tag = "admin",
+    security(("bearer" = [])),
+    params(
+        ("user_id" = i64, Path, description = "User id"),
+        ("role_id" = i64, Path, description = "Role id"),
+    ),
+    responses(
+        (status = 204, description = "Role removed"),
+        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        (status = 403, description = "Lacks `users:write`", body = crate::error::ErrorBody),
+        (status = 404, description = "No such user, role, or assignment", body = crate::error::ErrorBody),
+        (status = 409, description = "Would remove the last active admin", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn remove_role(
     State(state): State<AppState>,
     _: Require<UsersWrite>,
@@ -349,6 +421,19 @@ pub async fn remove_role(
 }
 
 /// Lets a user log in again.
+#[utoipa::path(
+    post, path = "/admin/users/{user_id}/activate", tag = "admin",
+    security(("bearer" = [])),
+    params(
+        ("user_id" = i64, Path, description = "User id"),
+    ),
+    responses(
+        (status = 200, description = "The user"),
+        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        (status = 403, description = "Lacks `users:write`", body = crate::error::ErrorBody),
+        (status = 404, description = "No such user", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn activate(
     State(state): State<AppState>,
     _: Require<UsersWrite>,
@@ -365,6 +450,20 @@ pub async fn activate(
 
 /// Stops a user from logging in and ends their sessions; their access
 /// tokens are refused from the next request on (the extractor checks).
+#[utoipa::path(
+    post, path = "/admin/users/{user_id}/deactivate", tag = "admin",
+    security(("bearer" = [])),
+    params(
+        ("user_id" = i64, Path, description = "User id"),
+    ),
+    responses(
+        (status = 200, description = "The user"),
+        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        (status = 403, description = "Lacks `users:write`", body = crate::error::ErrorBody),
+        (status = 404, description = "No such user", body = crate::error::ErrorBody),
+        (status = 409, description = "Would deactivate the last active admin or yourself", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn deactivate(
     State(state): State<AppState>,
     caller: Require<UsersWrite>,

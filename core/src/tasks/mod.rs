@@ -121,7 +121,7 @@ impl TaskRecord {
 }
 
 /// A task as the API shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct TaskView {
     /// Id.
     pub id: String,

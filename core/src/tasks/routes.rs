@@ -36,6 +36,15 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Every task (they are few: no paging).
+#[utoipa::path(
+    get, path = "/system/tasks", tag = "tasks",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every task with its schedule, state and counters"),
+        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        (status = 403, description = "Lacks `tasks:manage`", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     _: Require<TasksManage>,
@@ -74,6 +83,18 @@ fn check_future(schedule: &Schedule) -> Result<(), FieldError> {
 }
 
 /// Creates a task.
+#[utoipa::path(
+    post, path = "/system/tasks", tag = "tasks",
+    security(("bearer" = [])),
+    request_body = TaskInput,
+    responses(
+        (status = 201, description = "The task", body = super::TaskView),
+        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        (status = 403, description = "Lacks `tasks:manage`", body = crate::error::ErrorBody),
+        (status = 409, description = "The id is taken", body = crate::error::ErrorBody),
+        (status = 422, description = "Invalid schedule, job or id", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     _: Require<TasksManage>,
@@ -117,6 +138,19 @@ pub async fn create(
 }
 
 /// One task with its recent runs.
+#[utoipa::path(
+    get, path = "/system/tasks/{task_id}", tag = "tasks",
+    security(("bearer" = [])),
+    params(
+        ("task_id" = String, Path, description = "Task id"),
+    ),
+    responses(
+        (status = 200, description = "The task with its recent runs"),
+        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        (status = 403, description = "Lacks `tasks:manage`", body = crate::error::ErrorBody),
+        (status = 404, description = "No such task", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn details(
     State(state): State<AppState>,
     _: Require<TasksManage>,
@@ -132,6 +166,21 @@ pub async fn details(
 
 /// Changes a task: any of `name`, `type` with its schedule fields, `job`,
 /// `enabled`. The id cannot change, nor a built-in task's job.
+#[utoipa::path(
+    put, path = "/system/tasks/{task_id}", tag = "tasks",
+    security(("bearer" = [])),
+    params(
+        ("task_id" = String, Path, description = "Task id"),
+    ),
+    request_body = TaskInput,
+    responses(
+        (status = 200, description = "The task", body = super::TaskView),
+        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        (status = 403, description = "Lacks `tasks:manage`", body = crate::error::ErrorBody),
+        (status = 404, description = "No such task", body = crate::error::ErrorBody),
+        (status = 422, description = "Invalid schedule or job", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn update(
     State(state): State<AppState>,
     _: Require<TasksManage>,
@@ -188,6 +237,20 @@ pub async fn update(
 }
 
 /// Deletes a task and its history.
+#[utoipa::path(
+    delete, path = "/system/tasks/{task_id}", tag = "tasks",
+    security(("bearer" = [])),
+    params(
+        ("task_id" = String, Path, description = "Task id"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        (status = 403, description = "Lacks `tasks:manage`", body = crate::error::ErrorBody),
+        (status = 404, description = "No such task", body = crate::error::ErrorBody),
+        (status = 409, description = "A built-in task", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn remove(
     State(state): State<AppState>,
     _: Require<TasksManage>,
@@ -198,6 +261,20 @@ pub async fn remove(
 }
 
 /// Runs a task now, in the background.
+#[utoipa::path(
+    post, path = "/system/tasks/{task_id}/run", tag = "tasks",
+    security(("bearer" = [])),
+    params(
+        ("task_id" = String, Path, description = "Task id"),
+    ),
+    responses(
+        (status = 200, description = "The run has started"),
+        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        (status = 403, description = "Lacks `tasks:manage`", body = crate::error::ErrorBody),
+        (status = 404, description = "No such task", body = crate::error::ErrorBody),
+        (status = 409, description = "Already running, or its plugin is not serving", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn run(
     State(state): State<AppState>,
     _: Require<TasksManage>,
@@ -210,6 +287,19 @@ pub async fn run(
 }
 
 /// Pauses a task: it stops firing until resumed.
+#[utoipa::path(
+    post, path = "/system/tasks/{task_id}/pause", tag = "tasks",
+    security(("bearer" = [])),
+    params(
+        ("task_id" = String, Path, description = "Task id"),
+    ),
+    responses(
+        (status = 200, description = "`{\"id\", \"status\": \"paused\", \"next_run\"}`"),
+        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        (status = 403, description = "Lacks `tasks:manage`", body = crate::error::ErrorBody),
+        (status = 404, description = "No such task", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn pause(
     State(state): State<AppState>,
     _: Require<TasksManage>,
@@ -222,6 +312,19 @@ pub async fn pause(
 }
 
 /// Resumes a paused task.
+#[utoipa::path(
+    post, path = "/system/tasks/{task_id}/resume", tag = "tasks",
+    security(("bearer" = [])),
+    params(
+        ("task_id" = String, Path, description = "Task id"),
+    ),
+    responses(
+        (status = 200, description = "`{\"id\", \"status\", \"next_run\"}`: scheduled again"),
+        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        (status = 403, description = "Lacks `tasks:manage`", body = crate::error::ErrorBody),
+        (status = 404, description = "No such task", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn resume(
     State(state): State<AppState>,
     _: Require<TasksManage>,

@@ -42,7 +42,7 @@ pub fn six_field_cron(expression: &str) -> String {
 }
 
 /// `{"days","hours","minutes","seconds"}`, summed.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IntervalInput {
     /// Days.
@@ -82,7 +82,7 @@ impl IntervalInput {
 
 /// `POST /system/tasks` and `PUT /system/tasks/{id}` (where every field is
 /// optional and the id cannot change).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskInput {
     /// Unique id (create only).

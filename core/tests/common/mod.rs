@@ -102,6 +102,11 @@ pub fn test_config(database_url: &str) -> Config {
     config.rate_limits.enabled = false;
     // Tests that want the watcher turn it on with their own directory.
     config.plugins.watch = false;
+    // Tests run from core/; the pages need the repository's static/.
+    config.web.static_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../static")
+        .display()
+        .to_string();
     config.admin.email = ADMIN_EMAIL.into();
     config.admin.password = ADMIN_PASSWORD.into();
     config.log.filter = std::env::var("XCORE_TEST_LOG").unwrap_or_else(|_| "warn".into());
