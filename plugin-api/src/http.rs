@@ -17,7 +17,8 @@ pub struct Caller {
     pub permissions: Vec<String>,
 }
 
-/// Everything about a request but its body; the host sends it as JSON.
+/// Everything about a request but its body, owned by the plugin (built from
+/// the borrowed [`crate::ffi::FfiRequest`] the host hands over).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RequestHead {
     /// HTTP method, upper case.

@@ -1,5 +1,5 @@
 //! Unit-testing plugin handlers in-process, through the same glue the FFI
-//! uses (so `catch_unwind` and the JSON head are exercised), against a
+//! uses (so `catch_unwind` and the request conversion are exercised), against a
 //! [`FakeHost`].
 //!
 //! The fake records published events and log lines; SQL is answered by a
