@@ -413,6 +413,7 @@ mod tests {
             path: "/items".into(),
             permission: Some("shop:write".into()),
             blocking: false,
+            max_body_bytes: None,
         });
         merge_plugin(&mut document, &manifest, "/shop");
         let get = &document["paths"]["/shop/items/{id}"]["get"];
