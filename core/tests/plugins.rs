@@ -892,7 +892,21 @@ async fn install_by_upload_and_by_path_then_uninstall_with_and_without_purge() {
     .await;
     assert_eq!(list["items"][0]["text"], "survives an uninstall");
 
-    // Purge drops the tables and the migration history.
+    // Purge drops everything the plugin's SQL may own: a table named
+    // exactly after the plugin, tables its other tables reference, views.
+    // (Created here directly: hello's own migration makes one table.)
+    for ddl in [
+        "CREATE TABLE hello (id BIGINT PRIMARY KEY)",
+        "CREATE TABLE hello_tags (id BIGINT PRIMARY KEY, owner BIGINT REFERENCES hello (id))",
+        "INSERT INTO hello (id) VALUES (1)",
+        "INSERT INTO hello_tags (id, owner) VALUES (1, 1)",
+        "CREATE VIEW hello_tag_view AS SELECT t.id FROM hello_tags t JOIN hello h ON h.id = t.owner",
+    ] {
+        sqlx::query(ddl)
+            .execute(server.state.db.pool())
+            .await
+            .expect(ddl);
+    }
     let purged = server
         .delete("/system/plugins/hello?purge=true")
         .bearer_auth(&admin)
@@ -900,10 +914,12 @@ async fn install_by_upload_and_by_path_then_uninstall_with_and_without_purge() {
         .await
         .expect("send");
     expect_status(purged, StatusCode::NO_CONTENT).await;
-    let table = sqlx::query("SELECT COUNT(*) FROM hello_greetings")
-        .fetch_one(server.state.db.pool())
-        .await;
-    assert!(table.is_err(), "the plugin's table is gone");
+    for table in ["hello_greetings", "hello", "hello_tags", "hello_tag_view"] {
+        let gone = sqlx::query(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(server.state.db.pool())
+            .await;
+        assert!(gone.is_err(), "{table} is gone");
+    }
     let history: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM xcore_migrations WHERE owner = 'plugin:hello'")
             .fetch_one(server.state.db.pool())

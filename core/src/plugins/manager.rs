@@ -903,8 +903,9 @@ impl PluginManager {
     }
 
     /// Uninstalls: stops serving, forgets the state, deletes the file.
-    /// With `purge`, also drops the plugin's tables (by convention named
-    /// `<id>_*`), its migration history and its permissions.
+    /// With `purge`, also drops the plugin's tables and views (`<id>` and
+    /// `<id>_*`, the names its SQL may use), its migration history and its
+    /// permissions.
     pub async fn uninstall(&self, id: &str, purge: bool) -> Result<(), ApiError> {
         let mut records = self.records.lock().await;
         if !records.contains_key(id) {
@@ -923,27 +924,7 @@ impl PluginManager {
             .execute(&mut *tx)
             .await?;
         if purge {
-            let tables_sql = match self.db.dialect() {
-                crate::db::Dialect::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE $1 ESCAPE '\\'",
-                crate::db::Dialect::Postgres => {
-                    "SELECT tablename::text AS name FROM pg_tables WHERE schemaname = current_schema() AND tablename LIKE $1 ESCAPE '\\'"
-                }
-            };
-            let tables: Vec<String> = sqlx::query(tables_sql)
-                .bind(format!("{}\\_%", id.replace('_', "\\_")))
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|row| row.try_get("name"))
-                .collect::<Result<_, _>>()?;
-            for table in tables.iter().filter(|t| {
-                t.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-            }) {
-                sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            drop_plugin_tables(&mut tx, self.db.dialect(), id).await?;
             sqlx::query("DELETE FROM xcore_migrations WHERE owner = $1")
                 .bind(format!("plugin:{id}"))
                 .execute(&mut *tx)
@@ -1026,6 +1007,87 @@ impl PluginManager {
             }
         }
     }
+}
+
+/// Drops the tables and views a plugin's SQL may own: `<id>` and `<id>_*`
+/// (see [`super::sql_guard`]), whatever order their dependencies need.
+async fn drop_plugin_tables(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    dialect: crate::db::Dialect,
+    id: &str,
+) -> Result<(), ApiError> {
+    let pattern = format!("{}\\_%", id.replace('_', "\\_"));
+    // Names come from the catalogue but are spliced into DDL: only plain
+    // identifiers are ever dropped.
+    let plain = |name: &String| {
+        name.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    };
+    match dialect {
+        crate::db::Dialect::Sqlite => {
+            // Views first, then virtual tables (dropping an FTS index drops
+            // its shadow tables, which the IF EXISTS below then skips), then
+            // the rest; foreign keys between the plugin's own tables are
+            // checked at commit, when all of them are gone.
+            let objects: Vec<(String, String)> = sqlx::query(
+                "SELECT name, type FROM sqlite_master \
+                 WHERE type IN ('table', 'view') AND (name = $1 OR name LIKE $2 ESCAPE '\\') \
+                 ORDER BY CASE WHEN type = 'view' THEN 0 \
+                 WHEN sql LIKE 'CREATE VIRTUAL TABLE%' THEN 1 ELSE 2 END, name",
+            )
+            .bind(id)
+            .bind(&pattern)
+            .fetch_all(&mut **tx)
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get("name")?, row.try_get("type")?)))
+            .collect::<Result<_, sqlx::Error>>()?;
+            sqlx::query("PRAGMA defer_foreign_keys = ON")
+                .execute(&mut **tx)
+                .await?;
+            for (name, kind) in objects.iter().filter(|(name, _)| plain(name)) {
+                let kind = if kind == "view" { "VIEW" } else { "TABLE" };
+                sqlx::query(&format!("DROP {kind} IF EXISTS {name}"))
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+        crate::db::Dialect::Postgres => {
+            for (kind, catalogue, column) in [
+                ("VIEW", "pg_views", "viewname"),
+                ("TABLE", "pg_tables", "tablename"),
+            ] {
+                let names: Vec<String> = sqlx::query(&format!(
+                    "SELECT {column}::text AS name FROM {catalogue} \
+                     WHERE schemaname = current_schema() \
+                     AND ({column} = $1 OR {column} LIKE $2 ESCAPE '\\')"
+                ))
+                .bind(id)
+                .bind(&pattern)
+                .fetch_all(&mut **tx)
+                .await?
+                .iter()
+                .map(|row| row.try_get("name"))
+                .collect::<Result<_, _>>()?;
+                let names: Vec<&str> = names
+                    .iter()
+                    .filter(|n| plain(n))
+                    .map(String::as_str)
+                    .collect();
+                if !names.is_empty() {
+                    // One statement, CASCADE: foreign keys and sequences
+                    // between the plugin's own tables never block the drop.
+                    sqlx::query(&format!(
+                        "DROP {kind} IF EXISTS {} CASCADE",
+                        names.join(", ")
+                    ))
+                    .execute(&mut **tx)
+                    .await?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
