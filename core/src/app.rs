@@ -126,6 +126,7 @@ impl AppState {
                 settings: config.plugins.settings.clone(),
                 quarantine_after_panics: config.plugins.quarantine_after_panics,
                 metrics: metrics.clone(),
+                job_timeout: Duration::from_secs(config.tasks.job_timeout_secs),
             },
             db.clone(),
             events.clone(),

@@ -567,3 +567,98 @@ async fn plugin_jobs_never_overlap_time_out_and_follow_their_plugin() {
     }
     panic!("the uninstalled plugin's task is still there");
 }
+
+/// `HostOp::RunJob` through a real plugin: a burst of requests while the
+/// job runs folds into one more run (never two at once, none lost), and a
+/// job the plugin does not declare is refused with its name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_runs_its_own_jobs_on_demand_one_run_at_a_time() {
+    let dir = tempfile::tempdir().expect("dir");
+    deploy(
+        &hello_variant("test-routes"),
+        dir.path(),
+        "libxcore_plugin_hello.so",
+    );
+    let plugins_dir = dir.path().display().to_string();
+    let server = TestServer::start_with(move |config| config.plugins.dir = plugins_dir).await;
+    let admin = server.admin_token().await;
+
+    let refused = expect_error(
+        server
+            .get("/api/v1/hello/run-job?name=nope")
+            .send()
+            .await
+            .expect("send"),
+        StatusCode::CONFLICT,
+        "CONFLICT",
+    )
+    .await;
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("declares no job named \"nope\"")),
+        "{refused}"
+    );
+
+    // `stamp` takes 0.3 s and stores one greeting per run. Five requests
+    // in a burst: the first starts a run, the other four ask for one more.
+    for _ in 0..5 {
+        let queued = expect_status(
+            server
+                .get("/api/v1/hello/run-job?name=stamp")
+                .send()
+                .await
+                .expect("send"),
+            StatusCode::ACCEPTED,
+        )
+        .await;
+        assert_eq!(queued["queued"], "stamp");
+    }
+    let stamps = || async {
+        let list = expect_status(
+            call(
+                &server,
+                Method::GET,
+                "/api/v1/hello/greetings?limit=100",
+                &admin,
+                None,
+            )
+            .await,
+            StatusCode::OK,
+        )
+        .await;
+        list["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter(|g| g["text"] == "stamp")
+            .count()
+    };
+    for _ in 0..50 {
+        if stamps().await >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Long enough for a third run to have shown up, were there one.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(stamps().await, 2, "one run, then one more for the burst");
+    // Idle again: the next request runs it once more.
+    expect_status(
+        server
+            .get("/api/v1/hello/run-job?name=stamp")
+            .send()
+            .await
+            .expect("send"),
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    for _ in 0..50 {
+        if stamps().await == 3 {
+            server.stop().await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the request after the burst did not run");
+}

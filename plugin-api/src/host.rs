@@ -65,6 +65,16 @@ pub enum HostOp {
         #[serde(default)]
         body: Option<Value>,
     },
+    /// Starts one of the calling plugin's own declared jobs now, in the
+    /// background (the host's blocking pool, with the scheduler's job
+    /// timeout); answers as soon as the run is queued. A run asked for
+    /// while the same job is running is folded into one more run after it,
+    /// so a job never runs twice at once this way and no request is lost.
+    RunJob {
+        /// The job's name as the manifest declares it (without the
+        /// `<plugin id>.` prefix).
+        job: String,
+    },
 }
 
 /// A row: column name to JSON value.
@@ -175,6 +185,15 @@ impl Host {
             path: path.into(),
             body,
         })
+    }
+
+    /// Starts one of this plugin's declared jobs now, off the caller's
+    /// thread; returns once it is queued, not when it has run. For work a
+    /// request starts but must not wait for (a large import, say). Fails
+    /// when the manifest declares no such job or the plugin is not serving.
+    pub fn run_job(&self, job: &str) -> Result<(), HostError> {
+        self.run::<Value>(&HostOp::RunJob { job: job.into() })
+            .map(|_| ())
     }
 
     /// Writes a log line with structured fields.

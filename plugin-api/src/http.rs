@@ -134,24 +134,32 @@ impl Response {
         )
     }
 
-    /// 422 with one entry per field: `(field, message)`.
-    pub fn validation(details: &[(&str, &str)]) -> Self {
+    /// The standard error body with one detail per field, for any status:
+    /// a batch refused as a whole (409 for the rows whose SKU exists, say)
+    /// still tells the client which rows and fields were at fault.
+    pub fn error_with_details(
+        status: u16,
+        code: &str,
+        message: &str,
+        details: &[(&str, &str)],
+    ) -> Self {
         let details: Vec<Value> = details
             .iter()
             .map(|(field, message)| json!({"field": field, "message": message}))
             .collect();
-        let message = match details.as_slice() {
-            [only] => format!(
-                "{}: {}",
-                only["field"].as_str().unwrap_or_default(),
-                only["message"].as_str().unwrap_or_default()
-            ),
+        Self::json(
+            status,
+            &json!({"error": {"code": code, "message": message, "details": details}}),
+        )
+    }
+
+    /// 422 with one entry per field: `(field, message)`.
+    pub fn validation(details: &[(&str, &str)]) -> Self {
+        let message = match details {
+            [(field, message)] => format!("{field}: {message}"),
             _ => "Validation failed".to_string(),
         };
-        Self::json(
-            422,
-            &json!({"error": {"code": "VALIDATION_ERROR", "message": message, "details": details}}),
-        )
+        Self::error_with_details(422, "VALIDATION_ERROR", &message, details)
     }
 
     /// 422 for one field.

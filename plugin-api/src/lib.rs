@@ -9,7 +9,9 @@
 //!   events, migrations, OpenAPI), sent as JSON.
 //! - [`http`]: requests, responses, the standard error and list bodies.
 //! - [`host`]: the host's services (SQL, events, logs, calls to other
-//!   plugins) as a plugin uses them.
+//!   plugins, running its own jobs now) as a plugin uses them.
+//! - [`multipart`]: `multipart/form-data` bodies (file uploads) parsed
+//!   into named parts.
 //! - [`sdk`]: the [`Plugin`] trait, the [`Router`], and the glue behind
 //!   [`export_plugin!`], which wraps every entry point in `catch_unwind`.
 //!
@@ -68,6 +70,7 @@ pub mod ffi;
 pub mod host;
 pub mod http;
 pub mod manifest;
+pub mod multipart;
 pub mod sdk;
 pub mod testing;
 

@@ -1,6 +1,7 @@
 //! The services the host gives a plugin instance (`HostServices`): SQL on
 //! the host's pool (limited by the plugin's [`SqlScope`]), events on the
-//! bus, calls to other plugins' routes, and logs.
+//! bus, calls to other plugins' routes, runs of its own jobs now (see
+//! [`super::on_demand`]), and logs.
 //!
 //! Plugins call in synchronously from their handler's thread. SQL is async
 //! here, so the call parks that thread with `block_in_place` (on a runtime
@@ -124,6 +125,13 @@ impl PluginHost {
                     body.as_ref(),
                 )?;
                 serde_json::to_value(answer).map_err(|error| error.to_string())
+            }
+            HostOp::RunJob { job } => {
+                // Only the caller's own jobs: the plugin id is the host's,
+                // not something the plugin sends.
+                let manager = self.manager.upgrade().ok_or("the host is shutting down")?;
+                manager.run_job_soon(&self.plugin_id, &job)?;
+                Ok(Value::Null)
             }
         }
     }

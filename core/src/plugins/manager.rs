@@ -24,6 +24,7 @@ use super::{
     generation::{Generation, RouteTable},
     host_services::PluginHost,
     library::{self, LoadedLibrary},
+    on_demand::OnDemandJobs,
     prefix,
     sql_guard::{Purpose, SqlScope},
 };
@@ -117,6 +118,8 @@ pub struct PluginManager {
     /// Handed to each instance's host services, for calls between plugins
     /// (weak: the manager owns the instances).
     me: Weak<PluginManager>,
+    /// Jobs plugins asked to run now (`HostOp::RunJob`).
+    on_demand: Arc<OnDemandJobs>,
 }
 
 /// What the manager needs besides the database and the bus.
@@ -130,6 +133,9 @@ pub struct ManagerOptions {
     pub quarantine_after_panics: u32,
     /// The host's request metrics.
     pub metrics: Arc<Metrics>,
+    /// `tasks.job_timeout_secs`: bounds a job a plugin runs on demand as it
+    /// bounds a scheduled one.
+    pub job_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for PluginManager {
@@ -235,6 +241,7 @@ impl PluginManager {
             metrics: options.metrics,
             quarantine_after_panics: options.quarantine_after_panics,
             me: me.clone(),
+            on_demand: Arc::new(OnDemandJobs::new(options.job_timeout)),
         });
         let mut records = manager.records.lock().await;
         let saved = manager.saved_state().await?;
@@ -378,6 +385,13 @@ impl PluginManager {
                     .map(|label| (*label, generation.id.clone()))
             })
             .collect()
+    }
+
+    /// Starts `plugin`'s own `job` now in the background (see
+    /// [`super::on_demand`]); refused if no serving generation declares it.
+    pub fn run_job_soon(&self, plugin: &str, job: &str) -> Result<(), String> {
+        let me = self.me.upgrade().ok_or("the host is shutting down")?;
+        self.on_demand.request(&me, plugin, job)
     }
 
     /// Panics in a row that take a plugin out of service.

@@ -11,7 +11,9 @@
 //!   uninstall, quarantine; state kept in the database.
 //! - [`dependencies`], [`prefix`]: load order and naming rules.
 //! - [`host_services`]: what the host offers a plugin (SQL, events, calls
-//!   to other plugins, logs).
+//!   to other plugins, logs, running its own jobs now).
+//! - [`on_demand`]: the jobs plugins ask to run now, one run per job at a
+//!   time, off the request that asked.
 //! - [`sql_guard`]: the tables a plugin's SQL may touch.
 //! - [`dispatcher`]: the router's fallback into plugin routes, and calls
 //!   from one plugin to another's.
@@ -25,6 +27,7 @@ pub mod generation;
 pub mod host_services;
 pub mod library;
 pub mod manager;
+pub mod on_demand;
 pub mod prefix;
 pub mod routes;
 pub mod sql_guard;

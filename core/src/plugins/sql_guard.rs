@@ -10,6 +10,21 @@
 //! in one call, schema-qualified names, and the server functions that read
 //! files or run SQL given as text.
 //!
+//! Full-text search needs a little more, in migrations only:
+//! - SQLite FTS5 virtual tables (`CREATE VIRTUAL TABLE <id>_x USING
+//!   fts5(...)`; no other module, since e.g. `fts5vocab` can read any FTS
+//!   index), whose external `content=` table must be the plugin's own;
+//! - SQLite triggers that keep such an index in sync: named `<id>_*`, on
+//!   the plugin's own table, with a `BEGIN ... END` body whose statements
+//!   are checked like runtime DML (PostgreSQL triggers run functions and
+//!   stay refused);
+//! - PostgreSQL generated `tsvector` columns and `USING GIN` indexes (in
+//!   DDL, `USING` names an index method, a module or a conversion, never a
+//!   table).
+//!
+//! `MATCH`, `bm25()`, `@@`, `to_tsquery()` and `ts_rank()` need nothing
+//! special at runtime: they are operators and plain functions.
+//!
 //! A native plugin runs inside the host's process, so this is not a sandbox
 //! against hostile code: it is the contract check that keeps a plugin (or a
 //! bug in one) from reading password hashes or another plugin's rows, and
@@ -49,6 +64,10 @@ const TABLE_FUNCTIONS: &[&str] = &[
     "generate_series",
     "unnest",
 ];
+
+/// SQLite virtual table modules a migration may use: FTS5 only (its
+/// `content=` option is checked separately).
+const VIRTUAL_TABLE_MODULES: &[&str] = &["fts5"];
 
 /// Functions that read files, load code, change settings or run SQL given
 /// as text: refused anywhere in a statement.
@@ -101,8 +120,11 @@ enum Token {
     Word(String),
     /// A quoted identifier, as written between the quotes.
     Quoted(String),
-    /// A string or number literal, or a `$n`/`?` parameter.
+    /// A number literal, or a `$n`/`?` parameter.
     Literal,
+    /// A string literal's text (an FTS5 `content='...'` option names a
+    /// table in one).
+    Text(String),
     /// Any other character (`(`, `)`, `,`, `.`, `;`, operators).
     Punct(char),
 }
@@ -142,17 +164,24 @@ fn tokenize(sql: &str) -> Result<Vec<Token>, String> {
                 i = end + 2;
             }
             '\'' => {
+                let mut text = String::new();
                 i += 1;
                 loop {
                     match chars.get(i) {
                         None => return Err(unterminated("string")),
-                        Some('\'') if chars.get(i + 1) == Some(&'\'') => i += 2,
+                        Some('\'') if chars.get(i + 1) == Some(&'\'') => {
+                            text.push('\'');
+                            i += 2;
+                        }
                         Some('\'') => break,
-                        Some(_) => i += 1,
+                        Some(&ch) => {
+                            text.push(ch);
+                            i += 1;
+                        }
                     }
                 }
                 i += 1;
-                tokens.push(Token::Literal);
+                tokens.push(Token::Text(text));
             }
             '"' | '`' | '[' => {
                 let close = if c == '[' { ']' } else { c };
@@ -257,10 +286,7 @@ impl SqlScope {
     /// Checks `sql`; the error names the first thing refused.
     pub fn check(&self, sql: &str, purpose: Purpose) -> Result<(), String> {
         let tokens = tokenize(sql)?;
-        let statements: Vec<&[Token]> = tokens
-            .split(|token| *token == Token::Punct(';'))
-            .filter(|statement| !statement.is_empty())
-            .collect();
+        let statements = split_statements(&tokens);
         match (purpose, statements.len()) {
             (_, 0) => return Err("empty SQL statement".into()),
             (Purpose::Runtime, 2..) => {
@@ -315,15 +341,28 @@ impl SqlScope {
                 })
                 .find(|w| !matches!(*w, "unique" | "temp" | "temporary" | "or" | "replace"))
                 .unwrap_or("");
-            if !matches!(kind, "table" | "index" | "view" | "sequence") {
-                return Err(format!(
-                    "{} {} is not allowed: plugins create tables, indexes, views and sequences",
-                    first.to_uppercase(),
-                    kind.to_uppercase()
-                ));
+            match (first, kind) {
+                (_, "table" | "index" | "view" | "sequence") => {}
+                ("create", "trigger") => return self.check_trigger(tokens),
+                ("drop", "trigger") => return self.check_drop_trigger(tokens),
+                ("create", "virtual") => return self.check_virtual_table(tokens),
+                _ => {
+                    return Err(format!(
+                        "{} {} is not allowed: plugins create tables, indexes, views and \
+                         sequences (and FTS5 tables and their triggers on SQLite)",
+                        first.to_uppercase(),
+                        kind.to_uppercase()
+                    ))
+                }
             }
         }
         let ddl = matches!(first, "create" | "alter" | "drop");
+        self.scan(tokens, ddl)
+    }
+
+    /// Checks every name in a table position in `tokens` (a statement, or
+    /// part of one); `ddl` turns on the schema-statement positions.
+    fn scan(&self, tokens: &[Token], ddl: bool) -> Result<(), String> {
         let defined = cte_names(tokens);
         let context = query_context(tokens);
         // Per parenthesis level: inside a FROM list, where a comma starts
@@ -370,7 +409,10 @@ impl SqlScope {
                     Some(Access::Read)
                 }
                 "join" => Some(Access::Read),
-                "using" if next.is_some_and(|n| n.name().is_some()) => Some(Access::Read),
+                // In DDL, USING names an index method (`USING GIN`), a
+                // virtual table module (checked on its own) or a column
+                // conversion: never a table.
+                "using" if !ddl && next.is_some_and(|n| n.name().is_some()) => Some(Access::Read),
                 "into" => Some(Access::Write),
                 "update"
                     if !previous.is_some_and(|p| p.is_word("for"))
@@ -389,6 +431,146 @@ impl SqlScope {
             }
         }
         Ok(())
+    }
+
+    /// `CREATE [TEMP] TRIGGER [IF NOT EXISTS] <id>_x ... ON <own table>
+    /// [FOR EACH ROW] [WHEN ...] BEGIN <statements>; END`: the SQLite form,
+    /// whose body is plain DML, each statement checked like a runtime one.
+    fn check_trigger(&self, tokens: &[Token]) -> Result<(), String> {
+        let keyword = tokens
+            .iter()
+            .position(|token| token.is_word("trigger"))
+            .ok_or("a trigger needs a name")?;
+        let name_at = skip_words(tokens, keyword + 1);
+        let name = tokens
+            .get(name_at)
+            .and_then(Token::name)
+            .ok_or("a trigger needs a name")?;
+        if tokens.get(name_at + 1) == Some(&Token::Punct('.')) {
+            return Err(format!(
+                "schema-qualified name {name}.… is not allowed; use the plugin's own tables"
+            ));
+        }
+        self.check_owned_name("trigger", name)?;
+        let Some(begin) = tokens.iter().position(|token| token.is_word("begin")) else {
+            return Err(
+                "a trigger must have a BEGIN ... END body of SQL statements; triggers that \
+                 execute functions are not allowed"
+                    .into(),
+            );
+        };
+        if !tokens.last().is_some_and(|token| token.is_word("end")) || begin + 1 >= tokens.len() {
+            return Err("a trigger body must end with END".into());
+        }
+        let on = tokens[name_at + 1..begin]
+            .iter()
+            .position(|token| token.is_word("on"))
+            .map(|offset| name_at + 1 + offset)
+            .ok_or("a trigger needs ON <table>")?;
+        self.check_position(tokens, on + 1, Access::Write, &[])?;
+        // FOR EACH ROW / WHEN (...): a WHEN clause may hold subqueries.
+        self.scan(&tokens[(on + 2).min(begin)..begin], false)?;
+        let body = &tokens[begin + 1..tokens.len() - 1];
+        let statements: Vec<&[Token]> = body
+            .split(|token| *token == Token::Punct(';'))
+            .filter(|statement| !statement.is_empty())
+            .collect();
+        if statements.is_empty() {
+            return Err("a trigger body needs at least one statement".into());
+        }
+        for statement in statements {
+            self.check_statement(statement, Purpose::Runtime)?;
+        }
+        Ok(())
+    }
+
+    /// `DROP TRIGGER [IF EXISTS] <id>_x [ON <own table>]`.
+    fn check_drop_trigger(&self, tokens: &[Token]) -> Result<(), String> {
+        let keyword = tokens
+            .iter()
+            .position(|token| token.is_word("trigger"))
+            .ok_or("DROP TRIGGER needs a name")?;
+        let name_at = skip_words(tokens, keyword + 1);
+        let name = tokens
+            .get(name_at)
+            .and_then(Token::name)
+            .ok_or("DROP TRIGGER needs a name")?;
+        if tokens.get(name_at + 1) == Some(&Token::Punct('.')) {
+            return Err(format!(
+                "schema-qualified name {name}.… is not allowed; use the plugin's own tables"
+            ));
+        }
+        self.check_owned_name("trigger", name)?;
+        if let Some(on) = tokens.iter().position(|token| token.is_word("on")) {
+            self.check_position(tokens, on + 1, Access::Write, &[])?;
+        }
+        Ok(())
+    }
+
+    /// `CREATE VIRTUAL TABLE [IF NOT EXISTS] <id>_x USING fts5(...)`, whose
+    /// `content=` table, if any, is the plugin's own (an external-content
+    /// index reads its rows from that table).
+    fn check_virtual_table(&self, tokens: &[Token]) -> Result<(), String> {
+        let table = tokens
+            .iter()
+            .position(|token| token.is_word("table"))
+            .filter(|&at| at == 2)
+            .ok_or("only CREATE VIRTUAL TABLE is allowed")?;
+        self.check_position(tokens, table + 1, Access::Write, &[])?;
+        let using = tokens
+            .iter()
+            .position(|token| token.is_word("using"))
+            .ok_or("a virtual table needs USING <module>")?;
+        let module = tokens.get(using + 1).and_then(Token::name).unwrap_or("");
+        if !VIRTUAL_TABLE_MODULES.contains(&module) {
+            return Err(format!(
+                "virtual table module {module} is not allowed; plugins may use {}",
+                VIRTUAL_TABLE_MODULES.join(", ")
+            ));
+        }
+        let arguments = &tokens[using + 2..];
+        for (i, token) in arguments.iter().enumerate() {
+            let option = match token {
+                Token::Word(word) | Token::Quoted(word) | Token::Text(word) => word,
+                _ => continue,
+            };
+            if !option.eq_ignore_ascii_case("content")
+                || arguments.get(i + 1) != Some(&Token::Punct('='))
+            {
+                continue;
+            }
+            let source = match arguments.get(i + 2) {
+                Some(Token::Word(name) | Token::Quoted(name) | Token::Text(name)) => {
+                    name.to_lowercase()
+                }
+                _ => return Err("content= needs a table name".into()),
+            };
+            // An empty content= is a contentless index: nothing to read.
+            if !source.is_empty() {
+                self.check_table(&source, Access::Write, &[])
+                    .map_err(|error| {
+                        format!("the index's content= table must be the plugin's own: {error}")
+                    })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A schema object other than a table (a trigger) named in the
+    /// plugin's namespace.
+    fn check_owned_name(&self, kind: &str, name: &str) -> Result<(), String> {
+        if name == self.owner
+            || name
+                .strip_prefix(self.owner.as_str())
+                .is_some_and(|rest| rest.starts_with('_'))
+        {
+            Ok(())
+        } else {
+            Err(format!(
+                "{kind} {name} must be named {}_* (plugin {}'s namespace)",
+                self.owner, self.owner
+            ))
+        }
     }
 
     /// Checks the name in the table position starting at `at`.
@@ -455,6 +637,49 @@ impl SqlScope {
         }
         Ok(())
     }
+}
+
+/// The position of the first token from `at` that is not one of
+/// [`SKIPPED_BEFORE_NAME`].
+fn skip_words(tokens: &[Token], mut at: usize) -> usize {
+    while tokens
+        .get(at)
+        .is_some_and(|t| SKIPPED_BEFORE_NAME.iter().any(|word| t.is_word(word)))
+    {
+        at += 1;
+    }
+    at
+}
+
+/// Splits a script into statements at `;`, except inside a trigger's
+/// `BEGIN ... END` body, whose own statements end in `;` (a `CASE ... END`
+/// inside the body does not close it).
+fn split_statements(tokens: &[Token]) -> Vec<&[Token]> {
+    let mut statements = Vec::new();
+    let mut start = 0;
+    let mut body_depth = 0usize;
+    for (i, token) in tokens.iter().enumerate() {
+        match token {
+            Token::Word(word) if word == "begin" && body_depth == 0 => {
+                let statement = &tokens[start..i];
+                let is_trigger = statement.first().is_some_and(|t| t.is_word("create"))
+                    && statement.iter().take(4).any(|t| t.is_word("trigger"));
+                if is_trigger {
+                    body_depth = 1;
+                }
+            }
+            Token::Word(word) if word == "case" && body_depth > 0 => body_depth += 1,
+            Token::Word(word) if word == "end" && body_depth > 0 => body_depth -= 1,
+            Token::Punct(';') if body_depth == 0 => {
+                statements.push(&tokens[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    statements.push(&tokens[start..]);
+    statements.retain(|statement| !statement.is_empty());
+    statements
 }
 
 /// `CREATE INDEX name ON table`: is the `ON` at `at` the one after an
@@ -669,5 +894,167 @@ mod tests {
         ] {
             assert!(migrate(sql).is_err(), "{sql}");
         }
+    }
+
+    /// The products plugin's full-text search schema, as its migration 1
+    /// writes it in each dialect.
+    const FTS5_SCHEMA: &str = "
+        CREATE TABLE products (id INTEGER PRIMARY KEY AUTOINCREMENT, sku TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL, description TEXT);
+        CREATE VIRTUAL TABLE products_fts USING fts5(sku, name, description,
+            content='products', content_rowid='id', tokenize='unicode61 remove_diacritics 2');
+        CREATE TRIGGER products_fts_insert AFTER INSERT ON products BEGIN
+            INSERT INTO products_fts (rowid, sku, name, description)
+            VALUES (new.id, new.sku, new.name, new.description);
+        END;
+        CREATE TRIGGER IF NOT EXISTS products_fts_delete AFTER DELETE ON products
+        FOR EACH ROW WHEN old.id > 0 BEGIN
+            INSERT INTO products_fts (products_fts, rowid, sku, name, description)
+            VALUES ('delete', old.id, old.sku, old.name, old.description);
+        END;
+        CREATE TRIGGER products_fts_update AFTER UPDATE OF sku, name, description ON products BEGIN
+            INSERT INTO products_fts (products_fts, rowid, sku, name, description)
+            VALUES ('delete', old.id, old.sku, old.name, CASE WHEN old.description IS NULL THEN NULL ELSE old.description END);
+            INSERT INTO products_fts (rowid, sku, name, description)
+            VALUES (new.id, new.sku, new.name, new.description);
+        END;
+        DROP TRIGGER IF EXISTS products_old_trigger;
+        INSERT INTO products_fts (products_fts) VALUES ('rebuild');";
+
+    const TSVECTOR_SCHEMA: &str = "
+        CREATE TABLE products (id BIGSERIAL PRIMARY KEY, sku TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL, description TEXT,
+            search_vector tsvector GENERATED ALWAYS AS (
+                setweight(to_tsvector('simple', coalesce(sku, '')), 'A') ||
+                to_tsvector('simple', name || ' ' || coalesce(description, ''))
+            ) STORED);
+        CREATE INDEX products_search ON products USING GIN (search_vector);
+        CREATE INDEX IF NOT EXISTS products_name ON products USING btree (name);
+        ALTER TABLE products ALTER COLUMN sku TYPE TEXT USING sku::text;";
+
+    fn products() -> SqlScope {
+        SqlScope::new("products", vec![])
+    }
+
+    #[test]
+    fn full_text_search_schemas_are_accepted() {
+        assert_eq!(products().check(FTS5_SCHEMA, Purpose::Migration), Ok(()));
+        assert_eq!(
+            products().check(TSVECTOR_SCHEMA, Purpose::Migration),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn full_text_queries_are_accepted_at_runtime() {
+        for sql in [
+            "SELECT p.id FROM products p JOIN products_fts ON products_fts.rowid = p.id \
+             WHERE products_fts MATCH $1 AND p.status = $2 ORDER BY bm25(products_fts), p.id LIMIT $3",
+            "SELECT id FROM products WHERE id IN (SELECT rowid FROM products_fts WHERE products_fts MATCH $1)",
+            "SELECT id, ts_rank(search_vector, to_tsquery('simple', $1)) AS rank FROM products \
+             WHERE search_vector @@ to_tsquery('simple', $1) ORDER BY rank DESC",
+            "SELECT highlight(products_fts, 1, '<b>', '</b>') FROM products_fts WHERE products_fts MATCH 'x'",
+        ] {
+            assert_eq!(products().check(sql, Purpose::Runtime), Ok(()), "{sql}");
+        }
+        let error = products()
+            .check(
+                "SELECT rowid FROM crm_fts WHERE crm_fts MATCH $1",
+                Purpose::Runtime,
+            )
+            .unwrap_err();
+        assert!(error.contains("crm_fts"), "{error}");
+    }
+
+    #[test]
+    fn full_text_escapes_are_refused() {
+        let migrate = |sql: &str| products().check(sql, Purpose::Migration);
+        for (sql, expected) in [
+            // An index over someone else's rows.
+            (
+                "CREATE VIRTUAL TABLE products_fts USING fts5(email, content='users', content_rowid='id')",
+                "users",
+            ),
+            (
+                "CREATE VIRTUAL TABLE products_fts USING fts5(email, content=\"USERS\")",
+                "users",
+            ),
+            (
+                "CREATE VIRTUAL TABLE products_fts USING fts5(email, content = users)",
+                "users",
+            ),
+            ("CREATE VIRTUAL TABLE users_fts USING fts5(email)", "users_fts"),
+            (
+                "CREATE VIRTUAL TABLE products_vocab USING fts5vocab(crm_fts, row)",
+                "fts5vocab",
+            ),
+            ("CREATE VIRTUAL TABLE products_rt USING rtree(id, a, b)", "rtree"),
+            ("CREATE VIRTUAL TABLE main.products_fts USING fts5(a)", "schema-qualified"),
+            // Triggers: on foreign tables, named outside the namespace,
+            // writing or reading foreign tables, or running functions.
+            (
+                "CREATE TRIGGER products_t AFTER INSERT ON users BEGIN SELECT 1; END",
+                "users",
+            ),
+            (
+                "CREATE TRIGGER users_t AFTER INSERT ON products BEGIN SELECT 1; END",
+                "users_t",
+            ),
+            (
+                "CREATE TRIGGER products_t AFTER INSERT ON products BEGIN \
+                 INSERT INTO products_log VALUES (new.id); UPDATE users SET is_active = 0; END",
+                "users",
+            ),
+            (
+                "CREATE TRIGGER products_t AFTER INSERT ON products BEGIN \
+                 INSERT INTO products_log SELECT password_hash FROM users; END",
+                "users",
+            ),
+            (
+                "CREATE TRIGGER products_t AFTER INSERT ON products \
+                 WHEN (SELECT count(*) FROM refresh_tokens) > 0 BEGIN SELECT 1; END",
+                "refresh_tokens",
+            ),
+            (
+                "CREATE TRIGGER products_t AFTER INSERT ON products BEGIN SELECT load_extension('x'); END",
+                "load_extension",
+            ),
+            (
+                "CREATE TRIGGER products_t BEFORE INSERT ON products FOR EACH ROW \
+                 EXECUTE FUNCTION tsvector_update_trigger(search_vector, 'pg_catalog.simple', name)",
+                "BEGIN",
+            ),
+            (
+                "CREATE TRIGGER products_t AFTER INSERT ON products BEGIN DROP TABLE users; END",
+                "DROP",
+            ),
+            ("CREATE TRIGGER products_t AFTER INSERT ON products BEGIN SELECT 1;", "END"),
+            ("DROP TRIGGER users_t", "users_t"),
+            ("DROP TRIGGER products_t ON users", "users"),
+            ("ALTER TRIGGER products_t RENAME TO products_u", "ALTER TRIGGER"),
+            ("CREATE INDEX products_x ON users USING gin (email)", "users"),
+            ("CREATE FUNCTION products_f() RETURNS trigger AS $$ BEGIN END $$ LANGUAGE plpgsql", "FUNCTION"),
+            // A trigger body cannot hide a second statement after END.
+            (
+                "CREATE TRIGGER products_t AFTER INSERT ON products BEGIN SELECT 1; END; DELETE FROM users",
+                "users",
+            ),
+        ] {
+            let error = migrate(sql).expect_err(sql);
+            assert!(error.contains(expected), "{sql}: {error}");
+        }
+        // Nothing of this is allowed while running.
+        assert!(products()
+            .check(
+                "CREATE TRIGGER products_t AFTER INSERT ON products BEGIN SELECT 1; END",
+                Purpose::Runtime
+            )
+            .is_err());
+        assert!(products()
+            .check(
+                "CREATE VIRTUAL TABLE products_fts USING fts5(a)",
+                Purpose::Runtime
+            )
+            .is_err());
     }
 }

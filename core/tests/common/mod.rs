@@ -307,31 +307,43 @@ pub async fn expect_error(response: Response, status: StatusCode, code: &str) ->
 }
 
 /// Builds the hello plugin with `features` (comma-separated, may be empty)
-/// into a target directory of its own, so variants never overwrite each
-/// other, and returns the library's path. Cargo's lock serialises test
-/// processes that ask for the same variant at once.
+/// and returns the library's path; see [`plugin_library`].
 pub fn hello_variant(features: &str) -> std::path::PathBuf {
+    plugin_library("xcore-plugin-hello", "xcore_plugin_hello", features)
+}
+
+/// Builds the plugin crate `package` (whose `[lib] name` is `lib`) with
+/// `features` (comma-separated, may be empty) into a target directory of its
+/// own per package and variant, so variants never overwrite each other, and
+/// returns the library's path. Cargo's lock serialises test processes that
+/// ask for the same variant at once.
+///
+/// ```ignore
+/// let products = plugin_library("xcore-plugin-products", "xcore_plugin_products", "");
+/// ```
+pub fn plugin_library(package: &str, lib: &str, features: &str) -> std::path::PathBuf {
     let workspace = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let name = if features.is_empty() {
+    let variant = if features.is_empty() {
         "default"
     } else {
         features
     };
+    // The hello plugin keeps its historical directories (already built in
+    // warm target dirs); other plugins get one directory per package.
+    let directory = if package == "xcore-plugin-hello" {
+        variant.replace(',', "-")
+    } else {
+        format!("{package}-{}", variant.replace(',', "-"))
+    };
     let target = workspace
         .join("target")
         .join("plugin-variants")
-        .join(name.replace(',', "-"));
+        .join(directory);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = std::process::Command::new(cargo);
     command
         .current_dir(&workspace)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "xcore-plugin-hello",
-            "--target-dir",
-        ])
+        .args(["build", "--quiet", "-p", package, "--target-dir"])
         .arg(&target);
     if !features.is_empty() {
         command.args(["--features", features]);
@@ -339,9 +351,9 @@ pub fn hello_variant(features: &str) -> std::path::PathBuf {
     let status = command.status().expect("run cargo build");
     assert!(
         status.success(),
-        "building the hello plugin ({name}) failed"
+        "building the plugin {package} ({variant}) failed"
     );
-    target.join("debug").join("libxcore_plugin_hello.so")
+    target.join("debug").join(format!("lib{lib}.so"))
 }
 
 /// Copies a file into `dir` under `name` the way operators deploy: write a

@@ -75,7 +75,12 @@ impl Plugin for Hello {
                 }
             }));
         #[cfg(feature = "test-routes")]
-        let manifest = manifest.job("nap", "Sleeps 1.5 s, to test overlapping runs");
+        let manifest = manifest
+            .job("nap", "Sleeps 1.5 s, to test overlapping runs")
+            .job(
+                "stamp",
+                "Sleeps 0.3 s, then stores the greeting \"stamp\", to count on-demand runs",
+            );
         if IDENTITY.0 != "hello" {
             // The renamed test variants exist to be refused before they
             // serve; `hello_greetings` is not theirs to create (the host
@@ -136,6 +141,19 @@ impl Plugin for Hello {
             })
             .max_body(4 * 1024 * 1024)
             .get(
+                "/run-job",
+                Access::Public,
+                |hello: &Hello, request: &Request| {
+                    let name = request
+                        .query("name")
+                        .ok_or_else(|| Response::invalid("name", "required"))?;
+                    match hello.host.run_job(name) {
+                        Ok(()) => Ok(Response::json(202, &json!({"queued": name}))),
+                        Err(error) => Ok(Response::error(409, "CONFLICT", &error.to_string())),
+                    }
+                },
+            )
+            .get(
                 "/steal",
                 Access::Public,
                 |hello: &Hello, _: &Request| match hello
@@ -179,6 +197,17 @@ impl Plugin for Hello {
             "nap" => {
                 std::thread::sleep(std::time::Duration::from_millis(1500));
                 Ok(())
+            }
+            #[cfg(feature = "test-routes")]
+            "stamp" => {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                self.host
+                    .execute(
+                        "INSERT INTO hello_greetings (text, created_at) VALUES ('stamp', $1)",
+                        vec![json!(now())],
+                    )
+                    .map(|_| ())
+                    .map_err(|error| error.to_string())
             }
             other => Err(format!("no job named {other}")),
         }

@@ -1,21 +1,1233 @@
-//! TODO(skeleton): catalogue routes.
+//! Products: the catalogue routes (seed 000).
+//!
+//! - `GET /` lists with paging (`page`/`page_size` or `skip`/`limit`),
+//!   full-text `search` (see [`crate::search`]), filters (`supplier_id`,
+//!   `category_id`, `status`, `price_min`, `price_max`) and sorting
+//!   (`sort_by` one of name, price, stock, created_at, updated_at;
+//!   `order`/`sort_order` asc or desc). Without `sort_by` a search is
+//!   ranked by relevance, and a plain list is newest first.
+//! - `GET /{id}`, `POST /` (201), `PUT /{id}` (partial), `DELETE /{id}`
+//!   (204), `POST /{id}/activate`, `POST /{id}/deactivate`.
+//! - `POST /bulk`: up to [`BULK_MAX_PRODUCTS`] products in one transaction,
+//!   all or none; `update_existing` updates rows whose SKU exists (only the
+//!   fields each row gives). Every bad row is reported by index and field.
+//!
+//! Writes publish `products.created`, `products.updated` and
+//! `products.deleted` with the product; a bulk publishes one
+//! `products.bulk` summary instead of one event per row.
 
-use serde_json::{Map, Value};
-use xcore_plugin_api::{Manifest, Router};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::Products;
+use serde_json::{json, Map, Value};
+use xcore_plugin_api::{
+    Access, HandlerResult, HostError, Level, Manifest, Request, Response, Router, Row, Statement,
+};
 
-/// Adds this part's permissions, migrations, jobs and events.
+use crate::{
+    clock,
+    dialect::Dialect,
+    fields::{
+        self, product_json, FieldProblem, FieldSet, ProductDraft, ProductPatch, Status,
+        PRODUCT_COLUMNS, PRODUCT_COLUMNS_P,
+    },
+    listing, money, openapi, search, Products, DELETE, READ, WRITE,
+};
+
+/// Most products in one `POST /bulk`.
+pub const BULK_MAX_PRODUCTS: usize = 10_000;
+
+/// Body limit of `POST /bulk`: 10,000 products with long descriptions and
+/// attributes need more than the host's 1 MiB default.
+pub const BULK_MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
+
+/// `sort_by` names and the columns they sort.
+const SORTS: [(&str, &str); 5] = [
+    ("name", "p.name"),
+    ("price", "p.price_cents"),
+    ("stock", "p.stock"),
+    ("created_at", "p.created_at"),
+    ("updated_at", "p.updated_at"),
+];
+
+/// Adds the schema (migration 1: categories, products, full-text index)
+/// and the catalogue's events.
 pub fn declare(manifest: Manifest) -> Manifest {
     manifest
+        .migration(
+            1,
+            "categories, products, full-text search",
+            include_str!("../migrations/sqlite/0001_catalogue.sql"),
+            include_str!("../migrations/postgres/0001_catalogue.sql"),
+        )
+        .event("created")
+        .event("updated")
+        .event("deleted")
+        .event("bulk")
 }
 
-/// This part's routes.
+/// The catalogue's routes.
 pub fn routes(router: Router<Products>) -> Router<Products> {
     router
+        .get("/", Access::Requires(READ), Products::list)
+        .post("/", Access::Requires(WRITE), Products::create)
+        .post("/bulk", Access::Requires(WRITE), Products::bulk)
+        // Thousands of rows: off the host's async workers, with room for
+        // the body.
+        .blocking()
+        .max_body(BULK_MAX_BODY_BYTES)
+        .get("/{id}", Access::Requires(READ), Products::get)
+        .put("/{id}", Access::Requires(WRITE), Products::update)
+        .delete("/{id}", Access::Requires(DELETE), Products::delete)
+        .post("/{id}/activate", Access::Requires(WRITE), |p, r| {
+            p.set_status(r, Status::Active)
+        })
+        .post("/{id}/deactivate", Access::Requires(WRITE), |p, r| {
+            p.set_status(r, Status::Inactive)
+        })
 }
 
-/// OpenAPI `paths` for this part's routes, relative to the prefix.
+/// A failed host call as a response: a unique SKU violation is a 409 (a
+/// concurrent writer got there first), anything else a 500.
+pub fn host_failure(error: HostError) -> Response {
+    let message = error.to_string();
+    if is_unique_violation(&message, "sku") {
+        return Response::conflict("a product with this SKU already exists");
+    }
+    Response::plugin_error(&message)
+}
+
+/// Whether a database error is a unique violation on `column` (SQLite:
+/// `UNIQUE constraint failed: products.sku`; PostgreSQL: `duplicate key
+/// value violates unique constraint "products_sku_key"`).
+pub fn is_unique_violation(message: &str, column: &str) -> bool {
+    (message.contains("UNIQUE constraint failed") && message.contains(&format!(".{column}")))
+        || (message.contains("duplicate key value") && message.contains(&format!("_{column}_")))
+}
+
+/// 422 listing every problem.
+pub fn problems_response(problems: &[FieldProblem]) -> Response {
+    let details: Vec<(&str, &str)> = problems
+        .iter()
+        .map(|p| (p.field.as_str(), p.message.as_str()))
+        .collect();
+    Response::validation(&details)
+}
+
+/// The body as a JSON object (400 when not JSON, 422 when not an object).
+pub fn json_object(request: &Request) -> Result<Map<String, Value>, Response> {
+    match request.json::<Value>()? {
+        Value::Object(object) => Ok(object),
+        _ => Err(Response::invalid("body", "must be a JSON object")),
+    }
+}
+
+/// The `{id}` path parameter (a positive integer, 404 otherwise: no such
+/// resource can exist).
+pub fn path_id(request: &Request) -> Result<i64, Response> {
+    request
+        .param("id")
+        .and_then(|raw| raw.parse::<i64>().ok())
+        .filter(|id| *id > 0)
+        .ok_or_else(|| Response::not_found("no such product"))
+}
+
+/// A product's `id` in a row.
+fn row_id(row: &Row) -> Option<i64> {
+    row.get("id").and_then(Value::as_i64)
+}
+
+impl Products {
+    fn sql_dialect(&self) -> Result<Dialect, Response> {
+        self.dialect()
+            .map_err(|error| Response::plugin_error(&error.to_string()))
+    }
+
+    /// Publishes `<id>.<topic>`; a failure is logged, not returned: the
+    /// write it reports has already happened.
+    fn announce(&self, topic: &str, data: Value) {
+        if let Err(error) = self.host.publish(topic, data) {
+            self.host.log(
+                Level::Warn,
+                "cannot publish a products event",
+                json!({"topic": topic, "error": error.to_string()}),
+            );
+        }
+    }
+
+    fn fetch(&self, id: i64) -> Result<Option<Row>, Response> {
+        self.host
+            .query_one(
+                &format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1"),
+                vec![json!(id)],
+            )
+            .map_err(host_failure)
+    }
+
+    /// The ids among `ids` that do not exist in `table` (one query, the
+    /// ids bound as one JSON array).
+    fn missing_ids(&self, table: &str, ids: &BTreeSet<i64>) -> Result<BTreeSet<i64>, Response> {
+        if ids.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let rows = self
+            .host
+            .query(
+                &format!(
+                    "SELECT id FROM {table} WHERE id IN ({})",
+                    self.sql_dialect()?.json_array_rows(1, true)
+                ),
+                vec![json!(
+                    Value::from(ids.iter().copied().collect::<Vec<_>>()).to_string()
+                )],
+            )
+            .map_err(host_failure)?;
+        let found: BTreeSet<i64> = rows.iter().filter_map(row_id).collect();
+        Ok(ids.difference(&found).copied().collect())
+    }
+
+    /// Problems for references to categories and suppliers that do not
+    /// exist: `(field prefix, category_id, supplier_id)` per product.
+    fn reference_problems(
+        &self,
+        references: &[(String, Option<i64>, Option<i64>)],
+    ) -> Result<Vec<FieldProblem>, Response> {
+        let categories: BTreeSet<i64> = references.iter().filter_map(|r| r.1).collect();
+        let suppliers: BTreeSet<i64> = references.iter().filter_map(|r| r.2).collect();
+        let missing_categories = self.missing_ids("products_categories", &categories)?;
+        let missing_suppliers = self.missing_ids("products_suppliers", &suppliers)?;
+        let mut problems = Vec::new();
+        let path = |prefix: &str, field: &str| {
+            if prefix.is_empty() {
+                field.to_string()
+            } else {
+                format!("{prefix}.{field}")
+            }
+        };
+        for (prefix, category, supplier) in references {
+            if let Some(id) = category.filter(|id| missing_categories.contains(id)) {
+                problems.push(FieldProblem::new(
+                    &path(prefix, "category_id"),
+                    format!("no category {id}"),
+                ));
+            }
+            if let Some(id) = supplier.filter(|id| missing_suppliers.contains(id)) {
+                problems.push(FieldProblem::new(
+                    &path(prefix, "supplier_id"),
+                    format!("no supplier {id}"),
+                ));
+            }
+        }
+        Ok(problems)
+    }
+
+    /// Existing products among `skus`: SKU to id.
+    fn existing_skus(&self, skus: &[&str]) -> Result<HashMap<String, i64>, Response> {
+        if skus.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows = self
+            .host
+            .query(
+                &format!(
+                    "SELECT id, sku FROM products WHERE sku IN ({})",
+                    self.sql_dialect()?.json_array_rows(1, false)
+                ),
+                vec![json!(Value::from(skus.to_vec()).to_string())],
+            )
+            .map_err(host_failure)?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| Some((row.get("sku")?.as_str()?.to_string(), row_id(row)?)))
+            .collect())
+    }
+
+    fn list(&self, request: &Request) -> HandlerResult {
+        // Products always answer with the page fields, however the client
+        // paged.
+        let window = listing::Window {
+            paged: true,
+            ..listing::window(request)?
+        };
+        let query = ListQuery::parse(request).map_err(|p| problems_response(&p))?;
+        let dialect = self.sql_dialect()?;
+        let mut params: Vec<Value> = Vec::new();
+        // The page query ranks by relevance when no sort is asked for; the
+        // count never needs the rank.
+        let (mut page_join, mut count_join) = (String::new(), String::new());
+        let (mut page_search, mut count_search) = (None, None);
+        let mut rank_order = None;
+        if let Some(terms) = &query.search {
+            if terms.is_empty() {
+                // Only punctuation: nothing can match.
+                return Ok(Response::json(200, &listing::body(Vec::new(), 0, window)));
+            }
+            let param = params.len() + 1;
+            let ranked = search::sql(dialect, terms, param, query.sort.is_none());
+            let plain = search::sql(dialect, terms, param, false);
+            params.push(json!(plain.query));
+            (page_join, count_join) = (ranked.join, plain.join);
+            (page_search, count_search) = (ranked.condition, plain.condition);
+            rank_order = ranked.rank_order;
+        }
+        // (page condition, count condition): they differ only for status.
+        let mut conditions: Vec<(String, String)> = Vec::new();
+        let mut filter = |page: &str, count: &str, value: Value| {
+            params.push(value);
+            let placeholder = format!("${}", params.len());
+            conditions.push((
+                page.replace('?', &placeholder),
+                count.replace('?', &placeholder),
+            ));
+        };
+        if let Some(id) = query.supplier_id {
+            filter("p.supplier_id = ?", "p.supplier_id = ?", json!(id));
+        }
+        if let Some(id) = query.category_id {
+            filter("p.category_id = ?", "p.category_id = ?", json!(id));
+        }
+        if let Some(status) = query.status {
+            // Three values, so a third of the table each: reading the status
+            // index and sorting tens of thousands of rows is far slower than
+            // walking the sort column's index and skipping other statuses.
+            // SQLite has no statistics to know that (plugins cannot run
+            // ANALYZE); a unary `+` keeps it off the status index for the
+            // page. The count still uses it (a covering index scan).
+            let page = match dialect {
+                Dialect::Sqlite => "+p.status = ?",
+                Dialect::Postgres => "p.status = ?",
+            };
+            filter(page, "p.status = ?", json!(status.as_str()));
+        }
+        if let Some(cents) = query.price_min {
+            filter("p.price_cents >= ?", "p.price_cents >= ?", json!(cents));
+        }
+        if let Some(cents) = query.price_max {
+            filter("p.price_cents <= ?", "p.price_cents <= ?", json!(cents));
+        }
+        let order = match (query.sort, rank_order) {
+            (Some((column, direction)), _) => format!("{column} {direction}, p.id {direction}"),
+            (None, Some(rank)) => format!("{rank}, p.id ASC"),
+            (None, None) => "p.created_at DESC, p.id DESC".to_string(),
+        };
+        let where_clause = |search: Option<String>, page: bool| {
+            let all: Vec<String> = search
+                .into_iter()
+                .chain(conditions.iter().map(|(for_page, for_count)| {
+                    if page {
+                        for_page.clone()
+                    } else {
+                        for_count.clone()
+                    }
+                }))
+                .collect();
+            if all.is_empty() {
+                String::new()
+            } else {
+                format!("WHERE {}", all.join(" AND "))
+            }
+        };
+        let page_where = where_clause(page_search, true);
+        let count_where = where_clause(count_search, false);
+        let count_params = params.clone();
+        params.push(json!(window.limit));
+        params.push(json!(window.skip));
+        let rows = self
+            .host
+            .query(
+                &format!(
+                    "SELECT {PRODUCT_COLUMNS_P} FROM products p {page_join} {page_where} \
+                     ORDER BY {order} LIMIT ${} OFFSET ${}",
+                    params.len() - 1,
+                    params.len()
+                ),
+                params,
+            )
+            .map_err(host_failure)?;
+        // A short page tells the total without counting (unless it is past
+        // the end, where it tells nothing).
+        let short_page = (rows.len() as i64) < window.limit;
+        // (Counting with a window function in the page query was measured:
+        // it makes SQLite carry every matching row, not just the ids, and
+        // cost more than this second query.)
+        let total = if short_page && (!rows.is_empty() || window.skip == 0) {
+            window.skip + rows.len() as i64
+        } else {
+            self.host
+                .query_one(
+                    &format!("SELECT COUNT(*) AS n FROM products p {count_join} {count_where}"),
+                    count_params,
+                )
+                .map_err(host_failure)?
+                .and_then(|row| row.get("n").and_then(Value::as_i64))
+                .unwrap_or(0)
+        };
+        let items = rows.iter().map(product_json).collect();
+        Ok(Response::json(200, &listing::body(items, total, window)))
+    }
+
+    fn get(&self, request: &Request) -> HandlerResult {
+        let id = path_id(request)?;
+        match self.fetch(id)? {
+            Some(row) => Ok(Response::json(200, &product_json(&row))),
+            None => Err(Response::not_found(&format!("no product {id}"))),
+        }
+    }
+
+    fn create(&self, request: &Request) -> HandlerResult {
+        let object = json_object(request)?;
+        let draft = fields::validate_new(&object).map_err(|p| problems_response(&p))?;
+        let problems =
+            self.reference_problems(&[(String::new(), draft.category_id, draft.supplier_id)])?;
+        if !problems.is_empty() {
+            return Err(problems_response(&problems));
+        }
+        if let Some(id) = self.existing_skus(&[draft.sku.as_str()])?.get(&draft.sku) {
+            return Err(Response::conflict(&format!(
+                "a product with SKU {} already exists (id {id})",
+                draft.sku
+            )));
+        }
+        let mut statement = fields::insert(&draft, &clock::now());
+        statement.sql = statement
+            .sql
+            .replace("RETURNING id, sku", &format!("RETURNING {PRODUCT_COLUMNS}"));
+        let row = self
+            .host
+            .query_one(&statement.sql, statement.params)
+            .map_err(host_failure)?
+            .ok_or_else(|| Response::plugin_error("the insert returned no row"))?;
+        let product = product_json(&row);
+        self.announce("created", product.clone());
+        Ok(Response::json(201, &product))
+    }
+
+    fn update(&self, request: &Request) -> HandlerResult {
+        let id = path_id(request)?;
+        let object = json_object(request)?;
+        let patch = fields::validate_patch(&object).map_err(|p| problems_response(&p))?;
+        let existing = self
+            .fetch(id)?
+            .ok_or_else(|| Response::not_found(&format!("no product {id}")))?;
+        let problems = self.reference_problems(&[(
+            String::new(),
+            patch.category_id.flatten(),
+            patch.supplier_id.flatten(),
+        )])?;
+        if !problems.is_empty() {
+            return Err(problems_response(&problems));
+        }
+        if let Some(sku) = &patch.sku {
+            let current = existing.get("sku").and_then(Value::as_str);
+            if current != Some(sku.as_str()) {
+                if let Some(other) = self.existing_skus(&[sku.as_str()])?.get(sku) {
+                    return Err(Response::conflict(&format!(
+                        "a product with SKU {sku} already exists (id {other})"
+                    )));
+                }
+            }
+        }
+        let statement = update_statement(id, &patch, &clock::now());
+        let row = self
+            .host
+            .query_one(&statement.sql, statement.params)
+            .map_err(host_failure)?
+            // Deleted between the read and the write.
+            .ok_or_else(|| Response::not_found(&format!("no product {id}")))?;
+        let product = product_json(&row);
+        self.announce("updated", product.clone());
+        Ok(Response::json(200, &product))
+    }
+
+    fn delete(&self, request: &Request) -> HandlerResult {
+        let id = path_id(request)?;
+        let row = self
+            .host
+            .query_one(
+                "DELETE FROM products WHERE id = $1 RETURNING id, sku",
+                vec![json!(id)],
+            )
+            .map_err(host_failure)?
+            .ok_or_else(|| Response::not_found(&format!("no product {id}")))?;
+        self.announce("deleted", json!({"id": id, "sku": row.get("sku")}));
+        Ok(Response::empty(204))
+    }
+
+    fn set_status(&self, request: &Request, status: Status) -> HandlerResult {
+        let id = path_id(request)?;
+        let row = self
+            .host
+            .query_one(
+                &format!(
+                    "UPDATE products SET status = $1, updated_at = $2 WHERE id = $3 \
+                     RETURNING {PRODUCT_COLUMNS}"
+                ),
+                vec![json!(status.as_str()), json!(clock::now()), json!(id)],
+            )
+            .map_err(host_failure)?
+            .ok_or_else(|| Response::not_found(&format!("no product {id}")))?;
+        let product = product_json(&row);
+        self.announce("updated", product.clone());
+        Ok(Response::json(200, &product))
+    }
+
+    fn bulk(&self, request: &Request) -> HandlerResult {
+        let body = json_object(request)?;
+        let request = BulkRequest::parse(&body)?;
+        let key = request.key;
+        let mut problems: Vec<FieldProblem> = Vec::new();
+        let mut drafts: Vec<Option<ProductDraft>> = Vec::with_capacity(request.items.len());
+        for (index, item) in request.items.iter().enumerate() {
+            let prefix = format!("{key}[{index}]");
+            let draft = match item {
+                Value::Object(object) => fields::validate_new(object)
+                    .map_err(|found| {
+                        problems.extend(found.into_iter().map(|p| p.under(&prefix)));
+                    })
+                    .ok(),
+                _ => {
+                    problems.push(FieldProblem::new(&prefix, "must be a JSON object"));
+                    None
+                }
+            };
+            drafts.push(draft);
+        }
+        // The same SKU twice in one batch is ambiguous whatever
+        // update_existing says.
+        let mut first_index: HashMap<&str, usize> = HashMap::new();
+        for (index, draft) in drafts.iter().enumerate() {
+            if let Some(draft) = draft {
+                if let Some(first) = first_index.insert(draft.sku.as_str(), index) {
+                    first_index.insert(draft.sku.as_str(), first);
+                    problems.push(FieldProblem::new(
+                        &format!("{key}[{index}].sku"),
+                        format!("duplicate of {key}[{first}].sku ({})", draft.sku),
+                    ));
+                }
+            }
+        }
+        let references: Vec<(String, Option<i64>, Option<i64>)> = drafts
+            .iter()
+            .enumerate()
+            .filter_map(|(index, draft)| {
+                let draft = draft.as_ref()?;
+                Some((
+                    format!("{key}[{index}]"),
+                    draft.category_id,
+                    draft.supplier_id,
+                ))
+            })
+            .collect();
+        problems.extend(self.reference_problems(&references)?);
+        let skus: Vec<&str> = drafts.iter().flatten().map(|d| d.sku.as_str()).collect();
+        let existing = self.existing_skus(&skus)?;
+        let mut conflicts: Vec<FieldProblem> = Vec::new();
+        if !request.update_existing {
+            for (index, draft) in drafts.iter().enumerate() {
+                if let Some(id) = draft.as_ref().and_then(|d| existing.get(&d.sku)) {
+                    conflicts.push(FieldProblem::new(
+                        &format!("{key}[{index}].sku"),
+                        format!("a product with this SKU already exists (id {id})"),
+                    ));
+                }
+            }
+        }
+        if !problems.is_empty() {
+            // Conflicts are listed too, so one round trip shows everything.
+            problems.extend(conflicts);
+            problems.sort_by_key(|p| problem_order(&p.field));
+            return Err(problems_response(&problems));
+        }
+        if !conflicts.is_empty() {
+            let details: Vec<(&str, &str)> = conflicts
+                .iter()
+                .map(|p| (p.field.as_str(), p.message.as_str()))
+                .collect();
+            return Err(Response::error_with_details(
+                409,
+                "CONFLICT",
+                &format!(
+                    "{} of the products have a SKU that already exists; nothing was written \
+                     (send update_existing: true to update them)",
+                    conflicts.len()
+                ),
+                &details,
+            ));
+        }
+        let drafts: Vec<ProductDraft> = drafts.into_iter().flatten().collect();
+        let now = clock::now();
+        let statements = bulk_statements(&drafts, &now, request.update_existing);
+        let results = self.host.transaction(statements).map_err(host_failure)?;
+        let ids_by_sku: HashMap<&str, i64> = results
+            .iter()
+            .flatten()
+            .filter_map(|row| Some((row.get("sku")?.as_str()?, row_id(row)?)))
+            .collect();
+        let ids: Vec<Value> = drafts
+            .iter()
+            .map(|d| {
+                ids_by_sku
+                    .get(d.sku.as_str())
+                    .map_or(Value::Null, |id| json!(id))
+            })
+            .collect();
+        let updated = drafts
+            .iter()
+            .filter(|d| existing.contains_key(&d.sku))
+            .count();
+        let summary = json!({
+            "total": drafts.len(),
+            "created": drafts.len() - updated,
+            "updated": updated,
+            "update_existing": request.update_existing,
+        });
+        self.announce("bulk", summary.clone());
+        let mut body = summary;
+        body["ids"] = Value::Array(ids);
+        Ok(Response::json(200, &body))
+    }
+}
+
+/// Sorts `products[12].price` by row number, then field, so a report of
+/// thousands of rows reads in order.
+fn problem_order(field: &str) -> (usize, String) {
+    let index = field
+        .split_once('[')
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .and_then(|(number, _)| number.parse().ok())
+        .unwrap_or(usize::MAX);
+    (index, field.to_string())
+}
+
+/// The statements of a bulk: multi-row INSERTs of
+/// [`fields::ROWS_PER_STATEMENT`] rows; with `update_existing`, rows are
+/// grouped by the fields they give, so an update never overwrites a field
+/// the row did not mention.
+fn bulk_statements(drafts: &[ProductDraft], now: &str, update_existing: bool) -> Vec<Statement> {
+    let mut groups: BTreeMap<Option<FieldSet>, Vec<&ProductDraft>> = BTreeMap::new();
+    for draft in drafts {
+        let key = update_existing.then_some(draft.provided);
+        groups.entry(key).or_default().push(draft);
+    }
+    groups
+        .into_iter()
+        .flat_map(|(update, group)| {
+            group
+                .chunks(fields::ROWS_PER_STATEMENT)
+                .map(|chunk| fields::insert_many(chunk, now, update))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// `UPDATE products SET <given fields>, updated_at WHERE id RETURNING *`.
+fn update_statement(id: i64, patch: &ProductPatch, now: &str) -> Statement {
+    let mut assignments: Vec<String> = Vec::new();
+    let mut params: Vec<Value> = Vec::new();
+    let mut set = |column: &str, value: Value, cast: bool| {
+        params.push(value);
+        let placeholder = format!("${}", params.len());
+        // A NULL binds as text: PostgreSQL needs the cast into BIGINT.
+        assignments.push(if cast {
+            format!("{column} = CAST({placeholder} AS BIGINT)")
+        } else {
+            format!("{column} = {placeholder}")
+        });
+    };
+    if let Some(sku) = &patch.sku {
+        set("sku", json!(sku), false);
+    }
+    if let Some(name) = &patch.name {
+        set("name", json!(name), false);
+    }
+    if let Some(description) = &patch.description {
+        set("description", json!(description), false);
+    }
+    if let Some(cents) = patch.price_cents {
+        set("price_cents", json!(cents), false);
+    }
+    if let Some(stock) = patch.stock {
+        set("stock", json!(stock), false);
+    }
+    if let Some(supplier) = patch.supplier_id {
+        set("supplier_id", json!(supplier), true);
+    }
+    if let Some(category) = patch.category_id {
+        set("category_id", json!(category), true);
+    }
+    if let Some(status) = patch.status {
+        set("status", json!(status.as_str()), false);
+    }
+    if let Some(images) = &patch.images {
+        set(
+            "images",
+            json!(Value::from(images.clone()).to_string()),
+            false,
+        );
+    }
+    if let Some(attributes) = &patch.attributes {
+        set(
+            "attributes",
+            json!(Value::Object(attributes.clone()).to_string()),
+            false,
+        );
+    }
+    set("updated_at", json!(now), false);
+    params.push(json!(id));
+    Statement {
+        sql: format!(
+            "UPDATE products SET {} WHERE id = ${} RETURNING {PRODUCT_COLUMNS}",
+            assignments.join(", "),
+            params.len()
+        ),
+        params,
+    }
+}
+
+/// `POST /bulk`'s body: `{"products": [...], "update_existing": false}`
+/// (`items` is accepted for `products`).
+struct BulkRequest<'a> {
+    /// The key the products came under, for the paths in error details.
+    key: &'static str,
+    items: &'a [Value],
+    update_existing: bool,
+}
+
+impl<'a> BulkRequest<'a> {
+    fn parse(body: &'a Map<String, Value>) -> Result<Self, Response> {
+        let mut problems = Vec::new();
+        for key in body.keys() {
+            if !matches!(key.as_str(), "products" | "items" | "update_existing") {
+                problems.push(FieldProblem::new(
+                    key,
+                    "unknown field; expected products (or items) and update_existing",
+                ));
+            }
+        }
+        let (key, items) = match (body.get("products"), body.get("items")) {
+            (Some(items), None) => ("products", items),
+            (None, Some(items)) => ("items", items),
+            (Some(_), Some(_)) => {
+                problems.push(FieldProblem::new(
+                    "items",
+                    "give products or items, not both",
+                ));
+                ("products", &Value::Null)
+            }
+            (None, None) => {
+                problems.push(FieldProblem::new("products", "required"));
+                ("products", &Value::Null)
+            }
+        };
+        let update_existing = match body.get("update_existing") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(flag)) => *flag,
+            Some(_) => {
+                problems.push(FieldProblem::new(
+                    "update_existing",
+                    "must be true or false",
+                ));
+                false
+            }
+        };
+        let items = match items {
+            Value::Array(items) => items.as_slice(),
+            Value::Null => &[],
+            _ => {
+                problems.push(FieldProblem::new(key, "must be an array of products"));
+                &[]
+            }
+        };
+        if !problems.is_empty() {
+            return Err(problems_response(&problems));
+        }
+        if items.len() > BULK_MAX_PRODUCTS {
+            // 413, like a body over the byte limit: the request is too
+            // large as a whole, whatever its rows hold; split it.
+            return Err(Response::error_with_details(
+                413,
+                "VALIDATION_ERROR",
+                &format!(
+                    "at most {BULK_MAX_PRODUCTS} products per request, got {}; split the batch",
+                    items.len()
+                ),
+                &[(key, &format!("at most {BULK_MAX_PRODUCTS} products"))],
+            ));
+        }
+        if items.is_empty() {
+            return Err(Response::invalid(key, "must hold at least one product"));
+        }
+        Ok(Self {
+            key,
+            items,
+            update_existing,
+        })
+    }
+}
+
+/// `GET /`'s filters and order, validated.
+#[derive(Debug)]
+struct ListQuery {
+    /// The search words; `Some(empty)` when the text had none.
+    search: Option<Vec<String>>,
+    supplier_id: Option<i64>,
+    category_id: Option<i64>,
+    status: Option<Status>,
+    price_min: Option<i64>,
+    price_max: Option<i64>,
+    /// Column and direction.
+    sort: Option<(&'static str, &'static str)>,
+}
+
+impl ListQuery {
+    fn parse(request: &Request) -> Result<Self, Vec<FieldProblem>> {
+        let mut problems = Vec::new();
+        let id = |name: &str, problems: &mut Vec<FieldProblem>| {
+            let raw = request.query(name)?;
+            let parsed = raw.trim().parse::<i64>().ok().filter(|id| *id > 0);
+            if parsed.is_none() {
+                problems.push(FieldProblem::new(name, "must be a positive integer"));
+            }
+            parsed
+        };
+        let supplier_id = id("supplier_id", &mut problems);
+        let category_id = id("category_id", &mut problems);
+        let status = request.query("status").and_then(|raw| {
+            let status = Status::parse(raw);
+            if status.is_none() {
+                problems.push(FieldProblem::new(
+                    "status",
+                    "must be one of active, inactive, draft",
+                ));
+            }
+            status
+        });
+        let mut price = |name: &str| {
+            let raw = request.query(name)?;
+            money::parse_decimal(raw.trim())
+                .map_err(|message| problems.push(FieldProblem::new(name, message)))
+                .ok()
+        };
+        let price_min = price("price_min");
+        let price_max = price("price_max");
+        if let (Some(min), Some(max)) = (price_min, price_max) {
+            if min > max {
+                problems.push(FieldProblem::new("price_min", "must be <= price_max"));
+            }
+        }
+        let search = match request.query("search").map(str::trim) {
+            None | Some("") => None,
+            Some(text) if text.chars().count() > search::MAX_SEARCH_CHARS => {
+                problems.push(FieldProblem::new(
+                    "search",
+                    format!("must be at most {} characters", search::MAX_SEARCH_CHARS),
+                ));
+                None
+            }
+            Some(text) => Some(search::terms(text)),
+        };
+        let column = match request.query("sort_by") {
+            None => None,
+            Some(wanted) => {
+                let column = SORTS
+                    .iter()
+                    .find(|(name, _)| *name == wanted)
+                    .map(|(_, column)| *column);
+                if column.is_none() {
+                    let names: Vec<&str> = SORTS.iter().map(|(name, _)| *name).collect();
+                    problems.push(FieldProblem::new(
+                        "sort_by",
+                        format!("must be one of {}", names.join(", ")),
+                    ));
+                }
+                column
+            }
+        };
+        let direction_name = if request.query("sort_order").is_some() {
+            "sort_order"
+        } else {
+            "order"
+        };
+        let direction = match request.query(direction_name) {
+            None => None,
+            Some(order) if order.eq_ignore_ascii_case("asc") => Some("ASC"),
+            Some(order) if order.eq_ignore_ascii_case("desc") => Some("DESC"),
+            Some(_) => {
+                problems.push(FieldProblem::new(direction_name, "must be asc or desc"));
+                None
+            }
+        };
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        // An order without sort_by orders by creation time.
+        let sort = match (column, direction) {
+            (Some(column), direction) => Some((column, direction.unwrap_or("ASC"))),
+            (None, Some(direction)) => Some(("p.created_at", direction)),
+            (None, None) => None,
+        };
+        Ok(Self {
+            search,
+            supplier_id,
+            category_id,
+            status,
+            price_min,
+            price_max,
+            sort,
+        })
+    }
+}
+
+/// OpenAPI `paths` for the catalogue, relative to the prefix.
 pub fn openapi_paths() -> Map<String, Value> {
-    Map::new()
+    let id = openapi::path_id("The product's id");
+    let product = openapi::json_response("The product", openapi::product_schema());
+    let mut list_parameters = openapi::paging_parameters();
+    list_parameters.extend([
+        openapi::query("search", &openapi::search_description(), json!({"type": "string", "maxLength": search::MAX_SEARCH_CHARS})),
+        openapi::query("supplier_id", "Only this supplier's products", json!({"type": "integer", "minimum": 1})),
+        openapi::query("category_id", "Only this category's products", json!({"type": "integer", "minimum": 1})),
+        openapi::query("status", "Only products in this status", json!({"type": "string", "enum": ["active", "inactive", "draft"]})),
+        openapi::query("price_min", "Lowest price (inclusive, at most 2 decimals)", json!({"type": "number", "minimum": 0})),
+        openapi::query("price_max", "Highest price (inclusive, at most 2 decimals)", json!({"type": "number", "minimum": 0})),
+        openapi::query("sort_by", "Sort field (default: relevance when searching, else newest first)", json!({"type": "string", "enum": SORTS.iter().map(|(name, _)| *name).collect::<Vec<_>>()})),
+        openapi::query("order", "Sort direction", json!({"type": "string", "enum": ["asc", "desc"]})),
+        openapi::query("sort_order", "Sort direction (alias of order)", json!({"type": "string", "enum": ["asc", "desc"]})),
+    ]);
+    let bulk_body = json!({
+        "type": "object",
+        "required": ["products"],
+        "properties": {
+            "products": {"type": "array", "minItems": 1, "maxItems": BULK_MAX_PRODUCTS, "items": openapi::product_input_schema(true)},
+            "items": {"type": "array", "description": "Alias of products", "items": openapi::product_input_schema(true)},
+            "update_existing": {"type": "boolean", "default": false, "description": "Update the products whose SKU exists (only the fields given) instead of refusing them"}
+        }
+    });
+    let bulk_result = json!({
+        "type": "object",
+        "properties": {
+            "total": {"type": "integer"},
+            "created": {"type": "integer"},
+            "updated": {"type": "integer"},
+            "update_existing": {"type": "boolean"},
+            "ids": {"type": "array", "items": {"type": "integer"}, "description": "The products' ids, in request order"}
+        }
+    });
+    let status_change = |summary: &str, operation_id: &str| {
+        json!({"post": {
+            "summary": summary,
+            "operationId": operation_id,
+            "tags": ["products"],
+            "parameters": [id.clone()],
+            "responses": openapi::responses(&[("200", product.clone())], &["401", "403", "404"])
+        }})
+    };
+    let mut paths = Map::new();
+    paths.insert(
+        "/".into(),
+        json!({
+            "get": {
+                "summary": "List products",
+                "operationId": "products_list",
+                "tags": ["products"],
+                "parameters": list_parameters,
+                "responses": openapi::responses(
+                    &[("200", openapi::json_response("A page of products", openapi::list_schema(openapi::product_schema())))],
+                    &["401", "403", "422"],
+                )
+            },
+            "post": {
+                "summary": "Create a product",
+                "operationId": "products_create",
+                "tags": ["products"],
+                "requestBody": openapi::json_body(openapi::product_input_schema(true)),
+                "responses": openapi::responses(
+                    &[("201", openapi::json_response("The created product", openapi::product_schema()))],
+                    &["400", "401", "403", "409", "422"],
+                )
+            }
+        }),
+    );
+    paths.insert(
+        "/bulk".into(),
+        json!({"post": {
+            "summary": "Create (or update) up to 10,000 products in one transaction",
+            "description": "All or nothing. Every bad row is reported by index and field (products[12].price). Existing SKUs are refused with 409 unless update_existing is true. More than 10,000 products: 413.",
+            "operationId": "products_bulk",
+            "tags": ["products"],
+            "requestBody": openapi::json_body(bulk_body),
+            "responses": openapi::responses(
+                &[("200", openapi::json_response("What was written", bulk_result))],
+                &["400", "401", "403", "409", "413", "422"],
+            )
+        }}),
+    );
+    paths.insert(
+        "/{id}".into(),
+        json!({
+            "get": {
+                "summary": "Get a product",
+                "operationId": "products_get",
+                "tags": ["products"],
+                "parameters": [id.clone()],
+                "responses": openapi::responses(&[("200", product.clone())], &["401", "403", "404"])
+            },
+            "put": {
+                "summary": "Update a product (only the fields given)",
+                "operationId": "products_update",
+                "tags": ["products"],
+                "parameters": [id.clone()],
+                "requestBody": openapi::json_body(openapi::product_input_schema(false)),
+                "responses": openapi::responses(&[("200", product.clone())], &["400", "401", "403", "404", "409", "422"])
+            },
+            "delete": {
+                "summary": "Delete a product",
+                "operationId": "products_delete",
+                "tags": ["products"],
+                "parameters": [id.clone()],
+                "responses": openapi::responses(&[("204", json!({"description": "Deleted"}))], &["401", "403", "404"])
+            }
+        }),
+    );
+    paths.insert(
+        "/{id}/activate".into(),
+        status_change("Set a product's status to active", "products_activate"),
+    );
+    paths.insert(
+        "/{id}/deactivate".into(),
+        status_change("Set a product's status to inactive", "products_deactivate"),
+    );
+    paths
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use xcore_plugin_api::{
+        host::HostOp,
+        testing::{FakeHost, TestPlugin},
+    };
+
+    use super::*;
+
+    fn request(query: &[(&str, &str)]) -> Request {
+        let mut request = Request::default();
+        request.head.query = query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        request
+    }
+
+    #[test]
+    fn list_queries_are_validated_together() {
+        let problems = ListQuery::parse(&request(&[
+            ("sort_by", "password"),
+            ("order", "sideways"),
+            ("status", "sold"),
+            ("price_min", "-1"),
+            ("supplier_id", "x"),
+        ]))
+        .expect_err("invalid");
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            vec!["supplier_id", "status", "price_min", "sort_by", "order"]
+        );
+        let query = ListQuery::parse(&request(&[
+            ("sort_by", "price"),
+            ("sort_order", "DESC"),
+            ("price_min", "0.1"),
+            ("price_max", "0.30"),
+            ("search", "Clavier PROD-1"),
+        ]))
+        .expect("valid");
+        assert_eq!(query.sort, Some(("p.price_cents", "DESC")));
+        assert_eq!((query.price_min, query.price_max), (Some(10), Some(30)));
+        assert_eq!(
+            query.search,
+            Some(vec!["clavier".into(), "prod".into(), "1".into()])
+        );
+    }
+
+    #[test]
+    fn bulk_groups_rows_by_the_fields_they_give() {
+        let draft = |sku: &str, extra: Value| {
+            let mut object = json!({"sku": sku, "name": "n", "price": 1});
+            if let (Some(object), Value::Object(extra)) = (object.as_object_mut(), extra) {
+                object.extend(extra);
+            }
+            fields::validate_new(object.as_object().expect("object")).expect("valid")
+        };
+        let mut drafts: Vec<ProductDraft> = (0..1001)
+            .map(|i| draft(&format!("A{i}"), json!({})))
+            .collect();
+        drafts.push(draft("B", json!({"stock": 3})));
+        let inserts = bulk_statements(&drafts, "now", false);
+        assert_eq!(inserts.len(), 3, "1002 rows in chunks of 500");
+        let upserts = bulk_statements(&drafts, "now", true);
+        assert_eq!(upserts.len(), 4, "two field sets");
+        assert!(upserts
+            .iter()
+            .any(|s| s.sql.contains("stock = excluded.stock")));
+        assert!(upserts
+            .iter()
+            .all(|s| s.sql.contains("ON CONFLICT (sku) DO UPDATE")));
+    }
+
+    #[test]
+    fn unique_violations_are_recognised_in_both_dialects() {
+        assert!(is_unique_violation(
+            "UNIQUE constraint failed: products.sku",
+            "sku"
+        ));
+        assert!(is_unique_violation(
+            "duplicate key value violates unique constraint \"products_sku_key\"",
+            "sku"
+        ));
+        assert!(!is_unique_violation("FOREIGN KEY constraint failed", "sku"));
+    }
+
+    /// A fake database that knows the dialect, one category, no supplier,
+    /// and SKU `TAKEN`.
+    fn fake_host() -> FakeHost {
+        FakeHost::with_sql(|op| {
+            let HostOp::Query(statement) = op else {
+                return Ok(json!([]));
+            };
+            let sql = statement.sql.as_str();
+            Ok(if sql.contains("products_meta") {
+                json!([{"value": "sqlite"}])
+            } else if sql.contains("FROM products_categories") {
+                json!([{"id": 1}])
+            } else if sql.contains("SELECT id, sku FROM products") {
+                json!([{"id": 9, "sku": "TAKEN"}])
+            } else {
+                json!([])
+            })
+        })
+    }
+
+    #[test]
+    fn bulk_reports_every_bad_row_by_index_and_writes_nothing() {
+        let host = fake_host();
+        let plugin = TestPlugin::start::<Products>(&host, Value::Null).expect("starts");
+        let response = plugin.request(
+            "POST",
+            "/bulk",
+            Some(&json!({"products": [
+                {"sku": "A", "name": "ok", "price": 1, "category_id": 1},
+                {"sku": "B", "name": "bad", "price": -1},
+                {"sku": "A", "name": "dup", "price": 1},
+                {"sku": "C", "name": "x", "price": 1, "category_id": 7, "supplier_id": 3},
+                {"sku": "TAKEN", "name": "x", "price": 1},
+                "nope"
+            ]})),
+            None,
+        );
+        assert_eq!(response.status, 422);
+        let body: Value = serde_json::from_slice(&response.body).expect("json");
+        let fields: Vec<&str> = body["error"]["details"]
+            .as_array()
+            .expect("details")
+            .iter()
+            .filter_map(|d| d["field"].as_str())
+            .collect();
+        assert_eq!(
+            fields,
+            vec![
+                "products[1].price",
+                "products[2].sku",
+                "products[3].category_id",
+                "products[3].supplier_id",
+                "products[4].sku",
+                "products[5]",
+            ]
+        );
+        let recorded = host.recorded();
+        assert!(recorded.published.is_empty());
+        assert!(!recorded
+            .sql
+            .iter()
+            .any(|op| matches!(op, HostOp::Transaction { .. })));
+    }
+
+    #[test]
+    fn bulk_limits_are_enforced() {
+        let host = fake_host();
+        let plugin = TestPlugin::start::<Products>(&host, Value::Null).expect("starts");
+        let many: Vec<Value> = (0..=BULK_MAX_PRODUCTS)
+            .map(|i| json!({"sku": format!("S{i}"), "name": "n", "price": 1}))
+            .collect();
+        let response = plugin.request("POST", "/bulk", Some(&json!({ "items": many })), None);
+        assert_eq!(response.status, 413);
+        let response = plugin.request("POST", "/bulk", Some(&json!({"products": []})), None);
+        assert_eq!(response.status, 422);
+        let response = plugin.request(
+            "POST",
+            "/bulk",
+            Some(&json!({"products": [{"sku": "TAKEN", "name": "n", "price": 1}]})),
+            None,
+        );
+        assert_eq!(response.status, 409);
+        let body: Value = serde_json::from_slice(&response.body).expect("json");
+        assert_eq!(body["error"]["details"][0]["field"], "products[0].sku");
+    }
+
+    #[test]
+    fn a_bulk_is_one_transaction_and_one_event() {
+        let host = FakeHost::with_sql(|op| match op {
+            HostOp::Transaction { statements } => Ok(Value::Array(
+                statements
+                    .iter()
+                    .map(|s| {
+                        let rows = s.params.len() / 12;
+                        Value::Array(
+                            (0..rows)
+                                .map(|r| json!({"id": r + 1, "sku": s.params[r * 12]}))
+                                .collect(),
+                        )
+                    })
+                    .collect(),
+            )),
+            HostOp::Query(s) if s.sql.contains("products_meta") => {
+                Ok(json!([{"value": "postgres"}]))
+            }
+            _ => Ok(json!([])),
+        });
+        let plugin = TestPlugin::start::<Products>(&host, Value::Null).expect("starts");
+        let products: Vec<Value> = (0..1200)
+            .map(|i| json!({"sku": format!("S{i}"), "name": "n", "price": "0.10"}))
+            .collect();
+        let response = plugin.request(
+            "POST",
+            "/bulk",
+            Some(&json!({ "products": products })),
+            None,
+        );
+        assert_eq!(
+            response.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&response.body)
+        );
+        let recorded = host.recorded();
+        let transactions: Vec<&Vec<Statement>> = recorded
+            .sql
+            .iter()
+            .filter_map(|op| match op {
+                HostOp::Transaction { statements } => Some(statements),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(transactions.len(), 1);
+        assert_eq!(transactions[0].len(), 3);
+        assert_eq!(recorded.published.len(), 1);
+        assert_eq!(recorded.published[0].0, "bulk");
+        assert_eq!(recorded.published[0].1["created"], 1200);
+        // The PostgreSQL form of the JSON-array lookups was used.
+        assert!(recorded.sql.iter().any(|op| matches!(
+            op,
+            HostOp::Query(s) if s.sql.contains("json_array_elements_text($1::json)")
+        )));
+    }
 }

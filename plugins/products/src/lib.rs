@@ -16,12 +16,23 @@
 pub mod analytics;
 pub mod catalogue;
 pub mod categories;
+pub mod clock;
+pub mod csv_source;
+pub mod dialect;
 pub mod fields;
 pub mod imports;
+pub mod listing;
+pub mod money;
+pub mod openapi;
+pub mod search;
 pub mod suppliers;
 
+use std::sync::OnceLock;
+
 use serde_json::{Map, Value};
-use xcore_plugin_api::{Host, Manifest, Plugin, Router};
+use xcore_plugin_api::{Host, HostError, Manifest, Plugin, Router};
+
+use crate::dialect::Dialect;
 
 /// Permission to read products, categories, suppliers, imports, analytics.
 pub const READ: &str = "products:read";
@@ -36,6 +47,15 @@ pub const IMPORT: &str = "products:import";
 pub struct Products {
     /// The host's services: the only way to the database and the event bus.
     pub host: Host,
+    /// The database's SQL dialect, read on first use (see [`dialect`]).
+    dialect: OnceLock<Dialect>,
+}
+
+impl Products {
+    /// The database's SQL dialect (full-text search and JSON arrays differ).
+    pub fn dialect(&self) -> Result<Dialect, HostError> {
+        Dialect::cached(&self.dialect, &self.host)
+    }
 }
 
 impl Plugin for Products {
@@ -88,7 +108,10 @@ impl Plugin for Products {
     }
 
     fn new(host: Host, _config: Value) -> Result<Self, String> {
-        Ok(Self { host })
+        Ok(Self {
+            host,
+            dialect: OnceLock::new(),
+        })
     }
 
     fn run_job(&self, name: &str) -> Result<(), String> {
@@ -100,3 +123,69 @@ impl Plugin for Products {
 }
 
 xcore_plugin_api::export_plugin!(Products);
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+    use xcore_plugin_api::sdk::full_manifest;
+
+    use super::Products;
+
+    /// Every route is documented, with its method, its path parameters and
+    /// responses, so the merged OpenAPI document describes the plugin
+    /// exactly.
+    #[test]
+    fn every_route_has_an_openapi_operation() {
+        let manifest = full_manifest::<Products>();
+        let paths = manifest.openapi.clone().unwrap_or(Value::Null);
+        let paths = paths.as_object().expect("openapi paths");
+        for route in &manifest.routes {
+            let operation = paths
+                .get(&route.path)
+                .and_then(|item| item.get(route.method.to_ascii_lowercase()))
+                .unwrap_or_else(|| panic!("{} {} is not documented", route.method, route.path));
+            assert!(
+                operation["responses"]
+                    .as_object()
+                    .is_some_and(|r| !r.is_empty()),
+                "{} {} has no responses",
+                route.method,
+                route.path
+            );
+            // Parameters may sit on the operation or on the path item.
+            let documented: Vec<&str> =
+                [&operation["parameters"], &paths[&route.path]["parameters"]]
+                    .into_iter()
+                    .filter_map(Value::as_array)
+                    .flatten()
+                    .filter(|p| p["in"] == "path")
+                    .filter_map(|p| p["name"].as_str())
+                    .collect();
+            for segment in route.path.split('/') {
+                if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    assert!(
+                        documented.contains(&name),
+                        "{} {}: path parameter {name} is not documented",
+                        route.method,
+                        route.path
+                    );
+                }
+            }
+        }
+        // And nothing is documented that is not served.
+        for (path, item) in paths {
+            let methods = item.as_object().expect("path item").keys();
+            for method in methods
+                .filter(|key| !matches!(key.as_str(), "parameters" | "summary" | "description"))
+            {
+                assert!(
+                    manifest
+                        .routes
+                        .iter()
+                        .any(|r| r.path == *path && r.method.eq_ignore_ascii_case(method)),
+                    "{method} {path} is documented but not served"
+                );
+            }
+        }
+    }
+}

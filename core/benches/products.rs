@@ -1,0 +1,386 @@
+//! Products plugin benchmarks, run with `cargo bench -p xcore --bench products`.
+//!
+//! One server with the release `libxcore_plugin_products.so` on a fresh
+//! database: SQLite by default, or a new database on the PostgreSQL server
+//! `XCORE_BENCH_DATABASE_URL` points at (created for the run, dropped after).
+//!
+//! 1. Seeds 100,000 products with ten `POST /bulk` requests of 10,000 each,
+//!    timing every request (the first into an empty table, the last into
+//!    90,000 rows).
+//! 2. Latency over HTTP, one request at a time, p50/p90/p99 of
+//!    [`SAMPLES`] requests each:
+//!    - a list with full-text search + a status filter + a sort by price
+//!      (the search word changes per request: 40 words, each in 2.5% of
+//!      the products);
+//!    - the same with a two-word search (prefix on the second word);
+//!    - a plain list: filter + sort, no search;
+//!    - `GET /{id}` of random products.
+//!
+//! Numbers only: nothing fails on a slow machine. Client and server share
+//! the machine's cores.
+
+mod support;
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use serde_json::{json, Value};
+use xcore::AppState;
+
+const BULKS: usize = 10;
+const PER_BULK: usize = 10_000;
+const SAMPLES: usize = 400;
+
+/// Nouns: each names 1/40 of the products.
+const NOUNS: [&str; 40] = [
+    "clavier",
+    "souris",
+    "ecran",
+    "cable",
+    "adaptateur",
+    "casque",
+    "enceinte",
+    "micro",
+    "webcam",
+    "chargeur",
+    "batterie",
+    "disque",
+    "memoire",
+    "routeur",
+    "switch",
+    "imprimante",
+    "scanner",
+    "projecteur",
+    "tablette",
+    "stylet",
+    "support",
+    "sacoche",
+    "hub",
+    "lecteur",
+    "graveur",
+    "manette",
+    "volant",
+    "tapis",
+    "lampe",
+    "ventilateur",
+    "boitier",
+    "alimentation",
+    "carte",
+    "processeur",
+    "radiateur",
+    "onduleur",
+    "camera",
+    "montre",
+    "balance",
+    "telephone",
+];
+
+/// Adjectives: each names 1/25 of the products.
+const ADJECTIVES: [&str; 25] = [
+    "noir",
+    "blanc",
+    "rouge",
+    "bleu",
+    "vert",
+    "compact",
+    "robuste",
+    "leger",
+    "rapide",
+    "silencieux",
+    "ergonomique",
+    "portable",
+    "professionnel",
+    "gaming",
+    "sans-fil",
+    "filaire",
+    "mecanique",
+    "optique",
+    "premium",
+    "standard",
+    "mini",
+    "maxi",
+    "pliable",
+    "etanche",
+    "connecte",
+];
+
+const STATUSES: [&str; 3] = ["active", "active", "inactive"];
+
+fn build_release_plugin(workspace: &std::path::Path) -> std::path::PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(workspace)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "xcore-plugin-products",
+        ])
+        .status()
+        .expect("cargo build");
+    assert!(status.success(), "building the products plugin failed");
+    workspace.join("target/release/libxcore_plugin_products.so")
+}
+
+/// Product number `n` of the seed: deterministic, so runs compare.
+fn product(n: usize) -> Value {
+    // A cheap mix so neighbouring numbers get unrelated words and prices.
+    let mixed = n.wrapping_mul(2_654_435_761) % 1_000_003;
+    let noun = NOUNS[n % NOUNS.len()];
+    let adjective = ADJECTIVES[mixed % ADJECTIVES.len()];
+    json!({
+        "sku": format!("SKU-{n:06}"),
+        "name": format!("{noun} {adjective} {}", mixed % 1000),
+        "description": format!(
+            "Un {noun} {adjective} de la gamme {}, garanti deux ans, livre en {} jours.",
+            mixed % 97,
+            mixed % 9 + 1
+        ),
+        "price": format!("{}.{:02}", mixed % 2000, mixed % 100),
+        "stock": mixed % 500,
+        "status": STATUSES[mixed % STATUSES.len()],
+        "attributes": {"lot": n / 1000}
+    })
+}
+
+struct Latencies(Vec<Duration>);
+
+impl Latencies {
+    fn quantile(&self, q: f64) -> f64 {
+        let mut sorted = self.0.clone();
+        sorted.sort();
+        let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+        sorted[index].as_secs_f64() * 1000.0
+    }
+
+    fn report(&self, what: &str) {
+        println!(
+            "{what:<58} p50 {:>7.2} ms   p90 {:>7.2} ms   p99 {:>7.2} ms",
+            self.quantile(0.5),
+            self.quantile(0.9),
+            self.quantile(0.99)
+        );
+    }
+}
+
+async fn measure(
+    client: &reqwest::Client,
+    token: &str,
+    urls: impl Iterator<Item = String>,
+) -> (Latencies, Vec<i64>) {
+    let mut latencies = Vec::new();
+    let mut totals = Vec::new();
+    for url in urls {
+        let started = Instant::now();
+        let response = client
+            .get(&url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("send");
+        let status = response.status();
+        let body: Value = response.json().await.expect("json");
+        latencies.push(started.elapsed());
+        assert!(status.is_success(), "{url}: {status} {body}");
+        totals.push(body["total"].as_i64().unwrap_or(1));
+    }
+    (Latencies(latencies), totals)
+}
+
+/// A fresh database on the PostgreSQL server at `admin_url`; dropped by
+/// [`drop_database`].
+async fn create_database(admin_url: &str) -> (String, String) {
+    let name = format!("xcore_bench_{}", uuid::Uuid::new_v4().simple());
+    let admin = sqlx::PgPool::connect(admin_url).await.expect("connect");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .expect("create database");
+    admin.close().await;
+    let base = admin_url
+        .rsplit_once('/')
+        .map_or(admin_url, |(base, _)| base);
+    (format!("{base}/{name}"), name)
+}
+
+async fn drop_database(admin_url: &str, name: &str) {
+    if let Ok(admin) = sqlx::PgPool::connect(admin_url).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&admin)
+            .await;
+        admin.close().await;
+    }
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let workspace = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let library = build_release_plugin(&workspace);
+    let plugins = tempfile::tempdir().expect("plugins dir");
+    let data = tempfile::tempdir().expect("data dir");
+    std::fs::copy(&library, plugins.path().join("libxcore_plugin_products.so"))
+        .expect("copy plugin");
+
+    let mut config = support::bench_config(data.path(), plugins.path());
+    let postgres = std::env::var("XCORE_BENCH_DATABASE_URL")
+        .ok()
+        .filter(|url| url.starts_with("postgres"));
+    let mut scratch = None;
+    if let Some(admin_url) = &postgres {
+        let (url, name) = create_database(admin_url).await;
+        config.database.url = url;
+        scratch = Some((admin_url.clone(), name));
+    }
+    let backend = if postgres.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    let state = AppState::build(config).await.expect("state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr: SocketAddr = listener.local_addr().expect("addr");
+    tokio::spawn(xcore::serve(
+        listener,
+        state.clone(),
+        std::future::pending(),
+    ));
+    let base = format!("http://{addr}");
+    let api = format!("{base}/api/v1/products");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .build()
+        .expect("client");
+    let token = support::bench_token(&client, &base).await;
+
+    println!(
+        "xcore products benchmark ({} cores, {backend}, {} products)",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        BULKS * PER_BULK
+    );
+
+    // 1. Seed with bulk requests, each timed.
+    let mut bulk_times = Vec::new();
+    for bulk in 0..BULKS {
+        let products: Vec<Value> = (bulk * PER_BULK..(bulk + 1) * PER_BULK)
+            .map(product)
+            .collect();
+        let body = serde_json::to_vec(&json!({ "products": products })).expect("body");
+        let size = body.len();
+        let started = Instant::now();
+        let response = client
+            .post(format!("{api}/bulk"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("bulk");
+        let status = response.status();
+        let answer: Value = response.json().await.expect("json");
+        let elapsed = started.elapsed();
+        assert!(status.is_success(), "bulk {bulk}: {status} {answer}");
+        assert_eq!(answer["created"], PER_BULK);
+        if bulk == 0 {
+            println!(
+                "POST /bulk of {PER_BULK} products ({:.1} MiB JSON) into an empty table: {:.0} ms",
+                size as f64 / 1_048_576.0,
+                elapsed.as_secs_f64() * 1000.0
+            );
+        }
+        bulk_times.push(elapsed);
+    }
+    let mut sorted = bulk_times.clone();
+    sorted.sort();
+    println!(
+        "POST /bulk of {PER_BULK}, {BULKS} requests (table growing to {}): median {:.0} ms, \
+         slowest {:.0} ms, last (into {} rows) {:.0} ms",
+        BULKS * PER_BULK,
+        sorted[BULKS / 2].as_secs_f64() * 1000.0,
+        sorted[BULKS - 1].as_secs_f64() * 1000.0,
+        (BULKS - 1) * PER_BULK,
+        bulk_times[BULKS - 1].as_secs_f64() * 1000.0
+    );
+
+    println!(
+        "process RSS after seeding (server and client): {:.1} MiB",
+        support::rss_mib("self")
+    );
+
+    // Warm-up: caches, the plugin's dialect lookup, connections.
+    let _ = measure(
+        &client,
+        &token,
+        (0..50).map(|i| format!("{api}/?search={}&page_size=20", NOUNS[i % NOUNS.len()])),
+    )
+    .await;
+
+    // 2. Latencies.
+    let (searched, totals) = measure(
+        &client,
+        &token,
+        (0..SAMPLES).map(|i| {
+            format!(
+                "{api}/?search={}&status=active&sort_by=price&order=asc&page_size=20",
+                NOUNS[i % NOUNS.len()]
+            )
+        }),
+    )
+    .await;
+    searched.report(&format!(
+        "list: search 1 word + status + sort price (~{} hits)",
+        totals.iter().sum::<i64>() / totals.len() as i64
+    ));
+    let (two_words, totals) = measure(
+        &client,
+        &token,
+        (0..SAMPLES).map(|i| {
+            let adjective = ADJECTIVES[i % ADJECTIVES.len()];
+            format!(
+                "{api}/?search={}%20{}&status=active&sort_by=price&order=desc&page_size=20",
+                NOUNS[i % NOUNS.len()],
+                &adjective[..adjective.len().min(4)]
+            )
+        }),
+    )
+    .await;
+    two_words.report(&format!(
+        "list: search 2 words (prefix) + status + sort (~{} hits)",
+        totals.iter().sum::<i64>() / totals.len() as i64
+    ));
+    let (plain, totals) = measure(
+        &client,
+        &token,
+        (0..SAMPLES).map(|i| {
+            format!(
+                "{api}/?status=active&sort_by=price&order=asc&page={}&page_size=20",
+                i % 50 + 1
+            )
+        }),
+    )
+    .await;
+    plain.report(&format!(
+        "list: no search, status + sort price, pages 1-50 (~{} hits)",
+        totals.iter().sum::<i64>() / totals.len() as i64
+    ));
+    let total = (BULKS * PER_BULK) as u64;
+    let (by_id, _) = measure(
+        &client,
+        &token,
+        (0..SAMPLES as u64).map(|i| {
+            let id = i.wrapping_mul(2_654_435_761) % total + 1;
+            format!("{api}/{id}")
+        }),
+    )
+    .await;
+    by_id.report("GET /{id}");
+
+    state.db.close().await;
+    if let Some((admin_url, name)) = scratch {
+        drop_database(&admin_url, &name).await;
+    }
+}

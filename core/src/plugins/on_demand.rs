@@ -1,0 +1,156 @@
+//! Plugin jobs run on demand (`HostOp::RunJob`): a plugin asks for one of
+//! its own jobs to run now, off the request that asked (an import started
+//! over HTTP, say), instead of waiting for a scheduled tick.
+//!
+//! A run goes where scheduled runs go and ends the way they end: the
+//! blocking pool (plugin jobs are synchronous code), `tasks.job_timeout_secs`
+//! (an overrun is reported as a failure, and the job counts as running until
+//! its thread really returns, because a thread cannot be stopped), and a
+//! panic comes back from the plugin's `catch_unwind` as an error.
+//!
+//! One run per `(plugin, job)` at a time: a request while the job runs sets
+//! a flag, and the job runs once more when the current run ends. Any number
+//! of requests during a run fold into that one extra run, so a burst of
+//! requests costs at most two runs and none is lost (a job that picks its
+//! work from the database, as imports do, sees everything asked for before
+//! the extra run started).
+//!
+//! These runs are not tasks: there is no `tasks` row to attach them to, so
+//! they are not recorded in `task_runs` and publish no `task.*` events. The
+//! plugin records what the run did in its own tables (an import job's
+//! status and log); the host logs each failure or overrun.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, Weak},
+    time::Duration,
+};
+
+use super::manager::PluginManager;
+
+/// What is running: `(plugin, job)` to "run again when done".
+type Running = HashMap<(String, String), bool>;
+
+/// The on-demand runs of every plugin.
+#[derive(Debug)]
+pub struct OnDemandJobs {
+    /// The scheduler's timeout for one run.
+    timeout: Duration,
+    running: Mutex<Running>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl OnDemandJobs {
+    /// Runs bounded by `timeout`, spawned on the current runtime.
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            timeout: timeout.max(Duration::from_secs(1)),
+            running: Mutex::new(HashMap::new()),
+            runtime: tokio::runtime::Handle::current(),
+        }
+    }
+
+    /// Queues a run of `plugin`'s `job`: refused at once if no serving
+    /// generation declares it; otherwise started now, or after the current
+    /// run of the same job. Never waits for the run.
+    pub fn request(
+        self: &Arc<Self>,
+        manager: &Arc<PluginManager>,
+        plugin: &str,
+        job: &str,
+    ) -> Result<(), String> {
+        let declared = manager
+            .table()
+            .generations()
+            .iter()
+            .find(|generation| generation.id == plugin)
+            .map(|generation| generation.has_job(job));
+        match declared {
+            None => return Err(format!("plugin {plugin} is not serving")),
+            Some(false) => return Err(format!("plugin {plugin} declares no job named {job:?}")),
+            Some(true) => {}
+        }
+        let key = (plugin.to_string(), job.to_string());
+        {
+            let mut running = self
+                .running
+                .lock()
+                .map_err(|_| "the job registry is unavailable".to_string())?;
+            if let Some(again) = running.get_mut(&key) {
+                *again = true;
+                return Ok(());
+            }
+            running.insert(key.clone(), false);
+        }
+        let (me, manager) = (self.clone(), Arc::downgrade(manager));
+        self.runtime
+            .spawn(async move { me.drive(manager, key).await });
+        Ok(())
+    }
+
+    /// Runs the job until no further run was asked for.
+    async fn drive(&self, manager: Weak<PluginManager>, key: (String, String)) {
+        let (plugin, job) = (key.0.as_str(), key.1.as_str());
+        loop {
+            // The serving generation at the time of each run: a reload in
+            // between runs the new code.
+            let generation = manager.upgrade().and_then(|manager| {
+                manager
+                    .table()
+                    .generations()
+                    .iter()
+                    .find(|generation| generation.id == plugin && generation.has_job(job))
+                    .cloned()
+            });
+            match generation {
+                Some(generation) => {
+                    let name = job.to_string();
+                    let mut handle = tokio::task::spawn_blocking(move || generation.run_job(&name));
+                    let outcome = match tokio::time::timeout(self.timeout, &mut handle).await {
+                        Ok(joined) => {
+                            joined.map_err(|error| format!("the job's thread failed: {error}"))
+                        }
+                        Err(_) => {
+                            tracing::warn!(
+                                plugin,
+                                job,
+                                timeout_secs = self.timeout.as_secs(),
+                                "on-demand job timed out; it keeps running until it returns"
+                            );
+                            // Still one run at a time: wait for the thread.
+                            handle
+                                .await
+                                .map_err(|error| format!("the job's thread failed: {error}"))
+                        }
+                    };
+                    match outcome {
+                        Ok(Ok(())) => tracing::debug!(plugin, job, "on-demand job finished"),
+                        Ok(Err(error)) | Err(error) => {
+                            tracing::warn!(
+                                plugin,
+                                job,
+                                error = error.as_str(),
+                                "on-demand job failed"
+                            )
+                        }
+                    }
+                }
+                None => tracing::warn!(
+                    plugin,
+                    job,
+                    "on-demand job skipped: the plugin stopped serving"
+                ),
+            }
+            let Ok(mut running) = self.running.lock() else {
+                return;
+            };
+            match running.get_mut(&key) {
+                Some(again) if *again => *again = false,
+                _ => {
+                    running.remove(&key);
+                    return;
+                }
+            }
+        }
+    }
+}
