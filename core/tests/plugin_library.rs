@@ -197,6 +197,12 @@ async fn host_services_keep_a_plugin_to_its_own_tables() {
                 .map_err(|error| error.into_string())
         })
     };
+    // The dialect a plugin picks its dialect-specific SQL by.
+    let expected = match server.state.db.dialect() {
+        xcore::db::Dialect::Sqlite => "\"sqlite\"",
+        xcore::db::Dialect::Postgres => "\"postgres\"",
+    };
+    assert_eq!(run(json!({"op": "dialect"})), Ok(expected.to_string()));
     let own = json!({"op": "execute", "sql": "INSERT INTO hello_notes (id, text) VALUES ($1, $2)", "params": [1, "mine"]});
     assert_eq!(run(own), Ok("1".to_string()));
     let error = run(json!({"op": "query", "sql": "SELECT password_hash FROM users"}))

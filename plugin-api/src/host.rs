@@ -6,7 +6,7 @@
 //! them) with JSON parameters; rows come back as JSON objects. The host
 //! limits a plugin to its own tables and those of its dependencies.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use abi_stable::std_types::{RResult, RStr};
 use serde::{Deserialize, Serialize};
@@ -75,6 +75,20 @@ pub enum HostOp {
         /// `<plugin id>.` prefix).
         job: String,
     },
+    /// The SQL dialect of the host's database (answers a [`Dialect`]).
+    Dialect,
+}
+
+/// The SQL dialect of the host's database: migrations come in one script
+/// per dialect, and the few runtime statements that differ (full-text
+/// search, JSON functions) pick theirs with [`Host::dialect`].
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Dialect {
+    /// The embedded SQLite database.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
 }
 
 /// A row: column name to JSON value.
@@ -119,6 +133,8 @@ impl std::error::Error for HostError {}
 #[derive(Clone)]
 pub struct Host {
     services: Arc<HostBox>,
+    /// Asked once: the database does not change under a running instance.
+    dialect: Arc<OnceLock<Dialect>>,
 }
 
 impl std::fmt::Debug for Host {
@@ -132,6 +148,7 @@ impl Host {
     pub fn new(services: HostBox) -> Self {
         Self {
             services: Arc::new(services),
+            dialect: Arc::new(OnceLock::new()),
         }
     }
 
@@ -194,6 +211,15 @@ impl Host {
     pub fn run_job(&self, job: &str) -> Result<(), HostError> {
         self.run::<Value>(&HostOp::RunJob { job: job.into() })
             .map(|_| ())
+    }
+
+    /// The SQL dialect of the host's database.
+    pub fn dialect(&self) -> Result<Dialect, HostError> {
+        if let Some(dialect) = self.dialect.get() {
+            return Ok(*dialect);
+        }
+        let dialect = self.run(&HostOp::Dialect)?;
+        Ok(*self.dialect.get_or_init(|| dialect))
     }
 
     /// Writes a log line with structured fields.

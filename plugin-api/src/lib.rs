@@ -74,7 +74,7 @@ pub mod multipart;
 pub mod sdk;
 pub mod testing;
 
-pub use host::{Host, HostError, Level, Row, Statement};
+pub use host::{Dialect, Host, HostError, Level, Row, Statement};
 pub use http::{Caller, HandlerResult, ListBody, Request, RequestHead, Response};
 pub use manifest::Manifest;
 pub use sdk::{Access, Plugin, Router};

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::{
     ffi::{FfiCaller, FfiPair, FfiRequest, HostServices, HostServices_TO, InstanceBox},
-    host::HostOp,
+    host::{Dialect, HostOp},
     http::{Caller, Response},
     manifest::Manifest,
     sdk::{full_manifest, instantiate, Plugin},
@@ -43,6 +43,8 @@ pub struct Recorded {
 pub struct FakeHost {
     recorded: Arc<Mutex<Recorded>>,
     sql: Arc<SqlHandler>,
+    /// What `Host::dialect` answers (SQLite unless set).
+    dialect: Dialect,
 }
 
 impl Default for FakeHost {
@@ -60,7 +62,15 @@ impl FakeHost {
         Self {
             recorded: Arc::new(Mutex::new(Recorded::default())),
             sql: Arc::new(answer),
+            dialect: Dialect::Sqlite,
         }
+    }
+
+    /// Answers `dialect` to `Host::dialect`, so dialect-specific SQL can be
+    /// unit-tested too.
+    pub fn with_dialect(mut self, dialect: Dialect) -> Self {
+        self.dialect = dialect;
+        self
     }
 
     /// What was recorded so far.
@@ -82,6 +92,7 @@ impl HostServices for FakeHost {
                 }
                 Ok(Value::Null)
             }
+            HostOp::Dialect => serde_json::to_value(self.dialect).map_err(|e| e.to_string()),
             _ => {
                 if let Ok(mut recorded) = self.recorded.lock() {
                     recorded.sql.push(op.clone());

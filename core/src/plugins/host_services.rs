@@ -126,6 +126,10 @@ impl PluginHost {
                 )?;
                 serde_json::to_value(answer).map_err(|error| error.to_string())
             }
+            HostOp::Dialect => Ok(Value::from(match self.db.dialect() {
+                crate::db::Dialect::Sqlite => "sqlite",
+                crate::db::Dialect::Postgres => "postgres",
+            })),
             HostOp::RunJob { job } => {
                 // Only the caller's own jobs: the plugin id is the host's,
                 // not something the plugin sends.

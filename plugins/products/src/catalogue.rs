@@ -25,7 +25,7 @@ use xcore_plugin_api::{
 
 use crate::{
     clock,
-    dialect::Dialect,
+    dialect::{self, Dialect},
     fields::{
         self, product_json, FieldProblem, FieldSet, ProductDraft, ProductPatch, Status,
         PRODUCT_COLUMNS, PRODUCT_COLUMNS_P,
@@ -174,7 +174,7 @@ impl Products {
             .query(
                 &format!(
                     "SELECT id FROM {table} WHERE id IN ({})",
-                    self.sql_dialect()?.json_array_rows(1, true)
+                    dialect::json_array_rows(self.sql_dialect()?, 1, true)
                 ),
                 vec![json!(
                     Value::from(ids.iter().copied().collect::<Vec<_>>()).to_string()
@@ -230,7 +230,7 @@ impl Products {
             .query(
                 &format!(
                     "SELECT id, sku FROM products WHERE sku IN ({})",
-                    self.sql_dialect()?.json_array_rows(1, false)
+                    dialect::json_array_rows(self.sql_dialect()?, 1, false)
                 ),
                 vec![json!(Value::from(skus.to_vec()).to_string())],
             )
@@ -1087,7 +1087,7 @@ mod tests {
         assert!(!is_unique_violation("FOREIGN KEY constraint failed", "sku"));
     }
 
-    /// A fake database that knows the dialect, one category, no supplier,
+    /// A fake database with one category, no supplier,
     /// and SKU `TAKEN`.
     fn fake_host() -> FakeHost {
         FakeHost::with_sql(|op| {
@@ -1095,9 +1095,7 @@ mod tests {
                 return Ok(json!([]));
             };
             let sql = statement.sql.as_str();
-            Ok(if sql.contains("products_meta") {
-                json!([{"value": "sqlite"}])
-            } else if sql.contains("FROM products_categories") {
+            Ok(if sql.contains("FROM products_categories") {
                 json!([{"id": 1}])
             } else if sql.contains("SELECT id, sku FROM products") {
                 json!([{"id": 9, "sku": "TAKEN"}])
@@ -1189,11 +1187,9 @@ mod tests {
                     })
                     .collect(),
             )),
-            HostOp::Query(s) if s.sql.contains("products_meta") => {
-                Ok(json!([{"value": "postgres"}]))
-            }
             _ => Ok(json!([])),
-        });
+        })
+        .with_dialect(Dialect::Postgres);
         let plugin = TestPlugin::start::<Products>(&host, Value::Null).expect("starts");
         let products: Vec<Value> = (0..1200)
             .map(|i| json!({"sku": format!("S{i}"), "name": "n", "price": "0.10"}))

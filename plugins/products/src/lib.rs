@@ -27,8 +27,6 @@ pub mod openapi;
 pub mod search;
 pub mod suppliers;
 
-use std::sync::OnceLock;
-
 use serde_json::{Map, Value};
 use xcore_plugin_api::{Host, HostError, Manifest, Plugin, Router};
 
@@ -47,14 +45,12 @@ pub const IMPORT: &str = "products:import";
 pub struct Products {
     /// The host's services: the only way to the database and the event bus.
     pub host: Host,
-    /// The database's SQL dialect, read on first use (see [`dialect`]).
-    dialect: OnceLock<Dialect>,
 }
 
 impl Products {
     /// The database's SQL dialect (full-text search and JSON arrays differ).
     pub fn dialect(&self) -> Result<Dialect, HostError> {
-        Dialect::cached(&self.dialect, &self.host)
+        self.host.dialect()
     }
 }
 
@@ -108,10 +104,7 @@ impl Plugin for Products {
     }
 
     fn new(host: Host, _config: Value) -> Result<Self, String> {
-        Ok(Self {
-            host,
-            dialect: OnceLock::new(),
-        })
+        Ok(Self { host })
     }
 
     fn run_job(&self, name: &str) -> Result<(), String> {

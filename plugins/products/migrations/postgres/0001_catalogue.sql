@@ -4,13 +4,6 @@
 -- Money is exact: price_cents is an integer number of cents. Timestamps are
 -- TEXT in the host's fixed-width RFC 3339 format.
 
--- Which dialect this database speaks (see the SQLite script).
-CREATE TABLE products_meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-INSERT INTO products_meta (key, value) VALUES ('dialect', 'postgres');
-
 CREATE TABLE products_categories (
     id BIGSERIAL PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,

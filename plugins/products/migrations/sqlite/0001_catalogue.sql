@@ -5,15 +5,6 @@
 -- INTEGER 0/1 (the host's Any driver cannot decode SQLite's BOOLEAN).
 -- Timestamps are TEXT in the host's fixed-width RFC 3339 format.
 
--- Which dialect this database speaks, for the few queries that differ
--- (full-text search, JSON arrays): the migration is the one place that
--- knows for sure.
-CREATE TABLE products_meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-INSERT INTO products_meta (key, value) VALUES ('dialect', 'sqlite');
-
 CREATE TABLE products_categories (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL UNIQUE,
