@@ -32,7 +32,7 @@ const ROUND: Duration = Duration::from_secs(1);
 /// Pairs of back-to-back rounds: the machine's speed drifts by tens of
 /// percent over minutes here, so each plugin round is compared with the
 /// native round next to it, in alternating order.
-const ROUNDS: usize = 12;
+const ROUNDS: usize = 24;
 const RELOADS: u64 = 200;
 
 fn build_release_plugin(workspace: &std::path::Path) -> std::path::PathBuf {

@@ -4,7 +4,7 @@
 //! # Layout
 //!
 //! - [`ffi`]: the ABI-stable root module and boundary objects (abi_stable).
-//!   Small on purpose; evolves append-only.
+//!   Small on purpose; see there how it may evolve.
 //! - [`manifest`]: what a plugin declares (routes, permissions, jobs,
 //!   events, migrations, OpenAPI), sent as JSON.
 //! - [`http`]: requests, responses, the standard error and list bodies.

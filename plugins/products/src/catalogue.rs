@@ -40,14 +40,29 @@ pub const BULK_MAX_PRODUCTS: usize = 10_000;
 /// attributes need more than the host's 1 MiB default.
 pub const BULK_MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
 
-/// `sort_by` names and the columns they sort.
-const SORTS: [(&str, &str); 5] = [
-    ("name", "p.name"),
-    ("price", "p.price_cents"),
-    ("stock", "p.stock"),
-    ("created_at", "p.created_at"),
-    ("updated_at", "p.updated_at"),
+/// `sort_by` names, the columns they sort, and each column's index
+/// (migration 1).
+const SORTS: [(&str, &str, &str); 5] = [
+    ("name", "p.name", "products_name_idx"),
+    ("price", "p.price_cents", "products_price_idx"),
+    ("stock", "p.stock", "products_stock_idx"),
+    ("created_at", "p.created_at", "products_created_idx"),
+    ("updated_at", "p.updated_at", "products_updated_idx"),
 ];
+
+/// A search walks the sort column's index (see `list`) from this many
+/// matches...
+const WALK_MIN_MATCHES: i64 = 400;
+/// ...and only for pages ending before one row in this many matches.
+const WALK_MATCHES_PER_ROW: i64 = 8;
+
+/// The index on a sort column.
+fn sort_index(column: &str) -> Option<&'static str> {
+    SORTS
+        .iter()
+        .find(|(_, sorted, _)| *sorted == column)
+        .map(|(_, _, index)| *index)
+}
 
 /// Adds the schema (migration 1: categories, products, full-text index)
 /// and the catalogue's events.
@@ -328,19 +343,54 @@ impl Products {
         };
         let page_where = where_clause(page_search, true);
         let count_where = where_clause(count_search, false);
-        let count_params = params.clone();
-        params.push(json!(window.limit));
-        params.push(json!(window.skip));
+        let count = || -> Result<i64, Response> {
+            Ok(self
+                .host
+                .query_one(
+                    &format!("SELECT COUNT(*) AS n FROM products p {count_join} {count_where}"),
+                    params.clone(),
+                )
+                .map_err(host_failure)?
+                .and_then(|row| row.get("n").and_then(Value::as_i64))
+                .unwrap_or(0))
+        };
+        // A search sorted by a column: SQLite either fetches and sorts every
+        // match, or walks the column's index and skips the non-matches until
+        // the page is full. Without statistics (plugins cannot ANALYZE) it
+        // always does the first; with many matches and an early page the
+        // second is several times faster (1,700 matches of 100,000: 1.0 ms
+        // against 4.2 ms), with few matches or a deep page the first wins.
+        // The count, needed anyway, decides.
+        let walk = match (dialect, &query.search, query.sort) {
+            (Dialect::Sqlite, Some(_), Some((column, _))) => sort_index(column),
+            _ => None,
+        };
+        let counted = match walk {
+            Some(_) => Some(count()?),
+            None => None,
+        };
+        let from = match (walk, counted) {
+            (Some(index), Some(hits))
+                if hits >= WALK_MIN_MATCHES
+                    && (window.skip + window.limit) * WALK_MATCHES_PER_ROW <= hits =>
+            {
+                format!("products p INDEXED BY {index}")
+            }
+            _ => "products p".to_string(),
+        };
+        let mut page_params = params.clone();
+        page_params.push(json!(window.limit));
+        page_params.push(json!(window.skip));
         let rows = self
             .host
             .query(
                 &format!(
-                    "SELECT {PRODUCT_COLUMNS_P} FROM products p {page_join} {page_where} \
+                    "SELECT {PRODUCT_COLUMNS_P} FROM {from} {page_join} {page_where} \
                      ORDER BY {order} LIMIT ${} OFFSET ${}",
-                    params.len() - 1,
-                    params.len()
+                    page_params.len() - 1,
+                    page_params.len()
                 ),
-                params,
+                page_params,
             )
             .map_err(host_failure)?;
         // A short page tells the total without counting (unless it is past
@@ -349,17 +399,12 @@ impl Products {
         // (Counting with a window function in the page query was measured:
         // it makes SQLite carry every matching row, not just the ids, and
         // cost more than this second query.)
-        let total = if short_page && (!rows.is_empty() || window.skip == 0) {
-            window.skip + rows.len() as i64
-        } else {
-            self.host
-                .query_one(
-                    &format!("SELECT COUNT(*) AS n FROM products p {count_join} {count_where}"),
-                    count_params,
-                )
-                .map_err(host_failure)?
-                .and_then(|row| row.get("n").and_then(Value::as_i64))
-                .unwrap_or(0)
+        let total = match counted {
+            Some(total) => total,
+            None if short_page && (!rows.is_empty() || window.skip == 0) => {
+                window.skip + rows.len() as i64
+            }
+            None => count()?,
         };
         let items = rows.iter().map(product_json).collect();
         Ok(Response::json(200, &listing::body(items, total, window)))
@@ -830,10 +875,10 @@ impl ListQuery {
             Some(wanted) => {
                 let column = SORTS
                     .iter()
-                    .find(|(name, _)| *name == wanted)
-                    .map(|(_, column)| *column);
+                    .find(|(name, _, _)| *name == wanted)
+                    .map(|(_, column, _)| *column);
                 if column.is_none() {
-                    let names: Vec<&str> = SORTS.iter().map(|(name, _)| *name).collect();
+                    let names: Vec<&str> = SORTS.iter().map(|(name, _, _)| *name).collect();
                     problems.push(FieldProblem::new(
                         "sort_by",
                         format!("must be one of {}", names.join(", ")),
@@ -889,7 +934,7 @@ pub fn openapi_paths() -> Map<String, Value> {
         openapi::query("status", "Only products in this status", json!({"type": "string", "enum": ["active", "inactive", "draft"]})),
         openapi::query("price_min", "Lowest price (inclusive, at most 2 decimals)", json!({"type": "number", "minimum": 0})),
         openapi::query("price_max", "Highest price (inclusive, at most 2 decimals)", json!({"type": "number", "minimum": 0})),
-        openapi::query("sort_by", "Sort field (default: relevance when searching, else newest first)", json!({"type": "string", "enum": SORTS.iter().map(|(name, _)| *name).collect::<Vec<_>>()})),
+        openapi::query("sort_by", "Sort field (default: relevance when searching, else newest first)", json!({"type": "string", "enum": SORTS.iter().map(|(name, _, _)| *name).collect::<Vec<_>>()})),
         openapi::query("order", "Sort direction", json!({"type": "string", "enum": ["asc", "desc"]})),
         openapi::query("sort_order", "Sort direction (alias of order)", json!({"type": "string", "enum": ["asc", "desc"]})),
     ]);
