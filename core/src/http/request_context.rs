@@ -50,7 +50,10 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
         .and_then(|value| value.to_str().ok())
         .filter(|value| is_sane_request_id(value))
         .map(Arc::from)
-        .unwrap_or_else(|| Arc::from(format!("req_{}", uuid::Uuid::new_v4().simple())));
+        // 128 random bits from the thread's user-space generator: a
+        // `uuid::new_v4` here cost a `getrandom` system call per request,
+        // 4% of the server's CPU under load.
+        .unwrap_or_else(|| Arc::from(format!("req_{:032x}", rand::random::<u128>())));
     request.extensions_mut().insert(RequestId(id.clone()));
 
     let mut response = REQUEST_ID
