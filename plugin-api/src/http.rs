@@ -199,6 +199,16 @@ pub struct ListBody<T> {
     pub items: Vec<T>,
     /// More rows exist past the window.
     pub has_more: bool,
+    /// The page, when the client paged with `page`/`page_size` (see
+    /// [`crate::listing`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<i64>,
+    /// The page size, likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_size: Option<i64>,
+    /// The number of pages, likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_pages: Option<i64>,
 }
 
 /// Largest page a client may ask for.
@@ -250,6 +260,9 @@ impl<T> ListBody<T> {
             skip,
             limit,
             items,
+            page: None,
+            page_size: None,
+            total_pages: None,
         }
     }
 }

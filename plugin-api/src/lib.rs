@@ -8,6 +8,8 @@
 //! - [`manifest`]: what a plugin declares (routes, permissions, jobs,
 //!   events, migrations, OpenAPI), sent as JSON.
 //! - [`http`]: requests, responses, the standard error and list bodies.
+//! - [`listing`]: list windows by `skip`/`limit` or `page`/`page_size`,
+//!   `sort_by`/`sort_order`, and the list body with the page fields.
 //! - [`host`]: the host's services (SQL, events, logs, calls to other
 //!   plugins, running its own jobs now) as a plugin uses them.
 //! - [`multipart`]: `multipart/form-data` bodies (file uploads) parsed
@@ -69,6 +71,7 @@
 pub mod ffi;
 pub mod host;
 pub mod http;
+pub mod listing;
 pub mod manifest;
 pub mod multipart;
 pub mod sdk;

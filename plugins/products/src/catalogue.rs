@@ -19,6 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{json, Map, Value};
+use xcore_plugin_api::listing;
 use xcore_plugin_api::{
     Access, HandlerResult, HostError, Level, Manifest, Request, Response, Router, Row, Statement,
 };
@@ -30,7 +31,7 @@ use crate::{
         self, product_json, FieldProblem, FieldSet, ProductDraft, ProductPatch, Status,
         PRODUCT_COLUMNS, PRODUCT_COLUMNS_P,
     },
-    listing, money, openapi, search, Products, DELETE, READ, WRITE,
+    money, openapi, search, Products, DELETE, READ, WRITE,
 };
 
 /// Most products in one `POST /bulk`.
@@ -282,7 +283,10 @@ impl Products {
         if let Some(terms) = &query.search {
             if terms.is_empty() {
                 // Only punctuation: nothing can match.
-                return Ok(Response::json(200, &listing::body(Vec::new(), 0, window)));
+                return Ok(Response::json(
+                    200,
+                    &listing::body(Vec::<Value>::new(), 0, window),
+                ));
             }
             let param = params.len() + 1;
             let ranked = search::sql(dialect, terms, param, query.sort.is_none());

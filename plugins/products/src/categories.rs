@@ -10,13 +10,14 @@
 //! `is_active`, like the rest of the API.
 
 use serde_json::{json, Map, Value};
+use xcore_plugin_api::listing;
 use xcore_plugin_api::{Access, HandlerResult, HostError, Request, Response, Router, Row};
 
 use crate::{
     catalogue::{json_object, problems_response},
     clock,
     fields::FieldProblem,
-    listing, openapi, Products, DELETE, READ, WRITE,
+    openapi, Products, DELETE, READ, WRITE,
 };
 
 /// Longest category name, in characters.

@@ -68,6 +68,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{json, Map, Value};
+use xcore_plugin_api::listing::{self, Window};
 use xcore_plugin_api::{
     multipart::Form, Access, HostError, Level, Manifest, Request, Response, Router, Row, Statement,
 };
@@ -76,7 +77,6 @@ use crate::{
     clock,
     csv_source::{self, ImportConfig, Plan},
     fields,
-    listing::{self, Window},
     suppliers::{self, storage_error},
     Products, IMPORT, READ,
 };

@@ -21,7 +21,6 @@ pub mod csv_source;
 pub mod dialect;
 pub mod fields;
 pub mod imports;
-pub mod listing;
 pub mod money;
 pub mod openapi;
 pub mod search;

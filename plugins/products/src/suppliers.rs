@@ -18,15 +18,10 @@
 //! under the wrong one of two look-alike suppliers.
 
 use serde_json::{json, Map, Value};
+use xcore_plugin_api::listing::{self, Window};
 use xcore_plugin_api::{Access, HostError, Level, Manifest, Request, Response, Router, Row};
 
-use crate::{
-    clock,
-    csv_source::ImportConfig,
-    fields,
-    listing::{self, Window},
-    Products, DELETE, READ, WRITE,
-};
+use crate::{clock, csv_source::ImportConfig, fields, Products, DELETE, READ, WRITE};
 
 /// Statuses a supplier may have.
 pub const STATUSES: &[&str] = &["active", "inactive"];

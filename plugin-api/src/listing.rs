@@ -1,4 +1,5 @@
-//! List windows and list bodies for the suppliers and imports routes.
+//! Lists as the ARCHITECTURE contract has them, for plugins whose clients
+//! page either way.
 //!
 //! Clients page with `skip`/`limit` (the host's convention) or with the
 //! seed's `page`/`page_size`; either way the body is the standard list body,
@@ -6,8 +7,7 @@
 //! `total_pages` back (ARCHITECTURE, "Lists"). Sorting takes `sort_by` from
 //! a per-route list and `sort_order` (or the seed's `order`) `asc`/`desc`.
 
-use serde_json::{json, Value};
-use xcore_plugin_api::{http::MAX_PAGE_SIZE, Request, Response};
+use crate::http::{ListBody, Request, Response, MAX_PAGE_SIZE};
 
 /// The rows a client asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,7 +23,7 @@ pub struct Window {
 /// Reads the window; bad values are a 422 naming the parameter.
 pub fn window(request: &Request) -> Result<Window, Response> {
     if request.query("page").is_none() && request.query("page_size").is_none() {
-        let (skip, limit) = xcore_plugin_api::http::window(request)?;
+        let (skip, limit) = crate::http::window(request)?;
         return Ok(Window {
             skip,
             limit,
@@ -88,20 +88,14 @@ pub fn order_by(
     Ok(format!("{column} {direction}, {tiebreak} {direction}"))
 }
 
-/// The list body for a window.
-pub fn body(items: Vec<Value>, total: i64, window: Window) -> Value {
-    let has_more = window.skip + (items.len() as i64) < total;
-    let mut body = json!({
-        "total": total,
-        "skip": window.skip,
-        "limit": window.limit,
-        "items": items,
-        "has_more": has_more,
-    });
+/// The standard list body for a window, with the page fields when the
+/// client paged by page.
+pub fn body<T>(items: Vec<T>, total: i64, window: Window) -> ListBody<T> {
+    let mut body = ListBody::new(items, total, window.skip, window.limit);
     if window.paged {
-        body["page"] = json!(window.skip / window.limit + 1);
-        body["page_size"] = json!(window.limit);
-        body["total_pages"] = json!((total + window.limit - 1) / window.limit);
+        body.page = Some(window.skip / window.limit + 1);
+        body.page_size = Some(window.limit);
+        body.total_pages = Some((total + window.limit - 1) / window.limit);
     }
     body
 }
@@ -123,10 +117,14 @@ mod tests {
     fn pages_and_windows() {
         let paged = window(&request(&[("page", "3"), ("page_size", "10")])).expect("ok");
         assert_eq!((paged.skip, paged.limit, paged.paged), (20, 10, true));
-        let body = body(vec![json!(1)], 21, paged);
-        assert_eq!(body["total_pages"], 3);
-        assert_eq!(body["page"], 3);
-        assert_eq!(body["has_more"], false);
+        let body = body(vec![1], 21, paged);
+        assert_eq!(body.total_pages, Some(3));
+        assert_eq!(body.page, Some(3));
+        assert!(!body.has_more);
+        assert_eq!(
+            super::body(vec![1], 21, window(&request(&[])).expect("ok")).page,
+            None
+        );
         assert_eq!(
             window(&request(&[("page", "0")])).map_err(|r| r.status),
             Err(422)
