@@ -127,6 +127,11 @@ impl AppState {
                 quarantine_after_panics: config.plugins.quarantine_after_panics,
                 metrics: metrics.clone(),
                 job_timeout: Duration::from_secs(config.tasks.job_timeout_secs),
+                checker: plugins::probe::Checker::new(
+                    &config.plugins.checker,
+                    Duration::from_secs(config.plugins.check_timeout_secs),
+                ),
+                sql_role_secret: config.auth.jwt_secret.clone(),
             },
             db.clone(),
             events.clone(),

@@ -1,5 +1,6 @@
-//! The `xcore` command line: `serve` (the default), `migrate`, and
-//! `admin create-user`.
+//! The `xcore` command line: `serve` (the default), `migrate`,
+//! `admin create-user`, and `plugin check` (what the host runs in a child
+//! process to load a new library first).
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -37,6 +38,22 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Plugin libraries.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Load a plugin library as the server would, print its id and version,
+    /// and exit: 0 when it loads, 1 when it is refused; a library that
+    /// crashes the loader crashes only this process.
+    Check {
+        /// The `.so` file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,6 +78,23 @@ enum AdminCommand {
 /// Parses the command line and runs it; the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Needs no configuration: the server runs it on files it has not
+    // trusted yet, and its exit status is the answer.
+    if let Some(Command::Plugin {
+        command: PluginCommand::Check { file },
+    }) = &cli.command
+    {
+        return match crate::plugins::probe::check_file(file) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("{error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(error) => {
@@ -91,6 +125,9 @@ pub fn main() -> ExitCode {
 
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
+        Command::Plugin { .. } => {
+            anyhow::bail!("plugin commands run before the configuration is read")
+        }
         Command::Serve => {
             config.check_secrets()?;
             let bind = config.server.bind;

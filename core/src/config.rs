@@ -345,6 +345,11 @@ pub struct PluginsConfig {
     /// The largest body a plugin route may ask to accept (see the route's
     /// `max_body_bytes`); routes that ask nothing get `server.max_body_bytes`.
     pub max_route_body_bytes: u64,
+    /// The program that loads every new library first, in a child process
+    /// (`<checker> plugin check FILE`); empty: this `xcore` executable.
+    pub checker: String,
+    /// How long that child may take before the library is refused.
+    pub check_timeout_secs: u64,
     /// `[plugins.<id>]` sections, by plugin id.
     pub settings: std::collections::BTreeMap<String, PluginSettings>,
 }
@@ -358,6 +363,8 @@ impl Default for PluginsConfig {
             watch: true,
             watch_settle_ms: 500,
             max_route_body_bytes: 64 * 1024 * 1024,
+            checker: String::new(),
+            check_timeout_secs: 10,
             settings: std::collections::BTreeMap::new(),
         }
     }
@@ -407,13 +414,16 @@ impl<'de> Deserialize<'de> for PluginsConfig {
                 "watch" => config.watch = field(&key, value)?,
                 "watch_settle_ms" => config.watch_settle_ms = field(&key, value)?,
                 "max_route_body_bytes" => config.max_route_body_bytes = field(&key, value)?,
+                "checker" => config.checker = field(&key, value)?,
+                "check_timeout_secs" => config.check_timeout_secs = field(&key, value)?,
                 id if value.is_table() && crate::plugins::prefix::check_id(id).is_ok() => {
                     config.settings.insert(id.to_string(), field(id, value)?);
                 }
                 other => {
                     return Err(D::Error::custom(format!(
                         "unknown key plugins.{other}: expected dir, install_from, quarantine_after_panics, \
-                         watch, watch_settle_ms, max_route_body_bytes, or a [plugins.<id>] section"
+                         watch, watch_settle_ms, max_route_body_bytes, checker, check_timeout_secs, \
+                         or a [plugins.<id>] section"
                     )))
                 }
             }

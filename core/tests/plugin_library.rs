@@ -18,7 +18,12 @@ use common::TestServer;
 use serde_json::{json, Value};
 use xcore::{
     db::migrate::{self, Migration},
-    plugins::{host_services::PluginHost, library, sql_guard::SqlScope},
+    plugins::{
+        confinement::{Namespace, PluginDatabase},
+        host_services::PluginHost,
+        library,
+        sql_guard::SqlScope,
+    },
 };
 use xcore_plugin_api::{
     ffi::{FfiPair, FfiRequest, HostServices, HostServices_TO},
@@ -102,10 +107,18 @@ async fn hello_loads_migrates_and_serves_through_the_ffi() {
         1
     );
 
+    let sql = PluginDatabase::open(
+        &server.state.db,
+        Namespace::new("hello", Vec::new()),
+        common::JWT_SECRET,
+    )
+    .await
+    .expect("confined pool");
     let host = PluginHost::new(
         "hello",
         SqlScope::new("hello", Vec::new()),
-        server.state.db.clone(),
+        sql,
+        server.state.db.dialect(),
         server.state.events.clone(),
         Weak::new(),
     );
@@ -182,10 +195,18 @@ async fn host_services_keep_a_plugin_to_its_own_tables() {
         .execute(server.state.db.pool())
         .await
         .expect("create");
+    let sql = PluginDatabase::open(
+        &server.state.db,
+        Namespace::new("hello", Vec::new()),
+        common::JWT_SECRET,
+    )
+    .await
+    .expect("confined pool");
     let host = PluginHost::new(
         "hello",
         SqlScope::new("hello", Vec::new()),
-        server.state.db.clone(),
+        sql,
+        server.state.db.dialect(),
         server.state.events.clone(),
         Weak::new(),
     );

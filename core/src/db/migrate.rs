@@ -59,7 +59,8 @@ pub const CORE_MIGRATIONS: &[Migration<'static>] = &[
     },
 ];
 
-const LEDGER_DDL: &str = "CREATE TABLE IF NOT EXISTS xcore_migrations (
+/// The ledger of applied migrations, created on first use.
+pub const LEDGER_DDL: &str = "CREATE TABLE IF NOT EXISTS xcore_migrations (
     owner TEXT NOT NULL,
     version BIGINT NOT NULL,
     name TEXT NOT NULL,
@@ -69,7 +70,7 @@ const LEDGER_DDL: &str = "CREATE TABLE IF NOT EXISTS xcore_migrations (
 )";
 
 /// Arbitrary constant identifying xcore's migration lock in PostgreSQL.
-const ADVISORY_LOCK_KEY: i64 = 0x0078_636f_7265;
+pub const ADVISORY_LOCK_KEY: i64 = 0x0078_636f_7265;
 
 /// Applies the pending migrations of `owner`; returns how many ran.
 /// Refuses to proceed when an applied migration's script has since changed.
@@ -85,7 +86,7 @@ pub async fn apply(
             .execute(&mut *connection)
             .await?;
     }
-    let result = apply_on(&mut connection, db.dialect(), owner, migrations).await;
+    let result = apply_on(&mut connection, db.dialect(), owner, migrations, None).await;
     if db.dialect() == Dialect::Postgres {
         // Unlock even after a failure: the connection returns to the pool
         // and a held session lock would block every later run.
@@ -97,14 +98,20 @@ pub async fn apply(
     result
 }
 
-// Takes the connection itself, not the pool guard: reborrowing through the
-// guard (`&mut **guard`) makes the future not Send-general, and lifecycle
-// changes run in axum handlers.
-async fn apply_on(
+/// Applies `owner`'s pending migrations on `connection`, which the caller
+/// has serialised against other runners. `verify`, when given, is a query
+/// run inside each migration's transaction after its script: any row it
+/// returns (a `problem` column) fails the migration, rolled back whole.
+///
+/// Takes the connection itself, not the pool guard: reborrowing through the
+/// guard (`&mut **guard`) makes the future not Send-general, and lifecycle
+/// changes run in axum handlers.
+pub async fn apply_on(
     connection: &mut AnyConnection,
     dialect: Dialect,
     owner: &str,
     migrations: &[Migration<'_>],
+    verify: Option<&str>,
 ) -> anyhow::Result<usize> {
     sqlx::query(LEDGER_DDL)
         .execute(&mut *connection)
@@ -113,7 +120,7 @@ async fn apply_on(
     let mut applied = 0;
     for migration in migrations {
         let script = migration.script(dialect);
-        let checksum = hex_sha256(script);
+        let checksum = script_checksum(script);
         let mut tx = match dialect {
             Dialect::Sqlite => connection.begin_with("BEGIN IMMEDIATE").await?,
             Dialect::Postgres => connection.begin().await?,
@@ -127,12 +134,7 @@ async fn apply_on(
         if let Some(row) = recorded {
             let recorded: String = row.try_get("checksum")?;
             if recorded != checksum {
-                bail!(
-                    "migration {owner} v{} ({}) was changed after it was applied; \
-                     restore the original script and add a new migration instead",
-                    migration.version,
-                    migration.name
-                );
+                bail!(changed_after_applied(owner, migration));
             }
             continue;
         }
@@ -145,6 +147,20 @@ async fn apply_on(
                 migration.version, migration.name
             )
         })?;
+        if let Some(verify) = verify {
+            let problems: Vec<String> = sqlx::query_scalar(verify)
+                .fetch_all(&mut *tx)
+                .await
+                .context("cannot verify the migration")?;
+            if !problems.is_empty() {
+                bail!(
+                    "migration {owner} v{} ({}) is refused: {}",
+                    migration.version,
+                    migration.name,
+                    problems.join("; ")
+                );
+            }
+        }
         sqlx::query(
             "INSERT INTO xcore_migrations (owner, version, name, checksum, applied_at)
              VALUES ($1, $2, $3, $4, $5)",
@@ -168,7 +184,17 @@ async fn apply_on(
     Ok(applied)
 }
 
-fn hex_sha256(text: &str) -> String {
+/// The error for a migration whose script changed after it was applied.
+pub fn changed_after_applied(owner: &str, migration: &Migration<'_>) -> String {
+    format!(
+        "migration {owner} v{} ({}) was changed after it was applied; \
+         restore the original script and add a new migration instead",
+        migration.version, migration.name
+    )
+}
+
+/// The checksum the ledger records for a script (SHA-256, hex).
+pub fn script_checksum(text: &str) -> String {
     Sha256::digest(text.as_bytes())
         .iter()
         .map(|byte| format!("{byte:02x}"))

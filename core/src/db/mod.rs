@@ -34,10 +34,22 @@ pub enum Dialect {
 }
 
 /// A connection pool and the dialect it speaks.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Database {
     pool: AnyPool,
     dialect: Dialect,
+    /// The URL connected to (with its credentials): plugins' confined pools
+    /// open the same database. Never logged (see the `Debug` impl).
+    url: std::sync::Arc<str>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("dialect", &self.dialect)
+            .field("url", &redact_url(&self.url))
+            .finish_non_exhaustive()
+    }
 }
 
 /// Pragmas every SQLite connection needs: referential integrity (off by
@@ -81,7 +93,17 @@ impl Database {
         if dialect == Dialect::Sqlite {
             switch_to_wal(&pool).await?;
         }
-        Ok(Self { pool, dialect })
+        Ok(Self {
+            pool,
+            dialect,
+            url: url.into(),
+        })
+    }
+
+    /// The URL connected to, credentials included: for opening other
+    /// connections to the same database, never for logs.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// The pool, for queries.

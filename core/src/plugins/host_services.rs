@@ -1,6 +1,6 @@
 //! The services the host gives a plugin instance (`HostServices`): SQL on
-//! the host's pool (limited by the plugin's [`SqlScope`]), events on the
-//! bus, calls to other plugins' routes, runs of its own jobs now (see
+//! the plugin's own confined pool ([`PluginDatabase`], checked first by the
+//! lexical [`SqlScope`] for early messages), events on the bus, calls to other plugins' routes, runs of its own jobs now (see
 //! [`super::on_demand`]), and logs.
 //!
 //! Plugins call in synchronously from their handler's thread. SQL is async
@@ -10,10 +10,9 @@
 //! Every callback catches panics itself: unwinding back into the plugin
 //! through the FFI boundary would abort the process.
 //!
-//! Parameters bind from JSON: null, bool, integer, float, string; arrays and
-//! objects bind as their JSON text. Rows come back as JSON objects. (A JSON
-//! null binds as a NULL text value, so PostgreSQL needs a cast such as
-//! `$1::bigint` where a NULL goes into a non-text column.)
+//! Parameters bind from JSON (see [`super::confinement`]); a JSON null
+//! binds as a NULL text value, so PostgreSQL needs a cast such as
+//! `$1::bigint` where a NULL goes into a non-text column.
 
 use std::{
     future::Future,
@@ -22,22 +21,23 @@ use std::{
 };
 
 use abi_stable::std_types::{RResult, RStr, RString};
-use serde_json::{Map, Number, Value};
-use sqlx::{any::AnyRow, Any, Column, Row};
+use serde_json::Value;
 use xcore_plugin_api::{ffi::HostServices, host::HostOp, Statement};
 
 use super::{
+    confinement::PluginDatabase,
     dispatcher,
     manager::PluginManager,
     sql_guard::{Purpose, SqlScope},
 };
-use crate::{db::Database, events::EventBus};
+use crate::{db::Dialect, events::EventBus};
 
 /// One instance's view of the host.
 pub struct PluginHost {
     plugin_id: String,
     scope: SqlScope,
-    db: Database,
+    sql: PluginDatabase,
+    dialect: Dialect,
     events: EventBus,
     manager: Weak<PluginManager>,
     runtime: tokio::runtime::Handle,
@@ -48,14 +48,16 @@ impl PluginHost {
     pub fn new(
         plugin_id: &str,
         scope: SqlScope,
-        db: Database,
+        sql: PluginDatabase,
+        dialect: Dialect,
         events: EventBus,
         manager: Weak<PluginManager>,
     ) -> Self {
         Self {
             plugin_id: plugin_id.to_string(),
             scope,
-            db,
+            sql,
+            dialect,
             events,
             manager,
             runtime: tokio::runtime::Handle::current(),
@@ -79,37 +81,17 @@ impl PluginHost {
         let operation: HostOp = serde_json::from_str(operation)
             .map_err(|error| format!("unreadable host operation: {error}"))?;
         match operation {
-            HostOp::Query(statement) => self.block_on(async {
-                let rows = bind(self.checked(&statement)?)?
-                    .fetch_all(self.db.pool())
-                    .await
-                    .map_err(sql_error)?;
-                rows_to_json(&rows)
-            }),
-            HostOp::Execute(statement) => self.block_on(async {
-                let done = bind(self.checked(&statement)?)?
-                    .execute(self.db.pool())
-                    .await
-                    .map_err(sql_error)?;
-                Ok(Value::from(done.rows_affected()))
-            }),
-            HostOp::Transaction { statements } => self.block_on(async {
+            HostOp::Query(statement) => self.block_on(self.sql.query(self.checked(&statement)?)),
+            HostOp::Execute(statement) => self
+                .block_on(self.sql.execute(self.checked(&statement)?))
+                .map(Value::from),
+            HostOp::Transaction { statements } => {
                 // All checked before anything runs.
                 for statement in &statements {
                     self.checked(statement)?;
                 }
-                let mut tx = self.db.begin_write().await.map_err(sql_error)?;
-                let mut results = Vec::with_capacity(statements.len());
-                for statement in &statements {
-                    let rows = bind(statement)?
-                        .fetch_all(&mut *tx)
-                        .await
-                        .map_err(sql_error)?;
-                    results.push(rows_to_json(&rows)?);
-                }
-                tx.commit().await.map_err(sql_error)?;
-                Ok(Value::Array(results))
-            }),
+                self.block_on(self.sql.transaction(&statements))
+            }
             HostOp::Publish { topic, data } => {
                 self.events
                     .publish(&format!("{}.{topic}", self.plugin_id), data);
@@ -126,9 +108,9 @@ impl PluginHost {
                 )?;
                 serde_json::to_value(answer).map_err(|error| error.to_string())
             }
-            HostOp::Dialect => Ok(Value::from(match self.db.dialect() {
-                crate::db::Dialect::Sqlite => "sqlite",
-                crate::db::Dialect::Postgres => "postgres",
+            HostOp::Dialect => Ok(Value::from(match self.dialect {
+                Dialect::Sqlite => "sqlite",
+                Dialect::Postgres => "postgres",
             })),
             HostOp::RunJob { job } => {
                 // Only the caller's own jobs: the plugin id is the host's,
@@ -139,70 +121,6 @@ impl PluginHost {
             }
         }
     }
-}
-
-fn sql_error(error: sqlx::Error) -> String {
-    match error {
-        sqlx::Error::Database(db) => db.message().to_string(),
-        other => other.to_string(),
-    }
-}
-
-fn bind(
-    statement: &Statement,
-) -> Result<sqlx::query::Query<'_, Any, sqlx::any::AnyArguments<'_>>, String> {
-    let mut query = sqlx::query(&statement.sql);
-    for param in &statement.params {
-        query = match param {
-            Value::Null => query.bind(None::<String>),
-            Value::Bool(flag) => query.bind(*flag),
-            Value::Number(number) => match number.as_i64() {
-                Some(integer) => query.bind(integer),
-                None => query.bind(number.as_f64().ok_or("unsupported number")?),
-            },
-            Value::String(text) => query.bind(text.clone()),
-            other => query.bind(other.to_string()),
-        };
-    }
-    Ok(query)
-}
-
-fn rows_to_json(rows: &[AnyRow]) -> Result<Value, String> {
-    rows.iter()
-        .map(|row| {
-            let mut object = Map::with_capacity(row.columns().len());
-            for (index, column) in row.columns().iter().enumerate() {
-                object.insert(column.name().to_string(), cell(row, index)?);
-            }
-            Ok(Value::Object(object))
-        })
-        .collect::<Result<Vec<_>, String>>()
-        .map(Value::Array)
-}
-
-/// Decodes one cell by trying the types the Any driver can produce.
-fn cell(row: &AnyRow, index: usize) -> Result<Value, String> {
-    if let Ok(value) = row.try_get::<Option<i64>, _>(index) {
-        return Ok(value.map_or(Value::Null, Value::from));
-    }
-    if let Ok(value) = row.try_get::<Option<i32>, _>(index) {
-        return Ok(value.map_or(Value::Null, Value::from));
-    }
-    if let Ok(value) = row.try_get::<Option<f64>, _>(index) {
-        return Ok(value
-            .and_then(Number::from_f64)
-            .map_or(Value::Null, Value::Number));
-    }
-    if let Ok(value) = row.try_get::<Option<String>, _>(index) {
-        return Ok(value.map_or(Value::Null, Value::String));
-    }
-    if let Ok(value) = row.try_get::<Option<bool>, _>(index) {
-        return Ok(value.map_or(Value::Null, Value::Bool));
-    }
-    Err(format!(
-        "column {} has a type plugins cannot read; cast it to BIGINT, DOUBLE PRECISION or TEXT",
-        row.columns()[index].name()
-    ))
 }
 
 impl HostServices for PluginHost {

@@ -12,6 +12,8 @@ use std::{
     sync::{Arc, Weak},
 };
 
+use axum::http::StatusCode;
+
 use arc_swap::ArcSwap;
 use serde::Serialize;
 use serde_json::json;
@@ -20,13 +22,14 @@ use tokio::sync::Mutex;
 use xcore_plugin_api::{ffi::HostServices_TO, Manifest};
 
 use super::{
+    admission::{self, Entrance, Neighbour, Refusal},
+    confinement::{Namespace, PluginDatabase},
     dependencies::{self, DependencyError, Node},
     generation::{Generation, RouteTable},
     host_services::PluginHost,
-    library::{self, LoadedLibrary},
+    library::LoadedLibrary,
     on_demand::OnDemandJobs,
-    prefix,
-    sql_guard::{Purpose, SqlScope},
+    prefix, probe,
 };
 use crate::{
     config::PluginSettings,
@@ -120,6 +123,10 @@ pub struct PluginManager {
     me: Weak<PluginManager>,
     /// Jobs plugins asked to run now (`HostOp::RunJob`).
     on_demand: Arc<OnDemandJobs>,
+    /// Loads every new library first in a child process.
+    checker: probe::Checker,
+    /// Derives the PostgreSQL plugin roles' passwords.
+    sql_role_secret: String,
 }
 
 /// What the manager needs besides the database and the bus.
@@ -136,6 +143,11 @@ pub struct ManagerOptions {
     /// `tasks.job_timeout_secs`: bounds a job a plugin runs on demand as it
     /// bounds a scheduled one.
     pub job_timeout: std::time::Duration,
+    /// Loads every new library first in a child process.
+    pub checker: probe::Checker,
+    /// Derives the PostgreSQL plugin roles' passwords (the JWT secret: all
+    /// instances of one deployment share it).
+    pub sql_role_secret: String,
 }
 
 impl std::fmt::Debug for PluginManager {
@@ -146,26 +158,8 @@ impl std::fmt::Debug for PluginManager {
     }
 }
 
-/// The rules every manifest must meet before anything else happens.
-fn validate_manifest(manifest: &Manifest) -> Result<(), String> {
-    prefix::check_id(&manifest.id)?;
-    prefix::check_prefix(&manifest.api_prefix)?;
-    semver::Version::parse(&manifest.version)
-        .map_err(|error| format!("version {:?} is not semver: {error}", manifest.version))?;
-    Ok(())
-}
-
-fn plugin_error(status: axum::http::StatusCode, message: String) -> ApiError {
+fn plugin_error(status: StatusCode, message: String) -> ApiError {
     ApiError::new(status, crate::error::ErrorCode::PluginError, message)
-}
-
-/// The tables a plugin's SQL may use: its own, and its dependencies' for
-/// reading.
-fn sql_scope(manifest: &Manifest) -> SqlScope {
-    SqlScope::new(
-        &manifest.id,
-        manifest.dependencies.iter().map(|d| d.id.clone()).collect(),
-    )
 }
 
 /// The plugin id a file name stands for, if it is a plugin file.
@@ -242,6 +236,8 @@ impl PluginManager {
             quarantine_after_panics: options.quarantine_after_panics,
             me: me.clone(),
             on_demand: Arc::new(OnDemandJobs::new(options.job_timeout)),
+            checker: options.checker,
+            sql_role_secret: options.sql_role_secret,
         });
         let mut records = manager.records.lock().await;
         let saved = manager.saved_state().await?;
@@ -270,12 +266,12 @@ impl PluginManager {
                 last_reload: None,
                 last_error: None,
             };
-            match manager.read_library(&id, &file, 1) {
+            match manager.read_library(&id, &file, 1).await {
                 Ok(library) => {
                     record.checksum = Some(library.checksum.clone());
                     libraries.insert(id.clone(), library);
                 }
-                Err(error) => record.last_error = Some(error),
+                Err(refusal) => record.last_error = Some(refusal.to_string()),
             }
             records.insert(id, record);
         }
@@ -310,11 +306,8 @@ impl PluginManager {
             let Some(library) = libraries.remove(&id) else {
                 continue;
             };
-            let taken: Vec<(String, String)> = records
-                .iter()
-                .filter_map(|(other, r)| r.live.as_ref().map(|g| (other.clone(), g.prefix.clone())))
-                .collect();
-            let outcome = manager.activate(library, 1, &taken).await;
+            let neighbours = neighbours(&records, false);
+            let outcome = manager.activate(library, 1, &neighbours).await;
             let Some(record) = records.get_mut(&id) else {
                 continue;
             };
@@ -324,7 +317,7 @@ impl PluginManager {
                     record.loaded_at = Some(timestamp::now());
                     record.live = Some(Arc::new(generation));
                 }
-                Err(error) => record.last_error = Some(error),
+                Err(refusal) => record.last_error = Some(refusal.to_string()),
             }
         }
         for (id, record) in records.iter() {
@@ -447,81 +440,42 @@ impl PluginManager {
             .collect()
     }
 
-    /// Reads and checks a library file: ELF, ABI, manifest rules.
-    fn read_library(
+    /// Reads a library file and passes it through admission.
+    async fn read_library(
         &self,
         id: &str,
         file: &Path,
         generation: u64,
-    ) -> Result<LoadedLibrary, String> {
-        let bytes = std::fs::read(file)
-            .map_err(|error| format!("cannot read {}: {error}", file.display()))?;
-        let stem = format!("{FILE_PREFIX}{id}");
-        let library = library::load(&bytes, &self.shadow_dir, &stem, generation)
-            .map_err(|error| error.to_string())?;
-        let manifest = &library.manifest;
-        if manifest.id != id {
-            return Err(format!(
-                "the file is named for plugin {id} but its manifest says {:?}",
-                manifest.id
-            ));
-        }
-        prefix::check_id(&manifest.id)?;
-        prefix::check_prefix(&manifest.api_prefix)?;
-        semver::Version::parse(&manifest.version)
-            .map_err(|error| format!("version {:?} is not semver: {error}", manifest.version))?;
-        let scope = sql_scope(manifest);
-        for migration in &manifest.migrations {
-            for (dialect, sql) in [
-                ("sqlite", &migration.sqlite),
-                ("postgres", &migration.postgres),
-            ] {
-                scope.check(sql, Purpose::Migration).map_err(|error| {
-                    format!(
-                        "migration {} ({}, {dialect}) is refused: {error}",
-                        migration.version, migration.name
-                    )
-                })?;
-            }
-        }
-        Ok(library)
+    ) -> Result<LoadedLibrary, Refusal> {
+        let bytes = std::fs::read(file).map_err(|error| {
+            Refusal::Unloadable(format!("cannot read {}: {error}", file.display()))
+        })?;
+        admission::admit(
+            &bytes,
+            Entrance::File { id },
+            &self.shadow_dir,
+            &self.checker,
+            generation,
+        )
+        .await
     }
 
-    /// Migrates, registers permissions, instantiates: a ready generation.
+    /// Checks it against the other plugins, confines its SQL, migrates,
+    /// registers its permissions, instantiates: a ready generation.
     async fn activate(
         &self,
         library: LoadedLibrary,
         number: u64,
-        taken: &[(String, String)],
-    ) -> Result<Generation, String> {
+        neighbours: &[Neighbour],
+    ) -> Result<Generation, Refusal> {
         let manifest: Manifest = library.manifest.clone();
         let settings = self.settings.get(&manifest.id);
         // An operator's [plugins.<id>] api_prefix wins over the manifest's.
         let prefix = settings
             .and_then(|s| s.api_prefix.clone())
             .unwrap_or_else(|| manifest.api_prefix.clone());
-        prefix::check_prefix(&prefix)?;
-        if let Some((other, _)) = taken
-            .iter()
-            .find(|(other, taken_prefix)| *other != manifest.id && *taken_prefix == prefix)
-        {
-            return Err(format!(
-                "api_prefix {prefix} is already used by plugin {other}"
-            ));
-        }
-        // Tables are named `<id>_*`: `shop` and `shop_admin` would share
-        // `shop_admin_*`, so one plugin could reach (or purge) the other's.
-        if let Some((other, _)) = taken.iter().find(|(other, _)| {
-            *other != manifest.id
-                && (other.starts_with(&format!("{}_", manifest.id))
-                    || manifest.id.starts_with(&format!("{other}_")))
-        }) {
-            return Err(format!(
-                "plugin id {} shares the table namespace of installed plugin {other} \
-                 (tables are named <id>_*); rename one of them",
-                manifest.id
-            ));
-        }
+        prefix::check_prefix(&prefix).map_err(Refusal::Manifest)?;
+        admission::check_neighbours(&manifest, &prefix, neighbours)?;
         let migrations: Vec<migrate::Migration<'_>> = manifest
             .migrations
             .iter()
@@ -532,9 +486,16 @@ impl PluginManager {
                 postgres: &m.postgres,
             })
             .collect();
-        migrate::apply(&self.db, &format!("plugin:{}", manifest.id), &migrations)
+        let namespace = Namespace::new(
+            &manifest.id,
+            manifest.dependencies.iter().map(|d| d.id.clone()).collect(),
+        );
+        let sql = PluginDatabase::open(&self.db, namespace, &self.sql_role_secret)
             .await
-            .map_err(|error| format!("{error:#}"))?;
+            .map_err(Refusal::Activation)?;
+        sql.migrate(&self.db, &migrations)
+            .await
+            .map_err(Refusal::Migration)?;
         for permission in &manifest.permissions {
             match store::create_permission(
                 &self.db,
@@ -547,18 +508,19 @@ impl PluginManager {
                 Ok(_) => {}
                 Err(error) if error.message().contains("already exists") => {}
                 Err(error) => {
-                    return Err(format!(
+                    return Err(Refusal::Activation(format!(
                         "permission {}: {}",
                         permission.name,
                         error.message()
-                    ))
+                    )))
                 }
             }
         }
         let host = PluginHost::new(
             &manifest.id,
-            sql_scope(&manifest),
-            self.db.clone(),
+            admission::sql_scope(&manifest),
+            sql,
+            self.db.dialect(),
             self.events.clone(),
             self.me.clone(),
         );
@@ -567,8 +529,8 @@ impl PluginManager {
                 HostServices_TO::from_value(host, abi_stable::sabi_trait::TD_Opaque),
                 &settings.map_or(serde_json::Value::Null, PluginSettings::config_json),
             )
-            .map_err(|error| format!("instantiation failed: {error}"))?;
-        Generation::new(library, instance, prefix, number)
+            .map_err(|error| Refusal::Activation(format!("instantiation failed: {error}")))?;
+        Generation::new(library, instance, prefix, number).map_err(Refusal::Activation)
     }
 
     async fn persist(&self, id: &str, record: &Record) -> Result<(), ApiError> {
@@ -815,76 +777,39 @@ impl PluginManager {
         Ok(())
     }
 
-    /// Installs a plugin from the bytes of its library: checked and started
-    /// before its file is written into the plugins directory, so a refused
-    /// library never lands there. `expected_id` and `expected_version` (the
-    /// `name` and `version` of a JSON install) must match the manifest.
+    /// Installs a plugin from the bytes of its library: admitted and
+    /// started before its file is written into the plugins directory, so a
+    /// refused library never lands there. `expected_id` and
+    /// `expected_version` (the `name` and `version` of a JSON install, or
+    /// the id a watched file is named for) must match the manifest.
     pub async fn install(
         &self,
         bytes: &[u8],
         expected_id: Option<&str>,
         expected_version: Option<&str>,
     ) -> Result<PluginInfo, ApiError> {
-        use axum::http::StatusCode;
         let mut records = self.records.lock().await;
-        let library = library::load(bytes, &self.shadow_dir, "install", 1)
-            .map_err(|error| plugin_error(StatusCode::UNPROCESSABLE_ENTITY, error.to_string()))?;
+        let library = admission::admit(
+            bytes,
+            Entrance::Install {
+                expected_id,
+                expected_version,
+            },
+            &self.shadow_dir,
+            &self.checker,
+            1,
+        )
+        .await?;
         let id = library.manifest.id.clone();
-        if let Some(expected) = expected_id.filter(|expected| *expected != id) {
-            return Err(ApiError::invalid_field(
-                "name",
-                format!("the library is plugin {id}, not {expected}"),
-            ));
-        }
-        let version = &library.manifest.version;
-        if let Some(expected) = expected_version.filter(|expected| *expected != version) {
-            return Err(ApiError::invalid_field(
-                "version",
-                format!("the library is version {version}, not {expected}"),
-            ));
-        }
         if records.contains_key(&id) {
-            return Err(ApiError::conflict(format!(
+            return Err(Refusal::AlreadyInstalled(format!(
                 "plugin {id} is already installed; reload it to update"
-            )));
+            ))
+            .into());
         }
-        validate_manifest(&library.manifest)
-            .map_err(|error| plugin_error(StatusCode::UNPROCESSABLE_ENTITY, error))?;
-        for dependency in &library.manifest.dependencies {
-            let requirement = semver::VersionReq::parse(&dependency.version).map_err(|error| {
-                plugin_error(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    format!("dependency {}: {error}", dependency.id),
-                )
-            })?;
-            let satisfied = records
-                .get(&dependency.id)
-                .and_then(|r| r.live.as_ref().filter(|_| r.enabled))
-                .is_some_and(|g| {
-                    semver::Version::parse(&g.manifest.version)
-                        .is_ok_and(|version| requirement.matches(&version))
-                });
-            if !satisfied {
-                return Err(plugin_error(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    format!(
-                        "plugin {id} requires {} {}, which is not installed and enabled",
-                        dependency.id, dependency.version
-                    ),
-                ));
-            }
-        }
-        let taken: Vec<(String, String)> = records
-            .iter()
-            .filter_map(|(other, r)| r.live.as_ref().map(|g| (other.clone(), g.prefix.clone())))
-            .collect();
-        let generation = self.activate(library, 1, &taken).await.map_err(|error| {
-            if error.contains("already used") {
-                ApiError::conflict(error)
-            } else {
-                plugin_error(StatusCode::UNPROCESSABLE_ENTITY, error)
-            }
-        })?;
+        let generation = self
+            .activate(library, 1, &neighbours(&records, true))
+            .await?;
         std::fs::create_dir_all(&self.dir).map_err(ApiError::internal)?;
         let file = self.dir.join(format!("{FILE_PREFIX}{id}{FILE_SUFFIX}"));
         let temporary = self
@@ -976,13 +901,10 @@ impl PluginManager {
             .get(id)
             .ok_or_else(|| ApiError::not_found(format!("plugin {id} not found")))?;
         let (file, number) = (record.file.clone(), record.generation + 1);
-        let taken: Vec<(String, String)> = records
-            .iter()
-            .filter_map(|(other, r)| r.live.as_ref().map(|g| (other.clone(), g.prefix.clone())))
-            .collect();
-        let outcome = match self.read_library(id, &file, number) {
-            Ok(library) => self.activate(library, number, &taken).await,
-            Err(error) => Err(error),
+        let neighbours = neighbours(&records, false);
+        let outcome = match self.read_library(id, &file, number).await {
+            Ok(library) => self.activate(library, number, &neighbours).await,
+            Err(refusal) => Err(refusal),
         };
         let Some(record) = records.get_mut(id) else {
             return Err(ApiError::not_found(format!("plugin {id} not found")));
@@ -1003,7 +925,8 @@ impl PluginManager {
                 tracing::info!(plugin = id, generation = number, "plugin reloaded");
                 Ok(self.info(id, &records[id]))
             }
-            Err(error) => {
+            Err(refusal) => {
+                let error = refusal.to_string();
                 record.last_error = Some(error.clone());
                 self.persist(id, record).await?;
                 self.events
@@ -1013,14 +936,29 @@ impl PluginManager {
                     error = error.as_str(),
                     "plugin reload failed; the previous generation keeps serving"
                 );
-                Err(ApiError::new(
-                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                    crate::error::ErrorCode::PluginError,
+                Err(plugin_error(
+                    refusal.status(),
                     format!("reload of {id} failed: {error}"),
                 ))
             }
         }
     }
+}
+
+/// The other plugins as admission sees them: loaded ones (with their
+/// version, as dependencies; enabled ones only when `enabled_only`).
+fn neighbours(records: &BTreeMap<String, Record>, enabled_only: bool) -> Vec<Neighbour> {
+    records
+        .iter()
+        .filter_map(|(id, record)| {
+            record.live.as_ref().map(|generation| Neighbour {
+                id: id.clone(),
+                prefix: generation.prefix.clone(),
+                serving_version: (record.enabled || !enabled_only)
+                    .then(|| generation.manifest.version.clone()),
+            })
+        })
+        .collect()
 }
 
 /// Drops the tables and views a plugin's SQL may own: `<id>` and `<id>_*`
@@ -1099,6 +1037,13 @@ async fn drop_plugin_tables(
                     .await?;
                 }
             }
+            super::confinement::postgres_roles::forget(tx, id)
+                .await
+                .map_err(|error| {
+                    ApiError::internal(anyhow::anyhow!(
+                        "cannot drop plugin {id}'s database role: {error}"
+                    ))
+                })?;
         }
     }
     Ok(())

@@ -3,6 +3,9 @@
 //!
 //! # Layout
 //!
+//! - [`admission`]: the one path every library takes in (start-up,
+//!   watcher, upload, install by path, reload), and its refusals.
+//! - [`probe`]: the child process that loads a new library first.
 //! - [`elf`]: the structural check every file passes before `dlopen`.
 //! - [`library`]: one generation of a library: shadow copy, version
 //!   handshake, layout check, manifest (the only `unsafe` of the host).
@@ -14,12 +17,16 @@
 //!   to other plugins, logs, running its own jobs now).
 //! - [`on_demand`]: the jobs plugins ask to run now, one run per job at a
 //!   time, off the request that asked.
-//! - [`sql_guard`]: the tables a plugin's SQL may touch.
+//! - [`confinement`]: each plugin's own pool, confined by the database
+//!   (SQLite's authorizer, a PostgreSQL role per plugin).
+//! - [`sql_guard`]: the lexical check that names a refused table early.
 //! - [`dispatcher`]: the router's fallback into plugin routes, and calls
 //!   from one plugin to another's.
 //! - [`routes`]: the `/system/plugins` API.
 //! - [`watcher`]: hot reload from the plugins directory.
 
+pub mod admission;
+pub mod confinement;
 pub mod dependencies;
 pub mod dispatcher;
 pub mod elf;
@@ -29,6 +36,7 @@ pub mod library;
 pub mod manager;
 pub mod on_demand;
 pub mod prefix;
+pub mod probe;
 pub mod routes;
 pub mod sql_guard;
 pub mod watcher;

@@ -75,6 +75,21 @@ impl Drop for TestDatabase {
                         sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                             .execute(&admin)
                             .await?;
+                        // The plugins' roles are the cluster's, not the
+                        // database's: drop this database's too.
+                        let prefix =
+                            xcore::plugins::confinement::postgres_roles::role_prefix(&name);
+                        let roles: Vec<String> = sqlx::query_scalar(
+                            "SELECT rolname::text FROM pg_roles WHERE starts_with(rolname, $1)",
+                        )
+                        .bind(&prefix)
+                        .fetch_all(&admin)
+                        .await?;
+                        for role in roles {
+                            sqlx::query(&format!("DROP ROLE IF EXISTS \"{role}\""))
+                                .execute(&admin)
+                                .await?;
+                        }
                         admin.close().await;
                         Ok::<_, sqlx::Error>(())
                     })
@@ -102,6 +117,8 @@ pub fn test_config(database_url: &str) -> Config {
     config.rate_limits.enabled = false;
     // Tests that want the watcher turn it on with their own directory.
     config.plugins.watch = false;
+    // The real binary loads every new library first, as in production.
+    config.plugins.checker = env!("CARGO_BIN_EXE_xcore").into();
     // Tests run from core/; the pages need the repository's static/.
     config.web.static_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../static")

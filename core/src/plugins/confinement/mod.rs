@@ -1,0 +1,497 @@
+//! A plugin's own way into the database, confined by the database itself.
+//!
+//! Every plugin generation gets a [`PluginDatabase`]: a small pool of
+//! connections of its own, on which its migrations and all its runtime SQL
+//! run, and nothing else.
+//!
+//! - SQLite: each connection carries an authorizer ([`sqlite_authorizer`])
+//!   that SQLite consults while compiling every statement, after it has
+//!   resolved names, so quoting, parentheses, CTE or window names, views,
+//!   triggers and pragma functions are all seen for what they touch.
+//! - PostgreSQL: the connections log in as the plugin's own role
+//!   ([`postgres_roles`]), which owns the plugin's tables, may read its
+//!   dependencies' and nothing else; `SET ROLE` or `set_config('role', ..)`
+//!   cannot climb out of a login role that is a member of nothing.
+//!
+//! The lexical check of `sql_guard` still runs first, for early messages
+//! that name the table; this module is what holds when it is parsed around.
+//!
+//! Parameters bind from JSON: null, bool, integer, float, string; arrays and
+//! objects bind as their JSON text. Rows come back as JSON objects.
+
+pub mod namespace;
+pub mod postgres_roles;
+pub mod sqlite_authorizer;
+
+use std::{str::FromStr, sync::Arc, time::Duration};
+
+use serde_json::{Map, Number, Value};
+use sqlx::{
+    any::{AnyConnectOptions, AnyPoolOptions, AnyRow},
+    sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteRow, SqliteSynchronous},
+    Any, AnyPool, Column, ConnectOptions, Connection, Executor, Row, Sqlite, SqlitePool, TypeInfo,
+    ValueRef,
+};
+use xcore_plugin_api::Statement;
+
+pub use namespace::Namespace;
+use sqlite_authorizer::Mode;
+
+use crate::db::{
+    migrate::{self, Migration},
+    Database, Dialect,
+};
+
+/// Connections one plugin generation may hold at once.
+const MAX_CONNECTIONS: u32 = 4;
+/// An idle plugin connection is closed after this long.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a plugin statement waits for SQLite's write lock.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One plugin generation's confined access to the host database.
+#[derive(Clone, Debug)]
+pub struct PluginDatabase {
+    namespace: Arc<Namespace>,
+    backend: Backend,
+}
+
+#[derive(Clone, Debug)]
+enum Backend {
+    Sqlite(SqlitePool),
+    Postgres {
+        pool: AnyPool,
+        role: postgres_roles::PluginRole,
+    },
+}
+
+impl PluginDatabase {
+    /// Prepares the plugin's confinement (on PostgreSQL its role and
+    /// grants) and a lazy pool; nothing connects until the first statement.
+    /// `secret` derives the PostgreSQL role's password, so every host
+    /// instance sharing the configuration derives the same one.
+    pub async fn open(host: &Database, namespace: Namespace, secret: &str) -> Result<Self, String> {
+        let namespace = Arc::new(namespace);
+        let backend = match host.dialect() {
+            Dialect::Sqlite => {
+                let options = SqliteConnectOptions::from_str(host.url())
+                    .map_err(|error| format!("invalid SQLite URL: {error}"))?
+                    .foreign_keys(true)
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .log_statements(tracing::log::LevelFilter::Debug);
+                let policy = namespace.clone();
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(MAX_CONNECTIONS)
+                    .min_connections(0)
+                    .idle_timeout(IDLE_TIMEOUT)
+                    .after_connect(move |connection, _| {
+                        let policy = policy.clone();
+                        Box::pin(
+                            async move { sqlite_authorizer::install(connection, policy).await },
+                        )
+                    })
+                    .connect_lazy_with(options);
+                Backend::Sqlite(pool)
+            }
+            Dialect::Postgres => {
+                let role = postgres_roles::prepare(host, &namespace, secret).await?;
+                let options = AnyConnectOptions::from_str(&role.login_url(host.url())?)
+                    .map_err(|error| format!("invalid PostgreSQL URL: {error}"))?
+                    .log_statements(tracing::log::LevelFilter::Debug);
+                let pool = AnyPoolOptions::new()
+                    .max_connections(MAX_CONNECTIONS)
+                    .min_connections(0)
+                    .idle_timeout(IDLE_TIMEOUT)
+                    .connect_lazy_with(options);
+                Backend::Postgres { pool, role }
+            }
+        };
+        Ok(Self { namespace, backend })
+    }
+
+    /// The plugin's namespace.
+    pub fn namespace(&self) -> &Namespace {
+        &self.namespace
+    }
+
+    /// Applies the plugin's pending migrations as the plugin: schema
+    /// changes to its own tables only, checked by the database.
+    pub async fn migrate(
+        &self,
+        host: &Database,
+        migrations: &[Migration<'_>],
+    ) -> Result<usize, String> {
+        let owner = format!("plugin:{}", self.namespace.owner());
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let mut connection = pool.acquire().await.map_err(|e| e.to_string())?.detach();
+                let outcome =
+                    migrate_sqlite(&mut connection, &self.namespace, &owner, migrations).await;
+                // Statements compiled in migration mode stay in the
+                // connection's cache: the connection is not reused.
+                let _ = connection.close().await;
+                outcome
+            }
+            Backend::Postgres { pool, role } => role.migrate(host, pool, &owner, migrations).await,
+        }
+    }
+
+    /// Runs one statement and returns its rows as JSON objects.
+    pub async fn query(&self, statement: &Statement) -> Result<Value, String> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let mut connection = pool.acquire().await.map_err(sql_error)?;
+                let rows = bind_sqlite(statement)?.fetch_all(&mut *connection).await;
+                match rows {
+                    Ok(rows) => sqlite_rows_to_json(&rows),
+                    Err(error) => Err(refusal_or(&mut connection, error).await),
+                }
+            }
+            Backend::Postgres { pool, .. } => {
+                let rows = bind_any(statement)?
+                    .fetch_all(pool)
+                    .await
+                    .map_err(sql_error)?;
+                any_rows_to_json(&rows)
+            }
+        }
+    }
+
+    /// Runs one statement and returns the number of rows it changed.
+    pub async fn execute(&self, statement: &Statement) -> Result<u64, String> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let mut connection = pool.acquire().await.map_err(sql_error)?;
+                let done = bind_sqlite(statement)?.execute(&mut *connection).await;
+                match done {
+                    Ok(done) => Ok(done.rows_affected()),
+                    Err(error) => Err(refusal_or(&mut connection, error).await),
+                }
+            }
+            Backend::Postgres { pool, .. } => Ok(bind_any(statement)?
+                .execute(pool)
+                .await
+                .map_err(sql_error)?
+                .rows_affected()),
+        }
+    }
+
+    /// Runs `statements` in one write transaction: all or nothing (the
+    /// transaction is rolled back when any statement fails).
+    pub async fn transaction(&self, statements: &[Statement]) -> Result<Value, String> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let mut connection = pool.acquire().await.map_err(sql_error)?;
+                let outcome = sqlite_transaction(&mut connection, statements).await;
+                match outcome {
+                    Ok(results) => Ok(results),
+                    Err(Failure::Sql(error)) => Err(refusal_or(&mut connection, error).await),
+                    Err(Failure::Other(message)) => Err(message),
+                }
+            }
+            Backend::Postgres { pool, .. } => {
+                let mut tx = pool.begin().await.map_err(sql_error)?;
+                let mut results = Vec::with_capacity(statements.len());
+                for statement in statements {
+                    let rows = bind_any(statement)?
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(sql_error)?;
+                    results.push(any_rows_to_json(&rows)?);
+                }
+                tx.commit().await.map_err(sql_error)?;
+                Ok(Value::Array(results))
+            }
+        }
+    }
+
+    /// Closes the pool (uninstall, shutdown); in-flight statements finish.
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite(pool) => pool.close().await,
+            Backend::Postgres { pool, .. } => pool.close().await,
+        }
+    }
+}
+
+/// Why a SQLite transaction failed: the database (maybe the authorizer),
+/// or something on the host's side.
+enum Failure {
+    Sql(sqlx::Error),
+    Other(String),
+}
+
+impl From<sqlx::Error> for Failure {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Sql(error)
+    }
+}
+
+async fn sqlite_transaction(
+    connection: &mut sqlx::SqliteConnection,
+    statements: &[Statement],
+) -> Result<Value, Failure> {
+    // Dropping `tx` on an early return rolls the transaction back before
+    // the connection goes back to the pool.
+    let mut tx = connection.begin_with("BEGIN IMMEDIATE").await?;
+    let mut results = Vec::with_capacity(statements.len());
+    for statement in statements {
+        let rows = bind_sqlite(statement)
+            .map_err(Failure::Other)?
+            .fetch_all(&mut *tx)
+            .await?;
+        results.push(sqlite_rows_to_json(&rows).map_err(Failure::Other)?);
+    }
+    tx.commit().await?;
+    Ok(Value::Array(results))
+}
+
+/// The error a failed SQLite plugin statement reports: when the authorizer
+/// refused it, the refusal (which names the table) instead of SQLite's
+/// "not authorized".
+async fn refusal_or(connection: &mut sqlx::SqliteConnection, error: sqlx::Error) -> String {
+    // Taken whatever the error, so no refusal outlives its statement.
+    let refusal = sqlite_authorizer::take_refusal(connection).await;
+    match refusal {
+        Some(refusal) if is_authorization_error(&error) => refusal,
+        _ => sql_error(error),
+    }
+}
+
+/// SQLITE_AUTH (23): the authorizer said no.
+fn is_authorization_error(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.code().is_some_and(|code| code == "23"))
+}
+
+/// The plugin's migrations on a SQLite connection of its own pool: the
+/// scripts run in migration mode, the ledger statements in host mode,
+/// uncached, each migration in one `BEGIN IMMEDIATE` transaction.
+async fn migrate_sqlite(
+    connection: &mut sqlx::SqliteConnection,
+    namespace: &Namespace,
+    owner: &str,
+    migrations: &[Migration<'_>],
+) -> Result<usize, String> {
+    let fail = |e: sqlx::Error| e.to_string();
+    sqlite_authorizer::set_mode(connection, Mode::Host)
+        .await
+        .map_err(fail)?;
+    sqlx::query(migrate::LEDGER_DDL)
+        .persistent(false)
+        .execute(&mut *connection)
+        .await
+        .map_err(fail)?;
+    let mut applied = 0;
+    for migration in migrations {
+        let checksum = migrate::script_checksum(migration.sqlite);
+        sqlite_authorizer::set_mode(connection, Mode::Host)
+            .await
+            .map_err(fail)?;
+        let mut tx = connection
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(fail)?;
+        let recorded: Option<String> = sqlx::query_scalar(
+            "SELECT checksum FROM xcore_migrations WHERE owner = $1 AND version = $2",
+        )
+        .bind(owner)
+        .bind(migration.version)
+        .persistent(false)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(fail)?;
+        if let Some(recorded) = recorded {
+            if recorded != checksum {
+                return Err(migrate::changed_after_applied(owner, migration));
+            }
+            continue;
+        }
+        let names_before = schema_names(&mut tx).await.map_err(fail)?;
+        sqlite_authorizer::set_mode(&mut tx, Mode::Migration)
+            .await
+            .map_err(fail)?;
+        if let Err(error) = (&mut *tx).execute(migration.sqlite).await {
+            let why = refusal_or(&mut tx, error).await;
+            return Err(format!(
+                "migration {owner} v{} ({}) failed: {why}",
+                migration.version, migration.name
+            ));
+        }
+        sqlite_authorizer::set_mode(&mut tx, Mode::Host)
+            .await
+            .map_err(fail)?;
+        // The authorizer sees a renamed table under its old name only: the
+        // names the script brought must all be the plugin's.
+        let foreign: Vec<String> = schema_names(&mut tx)
+            .await
+            .map_err(fail)?
+            .into_iter()
+            .filter(|name| !names_before.contains(name))
+            .filter(|name| !namespace.owns(name) && !name.starts_with("sqlite_"))
+            .collect();
+        if !foreign.is_empty() {
+            return Err(format!(
+                "migration {owner} v{} ({}) is refused: {}",
+                migration.version,
+                migration.name,
+                foreign
+                    .iter()
+                    .map(|name| namespace.outside(name))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
+        }
+        sqlx::query(
+            "INSERT INTO xcore_migrations (owner, version, name, checksum, applied_at)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(owner)
+        .bind(migration.version)
+        .bind(migration.name)
+        .bind(&checksum)
+        .bind(crate::db::timestamp::now())
+        .persistent(false)
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
+        tracing::info!(
+            owner,
+            version = migration.version,
+            name = migration.name,
+            "migration applied"
+        );
+        applied += 1;
+    }
+    Ok(applied)
+}
+
+/// Every name in SQLite's catalogue (host mode, uncached).
+async fn schema_names(
+    connection: &mut sqlx::SqliteConnection,
+) -> Result<std::collections::BTreeSet<String>, sqlx::Error> {
+    let names: Vec<String> = sqlx::query_scalar("SELECT name FROM sqlite_master")
+        .persistent(false)
+        .fetch_all(connection)
+        .await?;
+    Ok(names.into_iter().collect())
+}
+
+/// The database's message, without the driver's wrapping.
+fn sql_error(error: sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Database(db) => db.message().to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn bind_sqlite(
+    statement: &Statement,
+) -> Result<sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments<'_>>, String> {
+    let mut query = sqlx::query(&statement.sql);
+    for param in &statement.params {
+        query = match param {
+            Value::Null => query.bind(None::<String>),
+            Value::Bool(flag) => query.bind(*flag),
+            Value::Number(number) => match number.as_i64() {
+                Some(integer) => query.bind(integer),
+                None => query.bind(number.as_f64().ok_or("unsupported number")?),
+            },
+            Value::String(text) => query.bind(text.clone()),
+            other => query.bind(other.to_string()),
+        };
+    }
+    Ok(query)
+}
+
+fn bind_any(
+    statement: &Statement,
+) -> Result<sqlx::query::Query<'_, Any, sqlx::any::AnyArguments<'_>>, String> {
+    let mut query = sqlx::query(&statement.sql);
+    for param in &statement.params {
+        query = match param {
+            Value::Null => query.bind(None::<String>),
+            Value::Bool(flag) => query.bind(*flag),
+            Value::Number(number) => match number.as_i64() {
+                Some(integer) => query.bind(integer),
+                None => query.bind(number.as_f64().ok_or("unsupported number")?),
+            },
+            Value::String(text) => query.bind(text.clone()),
+            other => query.bind(other.to_string()),
+        };
+    }
+    Ok(query)
+}
+
+/// SQLite rows by each value's storage class.
+fn sqlite_rows_to_json(rows: &[SqliteRow]) -> Result<Value, String> {
+    rows.iter()
+        .map(|row| {
+            let mut object = Map::with_capacity(row.columns().len());
+            for (index, column) in row.columns().iter().enumerate() {
+                let raw = row.try_get_raw(index).map_err(|e| e.to_string())?;
+                let value = if raw.is_null() {
+                    Value::Null
+                } else {
+                    match raw.type_info().name() {
+                        "INTEGER" => Value::from(row.try_get::<i64, _>(index).map_err(|e| e.to_string())?),
+                        "REAL" => row
+                            .try_get::<f64, _>(index)
+                            .ok()
+                            .and_then(Number::from_f64)
+                            .map_or(Value::Null, Value::Number),
+                        "TEXT" => Value::String(row.try_get::<String, _>(index).map_err(|e| e.to_string())?),
+                        _ => {
+                            return Err(format!(
+                                "column {} has a type plugins cannot read; cast it to INTEGER, REAL or TEXT",
+                                column.name()
+                            ))
+                        }
+                    }
+                };
+                object.insert(column.name().to_string(), value);
+            }
+            Ok(Value::Object(object))
+        })
+        .collect::<Result<Vec<_>, String>>()
+        .map(Value::Array)
+}
+
+fn any_rows_to_json(rows: &[AnyRow]) -> Result<Value, String> {
+    rows.iter()
+        .map(|row| {
+            let mut object = Map::with_capacity(row.columns().len());
+            for (index, column) in row.columns().iter().enumerate() {
+                object.insert(column.name().to_string(), any_cell(row, index)?);
+            }
+            Ok(Value::Object(object))
+        })
+        .collect::<Result<Vec<_>, String>>()
+        .map(Value::Array)
+}
+
+/// Decodes one cell by trying the types the Any driver can produce.
+fn any_cell(row: &AnyRow, index: usize) -> Result<Value, String> {
+    if let Ok(value) = row.try_get::<Option<i64>, _>(index) {
+        return Ok(value.map_or(Value::Null, Value::from));
+    }
+    if let Ok(value) = row.try_get::<Option<i32>, _>(index) {
+        return Ok(value.map_or(Value::Null, Value::from));
+    }
+    if let Ok(value) = row.try_get::<Option<f64>, _>(index) {
+        return Ok(value
+            .and_then(Number::from_f64)
+            .map_or(Value::Null, Value::Number));
+    }
+    if let Ok(value) = row.try_get::<Option<String>, _>(index) {
+        return Ok(value.map_or(Value::Null, Value::String));
+    }
+    if let Ok(value) = row.try_get::<Option<bool>, _>(index) {
+        return Ok(value.map_or(Value::Null, Value::Bool));
+    }
+    Err(format!(
+        "column {} has a type plugins cannot read; cast it to BIGINT, DOUBLE PRECISION or TEXT",
+        row.columns()[index].name()
+    ))
+}
