@@ -597,7 +597,7 @@ async fn bad_files_are_listed_with_their_error_and_never_stop_the_host() {
         ("impostor", "manifest says"),
     ] {
         let plugin = by_id(id);
-        assert_eq!(plugin["state"], "failed", "{plugin}");
+        assert_eq!(plugin["state"], "refused", "{plugin}");
         assert_eq!(plugin["active"], false);
         assert!(
             plugin["last_error"]
@@ -644,7 +644,7 @@ async fn prefix_and_dependency_conflicts_are_refused_with_the_names() {
         StatusCode::OK,
     )
     .await;
-    assert_eq!(alias["state"], "failed");
+    assert_eq!(alias["state"], "refused");
     assert_eq!(
         alias["last_error"],
         "api_prefix /api/v1/hello is already used by plugin hello"
@@ -656,7 +656,7 @@ async fn prefix_and_dependency_conflicts_are_refused_with_the_names() {
         StatusCode::OK,
     )
     .await;
-    assert_eq!(needy["state"], "failed");
+    assert_eq!(needy["state"], "refused");
     assert_eq!(
         needy["last_error"],
         "plugin hello_needy requires ghost ^1, which is not installed"

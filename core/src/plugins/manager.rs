@@ -27,7 +27,7 @@ use super::{
     dependencies::{self, DependencyError, Node},
     generation::{Generation, RouteTable},
     host_services::PluginHost,
-    library::LoadedLibrary,
+    library::{self, LoadedLibrary},
     on_demand::OnDemandJobs,
     prefix, probe,
 };
@@ -51,11 +51,24 @@ struct Record {
     enabled: bool,
     live: Option<Arc<Generation>>,
     generation: u64,
+    /// SHA-256 of the file content last handled, admitted or refused: the
+    /// watcher acts on a file again only when its content differs.
     checksum: Option<String>,
+    /// The last library seen for it was refused by admission (as opposed
+    /// to failing once admitted).
+    refused: bool,
     installed_at: String,
     loaded_at: Option<String>,
     last_reload: Option<String>,
     last_error: Option<String>,
+}
+
+impl Record {
+    /// Records why its library was not started.
+    fn refuse(&mut self, refusal: &Refusal) {
+        self.refused = !matches!(refusal, Refusal::Activation(_));
+        self.last_error = Some(refusal.to_string());
+    }
 }
 
 /// A plugin as `/system/plugins` shows it.
@@ -73,8 +86,12 @@ pub struct PluginInfo {
     pub description: Option<String>,
     /// Serving requests now.
     pub active: bool,
-    /// `active`, `disabled` or `failed`.
+    /// `active`, `disabled`, `refused` (the library was refused by
+    /// admission: `last_error` says why) or `failed` (admitted, but it
+    /// could not start).
     pub state: &'static str,
+    /// The library's file name in the plugins directory.
+    pub file: Option<String>,
     /// Mount point.
     pub api_prefix: Option<String>,
     /// Tags.
@@ -242,7 +259,15 @@ impl PluginManager {
         let mut records = manager.records.lock().await;
         let saved = manager.saved_state().await?;
         let mut libraries = BTreeMap::new();
-        for (id, file) in manager.scan() {
+        let found = manager.scan();
+        // Admission runs each file in a child process first: in parallel.
+        let admitted = futures_util::future::join_all(
+            found
+                .iter()
+                .map(|(id, file)| manager.read_library(id, file, 1)),
+        )
+        .await;
+        for ((id, file), (seen, admitted)) in found.into_iter().zip(admitted) {
             // A plugin seen for the first time starts as its settings say;
             // after that the saved state rules, so an operator's disable
             // survives restarts.
@@ -256,22 +281,22 @@ impl PluginManager {
                 .cloned()
                 .unwrap_or_else(|| (timestamp::now(), first_enabled));
             let mut record = Record {
-                file: file.clone(),
+                file,
                 enabled,
                 live: None,
                 generation: 0,
-                checksum: None,
+                checksum: seen,
+                refused: false,
                 installed_at,
                 loaded_at: None,
                 last_reload: None,
                 last_error: None,
             };
-            match manager.read_library(&id, &file, 1).await {
+            match admitted {
                 Ok(library) => {
-                    record.checksum = Some(library.checksum.clone());
                     libraries.insert(id.clone(), library);
                 }
-                Err(refusal) => record.last_error = Some(refusal.to_string()),
+                Err(refusal) => record.refuse(&refusal),
             }
             records.insert(id, record);
         }
@@ -282,7 +307,7 @@ impl PluginManager {
             for (id, error) in bad {
                 libraries.remove(&id);
                 if let Some(record) = records.get_mut(&id) {
-                    record.last_error = Some(error);
+                    record.refuse(&Refusal::Manifest(error));
                 }
             }
             match dependencies::load_order(&nodes) {
@@ -296,7 +321,7 @@ impl PluginManager {
                     for id in culprits {
                         libraries.remove(&id);
                         if let Some(record) = records.get_mut(&id) {
-                            record.last_error = Some(error.to_string());
+                            record.refuse(&Refusal::Dependency(error.to_string()));
                         }
                     }
                 }
@@ -317,7 +342,7 @@ impl PluginManager {
                     record.loaded_at = Some(timestamp::now());
                     record.live = Some(Arc::new(generation));
                 }
-                Err(refusal) => record.last_error = Some(refusal.to_string()),
+                Err(refusal) => record.refuse(&refusal),
             }
         }
         for (id, record) in records.iter() {
@@ -440,24 +465,31 @@ impl PluginManager {
             .collect()
     }
 
-    /// Reads a library file and passes it through admission.
+    /// Reads a library file and passes it through admission; also the
+    /// checksum of what was read, when it could be.
     async fn read_library(
         &self,
         id: &str,
         file: &Path,
         generation: u64,
-    ) -> Result<LoadedLibrary, Refusal> {
-        let bytes = std::fs::read(file).map_err(|error| {
-            Refusal::Unloadable(format!("cannot read {}: {error}", file.display()))
-        })?;
-        admission::admit(
+    ) -> (Option<String>, Result<LoadedLibrary, Refusal>) {
+        let bytes = match std::fs::read(file) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                let refusal =
+                    Refusal::Unloadable(format!("cannot read {}: {error}", file.display()));
+                return (None, Err(refusal));
+            }
+        };
+        let admitted = admission::admit(
             &bytes,
             Entrance::File { id },
             &self.shadow_dir,
             &self.checker,
             generation,
         )
-        .await
+        .await;
+        (Some(library::checksum(&bytes)), admitted)
     }
 
     /// Checks it against the other plugins, confines its SQL, migrates,
@@ -567,12 +599,11 @@ impl PluginManager {
     }
 
     /// For the watcher: `None` when `id` is not installed, else the checksum
-    /// of its serving library (`None` inside when it failed to load).
-    pub async fn loaded_checksum(&self, id: &str) -> Option<Option<String>> {
+    /// of the file content last handled for it, admitted or refused (`None`
+    /// inside when the file could not be read).
+    pub async fn handled_checksum(&self, id: &str) -> Option<Option<String>> {
         let records = self.records.lock().await;
-        records
-            .get(id)
-            .map(|record| record.live.as_ref().map(|g| g.library().checksum.clone()))
+        records.get(id).map(|record| record.checksum.clone())
     }
 
     /// Every plugin, by id.
@@ -605,10 +636,15 @@ impl PluginManager {
             description: manifest.map(|m| m.description.clone()),
             active,
             state: match (generation, record.enabled) {
+                (None, _) if record.refused => "refused",
                 (None, _) => "failed",
                 (Some(_), true) => "active",
                 (Some(_), false) => "disabled",
             },
+            file: record
+                .file
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned()),
             api_prefix: generation.map(|g| g.prefix.clone()),
             tags: manifest.map(|m| m.tags.clone()).unwrap_or_default(),
             routes: generation
@@ -788,18 +824,58 @@ impl PluginManager {
         expected_id: Option<&str>,
         expected_version: Option<&str>,
     ) -> Result<PluginInfo, ApiError> {
+        let entrance = Entrance::Install {
+            expected_id,
+            expected_version,
+        };
         let mut records = self.records.lock().await;
-        let library = admission::admit(
-            bytes,
-            Entrance::Install {
-                expected_id,
-                expected_version,
-            },
-            &self.shadow_dir,
-            &self.checker,
-            1,
-        )
-        .await?;
+        self.install_locked(&mut records, bytes, entrance).await
+    }
+
+    /// A new file in the plugins directory (the watcher): installed like an
+    /// upload or, when it cannot be, listed as refused with the reason
+    /// until the file changes or goes.
+    pub async fn adopt(&self, id: &str, file: &Path, bytes: &[u8]) -> Result<PluginInfo, ApiError> {
+        let mut records = self.records.lock().await;
+        let error = match self
+            .install_locked(&mut records, bytes, Entrance::File { id })
+            .await
+        {
+            Ok(info) => return Ok(info),
+            Err(error) => error,
+        };
+        if !records.contains_key(id) {
+            let record = Record {
+                file: file.to_path_buf(),
+                enabled: self
+                    .settings
+                    .get(id)
+                    .and_then(|s| s.enabled)
+                    .unwrap_or(true),
+                live: None,
+                generation: 0,
+                checksum: Some(library::checksum(bytes)),
+                refused: error.status() != StatusCode::INTERNAL_SERVER_ERROR,
+                installed_at: timestamp::now(),
+                loaded_at: None,
+                last_reload: None,
+                last_error: Some(error.message().to_string()),
+            };
+            self.persist(id, &record).await?;
+            records.insert(id.to_string(), record);
+            self.events
+                .publish("plugin.failed", json!({"id": id, "error": error.message()}));
+        }
+        Err(error)
+    }
+
+    async fn install_locked(
+        &self,
+        records: &mut BTreeMap<String, Record>,
+        bytes: &[u8],
+        entrance: Entrance<'_>,
+    ) -> Result<PluginInfo, ApiError> {
+        let library = admission::admit(bytes, entrance, &self.shadow_dir, &self.checker, 1).await?;
         let id = library.manifest.id.clone();
         if records.contains_key(&id) {
             return Err(Refusal::AlreadyInstalled(format!(
@@ -808,21 +884,24 @@ impl PluginManager {
             .into());
         }
         let generation = self
-            .activate(library, 1, &neighbours(&records, true))
+            .activate(library, 1, &neighbours(records, true))
             .await?;
-        std::fs::create_dir_all(&self.dir).map_err(ApiError::internal)?;
         let file = self.dir.join(format!("{FILE_PREFIX}{id}{FILE_SUFFIX}"));
-        let temporary = self
-            .dir
-            .join(format!(".{FILE_PREFIX}{id}{FILE_SUFFIX}.installing"));
-        std::fs::write(&temporary, bytes)
-            .and_then(|()| std::fs::rename(&temporary, &file))
-            .map_err(ApiError::internal)?;
+        if let Entrance::Install { .. } = entrance {
+            std::fs::create_dir_all(&self.dir).map_err(ApiError::internal)?;
+            let temporary = self
+                .dir
+                .join(format!(".{FILE_PREFIX}{id}{FILE_SUFFIX}.installing"));
+            std::fs::write(&temporary, bytes)
+                .and_then(|()| std::fs::rename(&temporary, &file))
+                .map_err(ApiError::internal)?;
+        }
         let now = timestamp::now();
         let record = Record {
             file,
             enabled: true,
             checksum: Some(generation.library().checksum.clone()),
+            refused: false,
             live: Some(Arc::new(generation)),
             generation: 1,
             installed_at: now.clone(),
@@ -832,7 +911,7 @@ impl PluginManager {
         };
         self.persist(&id, &record).await?;
         records.insert(id.clone(), record);
-        self.publish_table(&records);
+        self.publish_table(records);
         self.events.publish(
             "plugin.loaded",
             json!({"id": id, "generation": 1, "installed": true}),
@@ -902,7 +981,8 @@ impl PluginManager {
             .ok_or_else(|| ApiError::not_found(format!("plugin {id} not found")))?;
         let (file, number) = (record.file.clone(), record.generation + 1);
         let neighbours = neighbours(&records, false);
-        let outcome = match self.read_library(id, &file, number).await {
+        let (seen, admitted) = self.read_library(id, &file, number).await;
+        let outcome = match admitted {
             Ok(library) => self.activate(library, number, &neighbours).await,
             Err(refusal) => Err(refusal),
         };
@@ -918,6 +998,7 @@ impl PluginManager {
                 record.loaded_at.get_or_insert_with(|| now.clone());
                 record.last_reload = Some(now);
                 record.last_error = None;
+                record.refused = false;
                 self.persist(id, record).await?;
                 self.publish_table(&records);
                 self.events
@@ -927,7 +1008,14 @@ impl PluginManager {
             }
             Err(refusal) => {
                 let error = refusal.to_string();
-                record.last_error = Some(error.clone());
+                // Remembered as handled: the watcher tries these bytes no
+                // more; a serving generation keeps serving.
+                record.checksum = seen.or(record.checksum.take());
+                if record.live.is_none() {
+                    record.refuse(&refusal);
+                } else {
+                    record.last_error = Some(error.clone());
+                }
                 self.persist(id, record).await?;
                 self.events
                     .publish("plugin.failed", json!({"id": id, "error": error}));

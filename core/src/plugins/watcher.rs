@@ -5,8 +5,9 @@
 //! quiet for the settle time and its size and modification time are the
 //! same at two looks, so a copy in progress is never loaded (operators
 //! should still deploy with write-then-rename). Files whose content matches
-//! what is loaded are left alone, which makes the manager's own writes
-//! (an install writing its file) no-ops.
+//! what was last handled (loaded, or refused) are left alone, which makes
+//! the manager's own writes (an install writing its file) no-ops and
+//! reports a refused file once, until it changes.
 
 use std::{
     collections::BTreeMap,
@@ -125,9 +126,9 @@ async fn apply(manager: &PluginManager, path: &Path) {
     else {
         return;
     };
-    let loaded = manager.loaded_checksum(id).await;
+    let handled = manager.handled_checksum(id).await;
     let outcome = match std::fs::read(path) {
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => match loaded {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => match handled {
             Some(_) => manager.uninstall(id, false).await.map(|()| "uninstalled"),
             None => return,
         },
@@ -135,13 +136,12 @@ async fn apply(manager: &PluginManager, path: &Path) {
             tracing::warn!(plugin = id, %error, "cannot read a changed plugin file");
             return;
         }
-        Ok(bytes) => match loaded {
-            Some(Some(current)) if current == checksum(&bytes) => return,
+        Ok(bytes) => match handled {
+            // Loaded or refused already: only a change is acted on, so a
+            // refused file is reported once, not at every event.
+            Some(Some(seen)) if seen == checksum(&bytes) => return,
             Some(_) => manager.reload(id).await.map(|_| "reloaded"),
-            None => manager
-                .install(&bytes, Some(id), None)
-                .await
-                .map(|_| "installed"),
+            None => manager.adopt(id, path, &bytes).await.map(|_| "installed"),
         },
     };
     match outcome {

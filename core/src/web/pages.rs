@@ -31,7 +31,7 @@ pub struct PluginRow {
     pub name: String,
     /// Version, when the library could be read.
     pub version: String,
-    /// `active`, `disabled` or `failed`.
+    /// `active`, `disabled`, `refused` or `failed`.
     pub state: &'static str,
     /// Mount point.
     pub prefix: String,
