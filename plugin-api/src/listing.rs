@@ -22,8 +22,10 @@ pub struct Window {
 
 /// Reads the window; bad values are a 422 naming the parameter.
 pub fn window(request: &Request) -> Result<Window, Response> {
+    // `skip`/`limit` are checked even when `page` wins: a bad value is never
+    // silently ignored.
+    let (skip, limit) = crate::http::window(request)?;
     if request.query("page").is_none() && request.query("page_size").is_none() {
-        let (skip, limit) = crate::http::window(request)?;
         return Ok(Window {
             skip,
             limit,
@@ -76,15 +78,17 @@ pub fn order_by(
             let names: Vec<&str> = allowed.iter().map(|(name, _)| *name).collect();
             Response::invalid("sort_by", &format!("must be one of {}", names.join(", ")))
         })?;
-    let direction = match request
-        .query("sort_order")
-        .or_else(|| request.query("order"))
-    {
-        None => default.1,
-        Some(order) if order.eq_ignore_ascii_case("asc") => "ASC",
-        Some(order) if order.eq_ignore_ascii_case("desc") => "DESC",
-        Some(_) => return Err(Response::invalid("sort_order", "must be asc or desc")),
-    };
+    // Both spellings are checked, so `sort_order=desc&order=E` is refused
+    // like `order=E` alone; `sort_order` wins when both are valid.
+    let mut direction = default.1;
+    for name in ["order", "sort_order"] {
+        direction = match request.query(name) {
+            None => direction,
+            Some(order) if order.eq_ignore_ascii_case("asc") => "ASC",
+            Some(order) if order.eq_ignore_ascii_case("desc") => "DESC",
+            Some(_) => return Err(Response::invalid(name, "must be asc or desc")),
+        };
+    }
     Ok(format!("{column} {direction}, {tiebreak} {direction}"))
 }
 
@@ -111,6 +115,19 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         request
+    }
+
+    #[test]
+    fn no_parameter_is_silently_ignored() {
+        assert!(window(&request(&[("page", "2"), ("skip", "-1")])).is_err());
+        assert!(window(&request(&[("page", "2"), ("limit", "x")])).is_err());
+        assert!(order_by(
+            &request(&[("sort_order", "desc"), ("order", "E")]),
+            &[("id", "id")],
+            ("id", "ASC"),
+            "id"
+        )
+        .is_err());
     }
 
     #[test]

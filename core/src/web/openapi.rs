@@ -143,6 +143,7 @@ pub async fn document(State(state): State<AppState>) -> Result<Response, ApiErro
     for generation in table.generations() {
         merge_plugin(&mut document, &generation.manifest, &generation.prefix);
     }
+    document_standard_errors(&mut document);
     let mut response = Json(document).into_response();
     // It changes with the plugins: always revalidate.
     response
@@ -167,6 +168,79 @@ pub fn core_document() -> Result<Value, ApiError> {
         }
     }
     Ok(document)
+}
+
+/// The error statuses the server's own layers can answer on an operation,
+/// whatever its handler does, with when they apply.
+fn standard_errors(
+    path: &str,
+    method: &str,
+    operation: &Map<String, Value>,
+) -> Vec<(&'static str, &'static str)> {
+    let takes_body = matches!(method, "post" | "put" | "patch");
+    let secured = operation
+        .get("security")
+        .and_then(Value::as_array)
+        .is_some_and(|schemes| !schemes.is_empty());
+    let rate_limited =
+        !(path.starts_with("/health") || path == "/metrics" || path.starts_with("/static/"));
+    let mut errors = vec![
+        ("400", "Malformed request: unreadable body, query or path"),
+        (
+            "422",
+            "Invalid request: a field, query or path value is out of range or unknown",
+        ),
+        ("500", "Internal error (details are logged, never sent)"),
+    ];
+    if secured {
+        errors.push(("401", "Missing, invalid, expired or revoked access token"));
+        errors.push((
+            "403",
+            "The caller lacks the permission this operation needs",
+        ));
+    }
+    if path.contains('{') {
+        errors.push(("404", "Nothing at this path"));
+    }
+    if takes_body {
+        errors.push(("413", "Body larger than the limit"));
+        errors.push(("415", "Unsupported content type"));
+    }
+    if rate_limited {
+        errors.push(("429", "Rate limit reached: see `Retry-After`"));
+    }
+    errors
+}
+
+/// Documents on every operation the error statuses the server's layers
+/// (body and query parsing, authentication, RBAC, rate limits, panics)
+/// can answer, in the standard error body, where the operation's own
+/// annotation does not already: a client must never meet an undocumented
+/// status.
+fn document_standard_errors(document: &mut Value) {
+    let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        for (method, operation) in operations(item) {
+            let errors = standard_errors(path, &method, operation);
+            let Some(responses) = operation
+                .entry("responses")
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+            else {
+                continue;
+            };
+            for (status, description) in errors {
+                responses.entry(status).or_insert_with(|| {
+                    json!({
+                        "description": description,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+                    })
+                });
+            }
+        }
+    }
 }
 
 /// `get_admin_roles_role_id` for `GET /admin/roles/{role_id}`.

@@ -159,7 +159,7 @@ pub fn openapi_paths() -> Map<String, Value> {
                         "total_products": {"type": "integer"},
                         "active_suppliers": {"type": "integer"},
                         "imports_today": {"type": "integer", "description": "Created since 00:00 UTC"},
-                        "imports_success_rate": {"type": "number", "description": "Percent of finished imports that completed; null while none has finished"},
+                        "imports_success_rate": {"type": ["number", "null"], "description": "Percent of finished imports that completed; null while none has finished"},
                         "recent_activity": {"type": "array", "items": {
                             "type": "object",
                             "properties": {

@@ -489,9 +489,10 @@ pub fn openapi_paths() -> Map<String, Value> {
         "properties": {
             "id": {"type": "integer"},
             "name": {"type": "string"},
-            "email": {"type": "string"},
-            "phone": {"type": "string"},
-            "contact_name": {"type": "string"},
+            // Optional contact fields come back as null when unset.
+            "email": {"type": ["string", "null"]},
+            "phone": {"type": ["string", "null"]},
+            "contact_name": {"type": ["string", "null"]},
             "status": {"type": "string", "enum": STATUSES},
             "import_type": {"type": "string", "enum": IMPORT_TYPES},
             "import_config": config.clone(),
