@@ -219,9 +219,10 @@ pub async fn refresh(
     let body_token = if bytes.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        serde_json::from_slice::<RefreshRequest>(&bytes)
+        // The body is optional, so a JSON `null` counts as none.
+        serde_json::from_slice::<Option<RefreshRequest>>(&bytes)
             .map_err(|error| ApiError::bad_request(format!("invalid JSON body: {error}")))?
-            .refresh_token
+            .and_then(|body| body.refresh_token)
     };
     let token = body_token.or(header_token).ok_or_else(|| {
         ApiError::invalid_field(

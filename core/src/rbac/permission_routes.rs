@@ -52,8 +52,8 @@ pub struct ListQuery {
     get, path = "/admin/permissions", tag = "admin",
     security(("bearer" = [])),
     params(
-        ("skip" = Option<i64>, Query, description = "Items to skip (default 0)"),
-        ("limit" = Option<i64>, Query, description = "Page size (default 20, max 100)"),
+        ("skip" = Option<i64>, Query, minimum = 0, description = "Items to skip (default 0)"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size (default 20, max 100)"),
         ("resource" = Option<String>, Query, description = "Only this resource's permissions"),
     ),
     responses(
@@ -103,6 +103,7 @@ pub async fn list(
 /// `POST /admin/permissions` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct CreatePermission {
+    #[schema(pattern = "^[a-z0-9_.-]{1,64}:[a-z0-9_.-]{1,64}$")]
     name: String,
     #[serde(default)]
     description: Option<String>,

@@ -142,8 +142,8 @@ pub struct ListQuery {
     get, path = "/admin/roles", tag = "admin",
     security(("bearer" = [])),
     params(
-        ("skip" = Option<i64>, Query, description = "Items to skip (default 0)"),
-        ("limit" = Option<i64>, Query, description = "Page size (default 20, max 100)"),
+        ("skip" = Option<i64>, Query, minimum = 0, description = "Items to skip (default 0)"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size (default 20, max 100)"),
     ),
     responses(
         (status = 200, description = "A page of roles"),
@@ -178,6 +178,7 @@ pub async fn list(
 /// `POST /admin/roles` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct CreateRole {
+    #[schema(pattern = "^[a-z][a-z0-9_-]{0,63}$")]
     name: String,
     #[serde(default)]
     description: Option<String>,
@@ -242,6 +243,7 @@ pub async fn get_one(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct UpdateRole {
     #[serde(default)]
+    #[schema(pattern = "^[a-z][a-z0-9_-]{0,63}$")]
     name: Option<String>,
     #[serde(default)]
     description: Option<String>,

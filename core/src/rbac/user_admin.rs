@@ -123,12 +123,12 @@ pub struct ListQuery {
     get, path = "/admin/users", tag = "admin",
     security(("bearer" = [])),
     params(
-        ("skip" = Option<i64>, Query, description = "Items to skip (default 0)"),
-        ("limit" = Option<i64>, Query, description = "Page size (default 20, max 100)"),
+        ("skip" = Option<i64>, Query, minimum = 0, description = "Items to skip (default 0)"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size (default 20, max 100)"),
         ("search" = Option<String>, Query, description = "Substring of the email or full name"),
         ("is_active" = Option<bool>, Query, description = "Only active or inactive accounts"),
-        ("sort_by" = Option<String>, Query, description = "id, email, full_name, created_at or last_login"),
-        ("sort_order" = Option<String>, Query, description = "asc or desc"),
+        ("sort_by" = Option<String>, Query, pattern = "^(id|email|full_name|created_at|last_login)$", description = "id, email, full_name, created_at or last_login"),
+        ("sort_order" = Option<String>, Query, pattern = "^(asc|desc)$", description = "asc or desc"),
     ),
     responses(
         (status = 200, description = "A page of users"),

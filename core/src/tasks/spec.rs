@@ -46,17 +46,32 @@ pub fn six_field_cron(expression: &str) -> String {
 #[serde(deny_unknown_fields)]
 pub struct IntervalInput {
     /// Days.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub days: u64,
     /// Hours.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub hours: u64,
     /// Minutes.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub minutes: u64,
     /// Seconds.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub seconds: u64,
+}
+
+/// A count of units: JSON Schema (and so the API document) counts `5.0` as
+/// the integer 5, so the server does too.
+fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let number = serde_json::Number::deserialize(deserializer)?;
+    number
+        .as_u64()
+        .or_else(|| {
+            number
+                .as_f64()
+                .filter(|value| value.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(value))
+                .map(|value| value as u64)
+        })
+        .ok_or_else(|| serde::de::Error::custom("must be a whole number >= 0"))
 }
 
 impl IntervalInput {
@@ -188,6 +203,20 @@ pub fn schedule_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interval_counts_are_whole_numbers_however_written() {
+        let parsed: IntervalInput =
+            serde_json::from_str(r#"{"minutes": 5.0, "seconds": 3}"#).expect("whole numbers");
+        assert_eq!((parsed.minutes, parsed.seconds), (5, 3));
+        for bad in [
+            r#"{"minutes": 5.5}"#,
+            r#"{"minutes": -1}"#,
+            r#"{"minutes": "5"}"#,
+        ] {
+            assert!(serde_json::from_str::<IntervalInput>(bad).is_err(), "{bad}");
+        }
+    }
 
     fn input(kind: &str) -> TaskInput {
         TaskInput {

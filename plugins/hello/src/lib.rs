@@ -71,7 +71,15 @@ impl Plugin for Hello {
                 "/ping": {"get": {"summary": "Ping", "responses": {"200": {"description": "pong"}}}},
                 "/greetings": {
                     "get": {"summary": "List greetings", "responses": {"200": {"description": "A list"}}},
-                    "post": {"summary": "Add a greeting", "responses": {"201": {"description": "Created"}}}
+                    "post": {
+                        "summary": "Add a greeting",
+                        "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                            "type": "object",
+                            "required": ["text"],
+                            "properties": {"text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS, "pattern": "^[^\\u0000]*\\S[^\\u0000]*$"}}
+                        }}}},
+                        "responses": {"201": {"description": "Created"}}
+                    }
                 }
             }));
         #[cfg(feature = "test-routes")]
@@ -250,6 +258,10 @@ impl Hello {
                 &format!("must be 1 to {MAX_TEXT_CHARS} characters"),
             ));
         }
+        // PostgreSQL cannot store NUL in text.
+        if text.contains('\0') {
+            return Err(Response::invalid("text", "must not contain NUL characters"));
+        }
         let row = self
             .host
             .query_one(
@@ -328,6 +340,13 @@ mod tests {
         let plugin = TestPlugin::start::<Hello>(&host, Value::Null).expect("starts");
         let empty = plugin.request("POST", "/greetings", Some(&json!({"text": "  "})), None);
         assert_eq!(empty.status, 422);
+        let nul = plugin.request(
+            "POST",
+            "/greetings",
+            Some(&json!({"text": "a\u{0}b"})),
+            None,
+        );
+        assert_eq!(nul.status, 422);
         let long = plugin.request(
             "POST",
             "/greetings",

@@ -1138,12 +1138,12 @@ pub fn openapi_paths() -> Map<String, Value> {
         })
     };
     let paging = vec![
-        json!({"name": "skip", "in": "query", "schema": {"type": "integer", "minimum": 0}}),
+        json!({"name": "skip", "in": "query", "schema": {"type": "integer", "format": "int64", "minimum": 0}}),
         json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}}),
-        json!({"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}}),
+        json!({"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1_000_000}}),
         json!({"name": "page_size", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}}),
     ];
-    let id = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}});
+    let id = crate::openapi::path_id("Id");
     let upload = json!({
         "summary": "Upload a supplier CSV file as a pending import job",
         "description": format!("The file is decoded with the supplier's import_config encoding, its header checked against the mapping and its rows counted before the job is stored. At most {MAX_FILE_BYTES} bytes."),

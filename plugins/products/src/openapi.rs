@@ -29,7 +29,7 @@ pub fn paging_parameters() -> Vec<Value> {
         query(
             "page",
             "Page number, from 1 (with page_size)",
-            json!({"type": "integer", "minimum": 1, "default": 1}),
+            json!({"type": "integer", "minimum": 1, "maximum": 1_000_000, "default": 1}),
         ),
         query(
             "page_size",
@@ -39,7 +39,7 @@ pub fn paging_parameters() -> Vec<Value> {
         query(
             "skip",
             "Items to skip (instead of page)",
-            json!({"type": "integer", "minimum": 0, "default": 0}),
+            json!({"type": "integer", "format": "int64", "minimum": 0, "default": 0}),
         ),
         query(
             "limit",

@@ -475,14 +475,16 @@ pub fn openapi_paths() -> Map<String, Value> {
     let config = json!({
         "type": "object",
         "properties": {
-            "delimiter": {"type": "string", "enum": [";", ",", "\t", "|"], "default": ","},
-            "encoding": {"type": "string", "enum": ["utf-8", "latin-1"], "default": "utf-8"},
+            // null, like a missing key, means the default.
+            "delimiter": {"type": ["string", "null"], "enum": [";", ",", "\t", "|", null], "default": ","},
+            "encoding": {"type": ["string", "null"], "enum": ["utf-8", "latin-1", null], "default": "utf-8"},
             "mapping": {
-                "type": "object",
-                "description": "File column name to product field (sku, name, description, price, stock, category_id, status, images, attributes); sku and name must be mapped. Empty: columns named like the fields are read.",
-                "additionalProperties": {"type": "string"}
+                "type": ["object", "null"],
+                "description": "File column name to product field (sku, name, description, price, stock, category_id, status, images, attributes); sku and name must be mapped, each field at most once. Empty: columns named like the fields are read.",
+                "additionalProperties": {"type": "string", "enum": crate::csv_source::mappable()}
             }
-        }
+        },
+        "additionalProperties": false
     });
     let supplier = json!({
         "type": "object",
@@ -503,23 +505,30 @@ pub fn openapi_paths() -> Map<String, Value> {
     let input = json!({
         "type": "object",
         "properties": {
-            "name": {"type": "string", "maxLength": MAX_NAME_CHARS},
-            "email": {"type": "string", "format": "email"},
-            "phone": {"type": "string"},
-            "contact_name": {"type": "string"},
+            "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS, "pattern": "\\S"},
+            // null, or a blank string, clears an optional contact field.
+            "email": {"anyOf": [
+                {"type": "string", "format": "email"},
+                {"type": "string", "pattern": "^\\s*$"},
+                {"type": "null"}
+            ]},
+            "phone": {"type": ["string", "null"]},
+            "contact_name": {"type": ["string", "null"]},
             "status": {"type": "string", "enum": STATUSES},
             "import_type": {"type": "string", "enum": IMPORT_TYPES},
-            "import_config": config
-        }
+            // null: the default settings.
+            "import_config": {"anyOf": [config, {"type": "null"}]}
+        },
+        "additionalProperties": false
     });
     let mut create_input = input.clone();
     create_input["required"] = json!(["name"]);
     let error = |description: &str| json!({"description": description, "content": {"application/json": {"schema": error_schema()}}});
-    let id = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}});
+    let id = crate::openapi::path_id("Id");
     let paging = json!([
-        {"name": "skip", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+        {"name": "skip", "in": "query", "schema": {"type": "integer", "format": "int64", "minimum": 0}},
         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
-        {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+        {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1_000_000}},
         {"name": "page_size", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}}
     ]);
     let list_of = |items: Value| {

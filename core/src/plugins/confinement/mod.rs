@@ -409,7 +409,13 @@ fn bind_any(
     statement: &Statement,
 ) -> Result<sqlx::query::Query<'_, Any, sqlx::any::AnyArguments<'_>>, String> {
     let mut query = sqlx::query(&statement.sql);
-    for param in &statement.params {
+    for (index, param) in statement.params.iter().enumerate() {
+        if param.as_str().is_some_and(|text| text.contains('\0')) {
+            return Err(format!(
+                "parameter ${} contains a NUL character, which PostgreSQL text cannot hold",
+                index + 1
+            ));
+        }
         query = match param {
             Value::Null => query.bind(None::<String>),
             Value::Bool(flag) => query.bind(*flag),
