@@ -395,3 +395,50 @@ async fn after_the_drain_deadline_requests_get_503_and_connection_close() {
         assert!(answer.closes(), "Connection: close after the deadline");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_upgraded_while_draining_is_closed_at_once_with_1001() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let server = TestServer::start_with(|config| {
+        config.server.shutdown_linger_ms = TEST_LINGER_MS;
+    })
+    .await;
+    let (addr, state) = (server.addr, server.state.clone());
+    // A keep-alive connection opened before shutdown, the only way in once
+    // the listener is closed.
+    let mut reader = BufReader::new(TcpStream::connect(addr).await.expect("connect"));
+    let mut tally = Tally::default();
+    let first = exchange(&mut reader, &mut tally)
+        .await
+        .expect("written")
+        .expect("answered");
+    assert!(!first.closes());
+    assert!(reader.buffer().is_empty(), "nothing past the response");
+
+    let stopping = tokio::spawn(server.stop());
+    let started = Instant::now();
+    while !state.is_shutting_down() {
+        assert!(
+            started.elapsed() < MAX_CLIENT_TIME,
+            "shutdown never started"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The hub's close-all was sent before this socket existed; the session
+    // must still see it rather than outlive the server.
+    let (mut socket, _) =
+        tokio_tungstenite::client_async(format!("ws://{addr}/ws"), reader.into_inner())
+            .await
+            .expect("upgrade while draining");
+    let code = loop {
+        match tokio::time::timeout(READ_BOUND, socket.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|frame| u16::from(frame.code)),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(code, Some(1001), "going away");
+    stopping.await.expect("server stops");
+}

@@ -219,9 +219,9 @@ pub async fn run(
 
     // Stages 3 and 4.
     let started = Instant::now();
-    let linger_end = started + times.linger;
-    let deadline = started + times.deadline;
-    let hard_stop = linger_end.max(deadline) + DEADLINE_GRACE;
+    let linger_end = later(started, times.linger);
+    let deadline = later(started, times.deadline);
+    let hard_stop = later(linger_end.max(deadline), DEADLINE_GRACE);
     let mut lingering = true;
     let mut before_deadline = true;
     while !connections.is_empty() {
@@ -334,6 +334,17 @@ async fn serve_connection(
         tracing::debug!(%remote, %error, "connection ended with an error");
     }
 }
+
+/// `instant + duration`, saturating: the configured times are not bounded,
+/// and "a very long time" must not panic.
+fn later(instant: Instant, duration: Duration) -> Instant {
+    instant
+        .checked_add(duration)
+        .unwrap_or_else(|| instant + FAR_FUTURE)
+}
+
+/// What [`later`] saturates to (tokio's own sleeps do likewise).
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
 
 /// Errors that concern one client that already left, not the listener.
 fn is_client_gone(error: &std::io::Error) -> bool {
