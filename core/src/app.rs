@@ -1,14 +1,11 @@
 //! The application: shared state built from the config, the router that
-//! merges every module's routes, and the server loop with graceful shutdown.
+//! merges every module's routes, and [`serve`]: the server loop (see
+//! [`crate::http::server`] for how it drains at shutdown) and what stops after it.
 
 use std::{
     future::Future,
-    net::SocketAddr,
     path::{Path, PathBuf},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -17,7 +14,7 @@ use axum::{
     extract::{DefaultBodyLimit, Request},
     middleware, Router,
 };
-use tokio::{net::TcpListener, sync::Notify};
+use tokio::net::TcpListener;
 use tower_http::{
     catch_panic::CatchPanicLayer,
     trace::{DefaultOnFailure, TraceLayer},
@@ -31,6 +28,7 @@ use crate::{
     http::{
         rate_limit::{self, RateLimits},
         request_context,
+        server::{self as http_server, Drain, DrainTimes},
     },
     observability::{self, metrics::Metrics},
     plugins::{
@@ -88,8 +86,9 @@ pub struct Services {
     pub started_at: Instant,
     /// Directory whose file system the disk health check watches.
     pub data_dir: PathBuf,
-    /// Set once shutdown starts, so readiness fails while draining.
-    shutting_down: Arc<AtomicBool>,
+    /// The shutdown stage: readiness fails while draining, responses carry
+    /// `Connection: close`, and after the deadline requests get 503.
+    drain: Arc<Drain>,
 }
 
 impl AppState {
@@ -169,7 +168,7 @@ impl AppState {
             rate_limits: RateLimits::new(&config.rate_limits).map(Arc::new),
             started_at: Instant::now(),
             data_dir,
-            shutting_down: Arc::new(AtomicBool::new(false)),
+            drain: Arc::new(Drain::default()),
             config: Arc::new(config),
             db,
         })))
@@ -179,7 +178,12 @@ impl AppState {
 impl Services {
     /// Whether shutdown has started.
     pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::Relaxed)
+        self.drain.is_draining()
+    }
+
+    /// Whether the shutdown drain deadline has passed (requests get 503).
+    pub fn is_past_drain_deadline(&self) -> bool {
+        self.drain.is_past_deadline()
     }
 }
 
@@ -240,15 +244,20 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves, then stops accepting, gives in-flight
-/// requests `server.shutdown_timeout_secs` to finish, and closes the pool.
+/// Serves until `shutdown` resolves, then drains: stops accepting, answers
+/// every request it reads (with `Connection: close`), keeps idle connections
+/// `server.shutdown_linger_ms`, gives in-flight requests
+/// `server.shutdown_timeout_secs` (503 for later ones), then stops the task
+/// scheduler and closes the pool.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let drain_timeout = Duration::from_secs(state.config.server.shutdown_timeout_secs);
-    let started_draining = Arc::new(Notify::new());
+    let times = DrainTimes {
+        linger: Duration::from_millis(state.config.server.shutdown_linger_ms),
+        deadline: Duration::from_secs(state.config.server.shutdown_timeout_secs),
+    };
     if let Some(limits) = state.rate_limits.clone() {
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(RATE_LIMIT_SWEEP_INTERVAL);
@@ -258,29 +267,23 @@ pub async fn serve(
             }
         });
     }
-    let server = axum::serve(
-        listener,
-        app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown({
+    let signal = {
         let state = state.clone();
-        let started_draining = started_draining.clone();
         async move {
             shutdown.await;
-            state.shutting_down.store(true, Ordering::Relaxed);
             // Upgraded sockets are not the HTTP server's to drain.
             state.ws.close_all();
-            tracing::info!("shutdown requested; draining in-flight requests");
-            started_draining.notify_one();
+            tracing::info!("shutdown requested");
         }
-    });
-    tokio::select! {
-        result = server => result.context("server failed")?,
-        () = async {
-            started_draining.notified().await;
-            tokio::time::sleep(drain_timeout).await;
-        } => tracing::warn!(?drain_timeout, "in-flight requests still running at the drain deadline; closing them"),
-    }
+    };
+    http_server::run(
+        listener,
+        app(state.clone()),
+        state.drain.clone(),
+        times,
+        signal,
+    )
+    .await;
     state.tasks.stop().await;
     state.db.close().await;
     tracing::info!("stopped");

@@ -157,8 +157,13 @@ pub struct ServerConfig {
     pub bind: SocketAddr,
     /// Largest request body in bytes.
     pub max_body_bytes: usize,
-    /// Bound on draining in-flight requests at shutdown.
+    /// Bound on draining in-flight requests at shutdown; requests that
+    /// arrive after it are answered 503.
     pub shutdown_timeout_secs: u64,
+    /// How long idle keep-alive connections stay open after shutdown starts,
+    /// so a request a client already sent on one is read and answered
+    /// (with `Connection: close`) instead of meeting a closed socket.
+    pub shutdown_linger_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -167,6 +172,7 @@ impl Default for ServerConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 8000)),
             max_body_bytes: 1024 * 1024,
             shutdown_timeout_secs: 30,
+            shutdown_linger_ms: 1000,
         }
     }
 }

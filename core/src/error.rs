@@ -214,6 +214,18 @@ impl ApiError {
         error
     }
 
+    /// 503 with `Retry-After`: this instance cannot take the request now,
+    /// another (or this one, later) can. `INTERNAL_ERROR`, like every 5xx.
+    pub fn unavailable(message: impl Into<Cow<'static, str>>, retry_after_secs: u64) -> Self {
+        let mut error = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::InternalError,
+            message,
+        );
+        error.retry_after_secs = Some(retry_after_secs);
+        error
+    }
+
     /// 500 whose cause is logged but not sent.
     pub fn internal(source: impl Into<anyhow::Error>) -> Self {
         let mut error = Self::new(

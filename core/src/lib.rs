@@ -7,12 +7,13 @@
 //! # Layout
 //!
 //! - [`cli`]: the `xcore` command line (`serve`, `migrate`, `admin`).
-//! - [`mod@app`]: `AppState`, the router ([`app()`]) and [`serve`] with graceful
-//!   shutdown.
+//! - [`mod@app`]: `AppState`, the router ([`app()`]) and [`serve`], which
+//!   drains at shutdown so every request it read gets an answer.
 //! - [`config`]: layered, typed configuration.
 //! - [`error`]: `ApiError`, the one error body every client sees.
 //! - [`events`]: the in-process event bus, topic patterns and `/ws`.
-//! - [`http`]: request ids, extractors, pagination, rate limits.
+//! - [`http`]: request ids, extractors, pagination, rate limits, the server
+//!   loop.
 //! - [`db`]: the SQLite/PostgreSQL pool and migrations.
 //! - [`auth`]: passwords, tokens, sessions, `/auth/*`.
 //! - [`rbac`]: permissions, roles, `/admin/*`.

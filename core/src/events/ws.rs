@@ -251,8 +251,9 @@ async fn serve(state: AppState, socket: WebSocket, query_token: Option<String>, 
         loop {
             let expiry = token_expiry(session.user.as_ref());
             tokio::select! {
-                // The only change ever sent is the shutdown.
-                _ = shutdown.changed() => {
+                // `wait_for`, not `changed`: a socket upgraded after
+                // `close_all` (during the drain) closes at once too.
+                () = async { let _ = shutdown.wait_for(|closing| *closing).await; } => {
                     break 'session Ending::Close(1001, "server shutting down".into(), "shutdown");
                 }
                 () = &mut auth_deadline, if session.user.is_none() => {

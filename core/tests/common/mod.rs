@@ -109,6 +109,9 @@ pub fn test_config(database_url: &str) -> Config {
     };
     config.server.bind = "127.0.0.1:0".parse().expect("addr");
     config.server.shutdown_timeout_secs = 5;
+    // Nothing sends during a test's stop(); a short linger keeps the many
+    // stops (each with the client pool's idle connections) quick.
+    config.server.shutdown_linger_ms = 100;
     config.database.url = database_url.to_string();
     config.database.max_connections = 5;
     config.auth.jwt_secret = JWT_SECRET.into();
