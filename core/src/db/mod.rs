@@ -10,6 +10,11 @@
 //! fixed RFC 3339 UTC format (see [`timestamp`]), so they sort and compare
 //! correctly as strings on both. Where the dialects truly differ (DDL), the
 //! migration carries one script per dialect.
+//!
+//! A connection never goes back to the pool inside a transaction: see
+//! `discard_if_in_transaction`, which every release passes through, so
+//! a failed BEGIN, statement, COMMIT or ROLLBACK on any transaction path
+//! costs one connection, not every later write.
 
 pub mod migrate;
 pub mod timestamp;
@@ -19,7 +24,8 @@ use std::{path::Path, str::FromStr, time::Duration};
 use anyhow::Context;
 use sqlx::{
     any::{AnyConnectOptions, AnyPoolOptions, AnyRow},
-    Any, AnyPool, ConnectOptions, Executor, Row, Transaction,
+    pool::PoolConnectionMetadata,
+    Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Row, Transaction,
 };
 
 use crate::config::{redact_url, DatabaseConfig};
@@ -65,7 +71,10 @@ impl Database {
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
         let mut pool_options = AnyPoolOptions::new()
             .max_connections(config.max_connections)
-            .acquire_timeout(Duration::from_secs(config.acquire_timeout_secs));
+            .acquire_timeout(Duration::from_secs(config.acquire_timeout_secs))
+            .after_release(|connection, metadata| {
+                Box::pin(discard_if_in_transaction(connection, metadata))
+            });
         if dialect == Dialect::Sqlite {
             pool_options = pool_options.after_connect(|connection, _| {
                 Box::pin(async move {
@@ -96,6 +105,10 @@ impl Database {
     /// lock when another writer committed in between (SQLITE_BUSY_SNAPSHOT,
     /// "database is locked" at once, whatever the busy timeout). Taking it at
     /// BEGIN makes concurrent writers queue on the busy timeout instead.
+    ///
+    /// Whatever fails (the BEGIN, a statement, the COMMIT), the connection
+    /// is checked when it goes back to the pool and closed if it is still
+    /// inside a transaction (`discard_if_in_transaction`).
     pub async fn begin_write(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
         match self.dialect {
             Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
@@ -120,6 +133,40 @@ impl Database {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The pool's release check: closes a connection that comes back still
+/// inside a transaction instead of handing it to the next caller.
+///
+/// sqlx counts transaction depth itself and only lowers the count when its
+/// COMMIT or ROLLBACK succeeds. After some errors (SQLITE_FULL, SQLITE_IOERR,
+/// SQLITE_NOMEM, SQLITE_INTERRUPT) SQLite may roll the whole transaction back
+/// on its own; the ROLLBACK a dropped transaction sends then fails with "no
+/// transaction is active" and the count stays at one. Such a connection
+/// refuses every later `begin_with` ("attempted to call begin_with at
+/// non-zero transaction depth"): on a full disk, every write failed until a
+/// restart, long after space was freed. Closing it lets the pool open a
+/// clean one; closing also ends whatever transaction really is open, on
+/// either database.
+async fn discard_if_in_transaction(
+    connection: &mut AnyConnection,
+    _: PoolConnectionMetadata,
+) -> Result<bool, sqlx::Error> {
+    if !connection.is_in_transaction() {
+        return Ok(true);
+    }
+    // A dropped transaction queues its ROLLBACK (SQLite's worker thread runs
+    // it later, in order): a round trip lets it finish before judging. This
+    // only happens after a transaction ended without commit.
+    connection.ping().await?;
+    if connection.is_in_transaction() {
+        tracing::warn!(
+            "a database connection came back inside a transaction (its rollback failed); \
+             closing it"
+        );
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 /// The file path of a `sqlite:` URL; `None` for an in-memory database.
