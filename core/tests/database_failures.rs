@@ -1,11 +1,13 @@
 //! Database failures, reproduced on a real SQLite file (a full disk, a held
 //! write lock, a failed COMMIT): the host must come back by itself once the
-//! cause is gone, without a restart. SQLite-only: each test says so and
-//! returns on PostgreSQL.
+//! cause is gone, without a restart, and readiness must see what requests
+//! see. SQLite-only: each test says so and returns on PostgreSQL.
 
 mod common;
 
-use common::test_config;
+use common::{expect_status, test_config, TestDatabase, TestServer};
+use reqwest::StatusCode;
+use serde_json::json;
 use sqlx::{Connection, Executor};
 use xcore::db::{migrate, Database};
 
@@ -80,6 +82,116 @@ async fn writes_recover_after_a_disk_full_error_without_a_restart() {
         .expect("count");
     assert_eq!(rows, 2, "the failed write left nothing behind");
     db.close().await;
+}
+
+/// A small tmpfs mounted for one test, unmounted on drop. Mounting needs
+/// root (CAP_SYS_ADMIN); where it is refused the test says so and skips.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Result<Self, String> {
+        let dir = tempfile::tempdir().map_err(|error| error.to_string())?;
+        let output = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .map_err(|error| format!("cannot run mount: {error}"))?;
+        if output.status.success() {
+            Ok(Self { dir })
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).trim().to_string())
+        }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Fills the remaining space with one file; returns its path.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.path().join("filler");
+        let mut file = std::fs::File::create(&path).expect("filler");
+        // Big chunks until one no longer fits, then single bytes for the rest.
+        while file.write_all(&[0u8; 64 * 1024]).is_ok() {}
+        while file.write_all(&[0u8]).is_ok() {}
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+// The incident end to end, on a real full disk: a server whose SQLite file
+// lives on a small tmpfs. While the disk is full, writes fail and readiness
+// says so; once space is freed, writes work again on the same process (and,
+// with a single pooled connection, necessarily on a connection the failure
+// did not poison).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_and_readiness_recover_after_the_disk_fills_up() {
+    if std::env::var("XCORE_TEST_DATABASE_URL").is_ok_and(|url| url.starts_with("postgres")) {
+        eprintln!("skipped: SQLite-only (the file system under the database file)");
+        return;
+    }
+    let disk = match SmallDisk::mount("4m") {
+        Ok(disk) => disk,
+        Err(reason) => {
+            eprintln!("skipped: cannot mount a tmpfs to fill up ({reason})");
+            return;
+        }
+    };
+    let url = format!("sqlite://{}/xcore.db", disk.path().display());
+    let server = TestServer::start_on(TestDatabase::at(url), |config| {
+        config.database.max_connections = 1;
+    })
+    .await;
+    let register = |n: usize| {
+        server
+            .post("/auth/register")
+            .json(
+                &json!({"email": format!("user{n}@example.com"), "password": "SecurePassword123!"}),
+            )
+            .send()
+    };
+    let ready = || server.get("/health/ready").send();
+    expect_status(register(0).await.expect("send"), StatusCode::CREATED).await;
+    expect_status(ready().await.expect("send"), StatusCode::OK).await;
+
+    let filler = disk.fill();
+    for n in 1..=3 {
+        expect_status(
+            register(n).await.expect("send"),
+            StatusCode::INTERNAL_SERVER_ERROR,
+        )
+        .await;
+    }
+    let body = expect_status(
+        ready().await.expect("send"),
+        StatusCode::SERVICE_UNAVAILABLE,
+    )
+    .await;
+    assert_eq!(body["status"], "disk_full");
+    assert_eq!(body["failed_check"], "disk_full");
+
+    std::fs::remove_file(&filler).expect("free the space");
+    expect_status(ready().await.expect("send"), StatusCode::OK).await;
+    for n in 4..=6 {
+        expect_status(register(n).await.expect("send"), StatusCode::CREATED).await;
+    }
+    let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(server.state.db.pool())
+        .await
+        .expect("count");
+    assert_eq!(users, 5, "the admin, one user before and three after");
+    server.stop().await;
 }
 
 // A BEGIN that fails (the write lock held elsewhere past the busy timeout)
