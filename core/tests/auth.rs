@@ -365,6 +365,167 @@ async fn logout_revokes_the_access_token_and_the_session() {
     server.stop().await;
 }
 
+fn refresh_token(tokens: &Value) -> String {
+    tokens["refresh_token"]
+        .as_str()
+        .expect("refresh_token")
+        .to_string()
+}
+
+async fn refresh(server: &TestServer, refresh_token: &str) -> reqwest::Response {
+    server
+        .post("/auth/refresh")
+        .json(&json!({"refresh_token": refresh_token}))
+        .send()
+        .await
+        .expect("send")
+}
+
+/// Asserts a 401 and returns its message.
+async fn refused(response: reqwest::Response) -> String {
+    let body = expect_error(response, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
+    body["error"]["message"]
+        .as_str()
+        .expect("message")
+        .to_string()
+}
+
+// The attack: a stolen refresh token is replayed after the victim rotated
+// it. Reuse detection revokes the family, and the access tokens minted in
+// it (the thief's and the victim's) must stop working at once, not ~30
+// minutes later when they expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_reuse_refuses_the_familys_access_tokens_at_once() {
+    let server = TestServer::start().await;
+    server.register("lena@example.com", "LenaPassw0rd!").await;
+    let first = server.login("lena@example.com", "LenaPassw0rd!").await;
+    let stolen = refresh_token(&first);
+    let second = expect_status(refresh(&server, &stolen).await, StatusCode::OK).await;
+    let third = expect_status(
+        refresh(&server, &refresh_token(&second)).await,
+        StatusCode::OK,
+    )
+    .await;
+    let other = server.login("lena@example.com", "LenaPassw0rd!").await;
+    for tokens in [&first, &second, &third, &other] {
+        expect_status(me(&server, &access_token(tokens)).await, StatusCode::OK).await;
+    }
+
+    assert_eq!(
+        refused(refresh(&server, &stolen).await).await,
+        "refresh token already used; session revoked"
+    );
+    for tokens in [&first, &second, &third] {
+        assert_eq!(
+            refused(me(&server, &access_token(tokens)).await).await,
+            "session revoked"
+        );
+    }
+    refused(refresh(&server, &refresh_token(&third)).await).await;
+    // The user's other session is a different family: untouched.
+    expect_status(me(&server, &access_token(&other)).await, StatusCode::OK).await;
+    expect_status(
+        refresh(&server, &refresh_token(&other)).await,
+        StatusCode::OK,
+    )
+    .await;
+    server.stop().await;
+}
+
+// Logging out with one access token ends the whole session: the access
+// tokens minted earlier in the same family (before a refresh) die too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_refuses_the_sessions_other_access_tokens() {
+    let server = TestServer::start().await;
+    server.register("milo@example.com", "MiloPassw0rd!").await;
+    let first = server.login("milo@example.com", "MiloPassw0rd!").await;
+    let second = expect_status(
+        refresh(&server, &refresh_token(&first)).await,
+        StatusCode::OK,
+    )
+    .await;
+    let other = server.login("milo@example.com", "MiloPassw0rd!").await;
+    expect_status(me(&server, &access_token(&first)).await, StatusCode::OK).await;
+
+    let logout = server
+        .post("/auth/logout")
+        .bearer_auth(access_token(&second))
+        .send()
+        .await
+        .expect("send");
+    expect_status(logout, StatusCode::NO_CONTENT).await;
+    assert_eq!(
+        refused(me(&server, &access_token(&first)).await).await,
+        "session revoked"
+    );
+    refused(me(&server, &access_token(&second)).await).await;
+    refused(refresh(&server, &refresh_token(&second)).await).await;
+    expect_status(me(&server, &access_token(&other)).await, StatusCode::OK).await;
+    server.stop().await;
+}
+
+// The attack: tokens obtained before an administrator deactivated the
+// account must not work again once the account is reactivated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deactivation_ends_tokens_for_good_even_after_reactivation() {
+    let server = TestServer::start().await;
+    let admin = server.admin_token().await;
+    let (user_id, _) = server.user_token("nora@example.com").await;
+    let before = server.login("nora@example.com", "UserPassw0rd!").await;
+    expect_status(me(&server, &access_token(&before)).await, StatusCode::OK).await;
+
+    for action in ["deactivate", "activate"] {
+        let response = server
+            .post(&format!("/admin/users/{user_id}/{action}"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .expect("send");
+        expect_status(response, StatusCode::OK).await;
+    }
+    refused(me(&server, &access_token(&before)).await).await;
+    refused(refresh(&server, &refresh_token(&before)).await).await;
+
+    // A new login works, and its tokens do.
+    let after = server.login("nora@example.com", "UserPassw0rd!").await;
+    expect_status(me(&server, &access_token(&after)).await, StatusCode::OK).await;
+    let rotated = expect_status(
+        refresh(&server, &refresh_token(&after)).await,
+        StatusCode::OK,
+    )
+    .await;
+
+    // A refresh token the deactivation's revocation missed (one minted by a
+    // login or rotation committing at the same moment) carries the old
+    // token version and is refused on its own account.
+    let missed = server.login("nora@example.com", "UserPassw0rd!").await;
+    let response = server
+        .post(&format!("/admin/users/{user_id}/deactivate"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("send");
+    expect_status(response, StatusCode::OK).await;
+    sqlx::query("UPDATE refresh_tokens SET revoked_at = NULL WHERE user_id = $1")
+        .bind(user_id)
+        .execute(server.state.db.pool())
+        .await
+        .expect("un-revoke");
+    let response = server
+        .post(&format!("/admin/users/{user_id}/activate"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("send");
+    expect_status(response, StatusCode::OK).await;
+    assert_eq!(
+        refused(refresh(&server, &refresh_token(&missed)).await).await,
+        "refresh token superseded; please log in again"
+    );
+    refused(me(&server, &access_token(&rotated)).await).await;
+    server.stop().await;
+}
+
 async fn outbox_token(server: &TestServer, email: &str) -> String {
     let row =
         sqlx::query("SELECT body FROM notification_outbox WHERE recipient = $1 ORDER BY id DESC")

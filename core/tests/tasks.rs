@@ -206,6 +206,10 @@ async fn tasks_are_validated_created_run_paused_resumed_edited_and_deleted() {
         .execute(server.state.db.pool())
         .await
         .expect("seed an expired row");
+    sqlx::query("INSERT INTO revoked_sessions (session_id, user_id, expires_at) VALUES ('old', 1, '2001-01-01T00:00:00.000000Z')")
+        .execute(server.state.db.pool())
+        .await
+        .expect("seed an expired session revocation");
     let (mut socket, _) =
         tokio_tungstenite::connect_async(format!("ws://{}/ws?token={admin}", server.addr))
             .await
@@ -254,6 +258,10 @@ async fn tasks_are_validated_created_run_paused_resumed_edited_and_deleted() {
     assert_eq!(completed["data"]["id"], "ma_tache");
     assert_eq!(
         completed["data"]["result"]["revoked_access_tokens"], 1,
+        "{completed}"
+    );
+    assert_eq!(
+        completed["data"]["result"]["revoked_sessions"], 1,
         "{completed}"
     );
     let after = task_until(&server, &admin, "ma_tache", "one success", |t| {

@@ -1,10 +1,14 @@
 //! `AuthUser`: the authenticated caller, as an extractor.
 //!
 //! A signed, unexpired JWT is not enough: every request also checks, in one
-//! query, that the user still exists and is active, that the token's `jti`
-//! was not revoked by a logout, and that the token version still matches
-//! (a password change bumps it). The same query loads the caller's roles and
-//! permissions, so RBAC always sees the current grants.
+//! query, that the user still exists (ids are never reused, so a deleted
+//! user's tokens stay dead) and is active, that neither the token's `jti`
+//! nor its session (`sid`, the refresh family: revoked by a logout or by
+//! refresh-token reuse) was revoked, and that the token version still
+//! matches (a password change or a deactivation bumps it, so reactivating
+//! the account does not revive older tokens). The same query loads the caller's roles and permissions, so RBAC
+//! always sees the current grants. Both revocation lookups are primary-key
+//! probes, evaluated once per query.
 
 use std::collections::BTreeSet;
 
@@ -93,6 +97,8 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<AuthUser, Api
     let rows = sqlx::query(
         "SELECT u.email, u.is_active, u.token_version,
                 (SELECT COUNT(*) FROM revoked_access_tokens r WHERE r.jti = $2) AS revoked,
+                (SELECT COUNT(*) FROM revoked_sessions s WHERE s.session_id = $3)
+                    AS session_revoked,
                 ro.name AS role_name, p.name AS permission_name
          FROM users u
          LEFT JOIN user_roles ur ON ur.user_id = u.id
@@ -103,6 +109,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<AuthUser, Api
     )
     .bind(user_id)
     .bind(&claims.jti)
+    .bind(&claims.sid)
     .fetch_all(state.db.pool())
     .await?;
     let first = rows
@@ -114,9 +121,12 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<AuthUser, Api
     if revoked > 0 {
         return Err(ApiError::unauthenticated("token revoked"));
     }
+    if first.try_get::<i64, _>("session_revoked")? > 0 {
+        return Err(ApiError::unauthenticated("session revoked"));
+    }
     if version != claims.ver {
         return Err(ApiError::unauthenticated(
-            "token superseded by a password change",
+            "token superseded (password change or deactivation)",
         ));
     }
     if !active {

@@ -233,20 +233,20 @@ pub async fn refresh(
     Ok(Json(sessions::rotate(&state, &token).await?))
 }
 
-/// Ends the session: the access token's `jti` is refused from now on and the
-/// refresh family is revoked.
+/// Ends the session: the refresh family is revoked, and with it every access
+/// token issued in it (this one and any other still unexpired).
 #[utoipa::path(
     post, path = "/auth/logout", tag = "auth",
     security(("bearer" = [])),
     responses(
-        (status = 204, description = "Access token and refresh family revoked"),
+        (status = 204, description = "The session's refresh and access tokens revoked"),
         (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
     )
 )]
 pub async fn logout(State(state): State<AppState>, user: AuthUser) -> ApiResult<StatusCode> {
     let mut tx = state.db.begin_write().await?;
     sessions::revoke_access_token(&mut tx, &user.jti, user.id, user.token_expires_at).await?;
-    sessions::revoke_family(&mut tx, &user.session).await?;
+    sessions::revoke_family(&state, &mut tx, &user.session, user.id).await?;
     tx.commit().await?;
     tracing::info!(user_id = user.id, "user logged out");
     Ok(StatusCode::NO_CONTENT)
@@ -362,10 +362,19 @@ pub async fn password_update(
     }
     let hash = state.passwords.hash(&body.new_password).await?;
     let mut tx = state.db.begin_write().await?;
-    users::set_password(&mut tx, user.id, &hash).await?;
+    let version = users::set_password(&mut tx, user.id, &hash).await?;
+    // Read after the update, which waits for (and so sees) a deactivation
+    // committed since the extractor's check: the fresh pair carries the
+    // current version, so it must not go to a deactivated account.
+    let active = sqlx::query("SELECT is_active FROM users WHERE id = $1")
+        .bind(user.id)
+        .fetch_one(&mut *tx)
+        .await?;
+    if !crate::db::flag(&active, "is_active")? {
+        return Err(ApiError::unauthenticated("account is deactivated"));
+    }
     sessions::revoke_all_for_user(&mut tx, user.id).await?;
-    let pair =
-        sessions::issue_pair(&state, &mut tx, user.id, account.token_version + 1, None).await?;
+    let pair = sessions::issue_pair(&state, &mut tx, user.id, version, None).await?;
     tx.commit().await?;
     tracing::info!(user_id = user.id, "password changed");
     Ok(Json(json!({

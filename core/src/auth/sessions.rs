@@ -6,6 +6,14 @@
 //! that was already used means it was copied (RFC 6819 5.2.2.3, OAuth 2.1
 //! 4.3.1): the whole family is revoked, so both the thief and the victim
 //! must log in again.
+//!
+//! Revoking a family (reuse, logout) also records it in `revoked_sessions`,
+//! which the access-token check reads: the family's access tokens die with
+//! it instead of living out their lifetime. Ending every session of a user
+//! (password change, deactivation) bumps the user's token version instead,
+//! which kills the access tokens, and marks the refresh tokens revoked; each
+//! refresh token also carries the version it was issued under, so one
+//! minted concurrently with the bump is refused too.
 
 use serde::Serialize;
 use sqlx::{Any, Row, Transaction};
@@ -38,12 +46,13 @@ pub async fn issue_pair(
     let family = family.map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_string);
     let refresh_token = random_token();
     sqlx::query(
-        "INSERT INTO refresh_tokens (token_hash, family_id, user_id, issued_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO refresh_tokens (token_hash, family_id, user_id, token_version, issued_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(token_hash(&refresh_token))
     .bind(&family)
     .bind(user_id)
+    .bind(token_version)
     .bind(timestamp::now())
     .bind(timestamp::in_seconds(
         state.config.auth.refresh_token_ttl_secs,
@@ -73,7 +82,9 @@ pub async fn rotate(state: &AppState, presented: &str) -> Result<TokenPair, ApiE
     let mut tx = state.db.begin_write().await?;
     let row = sqlx::query(
         "SELECT t.id, t.family_id, t.user_id, t.expires_at, t.used_at, t.revoked_at,
-                u.is_active, u.token_version
+                t.token_version AS issued_version, u.is_active, u.token_version,
+                (SELECT COUNT(*) FROM revoked_sessions s WHERE s.session_id = t.family_id)
+                    AS session_revoked
          FROM refresh_tokens t JOIN users u ON u.id = t.user_id
          WHERE t.token_hash = $1",
     )
@@ -86,7 +97,11 @@ pub async fn rotate(state: &AppState, presented: &str) -> Result<TokenPair, ApiE
     let user_id: i64 = row.try_get("user_id")?;
     let now = timestamp::now();
     let already_used = row.try_get::<Option<String>, _>("used_at")?.is_some();
-    if row.try_get::<Option<String>, _>("revoked_at")?.is_some() {
+    // The family check catches a token minted into a family while that
+    // family was being revoked (a rotation racing a logout).
+    if row.try_get::<Option<String>, _>("revoked_at")?.is_some()
+        || row.try_get::<i64, _>("session_revoked")? > 0
+    {
         return Err(ApiError::unauthenticated("refresh token revoked"));
     }
     // The conditional update is what makes two concurrent uses of one token
@@ -100,7 +115,7 @@ pub async fn rotate(state: &AppState, presented: &str) -> Result<TokenPair, ApiE
             .rows_affected()
             == 1;
     if !claimed {
-        revoke_family(&mut tx, &family).await?;
+        revoke_family(state, &mut tx, &family, user_id).await?;
         tx.commit().await?;
         tracing::warn!(user_id, "refresh token reuse detected; session revoked");
         return Err(ApiError::unauthenticated(
@@ -114,13 +129,40 @@ pub async fn rotate(state: &AppState, presented: &str) -> Result<TokenPair, ApiE
         return Err(ApiError::unauthenticated("account is deactivated"));
     }
     let version: i64 = row.try_get("token_version")?;
+    if row.try_get::<i64, _>("issued_version")? != version {
+        return Err(ApiError::unauthenticated(
+            "refresh token superseded; please log in again",
+        ));
+    }
     let pair = issue_pair(state, &mut tx, user_id, version, Some(&family)).await?;
     tx.commit().await?;
     Ok(pair)
 }
 
-/// Revokes every live token of a family.
-pub async fn revoke_family(tx: &mut Transaction<'_, Any>, family: &str) -> Result<u64, ApiError> {
+/// Revokes a family: its refresh tokens, and (through `revoked_sessions`)
+/// every access token issued in it, from the next request on.
+pub async fn revoke_family(
+    state: &AppState,
+    tx: &mut Transaction<'_, Any>,
+    family: &str,
+    user_id: i64,
+) -> Result<u64, ApiError> {
+    // The row must outlive everything of the family that could still be
+    // presented: its refresh tokens, and access tokens issued up to now.
+    let access_horizon = timestamp::in_seconds(state.tokens.access_ttl_secs());
+    sqlx::query(
+        "INSERT INTO revoked_sessions (session_id, user_id, expires_at)
+         SELECT $1, $2, CASE WHEN MAX(expires_at) > $3 THEN MAX(expires_at) ELSE $3 END
+         FROM refresh_tokens WHERE family_id = $1
+         ON CONFLICT (session_id) DO UPDATE SET expires_at = CASE
+             WHEN excluded.expires_at > revoked_sessions.expires_at THEN excluded.expires_at
+             ELSE revoked_sessions.expires_at END",
+    )
+    .bind(family)
+    .bind(user_id)
+    .bind(&access_horizon)
+    .execute(&mut **tx)
+    .await?;
     Ok(sqlx::query(
         "UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL",
     )
@@ -132,7 +174,9 @@ pub async fn revoke_family(tx: &mut Transaction<'_, Any>, family: &str) -> Resul
 }
 
 /// Revokes every refresh token of a user (password change or reset,
-/// deactivation).
+/// deactivation). The callers also bump the user's token version (see
+/// [`super::users::set_password`], [`super::users::invalidate_tokens`]),
+/// which is what refuses the access tokens.
 pub async fn revoke_all_for_user(
     tx: &mut Transaction<'_, Any>,
     user_id: i64,

@@ -263,20 +263,37 @@ pub async fn profile(db: &Database, user_id: i64) -> Result<Profile, ApiError> {
 }
 
 /// Replaces a password hash and bumps the token version, which invalidates
-/// every access token issued before.
+/// every access token issued before; returns the new version.
 pub async fn set_password(
     tx: &mut Transaction<'_, Any>,
     user_id: i64,
     password_hash: &str,
-) -> Result<(), ApiError> {
+) -> Result<i64, ApiError> {
     sqlx::query(
-        "UPDATE users SET password_hash = $1, token_version = token_version + 1, updated_at = $2 WHERE id = $3",
+        "UPDATE users SET password_hash = $1, token_version = token_version + 1, updated_at = $2
+         WHERE id = $3 RETURNING token_version",
     )
     .bind(password_hash)
     .bind(timestamp::now())
     .bind(user_id)
-    .execute(&mut **tx)
-    .await?;
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| ApiError::unauthenticated("account no longer exists"))?
+    .try_get("token_version")
+    .map_err(ApiError::from)
+}
+
+/// Bumps the token version without touching the password: every access
+/// token issued before is refused from the next request on, permanently
+/// (reactivating the account does not bring the old version back).
+pub async fn invalidate_tokens(
+    tx: &mut Transaction<'_, Any>,
+    user_id: i64,
+) -> Result<(), ApiError> {
+    sqlx::query("UPDATE users SET token_version = token_version + 1 WHERE id = $1")
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

@@ -57,6 +57,12 @@ pub const CORE_MIGRATIONS: &[Migration<'static>] = &[
         sqlite: include_str!("../../migrations/sqlite/0003_tasks.sql"),
         postgres: include_str!("../../migrations/postgres/0003_tasks.sql"),
     },
+    Migration {
+        version: 4,
+        name: "revoked sessions, refresh-token versions",
+        sqlite: include_str!("../../migrations/sqlite/0004_session_revocation.sql"),
+        postgres: include_str!("../../migrations/postgres/0004_session_revocation.sql"),
+    },
 ];
 
 /// The ledger of applied migrations, created on first use.

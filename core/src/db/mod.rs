@@ -10,16 +10,30 @@
 //! fixed RFC 3339 UTC format (see [`timestamp`]), so they sort and compare
 //! correctly as strings on both. Where the dialects truly differ (DDL), the
 //! migration carries one script per dialect.
+//!
+//! A connection never goes back to the pool inside a transaction: see
+//! `discard_if_in_transaction`, which every release passes through, so
+//! a failed BEGIN, statement, COMMIT or ROLLBACK on any transaction path
+//! costs one connection, not every later write.
 
 pub mod migrate;
 pub mod timestamp;
 
-use std::{path::Path, str::FromStr, time::Duration};
+use std::{
+    path::Path,
+    str::FromStr,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use anyhow::Context;
 use sqlx::{
     any::{AnyConnectOptions, AnyPoolOptions, AnyRow},
-    Any, AnyPool, ConnectOptions, Executor, Row, Transaction,
+    pool::PoolConnectionMetadata,
+    Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Row, Transaction,
 };
 
 use crate::config::{redact_url, DatabaseConfig};
@@ -53,10 +67,37 @@ impl std::fmt::Debug for Database {
 }
 
 /// Pragmas every SQLite connection needs: referential integrity (off by
-/// default in SQLite), waiting on a locked database instead of failing at
-/// once, and the durability level WAL is designed for.
-const SQLITE_CONNECTION_PRAGMAS: &str =
-    "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;";
+/// default in SQLite) and the durability level WAL is designed for.
+const SQLITE_CONNECTION_PRAGMAS: &str = "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;";
+
+/// Waiting on a locked database instead of failing at once; set on every
+/// SQLite connection, and set back after a readiness probe shortened it.
+const SQLITE_BUSY_TIMEOUT: &str = "PRAGMA busy_timeout = 5000";
+
+/// A readiness probe's lock wait: long enough for an ordinary write to
+/// finish, short enough that a held lock answers 503 well within a load
+/// balancer's probe timeout instead of hanging for the full busy timeout.
+const SQLITE_PROBE_BUSY_TIMEOUT: &str = "PRAGMA busy_timeout = 500";
+
+/// The same wait on PostgreSQL, where a probe's statements also get a
+/// ceiling (transaction-local: they end with the probe's transaction).
+const POSTGRES_PROBE_TIMEOUTS: &str =
+    "SELECT set_config('lock_timeout', '500ms', true), set_config('statement_timeout', '1500ms', true)";
+
+/// The readiness checks, in the order a probe runs them: a pooled
+/// connection, a read of a real table (what `SELECT 1` never does: it
+/// touches neither the file nor any lock), and the start of a write
+/// transaction.
+pub const PROBE_CHECKS: [&str; 3] = ["database_connection", "database_read", "database_write"];
+
+/// A failed readiness check.
+#[derive(Debug)]
+pub struct ProbeFailure {
+    /// Which check failed: one of [`PROBE_CHECKS`].
+    pub check: &'static str,
+    /// What went wrong, for the log; never sent to clients.
+    pub error: String,
+}
 
 impl Database {
     /// Connects, creating the SQLite file and its directory when missing.
@@ -77,11 +118,15 @@ impl Database {
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
         let mut pool_options = AnyPoolOptions::new()
             .max_connections(config.max_connections)
-            .acquire_timeout(Duration::from_secs(config.acquire_timeout_secs));
+            .acquire_timeout(Duration::from_secs(config.acquire_timeout_secs))
+            .after_release(|connection, metadata| {
+                Box::pin(discard_if_in_transaction(connection, metadata))
+            });
         if dialect == Dialect::Sqlite {
             pool_options = pool_options.after_connect(|connection, _| {
                 Box::pin(async move {
                     connection.execute(SQLITE_CONNECTION_PRAGMAS).await?;
+                    connection.execute(SQLITE_BUSY_TIMEOUT).await?;
                     Ok(())
                 })
             });
@@ -118,6 +163,10 @@ impl Database {
     /// lock when another writer committed in between (SQLITE_BUSY_SNAPSHOT,
     /// "database is locked" at once, whatever the busy timeout). Taking it at
     /// BEGIN makes concurrent writers queue on the busy timeout instead.
+    ///
+    /// Whatever fails (the BEGIN, a statement, the COMMIT), the connection
+    /// is checked when it goes back to the pool and closed if it is still
+    /// inside a transaction (`discard_if_in_transaction`).
     pub async fn begin_write(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
         match self.dialect {
             Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
@@ -130,17 +179,129 @@ impl Database {
         self.dialect
     }
 
-    /// Round-trips a trivial query.
-    pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
+    /// Checks, cheaply, that requests would succeed: a pooled connection, a
+    /// read of a real table, and the start of a write transaction (SQLite:
+    /// `BEGIN IMMEDIATE`, which takes the write lock, then ROLLBACK;
+    /// PostgreSQL: an id is assigned, which a read-only or standby server
+    /// refuses). Lock waits are short (500 ms), so a held lock fails the
+    /// probe quickly; `deadline` bounds the whole probe.
+    pub async fn probe(&self, deadline: Duration) -> Result<(), ProbeFailure> {
+        let stage = Arc::new(AtomicUsize::new(0));
+        // Spawned so the probe always runs to its end, even when the caller
+        // gives up or its client disconnects: a SQLite connection must not
+        // go back to the pool with the probe's short busy timeout.
+        let task = tokio::spawn(run_probe(self.clone(), stage.clone()));
+        let error = match tokio::time::timeout(deadline, task).await {
+            Ok(Ok(outcome)) => return outcome,
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => format!("no answer within {} ms", deadline.as_millis()),
+        };
+        Err(ProbeFailure {
+            check: probe_check(stage.load(Ordering::Acquire)),
+            error,
+        })
     }
 
     /// Closes every connection, waiting for checked-out ones to come back.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// The pool's release check: closes a connection that comes back still
+/// inside a transaction instead of handing it to the next caller.
+///
+/// sqlx counts transaction depth itself and only lowers the count when its
+/// COMMIT or ROLLBACK succeeds. After some errors (SQLITE_FULL, SQLITE_IOERR,
+/// SQLITE_NOMEM, SQLITE_INTERRUPT) SQLite may roll the whole transaction back
+/// on its own; the ROLLBACK a dropped transaction sends then fails with "no
+/// transaction is active" and the count stays at one. Such a connection
+/// refuses every later `begin_with` ("attempted to call begin_with at
+/// non-zero transaction depth"): on a full disk, every write failed until a
+/// restart, long after space was freed. Closing it lets the pool open a
+/// clean one; closing also ends whatever transaction really is open, on
+/// either database.
+async fn discard_if_in_transaction(
+    connection: &mut AnyConnection,
+    _: PoolConnectionMetadata,
+) -> Result<bool, sqlx::Error> {
+    if !connection.is_in_transaction() {
+        return Ok(true);
+    }
+    // A dropped transaction queues its ROLLBACK (SQLite's worker thread runs
+    // it later, in order): a round trip lets it finish before judging. This
+    // only happens after a transaction ended without commit.
+    connection.ping().await?;
+    if connection.is_in_transaction() {
+        tracing::warn!(
+            "a database connection came back inside a transaction (its rollback failed); \
+             closing it"
+        );
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+fn probe_check(stage: usize) -> &'static str {
+    PROBE_CHECKS[stage.min(PROBE_CHECKS.len() - 1)]
+}
+
+/// Runs the readiness checks, recording in `stage` which one is under way.
+async fn run_probe(db: Database, stage: Arc<AtomicUsize>) -> Result<(), ProbeFailure> {
+    let failed = |stage: usize| {
+        move |error: sqlx::Error| ProbeFailure {
+            check: probe_check(stage),
+            error: error.to_string(),
+        }
+    };
+    let mut connection = db.pool.acquire().await.map_err(failed(0))?;
+    stage.store(1, Ordering::Release);
+    match db.dialect {
+        Dialect::Sqlite => {
+            let outcome = match connection.execute(SQLITE_PROBE_BUSY_TIMEOUT).await {
+                Ok(_) => {
+                    async {
+                        sqlx::query("SELECT 1 FROM users LIMIT 1")
+                            .fetch_optional(&mut *connection)
+                            .await
+                            .map_err(failed(1))?;
+                        stage.store(2, Ordering::Release);
+                        connection
+                            .begin_with("BEGIN IMMEDIATE")
+                            .await
+                            .map_err(failed(2))?
+                            .rollback()
+                            .await
+                            .map_err(failed(2))
+                    }
+                    .await
+                }
+                Err(error) => Err(failed(1)(error)),
+            };
+            if let Err(error) = connection.execute(SQLITE_BUSY_TIMEOUT).await {
+                tracing::warn!(%error, "cannot restore a probed connection's busy timeout; closing it");
+                // Closing is what matters; its own error adds nothing.
+                let _ = connection.close().await;
+            }
+            outcome
+        }
+        Dialect::Postgres => {
+            let mut tx = connection.begin().await.map_err(failed(1))?;
+            sqlx::query(POSTGRES_PROBE_TIMEOUTS)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed(1))?;
+            sqlx::query("SELECT 1 FROM users LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(failed(1))?;
+            stage.store(2, Ordering::Release);
+            sqlx::query("SELECT txid_current()")
+                .execute(&mut *tx)
+                .await
+                .map_err(failed(2))?;
+            tx.rollback().await.map_err(failed(2))
+        }
     }
 }
 

@@ -1,5 +1,14 @@
 //! `/health` (full report), `/health/live` (process is up, no I/O) and
-//! `/health/ready` (accepting traffic: database reachable, not draining).
+//! `/health/ready` (accepting traffic: database usable, not draining).
+//!
+//! The database check is [`Database::probe`](crate::db::Database::probe):
+//! it reads a real table and starts a write transaction, because `SELECT 1`
+//! touches neither the SQLite file nor any lock and kept answering while
+//! requests failed on an unreadable file or a held write lock. Neither sees
+//! a full disk (SQLite only writes at COMMIT), so on SQLite readiness also
+//! fails when the database's file system is all but full. A failing check
+//! is named in the body (`failed_check`); the error itself only goes to the
+//! log.
 
 use std::{path::Path, time::Duration};
 
@@ -7,15 +16,24 @@ use axum::{extract::State, http::StatusCode, response::IntoResponse, Json};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::{app::AppState, db::timestamp};
+use crate::{
+    app::AppState,
+    db::{timestamp, Dialect, ProbeFailure},
+};
 
 /// Longest a health probe waits for the database.
 const DATABASE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Free space under which SQLite writes are failing or about to (a commit
+/// appends whole pages to the WAL): readiness fails below it. The `disk`
+/// check's `min_free_disk_mb` is the early warning; this is the wall.
+const DISK_FULL_BYTES: u64 = 1024 * 1024;
+
 /// The individual checks.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Checks {
-    /// The database answered `SELECT 1` in time.
+    /// The database answered in time: a real table could be read and a
+    /// write transaction could start.
     pub database: bool,
     /// The data directory's file system has enough free space.
     pub disk: bool,
@@ -28,6 +46,10 @@ pub struct HealthReport {
     pub status: &'static str,
     /// Per-check results.
     pub checks: Checks,
+    /// The check that failed, when one did: `database_connection`,
+    /// `database_read`, `database_write`, or `disk` (low space, degraded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_check: Option<&'static str>,
     /// When the report was made.
     pub timestamp: String,
     /// xcore version.
@@ -36,23 +58,40 @@ pub struct HealthReport {
     pub uptime: u64,
 }
 
-async fn database_ok(state: &AppState) -> bool {
-    matches!(
-        tokio::time::timeout(DATABASE_PROBE_TIMEOUT, state.db.ping()).await,
-        Ok(Ok(()))
-    )
+/// Probes the database; a failure is logged here, once per probe.
+async fn database_check(state: &AppState) -> Result<(), ProbeFailure> {
+    state
+        .db
+        .probe(DATABASE_PROBE_TIMEOUT)
+        .await
+        .inspect_err(|failure| {
+            tracing::warn!(
+                check = failure.check,
+                error = failure.error.as_str(),
+                "database health check failed"
+            );
+        })
+}
+
+/// Free bytes on the file system holding `dir`; `None` when unknown.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    nix::sys::statvfs::statvfs(dir).ok().map(|stats| {
+        stats
+            .blocks_available()
+            .saturating_mul(stats.fragment_size())
+    })
 }
 
 fn disk_ok(data_dir: &Path, min_free_mb: u64) -> bool {
-    match nix::sys::statvfs::statvfs(data_dir) {
-        Ok(stats) => {
-            let free = stats
-                .blocks_available()
-                .saturating_mul(stats.fragment_size());
-            free >= min_free_mb.saturating_mul(1024 * 1024)
-        }
-        Err(_) => false,
-    }
+    free_bytes(data_dir).is_some_and(|free| free >= min_free_mb.saturating_mul(1024 * 1024))
+}
+
+/// Whether writes to the SQLite file are failing for want of space. Only a
+/// measurement says so: an unreadable `statvfs` is the `disk` check's
+/// business, not a reason to stop traffic.
+fn disk_full(state: &AppState) -> bool {
+    state.db.dialect() == Dialect::Sqlite
+        && free_bytes(&state.data_dir).is_some_and(|free| free < DISK_FULL_BYTES)
 }
 
 /// Full report; 503 when the database is down.
@@ -71,9 +110,15 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
 /// Runs the checks: the report and the status `/health` answers with (the
 /// home page shows the same report).
 pub async fn report(state: &AppState) -> (StatusCode, HealthReport) {
+    let database = database_check(state).await;
     let checks = Checks {
-        database: database_ok(state).await,
+        database: database.is_ok(),
         disk: disk_ok(&state.data_dir, state.config.health.min_free_disk_mb),
+    };
+    let failed_check = match &database {
+        Err(failure) => Some(failure.check),
+        Ok(()) if !checks.disk => Some("disk"),
+        Ok(()) => None,
     };
     let (status_code, status) = match (checks.database, checks.disk) {
         (true, true) => (StatusCode::OK, "healthy"),
@@ -83,6 +128,7 @@ pub async fn report(state: &AppState) -> (StatusCode, HealthReport) {
     let report = HealthReport {
         status,
         checks,
+        failed_check,
         timestamp: timestamp::now(),
         version: env!("CARGO_PKG_VERSION"),
         uptime: state.started_at.elapsed().as_secs(),
@@ -99,13 +145,15 @@ pub async fn live() -> impl IntoResponse {
     Json(json!({"status": "alive"}))
 }
 
-/// Readiness: 503 while draining for shutdown or when the database is down,
-/// so a load balancer stops sending traffic here first.
+/// Readiness: 503 while draining for shutdown or when the database cannot
+/// serve requests (no connection, a real table unreadable, the write lock
+/// held past a short wait, the SQLite file's disk full), so a load balancer
+/// stops sending traffic here first.
 #[utoipa::path(
     get, path = "/health/ready", tag = "observability",
     responses(
         (status = 200, description = "Ready for traffic"),
-        (status = 503, description = "Draining for shutdown, or the database is down"),
+        (status = 503, description = "Draining for shutdown, the database is unusable or its disk is full (`failed_check` names the check)"),
     )
 )]
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
@@ -115,10 +163,20 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
             Json(json!({"status": "shutting_down"})),
         );
     }
-    if !database_ok(&state).await {
+    if disk_full(&state) {
+        tracing::warn!(
+            data_dir = %state.data_dir.display(),
+            "readiness: the database's disk is full"
+        );
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "database_unavailable"})),
+            Json(json!({"status": "disk_full", "failed_check": "disk_full"})),
+        );
+    }
+    if let Err(failure) = database_check(&state).await {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "database_unavailable", "failed_check": failure.check})),
         );
     }
     (StatusCode::OK, Json(json!({"status": "ready"})))

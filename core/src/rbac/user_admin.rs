@@ -420,7 +420,8 @@ pub async fn remove_role(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Lets a user log in again.
+/// Lets a user log in again (with a new login: tokens from before the
+/// deactivation stay dead).
 #[utoipa::path(
     post, path = "/admin/users/{user_id}/activate", tag = "admin",
     security(("bearer" = [])),
@@ -448,8 +449,9 @@ pub async fn activate(
     Ok(Json(json!({"id": user_id, "is_active": true})))
 }
 
-/// Stops a user from logging in and ends their sessions; their access
-/// tokens are refused from the next request on (the extractor checks).
+/// Stops a user from logging in and ends their sessions for good: their
+/// access and refresh tokens are refused from the next request on, and stay
+/// refused after a reactivation (the token version is bumped).
 #[utoipa::path(
     post, path = "/admin/users/{user_id}/deactivate", tag = "admin",
     security(("bearer" = [])),
@@ -484,6 +486,9 @@ pub async fn deactivate(
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
+    // is_active alone would refuse the tokens only until a reactivation;
+    // the version bump and the revoked refresh tokens make it permanent.
+    users::invalidate_tokens(&mut tx, user_id).await?;
     sessions::revoke_all_for_user(&mut tx, user_id).await?;
     tx.commit().await?;
     tracing::info!(user_id, "user deactivated");

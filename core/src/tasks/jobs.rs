@@ -11,7 +11,7 @@ use crate::{
 pub const BUILTIN_JOBS: &[(&str, &str)] = &[
     (
         "core.purge_expired_tokens",
-        "Deletes expired refresh tokens, revoked access-token ids past their expiry, and expired password-reset tokens",
+        "Deletes expired refresh tokens, revoked access-token ids and sessions past their expiry, and expired password-reset tokens",
     ),
     (
         "core.prune_task_runs",
@@ -70,6 +70,7 @@ pub async fn run_builtin(name: &str, db: &Database, config: &TasksConfig) -> Res
                 "DELETE FROM refresh_tokens WHERE expires_at < $1",
                 "DELETE FROM revoked_access_tokens WHERE expires_at < $1",
                 "DELETE FROM password_reset_tokens WHERE expires_at < $1",
+                "DELETE FROM revoked_sessions WHERE expires_at < $1",
             ] {
                 let done = sqlx::query(sql)
                     .bind(&now)
@@ -83,6 +84,7 @@ pub async fn run_builtin(name: &str, db: &Database, config: &TasksConfig) -> Res
                 "refresh_tokens": deleted[0],
                 "revoked_access_tokens": deleted[1],
                 "password_reset_tokens": deleted[2],
+                "revoked_sessions": deleted[3],
             }))
         }
         "core.prune_task_runs" => {

@@ -26,6 +26,15 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
+    /// A database at `url` that the test owns and cleans up itself.
+    pub fn at(url: String) -> Self {
+        Self {
+            url,
+            _dir: None,
+            drop_on_exit: None,
+        }
+    }
+
     pub async fn new() -> Self {
         match std::env::var("XCORE_TEST_DATABASE_URL") {
             Ok(admin_url) if admin_url.starts_with("postgres") => {
