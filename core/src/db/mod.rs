@@ -33,7 +33,7 @@ use anyhow::Context;
 use sqlx::{
     any::{AnyConnectOptions, AnyPoolOptions, AnyRow},
     pool::PoolConnectionMetadata,
-    Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Row, Transaction,
+    Any, AnyPool, ConnectOptions, Connection, Executor, Row, Transaction,
 };
 
 use crate::config::{redact_url, DatabaseConfig};
@@ -221,8 +221,8 @@ impl Database {
 /// restart, long after space was freed. Closing it lets the pool open a
 /// clean one; closing also ends whatever transaction really is open, on
 /// either database.
-async fn discard_if_in_transaction(
-    connection: &mut AnyConnection,
+pub(crate) async fn discard_if_in_transaction<C: Connection>(
+    connection: &mut C,
     _: PoolConnectionMetadata,
 ) -> Result<bool, sqlx::Error> {
     if !connection.is_in_transaction() {

@@ -85,6 +85,11 @@ impl PluginDatabase {
                     .max_connections(MAX_CONNECTIONS)
                     .min_connections(0)
                     .idle_timeout(IDLE_TIMEOUT)
+                    // As on the host's pool: never hand out a connection
+                    // stuck inside a transaction SQLite already ended.
+                    .after_release(|connection, metadata| {
+                        Box::pin(crate::db::discard_if_in_transaction(connection, metadata))
+                    })
                     .after_connect(move |connection, _| {
                         let policy = policy.clone();
                         Box::pin(
@@ -103,6 +108,9 @@ impl PluginDatabase {
                     .max_connections(MAX_CONNECTIONS)
                     .min_connections(0)
                     .idle_timeout(IDLE_TIMEOUT)
+                    .after_release(|connection, metadata| {
+                        Box::pin(crate::db::discard_if_in_transaction(connection, metadata))
+                    })
                     .connect_lazy_with(options);
                 Backend::Postgres { pool, role }
             }
@@ -386,10 +394,19 @@ fn sql_error(error: sqlx::Error) -> String {
     }
 }
 
-fn bind_sqlite(
+/// A statement with its JSON parameters bound, for either driver.
+fn bind<DB>(
     statement: &Statement,
-) -> Result<sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments<'_>>, String> {
-    let mut query = sqlx::query(&statement.sql);
+) -> Result<sqlx::query::Query<'_, DB, <DB as sqlx::Database>::Arguments<'_>>, String>
+where
+    DB: sqlx::Database,
+    for<'q> Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> bool: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> f64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let mut query = sqlx::query::<DB>(&statement.sql);
     for param in &statement.params {
         query = match param {
             Value::Null => query.bind(None::<String>),
@@ -405,29 +422,28 @@ fn bind_sqlite(
     Ok(query)
 }
 
+fn bind_sqlite(
+    statement: &Statement,
+) -> Result<sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments<'_>>, String> {
+    bind(statement)
+}
+
+/// PostgreSQL text cannot hold NUL: refused here with a clear message
+/// rather than the server's encoding error.
 fn bind_any(
     statement: &Statement,
 ) -> Result<sqlx::query::Query<'_, Any, sqlx::any::AnyArguments<'_>>, String> {
-    let mut query = sqlx::query(&statement.sql);
-    for (index, param) in statement.params.iter().enumerate() {
-        if param.as_str().is_some_and(|text| text.contains('\0')) {
-            return Err(format!(
-                "parameter ${} contains a NUL character, which PostgreSQL text cannot hold",
-                index + 1
-            ));
-        }
-        query = match param {
-            Value::Null => query.bind(None::<String>),
-            Value::Bool(flag) => query.bind(*flag),
-            Value::Number(number) => match number.as_i64() {
-                Some(integer) => query.bind(integer),
-                None => query.bind(number.as_f64().ok_or("unsupported number")?),
-            },
-            Value::String(text) => query.bind(text.clone()),
-            other => query.bind(other.to_string()),
-        };
+    if let Some(index) = statement
+        .params
+        .iter()
+        .position(|param| param.as_str().is_some_and(|text| text.contains('\0')))
+    {
+        return Err(format!(
+            "parameter ${} contains a NUL character, which PostgreSQL text cannot hold",
+            index + 1
+        ));
     }
-    Ok(query)
+    bind(statement)
 }
 
 /// SQLite rows by each value's storage class.
