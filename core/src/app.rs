@@ -86,6 +86,8 @@ pub struct Services {
     pub started_at: Instant,
     /// Directory whose file system the disk health check watches.
     pub data_dir: PathBuf,
+    /// The database probe health requests share.
+    pub health_probe: Arc<observability::health::SharedProbe>,
     /// The shutdown stage: readiness fails while draining, responses carry
     /// `Connection: close`, and after the deadline requests get 503.
     drain: Arc<Drain>,
@@ -168,6 +170,9 @@ impl AppState {
             rate_limits: RateLimits::new(&config.rate_limits).map(Arc::new),
             started_at: Instant::now(),
             data_dir,
+            health_probe: Arc::new(observability::health::SharedProbe::new(
+                Duration::from_millis(config.health.probe_reuse_ms),
+            )),
             drain: Arc::new(Drain::default()),
             config: Arc::new(config),
             db,

@@ -444,12 +444,17 @@ impl<'de> Deserialize<'de> for PluginsConfig {
 pub struct HealthConfig {
     /// Free space below which the disk check fails.
     pub min_free_disk_mb: u64,
+    /// How long a database probe's result answers later health requests
+    /// (concurrent ones always share one probe), so a busy prober cannot
+    /// load the database.
+    pub probe_reuse_ms: u64,
 }
 
 impl Default for HealthConfig {
     fn default() -> Self {
         Self {
             min_free_disk_mb: 100,
+            probe_reuse_ms: 1000,
         }
     }
 }

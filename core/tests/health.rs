@@ -183,3 +183,33 @@ async fn readiness_names_the_failing_check_while_the_database_is_locked() {
     assert_eq!(write.await.expect("join"), StatusCode::OK);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowd_of_health_probes_costs_the_database_one_probe() {
+    let server = TestServer::start_with(|config| config.health.probe_reuse_ms = 60_000).await;
+    expect_status(
+        server.get("/health/ready").send().await.expect("send"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(server.state.health_probe.runs(), 1);
+    let crowd: Vec<_> = (0..32)
+        .map(|index| {
+            let path = if index % 2 == 0 {
+                "/health"
+            } else {
+                "/health/ready"
+            };
+            server.get(path).send()
+        })
+        .collect();
+    for response in futures_util::future::join_all(crowd).await {
+        expect_status(response.expect("send"), StatusCode::OK).await;
+    }
+    assert_eq!(
+        server.state.health_probe.runs(),
+        1,
+        "within the reuse time every request shares the first probe"
+    );
+    server.stop().await;
+}

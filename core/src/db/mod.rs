@@ -91,7 +91,7 @@ const POSTGRES_PROBE_TIMEOUTS: &str =
 pub const PROBE_CHECKS: [&str; 3] = ["database_connection", "database_read", "database_write"];
 
 /// A failed readiness check.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ProbeFailure {
     /// Which check failed: one of [`PROBE_CHECKS`].
     pub check: &'static str,

@@ -10,7 +10,11 @@
 //! is named in the body (`failed_check`); the error itself only goes to the
 //! log.
 
-use std::{path::Path, time::Duration};
+use std::{
+    path::Path,
+    sync::atomic::{AtomicU64, Ordering},
+    time::{Duration, Instant},
+};
 
 use axum::{extract::State, http::StatusCode, response::IntoResponse, Json};
 use serde::Serialize;
@@ -58,19 +62,76 @@ pub struct HealthReport {
     pub uptime: u64,
 }
 
-/// Probes the database; a failure is logged here, once per probe.
-async fn database_check(state: &AppState) -> Result<(), ProbeFailure> {
-    state
-        .db
-        .probe(DATABASE_PROBE_TIMEOUT)
-        .await
-        .inspect_err(|failure| {
+/// One database probe at a time, its result shared: every health request
+/// that arrives while a probe runs gets that probe's answer, and requests
+/// within `reuse` of it get it too. A prober polling in a loop, or a crowd
+/// of them, costs the database one probe per `reuse`.
+#[derive(Debug)]
+pub struct SharedProbe {
+    reuse: Duration,
+    /// Held while a probe runs.
+    running: tokio::sync::Mutex<()>,
+    /// The last probe's end and result.
+    last: std::sync::Mutex<Option<(Instant, Result<(), ProbeFailure>)>>,
+    /// Probes run so far.
+    runs: AtomicU64,
+}
+
+impl SharedProbe {
+    /// Results are reused for `reuse` (zero: only by requests that waited
+    /// for the probe).
+    pub fn new(reuse: Duration) -> Self {
+        Self {
+            reuse,
+            running: tokio::sync::Mutex::new(()),
+            last: std::sync::Mutex::new(None),
+            runs: AtomicU64::new(0),
+        }
+    }
+
+    /// How many probes have run.
+    pub fn runs(&self) -> u64 {
+        self.runs.load(Ordering::Relaxed)
+    }
+
+    /// The last result, if it is within the reuse time or ended after
+    /// `waiting_since`.
+    fn recent(&self, waiting_since: Option<Instant>) -> Option<Result<(), ProbeFailure>> {
+        let last = self.last.lock().ok()?;
+        let (ended, result) = last.as_ref()?;
+        (ended.elapsed() < self.reuse || waiting_since.is_some_and(|since| *ended >= since))
+            .then(|| result.clone())
+    }
+
+    async fn check(&self, db: &crate::db::Database) -> Result<(), ProbeFailure> {
+        let arrived = Instant::now();
+        if let Some(result) = self.recent(None) {
+            return result;
+        }
+        let _running = self.running.lock().await;
+        // A probe that ended while this request waited answers it too.
+        if let Some(result) = self.recent(Some(arrived)) {
+            return result;
+        }
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        let result = db.probe(DATABASE_PROBE_TIMEOUT).await;
+        if let Err(failure) = &result {
             tracing::warn!(
                 check = failure.check,
                 error = failure.error.as_str(),
                 "database health check failed"
             );
-        })
+        }
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some((Instant::now(), result.clone()));
+        }
+        result
+    }
+}
+
+/// Probes the database through the shared probe.
+async fn database_check(state: &AppState) -> Result<(), ProbeFailure> {
+    state.health_probe.check(&state.db).await
 }
 
 /// Free bytes on the file system holding `dir`; `None` when unknown.

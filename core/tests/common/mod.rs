@@ -127,6 +127,9 @@ pub fn test_config(database_url: &str) -> Config {
     config.auth.argon2.memory_kib = 4096;
     config.auth.argon2.iterations = 1;
     config.rate_limits.enabled = false;
+    // Every health request sees the database as it is now (concurrent ones
+    // still share one probe); the reuse time has a test of its own.
+    config.health.probe_reuse_ms = 0;
     // Tests that want the watcher turn it on with their own directory.
     config.plugins.watch = false;
     // The real binary loads every new library first, as in production.
