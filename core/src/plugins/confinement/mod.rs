@@ -118,11 +118,6 @@ impl PluginDatabase {
         Ok(Self { namespace, backend })
     }
 
-    /// The plugin's namespace.
-    pub fn namespace(&self) -> &Namespace {
-        &self.namespace
-    }
-
     /// Applies the plugin's pending migrations as the plugin: schema
     /// changes to its own tables only, checked by the database.
     pub async fn migrate(
@@ -211,14 +206,6 @@ impl PluginDatabase {
                 tx.commit().await.map_err(sql_error)?;
                 Ok(Value::Array(results))
             }
-        }
-    }
-
-    /// Closes the pool (uninstall, shutdown); in-flight statements finish.
-    pub async fn close(&self) {
-        match &self.backend {
-            Backend::Sqlite(pool) => pool.close().await,
-            Backend::Postgres { pool, .. } => pool.close().await,
         }
     }
 }

@@ -342,11 +342,6 @@ pub async fn forget(connection: &mut AnyConnection, id: &str) -> Result<(), Stri
 }
 
 impl PluginRole {
-    /// The role's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// `host_url` with the role's credentials instead of the host's.
     pub fn login_url(&self, host_url: &str) -> Result<String, String> {
         let mut url =

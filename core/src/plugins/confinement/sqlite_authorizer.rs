@@ -250,10 +250,11 @@ unsafe extern "C" fn authorize(
                 database: text(database),
             }
         };
+        // Anything unexpected gets the least rights.
         let mode = match policy.mode.load(Ordering::Acquire) {
-            0 => Mode::Runtime,
             1 => Mode::Migration,
-            _ => Mode::Host,
+            2 => Mode::Host,
+            _ => Mode::Runtime,
         };
         match decide(&policy.namespace, mode, action) {
             Decision::Allow => ffi::SQLITE_OK,
