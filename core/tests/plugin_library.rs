@@ -59,6 +59,26 @@ fn request<'a>(
     }
 }
 
+/// Host services for `hello`, confined as the manager would confine them,
+/// with no manager behind them (calls to other plugins are refused).
+async fn hello_host(server: &TestServer) -> PluginHost {
+    let sql = PluginDatabase::open(
+        &server.state.db,
+        Namespace::new("hello", Vec::new()),
+        common::JWT_SECRET,
+    )
+    .await
+    .expect("confined pool");
+    PluginHost::new(
+        "hello",
+        SqlScope::new("hello", Vec::new()),
+        sql,
+        server.state.db.dialect(),
+        server.state.events.clone(),
+        Weak::new(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hello_loads_migrates_and_serves_through_the_ffi() {
     let server = TestServer::start().await;
@@ -107,21 +127,7 @@ async fn hello_loads_migrates_and_serves_through_the_ffi() {
         1
     );
 
-    let sql = PluginDatabase::open(
-        &server.state.db,
-        Namespace::new("hello", Vec::new()),
-        common::JWT_SECRET,
-    )
-    .await
-    .expect("confined pool");
-    let host = PluginHost::new(
-        "hello",
-        SqlScope::new("hello", Vec::new()),
-        sql,
-        server.state.db.dialect(),
-        server.state.events.clone(),
-        Weak::new(),
-    );
+    let host = hello_host(&server).await;
     let instance = loaded
         .instantiate(HostServices_TO::from_value(host, TD_Opaque), &json!({}))
         .expect("instantiates");
@@ -195,21 +201,7 @@ async fn host_services_keep_a_plugin_to_its_own_tables() {
         .execute(server.state.db.pool())
         .await
         .expect("create");
-    let sql = PluginDatabase::open(
-        &server.state.db,
-        Namespace::new("hello", Vec::new()),
-        common::JWT_SECRET,
-    )
-    .await
-    .expect("confined pool");
-    let host = PluginHost::new(
-        "hello",
-        SqlScope::new("hello", Vec::new()),
-        sql,
-        server.state.db.dialect(),
-        server.state.events.clone(),
-        Weak::new(),
-    );
+    let host = hello_host(&server).await;
     let run = |op: Value| {
         tokio::task::block_in_place(|| {
             host.call(RStr::from_str(&op.to_string()))

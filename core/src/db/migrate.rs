@@ -75,6 +75,14 @@ pub const LEDGER_DDL: &str = "CREATE TABLE IF NOT EXISTS xcore_migrations (
     PRIMARY KEY (owner, version)
 )";
 
+/// The checksum recorded for `owner` ($1) and `version` ($2), if applied.
+pub const RECORDED_CHECKSUM: &str =
+    "SELECT checksum FROM xcore_migrations WHERE owner = $1 AND version = $2";
+
+/// Records an applied migration: owner, version, name, checksum, time.
+pub const RECORD_APPLIED: &str =
+    "INSERT INTO xcore_migrations (owner, version, name, checksum, applied_at) VALUES ($1, $2, $3, $4, $5)";
+
 /// Arbitrary constant identifying xcore's migration lock in PostgreSQL.
 pub const ADVISORY_LOCK_KEY: i64 = 0x0078_636f_7265;
 
@@ -131,12 +139,11 @@ pub async fn apply_on(
             Dialect::Sqlite => connection.begin_with("BEGIN IMMEDIATE").await?,
             Dialect::Postgres => connection.begin().await?,
         };
-        let recorded =
-            sqlx::query("SELECT checksum FROM xcore_migrations WHERE owner = $1 AND version = $2")
-                .bind(owner)
-                .bind(migration.version)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let recorded = sqlx::query(RECORDED_CHECKSUM)
+            .bind(owner)
+            .bind(migration.version)
+            .fetch_optional(&mut *tx)
+            .await?;
         if let Some(row) = recorded {
             let recorded: String = row.try_get("checksum")?;
             if recorded != checksum {
@@ -167,17 +174,14 @@ pub async fn apply_on(
                 );
             }
         }
-        sqlx::query(
-            "INSERT INTO xcore_migrations (owner, version, name, checksum, applied_at)
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(owner)
-        .bind(migration.version)
-        .bind(migration.name)
-        .bind(&checksum)
-        .bind(timestamp::now())
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(RECORD_APPLIED)
+            .bind(owner)
+            .bind(migration.version)
+            .bind(migration.name)
+            .bind(&checksum)
+            .bind(timestamp::now())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         tracing::info!(
             owner,

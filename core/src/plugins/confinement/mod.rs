@@ -287,15 +287,13 @@ async fn migrate_sqlite(
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(fail)?;
-        let recorded: Option<String> = sqlx::query_scalar(
-            "SELECT checksum FROM xcore_migrations WHERE owner = $1 AND version = $2",
-        )
-        .bind(owner)
-        .bind(migration.version)
-        .persistent(false)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(fail)?;
+        let recorded: Option<String> = sqlx::query_scalar(migrate::RECORDED_CHECKSUM)
+            .bind(owner)
+            .bind(migration.version)
+            .persistent(false)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(fail)?;
         if let Some(recorded) = recorded {
             if recorded != checksum {
                 return Err(migrate::changed_after_applied(owner, migration));
@@ -337,19 +335,16 @@ async fn migrate_sqlite(
                     .join("; ")
             ));
         }
-        sqlx::query(
-            "INSERT INTO xcore_migrations (owner, version, name, checksum, applied_at)
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(owner)
-        .bind(migration.version)
-        .bind(migration.name)
-        .bind(&checksum)
-        .bind(crate::db::timestamp::now())
-        .persistent(false)
-        .execute(&mut *tx)
-        .await
-        .map_err(fail)?;
+        sqlx::query(migrate::RECORD_APPLIED)
+            .bind(owner)
+            .bind(migration.version)
+            .bind(migration.name)
+            .bind(&checksum)
+            .bind(crate::db::timestamp::now())
+            .persistent(false)
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
         tx.commit().await.map_err(fail)?;
         tracing::info!(
             owner,
