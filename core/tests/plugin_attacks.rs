@@ -275,6 +275,14 @@ async fn the_plugins_sql_cannot_reach_the_hosts_tables() {
     server.stop().await;
 }
 
+/// Writes `bytes` into `dir` as `name` the way operators deploy (write,
+/// then rename), so the watcher never sees half a file.
+fn drop_in(dir: &Path, name: &str, bytes: &[u8]) {
+    let temporary = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&temporary, bytes).expect("write");
+    std::fs::rename(&temporary, dir.join(name)).expect("rename");
+}
+
 /// A copy of `library` with random bytes over its section `name`, size
 /// unchanged: it passes the ELF and layout checks, and kills ld.so.
 fn corrupted(library: &Path, name: &str, seed: u64) -> Vec<u8> {
@@ -338,7 +346,7 @@ async fn a_corrupted_library_never_takes_the_host_down() {
     // Dropped into the watched directory: refused once, listed with the
     // reason, and left alone until the file changes.
     let mut events = server.state.events.subscribe();
-    std::fs::write(plugins.path().join(HELLO), corrupted(&hello, ".dynamic", 3)).expect("write");
+    drop_in(plugins.path(), HELLO, &corrupted(&hello, ".dynamic", 3));
     let listed = wait_for_state(&server, &admin, "hello", "refused").await;
     assert!(
         listed["last_error"]
@@ -368,11 +376,7 @@ async fn a_corrupted_library_never_takes_the_host_down() {
 
     // At start-up: the host comes up, the file is listed as refused.
     // Over a serving plugin: the reload is refused, the old code serves.
-    std::fs::write(
-        plugins.path().join(HELLO),
-        corrupted(&hello, ".rela.dyn", 4),
-    )
-    .expect("write");
+    drop_in(plugins.path(), HELLO, &corrupted(&hello, ".rela.dyn", 4));
     let mut listed = Value::Null;
     for _ in 0..100 {
         listed = plugin_listing(&server, &admin, "hello")
