@@ -116,8 +116,10 @@ async fn start_import(server: &TestServer, token: &str, id: i64) -> Value {
         StatusCode::ACCEPTED,
     )
     .await;
+    // The run starts off the request and may already have ended, either
+    // way, by the time the answer is written; callers check the outcome.
     assert!(
-        job["status"] == "running" || job["status"] == "completed",
+        ["running", "completed", "failed"].contains(&job["status"].as_str().unwrap_or_default()),
         "{job}"
     );
     job

@@ -254,6 +254,18 @@ const MIGRATION_ATTACKS: &[(On, &str)] = &[
     (On::Both, "ALTER TABLE users RENAME TO intruder_users"),
     (On::Both, "ALTER TABLE intruder_notes RENAME TO sessions"),
     (On::Both, "CREATE TABLE sessions (id INTEGER)"),
+    // Cross-plugin and host foreign keys: a cascade or a restriction would
+    // reach across the boundary from the other side.
+    (
+        On::Both,
+        "CREATE TABLE intruder_refs (id INTEGER PRIMARY KEY, \
+         item INTEGER REFERENCES depended_items (id) ON DELETE CASCADE)",
+    ),
+    (
+        On::Both,
+        "CREATE TABLE intruder_owners (id INTEGER PRIMARY KEY, \
+         user_id INTEGER REFERENCES users (id) ON DELETE RESTRICT)",
+    ),
     (On::Both, "CREATE INDEX intruder_idx ON users (email)"),
     (
         On::Both,
@@ -591,6 +603,22 @@ async fn the_database_refuses_every_migration_bypass() {
         schema_before,
         "a refused migration left something"
     );
+    // No key from the intruder holds the dependency's rows: it still
+    // deletes its own freely.
+    let depended = PluginDatabase::open(
+        db,
+        Namespace::new("depended", Vec::new()),
+        common::JWT_SECRET,
+    )
+    .await
+    .expect("depended pool");
+    depended
+        .transaction(&[
+            statement("DELETE FROM depended_items"),
+            statement("INSERT INTO depended_items (name) VALUES ('shared')"),
+        ])
+        .await
+        .expect("the dependency changes its own rows");
 
     // Created, perhaps, but useless: their bodies are checked when used.
     for (index, (on, create, attacks)) in DEFERRED_ATTACKS.iter().enumerate() {

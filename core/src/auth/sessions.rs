@@ -147,6 +147,19 @@ pub async fn revoke_family(
     family: &str,
     user_id: i64,
 ) -> Result<u64, ApiError> {
+    // The family's refresh tokens first, then the session row: every
+    // revocation takes its locks in that order. (A concurrent reuse whose
+    // conditional `used_at` update found the token already used still
+    // holds that token's row lock on PostgreSQL; taking the session row
+    // first would deadlock against it.)
+    let revoked = sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(timestamp::now())
+    .bind(family)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
     // The row must outlive everything of the family that could still be
     // presented: its refresh tokens, and access tokens issued up to now.
     let access_horizon = timestamp::in_seconds(state.tokens.access_ttl_secs());
@@ -163,14 +176,7 @@ pub async fn revoke_family(
     .bind(&access_horizon)
     .execute(&mut **tx)
     .await?;
-    Ok(sqlx::query(
-        "UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL",
-    )
-    .bind(timestamp::now())
-    .bind(family)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected())
+    Ok(revoked)
 }
 
 /// Revokes every refresh token of a user (password change or reset,

@@ -25,10 +25,11 @@
 //! `MATCH`, `bm25()`, `@@`, `to_tsquery()` and `ts_rank()` need nothing
 //! special at runtime: they are operators and plain functions.
 //!
-//! A native plugin runs inside the host's process, so this is not a sandbox
-//! against hostile code: it is the contract check that keeps a plugin (or a
-//! bug in one) from reading password hashes or another plugin's rows, and
-//! names the table when it refuses. It reads the statement's tokens (string
+//! This is not the wall: a lexer can be parsed around (quoted names,
+//! parentheses, CTE and window names). The database enforces the same rule
+//! ([`super::confinement`]: SQLite's authorizer, a PostgreSQL role per
+//! plugin); this check runs first so that most refusals come early, before
+//! any SQL reaches the database, and name the table. It reads the statement's tokens (string
 //! literals and comments skipped, quoted identifiers kept) and checks every
 //! name in a table position: after `FROM`, `JOIN`, `INTO`, `UPDATE`,
 //! `TABLE`, `INDEX ... ON`, `VIEW`, `SEQUENCE`, `REFERENCES`, `USING` and
@@ -268,7 +269,8 @@ fn tokenize(sql: &str) -> Result<Vec<Token>, String> {
 enum Access {
     /// `FROM`, `JOIN`, `USING`: a table, or a table-valued function.
     Read,
-    /// `REFERENCES t (column)`: a table read by a foreign key.
+    /// `REFERENCES t (column)`: the table a foreign key points at, which
+    /// must be the plugin's own.
     Reference,
     /// A table the statement changes.
     Write,
@@ -612,6 +614,14 @@ impl SqlScope {
         if owns(&self.owner) {
             return Ok(());
         }
+        if access == Access::Reference {
+            // A key into another's table would let that side's deletes
+            // reach (cascade or be blocked) across the boundary.
+            return Err(format!(
+                "a foreign key to {name} is outside plugin {}'s tables; keep its ids as plain columns",
+                self.owner
+            ));
+        }
         if access != Access::Write {
             if defined.iter().any(|d| d == name) || self.dependencies.iter().any(|d| owns(d)) {
                 return Ok(());
@@ -874,13 +884,18 @@ mod tests {
         let migrate = |sql: &str| scope().check(sql, Purpose::Migration);
         assert_eq!(
             migrate(
-                "CREATE TABLE IF NOT EXISTS crm_contacts (id INTEGER PRIMARY KEY, product_id BIGINT REFERENCES products_items (id));
+                "CREATE TABLE IF NOT EXISTS crm_contacts (id INTEGER PRIMARY KEY, company_id BIGINT REFERENCES crm_companies (id), product_id BIGINT);
                  CREATE UNIQUE INDEX crm_contacts_name ON crm_contacts (name);
                  ALTER TABLE crm_contacts ADD COLUMN email TEXT;
                  ALTER TABLE crm_contacts RENAME TO crm_people;
                  DROP TABLE IF EXISTS crm_old;"
             ),
             Ok(())
+        );
+        assert!(
+            migrate("CREATE TABLE crm_lines (id BIGINT, product_id BIGINT REFERENCES products_items (id))")
+                .is_err_and(|e| e.contains("foreign key to products_items")),
+            "a key into a dependency's table"
         );
         for sql in [
             "DROP TABLE users",

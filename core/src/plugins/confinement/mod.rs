@@ -316,23 +316,21 @@ async fn migrate_sqlite(
             .map_err(fail)?;
         // The authorizer sees a renamed table under its old name only: the
         // names the script brought must all be the plugin's.
-        let foreign: Vec<String> = schema_names(&mut tx)
+        let mut problems: Vec<String> = schema_names(&mut tx)
             .await
             .map_err(fail)?
             .into_iter()
             .filter(|name| !names_before.contains(name))
             .filter(|name| !namespace.owns(name) && !name.starts_with("sqlite_"))
+            .map(|name| namespace.outside(&name))
             .collect();
-        if !foreign.is_empty() {
+        problems.extend(foreign_keys_out(&mut tx, namespace).await.map_err(fail)?);
+        if !problems.is_empty() {
             return Err(format!(
                 "migration {owner} v{} ({}) is refused: {}",
                 migration.version,
                 migration.name,
-                foreign
-                    .iter()
-                    .map(|name| namespace.outside(name))
-                    .collect::<Vec<_>>()
-                    .join("; ")
+                problems.join("; ")
             ));
         }
         sqlx::query(migrate::RECORD_APPLIED)
@@ -355,6 +353,38 @@ async fn migrate_sqlite(
         applied += 1;
     }
     Ok(applied)
+}
+
+/// Foreign keys from the plugin's tables to anyone else's (host mode,
+/// uncached). They are refused: deleting a referenced row would make the
+/// other side read and cascade into this plugin's tables, which its own
+/// authorizer refuses (and a key to `users` would let a plugin block the
+/// host's deletes); PostgreSQL refuses them too, plugins have no
+/// `REFERENCES` right on others' tables. A plugin keeps another's ids as
+/// plain columns and follows its events.
+async fn foreign_keys_out(
+    connection: &mut sqlx::SqliteConnection,
+    namespace: &Namespace,
+) -> Result<Vec<String>, sqlx::Error> {
+    let keys: Vec<(String, String)> = sqlx::query_as(
+        "SELECT m.name, f.\"table\" FROM sqlite_master m \
+         JOIN pragma_foreign_key_list(m.name) f WHERE m.type = 'table'",
+    )
+    .persistent(false)
+    .fetch_all(connection)
+    .await?;
+    Ok(keys
+        .into_iter()
+        .filter(|(child, parent)| namespace.owns(child) && !namespace.owns(parent))
+        .map(|(child, parent)| {
+            format!(
+                "table {child} has a foreign key to {}, outside plugin {}'s tables; \
+                 keep its ids as plain columns",
+                parent.to_ascii_lowercase(),
+                namespace.owner()
+            )
+        })
+        .collect())
 }
 
 /// Every name in SQLite's catalogue (host mode, uncached).
