@@ -1,10 +1,9 @@
 //! HTTP plumbing shared by every route module: the request context
 //! (request ids, the standard error body for framework-made errors), request
 //! extractors that reject in the standard body, list pagination, rate limits,
-//! and the server loop with its shutdown drain and lingering close.
+//! and the server loop with its shutdown drain.
 
 pub mod extract;
-pub mod lingering_close;
 pub mod pagination;
 pub mod rate_limit;
 pub mod request_context;

@@ -315,10 +315,7 @@ async fn serve_connection(
 ) {
     let service = service_fn(move |request| responder.respond(request, remote));
     let connection = http1::Builder::new()
-        .serve_connection(
-            TokioIo::new(super::lingering_close::LingeringClose::new(stream)),
-            service,
-        )
+        .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(connection);
     let close_requested = async {
