@@ -147,6 +147,16 @@ async fn names(connection: &mut AnyConnection, sql: &str) -> Result<Vec<(String,
         .map_err(|error| error.to_string())
 }
 
+/// Whether role `name` exists in the cluster.
+async fn role_exists(connection: &mut AnyConnection, name: &str) -> Result<bool, String> {
+    let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_roles WHERE rolname = $1")
+        .bind(name)
+        .fetch_optional(&mut *connection)
+        .await
+        .map_err(|error| error.to_string())?;
+    Ok(found.is_some())
+}
+
 /// Relations of `id`'s namespace in the current schema, as `(name, kind)`.
 fn relations_of(id: &str, kinds: &str) -> String {
     format!(
@@ -267,12 +277,7 @@ pub async fn prepare(
                 .await?;
             }
             let dependency_role = role_name(&database, dependency);
-            let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_roles WHERE rolname = $1")
-                .bind(&dependency_role)
-                .fetch_optional(&mut *connection)
-                .await
-                .map_err(|error| error.to_string())?;
-            if exists.is_some() {
+            if role_exists(connection, &dependency_role).await? {
                 run(
                     connection,
                     &format!(
@@ -323,12 +328,7 @@ pub async fn forget(connection: &mut AnyConnection, id: &str) -> Result<(), Stri
         .await
         .map_err(|error| error.to_string())?;
     let name = role_name(&database, id);
-    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_roles WHERE rolname = $1")
-        .bind(&name)
-        .fetch_optional(&mut *connection)
-        .await
-        .map_err(|error| error.to_string())?;
-    if exists.is_none() {
+    if !role_exists(connection, &name).await? {
         return Ok(());
     }
     let role = identifier(&name);
