@@ -1,6 +1,7 @@
 //! The `xcore` command line: `serve` (the default), `migrate`,
-//! `admin create-user`, and `plugin check` (what the host runs in a child
-//! process to load a new library first).
+//! `admin create-user`, `plugin check` (what the host runs in a child
+//! process to load a new library first) and `plugin new` (a plugin crate
+//! for another team to start from).
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -54,6 +55,22 @@ enum PluginCommand {
         /// The `.so` file.
         file: PathBuf,
     },
+    /// Create a plugin crate, outside this workspace, that builds against
+    /// the SDK on its own: a working CRUD plugin to start from.
+    New {
+        /// The plugin id (lower case letters, digits and `_`).
+        id: String,
+        /// Where to create it (default: `./xcore-plugin-<id>`).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The SDK by path (`plugin-api/sdk` of an xcore checkout); the
+        /// default is the checkout this `xcore` was built from.
+        #[arg(long, conflicts_with = "sdk_git")]
+        sdk_path: Option<PathBuf>,
+        /// The SDK from a git repository holding the xcore workspace.
+        #[arg(long)]
+        sdk_git: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -95,6 +112,18 @@ pub fn main() -> ExitCode {
             }
         };
     }
+    if let Some(Command::Plugin {
+        command:
+            PluginCommand::New {
+                id,
+                dir,
+                sdk_path,
+                sdk_git,
+            },
+    }) = &cli.command
+    {
+        return new_plugin(id, dir.as_deref(), sdk_path.as_deref(), sdk_git.as_deref());
+    }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(error) => {
@@ -118,6 +147,47 @@ pub fn main() -> ExitCode {
         Err(error) => {
             tracing::error!("{error:#}");
             eprintln!("xcore: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `xcore plugin new`.
+fn new_plugin(
+    id: &str,
+    dir: Option<&std::path::Path>,
+    sdk_path: Option<&std::path::Path>,
+    sdk_git: Option<&str>,
+) -> ExitCode {
+    use crate::plugins::scaffold::{self, SdkSource};
+    let sdk = match (sdk_path, sdk_git) {
+        (Some(path), _) => Some(SdkSource::Path(
+            path.canonicalize().unwrap_or_else(|_| path.to_path_buf()),
+        )),
+        (None, Some(url)) => Some(SdkSource::Git(url.to_string())),
+        (None, None) => SdkSource::built_from(),
+    };
+    let Some(sdk) = sdk else {
+        eprintln!("xcore: the SDK's source is not where this xcore was built; pass --sdk-path or --sdk-git");
+        return ExitCode::from(2);
+    };
+    let dir = dir.map_or_else(
+        || PathBuf::from(format!("xcore-plugin-{}", id.replace('_', "-"))),
+        std::path::Path::to_path_buf,
+    );
+    match scaffold::create(id, &dir, &sdk) {
+        Ok(files) => {
+            for file in files {
+                println!("created {}", file.display());
+            }
+            println!(
+                "build it with: cd {} && cargo build --release",
+                dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("xcore: {error}");
             ExitCode::FAILURE
         }
     }

@@ -356,6 +356,14 @@ pub struct PluginsConfig {
     pub checker: String,
     /// How long that child may take before the library is refused.
     pub check_timeout_secs: u64,
+    /// The longest a plugin's outbound HTTP request may take (`Host::http`;
+    /// a plugin may ask for less).
+    pub http_timeout_ms: u64,
+    /// The largest outbound HTTP response body a plugin may receive.
+    pub http_max_response_bytes: u64,
+    /// Events kept for a plugin that subscribes to topics, while it works
+    /// through earlier ones; past that, the oldest are dropped and counted.
+    pub event_queue: usize,
     /// `[plugins.<id>]` sections, by plugin id.
     pub settings: std::collections::BTreeMap<String, PluginSettings>,
 }
@@ -371,6 +379,9 @@ impl Default for PluginsConfig {
             max_route_body_bytes: 64 * 1024 * 1024,
             checker: String::new(),
             check_timeout_secs: 10,
+            http_timeout_ms: 10_000,
+            http_max_response_bytes: 16 * 1024 * 1024,
+            event_queue: 1024,
             settings: std::collections::BTreeMap::new(),
         }
     }
@@ -386,6 +397,10 @@ pub struct PluginSettings {
     pub enabled: Option<bool>,
     /// Free-form settings handed to the plugin as JSON.
     pub config: toml::Table,
+    /// URL prefixes the plugin may reach with `Host::http`
+    /// (`https://feeds.example.com/v1/`): scheme, host and port must match,
+    /// and the path must start with the entry's. Empty: no outbound HTTP.
+    pub http_allow: Vec<String>,
 }
 
 impl PluginSettings {
@@ -422,6 +437,11 @@ impl<'de> Deserialize<'de> for PluginsConfig {
                 "max_route_body_bytes" => config.max_route_body_bytes = field(&key, value)?,
                 "checker" => config.checker = field(&key, value)?,
                 "check_timeout_secs" => config.check_timeout_secs = field(&key, value)?,
+                "http_timeout_ms" => config.http_timeout_ms = field(&key, value)?,
+                "http_max_response_bytes" => {
+                    config.http_max_response_bytes = field(&key, value)?
+                }
+                "event_queue" => config.event_queue = field(&key, value)?,
                 id if value.is_table() && crate::plugins::prefix::check_id(id).is_ok() => {
                     config.settings.insert(id.to_string(), field(id, value)?);
                 }
@@ -429,7 +449,7 @@ impl<'de> Deserialize<'de> for PluginsConfig {
                     return Err(D::Error::custom(format!(
                         "unknown key plugins.{other}: expected dir, install_from, quarantine_after_panics, \
                          watch, watch_settle_ms, max_route_body_bytes, checker, check_timeout_secs, \
-                         or a [plugins.<id>] section"
+                         http_timeout_ms, http_max_response_bytes, event_queue, or a [plugins.<id>] section"
                     )))
                 }
             }

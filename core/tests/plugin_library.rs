@@ -1,4 +1,4 @@
-//! The real `libxcore_plugin_hello.so`, loaded by the real loader: manifest,
+//! The real fixture plugin standing in for hello (`plugins/testbed`), loaded by the real loader: manifest,
 //! migrations, requests through the FFI with real host services on the
 //! test database, events, panics caught at the boundary, bad files refused
 //! without harm, and repeated load/unload.
@@ -8,6 +8,7 @@ mod common;
 use std::{
     path::PathBuf,
     sync::{OnceLock, Weak},
+    time::Duration,
 };
 
 use abi_stable::{
@@ -20,21 +21,21 @@ use xcore::{
     db::migrate::{self, Migration},
     plugins::{
         confinement::{Namespace, PluginDatabase},
-        host_services::PluginHost,
+        host_services::{HostParts, PluginHost},
         library,
+        outbound_http::{AllowList, OutboundHttp},
         sql_guard::SqlScope,
     },
 };
-use xcore_plugin_api::{
+use xcore_plugin_sdk::{
     ffi::{FfiPair, FfiRequest, HostServices, HostServices_TO},
-    PLUGIN_API_VERSION,
+    SDK_VERSION,
 };
 
 /// The hello plugin with its panic route, built once per test process.
 fn hello_bytes() -> Vec<u8> {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    std::fs::read(PATH.get_or_init(|| common::hello_variant("test-routes")))
-        .expect("read the plugin")
+    std::fs::read(PATH.get_or_init(|| common::testbed_variant(""))).expect("read the plugin")
 }
 
 /// A request as the host hands it over. `route_index` is deliberately out
@@ -74,8 +75,13 @@ async fn hello_host(server: &TestServer) -> PluginHost {
         SqlScope::new("hello", Vec::new()),
         sql,
         server.state.db.dialect(),
-        server.state.events.clone(),
-        Weak::new(),
+        HostParts {
+            events: server.state.events.clone(),
+            manager: Weak::new(),
+            outbound: OutboundHttp::new(Duration::from_secs(5), 1024 * 1024).expect("client"),
+            http_allow: AllowList::default(),
+            sdk_version: SDK_VERSION.to_string(),
+        },
     )
 }
 
@@ -87,7 +93,7 @@ async fn hello_loads_migrates_and_serves_through_the_ffi() {
         library::load(&hello_bytes(), shadow.path(), "libxcore_plugin_hello", 1).expect("loads");
     assert_eq!(loaded.manifest.id, "hello");
     assert_eq!(loaded.manifest.api_prefix, "/api/v1/hello");
-    assert_eq!(loaded.api_version, PLUGIN_API_VERSION);
+    assert_eq!(loaded.api_version, SDK_VERSION);
     assert_eq!(loaded.checksum.len(), 64);
     let routes: Vec<(String, String, Option<String>)> = loaded
         .manifest

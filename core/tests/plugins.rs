@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{deploy, expect_error, expect_status, hello_variant, TestServer};
+use common::{deploy, expect_error, expect_status, hello_variant, testbed_variant, TestServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -50,7 +50,7 @@ async fn next_event(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugins_load_at_start_and_serve_with_rbac() {
     let dir = tempfile::tempdir().expect("dir");
-    deploy(&hello_variant("test-routes"), dir.path(), HELLO);
+    deploy(&testbed_variant(""), dir.path(), HELLO);
     let server = start_with_plugins(dir.path()).await;
     let admin = server.admin_token().await;
     let (_, user) = server.user_token("plain@example.com").await;
@@ -61,7 +61,7 @@ async fn plugins_load_at_start_and_serve_with_rbac() {
     assert_eq!(item["id"], "hello");
     assert_eq!(item["active"], true);
     assert_eq!(item["api_prefix"], "/api/v1/hello");
-    assert_eq!(item["tags"], json!(["example"]));
+    assert_eq!(item["tags"], json!(["fixture"]));
     assert!(item["loaded_at"].is_string());
     let details = get_json(
         &server,
@@ -72,10 +72,7 @@ async fn plugins_load_at_start_and_serve_with_rbac() {
     .await;
     assert_eq!(details["state"], "active");
     assert_eq!(details["generation"], 1);
-    assert_eq!(
-        details["plugin_api_version"],
-        xcore_plugin_api::PLUGIN_API_VERSION
-    );
+    assert_eq!(details["plugin_api_version"], xcore_plugin_sdk::SDK_VERSION);
     assert_eq!(details["checksum"].as_str().map(str::len), Some(64));
     assert_eq!(details["leaked_generations"], 0);
     assert!(details["routes"]
@@ -232,7 +229,7 @@ async fn plugins_load_at_start_and_serve_with_rbac() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugin_calls_carry_the_callers_rights_and_sql_stays_in_the_plugins_tables() {
     let dir = tempfile::tempdir().expect("dir");
-    deploy(&hello_variant("test-routes"), dir.path(), HELLO);
+    deploy(&testbed_variant(""), dir.path(), HELLO);
     let server = start_with_plugins(dir.path()).await;
     let admin = server.admin_token().await;
     let (_, user) = server.user_token("relay@example.com").await;
@@ -326,7 +323,7 @@ async fn plugin_calls_carry_the_callers_rights_and_sql_stays_in_the_plugins_tabl
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_may_accept_larger_bodies_up_to_the_operators_cap() {
     let dir = tempfile::tempdir().expect("dir");
-    deploy(&hello_variant("test-routes"), dir.path(), HELLO);
+    deploy(&testbed_variant(""), dir.path(), HELLO);
     let plugins_dir = dir.path().display().to_string();
     let server = TestServer::start_with(move |config| {
         config.plugins.dir = plugins_dir;
@@ -489,7 +486,7 @@ async fn reload_serves_new_code_with_old_data_and_a_bad_build_is_refused() {
         .expect("send");
     expect_status(created, StatusCode::CREATED).await;
 
-    deploy(&hello_variant("v2"), dir.path(), HELLO);
+    deploy(&testbed_variant("v2"), dir.path(), HELLO);
     let reloaded = server
         .post("/system/plugins/hello/reload")
         .bearer_auth(&admin)
@@ -635,12 +632,12 @@ async fn prefix_and_dependency_conflicts_are_refused_with_the_names() {
     let dir = tempfile::tempdir().expect("dir");
     deploy(&hello_variant(""), dir.path(), HELLO);
     deploy(
-        &hello_variant("alias"),
+        &testbed_variant("alias"),
         dir.path(),
         "libxcore_plugin_hello_alias.so",
     );
     deploy(
-        &hello_variant("needs-ghost"),
+        &testbed_variant("needs-ghost"),
         dir.path(),
         "libxcore_plugin_hello_needy.so",
     );
@@ -706,7 +703,7 @@ async fn a_reload_to_an_abi_incompatible_build_is_refused_and_the_old_one_serves
     let server = start_with_plugins(dir.path()).await;
     let admin = server.admin_token().await;
 
-    deploy(&hello_variant("abi-break"), dir.path(), HELLO);
+    deploy(&testbed_variant("abi-break"), dir.path(), HELLO);
     let refused = server
         .post("/system/plugins/hello/reload")
         .bearer_auth(&admin)
@@ -782,7 +779,7 @@ async fn install_by_upload_and_by_path_then_uninstall_with_and_without_purge() {
         .next()
         .is_none());
 
-    let needy = std::fs::read(hello_variant("needs-ghost")).expect("read");
+    let needy = std::fs::read(testbed_variant("needs-ghost")).expect("read");
     let missing = upload(needy).await.expect("send");
     let body = expect_error(missing, StatusCode::UNPROCESSABLE_ENTITY, "PLUGIN_ERROR").await;
     assert!(
@@ -809,7 +806,7 @@ async fn install_by_upload_and_by_path_then_uninstall_with_and_without_purge() {
         "CONFLICT",
     )
     .await;
-    let alias = upload(std::fs::read(hello_variant("alias")).expect("read"))
+    let alias = upload(std::fs::read(testbed_variant("alias")).expect("read"))
         .await
         .expect("send");
     let body = expect_error(alias, StatusCode::CONFLICT, "CONFLICT").await;
@@ -953,7 +950,7 @@ async fn install_by_upload_and_by_path_then_uninstall_with_and_without_purge() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_that_keeps_panicking_is_quarantined_until_enabled() {
     let dir = tempfile::tempdir().expect("dir");
-    deploy(&hello_variant("test-routes"), dir.path(), HELLO);
+    deploy(&testbed_variant(""), dir.path(), HELLO);
     let dir_path = dir.path().to_path_buf();
     let server = TestServer::start_with(move |config| {
         config.plugins.dir = dir_path.display().to_string();
@@ -1061,7 +1058,7 @@ async fn eventually(what: &str, mut condition: impl AsyncFnMut() -> bool) {
 async fn the_watcher_installs_reloads_and_uninstalls_from_the_directory() {
     let dir = tempfile::tempdir().expect("dir");
     let dir_path = dir.path().to_path_buf();
-    let (v1, v2) = (hello_variant(""), hello_variant("v2"));
+    let (v1, v2) = (hello_variant(""), testbed_variant("v2"));
     let server = TestServer::start_with(move |config| {
         config.plugins.dir = dir_path.display().to_string();
         config.plugins.watch = true;

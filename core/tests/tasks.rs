@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{call, deploy, expect_error, expect_status, hello_variant, TestServer};
+use common::{call, deploy, expect_error, expect_status, testbed_variant, TestServer};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -412,11 +412,7 @@ async fn a_one_second_cron_task_fires_and_its_state_survives_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugin_jobs_never_overlap_time_out_and_follow_their_plugin() {
     let dir = tempfile::tempdir().expect("dir");
-    deploy(
-        &hello_variant("test-routes"),
-        dir.path(),
-        "libxcore_plugin_hello.so",
-    );
+    deploy(&testbed_variant(""), dir.path(), "libxcore_plugin_hello.so");
     let plugins_dir = dir.path().display().to_string();
     let server = TestServer::start_with(|config| {
         config.plugins.dir = plugins_dir;
@@ -582,11 +578,7 @@ async fn plugin_jobs_never_overlap_time_out_and_follow_their_plugin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_runs_its_own_jobs_on_demand_one_run_at_a_time() {
     let dir = tempfile::tempdir().expect("dir");
-    deploy(
-        &hello_variant("test-routes"),
-        dir.path(),
-        "libxcore_plugin_hello.so",
-    );
+    deploy(&testbed_variant(""), dir.path(), "libxcore_plugin_hello.so");
     let plugins_dir = dir.path().display().to_string();
     let server = TestServer::start_with(move |config| config.plugins.dir = plugins_dir).await;
     let admin = server.admin_token().await;

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{deploy, hello_variant, TestServer};
+use common::{deploy, testbed_variant, TestServer};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::{
@@ -245,11 +245,7 @@ async fn bad_tokens_silence_and_excess_connections_are_refused_with_reasons() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_is_announced_to_plugin_subscribers() {
     let dir = tempfile::tempdir().expect("dir");
-    deploy(
-        &hello_variant("test-routes"),
-        dir.path(),
-        "libxcore_plugin_hello.so",
-    );
+    deploy(&testbed_variant(""), dir.path(), "libxcore_plugin_hello.so");
     let plugins_dir = dir.path().display().to_string();
     let server = TestServer::start_with(|config| config.plugins.dir = plugins_dir).await;
     let admin = server.admin_token().await;

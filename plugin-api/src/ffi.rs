@@ -7,15 +7,15 @@
 //! change a layout; only the entry points below are ABI. The one exception
 //! is the request itself, on the hot path: [`FfiRequest`] hands the plugin
 //! borrowed strings and slices, because encoding and parsing a JSON head
-//! //! was most of what a plugin route cost over a native one.
+//! was most of what a plugin route cost over a native one.
 //!
 //! Evolution: new root-module fields and trait methods are only ever
 //! appended below the `#[sabi(last_prefix_field)]` markers. abi_stable then
 //! loads a plugin built against a newer plugin-api (more entries) in an
 //! older host, but refuses one that lacks entries the host has ("too many
 //! fields"), so a release that appends entries or changes a type here is
-//! a new minor version (0.x), and the version handshake refuses older
-//! plugins with a clear message before the layout check does.
+//! a new minor version of this crate (the contract), which abi_stable
+//! refuses across by layout, with the short message the host reports.
 //!
 //! Every entry point is wrapped in `catch_unwind` on the side that
 //! implements it: a panic that crosses the boundary aborts the process.
@@ -37,15 +37,16 @@ use abi_stable::{
 
 /// The root module: what `export_plugin!` exports and the host reads.
 ///
-/// Its layout is checked by abi_stable when the host loads the library;
-/// its version (that of `xcore-plugin-api`) is checked with semver rules
-/// (0.x: same minor).
+/// Its layout is checked by abi_stable when the host loads the library,
+/// with this crate's version (the contract's: 0.x, same minor); the SDK
+/// version it reports is checked by [`crate::check_compatible`].
 #[repr(C)]
 #[derive(StableAbi)]
 #[sabi(kind(Prefix(prefix_ref = PluginModuleRef)))]
 #[sabi(missing_field(panic))]
 pub struct PluginModule {
-    /// The `xcore-plugin-api` version the plugin was built with.
+    /// The SDK version the plugin was built with (`xcore-plugin-sdk`;
+    /// `xcore-plugin-api` for plugins built before the two were split).
     pub api_version: extern "C" fn() -> RString,
     /// The plugin's manifest as JSON (see [`crate::Manifest`]).
     pub manifest: extern "C" fn() -> RResult<RString, RString>,
@@ -142,44 +143,6 @@ pub struct FfiRequest<'a> {
     pub body: RSlice<'a, u8>,
 }
 
-/// An owned copy: `RStr::to_string` goes through `Display`, several times
-/// slower than a plain copy on the request path.
-fn owned_str(text: RStr<'_>) -> String {
-    text.as_str().to_owned()
-}
-
-/// Owned copies of borrowed pairs, collected into whatever the head uses.
-fn owned<'p, C: FromIterator<(String, String)>>(pairs: &'p [FfiPair<'p>]) -> C {
-    pairs
-        .iter()
-        .map(|pair| (owned_str(pair.name), owned_str(pair.value)))
-        .collect()
-}
-
-impl FfiRequest<'_> {
-    /// The owned head the SDK's handlers read.
-    pub fn to_head(&self) -> crate::http::RequestHead {
-        crate::http::RequestHead {
-            method: owned_str(self.method),
-            path: owned_str(self.path),
-            route: owned_str(self.route),
-            params: owned(self.params.as_slice()),
-            query: owned(self.query.as_slice()),
-            headers: owned(self.headers.as_slice()),
-            caller: self
-                .caller
-                .as_ref()
-                .into_option()
-                .map(|caller| crate::Caller {
-                    user_id: caller.user_id,
-                    email: owned_str(caller.email),
-                    permissions: caller.permissions.iter().map(|p| owned_str(*p)).collect(),
-                }),
-            request_id: owned_str(self.request_id),
-        }
-    }
-}
-
 /// Services the host gives each instance.
 ///
 /// `call` carries every host operation as JSON (see [`crate::host::HostOp`]),
@@ -187,7 +150,8 @@ impl FfiRequest<'_> {
 /// implementation catches panics itself.
 #[sabi_trait]
 pub trait HostServices: Send + Sync {
-    /// Runs one host operation; `Ok` holds its JSON result, `Err` a message.
+    /// Runs one host operation; `Ok` holds its JSON result, `Err` the
+    /// failure (a JSON `HostError` for SDK 0.3 and later, text before).
     fn call(&self, operation: RStr<'_>) -> RResult<RString, RString>;
 
     /// Writes a structured log line attributed to the plugin.

@@ -1,106 +1,75 @@
-//! `xcore-plugin-api`: the contract between the xcore host and its plugins,
-//! and a small SDK so plugin authors never touch the FFI.
+//! `xcore-plugin-api`: the FFI contract between the xcore host and its
+//! plugins: the root module every plugin library exports and the objects
+//! that cross the boundary ([`ffi`]), and the rule for which plugins a host
+//! loads ([`check_compatible`]).
 //!
-//! # Layout
+//! Plugin authors do not write against this crate directly: the SDK
+//! (`xcore-plugin-sdk`, in `plugin-api/sdk/`) wraps it in typed handlers,
+//! typed rows and host errors, and re-exports it.
 //!
-//! - [`ffi`]: the ABI-stable root module and boundary objects (abi_stable).
-//!   Small on purpose; see there how it may evolve.
-//! - [`manifest`]: what a plugin declares (routes, permissions, jobs,
-//!   events, migrations, OpenAPI), sent as JSON.
-//! - [`http`]: requests, responses, the standard error and list bodies.
-//! - [`listing`]: list windows by `skip`/`limit` or `page`/`page_size`,
-//!   `sort_by`/`sort_order`, and the list body with the page fields.
-//! - [`host`]: the host's services (SQL, events, logs, calls to other
-//!   plugins, running its own jobs now) as a plugin uses them.
-//! - [`multipart`]: `multipart/form-data` bodies (file uploads) parsed
-//!   into named parts.
-//! - [`sdk`]: the [`Plugin`] trait, the [`Router`], and the glue behind
-//!   [`export_plugin!`], which wraps every entry point in `catch_unwind`.
+//! # Why the contract is a crate of its own
 //!
-//! No axum, sqlx or tokio here: a plugin is a plain library the host calls.
+//! abi_stable records, in the layout of every type that crosses the
+//! boundary, the name and version of the crate that declares it, and
+//! refuses a library whose types come from another 0.y minor. Keeping the
+//! FFI types here, in a crate whose version moves only when one of them
+//! changes, is what lets the SDK grow (helpers, host operations: all JSON,
+//! no layout change) without refusing plugins built against an older SDK.
 //!
-//! # Versioning
+//! # Versions
 //!
-//! The host checks the plugin-api version a plugin was built with against
-//! its own with semver rules (0.x: same minor) and refuses a mismatch with
-//! "built for plugin-api X, host speaks Y"; abi_stable additionally checks
-//! the root module's layout.
-//!
-//! # Example
-//!
-//! ```
-//! use serde_json::json;
-//! use xcore_plugin_api::{Access, Host, Manifest, Plugin, Request, Response, Router};
-//!
-//! pub struct Echo {
-//!     host: Host,
-//! }
-//!
-//! impl Plugin for Echo {
-//!     fn manifest() -> Manifest {
-//!         Manifest::new("echo", "Echo", "0.1.0", "/api/v1/echo")
-//!             .permission("echo:write", "Echo things back")
-//!             .event("echoed")
-//!     }
-//!
-//!     fn router() -> Router<Self> {
-//!         Router::new()
-//!             .get("/ping", Access::Public, |_, _| Ok(Response::json(200, &json!({"pong": true}))))
-//!             .post("/echo", Access::Requires("echo:write"), Echo::echo)
-//!     }
-//!
-//!     fn new(host: Host, _config: serde_json::Value) -> Result<Self, String> {
-//!         Ok(Self { host })
-//!     }
-//! }
-//!
-//! impl Echo {
-//!     fn echo(&self, request: &Request) -> Result<Response, Response> {
-//!         let body: serde_json::Value = request.json()?;
-//!         self.host
-//!             .publish("echoed", body.clone())
-//!             .map_err(|error| Response::plugin_error(&error.to_string()))?;
-//!         Ok(Response::json(201, &body))
-//!     }
-//! }
-//!
-//! // In the plugin crate (a `cdylib` with a direct `abi_stable` dependency):
-//! // xcore_plugin_api::export_plugin!(Echo);
-//! ```
+//! - This crate's version is the FFI contract: 0.2 since requests cross as
+//!   borrowed fields. A change to a type in [`ffi`] is a new minor, and
+//!   abi_stable then refuses libraries of the other minors by layout.
+//! - The SDK's version is what [`ffi::PluginModule::api_version`] reports.
+//!   A host loads plugins built with any SDK from
+//!   [`OLDEST_COMPATIBLE_SDK`] up to its own ([`check_compatible`]); a newer
+//!   SDK may ask for host operations this host lacks, so it is refused
+//!   with a message naming both versions.
 
 pub mod ffi;
-pub mod host;
-pub mod http;
-pub mod listing;
-pub mod manifest;
-pub mod multipart;
-pub mod sdk;
-pub mod testing;
 
-pub use host::{Dialect, Host, HostError, Level, Row, Statement};
-pub use http::{Caller, HandlerResult, ListBody, Request, RequestHead, Response};
-pub use manifest::Manifest;
-pub use sdk::{Access, Plugin, Router};
+/// The FFI contract version: this crate's.
+pub const FFI_CONTRACT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The plugin-api version this crate speaks.
-pub const PLUGIN_API_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The oldest SDK whose plugins speak this contract: plugin-api 0.2, when
+/// SDK and contract were one crate.
+pub const OLDEST_COMPATIBLE_SDK: &str = "0.2.0";
 
-/// Whether a plugin built for `plugin` can be loaded by a host speaking
-/// `host`: same major, and for 0.x the same minor (semver caret rules).
+/// Whether a library whose FFI types come from contract version `plugin`
+/// can be loaded: abi_stable's rule (0.y: the same minor), checked first so
+/// the refusal is one short line rather than a layout report.
+pub fn check_contract(plugin: &str) -> Result<(), String> {
+    let parts = |version: &str| -> Option<(u64, u64)> {
+        let mut numbers = version.split('.').map(|part| part.parse::<u64>().ok());
+        Some((numbers.next()??, numbers.next()??))
+    };
+    match (parts(plugin), parts(FFI_CONTRACT_VERSION)) {
+        (Some((0, plugin_minor)), Some((0, host_minor))) if plugin_minor == host_minor => Ok(()),
+        (Some((plugin_major, _)), Some((host_major, _)))
+            if plugin_major == host_major && host_major > 0 =>
+        {
+            Ok(())
+        }
+        _ => Err(format!(
+            "built for plugin-api {plugin}, host speaks {FFI_CONTRACT_VERSION}"
+        )),
+    }
+}
+
+/// Whether a plugin built with SDK `plugin` can be loaded by a host built
+/// with SDK `host`: from [`OLDEST_COMPATIBLE_SDK`] up to the host's own
+/// version, comparing major and minor (patches never matter).
 pub fn check_compatible(plugin: &str, host: &str) -> Result<(), String> {
     let parts = |version: &str| -> Option<(u64, u64)> {
         let mut numbers = version.split('.').map(|part| part.parse::<u64>().ok());
         Some((numbers.next()??, numbers.next()??))
     };
-    let refused = || Err(format!("built for plugin-api {plugin}, host speaks {host}"));
-    match (parts(plugin), parts(host)) {
-        (Some((0, plugin_minor)), Some((0, host_minor))) if plugin_minor == host_minor => Ok(()),
-        (Some((plugin_major, _)), Some((host_major, _)))
-            if plugin_major == host_major && plugin_major > 0 =>
-        {
-            Ok(())
-        }
-        _ => refused(),
+    match (parts(plugin), parts(host), parts(OLDEST_COMPATIBLE_SDK)) {
+        (Some(plugin), Some(host), Some(oldest)) if oldest <= plugin && plugin <= host => Ok(()),
+        _ => Err(format!(
+            "built for plugin-api {plugin}, host speaks {host} (it loads plugins built with {OLDEST_COMPATIBLE_SDK} to {host})"
+        )),
     }
 }
 
@@ -109,14 +78,28 @@ mod tests {
     use super::check_compatible;
 
     #[test]
-    fn versions_follow_caret_rules() {
-        assert!(check_compatible("0.1.7", "0.1.0").is_ok());
-        assert!(check_compatible("1.4.0", "1.0.2").is_ok());
+    fn contracts_follow_abi_stable_rules() {
+        use super::check_contract;
+        assert!(check_contract("0.2.0").is_ok());
+        assert!(check_contract("0.2.9").is_ok());
         assert_eq!(
-            check_compatible("0.2.0", "0.1.3"),
-            Err("built for plugin-api 0.2.0, host speaks 0.1.3".to_string())
+            check_contract("0.1.7"),
+            Err("built for plugin-api 0.1.7, host speaks 0.2.0".to_string())
         );
-        assert!(check_compatible("2.0.0", "1.9.0").is_err());
-        assert!(check_compatible("garbage", "0.1.0").is_err());
+        assert!(check_contract("0.3.0").is_err());
+    }
+
+    #[test]
+    fn a_host_loads_sdks_from_the_oldest_compatible_up_to_its_own() {
+        assert!(check_compatible("0.3.0", "0.3.0").is_ok());
+        assert!(check_compatible("0.2.0", "0.3.4").is_ok());
+        assert!(check_compatible("0.3.7", "0.3.0").is_ok());
+        assert_eq!(
+            check_compatible("0.1.0", "0.3.0"),
+            Err("built for plugin-api 0.1.0, host speaks 0.3.0 (it loads plugins built with 0.2.0 to 0.3.0)".to_string())
+        );
+        assert!(check_compatible("0.4.0", "0.3.0").is_err());
+        assert!(check_compatible("1.0.0", "0.3.0").is_err());
+        assert!(check_compatible("garbage", "0.3.0").is_err());
     }
 }

@@ -13,7 +13,7 @@
 use std::path::Path;
 
 use axum::http::StatusCode;
-use xcore_plugin_api::Manifest;
+use xcore_plugin_sdk::Manifest;
 
 use super::{
     library::{self, LoadedLibrary},

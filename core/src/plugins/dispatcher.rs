@@ -35,7 +35,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde_json::Value;
-use xcore_plugin_api::{
+use xcore_plugin_sdk::{
     ffi::{FfiCaller, FfiPair, FfiRequest},
     host::CallResponse,
     manifest::RouteSpec,
@@ -573,7 +573,7 @@ mod tests {
         };
         let (read, index, body) = call.with_ffi(Some(&caller), "req_1", |request| {
             (
-                request.to_head(),
+                xcore_plugin_sdk::RequestHead::from_ffi(&request),
                 request.route_index,
                 request.body.as_slice().to_vec(),
             )

@@ -13,7 +13,7 @@ use std::sync::{
 };
 
 use abi_stable::std_types::RStr;
-use xcore_plugin_api::{
+use xcore_plugin_sdk::{
     ffi::{FfiRequest, InstanceBox},
     manifest::RouteSpec,
     Manifest,
@@ -207,6 +207,15 @@ impl Generation {
             .run_job(RStr::from_str(name))
             .into_result()
             .map_err(|error| error.into_string())
+    }
+
+    /// Hands one event (JSON) to the instance, on this thread. The SDK
+    /// catches what its listeners do and reports failures through the
+    /// host's services.
+    pub fn on_event(&self, event: &str) {
+        if let Some(instance) = &self.instance {
+            instance.on_event(RStr::from_str(event));
+        }
     }
 
     /// Whether the manifest declares job `name`.

@@ -1,7 +1,13 @@
 //! The services the host gives a plugin instance (`HostServices`): SQL on
 //! the plugin's own confined pool ([`PluginDatabase`], checked first by the
-//! lexical [`SqlScope`] for early messages), events on the bus, calls to other plugins' routes, runs of its own jobs now (see
-//! [`super::on_demand`]), and logs.
+//! lexical [`SqlScope`] for early messages), events on the bus, calls to
+//! other plugins' routes, runs of its own jobs now (see
+//! [`super::on_demand`]), outbound HTTP within its allow list (see
+//! [`super::outbound_http`]), and logs.
+//!
+//! Failures go back as a typed `HostError` (JSON) to plugins built with
+//! SDK 0.3 or later, and as its text to older ones; neither carries SQL
+//! text or a driver's message, which stay in the host's log.
 //!
 //! Plugins call in synchronously from their handler's thread. SQL is async
 //! here, so the call parks that thread with `block_in_place` (on a runtime
@@ -22,13 +28,15 @@ use std::{
 
 use abi_stable::std_types::{RResult, RStr, RString};
 use serde_json::Value;
-use xcore_plugin_api::{ffi::HostServices, host::HostOp, Statement};
+use xcore_plugin_sdk::{ffi::HostServices, host::HostOp, HostError, Statement};
 
 use super::{
     confinement::PluginDatabase,
     dispatcher,
     manager::PluginManager,
+    outbound_http::{AllowList, OutboundHttp},
     sql_guard::{Purpose, SqlScope},
+    subscriptions,
 };
 use crate::{db::Dialect, events::EventBus};
 
@@ -40,7 +48,26 @@ pub struct PluginHost {
     dialect: Dialect,
     events: EventBus,
     manager: Weak<PluginManager>,
+    outbound: OutboundHttp,
+    http_allow: AllowList,
+    /// The plugin's SDK reads failures as a JSON `HostError` (0.3 on);
+    /// older ones get its text.
+    typed_errors: bool,
     runtime: tokio::runtime::Handle,
+}
+
+/// What a plugin's instance is given besides its SQL.
+pub struct HostParts {
+    /// The bus its events go to.
+    pub events: EventBus,
+    /// The manager, for calls to other plugins and jobs.
+    pub manager: Weak<PluginManager>,
+    /// The host's outbound HTTP client.
+    pub outbound: OutboundHttp,
+    /// What this plugin may reach with it.
+    pub http_allow: AllowList,
+    /// The SDK version the plugin was built with.
+    pub sdk_version: String,
 }
 
 impl PluginHost {
@@ -50,22 +77,26 @@ impl PluginHost {
         scope: SqlScope,
         sql: PluginDatabase,
         dialect: Dialect,
-        events: EventBus,
-        manager: Weak<PluginManager>,
+        parts: HostParts,
     ) -> Self {
         Self {
             plugin_id: plugin_id.to_string(),
             scope,
             sql,
             dialect,
-            events,
-            manager,
+            events: parts.events,
+            manager: parts.manager,
+            outbound: parts.outbound,
+            http_allow: parts.http_allow,
+            typed_errors: !parts.sdk_version.starts_with("0.2."),
             runtime: tokio::runtime::Handle::current(),
         }
     }
 
-    fn checked<'s>(&self, statement: &'s Statement) -> Result<&'s Statement, String> {
-        self.scope.check(&statement.sql, Purpose::Runtime)?;
+    fn checked<'s>(&self, statement: &'s Statement) -> Result<&'s Statement, HostError> {
+        self.scope
+            .check(&statement.sql, Purpose::Runtime)
+            .map_err(|reason| HostError::Refused { reason })?;
         Ok(statement)
     }
 
@@ -77,14 +108,19 @@ impl PluginHost {
         }
     }
 
-    fn run(&self, operation: &str) -> Result<Value, String> {
+    fn run(&self, operation: &str) -> Result<Value, HostError> {
+        let other = |message: String| HostError::Other { message };
         let operation: HostOp = serde_json::from_str(operation)
-            .map_err(|error| format!("unreadable host operation: {error}"))?;
+            .map_err(|error| other(format!("unreadable host operation: {error}")))?;
         match operation {
             HostOp::Query(statement) => self.block_on(self.sql.query(self.checked(&statement)?)),
             HostOp::Execute(statement) => self
                 .block_on(self.sql.execute(self.checked(&statement)?))
-                .map(Value::from),
+                .map(|done| Value::from(done.rows_affected)),
+            HostOp::Write(statement) => {
+                let done = self.block_on(self.sql.execute(self.checked(&statement)?))?;
+                serde_json::to_value(done).map_err(|error| other(error.to_string()))
+            }
             HostOp::Transaction { statements } => {
                 // All checked before anything runs.
                 for statement in &statements {
@@ -98,15 +134,16 @@ impl PluginHost {
                 Ok(Value::Null)
             }
             HostOp::Call { method, path, body } => {
-                let manager = self.manager.upgrade().ok_or("the host is shutting down")?;
+                let manager = self.manager.upgrade().ok_or_else(shutting_down)?;
                 let answer = dispatcher::call_from_plugin(
                     &manager,
                     &self.plugin_id,
                     &method,
                     &path,
                     body.as_ref(),
-                )?;
-                serde_json::to_value(answer).map_err(|error| error.to_string())
+                )
+                .map_err(|message| HostError::NotFound { message })?;
+                serde_json::to_value(answer).map_err(|error| other(error.to_string()))
             }
             HostOp::Dialect => Ok(Value::from(match self.dialect {
                 Dialect::Sqlite => "sqlite",
@@ -115,11 +152,45 @@ impl PluginHost {
             HostOp::RunJob { job } => {
                 // Only the caller's own jobs: the plugin id is the host's,
                 // not something the plugin sends.
-                let manager = self.manager.upgrade().ok_or("the host is shutting down")?;
-                manager.run_job_soon(&self.plugin_id, &job)?;
+                let manager = self.manager.upgrade().ok_or_else(shutting_down)?;
+                manager
+                    .run_job_soon(&self.plugin_id, &job)
+                    .map_err(|reason| HostError::Refused { reason })?;
+                Ok(Value::Null)
+            }
+            HostOp::Http(request) => {
+                let answer = self.block_on(self.outbound.fetch(
+                    &self.plugin_id,
+                    &self.http_allow,
+                    request,
+                ))?;
+                serde_json::to_value(answer).map_err(|error| other(error.to_string()))
+            }
+            HostOp::HandlerFailed {
+                kind,
+                topic,
+                message,
+                panicked,
+            } => {
+                subscriptions::report_failure(&self.plugin_id, &kind, &topic, &message, panicked);
                 Ok(Value::Null)
             }
         }
+    }
+
+    /// A failure as this plugin's SDK reads it.
+    fn encode(&self, error: &HostError) -> String {
+        if self.typed_errors {
+            serde_json::to_string(error).unwrap_or_else(|_| error.to_string())
+        } else {
+            error.to_string()
+        }
+    }
+}
+
+fn shutting_down() -> HostError {
+    HostError::Other {
+        message: "the host is shutting down".into(),
     }
 }
 
@@ -127,8 +198,13 @@ impl HostServices for PluginHost {
     fn call(&self, operation: RStr<'_>) -> RResult<RString, RString> {
         match catch_unwind(AssertUnwindSafe(|| self.run(operation.as_str()))) {
             Ok(Ok(value)) => RResult::ROk(value.to_string().into()),
-            Ok(Err(message)) => RResult::RErr(message.into()),
-            Err(_) => RResult::RErr("the host failed while serving this call".into()),
+            Ok(Err(error)) => RResult::RErr(self.encode(&error).into()),
+            Err(_) => RResult::RErr(
+                self.encode(&HostError::Other {
+                    message: "the host failed while serving this call".into(),
+                })
+                .into(),
+            ),
         }
     }
 

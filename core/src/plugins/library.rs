@@ -10,10 +10,11 @@
 //!    there (`dlopen` of an already-open path returns the cached handle, so
 //!    a reload would silently serve the old code), then the shadow file is
 //!    unlinked: the mapping outlives it.
-//! 4. Our own version handshake runs before abi_stable's, so a mismatch says
+//! 4. Our own contract check runs before abi_stable's, so a mismatch says
 //!    "built for plugin-api X, host speaks Y"; then abi_stable checks the
 //!    root module's layout, and of its very long report only the `Error:`
-//!    lines are kept.
+//!    lines are kept; then the SDK version the plugin reports is checked
+//!    (from the oldest SDK on this contract up to the host's own).
 //! 5. `RootModule::load_from*` is never used: it caches one library per
 //!    root-module type in statics and never unloads. The header is read with
 //!    libloading and checked by hand, and the library is closed when the
@@ -27,10 +28,10 @@ use std::path::{Path, PathBuf};
 
 use abi_stable::library::{AbiHeaderRef, LibraryError, ROOT_MODULE_LOADER_NAME_WITH_NUL};
 use sha2::{Digest, Sha256};
-use xcore_plugin_api::{
-    check_compatible,
+use xcore_plugin_sdk::{
+    contract::{check_compatible, check_contract},
     ffi::{HostBox, InstanceBox, PluginModuleRef},
-    Manifest, PLUGIN_API_VERSION,
+    Manifest, SDK_VERSION,
 };
 
 use super::elf;
@@ -128,11 +129,15 @@ pub fn load(
     let header = header
         .upgrade()
         .map_err(|error| LoadError(short_library_error(&error)))?;
-    let api_version = header.version_strings().version.as_str().to_string();
-    check_compatible(&api_version, PLUGIN_API_VERSION).map_err(LoadError)?;
+    let contract = header.version_strings().version.as_str().to_string();
+    check_contract(&contract).map_err(LoadError)?;
     let module = header
         .init_root_module::<PluginModuleRef>()
         .map_err(|error| LoadError(short_library_error(&error)))?;
+    // The SDK the plugin was built with: the contract is the same, but a
+    // newer SDK may ask for host operations this host does not have.
+    let api_version = module.api_version()().into_string();
+    check_compatible(&api_version, SDK_VERSION).map_err(LoadError)?;
     let manifest_json = module.manifest()()
         .into_result()
         .map_err(|message| LoadError(format!("manifest() failed: {message}")))?;

@@ -19,17 +19,19 @@ use serde::Serialize;
 use serde_json::json;
 use sqlx::Row;
 use tokio::sync::Mutex;
-use xcore_plugin_api::{ffi::HostServices_TO, Manifest};
+use xcore_plugin_sdk::{ffi::HostServices_TO, Manifest};
 
 use super::{
     admission::{self, Entrance, Neighbour, Refusal},
     confinement::{Namespace, PluginDatabase},
     dependencies::{self, DependencyError, Node},
     generation::{Generation, RouteTable},
-    host_services::PluginHost,
+    host_services::{HostParts, PluginHost},
     library::{self, LoadedLibrary},
     on_demand::OnDemandJobs,
+    outbound_http::{AllowList, OutboundHttp},
     prefix, probe,
+    subscriptions::{self, DeliveryMetrics},
 };
 use crate::{
     config::PluginSettings,
@@ -144,6 +146,12 @@ pub struct PluginManager {
     checker: probe::Checker,
     /// Derives the PostgreSQL plugin roles' passwords.
     sql_role_secret: String,
+    /// `Host::http`'s client and bounds.
+    outbound: OutboundHttp,
+    /// Counts events handed to subscribing plugins.
+    deliveries: DeliveryMetrics,
+    /// `plugins.event_queue`.
+    event_queue: usize,
 }
 
 /// What the manager needs besides the database and the bus.
@@ -165,6 +173,12 @@ pub struct ManagerOptions {
     /// Derives the PostgreSQL plugin roles' passwords (the JWT secret: all
     /// instances of one deployment share it).
     pub sql_role_secret: String,
+    /// `plugins.http_timeout_ms`.
+    pub http_timeout: std::time::Duration,
+    /// `plugins.http_max_response_bytes`.
+    pub http_max_response_bytes: u64,
+    /// `plugins.event_queue`.
+    pub event_queue: usize,
 }
 
 impl std::fmt::Debug for PluginManager {
@@ -234,6 +248,9 @@ impl PluginManager {
         db: Database,
         events: EventBus,
     ) -> anyhow::Result<Arc<Self>> {
+        let outbound = OutboundHttp::new(options.http_timeout, options.http_max_response_bytes)
+            .map_err(anyhow::Error::msg)?;
+        let deliveries = DeliveryMetrics::new(options.metrics.registry())?;
         let manager = Arc::new_cyclic(|me| Self {
             dir: options.dir,
             // One directory per manager, so counting this manager's mapped
@@ -255,6 +272,9 @@ impl PluginManager {
             on_demand: Arc::new(OnDemandJobs::new(options.job_timeout)),
             checker: options.checker,
             sql_role_secret: options.sql_role_secret,
+            outbound,
+            deliveries,
+            event_queue: options.event_queue,
         });
         let mut records = manager.records.lock().await;
         let saved = manager.saved_state().await?;
@@ -340,7 +360,7 @@ impl PluginManager {
                 Ok(generation) => {
                     record.generation = 1;
                     record.loaded_at = Some(timestamp::now());
-                    record.live = Some(Arc::new(generation));
+                    record.live = Some(manager.go_live(generation));
                 }
                 Err(refusal) => record.refuse(&refusal),
             }
@@ -548,13 +568,21 @@ impl PluginManager {
                 }
             }
         }
+        let http_allow =
+            AllowList::parse(settings.map_or(&[][..], |settings| settings.http_allow.as_slice()))
+                .map_err(Refusal::Activation)?;
         let host = PluginHost::new(
             &manifest.id,
             admission::sql_scope(&manifest),
             sql,
             self.db.dialect(),
-            self.events.clone(),
-            self.me.clone(),
+            HostParts {
+                events: self.events.clone(),
+                manager: self.me.clone(),
+                outbound: self.outbound.clone(),
+                http_allow,
+                sdk_version: library.api_version.clone(),
+            },
         );
         let instance = library
             .instantiate(
@@ -587,6 +615,21 @@ impl PluginManager {
         .execute(self.db.pool())
         .await?;
         Ok(())
+    }
+
+    /// A ready generation, shared, with its events flowing if it listens.
+    fn go_live(&self, generation: Generation) -> Arc<Generation> {
+        let generation = Arc::new(generation);
+        if let Some(me) = self.me.upgrade() {
+            subscriptions::start(
+                &me,
+                &self.events,
+                &self.deliveries,
+                &generation,
+                self.event_queue,
+            );
+        }
+        generation
     }
 
     fn publish_table(&self, records: &BTreeMap<String, Record>) {
@@ -902,7 +945,7 @@ impl PluginManager {
             enabled: true,
             checksum: Some(generation.library().checksum.clone()),
             refused: false,
-            live: Some(Arc::new(generation)),
+            live: Some(self.go_live(generation)),
             generation: 1,
             installed_at: now.clone(),
             loaded_at: Some(now),
@@ -993,7 +1036,7 @@ impl PluginManager {
             Ok(generation) => {
                 let now = timestamp::now();
                 record.checksum = Some(generation.library().checksum.clone());
-                record.live = Some(Arc::new(generation));
+                record.live = Some(self.go_live(generation));
                 record.generation = number;
                 record.loaded_at.get_or_insert_with(|| now.clone());
                 record.last_reload = Some(now);

@@ -15,6 +15,9 @@
 //! - [`dependencies`], [`prefix`]: load order and naming rules.
 //! - [`host_services`]: what the host offers a plugin (SQL, events, calls
 //!   to other plugins, logs, running its own jobs now).
+//! - [`subscriptions`]: events (and the start signal) delivered to the
+//!   plugins that subscribe to them, in order, off the request path.
+//! - [`outbound_http`]: `Host::http`, limited to each plugin's allow list.
 //! - [`on_demand`]: the jobs plugins ask to run now, one run per job at a
 //!   time, off the request that asked.
 //! - [`confinement`]: each plugin's own pool, confined by the database
@@ -23,6 +26,7 @@
 //! - [`dispatcher`]: the router's fallback into plugin routes, and calls
 //!   from one plugin to another's.
 //! - [`routes`]: the `/system/plugins` API.
+//! - [`scaffold`]: `xcore plugin new`, a plugin crate for another team.
 //! - [`watcher`]: hot reload from the plugins directory.
 
 pub mod admission;
@@ -35,8 +39,11 @@ pub mod host_services;
 pub mod library;
 pub mod manager;
 pub mod on_demand;
+pub mod outbound_http;
 pub mod prefix;
 pub mod probe;
 pub mod routes;
+pub mod scaffold;
 pub mod sql_guard;
+pub mod subscriptions;
 pub mod watcher;

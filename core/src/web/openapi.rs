@@ -29,7 +29,7 @@ use utoipa::{
     openapi::security::{Http, HttpAuthScheme, SecurityScheme},
     Modify, OpenApi,
 };
-use xcore_plugin_api::Manifest;
+use xcore_plugin_sdk::Manifest;
 
 use crate::{app::AppState, error::ApiError};
 
@@ -295,8 +295,25 @@ pub fn merge_plugin(document: &mut Value, manifest: &Manifest, prefix: &str) {
     let Some(fragment) = manifest.openapi.as_ref().and_then(Value::as_object) else {
         return;
     };
-    // What a fragment's `$ref`s may point at: the core's components (a
-    // fragment carries paths only, so it has none of its own).
+    // The component schemas the SDK generated, named `<id>.<Type>`: only
+    // names under the plugin's own id are taken, and never over another's.
+    if let Some(schemas) = manifest.openapi_schemas.as_ref().and_then(Value::as_object) {
+        let scope = format!("{id}.");
+        if let Some(known) = object(document)
+            .map(|root| root.entry("components").or_insert_with(|| json!({})))
+            .and_then(Value::as_object_mut)
+            .map(|components| components.entry("schemas").or_insert_with(|| json!({})))
+            .and_then(Value::as_object_mut)
+        {
+            for (name, schema) in schemas {
+                if name.starts_with(&scope) && !known.contains_key(name) {
+                    known.insert(name.clone(), schema.clone());
+                }
+            }
+        }
+    }
+    // What a fragment's `$ref`s may point at: the core's components and
+    // the plugin's own schemas.
     let components =
         json!({"components": document.get("components").cloned().unwrap_or(Value::Null)});
     let Some(paths) = object(document)
@@ -423,7 +440,7 @@ fn template_parameters(path: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use xcore_plugin_api::manifest::RouteSpec;
+    use xcore_plugin_sdk::manifest::RouteSpec;
 
     #[test]
     fn core_document_has_every_core_route_once_with_unique_operation_ids() {

@@ -344,6 +344,12 @@ pub fn hello_variant(features: &str) -> std::path::PathBuf {
     plugin_library("xcore-plugin-hello", "xcore_plugin_hello", features)
 }
 
+/// Builds the test fixture plugin (`plugins/testbed`) with `features`:
+/// by default it stands in for hello with extra routes; see its Cargo.toml.
+pub fn testbed_variant(features: &str) -> std::path::PathBuf {
+    plugin_library("xcore-plugin-testbed", "xcore_plugin_testbed", features)
+}
+
 /// Builds the plugin crate `package` (whose `[lib] name` is `lib`) with
 /// `features` (comma-separated, may be empty) into a target directory of its
 /// own per package and variant, so variants never overwrite each other, and

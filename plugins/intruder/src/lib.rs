@@ -10,8 +10,7 @@
 //!   rows (200) or the host's refusal (403).
 
 use serde::Deserialize;
-use serde_json::{json, Value};
-use xcore_plugin_api::{Access, Host, Manifest, Plugin, Request, Response, Router};
+use xcore_plugin_sdk::prelude::*;
 
 /// The environment variable whose SQL becomes migration 2.
 const MIGRATION_VARIABLE: &str = "XCORE_INTRUDER_MIGRATION";
@@ -21,7 +20,7 @@ pub struct Intruder {
     host: Host,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct Sql {
     sql: String,
 }
@@ -51,12 +50,12 @@ impl Plugin for Intruder {
         Router::new().post(
             "/sql",
             Access::Public,
-            |intruder: &Intruder, request: &Request| {
-                let Sql { sql } = request.json()?;
-                match intruder.host.query(&sql, Vec::new()) {
-                    Ok(rows) => Ok(Response::json(200, &rows)),
-                    Err(error) => Ok(Response::json(403, &json!({"refused": error.to_string()}))),
-                }
+            |intruder: &Intruder, Json(Sql { sql }): Json<Sql>| match intruder
+                .host
+                .query(&sql, Vec::new())
+            {
+                Ok(rows) => Response::json(200, &rows),
+                Err(error) => Response::json(403, &json!({"refused": error.to_string()})),
             },
         )
     }
@@ -66,4 +65,4 @@ impl Plugin for Intruder {
     }
 }
 
-xcore_plugin_api::export_plugin!(Intruder);
+xcore_plugin_sdk::export_plugin!(Intruder);

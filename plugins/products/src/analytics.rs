@@ -18,165 +18,153 @@
 //! Each figure is one aggregate query on indexed columns; nothing is
 //! cached, so the numbers are as fresh as the request.
 
-use serde_json::{json, Map, Value};
-use xcore_plugin_api::{Access, Manifest, Request, Response, Router, Row};
+use serde::{Deserialize, Serialize};
+use xcore_plugin_sdk::prelude::*;
 
-use crate::{
-    clock, imports,
-    suppliers::{self, storage_error},
-    Products, READ,
-};
+use crate::{imports, Products, READ};
 
 /// Entries in `recent_activity`.
 const RECENT: i64 = 10;
 
-/// Adds this part's declarations (none: it reads the other parts' tables).
-pub fn declare(manifest: Manifest) -> Manifest {
-    manifest
-}
-
 /// This part's routes.
 pub fn routes(router: Router<Products>) -> Router<Products> {
-    router.get("/analytics/dashboard", Access::Requires(READ), dashboard)
+    router
+        .get("/analytics/dashboard", Access::Requires(READ), dashboard)
+        .summary("Dashboard figures")
 }
 
-fn dashboard(products: &Products, _request: &Request) -> Result<Response, Response> {
+/// The dashboard's figures.
+#[derive(Serialize, ToSchema)]
+pub struct Dashboard {
+    /// Every stored product.
+    total_products: i64,
+    /// Suppliers with status `active`.
+    active_suppliers: i64,
+    /// Imports created since 00:00 UTC.
+    imports_today: i64,
+    /// Percent of finished imports that completed; null while none has
+    /// finished.
+    imports_success_rate: Option<f64>,
+    /// The ten most recently changed imports, newest first.
+    recent_activity: Vec<Activity>,
+}
+
+/// The last thing that happened to an import.
+#[derive(Serialize, ToSchema)]
+pub struct Activity {
+    /// `import.created`, `import.started`, `import.completed` or
+    /// `import.failed`.
+    #[serde(rename = "type")]
+    kind: &'static str,
+    /// When (RFC 3339, UTC).
+    timestamp: Option<String>,
+    /// A sentence for people.
+    details: String,
+    /// The import.
+    import_id: i64,
+}
+
+/// The columns of an import an activity entry reads.
+#[derive(Deserialize)]
+struct RecentImport {
+    id: i64,
+    status: String,
+    filename: String,
+    rows_total: i64,
+    rows_imported: i64,
+    rows_skipped: i64,
+    rows_failed: i64,
+    error: Option<String>,
+    created_at: String,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+    supplier: String,
+}
+
+fn dashboard(products: &Products) -> Result<Json<Dashboard>, HostError> {
     // A dashboard is what people leave open: a good place to notice an
     // import whose run died with the host.
     imports::resume_interrupted(products);
-    let total_products = suppliers::count(products, "SELECT COUNT(*) AS n FROM products", vec![])?;
-    let active_suppliers = suppliers::count(
-        products,
-        "SELECT COUNT(*) AS n FROM products_suppliers WHERE status = 'active'",
-        vec![],
+    let count = |sql: &str, params: Vec<Value>| products.host.query_scalar::<i64>(sql, params);
+    let midnight = format!("{}T00:00:00.000000Z", &now()[..10]);
+    let completed = count(
+        "SELECT COUNT(*) FROM products_imports WHERE status = 'completed'",
+        params![],
     )?;
-    let now = clock::now();
-    let midnight = format!("{}T00:00:00.000000Z", &now[..10]);
-    let imports_today = suppliers::count(
-        products,
-        "SELECT COUNT(*) AS n FROM products_imports WHERE created_at >= $1",
-        vec![midnight.into()],
+    let failed = count(
+        "SELECT COUNT(*) FROM products_imports WHERE status = 'failed'",
+        params![],
     )?;
-    let completed = suppliers::count(
-        products,
-        "SELECT COUNT(*) AS n FROM products_imports WHERE status = 'completed'",
-        vec![],
+    let recent: Vec<RecentImport> = products.host.query_as(
+        "SELECT i.id, i.status, i.filename, i.rows_total, i.rows_imported, i.rows_skipped,
+                i.rows_failed, i.error, i.created_at, i.started_at, i.finished_at, s.name AS supplier
+         FROM products_imports i JOIN products_suppliers s ON s.id = i.supplier_id
+         ORDER BY i.updated_at DESC, i.id DESC LIMIT $1",
+        params![RECENT],
     )?;
-    let failed = suppliers::count(
-        products,
-        "SELECT COUNT(*) AS n FROM products_imports WHERE status = 'failed'",
-        vec![],
-    )?;
-    let recent = products
-        .host
-        .query(
-            "SELECT i.id, i.status, i.filename, i.rows_total, i.rows_imported, i.rows_skipped,
-                    i.rows_failed, i.error, i.created_at, i.started_at, i.finished_at, s.name AS supplier
-             FROM products_imports i JOIN products_suppliers s ON s.id = i.supplier_id
-             ORDER BY i.updated_at DESC, i.id DESC LIMIT $1",
-            vec![RECENT.into()],
-        )
-        .map_err(storage_error(products))?;
-    Ok(Response::json(
-        200,
-        &json!({
-            "total_products": total_products,
-            "active_suppliers": active_suppliers,
-            "imports_today": imports_today,
-            "imports_success_rate": success_rate(completed, failed),
-            "recent_activity": recent.iter().map(activity).collect::<Vec<_>>(),
-        }),
-    ))
+    Ok(Json(Dashboard {
+        total_products: count("SELECT COUNT(*) FROM products", params![])?,
+        active_suppliers: count(
+            "SELECT COUNT(*) FROM products_suppliers WHERE status = 'active'",
+            params![],
+        )?,
+        imports_today: count(
+            "SELECT COUNT(*) FROM products_imports WHERE created_at >= $1",
+            params![midnight],
+        )?,
+        imports_success_rate: success_rate(completed, failed),
+        recent_activity: recent.into_iter().map(activity).collect(),
+    }))
 }
 
 /// Percent of finished imports that completed, one decimal.
-fn success_rate(completed: i64, failed: i64) -> Value {
+fn success_rate(completed: i64, failed: i64) -> Option<f64> {
     match completed + failed {
-        0 => Value::Null,
-        finished => json!(((completed as f64) * 1000.0 / (finished as f64)).round() / 10.0),
+        0 => None,
+        finished => Some(((completed as f64) * 1000.0 / (finished as f64)).round() / 10.0),
     }
 }
 
 /// One import as an activity entry.
-fn activity(row: &Row) -> Value {
-    let text = |name: &str| row.get(name).and_then(Value::as_str).unwrap_or_default();
-    let number = |name: &str| row.get(name).and_then(Value::as_i64).unwrap_or(0);
-    let supplier = text("supplier");
-    let (kind, timestamp, details) = match text("status") {
+fn activity(import: RecentImport) -> Activity {
+    let supplier = &import.supplier;
+    let (kind, timestamp, details) = match import.status.as_str() {
         "completed" => (
             "import.completed",
-            text("finished_at"),
+            import.finished_at,
             format!(
                 "Import from {supplier}: {} products ({} skipped, {} failed)",
-                number("rows_imported"),
-                number("rows_skipped"),
-                number("rows_failed")
+                import.rows_imported, import.rows_skipped, import.rows_failed
             ),
         ),
         "failed" => (
             "import.failed",
-            text("finished_at"),
-            format!("Import from {supplier} failed: {}", text("error")),
+            import.finished_at,
+            format!(
+                "Import from {supplier} failed: {}",
+                import.error.unwrap_or_default()
+            ),
         ),
         "running" => (
             "import.started",
-            text("started_at"),
-            format!(
-                "Import from {supplier} started: {} rows",
-                number("rows_total")
-            ),
+            import.started_at,
+            format!("Import from {supplier} started: {} rows", import.rows_total),
         ),
         _ => (
             "import.created",
-            text("created_at"),
+            Some(import.created_at),
             format!(
                 "File {} uploaded for {supplier}: {} rows",
-                text("filename"),
-                number("rows_total")
+                import.filename, import.rows_total
             ),
         ),
     };
-    json!({
-        "type": kind,
-        "timestamp": timestamp,
-        "details": details,
-        "import_id": row.get("id"),
-    })
-}
-
-/// OpenAPI `paths` for this part's routes, relative to the prefix.
-pub fn openapi_paths() -> Map<String, Value> {
-    let error = |description: &str| json!({"description": description, "content": {"application/json": {"schema": suppliers::error_schema()}}});
-    let mut paths = Map::new();
-    paths.insert(
-        "/analytics/dashboard".into(),
-        json!({"get": {
-            "summary": "Dashboard figures", "tags": ["analytics"],
-            "responses": {
-                "200": {"description": "The figures", "content": {"application/json": {"schema": {
-                    "type": "object",
-                    "properties": {
-                        "total_products": {"type": "integer"},
-                        "active_suppliers": {"type": "integer"},
-                        "imports_today": {"type": "integer", "description": "Created since 00:00 UTC"},
-                        "imports_success_rate": {"type": ["number", "null"], "description": "Percent of finished imports that completed; null while none has finished"},
-                        "recent_activity": {"type": "array", "items": {
-                            "type": "object",
-                            "properties": {
-                                "type": {"type": "string", "enum": ["import.created", "import.started", "import.completed", "import.failed"]},
-                                "timestamp": {"type": "string", "format": "date-time"},
-                                "details": {"type": "string"},
-                                "import_id": {"type": "integer"}
-                            }
-                        }}
-                    }
-                }}}},
-                "401": error("Not authenticated"),
-                "403": error("Needs products:read")
-            }
-        }}),
-    );
-    paths
+    Activity {
+        kind,
+        timestamp,
+        details,
+        import_id: import.id,
+    }
 }
 
 #[cfg(test)]
@@ -185,8 +173,8 @@ mod tests {
 
     #[test]
     fn success_rate_is_null_until_an_import_finishes() {
-        assert_eq!(success_rate(0, 0), Value::Null);
-        assert_eq!(success_rate(2, 1), json!(66.7));
-        assert_eq!(success_rate(5, 0), json!(100.0));
+        assert_eq!(success_rate(0, 0), None);
+        assert_eq!(success_rate(2, 1), Some(66.7));
+        assert_eq!(success_rate(5, 0), Some(100.0));
     }
 }

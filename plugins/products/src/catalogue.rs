@@ -18,20 +18,16 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use serde_json::{json, Map, Value};
-use xcore_plugin_api::listing;
-use xcore_plugin_api::{
-    Access, HandlerResult, HostError, Level, Manifest, Request, Response, Router, Row, Statement,
-};
+use serde::{Deserialize, Serialize};
+use serde_json::Map;
+use xcore_plugin_sdk::{host::rows_as, prelude::*, Dialect, Statement};
 
 use crate::{
-    clock,
-    dialect::{self, Dialect},
     fields::{
-        self, product_json, FieldProblem, FieldSet, ProductDraft, ProductPatch, Status,
-        PRODUCT_COLUMNS, PRODUCT_COLUMNS_P,
+        self, FieldProblem, FieldSet, NewProduct, Product, ProductChanges, ProductDraft,
+        ProductPatch, Status, PRODUCT_COLUMNS, PRODUCT_COLUMNS_P,
     },
-    money, openapi, search, Products, DELETE, READ, WRITE,
+    money, search, Id, JsonObject, Products, DELETE, READ, WRITE,
 };
 
 /// Most products in one `POST /bulk`.
@@ -93,39 +89,56 @@ pub fn declare(manifest: Manifest) -> Manifest {
 pub fn routes(router: Router<Products>) -> Router<Products> {
     router
         .get("/", Access::Requires(READ), Products::list)
+        .summary("List products: search, filters, sorting, pages")
         .post("/", Access::Requires(WRITE), Products::create)
+        .summary("Create a product")
+        .doc(|op| op.error_response(409, "A product has this SKU"))
         .post("/bulk", Access::Requires(WRITE), Products::bulk)
+        .summary("Create (or update) up to 10,000 products in one transaction, all or nothing")
+        .doc(|op| {
+            op.error_response(
+                409,
+                "Existing SKUs, without update_existing: nothing written",
+            );
+            op.error_response(413, "More than 10,000 products");
+        })
         // Thousands of rows: off the host's async workers, with room for
         // the body.
         .blocking()
         .max_body(BULK_MAX_BODY_BYTES)
         .get("/{id}", Access::Requires(READ), Products::get)
+        .summary("Get a product")
         .put("/{id}", Access::Requires(WRITE), Products::update)
+        .summary("Update a product (only the fields given)")
+        .doc(|op| op.error_response(409, "Another product has this SKU"))
         .delete("/{id}", Access::Requires(DELETE), Products::delete)
-        .post("/{id}/activate", Access::Requires(WRITE), |p, r| {
-            p.set_status(r, Status::Active)
-        })
-        .post("/{id}/deactivate", Access::Requires(WRITE), |p, r| {
-            p.set_status(r, Status::Inactive)
-        })
+        .summary("Delete a product")
+        .post(
+            "/{id}/activate",
+            Access::Requires(WRITE),
+            |p: &Products, id: Id| p.set_status(id, Status::Active),
+        )
+        .summary("Set a product's status to active")
+        .post(
+            "/{id}/deactivate",
+            Access::Requires(WRITE),
+            |p: &Products, id: Id| p.set_status(id, Status::Inactive),
+        )
+        .summary("Set a product's status to inactive")
 }
 
-/// A failed host call as a response: a unique SKU violation is a 409 (a
-/// concurrent writer got there first), anything else a 500.
-pub fn host_failure(error: HostError) -> Response {
-    let message = error.to_string();
-    if is_unique_violation(&message, "sku") {
-        return Response::conflict("a product with this SKU already exists");
+/// A write that lost a race on the SKU (checked first, so only a
+/// concurrent writer gets here): 409 naming the field, like the checks.
+fn taken_sku(error: HostError) -> Response {
+    match error {
+        HostError::UniqueViolation { .. } => Response::error_with_details(
+            409,
+            "CONFLICT",
+            "a product with this SKU already exists",
+            &[("sku", "already used")],
+        ),
+        other => other.into(),
     }
-    Response::plugin_error(&message)
-}
-
-/// Whether a database error is a unique violation on `column` (SQLite:
-/// `UNIQUE constraint failed: products.sku`; PostgreSQL: `duplicate key
-/// value violates unique constraint "products_sku_key"`).
-pub fn is_unique_violation(message: &str, column: &str) -> bool {
-    (message.contains("UNIQUE constraint failed") && message.contains(&format!(".{column}")))
-        || (message.contains("duplicate key value") && message.contains(&format!("_{column}_")))
 }
 
 /// 422 listing every problem.
@@ -137,75 +150,164 @@ pub fn problems_response(problems: &[FieldProblem]) -> Response {
     Response::validation(&details)
 }
 
-/// The body as a JSON object (400 when not JSON, 422 when not an object).
-pub fn json_object(request: &Request) -> Result<Map<String, Value>, Response> {
-    match request.json::<Value>()? {
-        Value::Object(object) => Ok(object),
-        _ => Err(Response::invalid("body", "must be a JSON object")),
+fn no_product(id: i64) -> Response {
+    Response::not_found(&format!("no product {id}"))
+}
+
+/// A subquery yielding the elements of the JSON array bound at placeholder
+/// `param` as rows of one column `value` (text, or `BIGINT` with
+/// `as_integer`): one parameter for any number of values, instead of
+/// thousands of placeholders.
+fn json_array_rows(dialect: Dialect, param: usize, as_integer: bool) -> String {
+    match (dialect, as_integer) {
+        (Dialect::Sqlite, _) => format!("SELECT value FROM json_each(${param})"),
+        (Dialect::Postgres, false) => {
+            format!("SELECT value FROM json_array_elements_text(${param}::json)")
+        }
+        (Dialect::Postgres, true) => format!(
+            "SELECT CAST(value AS BIGINT) AS value FROM json_array_elements_text(${param}::json)"
+        ),
     }
 }
 
-/// The `{id}` path parameter (a positive integer, 404 otherwise: no such
-/// resource can exist).
-pub fn path_id(request: &Request) -> Result<i64, Response> {
-    request
-        .param("id")
-        .and_then(|raw| raw.parse::<i64>().ok())
-        .filter(|id| *id > 0)
-        .ok_or_else(|| Response::not_found("no such product"))
+#[derive(Deserialize)]
+struct IdRow {
+    id: i64,
 }
 
-/// A product's `id` in a row.
-fn row_id(row: &Row) -> Option<i64> {
-    row.get("id").and_then(Value::as_i64)
+#[derive(Deserialize)]
+struct SkuRow {
+    id: i64,
+    sku: String,
+}
+
+/// A product of a page that also counted the matches (PostgreSQL search).
+#[derive(Deserialize)]
+struct Counted {
+    #[serde(flatten)]
+    product: Product,
+    total_count: i64,
+}
+
+/// `POST /bulk`'s answer: the summary (also published as `products.bulk`)
+/// and the ids.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct BulkSummary {
+    /// Products in the request.
+    pub total: usize,
+    /// Rows created.
+    pub created: usize,
+    /// Existing rows updated (with `update_existing`).
+    pub updated: usize,
+    /// Whether existing SKUs were updated.
+    pub update_existing: bool,
+}
+
+/// What `POST /bulk` answers.
+#[derive(Serialize, ToSchema)]
+pub struct BulkResult {
+    #[serde(flatten)]
+    summary: BulkSummary,
+    /// The products' ids, in request order.
+    ids: Vec<Option<i64>>,
+}
+
+/// `POST /bulk`'s body, as documented; [`BulkRequest::parse`] reads it.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Documentation of the body `BulkRequest::parse` reads.
+pub struct BulkBody {
+    /// 1 to 10,000 products.
+    #[schema(min_items = 1, max_items = 10_000)]
+    products: Vec<NewProduct>,
+    /// Alias of `products`.
+    items: Option<Vec<NewProduct>>,
+    /// Update the products whose SKU exists (only the fields given)
+    /// instead of refusing them.
+    update_existing: Option<bool>,
+}
+
+/// `GET /`'s query, as text: [`ListQuery::parse`] checks it whole, so
+/// every bad parameter is reported at once.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct ListParams {
+    /// Full-text search over name, SKU and description: every word must
+    /// match, the last one as a prefix; at most 200 characters.
+    #[schema(max_length = 200)]
+    search: Option<String>,
+    /// Only this supplier's products.
+    #[schema(value_type = Option<i64>, minimum = 1)]
+    supplier_id: Option<String>,
+    /// Only this category's products.
+    #[schema(value_type = Option<i64>, minimum = 1)]
+    category_id: Option<String>,
+    /// Only products in this status.
+    #[schema(value_type = Option<Status>)]
+    status: Option<String>,
+    /// Lowest price (inclusive, at most 2 decimals).
+    #[schema(value_type = Option<f64>, minimum = 0)]
+    price_min: Option<String>,
+    /// Highest price (inclusive, at most 2 decimals).
+    #[schema(value_type = Option<f64>, minimum = 0)]
+    price_max: Option<String>,
+    /// Sort field (default: relevance when searching, else newest first).
+    #[schema(value_type = Option<SortField>)]
+    sort_by: Option<String>,
+    /// Sort direction.
+    #[schema(value_type = Option<Direction>)]
+    order: Option<String>,
+    /// Sort direction (alias of order).
+    #[schema(value_type = Option<Direction>)]
+    sort_order: Option<String>,
+}
+
+/// `sort_by` values of `GET /`.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)] // Documentation: `SORTS` holds what each one sorts.
+pub enum SortField {
+    /// By name.
+    Name,
+    /// By price.
+    Price,
+    /// By stock.
+    Stock,
+    /// By creation time.
+    CreatedAt,
+    /// By last change.
+    UpdatedAt,
+}
+
+/// A sort direction.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // Documentation: `ListQuery::parse` reads it.
+pub enum Direction {
+    /// Ascending.
+    Asc,
+    /// Descending.
+    Desc,
 }
 
 impl Products {
-    fn sql_dialect(&self) -> Result<Dialect, Response> {
-        self.dialect()
-            .map_err(|error| Response::plugin_error(&error.to_string()))
-    }
-
-    /// Publishes `<id>.<topic>`; a failure is logged, not returned: the
-    /// write it reports has already happened.
-    fn announce(&self, topic: &str, data: Value) {
-        if let Err(error) = self.host.publish(topic, data) {
-            self.host.log(
-                Level::Warn,
-                "cannot publish a products event",
-                json!({"topic": topic, "error": error.to_string()}),
-            );
-        }
-    }
-
-    fn fetch(&self, id: i64) -> Result<Option<Row>, Response> {
-        self.host
-            .query_one(
-                &format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1"),
-                vec![json!(id)],
-            )
-            .map_err(host_failure)
+    fn fetch(&self, id: i64) -> Result<Option<Product>, HostError> {
+        let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1");
+        self.host.query_one_as(&sql, params![id])
     }
 
     /// The ids among `ids` that do not exist in `table` (one query, the
     /// ids bound as one JSON array).
-    fn missing_ids(&self, table: &str, ids: &BTreeSet<i64>) -> Result<BTreeSet<i64>, Response> {
+    fn missing_ids(&self, table: &str, ids: &BTreeSet<i64>) -> Result<BTreeSet<i64>, HostError> {
         if ids.is_empty() {
             return Ok(BTreeSet::new());
         }
-        let rows = self
-            .host
-            .query(
-                &format!(
-                    "SELECT id FROM {table} WHERE id IN ({})",
-                    dialect::json_array_rows(self.sql_dialect()?, 1, true)
-                ),
-                vec![json!(
-                    Value::from(ids.iter().copied().collect::<Vec<_>>()).to_string()
-                )],
-            )
-            .map_err(host_failure)?;
-        let found: BTreeSet<i64> = rows.iter().filter_map(row_id).collect();
+        let sql = format!(
+            "SELECT id FROM {table} WHERE id IN ({})",
+            json_array_rows(self.host.dialect()?, 1, true)
+        );
+        let list = serde_json::to_string(ids).unwrap_or_default();
+        let found: Vec<IdRow> = self.host.query_as(&sql, params![list])?;
+        let found: BTreeSet<i64> = found.into_iter().map(|row| row.id).collect();
         Ok(ids.difference(&found).copied().collect())
     }
 
@@ -214,7 +316,7 @@ impl Products {
     fn reference_problems(
         &self,
         references: &[(String, Option<i64>, Option<i64>)],
-    ) -> Result<Vec<FieldProblem>, Response> {
+    ) -> Result<Vec<FieldProblem>, HostError> {
         let categories: BTreeSet<i64> = references.iter().filter_map(|r| r.1).collect();
         let suppliers: BTreeSet<i64> = references.iter().filter_map(|r| r.2).collect();
         let missing_categories = self.missing_ids("products_categories", &categories)?;
@@ -245,35 +347,55 @@ impl Products {
     }
 
     /// Existing products among `skus`: SKU to id.
-    fn existing_skus(&self, skus: &[&str]) -> Result<HashMap<String, i64>, Response> {
+    fn existing_skus(&self, skus: &[&str]) -> Result<HashMap<String, i64>, HostError> {
         if skus.is_empty() {
             return Ok(HashMap::new());
         }
-        let rows = self
-            .host
-            .query(
-                &format!(
-                    "SELECT id, sku FROM products WHERE sku IN ({})",
-                    dialect::json_array_rows(self.sql_dialect()?, 1, false)
-                ),
-                vec![json!(Value::from(skus.to_vec()).to_string())],
-            )
-            .map_err(host_failure)?;
-        Ok(rows
-            .iter()
-            .filter_map(|row| Some((row.get("sku")?.as_str()?.to_string(), row_id(row)?)))
-            .collect())
+        let sql = format!(
+            "SELECT id, sku FROM products WHERE sku IN ({})",
+            json_array_rows(self.host.dialect()?, 1, false)
+        );
+        let list = serde_json::to_string(skus).unwrap_or_default();
+        let rows: Vec<SkuRow> = self.host.query_as(&sql, params![list])?;
+        Ok(rows.into_iter().map(|row| (row.sku, row.id)).collect())
     }
 
-    fn list(&self, request: &Request) -> HandlerResult {
+    /// A 422 for the problems with a product's references, if any.
+    fn check_references(
+        &self,
+        category: Option<i64>,
+        supplier: Option<i64>,
+    ) -> Result<(), Response> {
+        let problems = self.reference_problems(&[(String::new(), category, supplier)])?;
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems_response(&problems))
+        }
+    }
+
+    /// A 409 if another product (not `except`) has `sku`.
+    fn check_sku_free(&self, sku: &str, except: Option<i64>) -> Result<(), Response> {
+        match self.existing_skus(&[sku])?.get(sku) {
+            Some(other) if Some(*other) != except => Err(Response::conflict(&format!(
+                "a product with SKU {sku} already exists (id {other})"
+            ))),
+            _ => Ok(()),
+        }
+    }
+    fn list(
+        &self,
+        window: Window,
+        Query(params): Query<ListParams>,
+    ) -> Result<ListBody<Product>, Response> {
         // Products always answer with the page fields, however the client
         // paged.
-        let window = listing::Window {
+        let window = Window {
             paged: true,
-            ..listing::window(request)?
+            ..window
         };
-        let query = ListQuery::parse(request).map_err(|p| problems_response(&p))?;
-        let dialect = self.sql_dialect()?;
+        let query = ListQuery::parse(&params).map_err(|p| problems_response(&p))?;
+        let dialect = self.host.dialect()?;
         let mut params: Vec<Value> = Vec::new();
         // The page query ranks by relevance when no sort is asked for; the
         // count never needs the rank.
@@ -283,10 +405,7 @@ impl Products {
         if let Some(terms) = &query.search {
             if terms.is_empty() {
                 // Only punctuation: nothing can match.
-                return Ok(Response::json(
-                    200,
-                    &listing::body(Vec::<Value>::new(), 0, window),
-                ));
+                return Ok(listing::body(Vec::new(), 0, window));
             }
             let param = params.len() + 1;
             let ranked = search::sql(dialect, terms, param, query.sort.is_none());
@@ -365,16 +484,9 @@ impl Products {
         };
         let page_where = where_clause(page_search, true);
         let count_where = where_clause(count_search, false);
-        let count = || -> Result<i64, Response> {
-            Ok(self
-                .host
-                .query_one(
-                    &format!("SELECT COUNT(*) AS n FROM products p {count_join} {count_where}"),
-                    params.clone(),
-                )
-                .map_err(host_failure)?
-                .and_then(|row| row.get("n").and_then(Value::as_i64))
-                .unwrap_or(0))
+        let count = || -> Result<i64, HostError> {
+            let sql = format!("SELECT COUNT(*) FROM products p {count_join} {count_where}");
+            self.host.query_scalar(&sql, params.clone())
         };
         // A search sorted by a column: SQLite either fetches and sorts every
         // match, or walks the column's index and skips the non-matches until
@@ -391,11 +503,6 @@ impl Products {
             Some(_) => Some(count()?),
             None => None,
         };
-        let window_count = if counted_in_page {
-            ", COUNT(*) OVER () AS total_count"
-        } else {
-            ""
-        };
         let from = match (walk, counted) {
             (Some(index), Some(hits))
                 if hits >= WALK_MIN_MATCHES
@@ -406,149 +513,108 @@ impl Products {
             _ => "products p".to_string(),
         };
         let mut page_params = params.clone();
-        page_params.push(json!(window.limit));
-        page_params.push(json!(window.skip));
-        let rows = self
-            .host
-            .query(
-                &format!(
-                    "SELECT {PRODUCT_COLUMNS_P}{window_count} FROM {from} {page_join} \
-                     {page_where} ORDER BY {order} LIMIT ${} OFFSET ${}",
-                    page_params.len() - 1,
-                    page_params.len()
-                ),
-                page_params,
-            )
-            .map_err(host_failure)?;
+        page_params.extend([json!(window.limit), json!(window.skip)]);
+        let window_count = if counted_in_page {
+            ", COUNT(*) OVER () AS total_count"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT {PRODUCT_COLUMNS_P}{window_count} FROM {from} {page_join} {page_where} \
+             ORDER BY {order} LIMIT ${} OFFSET ${}",
+            page_params.len() - 1,
+            page_params.len()
+        );
+        // (Counting with a window function in the page query was measured
+        // on SQLite: it makes SQLite carry every matching row, not just the
+        // ids, and cost more than a second query.)
+        let (items, in_page) = if counted_in_page {
+            let rows: Vec<Counted> = self.host.query_as(&sql, page_params)?;
+            let total = rows.first().map(|row| row.total_count);
+            (rows.into_iter().map(|row| row.product).collect(), total)
+        } else {
+            (self.host.query_as::<Product>(&sql, page_params)?, None)
+        };
         // A short page tells the total without counting (unless it is past
         // the end, where it tells nothing).
-        let short_page = (rows.len() as i64) < window.limit;
-        // (Counting with a window function in the page query was measured:
-        // it makes SQLite carry every matching row, not just the ids, and
-        // cost more than this second query.)
-        let in_page = rows
-            .first()
-            .and_then(|row| row.get("total_count"))
-            .and_then(Value::as_i64);
+        let short_page = (items.len() as i64) < window.limit;
         let total = match counted.or(in_page) {
             Some(total) => total,
-            None if short_page && (!rows.is_empty() || window.skip == 0) => {
-                window.skip + rows.len() as i64
+            None if short_page && (!items.is_empty() || window.skip == 0) => {
+                window.skip + items.len() as i64
             }
             None => count()?,
         };
-        let items = rows.iter().map(product_json).collect();
-        Ok(Response::json(200, &listing::body(items, total, window)))
+        Ok(listing::body(items, total, window))
     }
 
-    fn get(&self, request: &Request) -> HandlerResult {
-        let id = path_id(request)?;
-        match self.fetch(id)? {
-            Some(row) => Ok(Response::json(200, &product_json(&row))),
-            None => Err(Response::not_found(&format!("no product {id}"))),
-        }
+    fn get(&self, Id(id): Id) -> Result<Json<Product>, Response> {
+        self.fetch(id)?.map(Json).ok_or_else(|| no_product(id))
     }
 
-    fn create(&self, request: &Request) -> HandlerResult {
-        let object = json_object(request)?;
-        let draft = fields::validate_new(&object).map_err(|p| problems_response(&p))?;
-        let problems =
-            self.reference_problems(&[(String::new(), draft.category_id, draft.supplier_id)])?;
-        if !problems.is_empty() {
-            return Err(problems_response(&problems));
-        }
-        if let Some(id) = self.existing_skus(&[draft.sku.as_str()])?.get(&draft.sku) {
-            return Err(Response::conflict(&format!(
-                "a product with SKU {} already exists (id {id})",
-                draft.sku
-            )));
-        }
-        let mut statement = fields::insert(&draft, &clock::now());
+    fn create(&self, body: JsonObject<NewProduct>) -> Result<Created<Product>, Response> {
+        let draft = fields::validate_new(&body.fields).map_err(|p| problems_response(&p))?;
+        self.check_references(draft.category_id, draft.supplier_id)?;
+        self.check_sku_free(&draft.sku, None)?;
+        let mut statement = fields::insert(&draft, &now());
         statement.sql = statement
             .sql
             .replace("RETURNING id, sku", &format!("RETURNING {PRODUCT_COLUMNS}"));
-        let row = self
+        let product: Product = self
             .host
-            .query_one(&statement.sql, statement.params)
-            .map_err(host_failure)?
-            .ok_or_else(|| Response::plugin_error("the insert returned no row"))?;
-        let product = product_json(&row);
-        self.announce("created", product.clone());
-        Ok(Response::json(201, &product))
+            .query_row_as(&statement.sql, statement.params)
+            .map_err(taken_sku)?;
+        self.announce("created", &product);
+        Ok(Created(product))
     }
 
-    fn update(&self, request: &Request) -> HandlerResult {
-        let id = path_id(request)?;
-        let object = json_object(request)?;
-        let patch = fields::validate_patch(&object).map_err(|p| problems_response(&p))?;
-        let existing = self
-            .fetch(id)?
-            .ok_or_else(|| Response::not_found(&format!("no product {id}")))?;
-        let problems = self.reference_problems(&[(
-            String::new(),
-            patch.category_id.flatten(),
-            patch.supplier_id.flatten(),
-        )])?;
-        if !problems.is_empty() {
-            return Err(problems_response(&problems));
+    fn update(
+        &self,
+        Id(id): Id,
+        body: JsonObject<ProductChanges>,
+    ) -> Result<Json<Product>, Response> {
+        let patch = fields::validate_patch(&body.fields).map_err(|p| problems_response(&p))?;
+        let existing = self.fetch(id)?.ok_or_else(|| no_product(id))?;
+        self.check_references(patch.category_id.flatten(), patch.supplier_id.flatten())?;
+        if let Some(sku) = patch.sku.as_deref().filter(|sku| *sku != existing.sku) {
+            self.check_sku_free(sku, Some(id))?;
         }
-        if let Some(sku) = &patch.sku {
-            let current = existing.get("sku").and_then(Value::as_str);
-            if current != Some(sku.as_str()) {
-                if let Some(other) = self.existing_skus(&[sku.as_str()])?.get(sku) {
-                    return Err(Response::conflict(&format!(
-                        "a product with SKU {sku} already exists (id {other})"
-                    )));
-                }
-            }
-        }
-        let statement = update_statement(id, &patch, &clock::now());
-        let row = self
+        let statement = update_statement(id, &patch, &now());
+        let product: Product = self
             .host
-            .query_one(&statement.sql, statement.params)
-            .map_err(host_failure)?
+            .query_one_as(&statement.sql, statement.params)
+            .map_err(taken_sku)?
             // Deleted between the read and the write.
-            .ok_or_else(|| Response::not_found(&format!("no product {id}")))?;
-        let product = product_json(&row);
-        self.announce("updated", product.clone());
-        Ok(Response::json(200, &product))
+            .ok_or_else(|| no_product(id))?;
+        self.announce("updated", &product);
+        Ok(Json(product))
     }
 
-    fn delete(&self, request: &Request) -> HandlerResult {
-        let id = path_id(request)?;
-        let row = self
+    fn delete(&self, Id(id): Id) -> Result<NoContent, Response> {
+        let sql = "DELETE FROM products WHERE id = $1 RETURNING id, sku";
+        let deleted: SkuRow = self
             .host
-            .query_one(
-                "DELETE FROM products WHERE id = $1 RETURNING id, sku",
-                vec![json!(id)],
-            )
-            .map_err(host_failure)?
-            .ok_or_else(|| Response::not_found(&format!("no product {id}")))?;
-        self.announce("deleted", json!({"id": id, "sku": row.get("sku")}));
-        Ok(Response::empty(204))
+            .query_one_as(sql, params![id])?
+            .ok_or_else(|| no_product(id))?;
+        self.announce("deleted", &json!({"id": deleted.id, "sku": deleted.sku}));
+        Ok(NoContent)
     }
 
-    fn set_status(&self, request: &Request, status: Status) -> HandlerResult {
-        let id = path_id(request)?;
-        let row = self
+    fn set_status(&self, Id(id): Id, status: Status) -> Result<Json<Product>, Response> {
+        let sql = format!(
+            "UPDATE products SET status = $1, updated_at = $2 WHERE id = $3 \
+             RETURNING {PRODUCT_COLUMNS}"
+        );
+        let product: Product = self
             .host
-            .query_one(
-                &format!(
-                    "UPDATE products SET status = $1, updated_at = $2 WHERE id = $3 \
-                     RETURNING {PRODUCT_COLUMNS}"
-                ),
-                vec![json!(status.as_str()), json!(clock::now()), json!(id)],
-            )
-            .map_err(host_failure)?
-            .ok_or_else(|| Response::not_found(&format!("no product {id}")))?;
-        let product = product_json(&row);
-        self.announce("updated", product.clone());
-        Ok(Response::json(200, &product))
+            .query_one_as(&sql, params![status, now(), id])?
+            .ok_or_else(|| no_product(id))?;
+        self.announce("updated", &product);
+        Ok(Json(product))
     }
 
-    fn bulk(&self, request: &Request) -> HandlerResult {
-        let body = json_object(request)?;
-        let request = BulkRequest::parse(&body)?;
+    fn bulk(&self, body: JsonObject<BulkBody>) -> Result<Json<BulkResult>, Response> {
+        let request = BulkRequest::parse(&body.fields)?;
         let key = request.key;
         let mut problems: Vec<FieldProblem> = Vec::new();
         let mut drafts: Vec<Option<ProductDraft>> = Vec::with_capacity(request.items.len());
@@ -630,39 +696,34 @@ impl Products {
             ));
         }
         let drafts: Vec<ProductDraft> = drafts.into_iter().flatten().collect();
-        let now = clock::now();
-        let statements = bulk_statements(&drafts, &now, request.update_existing);
-        let results = self.host.transaction(statements).map_err(host_failure)?;
-        let ids_by_sku: HashMap<&str, i64> = results
+        let statements = bulk_statements(&drafts, &now(), request.update_existing);
+        let results = self.host.transaction(statements).map_err(taken_sku)?;
+        let mut ids_by_sku: HashMap<String, i64> = HashMap::new();
+        for rows in &results {
+            ids_by_sku.extend(
+                rows_as::<SkuRow>(rows)?
+                    .into_iter()
+                    .map(|row| (row.sku, row.id)),
+            );
+        }
+        let ids = drafts
             .iter()
-            .flatten()
-            .filter_map(|row| Some((row.get("sku")?.as_str()?, row_id(row)?)))
-            .collect();
-        let ids: Vec<Value> = drafts
-            .iter()
-            .map(|d| {
-                ids_by_sku
-                    .get(d.sku.as_str())
-                    .map_or(Value::Null, |id| json!(id))
-            })
+            .map(|d| ids_by_sku.get(&d.sku).copied())
             .collect();
         let updated = drafts
             .iter()
             .filter(|d| existing.contains_key(&d.sku))
             .count();
-        let summary = json!({
-            "total": drafts.len(),
-            "created": drafts.len() - updated,
-            "updated": updated,
-            "update_existing": request.update_existing,
-        });
-        self.announce("bulk", summary.clone());
-        let mut body = summary;
-        body["ids"] = Value::Array(ids);
-        Ok(Response::json(200, &body))
+        let summary = BulkSummary {
+            total: drafts.len(),
+            created: drafts.len() - updated,
+            updated,
+            update_existing: request.update_existing,
+        };
+        self.announce("bulk", &summary);
+        Ok(Json(BulkResult { summary, ids }))
     }
 }
-
 /// Sorts `products[12].price` by row number, then field, so a report of
 /// thousands of rows reads in order.
 fn problem_order(field: &str) -> (usize, String) {
@@ -855,19 +916,19 @@ struct ListQuery {
 }
 
 impl ListQuery {
-    fn parse(request: &Request) -> Result<Self, Vec<FieldProblem>> {
+    fn parse(params: &ListParams) -> Result<Self, Vec<FieldProblem>> {
         let mut problems = Vec::new();
-        let id = |name: &str, problems: &mut Vec<FieldProblem>| {
-            let raw = request.query(name)?;
+        let id = |name: &str, raw: &Option<String>, problems: &mut Vec<FieldProblem>| {
+            let raw = raw.as_deref()?;
             let parsed = raw.trim().parse::<i64>().ok().filter(|id| *id > 0);
             if parsed.is_none() {
                 problems.push(FieldProblem::new(name, "must be a positive integer"));
             }
             parsed
         };
-        let supplier_id = id("supplier_id", &mut problems);
-        let category_id = id("category_id", &mut problems);
-        let status = request.query("status").and_then(|raw| {
+        let supplier_id = id("supplier_id", &params.supplier_id, &mut problems);
+        let category_id = id("category_id", &params.category_id, &mut problems);
+        let status = params.status.as_deref().and_then(|raw| {
             let status = Status::parse(raw);
             if status.is_none() {
                 problems.push(FieldProblem::new(
@@ -877,20 +938,20 @@ impl ListQuery {
             }
             status
         });
-        let mut price = |name: &str| {
-            let raw = request.query(name)?;
+        let mut price = |name: &str, raw: &Option<String>| {
+            let raw = raw.as_deref()?;
             money::parse_decimal(raw.trim())
                 .map_err(|message| problems.push(FieldProblem::new(name, message)))
                 .ok()
         };
-        let price_min = price("price_min");
-        let price_max = price("price_max");
+        let price_min = price("price_min", &params.price_min);
+        let price_max = price("price_max", &params.price_max);
         if let (Some(min), Some(max)) = (price_min, price_max) {
             if min > max {
                 problems.push(FieldProblem::new("price_min", "must be <= price_max"));
             }
         }
-        let search = match request.query("search").map(str::trim) {
+        let search = match params.search.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(text) if text.chars().count() > search::MAX_SEARCH_CHARS => {
                 problems.push(FieldProblem::new(
@@ -901,7 +962,7 @@ impl ListQuery {
             }
             Some(text) => Some(search::terms(text)),
         };
-        let column = match request.query("sort_by") {
+        let column = match params.sort_by.as_deref() {
             None => None,
             Some(wanted) => {
                 let column = SORTS
@@ -918,12 +979,11 @@ impl ListQuery {
                 column
             }
         };
-        let direction_name = if request.query("sort_order").is_some() {
-            "sort_order"
-        } else {
-            "order"
+        let (direction_name, direction) = match &params.sort_order {
+            Some(order) => ("sort_order", Some(order)),
+            None => ("order", params.order.as_ref()),
         };
-        let direction = match request.query(direction_name) {
+        let direction = match direction.map(String::as_str) {
             None => None,
             Some(order) if order.eq_ignore_ascii_case("asc") => Some("ASC"),
             Some(order) if order.eq_ignore_ascii_case("desc") => Some("DESC"),
@@ -953,145 +1013,22 @@ impl ListQuery {
     }
 }
 
-/// OpenAPI `paths` for the catalogue, relative to the prefix.
-pub fn openapi_paths() -> Map<String, Value> {
-    let id = openapi::path_id("The product's id");
-    let product = openapi::json_response("The product", openapi::product_schema());
-    let mut list_parameters = openapi::paging_parameters();
-    list_parameters.extend([
-        openapi::query("search", &openapi::search_description(), json!({"type": "string", "maxLength": search::MAX_SEARCH_CHARS})),
-        openapi::query("supplier_id", "Only this supplier's products", json!({"type": "integer", "minimum": 1})),
-        openapi::query("category_id", "Only this category's products", json!({"type": "integer", "minimum": 1})),
-        openapi::query("status", "Only products in this status", json!({"type": "string", "enum": ["active", "inactive", "draft"]})),
-        openapi::query("price_min", "Lowest price (inclusive, at most 2 decimals)", json!({"type": "number", "minimum": 0})),
-        openapi::query("price_max", "Highest price (inclusive, at most 2 decimals)", json!({"type": "number", "minimum": 0})),
-        openapi::query("sort_by", "Sort field (default: relevance when searching, else newest first)", json!({"type": "string", "enum": SORTS.iter().map(|(name, _, _)| *name).collect::<Vec<_>>()})),
-        openapi::query("order", "Sort direction", json!({"type": "string", "enum": ["asc", "desc"]})),
-        openapi::query("sort_order", "Sort direction (alias of order)", json!({"type": "string", "enum": ["asc", "desc"]})),
-    ]);
-    let bulk_body = json!({
-        "type": "object",
-        "required": ["products"],
-        "properties": {
-            "products": {"type": "array", "minItems": 1, "maxItems": BULK_MAX_PRODUCTS, "items": openapi::product_input_schema(true)},
-            "items": {"type": "array", "description": "Alias of products", "items": openapi::product_input_schema(true)},
-            "update_existing": {"type": "boolean", "default": false, "description": "Update the products whose SKU exists (only the fields given) instead of refusing them"}
-        }
-    });
-    let bulk_result = json!({
-        "type": "object",
-        "properties": {
-            "total": {"type": "integer"},
-            "created": {"type": "integer"},
-            "updated": {"type": "integer"},
-            "update_existing": {"type": "boolean"},
-            "ids": {"type": "array", "items": {"type": "integer"}, "description": "The products' ids, in request order"}
-        }
-    });
-    let status_change = |summary: &str, operation_id: &str| {
-        json!({"post": {
-            "summary": summary,
-            "operationId": operation_id,
-            "tags": ["products"],
-            "parameters": [id.clone()],
-            "responses": openapi::responses(&[("200", product.clone())], &["401", "403", "404"])
-        }})
-    };
-    let mut paths = Map::new();
-    paths.insert(
-        "/".into(),
-        json!({
-            "get": {
-                "summary": "List products",
-                "operationId": "products_list",
-                "tags": ["products"],
-                "parameters": list_parameters,
-                "responses": openapi::responses(
-                    &[("200", openapi::json_response("A page of products", openapi::list_schema(openapi::product_schema())))],
-                    &["401", "403", "422"],
-                )
-            },
-            "post": {
-                "summary": "Create a product",
-                "operationId": "products_create",
-                "tags": ["products"],
-                "requestBody": openapi::json_body(openapi::product_input_schema(true)),
-                "responses": openapi::responses(
-                    &[("201", openapi::json_response("The created product", openapi::product_schema()))],
-                    &["400", "401", "403", "409", "422"],
-                )
-            }
-        }),
-    );
-    paths.insert(
-        "/bulk".into(),
-        json!({"post": {
-            "summary": "Create (or update) up to 10,000 products in one transaction",
-            "description": "All or nothing. Every bad row is reported by index and field (products[12].price). Existing SKUs are refused with 409 unless update_existing is true. More than 10,000 products: 413.",
-            "operationId": "products_bulk",
-            "tags": ["products"],
-            "requestBody": openapi::json_body(bulk_body),
-            "responses": openapi::responses(
-                &[("200", openapi::json_response("What was written", bulk_result))],
-                &["400", "401", "403", "409", "413", "422"],
-            )
-        }}),
-    );
-    paths.insert(
-        "/{id}".into(),
-        json!({
-            "get": {
-                "summary": "Get a product",
-                "operationId": "products_get",
-                "tags": ["products"],
-                "parameters": [id.clone()],
-                "responses": openapi::responses(&[("200", product.clone())], &["401", "403", "404"])
-            },
-            "put": {
-                "summary": "Update a product (only the fields given)",
-                "operationId": "products_update",
-                "tags": ["products"],
-                "parameters": [id.clone()],
-                "requestBody": openapi::json_body(openapi::product_input_schema(false)),
-                "responses": openapi::responses(&[("200", product.clone())], &["400", "401", "403", "404", "409", "422"])
-            },
-            "delete": {
-                "summary": "Delete a product",
-                "operationId": "products_delete",
-                "tags": ["products"],
-                "parameters": [id.clone()],
-                "responses": openapi::responses(&[("204", json!({"description": "Deleted"}))], &["401", "403", "404"])
-            }
-        }),
-    );
-    paths.insert(
-        "/{id}/activate".into(),
-        status_change("Set a product's status to active", "products_activate"),
-    );
-    paths.insert(
-        "/{id}/deactivate".into(),
-        status_change("Set a product's status to inactive", "products_deactivate"),
-    );
-    paths
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
-    use xcore_plugin_api::{
+    use xcore_plugin_sdk::{
         host::HostOp,
         testing::{FakeHost, TestPlugin},
     };
 
     use super::*;
 
-    fn request(query: &[(&str, &str)]) -> Request {
-        let mut request = Request::default();
-        request.head.query = query
+    fn request(query: &[(&str, &str)]) -> ListParams {
+        let query: serde_json::Map<String, Value> = query
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|(k, v)| (k.to_string(), Value::from(*v)))
             .collect();
-        request
+        serde_json::from_value(Value::Object(query)).expect("list parameters")
     }
 
     #[test]
@@ -1150,17 +1087,27 @@ mod tests {
             .all(|s| s.sql.contains("ON CONFLICT (sku) DO UPDATE")));
     }
 
+    /// A writer that takes the SKU between the check and the insert: the
+    /// host's unique violation is a 409 naming the field, and none of the
+    /// database's wording (the constraint's name) reaches the client.
     #[test]
-    fn unique_violations_are_recognised_in_both_dialects() {
-        assert!(is_unique_violation(
-            "UNIQUE constraint failed: products.sku",
-            "sku"
-        ));
-        assert!(is_unique_violation(
-            "duplicate key value violates unique constraint \"products_sku_key\"",
-            "sku"
-        ));
-        assert!(!is_unique_violation("FOREIGN KEY constraint failed", "sku"));
+    fn a_sku_taken_by_a_concurrent_writer_is_a_409_naming_the_field() {
+        let host = FakeHost::with_sql(|op| match op {
+            HostOp::Query(s) if s.sql.starts_with("INSERT INTO products") => Err(json!({
+                "kind": "unique_violation", "column": "sku", "constraint": "products_sku_key"
+            })
+            .to_string()),
+            _ => Ok(json!([])),
+        });
+        let plugin = TestPlugin::start::<Products>(&host, Value::Null).expect("starts");
+        let product = json!({"sku": "RACE", "name": "n", "price": 1});
+        let response = plugin.request("POST", "/", Some(&product), None);
+        assert_eq!(response.status, 409);
+        let body: Value = serde_json::from_slice(&response.body).expect("json");
+        assert_eq!(body["error"]["code"], "CONFLICT");
+        assert_eq!(body["error"]["details"][0]["field"], "sku");
+        assert!(!body.to_string().contains("products_sku_key"), "{body}");
+        assert!(host.recorded().published.is_empty());
     }
 
     /// A fake database with one category, no supplier,

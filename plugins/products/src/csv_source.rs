@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use csv::{ReaderBuilder, StringRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use xcore_plugin_sdk::prelude::{utoipa, ToSchema};
 
 use crate::fields;
 
@@ -50,7 +51,7 @@ pub const REQUIRED_FIELDS: &[&str] = &["sku", "name", "price"];
 pub const DELIMITERS: &[&str] = &[";", ",", "\t", "|"];
 
 /// A file's character encoding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub enum Encoding {
     /// UTF-8 (a leading byte-order mark is dropped).
     #[serde(rename = "utf-8")]
@@ -77,14 +78,17 @@ impl Encoding {
 }
 
 /// How a supplier's files are read.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ImportConfig {
-    /// One of [`DELIMITERS`].
+    /// One of `;`, `,`, tab and `|`.
+    #[schema(default = ",")]
     pub delimiter: String,
     /// The files' encoding.
     pub encoding: Encoding,
-    /// File column name to product field; empty means "columns are named
-    /// like the fields".
+    /// File column name to product field (sku, name, description, price,
+    /// stock, category_id, status, images, attributes); sku and name must
+    /// be mapped, each field at most once. Empty: columns named like the
+    /// fields are read.
     pub mapping: BTreeMap<String, String>,
 }
 

@@ -1,6 +1,6 @@
 //! Product fields: validation shared by the API (`POST /`, `PUT /{id}`,
 //! `POST /bulk`) and CSV imports, the statements that store a product, and
-//! the row-to-JSON conversion every route answers with.
+//! the [`Product`] every route answers with (read straight from its row).
 //!
 //! CONTRACT between the catalogue and the imports: imports map a CSV row to
 //! a JSON object with the product field names (values may be strings, e.g.
@@ -22,8 +22,9 @@
 //! Whether `category_id` and `supplier_id` exist needs the database; the
 //! catalogue checks that (see `catalogue`), not this module.
 
+use serde::{de::DeserializeOwned, Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
-use xcore_plugin_api::{Row, Statement};
+use xcore_plugin_sdk::{prelude::*, Statement};
 
 use crate::money;
 
@@ -42,7 +43,7 @@ pub const MAX_ATTRIBUTES_BYTES: usize = 16 * 1024;
 /// Largest stock count (fits every SQL BIGINT and every JSON reader).
 pub const MAX_STOCK: i64 = 1_000_000_000_000;
 
-/// The columns read for a product ([`product_json`] reads them by name).
+/// The columns read for a product ([`Product`] reads them by name).
 /// Never `SELECT *`: on PostgreSQL the table also has a `tsvector` column
 /// the host cannot decode.
 pub const PRODUCT_COLUMNS: &str = "id, sku, name, description, price_cents, stock, \
@@ -68,7 +69,8 @@ pub const FIELDS: [&str; 10] = [
 ];
 
 /// A product's lifecycle state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum Status {
     /// Sellable.
     Active,
@@ -625,46 +627,133 @@ pub fn insert_many(drafts: &[&ProductDraft], now: &str, update: Option<FieldSet>
     Statement { sql, params }
 }
 
-/// A stored product as the API answers it: `price` a JSON number (from the
-/// exact cents), `images` an array, `attributes` an object.
-pub fn product_json(row: &Row) -> Value {
-    let mut out = Map::with_capacity(13);
-    let copy = |out: &mut Map<String, Value>, name: &str| {
-        out.insert(name.into(), row.get(name).cloned().unwrap_or(Value::Null));
-    };
-    copy(&mut out, "id");
-    copy(&mut out, "sku");
-    copy(&mut out, "name");
-    copy(&mut out, "description");
-    out.insert(
-        "price".into(),
-        row.get("price_cents")
-            .and_then(Value::as_i64)
-            .map_or(Value::Null, money::to_json),
-    );
-    copy(&mut out, "stock");
-    copy(&mut out, "supplier_id");
-    copy(&mut out, "category_id");
-    copy(&mut out, "status");
-    out.insert(
-        "images".into(),
-        stored_json(row, "images", Value::Array(Vec::new())),
-    );
-    out.insert(
-        "attributes".into(),
-        stored_json(row, "attributes", Value::Object(Map::new())),
-    );
-    copy(&mut out, "created_at");
-    copy(&mut out, "updated_at");
-    Value::Object(out)
+/// A stored product as the API answers it, read from its row: `price` an
+/// exact JSON number from the integer cents, `images` and `attributes`
+/// parsed from the JSON text they are stored as.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Product {
+    /// Its id.
+    pub id: i64,
+    /// Unique stock-keeping unit.
+    pub sku: String,
+    /// Display name.
+    pub name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// Exact to the cent.
+    #[serde(
+        rename(serialize = "price", deserialize = "price_cents"),
+        serialize_with = "cents_as_price"
+    )]
+    #[schema(rename = "price", value_type = f64)]
+    pub price_cents: i64,
+    /// Units in stock.
+    pub stock: i64,
+    /// `products_suppliers.id`.
+    pub supplier_id: Option<i64>,
+    /// `products_categories.id`.
+    pub category_id: Option<i64>,
+    /// Lifecycle state.
+    pub status: Status,
+    /// Image URLs.
+    #[serde(deserialize_with = "stored_json")]
+    pub images: Vec<String>,
+    /// Free-form attributes.
+    #[serde(deserialize_with = "stored_json")]
+    #[schema(value_type = Object)]
+    pub attributes: Map<String, Value>,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    /// RFC 3339, UTC.
+    pub updated_at: String,
 }
 
-/// A JSON column stored as text.
-fn stored_json(row: &Row, name: &str, default: Value) -> Value {
-    row.get(name)
-        .and_then(Value::as_str)
-        .and_then(|text| serde_json::from_str(text).ok())
-        .unwrap_or(default)
+fn cents_as_price<S: Serializer>(cents: &i64, serializer: S) -> Result<S::Ok, S::Error> {
+    money::to_json(*cents).serialize(serializer)
+}
+
+/// A JSON column stored as text (the default when unreadable: the API
+/// wrote it, so only a hand edit can break it, and one bad row must not
+/// break every list it is in).
+pub fn stored_json<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: DeserializeOwned + Default,
+{
+    let text = Option::<String>::deserialize(deserializer)?;
+    Ok(text
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default())
+}
+
+/// A price as a client sends it: a number, or decimal text (`"12,50"`).
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // Documentation: `money::parse` reads the value.
+pub enum PriceInput {
+    /// At least 0, at most 2 decimals.
+    Number(f64),
+    /// `12.50` or `12,50`.
+    Text(String),
+}
+
+/// A new product, as `POST /` (and each row of `POST /bulk`) takes it;
+/// [`validate_new`] reads it, reporting every problem at once.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Documentation of the body `validate_new` reads.
+pub struct NewProduct {
+    /// Unique; no spaces.
+    #[schema(min_length = 1, max_length = 64)]
+    sku: String,
+    #[schema(min_length = 1, max_length = 255)]
+    name: String,
+    #[schema(max_length = 10_000)]
+    description: Option<String>,
+    /// Exact: at most 2 decimals, 999999999.99 at most.
+    price: PriceInput,
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    stock: Option<i64>,
+    /// An existing supplier.
+    #[schema(minimum = 1)]
+    supplier_id: Option<i64>,
+    /// An existing category.
+    #[schema(minimum = 1)]
+    category_id: Option<i64>,
+    /// `active` when not given.
+    status: Option<Status>,
+    /// `http(s)` URLs.
+    #[schema(max_items = 20)]
+    images: Option<Vec<String>>,
+    #[schema(value_type = Option<Object>)]
+    attributes: Option<Map<String, Value>>,
+}
+
+/// A partial update, as `PUT /{id}` takes it: only the fields given
+/// change; `null` clears `description`, `supplier_id` and `category_id`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Documentation of the body `validate_patch` reads.
+pub struct ProductChanges {
+    /// Unique; no spaces.
+    #[schema(min_length = 1, max_length = 64)]
+    sku: Option<String>,
+    #[schema(min_length = 1, max_length = 255)]
+    name: Option<String>,
+    #[schema(max_length = 10_000)]
+    description: Option<String>,
+    price: Option<PriceInput>,
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    stock: Option<i64>,
+    #[schema(minimum = 1)]
+    supplier_id: Option<i64>,
+    #[schema(minimum = 1)]
+    category_id: Option<i64>,
+    status: Option<Status>,
+    #[schema(max_items = 20)]
+    images: Option<Vec<String>>,
+    #[schema(value_type = Option<Object>)]
+    attributes: Option<Map<String, Value>>,
 }
 
 #[cfg(test)]
@@ -831,13 +920,14 @@ mod tests {
 
     #[test]
     fn rows_become_api_products() {
-        let row = object(json!({
+        let row = json!({
             "id": 1, "sku": "A", "name": "B", "description": null, "price_cents": 30,
             "stock": 2, "supplier_id": null, "category_id": 4, "status": "active",
             "images": "[\"https://a.example/x.jpg\"]", "attributes": "{\"k\":1}",
             "created_at": "t", "updated_at": "u"
-        }));
-        let product = product_json(&row);
+        });
+        let product: Product = serde_json::from_value(row).expect("a product row");
+        let product = serde_json::to_value(product).expect("json");
         assert_eq!(product["price"].to_string(), "0.3");
         assert_eq!(product["images"][0], "https://a.example/x.jpg");
         assert_eq!(product["attributes"]["k"], 1);

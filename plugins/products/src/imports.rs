@@ -49,13 +49,13 @@
 //!
 //! A `running` job whose heartbeat is older than [`STALE_AFTER_SECS`] (its
 //! run died with the host) is claimed again by the next run of the job and
-//! resumes where it stopped (an `info` line says so). Runs come from the
-//! next start of any import, a `products.import` task if an operator
-//! schedules one, and reading a stale job (`GET /imports/{id}`,
-//! `/imports/jobs`) or the dashboard, which ask for a run. So a job does
-//! not stay `running` once anyone looks at it. (The host does not tell a
-//! plugin it was loaded, so nothing runs it with no request at all; a
-//! `products.import` interval task closes that gap.)
+//! resumes where it stopped (an `info` line says so). Runs are asked for
+//! right after the plugin is loaded (its start hook,
+//! [`resume_after_load`]), by the next start of any import, by a
+//! `products.import` task if an operator schedules one, and by reading a
+//! stale job (`GET /imports/{id}`, `/imports/jobs`) or the dashboard. So
+//! a restart resumes its imports by itself, and a job does not stay
+//! `running` once anyone looks at it.
 //!
 //! A file that cannot be processed at all (no longer readable with its
 //! mapping, storage failing) fails the job (`failed`, `error`, an `error`
@@ -65,20 +65,25 @@
 //! Events (`products.import.*`): `started` (the start request), `progress`
 //! (after each batch), `completed`, `failed`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
 
-use serde_json::{json, Map, Value};
-use xcore_plugin_api::listing::{self, Window};
-use xcore_plugin_api::{
-    multipart::Form, Access, HostError, Level, Manifest, Request, Response, Router, Row, Statement,
+use serde::{Deserialize, Serialize};
+use xcore_plugin_sdk::{
+    host::rows_as,
+    multipart::Multipart,
+    openapi::Operation,
+    prelude::*,
+    time::{format_unix, unix_seconds},
+    Statement,
 };
 
 use crate::{
-    clock,
     csv_source::{self, ImportConfig, Plan},
-    fields,
-    suppliers::{self, storage_error},
-    Products, IMPORT, READ,
+    fields, suppliers, Id, Products, IMPORT, READ,
 };
 
 /// The job that runs started imports.
@@ -116,13 +121,10 @@ const JOB_COLUMNS: &str = "i.id, i.supplier_id, s.name AS supplier_name, i.filen
 
 const JOB_FROM: &str = "products_imports i JOIN products_suppliers s ON s.id = i.supplier_id";
 
-/// Adds this part's migrations, job and events.
+/// Adds this part's migrations and events (the job is declared with its
+/// handler in [`routes`]).
 pub fn declare(manifest: Manifest) -> Manifest {
     manifest
-        .job(
-            JOB,
-            "Runs the CSV imports that were started, and resumes interrupted ones",
-        )
         .event("import.started")
         .event("import.progress")
         .event("import.completed")
@@ -179,20 +181,202 @@ fn migration(key: &str, integer: &str) -> String {
     )
 }
 
-/// This part's routes. `/imports/jobs` comes before `/imports/{id}` so
-/// in-process tests, which match in order, see it first too.
+/// The upload routes' form.
+fn upload_form(operation: &mut Operation) {
+    operation.request_body_raw(
+        "multipart/form-data",
+        json!({
+            "type": "object",
+            "required": ["supplier_id", "file"],
+            "properties": {
+                "supplier_id": {"type": "integer", "minimum": 1, "description": "An active supplier"},
+                "file": {"type": "string", "format": "binary", "description": format!(
+                    "The CSV file, at most {MAX_FILE_BYTES} bytes, read with the supplier's import_config"
+                )},
+            },
+        }),
+    );
+}
+
+/// This part's routes, its job and its start hook. `/imports/jobs` comes
+/// before `/imports/{id}` so in-process tests, which match in order, see it
+/// first too.
 pub fn routes(router: Router<Products>) -> Router<Products> {
     router
         .post("/imports", Access::Requires(IMPORT), upload)
+        .summary("Upload a supplier CSV file as a pending import job")
+        .doc(upload_form)
         .blocking()
         .max_body(MAX_UPLOAD_BYTES)
         .post("/imports/create", Access::Requires(IMPORT), upload)
+        .summary("Upload a supplier CSV file (the seed's path; same as POST /imports)")
+        .doc(upload_form)
         .blocking()
         .max_body(MAX_UPLOAD_BYTES)
         .get("/imports/jobs", Access::Requires(READ), list)
+        .summary("List import jobs")
         .get("/imports/{id}", Access::Requires(READ), show)
+        .summary("An import job with its counters")
         .get("/imports/{id}/logs", Access::Requires(READ), logs)
+        .summary("An import job's log")
         .post("/imports/{id}/start", Access::Requires(IMPORT), start)
+        .summary("Start a pending import; it runs in the background")
+        .doc(|op| {
+            op.response::<Job>(202, "Started: the job, now running");
+            op.error_response(409, "The import is not pending");
+        })
+        .job(
+            JOB,
+            "Runs the CSV imports that were started, and resumes interrupted ones",
+            run_pending,
+        )
+        .on_start(resume_after_load)
+}
+
+/// An import job as the API shows it.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Job {
+    /// Its id.
+    pub id: i64,
+    /// Whose file it is.
+    pub supplier_id: i64,
+    /// The supplier's name.
+    pub supplier_name: String,
+    /// The uploaded file's name.
+    pub filename: String,
+    /// `pending`, `running`, `completed` or `failed`.
+    #[schema(value_type = JobStatus)]
+    pub status: String,
+    /// The file's size.
+    pub file_bytes: i64,
+    /// Rows in the file.
+    pub rows_total: i64,
+    /// Rows done (imported, skipped or failed).
+    pub rows_processed: i64,
+    /// Products created.
+    pub rows_imported: i64,
+    /// Rows skipped (duplicate SKUs).
+    pub rows_skipped: i64,
+    /// Rows refused (malformed or invalid).
+    pub rows_failed: i64,
+    /// Percent of rows processed.
+    #[serde(default)]
+    pub progress: f64,
+    /// Why the job failed; null otherwise.
+    pub error: Option<String>,
+    /// The user who uploaded it.
+    pub created_by: Option<i64>,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    /// RFC 3339, UTC.
+    pub started_at: Option<String>,
+    /// RFC 3339, UTC.
+    pub finished_at: Option<String>,
+    /// The last sign of life of its run.
+    pub heartbeat_at: Option<String>,
+    /// RFC 3339, UTC.
+    pub updated_at: String,
+}
+
+impl Job {
+    /// Fills `progress` from the counters.
+    fn with_progress(mut self) -> Self {
+        self.progress = match self.rows_total {
+            0 => 0.0,
+            total => ((self.rows_processed as f64) * 1000.0 / (total as f64)).round() / 10.0,
+        };
+        self
+    }
+
+    /// Running, and its run has not beaten since `stale_before`.
+    fn is_stale(&self, stale_before: &str) -> bool {
+        self.status == "running"
+            && self
+                .heartbeat_at
+                .as_deref()
+                .is_none_or(|beat| beat < stale_before)
+    }
+}
+
+/// An import's status.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // Documentation: stored and checked as text.
+pub enum JobStatus {
+    /// Uploaded, not started.
+    Pending,
+    /// Being imported.
+    Running,
+    /// Every row was processed (some may have been refused: see the log).
+    Completed,
+    /// The file could not be processed.
+    Failed,
+}
+
+/// A line of an import's log.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct LogLine {
+    /// Its id (log order).
+    id: i64,
+    /// RFC 3339, UTC.
+    timestamp: String,
+    /// `info`, `warning` or `error`.
+    #[schema(value_type = LogLevel)]
+    level: String,
+    /// The file line it is about; null for the whole job.
+    line: Option<i64>,
+    /// What happened.
+    message: String,
+}
+
+/// A log line's level.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // Documentation: stored and checked as text.
+pub enum LogLevel {
+    /// What happened.
+    Info,
+    /// A row skipped (duplicate SKU).
+    Warning,
+    /// A row refused.
+    Error,
+}
+
+/// `GET /imports/jobs`' filters, as text: [`list`] checks them together.
+#[derive(Deserialize, ToSchema)]
+pub struct JobFilter {
+    /// Only jobs in this status.
+    #[schema(value_type = Option<JobStatus>)]
+    status: Option<String>,
+    /// Only this supplier's jobs.
+    #[schema(value_type = Option<i64>, minimum = 1)]
+    supplier_id: Option<String>,
+    /// Created at or after: a date (UTC) or an RFC 3339 date-time.
+    date_from: Option<String>,
+    /// Created at or before: a date (whole day, UTC) or an RFC 3339
+    /// date-time.
+    date_to: Option<String>,
+}
+
+/// `GET /imports/{id}/logs`' filter.
+#[derive(Deserialize, ToSchema)]
+pub struct LogFilter {
+    /// Only lines of this level.
+    #[schema(value_type = Option<LogLevel>)]
+    level: Option<String>,
+}
+
+/// `GET /imports/jobs`' sort columns.
+pub struct ByJob;
+
+impl SortColumns for ByJob {
+    const COLUMNS: &'static [(&'static str, &'static str)] = &[
+        ("created_at", "i.created_at"),
+        ("id", "i.id"),
+        ("status", "i.status"),
+    ];
+    const DEFAULT: (&'static str, &'static str) = ("created_at", "DESC");
+    const TIEBREAK: &'static str = "i.id";
 }
 
 /// A token unique to this process and moment: claims and upload keys.
@@ -201,15 +385,14 @@ fn token(kind: &str) -> String {
     format!(
         "{kind}-{}-{}-{}",
         std::process::id(),
-        clock::now(),
+        now(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
 }
 
 /// Now minus `seconds`, in the stored format.
 fn seconds_ago(seconds: i64) -> String {
-    (chrono::Utc::now() - chrono::Duration::seconds(seconds))
-        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    format_unix(unix_seconds() - seconds, 0)
 }
 
 fn log_statement(import: i64, entries: &[(&str, Option<u64>, String)], now: &str) -> Statement {
@@ -226,13 +409,7 @@ fn log_statement(import: i64, entries: &[(&str, Option<u64>, String)], now: &str
             n + 4,
             n + 5
         ));
-        params.extend([
-            import.into(),
-            (*level).into(),
-            line.map_or(Value::Null, Value::from),
-            message.clone().into(),
-            now.into(),
-        ]);
+        params.extend(params![import, level, line, message, now]);
     }
     Statement {
         sql: format!(
@@ -243,49 +420,28 @@ fn log_statement(import: i64, entries: &[(&str, Option<u64>, String)], now: &str
     }
 }
 
-/// The API view of a job row.
-fn job_json(row: &Row) -> Value {
-    let mut job = row.clone();
-    let number = |name: &str| row.get(name).and_then(Value::as_i64).unwrap_or(0);
-    let progress = match number("rows_total") {
-        0 => 0.0,
-        total => ((number("rows_processed") as f64) * 1000.0 / (total as f64)).round() / 10.0,
-    };
-    job.insert("progress".into(), json!(progress));
-    Value::Object(job)
+/// A job, or a 404.
+fn find_job(products: &Products, id: i64) -> Result<Job, Response> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM {JOB_FROM} WHERE i.id = $1");
+    let job: Option<Job> = products.host.query_one_as(&sql, params![id])?;
+    job.map(Job::with_progress)
+        .ok_or_else(|| Response::not_found(&format!("import {id} not found")))
 }
 
-/// A job, or a 404.
-fn find_job(products: &Products, id: i64) -> Result<Row, Response> {
-    products
-        .host
-        .query_one(
-            &format!("SELECT {JOB_COLUMNS} FROM {JOB_FROM} WHERE i.id = $1"),
-            vec![id.into()],
-        )
-        .map_err(storage_error(products))?
-        .ok_or_else(|| Response::not_found(&format!("import {id} not found")))
+/// Asks for a run, logging (not returning) a failure: the caller's answer
+/// does not depend on it, and reading a stale job asks again.
+fn ask_for_run(products: &Products, why: &str) {
+    if let Err(error) = products.host.run_job(JOB) {
+        products.host.warn(why, json!({"error": error.to_string()}));
+    }
 }
 
 /// Asks for a run if one of `jobs` is running with a stale heartbeat: its
 /// run died (see the module docs).
-fn resume_stale(products: &Products, jobs: &[Row]) {
+fn resume_stale(products: &Products, jobs: &[Job]) {
     let stale_before = seconds_ago(STALE_AFTER_SECS);
-    let stale = jobs.iter().any(|job| {
-        job.get("status").and_then(Value::as_str) == Some("running")
-            && job
-                .get("heartbeat_at")
-                .and_then(Value::as_str)
-                .is_none_or(|beat| beat < stale_before.as_str())
-    });
-    if stale {
-        if let Err(error) = products.host.run_job(JOB) {
-            products.host.log(
-                Level::Warn,
-                "cannot ask for a run to resume a stale import",
-                json!({"error": error.0}),
-            );
-        }
+    if jobs.iter().any(|job| job.is_stale(&stale_before)) {
+        ask_for_run(products, "cannot ask for a run to resume a stale import");
     }
 }
 
@@ -293,23 +449,85 @@ fn resume_stale(products: &Products, jobs: &[Row]) {
 /// indexed query): for pages that show imports without reading them one
 /// by one (the dashboard).
 pub fn resume_interrupted(products: &Products) {
-    let stale = products.host.query(
-        "SELECT id, status, heartbeat_at FROM products_imports
-         WHERE status = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < $1) LIMIT 1",
-        vec![seconds_ago(STALE_AFTER_SECS).into()],
-    );
-    match stale {
-        Ok(rows) => resume_stale(products, &rows),
-        Err(error) => products.host.log(
-            Level::Warn,
+    let sql = "SELECT COUNT(*) FROM products_imports
+               WHERE status = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < $1)";
+    match products
+        .host
+        .query_scalar::<i64>(sql, params![seconds_ago(STALE_AFTER_SECS)])
+    {
+        Ok(0) => {}
+        Ok(_) => ask_for_run(products, "cannot ask for a run to resume a stale import"),
+        Err(error) => products.host.warn(
             "cannot look for interrupted imports",
-            json!({"error": error.0}),
+            json!({"error": error.to_string()}),
         ),
     }
 }
 
-fn upload(products: &Products, request: &Request) -> Result<Response, Response> {
-    let form = Form::from_request(request)?;
+/// A running job's claim and heartbeat, for the start hook.
+#[derive(Deserialize)]
+struct Beat {
+    id: i64,
+    claim: Option<String>,
+    heartbeat_at: Option<String>,
+}
+
+/// The start hook: resumes the imports a stopped host left `running`,
+/// without waiting for a request.
+///
+/// A job whose run is gone can be claimed once its heartbeat is stale. A
+/// fresh heartbeat may be a run that died a moment ago with the previous
+/// host, or a live one (the previous generation during a reload, another
+/// host on the same PostgreSQL), so such a job is watched: if its heartbeat
+/// has not moved when it turns stale, its run is gone and a run is asked
+/// for; if it moved, its run is alive and owns it. This holds the hook
+/// (off the request path) for at most about [`STALE_AFTER_SECS`].
+pub fn resume_after_load(products: &Products) -> Result<(), HostError> {
+    let sql = "SELECT id, claim, heartbeat_at FROM products_imports WHERE status = 'running'";
+    let mut watched: Option<HashMap<i64, Option<String>>> = None;
+    loop {
+        let running: Vec<Beat> = products.host.query_as(sql, params![])?;
+        let stale_before = seconds_ago(STALE_AFTER_SECS);
+        let claimable = running.iter().any(|job| {
+            job.claim.is_none()
+                || job
+                    .heartbeat_at
+                    .as_deref()
+                    .is_none_or(|beat| beat < stale_before.as_str())
+        });
+        if claimable {
+            return products.host.run_job(JOB);
+        }
+        // Still watched: the jobs seen at load whose heartbeat has not
+        // moved since.
+        let beats: HashMap<i64, Option<String>> = running
+            .into_iter()
+            .map(|job| (job.id, job.heartbeat_at))
+            .filter(|(id, beat)| {
+                watched
+                    .as_ref()
+                    .is_none_or(|seen| seen.get(id).is_some_and(|seen| seen == beat))
+            })
+            .collect();
+        if beats.is_empty() {
+            return Ok(());
+        }
+        watched = Some(beats);
+        // In short steps, so a shutdown is not held up.
+        for _ in 0..5 {
+            if products.stopping() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+}
+
+fn upload(
+    products: &Products,
+    caller: Option<Caller>,
+    form: Multipart,
+) -> Result<Created<Job>, Response> {
     let supplier_id = form
         .required_text("supplier_id")?
         .trim()
@@ -338,20 +556,13 @@ fn upload(products: &Products, request: &Request) -> Result<Response, Response> 
         }
         Err(response) => return Err(response),
     };
-    if supplier.get("status").and_then(Value::as_str) != Some("active") {
+    if supplier.status != "active" {
         return Err(Response::invalid(
             "supplier_id",
             &format!("supplier {supplier_id} is inactive"),
         ));
     }
-    let config = supplier
-        .get("import_config")
-        .and_then(Value::as_str)
-        .and_then(|text| serde_json::from_str::<Value>(text).ok())
-        .and_then(|value| ImportConfig::from_json(&value).ok())
-        .ok_or_else(|| {
-            Response::plugin_error("the supplier's stored import_config is unreadable")
-        })?;
+    let config = supplier.import_config;
     let text = csv_source::decode(&file.bytes, config.encoding)
         .map_err(|message| Response::invalid("file", &message))?;
     let plan = Plan::new(&text, &config).map_err(|message| Response::invalid("file", &message))?;
@@ -367,19 +578,13 @@ fn upload(products: &Products, request: &Request) -> Result<Response, Response> 
         .clone()
         .filter(|name| !name.trim().is_empty())
         .unwrap_or_else(|| "upload.csv".into());
-    let now = clock::now();
+    let now = now();
     let upload_token = token("upload");
-    let created_by = request
-        .head
-        .caller
-        .as_ref()
-        .map_or(Value::Null, |caller| caller.user_id.into());
+    let created_by = caller.map(|caller| caller.user_id);
+    let encoding = serde_json::to_value(config.encoding).unwrap_or_default();
     let mut notes = vec![format!(
         "File {filename} uploaded: {rows} rows, encoding {}, delimiter {:?}",
-        serde_json::to_value(config.encoding)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default(),
+        encoding.as_str().unwrap_or_default(),
         config.delimiter
     )];
     if !plan.ignored.is_empty() {
@@ -392,15 +597,15 @@ fn upload(products: &Products, request: &Request) -> Result<Response, Response> 
         Statement::new(
             "INSERT INTO products_imports (supplier_id, filename, status, config, file_bytes, rows_total, upload_token, created_by, created_at, updated_at)
              VALUES ($1, $2, 'pending', $3, $4, $5, $6, CAST($7 AS BIGINT), $8, $8)",
-            vec![
-                supplier_id.into(),
-                filename.into(),
-                config.to_json().to_string().into(),
-                (file.bytes.len() as u64).into(),
-                rows.into(),
-                upload_token.clone().into(),
+            params![
+                supplier_id,
+                filename,
+                config.to_json().to_string(),
+                file.bytes.len(),
+                rows,
+                upload_token,
                 created_by,
-                now.clone().into(),
+                now
             ],
         ),
         // The transaction cannot pass the new id along; the upload token
@@ -408,85 +613,79 @@ fn upload(products: &Products, request: &Request) -> Result<Response, Response> 
         Statement::new(
             "INSERT INTO products_import_files (import_id, content)
              SELECT id, $2 FROM products_imports WHERE upload_token = $1",
-            vec![upload_token.clone().into(), text.into()],
+            params![upload_token, text],
         ),
     ];
     for note in notes {
         statements.push(Statement::new(
             "INSERT INTO products_import_logs (import_id, level, line, message, created_at)
              SELECT id, 'info', CAST(NULL AS BIGINT), $2, $3 FROM products_imports WHERE upload_token = $1",
-            vec![upload_token.clone().into(), note.into(), now.clone().into()],
+            params![upload_token, note, now],
         ));
     }
     statements.push(Statement::new(
         "SELECT id FROM products_imports WHERE upload_token = $1",
-        vec![upload_token.into()],
+        params![upload_token],
     ));
-    let results = products
-        .host
-        .transaction(statements)
-        .map_err(storage_error(products))?;
-    let id = results
-        .last()
-        .and_then(|rows| rows.first())
-        .and_then(|row| row.get("id"))
-        .and_then(Value::as_i64)
+    let results = products.host.transaction(statements)?;
+    let created: Vec<Returned> = rows_as(results.last().map_or(&[][..], Vec::as_slice))?;
+    let id = created
+        .first()
+        .map(|row| row.id)
         .ok_or_else(|| Response::plugin_error("the new import has no id"))?;
-    Ok(Response::json(201, &job_json(&find_job(products, id)?)))
+    Ok(Created(find_job(products, id)?))
 }
 
-fn start(products: &Products, request: &Request) -> Result<Response, Response> {
-    let id = request.param_as::<i64>("id")?;
-    let now = clock::now();
+/// The id a statement returned.
+#[derive(Deserialize)]
+struct Returned {
+    id: i64,
+}
+
+/// What `import.started` says.
+#[derive(Serialize, Deserialize)]
+struct Started {
+    id: i64,
+    supplier_id: i64,
+    rows_total: i64,
+}
+
+fn start(products: &Products, Id(id): Id) -> Result<Response, Response> {
+    let now = now();
     // The UPDATE is the guard: only one request moves a job out of
     // `pending`; the log line is written only by the one that did.
-    let results = products
-        .host
-        .transaction(vec![
-            Statement::new(
-                "UPDATE products_imports SET status = 'running', started_at = $2, heartbeat_at = $2, updated_at = $2
-                 WHERE id = $1 AND status = 'pending' RETURNING id, rows_total, supplier_id",
-                vec![id.into(), now.clone().into()],
-            ),
-            Statement::new(
-                "INSERT INTO products_import_logs (import_id, level, line, message, created_at)
-                 SELECT id, 'info', CAST(NULL AS BIGINT), 'Import started: ' || CAST(rows_total AS TEXT) || ' products to process', $2
-                 FROM products_imports WHERE id = $1 AND status = 'running' AND started_at = $2",
-                vec![id.into(), now.into()],
-            ),
-        ])
-        .map_err(storage_error(products))?;
-    let Some(started) = results.first().and_then(|rows| rows.first()) else {
+    let results = products.host.transaction(vec![
+        Statement::new(
+            "UPDATE products_imports SET status = 'running', started_at = $2, heartbeat_at = $2, updated_at = $2
+             WHERE id = $1 AND status = 'pending' RETURNING id, rows_total, supplier_id",
+            params![id, now],
+        ),
+        Statement::new(
+            "INSERT INTO products_import_logs (import_id, level, line, message, created_at)
+             SELECT id, 'info', CAST(NULL AS BIGINT), 'Import started: ' || CAST(rows_total AS TEXT) || ' products to process', $2
+             FROM products_imports WHERE id = $1 AND status = 'running' AND started_at = $2",
+            params![id, now],
+        ),
+    ])?;
+    let started: Vec<Started> = rows_as(results.first().map_or(&[][..], Vec::as_slice))?;
+    let Some(started) = started.first() else {
         let job = find_job(products, id)?;
-        let status = job.get("status").and_then(Value::as_str).unwrap_or("?");
         return Err(Response::conflict(&format!(
-            "import {id} is {status}; only a pending import can be started"
+            "import {id} is {}; only a pending import can be started",
+            job.status
         )));
     };
-    let _ = products.host.publish(
-        "import.started",
-        json!({
-            "id": id,
-            "supplier_id": started.get("supplier_id"),
-            "rows_total": started.get("rows_total"),
-        }),
-    );
-    if let Err(error) = products.host.run_job(JOB) {
-        // The job is running with an old-enough heartbeat soon: reading it
-        // asks again (see resume_stale).
-        products.host.log(
-            Level::Warn,
-            "cannot ask for the import run now",
-            json!({"import": id, "error": error.0}),
-        );
-    }
-    Ok(Response::json(202, &job_json(&find_job(products, id)?)))
+    products.announce("import.started", started);
+    // If the run cannot be asked for now, the job is running with an
+    // old-enough heartbeat soon: reading it asks again (see resume_stale).
+    ask_for_run(products, "cannot ask for the import run now");
+    Ok(Response::json(202, &find_job(products, id)?))
 }
 
 /// Reads `date_from`/`date_to`: a date (`2025-10-05`) or an RFC 3339
 /// instant, as the stored format; a bare `date_to` date ends with its day.
-fn date_bound(request: &Request, name: &str, end_of_day: bool) -> Result<Option<String>, Response> {
-    let Some(raw) = request.query(name) else {
+fn date_bound(raw: Option<&str>, name: &str, end_of_day: bool) -> Result<Option<String>, Response> {
+    let Some(raw) = raw else {
         return Ok(None);
     };
     let raw = raw.trim();
@@ -513,23 +712,17 @@ fn date_bound(request: &Request, name: &str, end_of_day: bool) -> Result<Option<
     }
 }
 
-fn list(products: &Products, request: &Request) -> Result<Response, Response> {
-    let window = listing::window(request)?;
-    let order = listing::order_by(
-        request,
-        &[
-            ("created_at", "i.created_at"),
-            ("id", "i.id"),
-            ("status", "i.status"),
-        ],
-        ("created_at", "DESC"),
-        "i.id",
-    )?;
+fn list(
+    products: &Products,
+    window: Window,
+    sort: Sort<ByJob>,
+    Query(filter): Query<JobFilter>,
+) -> Result<ListBody<Job>, Response> {
     let mut problems: Vec<Response> = Vec::new();
     let mut conditions: Vec<String> = Vec::new();
     let mut params: Vec<Value> = Vec::new();
-    if let Some(status) = request.query("status") {
-        if STATUSES.contains(&status) {
+    if let Some(status) = filter.status {
+        if STATUSES.contains(&status.as_str()) {
             params.push(status.into());
             conditions.push(format!("i.status = ${}", params.len()));
         } else {
@@ -539,7 +732,7 @@ fn list(products: &Products, request: &Request) -> Result<Response, Response> {
             ));
         }
     }
-    if let Some(supplier) = request.query("supplier_id") {
+    if let Some(supplier) = filter.supplier_id {
         match supplier.parse::<i64>() {
             Ok(id) if id > 0 => {
                 params.push(id.into());
@@ -551,14 +744,14 @@ fn list(products: &Products, request: &Request) -> Result<Response, Response> {
             )),
         }
     }
-    let from = date_bound(request, "date_from", false).unwrap_or_else(|problem| {
-        problems.push(problem);
-        None
-    });
-    let to = date_bound(request, "date_to", true).unwrap_or_else(|problem| {
-        problems.push(problem);
-        None
-    });
+    let mut bound = |raw: Option<&str>, name: &str, end_of_day: bool| {
+        date_bound(raw, name, end_of_day).unwrap_or_else(|problem| {
+            problems.push(problem);
+            None
+        })
+    };
+    let from = bound(filter.date_from.as_deref(), "date_from", false);
+    let to = bound(filter.date_to.as_deref(), "date_to", true);
     if let (Some(from), Some(to)) = (&from, &to) {
         if from > to {
             problems.push(Response::invalid("date_to", "must not be before date_from"));
@@ -580,22 +773,14 @@ fn list(products: &Products, request: &Request) -> Result<Response, Response> {
     } else {
         format!("WHERE {}", conditions.join(" AND "))
     };
-    let total = suppliers::count(
-        products,
-        &format!("SELECT COUNT(*) AS n FROM {JOB_FROM} {filter}"),
-        params.clone(),
-    )?;
-    let rows = suppliers::page(
-        products,
-        &format!("SELECT {JOB_COLUMNS} FROM {JOB_FROM} {filter} ORDER BY {order}"),
-        params,
-        window,
-    )?;
-    resume_stale(products, &rows);
-    Ok(Response::json(
-        200,
-        &listing::body(rows.iter().map(job_json).collect(), total, window),
-    ))
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM {JOB_FROM} {filter} ORDER BY {}",
+        sort.order_by
+    );
+    let mut page = products.host.query_page::<Job>(&sql, params, window)?;
+    page.items = page.items.into_iter().map(Job::with_progress).collect();
+    resume_stale(products, &page.items);
+    Ok(page)
 }
 
 /// One 422 with the details of every problem.
@@ -622,43 +807,33 @@ fn combine(problems: Vec<Response>) -> Option<Response> {
     }
 }
 
-fn show(products: &Products, request: &Request) -> Result<Response, Response> {
-    let id = request.param_as::<i64>("id")?;
+fn show(products: &Products, Id(id): Id) -> Result<Json<Job>, Response> {
     let job = find_job(products, id)?;
     resume_stale(products, std::slice::from_ref(&job));
-    Ok(Response::json(200, &job_json(&job)))
+    Ok(Json(job))
 }
 
-fn logs(products: &Products, request: &Request) -> Result<Response, Response> {
-    let id = request.param_as::<i64>("id")?;
+fn logs(
+    products: &Products,
+    Id(id): Id,
+    window: Window,
+    Query(filter): Query<LogFilter>,
+) -> Result<ListBody<LogLine>, Response> {
     find_job(products, id)?;
-    let window: Window = listing::window(request)?;
-    let mut params: Vec<Value> = vec![id.into()];
-    let mut filter = "WHERE import_id = $1".to_string();
-    if let Some(level) = request.query("level") {
-        if !LEVELS.contains(&level) {
+    let mut params = params![id];
+    let mut condition = "WHERE import_id = $1";
+    if let Some(level) = filter.level {
+        if !LEVELS.contains(&level.as_str()) {
             return Err(Response::invalid("level", "must be info, warning or error"));
         }
         params.push(level.into());
-        filter.push_str(" AND level = $2");
+        condition = "WHERE import_id = $1 AND level = $2";
     }
-    let total = suppliers::count(
-        products,
-        &format!("SELECT COUNT(*) AS n FROM products_import_logs {filter}"),
-        params.clone(),
-    )?;
-    let rows = suppliers::page(
-        products,
-        &format!(
-            "SELECT id, created_at AS timestamp, level, line, message FROM products_import_logs {filter} ORDER BY id"
-        ),
-        params,
-        window,
-    )?;
-    Ok(Response::json(
-        200,
-        &listing::body(rows.into_iter().map(Value::Object).collect(), total, window),
-    ))
+    let sql = format!(
+        "SELECT id, created_at AS timestamp, level, line, message FROM products_import_logs \
+         {condition} ORDER BY id"
+    );
+    Ok(products.host.query_page(&sql, params, window)?)
 }
 
 // ---------------------------------------------------------------------
@@ -682,16 +857,22 @@ impl Outcome {
     }
 }
 
-/// A claimed job.
+/// A claimed job, read from the claim's `RETURNING`.
+#[derive(Deserialize)]
 struct Claimed {
     id: i64,
     supplier_id: i64,
-    config: Value,
+    /// The supplier's configuration when the file was uploaded, as stored.
+    config: String,
     rows_total: i64,
     /// Rows done when this run took it; moves with each batch.
+    #[serde(rename = "rows_processed")]
     processed: i64,
+    #[serde(rename = "rows_imported")]
     imported: i64,
+    #[serde(rename = "rows_skipped")]
     skipped: i64,
+    #[serde(rename = "rows_failed")]
     failed: i64,
 }
 
@@ -712,26 +893,24 @@ impl From<HostError> for Stop {
     }
 }
 
-/// Runs every started import, and resumes interrupted ones, until none is
-/// left to claim.
-pub fn run_pending(products: &Products) -> Result<(), String> {
+/// The `import` job: runs every started import, and resumes interrupted
+/// ones, until none is left to claim.
+pub fn run_pending(products: &Products) -> Result<(), HostError> {
     let claim = token("run");
-    while let Some(job) = claim_next(products, &claim).map_err(|error| error.to_string())? {
+    while let Some(job) = claim_next(products, &claim)? {
         let id = job.id;
         let supplier_id = job.supplier_id;
         match run_one(products, job, &claim) {
             Ok(()) | Err(Stop::LostClaim) => {}
-            Err(Stop::Failed(error)) => {
-                fail(products, id, supplier_id, &claim, &error).map_err(|e| e.to_string())?
-            }
+            Err(Stop::Failed(error)) => fail(products, id, supplier_id, &claim, &error)?,
             Err(Stop::Storage(error)) => {
                 products.host.log(
                     Level::Error,
                     "an import failed on a storage call",
-                    json!({"import": id, "error": error.0}),
+                    json!({"import": id, "error": error.to_string()}),
                 );
                 let reason = "storage failed; the server log has the details";
-                fail(products, id, supplier_id, &claim, reason).map_err(|e| e.to_string())?
+                fail(products, id, supplier_id, &claim, reason)?;
             }
         }
     }
@@ -739,51 +918,34 @@ pub fn run_pending(products: &Products) -> Result<(), String> {
 }
 
 fn claim_next(products: &Products, claim: &str) -> Result<Option<Claimed>, HostError> {
-    let now = clock::now();
     let stale_before = seconds_ago(STALE_AFTER_SECS);
-    let row = products.host.query_one(
+    products.host.query_one_as(
         "UPDATE products_imports SET claim = $1, heartbeat_at = $2, updated_at = $2
          WHERE id = (SELECT id FROM products_imports
                      WHERE status = 'running' AND (claim IS NULL OR heartbeat_at < $3)
                      ORDER BY id LIMIT 1)
            AND status = 'running' AND (claim IS NULL OR heartbeat_at < $3)
          RETURNING id, supplier_id, config, rows_total, rows_processed, rows_imported, rows_skipped, rows_failed",
-        vec![claim.into(), now.into(), stale_before.into()],
-    )?;
-    Ok(row.map(|row| {
-        let number = |name: &str| row.get(name).and_then(Value::as_i64).unwrap_or(0);
-        Claimed {
-            id: number("id"),
-            supplier_id: number("supplier_id"),
-            config: row
-                .get("config")
-                .and_then(Value::as_str)
-                .and_then(|text| serde_json::from_str(text).ok())
-                .unwrap_or(Value::Null),
-            rows_total: number("rows_total"),
-            processed: number("rows_processed"),
-            imported: number("rows_imported"),
-            skipped: number("rows_skipped"),
-            failed: number("rows_failed"),
-        }
-    }))
+        params![claim, now(), stale_before],
+    )
+}
+
+/// A stored file.
+#[derive(Deserialize)]
+struct File {
+    content: String,
 }
 
 fn run_one(products: &Products, mut job: Claimed, claim: &str) -> Result<(), Stop> {
-    let content = products
-        .host
-        .query_one(
-            "SELECT content FROM products_import_files WHERE import_id = $1",
-            vec![job.id.into()],
-        )?
-        .and_then(|row| {
-            row.get("content")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
-        .ok_or_else(|| Stop::Failed("the uploaded file is missing".into()))?;
-    let config = ImportConfig::from_json(&job.config)
-        .map_err(|_| Stop::Failed("the import's configuration is unreadable".into()))?;
+    let sql = "SELECT content FROM products_import_files WHERE import_id = $1";
+    let file: Option<File> = products.host.query_one_as(sql, params![job.id])?;
+    let content = file
+        .ok_or_else(|| Stop::Failed("the uploaded file is missing".into()))?
+        .content;
+    let config = serde_json::from_str(&job.config)
+        .ok()
+        .and_then(|config| ImportConfig::from_json(&config).ok())
+        .ok_or_else(|| Stop::Failed("the import's configuration is unreadable".into()))?;
     let plan = Plan::new(&content, &config).map_err(Stop::Failed)?;
     let mut resumed = (job.processed > 0).then(|| {
         format!(
@@ -797,9 +959,9 @@ fn run_one(products: &Products, mut job: Claimed, claim: &str) -> Result<(), Sto
         let batch: Vec<csv_source::Row> = rows.by_ref().take(BATCH_ROWS).collect();
         let outcomes = judge(products, &job, batch)?;
         commit(products, &mut job, claim, &outcomes, resumed.take())?;
-        let _ = products.host.publish(
+        products.announce(
             "import.progress",
-            json!({
+            &json!({
                 "id": job.id,
                 "rows_total": job.rows_total,
                 "rows_processed": job.processed,
@@ -866,7 +1028,7 @@ fn judge(
         "SELECT CAST(id AS TEXT) AS v FROM products_categories WHERE id IN",
         categories,
     )?;
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     for outcome in &mut outcomes {
         let Outcome::Insert(line, draft) = outcome else {
             continue;
@@ -891,27 +1053,26 @@ fn judge(
     Ok(outcomes)
 }
 
-/// The values of `select ... IN (values)` as strings.
+/// One text column `v`.
+#[derive(Deserialize)]
+struct Text {
+    v: String,
+}
+
+/// The values of `select ... IN (values)`, which selects one text column
+/// `v`.
 fn values_in(
     products: &Products,
     select: &str,
     values: Vec<Value>,
-) -> Result<std::collections::HashSet<String>, Stop> {
+) -> Result<HashSet<String>, Stop> {
     if values.is_empty() {
-        return Ok(std::collections::HashSet::new());
+        return Ok(HashSet::new());
     }
     let placeholders: Vec<String> = (1..=values.len()).map(|n| format!("${n}")).collect();
-    let rows = products
-        .host
-        .query(&format!("{select} ({})", placeholders.join(", ")), values)?;
-    Ok(rows
-        .iter()
-        .filter_map(|row| match row.get("v") {
-            Some(Value::String(text)) => Some(text.clone()),
-            Some(Value::Number(number)) => Some(number.to_string()),
-            _ => None,
-        })
-        .collect())
+    let sql = format!("{select} ({})", placeholders.join(", "));
+    let rows: Vec<Text> = products.host.query_as(&sql, values)?;
+    Ok(rows.into_iter().map(|row| row.v).collect())
 }
 
 /// Commits `outcomes` (consecutive rows following `job.processed`) in one
@@ -924,7 +1085,7 @@ fn commit(
     outcomes: &[Outcome],
     note: Option<String>,
 ) -> Result<(), Stop> {
-    let now = clock::now();
+    let now = now();
     let mut logs: Vec<(&str, Option<u64>, String)> = Vec::new();
     if let Some(note) = &note {
         logs.push(("info", None, note.clone()));
@@ -952,15 +1113,15 @@ fn commit(
              heartbeat_at = $6, updated_at = $6,
              fence = CASE WHEN claim = $7 AND rows_processed = $8 THEN 1 ELSE NULL END
          WHERE id = $1",
-        vec![
-            job.id.into(),
-            processed.into(),
-            imported.into(),
-            skipped.into(),
-            failed.into(),
-            now.clone().into(),
-            claim.into(),
-            job.processed.into(),
+        params![
+            job.id,
+            processed,
+            imported,
+            skipped,
+            failed,
+            now,
+            claim,
+            job.processed
         ],
     )];
     if !drafts.is_empty() {
@@ -984,7 +1145,7 @@ fn commit(
             match outcomes {
                 [] => Err(Stop::from(error)),
                 [Outcome::Insert(line, draft)] => {
-                    let refusal = if suppliers::is_unique_violation(&error) {
+                    let refusal = if matches!(error, HostError::UniqueViolation { .. }) {
                         Outcome::Refused(
                             *line,
                             "warning",
@@ -994,7 +1155,7 @@ fn commit(
                         products.host.log(
                             Level::Warn,
                             "an import row could not be stored",
-                            json!({"import": job.id, "line": line, "error": error.0}),
+                            json!({"import": job.id, "line": line, "error": error.to_string()}),
                         );
                         Outcome::Refused(
                             *line,
@@ -1010,7 +1171,7 @@ fn commit(
                     products.host.log(
                         Level::Info,
                         "an import batch failed; splitting it to find the row at fault",
-                        json!({"import": job.id, "from_line": first.first().map(Outcome::line), "error": error.0}),
+                        json!({"import": job.id, "from_line": first.first().map(Outcome::line), "error": error.to_string()}),
                     );
                     commit(products, job, claim, first, note)?;
                     commit(products, job, claim, second, None)
@@ -1020,21 +1181,27 @@ fn commit(
     }
 }
 
+/// Who owns a job, and how far it is.
+#[derive(Deserialize)]
+struct Owner {
+    claim: Option<String>,
+    rows_processed: i64,
+    status: String,
+}
+
 /// Whether this run still owns `job` at the progress it expects.
 fn still_ours(products: &Products, job: &Claimed, claim: &str) -> Result<bool, Stop> {
-    let row = products.host.query_one(
-        "SELECT claim, rows_processed, status FROM products_imports WHERE id = $1",
-        vec![job.id.into()],
-    )?;
-    Ok(row.is_some_and(|row| {
-        row.get("claim").and_then(Value::as_str) == Some(claim)
-            && row.get("rows_processed").and_then(Value::as_i64) == Some(job.processed)
-            && row.get("status").and_then(Value::as_str) == Some("running")
+    let sql = "SELECT claim, rows_processed, status FROM products_imports WHERE id = $1";
+    let owner: Option<Owner> = products.host.query_one_as(sql, params![job.id])?;
+    Ok(owner.is_some_and(|owner| {
+        owner.claim.as_deref() == Some(claim)
+            && owner.rows_processed == job.processed
+            && owner.status == "running"
     }))
 }
 
 fn finish(products: &Products, job: &Claimed, claim: &str) -> Result<(), Stop> {
-    let now = clock::now();
+    let now = now();
     let summary = format!(
         "Import finished: {} imported, {} skipped (duplicates), {} failed, of {} rows",
         job.imported, job.skipped, job.failed, job.rows_total
@@ -1044,14 +1211,14 @@ fn finish(products: &Products, job: &Claimed, claim: &str) -> Result<(), Stop> {
             "UPDATE products_imports SET status = 'completed', finished_at = $2, updated_at = $2,
                  claim = NULL, fence = CASE WHEN claim = $3 THEN 1 ELSE NULL END
              WHERE id = $1",
-            vec![job.id.into(), now.clone().into(), claim.into()],
+            params![job.id, now, claim],
         ),
         log_statement(job.id, &[("info", None, summary)], &now),
         // The rows are in the catalogue and the outcome in the log: the
         // file (up to 30 MiB) has served. A failed job keeps it.
         Statement::new(
             "DELETE FROM products_import_files WHERE import_id = $1",
-            vec![job.id.into()],
+            params![job.id],
         ),
     ]);
     if let Err(error) = done {
@@ -1061,9 +1228,9 @@ fn finish(products: &Products, job: &Claimed, claim: &str) -> Result<(), Stop> {
             Err(Stop::LostClaim)
         };
     }
-    let _ = products.host.publish(
+    products.announce(
         "import.completed",
-        json!({
+        &json!({
             "id": job.id,
             "supplier_id": job.supplier_id,
             "rows_total": job.rows_total,
@@ -1082,146 +1249,26 @@ fn fail(
     claim: &str,
     error: &str,
 ) -> Result<(), HostError> {
-    let now = clock::now();
+    let now = now();
     let changed = products.host.transaction(vec![
         Statement::new(
             "UPDATE products_imports SET status = 'failed', error = $2, finished_at = $3, updated_at = $3, claim = NULL
              WHERE id = $1 AND claim = $4 RETURNING id",
-            vec![id.into(), error.into(), now.clone().into(), claim.into()],
+            params![id, error, now, claim],
         ),
         Statement::new(
             "INSERT INTO products_import_logs (import_id, level, line, message, created_at)
              SELECT id, 'error', CAST(NULL AS BIGINT), $2, $3 FROM products_imports WHERE id = $1 AND status = 'failed' AND finished_at = $3",
-            vec![id.into(), format!("Import failed: {error}").into(), now.into()],
+            params![id, format!("Import failed: {error}"), now],
         ),
     ])?;
     if changed.first().is_some_and(|rows| !rows.is_empty()) {
-        let _ = products.host.publish(
+        products.announce(
             "import.failed",
-            json!({"id": id, "supplier_id": supplier_id, "error": error}),
+            &json!({"id": id, "supplier_id": supplier_id, "error": error}),
         );
     }
     Ok(())
-}
-
-/// OpenAPI `paths` for this part's routes, relative to the prefix.
-pub fn openapi_paths() -> Map<String, Value> {
-    let error = |description: &str| json!({"description": description, "content": {"application/json": {"schema": suppliers::error_schema()}}});
-    let ok = |description: &str, schema: Value| json!({"description": description, "content": {"application/json": {"schema": schema}}});
-    let integer = json!({"type": "integer"});
-    let text = json!({"type": "string"});
-    let job = json!({
-        "type": "object",
-        "properties": {
-            "id": integer, "supplier_id": integer, "supplier_name": text, "filename": text,
-            "status": {"type": "string", "enum": STATUSES},
-            "file_bytes": integer, "rows_total": integer, "rows_processed": integer,
-            "rows_imported": integer, "rows_skipped": integer, "rows_failed": integer,
-            "progress": {"type": "number", "description": "Percent of rows processed"},
-            "error": {"type": "string", "description": "Why the job failed; null otherwise"},
-            "created_by": integer,
-            "created_at": {"type": "string", "format": "date-time"},
-            "started_at": {"type": "string", "format": "date-time"},
-            "finished_at": {"type": "string", "format": "date-time"},
-            "heartbeat_at": {"type": "string", "format": "date-time"},
-            "updated_at": {"type": "string", "format": "date-time"}
-        }
-    });
-    let list_of = |items: Value| {
-        json!({
-            "type": "object",
-            "properties": {
-                "total": {"type": "integer"}, "skip": {"type": "integer"}, "limit": {"type": "integer"},
-                "has_more": {"type": "boolean"}, "items": {"type": "array", "items": items},
-                "page": {"type": "integer"}, "page_size": {"type": "integer"}, "total_pages": {"type": "integer"}
-            }
-        })
-    };
-    let paging = vec![
-        json!({"name": "skip", "in": "query", "schema": {"type": "integer", "format": "int64", "minimum": 0}}),
-        json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}}),
-        json!({"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1_000_000}}),
-        json!({"name": "page_size", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}}),
-    ];
-    let id = crate::openapi::path_id("Id");
-    let upload = json!({
-        "summary": "Upload a supplier CSV file as a pending import job",
-        "description": format!("The file is decoded with the supplier's import_config encoding, its header checked against the mapping and its rows counted before the job is stored. At most {MAX_FILE_BYTES} bytes."),
-        "tags": ["imports"],
-        "requestBody": {
-            "required": true,
-            "content": {"multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["supplier_id", "file"],
-                    "properties": {
-                        "supplier_id": {"type": "integer", "description": "An active supplier"},
-                        "file": {"type": "string", "format": "binary", "description": "The CSV file"}
-                    }
-                },
-                "encoding": {"file": {"contentType": "text/csv, application/octet-stream"}}
-            }}
-        },
-        "responses": {
-            "201": ok("The pending job", job.clone()),
-            "400": error("Not a well-formed multipart/form-data body"),
-            "401": error("Not authenticated"),
-            "403": error("Needs products:import"),
-            "413": error("File too large"),
-            "422": error("Missing part, unknown or inactive supplier, or a file that cannot be read with the supplier's configuration")
-        }
-    });
-    let mut list_parameters = paging.clone();
-    list_parameters.extend([
-        json!({"name": "status", "in": "query", "schema": {"type": "string", "enum": STATUSES}}),
-        json!({"name": "supplier_id", "in": "query", "schema": {"type": "integer", "minimum": 1}}),
-        json!({"name": "date_from", "in": "query", "description": "Created at or after: a date (UTC) or an RFC 3339 date-time", "schema": {"type": "string"}}),
-        json!({"name": "date_to", "in": "query", "description": "Created at or before: a date (whole day, UTC) or an RFC 3339 date-time", "schema": {"type": "string"}}),
-        json!({"name": "sort_by", "in": "query", "schema": {"type": "string", "enum": ["created_at", "id", "status"]}}),
-        json!({"name": "sort_order", "in": "query", "schema": {"type": "string", "enum": ["asc", "desc"]}}),
-    ]);
-    let mut log_parameters = vec![id.clone()];
-    log_parameters.extend(paging);
-    log_parameters.push(
-        json!({"name": "level", "in": "query", "schema": {"type": "string", "enum": LEVELS}}),
-    );
-    let log = json!({
-        "type": "object",
-        "properties": {
-            "id": integer, "timestamp": {"type": "string", "format": "date-time"},
-            "level": {"type": "string", "enum": LEVELS},
-            "line": {"type": "integer", "description": "Line of the file the entry is about; null for the whole job"},
-            "message": text
-        }
-    });
-    let mut paths = Map::new();
-    paths.insert("/imports".into(), json!({"post": upload}));
-    let mut create = upload;
-    create["summary"] =
-        json!("Upload a supplier CSV file (the seed's path; same as POST /imports)");
-    create["operationId"] = json!("productsImportsCreate");
-    paths.insert("/imports/create".into(), json!({"post": create}));
-    paths.insert("/imports/jobs".into(), json!({"get": {
-        "summary": "List import jobs", "tags": ["imports"],
-        "parameters": list_parameters,
-        "responses": {"200": ok("Jobs, newest first", list_of(job.clone())), "401": error("Not authenticated"), "403": error("Needs products:read"), "422": error("Bad filter or paging")}
-    }}));
-    paths.insert("/imports/{id}".into(), json!({"get": {
-        "summary": "An import job with its counters", "tags": ["imports"],
-        "parameters": [id.clone()],
-        "responses": {"200": ok("The job", job.clone()), "401": error("Not authenticated"), "403": error("Needs products:read"), "404": error("No such import")}
-    }}));
-    paths.insert("/imports/{id}/logs".into(), json!({"get": {
-        "summary": "An import job's log", "tags": ["imports"],
-        "parameters": log_parameters,
-        "responses": {"200": ok("Log lines, oldest first", list_of(log)), "401": error("Not authenticated"), "403": error("Needs products:read"), "404": error("No such import"), "422": error("Bad level or paging")}
-    }}));
-    paths.insert("/imports/{id}/start".into(), json!({"post": {
-        "summary": "Start a pending import; it runs in the background", "tags": ["imports"],
-        "parameters": [id],
-        "responses": {"202": ok("Started: the job, now running", job), "401": error("Not authenticated"), "403": error("Needs products:import"), "404": error("No such import"), "409": error("The import is not pending")}
-    }}));
-    paths
 }
 
 #[cfg(test)]
@@ -1229,7 +1276,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use serde_json::json;
-    use xcore_plugin_api::{
+    use xcore_plugin_sdk::{
         host::HostOp,
         testing::{FakeHost, TestPlugin},
     };
@@ -1291,7 +1338,9 @@ mod tests {
                         .map(str::to_string)
                         .collect();
                     if inserted.iter().any(|sku| sku == "RACE") {
-                        return Err("UNIQUE constraint failed: products.sku".into());
+                        return Err(
+                            json!({"kind": "unique_violation", "column": "sku"}).to_string()
+                        );
                     }
                     let first = &statements[0];
                     if first.sql.contains("rows_processed = $2") {
@@ -1340,5 +1389,42 @@ mod tests {
             .map(|(_, data)| data["rows_processed"].clone())
             .collect();
         assert_eq!(progress, vec![json!(5)], "one event per batch read");
+    }
+
+    /// After a load, an import a dead run left `running` (stale heartbeat)
+    /// is resumed by the start hook, with no request needed.
+    #[test]
+    fn the_start_hook_resumes_an_interrupted_import() {
+        let host = FakeHost::with_sql(|op| match op {
+            HostOp::Query(statement) if statement.sql.starts_with("SELECT id, claim") => {
+                Ok(json!([{"id": 1, "claim": "dead-run",
+                    "heartbeat_at": "2000-01-01T00:00:00.000000Z"}]))
+            }
+            HostOp::RunJob { .. } => Ok(Value::Null),
+            _ => Ok(json!([])),
+        });
+        let plugin = TestPlugin::start::<Products>(&host, Value::Null).expect("starts");
+        assert!(plugin.manifest().on_start);
+        plugin.signal_start();
+        let recorded = host.recorded();
+        assert!(recorded.failures.is_empty(), "{:?}", recorded.failures);
+        assert!(recorded
+            .sql
+            .iter()
+            .any(|op| matches!(op, HostOp::RunJob { job } if job == JOB)));
+    }
+
+    /// With nothing running, the start hook asks for nothing.
+    #[test]
+    fn the_start_hook_is_quiet_when_nothing_was_interrupted() {
+        let host = FakeHost::default();
+        let plugin = TestPlugin::start::<Products>(&host, Value::Null).expect("starts");
+        plugin.signal_start();
+        let recorded = host.recorded();
+        assert!(recorded.failures.is_empty());
+        assert!(!recorded
+            .sql
+            .iter()
+            .any(|op| matches!(op, HostOp::RunJob { .. })));
     }
 }

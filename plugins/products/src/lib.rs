@@ -10,26 +10,38 @@
 //!   [`imports`]);
 //! - the dashboard (`/analytics/dashboard`, see [`analytics`]).
 //!
-//! Events: `products.created`, `products.updated`, `products.deleted` and
-//! `products.import.*`.
+//! Events: `products.created`, `products.updated`, `products.deleted`,
+//! `products.bulk` and `products.import.*`.
+//!
+//! # Layout
+//!
+//! Each part owns its migrations (`declare`) and its routes (`routes`),
+//! merged in [`Plugin::router`]; the OpenAPI document is generated from
+//! that route table and the handlers' types. Handlers answer errors as
+//! [`Response`]s: a failed host call converts with `?` (the host's
+//! [`HostError`](xcore_plugin_sdk::HostError) never carries SQL text), and
+//! the few failures that mean something here (a taken SKU or name, a row
+//! still referenced) are matched on its variant where they can happen.
+//! This file holds what every part shares: the permissions and the two
+//! extractors for what products reads by hand ([`Id`], [`JsonObject`]).
 
 pub mod analytics;
 pub mod catalogue;
 pub mod categories;
-pub mod clock;
 pub mod csv_source;
-pub mod dialect;
 pub mod fields;
 pub mod imports;
 pub mod money;
-pub mod openapi;
 pub mod search;
 pub mod suppliers;
 
-use serde_json::{Map, Value};
-use xcore_plugin_api::{Host, HostError, Manifest, Plugin, Router};
+use std::{
+    marker::PhantomData,
+    sync::atomic::{AtomicBool, Ordering},
+};
 
-use crate::dialect::Dialect;
+use serde_json::Map;
+use xcore_plugin_sdk::{extract::FromRequest, openapi::Operation, prelude::*};
 
 /// Permission to read products, categories, suppliers, imports, analytics.
 pub const READ: &str = "products:read";
@@ -44,12 +56,26 @@ pub const IMPORT: &str = "products:import";
 pub struct Products {
     /// The host's services: the only way to the database and the event bus.
     pub host: Host,
+    /// Set by `shutdown`, so the start hook stops waiting for an
+    /// interrupted import (see [`imports::resume_after_load`]).
+    pub stopping: AtomicBool,
 }
 
 impl Products {
-    /// The database's SQL dialect (full-text search and JSON arrays differ).
-    pub fn dialect(&self) -> Result<Dialect, HostError> {
-        self.host.dialect()
+    /// Whether the host is dropping this instance.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
+    /// Publishes `<id>.<topic>`; a failure is logged, not returned: the
+    /// write it reports has already happened.
+    pub fn announce<T: serde::Serialize>(&self, topic: &str, data: &T) {
+        if let Err(error) = self.host.publish(topic, data) {
+            self.host.warn(
+                "cannot publish a products event",
+                json!({"topic": topic, "error": error.to_string()}),
+            );
+        }
     }
 }
 
@@ -74,21 +100,8 @@ impl Plugin for Products {
         // Migration versions: catalogue and categories use 1..=9, suppliers
         // and imports 10..=19, so each part evolves without renumbering.
         let manifest = catalogue::declare(manifest);
-        let manifest = categories::declare(manifest);
         let manifest = suppliers::declare(manifest);
-        let manifest = imports::declare(manifest);
-        let manifest = analytics::declare(manifest);
-        let mut paths = Map::new();
-        for part in [
-            catalogue::openapi_paths(),
-            categories::openapi_paths(),
-            suppliers::openapi_paths(),
-            imports::openapi_paths(),
-            analytics::openapi_paths(),
-        ] {
-            paths.extend(part);
-        }
-        manifest.openapi(Value::Object(paths))
+        imports::declare(manifest)
     }
 
     fn router() -> Router<Self> {
@@ -103,29 +116,78 @@ impl Plugin for Products {
     }
 
     fn new(host: Host, _config: Value) -> Result<Self, String> {
-        Ok(Self { host })
+        Ok(Self {
+            host,
+            stopping: AtomicBool::new(false),
+        })
     }
 
-    fn run_job(&self, name: &str) -> Result<(), String> {
-        match name {
-            imports::JOB => imports::run_pending(self),
-            other => Err(format!("no job named {other}")),
-        }
+    fn shutdown(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
     }
 }
 
-xcore_plugin_api::export_plugin!(Products);
+xcore_plugin_sdk::export_plugin!(Products);
+
+/// The `{id}` of a route: a positive integer. Anything else is a 404, not
+/// a 422: no resource can have that id, so there is nothing at the path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Id(pub i64);
+
+impl FromRequest for Id {
+    fn from_request(request: &mut Request) -> Result<Self, Response> {
+        request
+            .param("id")
+            .and_then(|raw| raw.parse::<i64>().ok())
+            .filter(|id| *id > 0)
+            .map(Id)
+            .ok_or_else(|| Response::not_found("nothing has this id"))
+    }
+
+    fn document(operation: &mut Operation) {
+        operation.add_parameter(json!({
+            "name": "id", "in": "path", "required": true,
+            "schema": {"type": "integer", "format": "int64", "minimum": 1},
+        }));
+    }
+}
+
+/// A JSON object body kept as its fields (400 when not JSON, 422 when not
+/// an object): products validates its inputs by hand, so every problem is
+/// reported at once, `null` is told from absent and CSV-style strings
+/// (`"12,50"`) are accepted. `T` is the shape the OpenAPI document shows.
+pub struct JsonObject<T> {
+    /// The body's fields.
+    pub fields: Map<String, Value>,
+    shape: PhantomData<T>,
+}
+
+impl<T: ToSchema> FromRequest for JsonObject<T> {
+    fn from_request(request: &mut Request) -> Result<Self, Response> {
+        match request.json::<Value>()? {
+            Value::Object(fields) => Ok(Self {
+                fields,
+                shape: PhantomData,
+            }),
+            _ => Err(Response::invalid("body", "must be a JSON object")),
+        }
+    }
+
+    fn document(operation: &mut Operation) {
+        operation.request_body::<T>();
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use serde_json::Value;
-    use xcore_plugin_api::sdk::full_manifest;
+    use xcore_plugin_sdk::router::full_manifest;
 
     use super::Products;
 
-    /// Every route is documented, with its method, its path parameters and
-    /// responses, so the merged OpenAPI document describes the plugin
-    /// exactly.
+    /// Every served route has an operation in the generated document, with
+    /// a summary, its responses and its path parameters, and nothing is
+    /// documented that is not served.
     #[test]
     fn every_route_has_an_openapi_operation() {
         let manifest = full_manifest::<Products>();
@@ -137,22 +199,36 @@ mod tests {
                 .and_then(|item| item.get(route.method.to_ascii_lowercase()))
                 .unwrap_or_else(|| panic!("{} {} is not documented", route.method, route.path));
             assert!(
-                operation["responses"]
-                    .as_object()
-                    .is_some_and(|r| !r.is_empty()),
-                "{} {} has no responses",
+                operation["summary"].as_str().is_some_and(|s| !s.is_empty()),
+                "{} {} has no summary",
                 route.method,
                 route.path
             );
-            // Parameters may sit on the operation or on the path item.
-            let documented: Vec<&str> =
-                [&operation["parameters"], &paths[&route.path]["parameters"]]
-                    .into_iter()
-                    .filter_map(Value::as_array)
-                    .flatten()
-                    .filter(|p| p["in"] == "path")
-                    .filter_map(|p| p["name"].as_str())
-                    .collect();
+            let responses = operation["responses"].as_object();
+            assert!(
+                responses.is_some_and(|r| r.keys().any(|status| status.starts_with('2'))),
+                "{} {} documents no success",
+                route.method,
+                route.path
+            );
+            if matches!(route.method.as_str(), "POST" | "PUT")
+                && !route.path.ends_with("activate")
+                && !route.path.ends_with("/start")
+            {
+                assert!(
+                    operation["requestBody"]["content"].is_object(),
+                    "{} {} documents no body",
+                    route.method,
+                    route.path
+                );
+            }
+            let documented: Vec<&str> = operation["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "path")
+                .filter_map(|p| p["name"].as_str())
+                .collect();
             for segment in route.path.split('/') {
                 if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
                     assert!(
@@ -164,12 +240,8 @@ mod tests {
                 }
             }
         }
-        // And nothing is documented that is not served.
         for (path, item) in paths {
-            let methods = item.as_object().expect("path item").keys();
-            for method in methods
-                .filter(|key| !matches!(key.as_str(), "parameters" | "summary" | "description"))
-            {
+            for method in item.as_object().expect("path item").keys() {
                 assert!(
                     manifest
                         .routes
@@ -179,5 +251,7 @@ mod tests {
                 );
             }
         }
+        assert!(manifest.on_start, "interrupted imports resume after a load");
+        assert!(manifest.jobs.iter().any(|job| job.name == "import"));
     }
 }

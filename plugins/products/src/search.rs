@@ -9,7 +9,7 @@
 //! still being typed. `"`, `*`, `AND`, `NEAR(`, `:*`, `!` and friends are
 //! just characters or words to look for.
 
-use crate::dialect::Dialect;
+use xcore_plugin_sdk::Dialect;
 
 /// Most words a search uses; the rest are ignored.
 pub const MAX_TERMS: usize = 16;

@@ -17,11 +17,15 @@
 //! Names are unique ignoring case (409), so an import can never be filed
 //! under the wrong one of two look-alike suppliers.
 
-use serde_json::{json, Map, Value};
-use xcore_plugin_api::listing::{self, Window};
-use xcore_plugin_api::{Access, HostError, Level, Manifest, Request, Response, Router, Row};
+use serde::{Deserialize, Serialize};
+use serde_json::Map;
+use xcore_plugin_sdk::prelude::*;
 
-use crate::{clock, csv_source::ImportConfig, fields, Products, DELETE, READ, WRITE};
+use crate::{
+    csv_source::ImportConfig,
+    fields::{self, stored_json, Product},
+    Id, JsonObject, Products, DELETE, READ, WRITE,
+};
 
 /// Statuses a supplier may have.
 pub const STATUSES: &[&str] = &["active", "inactive"];
@@ -38,8 +42,15 @@ pub fn declare(manifest: Manifest) -> Manifest {
     manifest.migration(
         10,
         "suppliers",
+        &migration("INTEGER PRIMARY KEY AUTOINCREMENT"),
+        &migration("BIGSERIAL PRIMARY KEY"),
+    )
+}
+
+fn migration(key: &str) -> String {
+    format!(
         "CREATE TABLE products_suppliers (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            id {key},
             name TEXT NOT NULL,
             email TEXT,
             phone TEXT,
@@ -51,21 +62,7 @@ pub fn declare(manifest: Manifest) -> Manifest {
             updated_at TEXT NOT NULL
         );
         CREATE UNIQUE INDEX products_suppliers_name ON products_suppliers (lower(name));
-        CREATE INDEX products_suppliers_status ON products_suppliers (status)",
-        "CREATE TABLE products_suppliers (
-            id BIGSERIAL PRIMARY KEY,
-            name TEXT NOT NULL,
-            email TEXT,
-            phone TEXT,
-            contact_name TEXT,
-            status TEXT NOT NULL DEFAULT 'active',
-            import_type TEXT NOT NULL DEFAULT 'csv',
-            import_config TEXT NOT NULL,
-            created_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL
-        );
-        CREATE UNIQUE INDEX products_suppliers_name ON products_suppliers (lower(name));
-        CREATE INDEX products_suppliers_status ON products_suppliers (status)",
+        CREATE INDEX products_suppliers_status ON products_suppliers (status)"
     )
 }
 
@@ -73,121 +70,125 @@ pub fn declare(manifest: Manifest) -> Manifest {
 pub fn routes(router: Router<Products>) -> Router<Products> {
     router
         .get("/suppliers", Access::Requires(READ), list)
+        .summary("List suppliers")
         .post("/suppliers", Access::Requires(WRITE), create)
+        .summary("Create a supplier")
+        .doc(|op| op.error_response(409, "A supplier has this name (ignoring case)"))
         .get("/suppliers/{id}", Access::Requires(READ), show)
+        .summary("A supplier")
         .put("/suppliers/{id}", Access::Requires(WRITE), update)
+        .summary("Change a supplier (the fields sent)")
+        .doc(|op| op.error_response(409, "Another supplier has this name (ignoring case)"))
         .delete("/suppliers/{id}", Access::Requires(DELETE), remove)
+        .summary("Delete a supplier without products or imports")
+        .doc(|op| op.error_response(409, "Products or imports refer to it"))
         .get("/suppliers/{id}/products", Access::Requires(READ), products)
-}
-
-/// A failed host call as the 500 the client sees: the database's own
-/// message (table and column names, values) goes to the server log, not to
-/// the client.
-pub fn storage_error(products: &Products) -> impl Fn(HostError) -> Response + '_ {
-    move |error| {
-        products.host.log(
-            Level::Error,
-            "products storage call failed",
-            json!({"error": error.0}),
-        );
-        Response::plugin_error("storage failed; the server log has the details")
-    }
-}
-
-/// Whether a database error is a foreign-key violation.
-pub fn is_foreign_key_violation(error: &HostError) -> bool {
-    error.0.to_ascii_lowercase().contains("foreign key")
-}
-
-/// Whether a database error is a unique-constraint violation (SQLite and
-/// PostgreSQL word it differently).
-pub fn is_unique_violation(error: &HostError) -> bool {
-    let message = error.0.to_ascii_lowercase();
-    message.contains("unique constraint") || message.contains("duplicate key")
+        .summary("A supplier's products")
 }
 
 /// A stored supplier as the API shows it.
-pub fn to_json(row: &Row) -> Value {
-    let mut object = row.clone();
-    let config = object
-        .get("import_config")
-        .and_then(Value::as_str)
-        .and_then(|text| serde_json::from_str(text).ok())
-        .unwrap_or(Value::Null);
-    object.insert("import_config".into(), config);
-    Value::Object(object)
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Supplier {
+    /// Its id.
+    pub id: i64,
+    /// Unique, ignoring case.
+    pub name: String,
+    /// Contact email.
+    pub email: Option<String>,
+    /// Contact phone.
+    pub phone: Option<String>,
+    /// Contact person.
+    pub contact_name: Option<String>,
+    /// `active` or `inactive`.
+    #[schema(value_type = SupplierStatus)]
+    pub status: String,
+    /// `csv`.
+    pub import_type: String,
+    /// How its files are read.
+    #[serde(deserialize_with = "stored_json")]
+    pub import_config: ImportConfig,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    /// RFC 3339, UTC.
+    pub updated_at: String,
+}
+
+/// A supplier's status.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // Documentation: stored and checked as text.
+pub enum SupplierStatus {
+    /// Files may be imported.
+    Active,
+    /// Kept for its history.
+    Inactive,
+}
+
+/// A supplier as `POST /suppliers` and `PUT /suppliers/{id}` take it
+/// (`name` required on create; an update changes the keys sent); `null`
+/// or a blank string clears a contact field; [`validate`] reads it.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Documentation of the body `validate` reads.
+pub struct SupplierBody {
+    /// Unique, ignoring case.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
+    name: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+    contact_name: Option<String>,
+    #[schema(value_type = Option<SupplierStatus>)]
+    status: Option<String>,
+    /// `csv`.
+    import_type: Option<String>,
+    /// `null`: the default settings.
+    import_config: Option<ImportConfig>,
+}
+
+/// `GET /suppliers`' filter.
+#[derive(Deserialize, ToSchema)]
+pub struct SupplierFilter {
+    /// Only suppliers in this status.
+    #[schema(value_type = Option<SupplierStatus>)]
+    status: Option<String>,
+}
+
+/// `GET /suppliers`' sort columns.
+pub struct BySupplier;
+
+impl SortColumns for BySupplier {
+    const COLUMNS: &'static [(&'static str, &'static str)] = &[
+        ("name", "lower(name)"),
+        ("created_at", "created_at"),
+        ("id", "id"),
+    ];
+    const DEFAULT: (&'static str, &'static str) = ("name", "ASC");
+    const TIEBREAK: &'static str = "id";
 }
 
 /// The supplier `id`, or a 404.
-pub fn find(products: &Products, id: i64) -> Result<Row, Response> {
-    products
-        .host
-        .query_one(
-            "SELECT * FROM products_suppliers WHERE id = $1",
-            vec![id.into()],
-        )
-        .map_err(storage_error(products))?
-        .ok_or_else(|| Response::not_found(&format!("supplier {id} not found")))
+pub fn find(products: &Products, id: i64) -> Result<Supplier, Response> {
+    let sql = "SELECT * FROM products_suppliers WHERE id = $1";
+    let supplier = products.host.query_one_as(sql, params![id])?;
+    supplier.ok_or_else(|| Response::not_found(&format!("supplier {id} not found")))
 }
 
-fn list(products: &Products, request: &Request) -> Result<Response, Response> {
-    let window = listing::window(request)?;
-    let order = listing::order_by(
-        request,
-        &[
-            ("name", "lower(name)"),
-            ("created_at", "created_at"),
-            ("id", "id"),
-        ],
-        ("name", "ASC"),
-        "id",
-    )?;
-    let (filter, params): (&str, Vec<Value>) = match request.query("status") {
-        None => ("", Vec::new()),
-        Some(status) if STATUSES.contains(&status) => ("WHERE status = $1", vec![status.into()]),
+fn list(
+    products: &Products,
+    window: Window,
+    sort: Sort<BySupplier>,
+    Query(filter): Query<SupplierFilter>,
+) -> Result<ListBody<Supplier>, Response> {
+    let (condition, params) = match filter.status.as_deref() {
+        None => ("", params![]),
+        Some(status) if STATUSES.contains(&status) => ("WHERE status = $1", params![status]),
         Some(_) => return Err(Response::invalid("status", "must be active or inactive")),
     };
-    let total = count(
-        products,
-        &format!("SELECT COUNT(*) AS n FROM products_suppliers {filter}"),
-        params.clone(),
-    )?;
-    let rows = page(
-        products,
-        &format!("SELECT * FROM products_suppliers {filter} ORDER BY {order}"),
-        params,
-        window,
-    )?;
-    Ok(Response::json(
-        200,
-        &listing::body(rows.iter().map(to_json).collect(), total, window),
-    ))
-}
-
-/// `COUNT(*) AS n` of a query.
-pub fn count(products: &Products, sql: &str, params: Vec<Value>) -> Result<i64, Response> {
-    Ok(products
-        .host
-        .query_one(sql, params)
-        .map_err(storage_error(products))?
-        .and_then(|row| row.get("n").and_then(Value::as_i64))
-        .unwrap_or(0))
-}
-
-/// The rows of `sql` (which must not end in `LIMIT`) in `window`.
-pub fn page(
-    products: &Products,
-    sql: &str,
-    mut params: Vec<Value>,
-    window: Window,
-) -> Result<Vec<Row>, Response> {
-    let next = params.len() + 1;
-    params.push(window.limit.into());
-    params.push(window.skip.into());
-    products
-        .host
-        .query(&format!("{sql} LIMIT ${next} OFFSET ${}", next + 1), params)
-        .map_err(storage_error(products))
+    let sql = format!(
+        "SELECT * FROM products_suppliers {condition} ORDER BY {}",
+        sort.order_by
+    );
+    Ok(products.host.query_page(&sql, params, window)?)
 }
 
 /// A validated supplier body: the columns to write.
@@ -321,35 +322,38 @@ fn check_contact_name(name: &str) -> Result<(), String> {
 
 /// 409 if another supplier (not `except`) has this name, ignoring case.
 fn check_name_free(products: &Products, name: &Value, except: Option<i64>) -> Result<(), Response> {
-    let taken = products
+    let sql = "SELECT COUNT(*) FROM products_suppliers WHERE lower(name) = lower($1) AND id <> $2";
+    let taken: i64 = products
         .host
-        .query_one(
-            "SELECT id FROM products_suppliers WHERE lower(name) = lower($1) AND id <> $2",
-            vec![name.clone(), except.unwrap_or(0).into()],
-        )
-        .map_err(storage_error(products))?;
-    match taken {
-        Some(_) => Err(Response::conflict(&format!(
+        .query_scalar(sql, params![name, except.unwrap_or(0)])?;
+    if taken > 0 {
+        return Err(Response::conflict(&format!(
             "a supplier named {} already exists",
             name.as_str().unwrap_or_default()
-        ))),
-        None => Ok(()),
+        )));
+    }
+    Ok(())
+}
+
+/// A write that lost a race with another one of the same name.
+fn name_taken(error: HostError) -> Response {
+    match error {
+        HostError::UniqueViolation { .. } => {
+            Response::conflict("a supplier with this name already exists")
+        }
+        other => other.into(),
     }
 }
 
-fn object_body(request: &Request) -> Result<Map<String, Value>, Response> {
-    match request.json::<Value>()? {
-        Value::Object(object) => Ok(object),
-        _ => Err(Response::invalid("body", "must be a JSON object")),
-    }
-}
-
-fn create(products: &Products, request: &Request) -> Result<Response, Response> {
-    let input = validate(&object_body(request)?, false)?;
+fn create(
+    products: &Products,
+    body: JsonObject<SupplierBody>,
+) -> Result<Created<Supplier>, Response> {
+    let input = validate(&body.fields, false)?;
     if let Some((_, name)) = input.columns.iter().find(|(column, _)| *column == "name") {
         check_name_free(products, name, None)?;
     }
-    let now = clock::now();
+    let now = now();
     let mut names: Vec<&str> = input.columns.iter().map(|(column, _)| *column).collect();
     let mut params: Vec<Value> = input.columns.into_iter().map(|(_, value)| value).collect();
     names.extend(["created_at", "updated_at"]);
@@ -360,25 +364,23 @@ fn create(products: &Products, request: &Request) -> Result<Response, Response> 
         names.join(", "),
         placeholders.join(", ")
     );
-    match products.host.query_one(&sql, params) {
-        Ok(Some(row)) => Ok(Response::json(201, &to_json(&row))),
-        Ok(None) => Err(Response::plugin_error("the insert returned no row")),
-        // Lost a race with another create of the same name.
-        Err(error) if is_unique_violation(&error) => Err(Response::conflict(
-            "a supplier with this name already exists",
-        )),
-        Err(error) => Err(storage_error(products)(error)),
-    }
+    let supplier = products
+        .host
+        .query_row_as(&sql, params)
+        .map_err(name_taken)?;
+    Ok(Created(supplier))
 }
 
-fn show(products: &Products, request: &Request) -> Result<Response, Response> {
-    let id = request.param_as::<i64>("id")?;
-    Ok(Response::json(200, &to_json(&find(products, id)?)))
+fn show(products: &Products, Id(id): Id) -> Result<Json<Supplier>, Response> {
+    find(products, id).map(Json)
 }
 
-fn update(products: &Products, request: &Request) -> Result<Response, Response> {
-    let id = request.param_as::<i64>("id")?;
-    let input = validate(&object_body(request)?, true)?;
+fn update(
+    products: &Products,
+    Id(id): Id,
+    body: JsonObject<SupplierBody>,
+) -> Result<Json<Supplier>, Response> {
+    let input = validate(&body.fields, true)?;
     find(products, id)?;
     if let Some((_, name)) = input.columns.iter().find(|(column, _)| *column == "name") {
         check_name_free(products, name, Some(id))?;
@@ -389,7 +391,7 @@ fn update(products: &Products, request: &Request) -> Result<Response, Response> 
         params.push(value);
         sets.push(format!("{column} = ${}", params.len()));
     }
-    params.push(clock::now().into());
+    params.push(now().into());
     sets.push(format!("updated_at = ${}", params.len()));
     params.push(id.into());
     let sql = format!(
@@ -397,29 +399,20 @@ fn update(products: &Products, request: &Request) -> Result<Response, Response> 
         sets.join(", "),
         params.len()
     );
-    match products.host.query_one(&sql, params) {
-        Ok(Some(row)) => Ok(Response::json(200, &to_json(&row))),
-        Ok(None) => Err(Response::not_found(&format!("supplier {id} not found"))),
-        Err(error) if is_unique_violation(&error) => Err(Response::conflict(
-            "a supplier with this name already exists",
-        )),
-        Err(error) => Err(storage_error(products)(error)),
-    }
+    let supplier = products
+        .host
+        .query_one_as(&sql, params)
+        .map_err(name_taken)?;
+    supplier
+        .map(Json)
+        .ok_or_else(|| Response::not_found(&format!("supplier {id} not found")))
 }
 
-fn remove(products: &Products, request: &Request) -> Result<Response, Response> {
-    let id = request.param_as::<i64>("id")?;
+fn remove(products: &Products, Id(id): Id) -> Result<NoContent, Response> {
     find(products, id)?;
-    let in_use = count(
-        products,
-        "SELECT COUNT(*) AS n FROM products WHERE supplier_id = $1",
-        vec![id.into()],
-    )?;
-    let imports = count(
-        products,
-        "SELECT COUNT(*) AS n FROM products_imports WHERE supplier_id = $1",
-        vec![id.into()],
-    )?;
+    let count = |sql: &str| products.host.query_scalar::<i64>(sql, params![id]);
+    let in_use = count("SELECT COUNT(*) FROM products WHERE supplier_id = $1")?;
+    let imports = count("SELECT COUNT(*) FROM products_imports WHERE supplier_id = $1")?;
     if in_use > 0 || imports > 0 {
         return Err(Response::json(
             409,
@@ -434,179 +427,33 @@ fn remove(products: &Products, request: &Request) -> Result<Response, Response> 
     }
     // The foreign key from products_imports makes a concurrent upload
     // fail instead of leaving an import without its supplier.
-    match products.host.execute(
-        "DELETE FROM products_suppliers WHERE id = $1",
-        vec![id.into()],
-    ) {
-        Ok(0) => Err(Response::not_found(&format!("supplier {id} not found"))),
-        Ok(_) => Ok(Response::empty(204)),
+    match products
+        .host
+        .execute("DELETE FROM products_suppliers WHERE id = $1", params![id])
+    {
+        Ok(done) if done.rows_affected == 0 => {
+            Err(Response::not_found(&format!("supplier {id} not found")))
+        }
+        Ok(_) => Ok(NoContent),
         // An import uploaded since the check above.
-        Err(error) if is_foreign_key_violation(&error) => Err(Response::conflict(&format!(
+        Err(HostError::ForeignKeyViolation { .. }) => Err(Response::conflict(&format!(
             "supplier {id} is in use by an import; set its status to inactive instead"
         ))),
-        Err(error) => Err(storage_error(products)(error)),
+        Err(error) => Err(error.into()),
     }
 }
 
-fn products(products: &Products, request: &Request) -> Result<Response, Response> {
-    let id = request.param_as::<i64>("id")?;
+fn products(
+    products: &Products,
+    Id(id): Id,
+    window: Window,
+) -> Result<ListBody<Product>, Response> {
     find(products, id)?;
-    let window = listing::window(request)?;
-    let total = count(
-        products,
-        "SELECT COUNT(*) AS n FROM products WHERE supplier_id = $1",
-        vec![id.into()],
-    )?;
-    let rows = page(
-        products,
-        &format!(
-            "SELECT {} FROM products WHERE supplier_id = $1 ORDER BY id",
-            fields::PRODUCT_COLUMNS
-        ),
-        vec![id.into()],
-        window,
-    )?;
-    let items = rows.iter().map(fields::product_json).collect();
-    Ok(Response::json(200, &listing::body(items, total, window)))
-}
-
-/// OpenAPI `paths` for this part's routes, relative to the prefix.
-pub fn openapi_paths() -> Map<String, Value> {
-    let config = json!({
-        "type": "object",
-        "properties": {
-            // null, like a missing key, means the default.
-            "delimiter": {"type": ["string", "null"], "enum": [";", ",", "\t", "|", null], "default": ","},
-            "encoding": {"type": ["string", "null"], "enum": ["utf-8", "latin-1", null], "default": "utf-8"},
-            "mapping": {
-                "type": ["object", "null"],
-                "description": "File column name to product field (sku, name, description, price, stock, category_id, status, images, attributes); sku and name must be mapped, each field at most once. Empty: columns named like the fields are read.",
-                "additionalProperties": {"type": "string", "enum": crate::csv_source::mappable()}
-            }
-        },
-        "additionalProperties": false
-    });
-    let supplier = json!({
-        "type": "object",
-        "properties": {
-            "id": {"type": "integer"},
-            "name": {"type": "string"},
-            // Optional contact fields come back as null when unset.
-            "email": {"type": ["string", "null"]},
-            "phone": {"type": ["string", "null"]},
-            "contact_name": {"type": ["string", "null"]},
-            "status": {"type": "string", "enum": STATUSES},
-            "import_type": {"type": "string", "enum": IMPORT_TYPES},
-            "import_config": config.clone(),
-            "created_at": {"type": "string", "format": "date-time"},
-            "updated_at": {"type": "string", "format": "date-time"}
-        }
-    });
-    let input = json!({
-        "type": "object",
-        "properties": {
-            "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS, "pattern": "\\S"},
-            // null, or a blank string, clears an optional contact field.
-            "email": {"anyOf": [
-                {"type": "string", "format": "email"},
-                {"type": "string", "pattern": "^\\s*$"},
-                {"type": "null"}
-            ]},
-            "phone": {"type": ["string", "null"]},
-            "contact_name": {"type": ["string", "null"]},
-            "status": {"type": "string", "enum": STATUSES},
-            "import_type": {"type": "string", "enum": IMPORT_TYPES},
-            // null: the default settings.
-            "import_config": {"anyOf": [config, {"type": "null"}]}
-        },
-        "additionalProperties": false
-    });
-    let mut create_input = input.clone();
-    create_input["required"] = json!(["name"]);
-    let error = |description: &str| json!({"description": description, "content": {"application/json": {"schema": error_schema()}}});
-    let id = crate::openapi::path_id("Id");
-    let paging = json!([
-        {"name": "skip", "in": "query", "schema": {"type": "integer", "format": "int64", "minimum": 0}},
-        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
-        {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1_000_000}},
-        {"name": "page_size", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}}
-    ]);
-    let list_of = |items: Value| {
-        json!({
-            "type": "object",
-            "properties": {
-                "total": {"type": "integer"}, "skip": {"type": "integer"}, "limit": {"type": "integer"},
-                "has_more": {"type": "boolean"}, "items": {"type": "array", "items": items},
-                "page": {"type": "integer"}, "page_size": {"type": "integer"}, "total_pages": {"type": "integer"}
-            }
-        })
-    };
-    let ok = |description: &str, schema: Value| json!({"description": description, "content": {"application/json": {"schema": schema}}});
-    let mut list_parameters = paging.as_array().cloned().unwrap_or_default();
-    list_parameters.extend([
-        json!({"name": "status", "in": "query", "schema": {"type": "string", "enum": STATUSES}}),
-        json!({"name": "sort_by", "in": "query", "schema": {"type": "string", "enum": ["name", "created_at", "id"]}}),
-        json!({"name": "sort_order", "in": "query", "schema": {"type": "string", "enum": ["asc", "desc"]}}),
-    ]);
-    let mut product_parameters = vec![id.clone()];
-    product_parameters.extend(paging.as_array().cloned().unwrap_or_default());
-    let mut paths = Map::new();
-    paths.insert("/suppliers".into(), json!({
-        "get": {
-            "summary": "List suppliers", "tags": ["suppliers"],
-            "parameters": list_parameters,
-            "responses": {"200": ok("Suppliers", list_of(supplier.clone())), "401": error("Not authenticated"), "403": error("Needs products:read"), "422": error("Bad filter or paging")}
-        },
-        "post": {
-            "summary": "Create a supplier", "tags": ["suppliers"],
-            "requestBody": {"required": true, "content": {"application/json": {"schema": create_input}}},
-            "responses": {"201": ok("Created", supplier.clone()), "401": error("Not authenticated"), "403": error("Needs products:write"), "409": error("Name taken"), "422": error("Invalid fields")}
-        }
-    }));
-    paths.insert("/suppliers/{id}".into(), json!({
-        "parameters": [id],
-        "get": {
-            "summary": "A supplier", "tags": ["suppliers"],
-            "responses": {"200": ok("The supplier", supplier.clone()), "401": error("Not authenticated"), "403": error("Needs products:read"), "404": error("No such supplier")}
-        },
-        "put": {
-            "summary": "Change a supplier (the fields sent)", "tags": ["suppliers"],
-            "requestBody": {"required": true, "content": {"application/json": {"schema": input}}},
-            "responses": {"200": ok("Changed", supplier), "401": error("Not authenticated"), "403": error("Needs products:write"), "404": error("No such supplier"), "409": error("Name taken"), "422": error("Invalid fields")}
-        },
-        "delete": {
-            "summary": "Delete a supplier without products or imports", "tags": ["suppliers"],
-            "responses": {"204": {"description": "Deleted"}, "401": error("Not authenticated"), "403": error("Needs products:delete"), "404": error("No such supplier"), "409": error("Products or imports refer to it")}
-        }
-    }));
-    paths.insert("/suppliers/{id}/products".into(), json!({
-        "get": {
-            "summary": "A supplier's products", "tags": ["suppliers"],
-            "parameters": product_parameters,
-            "responses": {"200": ok("Products", list_of(json!({"type": "object"}))), "401": error("Not authenticated"), "403": error("Needs products:read"), "404": error("No such supplier")}
-        }
-    }));
-    paths
-}
-
-/// The standard error body, for the OpenAPI fragments of this part and
-/// the imports (inline: a fragment holds `paths` only, no components).
-pub fn error_schema() -> Value {
-    json!({
-        "type": "object",
-        "properties": {
-            "error": {
-                "type": "object",
-                "properties": {
-                    "code": {"type": "string"},
-                    "message": {"type": "string"},
-                    "details": {"type": "array", "items": {}},
-                    "timestamp": {"type": "string"},
-                    "request_id": {"type": "string"}
-                }
-            }
-        }
-    })
+    let sql = format!(
+        "SELECT {} FROM products WHERE supplier_id = $1 ORDER BY id",
+        fields::PRODUCT_COLUMNS
+    );
+    Ok(products.host.query_page(&sql, params![id], window)?)
 }
 
 #[cfg(test)]

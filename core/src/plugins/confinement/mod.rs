@@ -19,6 +19,7 @@
 //! Parameters bind from JSON: null, bool, integer, float, string; arrays and
 //! objects bind as their JSON text. Rows come back as JSON objects.
 
+mod failures;
 pub mod namespace;
 pub mod postgres_roles;
 pub mod sqlite_authorizer;
@@ -32,8 +33,9 @@ use sqlx::{
     Any, AnyPool, Column, ConnectOptions, Connection, Executor, Row, Sqlite, SqlitePool, TypeInfo,
     ValueRef,
 };
-use xcore_plugin_api::Statement;
+use xcore_plugin_sdk::{Executed, HostError, Statement};
 
+use failures::classify;
 pub use namespace::Namespace;
 use sqlite_authorizer::Mode;
 
@@ -141,80 +143,101 @@ impl PluginDatabase {
     }
 
     /// Runs one statement and returns its rows as JSON objects.
-    pub async fn query(&self, statement: &Statement) -> Result<Value, String> {
+    pub async fn query(&self, statement: &Statement) -> Result<Value, HostError> {
+        let owner = self.namespace.owner();
         match &self.backend {
             Backend::Sqlite(pool) => {
-                let mut connection = pool.acquire().await.map_err(sql_error)?;
+                let mut connection = pool.acquire().await.map_err(|e| classify(owner, e))?;
                 let rows = bind_sqlite(statement)?.fetch_all(&mut *connection).await;
                 match rows {
-                    Ok(rows) => sqlite_rows_to_json(&rows),
-                    Err(error) => Err(refusal_or(&mut connection, error).await),
+                    Ok(rows) => sqlite_rows_to_json(&rows).map_err(unreadable),
+                    Err(error) => Err(refusal_or(owner, &mut connection, error).await),
                 }
             }
             Backend::Postgres { pool, .. } => {
                 let rows = bind_any(statement)?
                     .fetch_all(pool)
                     .await
-                    .map_err(sql_error)?;
-                any_rows_to_json(&rows)
+                    .map_err(|e| classify(owner, e))?;
+                any_rows_to_json(&rows).map_err(unreadable)
             }
         }
     }
 
-    /// Runs one statement and returns the number of rows it changed.
-    pub async fn execute(&self, statement: &Statement) -> Result<u64, String> {
+    /// Runs one statement; the rows it changed and, on SQLite, the rowid
+    /// it inserted last.
+    pub async fn execute(&self, statement: &Statement) -> Result<Executed, HostError> {
+        let owner = self.namespace.owner();
         match &self.backend {
             Backend::Sqlite(pool) => {
-                let mut connection = pool.acquire().await.map_err(sql_error)?;
+                let mut connection = pool.acquire().await.map_err(|e| classify(owner, e))?;
                 let done = bind_sqlite(statement)?.execute(&mut *connection).await;
                 match done {
-                    Ok(done) => Ok(done.rows_affected()),
-                    Err(error) => Err(refusal_or(&mut connection, error).await),
+                    Ok(done) => Ok(Executed {
+                        rows_affected: done.rows_affected(),
+                        last_insert_id: (done.rows_affected() > 0)
+                            .then(|| done.last_insert_rowid()),
+                    }),
+                    Err(error) => Err(refusal_or(owner, &mut connection, error).await),
                 }
             }
-            Backend::Postgres { pool, .. } => Ok(bind_any(statement)?
-                .execute(pool)
-                .await
-                .map_err(sql_error)?
-                .rows_affected()),
+            Backend::Postgres { pool, .. } => {
+                let done = bind_any(statement)?
+                    .execute(pool)
+                    .await
+                    .map_err(|e| classify(owner, e))?;
+                Ok(Executed {
+                    rows_affected: done.rows_affected(),
+                    last_insert_id: None,
+                })
+            }
         }
     }
 
     /// Runs `statements` in one write transaction: all or nothing (the
     /// transaction is rolled back when any statement fails).
-    pub async fn transaction(&self, statements: &[Statement]) -> Result<Value, String> {
+    pub async fn transaction(&self, statements: &[Statement]) -> Result<Value, HostError> {
+        let owner = self.namespace.owner();
         match &self.backend {
             Backend::Sqlite(pool) => {
-                let mut connection = pool.acquire().await.map_err(sql_error)?;
+                let mut connection = pool.acquire().await.map_err(|e| classify(owner, e))?;
                 let outcome = sqlite_transaction(&mut connection, statements).await;
                 match outcome {
                     Ok(results) => Ok(results),
-                    Err(Failure::Sql(error)) => Err(refusal_or(&mut connection, error).await),
-                    Err(Failure::Other(message)) => Err(message),
+                    Err(Failure::Sql(error)) => {
+                        Err(refusal_or(owner, &mut connection, error).await)
+                    }
+                    Err(Failure::Other(error)) => Err(error),
                 }
             }
             Backend::Postgres { pool, .. } => {
-                let mut tx = pool.begin().await.map_err(sql_error)?;
+                let mut tx = pool.begin().await.map_err(|e| classify(owner, e))?;
                 let mut results = Vec::with_capacity(statements.len());
                 for statement in statements {
                     let rows = bind_any(statement)?
                         .fetch_all(&mut *tx)
                         .await
-                        .map_err(sql_error)?;
-                    results.push(any_rows_to_json(&rows)?);
+                        .map_err(|e| classify(owner, e))?;
+                    results.push(any_rows_to_json(&rows).map_err(unreadable)?);
                 }
-                tx.commit().await.map_err(sql_error)?;
+                tx.commit().await.map_err(|e| classify(owner, e))?;
                 Ok(Value::Array(results))
             }
         }
     }
 }
 
+/// A row the host could not turn into JSON (a column type it does not
+/// map): the host's limit, said plainly.
+fn unreadable(message: String) -> HostError {
+    HostError::Other { message }
+}
+
 /// Why a SQLite transaction failed: the database (maybe the authorizer),
 /// or something on the host's side.
 enum Failure {
     Sql(sqlx::Error),
-    Other(String),
+    Other(HostError),
 }
 
 impl From<sqlx::Error> for Failure {
@@ -236,7 +259,7 @@ async fn sqlite_transaction(
             .map_err(Failure::Other)?
             .fetch_all(&mut *tx)
             .await?;
-        results.push(sqlite_rows_to_json(&rows).map_err(Failure::Other)?);
+        results.push(sqlite_rows_to_json(&rows).map_err(|e| Failure::Other(unreadable(e)))?);
     }
     tx.commit().await?;
     Ok(Value::Array(results))
@@ -245,12 +268,19 @@ async fn sqlite_transaction(
 /// The error a failed SQLite plugin statement reports: when the authorizer
 /// refused it, the refusal (which names the table) instead of SQLite's
 /// "not authorized".
-async fn refusal_or(connection: &mut sqlx::SqliteConnection, error: sqlx::Error) -> String {
+async fn refusal_or(
+    plugin: &str,
+    connection: &mut sqlx::SqliteConnection,
+    error: sqlx::Error,
+) -> HostError {
     // Taken whatever the error, so no refusal outlives its statement.
     let refusal = sqlite_authorizer::take_refusal(connection).await;
     match refusal {
-        Some(refusal) if is_authorization_error(&error) => refusal,
-        _ => sql_error(error),
+        Some(reason) if is_authorization_error(&error) => {
+            tracing::warn!(plugin, reason = reason.as_str(), "plugin statement refused");
+            HostError::Refused { reason }
+        }
+        _ => classify(plugin, error),
     }
 }
 
@@ -305,7 +335,15 @@ async fn migrate_sqlite(
             .await
             .map_err(fail)?;
         if let Err(error) = (&mut *tx).execute(migration.sqlite).await {
-            let why = refusal_or(&mut tx, error).await;
+            // For the operator installing it: the refusal, or the
+            // database's own words.
+            let why = match sqlite_authorizer::take_refusal(&mut tx).await {
+                Some(refusal) if is_authorization_error(&error) => refusal,
+                _ => match &error {
+                    sqlx::Error::Database(database) => database.message().to_string(),
+                    other => other.to_string(),
+                },
+            };
             return Err(format!(
                 "migration {owner} v{} ({}) failed: {why}",
                 migration.version, migration.name
@@ -398,18 +436,10 @@ async fn schema_names(
     Ok(names.into_iter().collect())
 }
 
-/// The database's message, without the driver's wrapping.
-fn sql_error(error: sqlx::Error) -> String {
-    match error {
-        sqlx::Error::Database(db) => db.message().to_string(),
-        other => other.to_string(),
-    }
-}
-
 /// A statement with its JSON parameters bound, for either driver.
 fn bind<DB>(
     statement: &Statement,
-) -> Result<sqlx::query::Query<'_, DB, <DB as sqlx::Database>::Arguments<'_>>, String>
+) -> Result<sqlx::query::Query<'_, DB, <DB as sqlx::Database>::Arguments<'_>>, HostError>
 where
     DB: sqlx::Database,
     for<'q> Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
@@ -425,7 +455,9 @@ where
             Value::Bool(flag) => query.bind(*flag),
             Value::Number(number) => match number.as_i64() {
                 Some(integer) => query.bind(integer),
-                None => query.bind(number.as_f64().ok_or("unsupported number")?),
+                None => query.bind(number.as_f64().ok_or_else(|| HostError::Other {
+                    message: format!("unsupported number {number}"),
+                })?),
             },
             Value::String(text) => query.bind(text.clone()),
             other => query.bind(other.to_string()),
@@ -436,24 +468,25 @@ where
 
 fn bind_sqlite(
     statement: &Statement,
-) -> Result<sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments<'_>>, String> {
+) -> Result<sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments<'_>>, HostError> {
     bind(statement)
 }
 
-/// PostgreSQL text cannot hold NUL: refused here with a clear message
-/// rather than the server's encoding error.
+/// PostgreSQL text cannot hold NUL: refused here as a value the database
+/// refuses (a 422 for the client) rather than the server's encoding error.
 fn bind_any(
     statement: &Statement,
-) -> Result<sqlx::query::Query<'_, Any, sqlx::any::AnyArguments<'_>>, String> {
+) -> Result<sqlx::query::Query<'_, Any, sqlx::any::AnyArguments<'_>>, HostError> {
     if let Some(index) = statement
         .params
         .iter()
         .position(|param| param.as_str().is_some_and(|text| text.contains('\0')))
     {
-        return Err(format!(
-            "parameter ${} contains a NUL character, which PostgreSQL text cannot hold",
-            index + 1
-        ));
+        tracing::warn!(
+            parameter = index + 1,
+            "plugin parameter contains a NUL character, which PostgreSQL text cannot hold"
+        );
+        return Err(HostError::CheckViolation { column: None });
     }
     bind(statement)
 }

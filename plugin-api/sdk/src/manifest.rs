@@ -44,9 +44,20 @@ pub struct Manifest {
     /// Schema migrations, applied in order, each once.
     #[serde(default)]
     pub migrations: Vec<MigrationSpec>,
-    /// OpenAPI `paths` for its routes, relative to `api_prefix`.
+    /// OpenAPI `paths` for its routes, relative to `api_prefix` (generated
+    /// by the router from the handlers' types).
     #[serde(default)]
     pub openapi: Option<serde_json::Value>,
+    /// Component schemas the `paths` refer to, named `<id>.<Type>`.
+    #[serde(default)]
+    pub openapi_schemas: Option<serde_json::Value>,
+    /// Event topics it listens to (exact, or `prefix.*`): the host delivers
+    /// matching events to its `on_event`.
+    #[serde(default)]
+    pub subscriptions: Vec<String>,
+    /// It has a start hook: the host signals it once the instance serves.
+    #[serde(default)]
+    pub on_start: bool,
 }
 
 /// A dependency on another plugin.
@@ -110,6 +121,18 @@ pub struct MigrationSpec {
     pub sqlite: String,
     /// PostgreSQL script.
     pub postgres: String,
+}
+
+/// Starts a [`Manifest`] with the plugin crate's own version, description
+/// and authors (from its `Cargo.toml`), so they are written once:
+/// `manifest!("hello", "Hello", "/api/v1/hello")`.
+#[macro_export]
+macro_rules! manifest {
+    ($id:expr, $name:expr, $api_prefix:expr $(,)?) => {
+        $crate::Manifest::new($id, $name, env!("CARGO_PKG_VERSION"), $api_prefix)
+            .description(env!("CARGO_PKG_DESCRIPTION"))
+            .author(env!("CARGO_PKG_AUTHORS"))
+    };
 }
 
 impl Manifest {

@@ -22,7 +22,7 @@ use crate::{
     host::{Dialect, HostOp},
     http::{Caller, Response},
     manifest::Manifest,
-    sdk::{full_manifest, instantiate, Plugin},
+    router::{full_manifest, instantiate, Plugin},
 };
 
 type SqlHandler = dyn Fn(&HostOp) -> Result<Value, String> + Send + Sync;
@@ -34,8 +34,10 @@ pub struct Recorded {
     pub published: Vec<(String, Value)>,
     /// `(level, message)` of each log line.
     pub logs: Vec<(u8, String)>,
-    /// Every SQL operation, in order.
+    /// Every other operation (SQL, calls, HTTP), in order.
     pub sql: Vec<HostOp>,
+    /// `(topic, message, panicked)` of each failed event or start handler.
+    pub failures: Vec<(String, String, bool)>,
 }
 
 /// A host for tests.
@@ -55,7 +57,8 @@ impl Default for FakeHost {
 
 impl FakeHost {
     /// A host whose SQL answers come from `answer` (a JSON array of rows
-    /// for queries, a number for executes).
+    /// for queries, an [`Executed`](crate::Executed) object for writes; an
+    /// `Err` is sent as the host sends it: a [`crate::HostError`] as JSON).
     pub fn with_sql(
         answer: impl Fn(&HostOp) -> Result<Value, String> + Send + Sync + 'static,
     ) -> Self {
@@ -93,6 +96,19 @@ impl HostServices for FakeHost {
                 Ok(Value::Null)
             }
             HostOp::Dialect => serde_json::to_value(self.dialect).map_err(|e| e.to_string()),
+            HostOp::HandlerFailed {
+                topic,
+                message,
+                panicked,
+                ..
+            } => {
+                if let Ok(mut recorded) = self.recorded.lock() {
+                    recorded
+                        .failures
+                        .push((topic.clone(), message.clone(), *panicked));
+                }
+                Ok(Value::Null)
+            }
             _ => {
                 if let Ok(mut recorded) = self.recorded.lock() {
                     recorded.sql.push(op.clone());
@@ -204,6 +220,29 @@ impl TestPlugin {
             headers: headers.into_iter().collect(),
             body: response.body.into_vec(),
         }
+    }
+
+    /// Delivers an event as the host does (to the listeners whose pattern
+    /// matches `topic`).
+    pub fn deliver(&self, topic: &str, data: Value) {
+        let event = crate::router::Event {
+            id: "test".into(),
+            topic: topic.into(),
+            data,
+            timestamp: crate::time::now(),
+        };
+        let text = serde_json::to_string(&event).unwrap_or_default();
+        self.instance.on_event(RStr::from_str(&text));
+    }
+
+    /// Sends the start signal, as the host does once the instance serves.
+    pub fn signal_start(&self) {
+        self.deliver(crate::router::START_SIGNAL, Value::Null);
+    }
+
+    /// The manifest as the host sees it.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
     }
 
     /// Runs a job.

@@ -7,7 +7,15 @@
 //! `total_pages` back (ARCHITECTURE, "Lists"). Sorting takes `sort_by` from
 //! a per-route list and `sort_order` (or the seed's `order`) `asc`/`desc`.
 
-use crate::http::{ListBody, Request, Response, MAX_PAGE_SIZE};
+use std::marker::PhantomData;
+
+use serde_json::json;
+
+use crate::{
+    extract::FromRequest,
+    http::{ListBody, Request, Response, MAX_PAGE_SIZE},
+    openapi::Operation,
+};
 
 /// The rows a client asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,6 +26,81 @@ pub struct Window {
     pub limit: i64,
     /// Paged with `page`/`page_size`: the body gets the page fields.
     pub paged: bool,
+}
+
+/// The window as an extractor: `skip`/`limit` or `page`/`page_size`, with
+/// the defaults and maxima above; a bad value is a 422 naming it.
+impl FromRequest for Window {
+    fn from_request(request: &mut Request) -> Result<Self, Response> {
+        window(request)
+    }
+
+    fn document(operation: &mut Operation) {
+        let integer = |minimum: i64, maximum: i64, default: i64| json!({"type": "integer", "minimum": minimum, "maximum": maximum, "default": default});
+        for (name, schema) in [
+            (
+                "skip",
+                json!({"type": "integer", "minimum": 0, "default": 0}),
+            ),
+            ("limit", integer(1, MAX_PAGE_SIZE, 20)),
+            ("page", integer(1, 1_000_000, 1)),
+            ("page_size", integer(1, MAX_PAGE_SIZE, 20)),
+        ] {
+            operation.add_parameter(
+                json!({"name": name, "in": "query", "required": false, "schema": schema}),
+            );
+        }
+    }
+}
+
+/// The columns a list may be sorted by, for the [`Sort`] extractor.
+///
+/// ```
+/// use xcore_plugin_sdk::listing::SortColumns;
+///
+/// struct ByName;
+/// impl SortColumns for ByName {
+///     const COLUMNS: &'static [(&'static str, &'static str)] =
+///         &[("name", "g.name"), ("created_at", "g.created_at")];
+///     const DEFAULT: (&'static str, &'static str) = ("created_at", "DESC");
+///     const TIEBREAK: &'static str = "g.id";
+/// }
+/// ```
+pub trait SortColumns {
+    /// API name → column expression (never client text).
+    const COLUMNS: &'static [(&'static str, &'static str)];
+    /// The API name and direction (`ASC`/`DESC`) used when none is asked.
+    const DEFAULT: (&'static str, &'static str);
+    /// A unique column that keeps pages stable.
+    const TIEBREAK: &'static str;
+}
+
+/// `sort_by`/`sort_order` (or `order`) checked against `S`'s columns, as
+/// an `ORDER BY` clause body; anything else is a 422 naming the parameter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sort<S> {
+    /// E.g. `g.name ASC, g.id ASC`.
+    pub order_by: String,
+    columns: PhantomData<S>,
+}
+
+impl<S: SortColumns> FromRequest for Sort<S> {
+    fn from_request(request: &mut Request) -> Result<Self, Response> {
+        order_by(request, S::COLUMNS, S::DEFAULT, S::TIEBREAK).map(|order_by| Sort {
+            order_by,
+            columns: PhantomData,
+        })
+    }
+
+    fn document(operation: &mut Operation) {
+        let names: Vec<&str> = S::COLUMNS.iter().map(|(name, _)| *name).collect();
+        operation.add_parameter(json!({"name": "sort_by", "in": "query", "required": false,
+            "schema": {"type": "string", "enum": names, "default": S::DEFAULT.0}}));
+        operation.add_parameter(
+            json!({"name": "sort_order", "in": "query", "required": false,
+            "schema": {"type": "string", "enum": ["asc", "desc"]}}),
+        );
+    }
 }
 
 /// Reads the window; bad values are a 422 naming the parameter.

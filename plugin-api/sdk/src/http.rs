@@ -3,8 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use abi_stable::std_types::RStr;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_json::{json, Value};
+use xcore_plugin_api::ffi::{FfiPair, FfiRequest};
 
 /// Who is calling, as the host authenticated them.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -42,6 +44,40 @@ pub struct RequestHead {
     /// The host's request id, for logs.
     #[serde(default)]
     pub request_id: String,
+}
+
+/// An owned copy: `RStr::to_string` goes through `Display`, several times
+/// slower than a plain copy on the request path.
+fn owned_str(text: RStr<'_>) -> String {
+    text.as_str().to_owned()
+}
+
+/// Owned copies of borrowed pairs, collected into whatever the head uses.
+fn owned<'p, C: FromIterator<(String, String)>>(pairs: &'p [FfiPair<'p>]) -> C {
+    pairs
+        .iter()
+        .map(|pair| (owned_str(pair.name), owned_str(pair.value)))
+        .collect()
+}
+
+impl RequestHead {
+    /// The owned head of a request the host handed over.
+    pub fn from_ffi(request: &FfiRequest<'_>) -> Self {
+        Self {
+            method: owned_str(request.method),
+            path: owned_str(request.path),
+            route: owned_str(request.route),
+            params: owned(request.params.as_slice()),
+            query: owned(request.query.as_slice()),
+            headers: owned(request.headers.as_slice()),
+            caller: request.caller.as_ref().into_option().map(|caller| Caller {
+                user_id: caller.user_id,
+                email: owned_str(caller.email),
+                permissions: caller.permissions.iter().map(|p| owned_str(*p)).collect(),
+            }),
+            request_id: owned_str(request.request_id),
+        }
+    }
 }
 
 /// A request.
@@ -85,7 +121,7 @@ impl Request {
                 &format!("malformed JSON body: {error}"),
             )
         })?;
-        serde_json::from_value(value).map_err(|error| Response::invalid("body", &error.to_string()))
+        crate::extract::read(value).map_err(|(field, message)| Response::invalid(&field, &message))
     }
 }
 

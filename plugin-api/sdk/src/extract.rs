@@ -1,0 +1,309 @@
+//! Extractors: what a handler takes besides the plugin state, each read
+//! from the request before the handler runs (axum's idea, without async).
+//!
+//! A handler is a plain function `fn(&Plugin, A, B, ...) -> R` where every
+//! argument implements [`FromRequest`] and `R` implements
+//! [`IntoResponse`](crate::IntoResponse). A body, path or query that does
+//! not fit answers the standard error body naming the field (400 for a body
+//! that is not JSON, 422 for a value of the wrong shape) before the handler
+//! is called. Extractors that take the body ([`Json`], [`Body`],
+//! [`Multipart`](crate::multipart::Multipart), [`Request`]) go last.
+//!
+//! Each extractor also says what it adds to the route's OpenAPI operation
+//! ([`FromRequest::document`]), which is how the document is generated.
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use utoipa::ToSchema;
+
+use crate::{
+    http::{Caller, Request, Response},
+    openapi::Operation,
+};
+
+/// Something a handler can take as an argument.
+pub trait FromRequest: Sized {
+    /// Reads it from the request; an `Err` is answered as is.
+    fn from_request(request: &mut Request) -> Result<Self, Response>;
+
+    /// What it adds to the route's OpenAPI operation.
+    fn document(_operation: &mut Operation) {}
+}
+
+/// A JSON body read into `T`: 400 when it is not JSON, 422 naming the field
+/// when it has the wrong shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned + ToSchema> FromRequest for Json<T> {
+    fn from_request(request: &mut Request) -> Result<Self, Response> {
+        request.json().map(Json)
+    }
+
+    fn document(operation: &mut Operation) {
+        operation.request_body::<T>();
+    }
+}
+
+/// Path parameters read into `T`: a struct with one field per `{name}` of
+/// the route, or a single value for a route with one parameter. A value
+/// that does not parse is a 422 naming the parameter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest for Path<T> {
+    fn from_request(request: &mut Request) -> Result<Self, Response> {
+        let params = &request.head.params;
+        // One parameter reads into a bare value (`Path<i64>`) as well as
+        // into a struct with one field.
+        if let [(name, raw)] = params.iter().collect::<Vec<_>>().as_slice() {
+            if let Ok(value) = read::<T>(typed(raw)).or_else(|_| read(Value::from(raw.as_str()))) {
+                return Ok(Path(value));
+            }
+            // Not a bare value: a struct with the one field, or a 422
+            // naming the parameter.
+            return read_fields([(*name, *raw)].into_iter())
+                .map(Path)
+                .map_err(|_| Response::invalid(name, "invalid path parameter"));
+        }
+        read_fields(params.iter())
+            .map(Path)
+            .map_err(|(field, _)| Response::invalid(&field, "invalid path parameter"))
+    }
+}
+
+/// Query parameters read into `T` (serde, like a form): a value of the
+/// wrong type is a 422 naming the parameter. Add
+/// `#[serde(deny_unknown_fields)]` to refuse parameters the route does not
+/// know instead of ignoring them. A repeated name keeps its first value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned + ToSchema> FromRequest for Query<T> {
+    fn from_request(request: &mut Request) -> Result<Self, Response> {
+        let mut seen = std::collections::BTreeSet::new();
+        let first = request
+            .head
+            .query
+            .iter()
+            .filter(|(name, _)| seen.insert(name.as_str()))
+            .map(|(name, raw)| (name, raw));
+        read_fields(first)
+            .map(Query)
+            .map_err(|(field, message)| Response::invalid(&field, &message))
+    }
+
+    fn document(operation: &mut Operation) {
+        operation.query_parameters::<T>();
+    }
+}
+
+/// Reads named text values into `T`: each value typed as it most likely
+/// is (so numeric and boolean fields work), and when that does not fit,
+/// the culprit retried as text (so `q=42` still reads into a `String`).
+/// The error names the field.
+fn read_fields<'v, T: DeserializeOwned>(
+    fields: impl Iterator<Item = (&'v String, &'v String)>,
+) -> Result<T, (String, String)> {
+    let fields: Vec<(&String, &String)> = fields.collect();
+    let mut object: serde_json::Map<String, Value> = fields
+        .iter()
+        .map(|(name, raw)| ((*name).clone(), typed(raw)))
+        .collect();
+    loop {
+        match read::<T>(Value::Object(object.clone())) {
+            Ok(value) => return Ok(value),
+            Err((field, message)) => {
+                // Retry the field as text once; a second failure is final.
+                match object.get_mut(&field) {
+                    Some(value) if !value.is_string() => {
+                        let raw = fields
+                            .iter()
+                            .find(|(name, _)| **name == field)
+                            .map(|(_, raw)| raw.as_str())
+                            .unwrap_or_default();
+                        *value = Value::from(raw);
+                    }
+                    _ => return Err((field, message)),
+                }
+            }
+        }
+    }
+}
+
+/// `T` from a JSON value, or the path of the field that did not fit and
+/// serde's reason.
+pub(crate) fn read<T: DeserializeOwned>(value: Value) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        let message = error.into_inner().to_string();
+        // A missing or unknown field is reported at the parent ("."), with
+        // the field's name in the message between backticks.
+        let field = if path == "." || path.is_empty() {
+            message
+                .split('`')
+                .nth(1)
+                .map_or_else(|| "body".to_string(), str::to_string)
+        } else {
+            path
+        };
+        (field, message)
+    })
+}
+
+/// A path or query text as the JSON value it most likely is, so numeric
+/// and boolean fields deserialize; text fields are retried as text.
+fn typed(raw: &str) -> Value {
+    if let Ok(integer) = raw.parse::<i64>() {
+        return Value::from(integer);
+    }
+    match raw {
+        "true" => Value::Bool(true),
+        "false" => Value::Bool(false),
+        _ => match raw.parse::<f64>() {
+            Ok(number) if number.is_finite() && !raw.contains(['e', 'E', 'n', 'N', 'i', 'I']) => {
+                Value::from(number)
+            }
+            _ => Value::from(raw),
+        },
+    }
+}
+
+/// The authenticated caller; 401 on a public route called anonymously.
+/// Take `Option<Caller>` where anonymity is fine.
+impl FromRequest for Caller {
+    fn from_request(request: &mut Request) -> Result<Self, Response> {
+        request
+            .head
+            .caller
+            .clone()
+            .ok_or_else(|| Response::error(401, "AUTHENTICATION_ERROR", "authentication required"))
+    }
+}
+
+impl FromRequest for Option<Caller> {
+    fn from_request(request: &mut Request) -> Result<Self, Response> {
+        Ok(request.head.caller.clone())
+    }
+}
+
+/// The raw body, taken from the request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Body(pub Vec<u8>);
+
+impl FromRequest for Body {
+    fn from_request(request: &mut Request) -> Result<Self, Response> {
+        Ok(Body(std::mem::take(&mut request.body)))
+    }
+}
+
+/// The request headers (names lower-case; the host leaves credentials out).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Headers(pub std::collections::BTreeMap<String, String>);
+
+impl FromRequest for Headers {
+    fn from_request(request: &mut Request) -> Result<Self, Response> {
+        Ok(Headers(request.head.headers.clone()))
+    }
+}
+
+/// The whole request, taken: for the rare handler that needs everything.
+impl FromRequest for Request {
+    fn from_request(request: &mut Request) -> Result<Self, Response> {
+        Ok(std::mem::take(request))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+
+    fn request(params: &[(&str, &str)], query: &[(&str, &str)]) -> Request {
+        let mut request = Request::default();
+        request.head.params = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        request.head.query = query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        request
+    }
+
+    #[derive(Debug, Deserialize, PartialEq, ToSchema)]
+    struct Filters {
+        q: Option<String>,
+        min: Option<f64>,
+        active: Option<bool>,
+    }
+
+    #[test]
+    fn path_reads_a_value_or_a_struct_and_names_a_bad_parameter() {
+        let Path(id) = Path::<i64>::from_request(&mut request(&[("id", "7")], &[])).expect("id");
+        assert_eq!(id, 7);
+        let Path(sku) =
+            Path::<String>::from_request(&mut request(&[("sku", "0042")], &[])).expect("sku");
+        assert_eq!(sku, "0042");
+        let bad = Path::<i64>::from_request(&mut request(&[("id", "7x")], &[])).expect_err("bad");
+        assert_eq!(bad.status, 422);
+        assert!(String::from_utf8_lossy(&bad.body).contains("\"field\":\"id\""));
+        #[derive(Deserialize)]
+        struct Pair {
+            product: i64,
+            line: i64,
+        }
+        let Path(pair) =
+            Path::<Pair>::from_request(&mut request(&[("product", "1"), ("line", "2")], &[]))
+                .expect("pair");
+        assert_eq!((pair.product, pair.line), (1, 2));
+    }
+
+    #[test]
+    fn query_types_values_keeps_text_as_text_and_names_what_does_not_fit() {
+        let Query(filters) = Query::<Filters>::from_request(&mut request(
+            &[],
+            &[("q", "42"), ("min", "2.5"), ("active", "true")],
+        ))
+        .expect("filters");
+        assert_eq!(
+            filters,
+            Filters {
+                q: Some("42".into()),
+                min: Some(2.5),
+                active: Some(true)
+            }
+        );
+        let bad = Query::<Filters>::from_request(&mut request(&[], &[("min", "cheap")]))
+            .expect_err("bad");
+        assert_eq!(bad.status, 422);
+        let body = String::from_utf8_lossy(&bad.body).to_string();
+        assert!(body.contains("min"), "{body}");
+        #[derive(Debug, Deserialize, ToSchema)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Strict {
+            q: Option<String>,
+        }
+        let unknown = Query::<Strict>::from_request(&mut request(&[], &[("sort", "x")]))
+            .expect_err("unknown");
+        assert!(String::from_utf8_lossy(&unknown.body).contains("sort"));
+    }
+
+    #[test]
+    fn caller_is_required_unless_optional() {
+        assert_eq!(
+            Caller::from_request(&mut request(&[], &[]))
+                .expect_err("anonymous")
+                .status,
+            401
+        );
+        assert_eq!(
+            Option::<Caller>::from_request(&mut request(&[], &[])).ok(),
+            Some(None)
+        );
+    }
+}

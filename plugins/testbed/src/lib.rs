@@ -1,0 +1,234 @@
+//! `testbed`: the fixture plugin of the host's integration tests, never
+//! deployed. By default it stands in for `hello` (same id, prefix and
+//! table) with routes that attack or exercise the host; its features build
+//! the variants the host must refuse, and an event listener. See the
+//! features in `Cargo.toml`.
+
+use serde::{Deserialize, Serialize};
+use xcore_plugin_sdk::prelude::*;
+
+/// The instance.
+pub struct Testbed {
+    host: Host,
+}
+
+/// Identity: the variants change it.
+#[cfg(not(any(feature = "alias", feature = "needs-ghost", feature = "listener")))]
+const IDENTITY: (&str, &str) = ("hello", "/api/v1/hello");
+#[cfg(feature = "alias")]
+const IDENTITY: (&str, &str) = ("hello_alias", "/api/v1/hello");
+#[cfg(all(feature = "needs-ghost", not(feature = "alias")))]
+const IDENTITY: (&str, &str) = ("hello_needy", "/api/v1/hello-needy");
+#[cfg(all(
+    feature = "listener",
+    not(any(feature = "alias", feature = "needs-ghost"))
+))]
+const IDENTITY: (&str, &str) = ("listener", "/api/v1/listener");
+
+const PING: &str = if cfg!(feature = "v2") {
+    "pong v2"
+} else {
+    "pong"
+};
+
+/// Hello's table, byte for byte (a reload from hello to this fixture must
+/// find its migration already applied).
+const HELLO_SQLITE: &str = "CREATE TABLE hello_greetings (id INTEGER PRIMARY KEY AUTOINCREMENT, text TEXT NOT NULL, created_at TEXT NOT NULL)";
+const HELLO_POSTGRES: &str = "CREATE TABLE hello_greetings (id BIGSERIAL PRIMARY KEY, text TEXT NOT NULL, created_at TEXT NOT NULL)";
+
+#[derive(Serialize, Deserialize, ToSchema)]
+struct Greeting {
+    id: i64,
+    text: String,
+    created_at: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+struct NewGreeting {
+    #[schema(min_length = 1, max_length = 280)]
+    text: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+struct Target {
+    path: Option<String>,
+    name: Option<String>,
+    url: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+struct Received {
+    id: i64,
+    topic: String,
+    text: Option<String>,
+}
+
+impl Plugin for Testbed {
+    fn manifest() -> Manifest {
+        let manifest = Manifest::new(IDENTITY.0, "Testbed", env!("CARGO_PKG_VERSION"), IDENTITY.1)
+            .description("Fixture for the host's tests")
+            .tags(&["fixture"])
+            .permission("hello:read", "Read greetings")
+            .permission("hello:write", "Write greetings")
+            .event("greeted");
+        match IDENTITY.0 {
+            "hello" => manifest.migration(1, "greetings table", HELLO_SQLITE, HELLO_POSTGRES),
+            "listener" => Manifest::new(IDENTITY.0, "Listener", env!("CARGO_PKG_VERSION"), IDENTITY.1)
+                .permission("listener:read", "Read what was received")
+                .migration(
+                    1,
+                    "received events",
+                    "CREATE TABLE listener_received (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, text TEXT)",
+                    "CREATE TABLE listener_received (id BIGSERIAL PRIMARY KEY, topic TEXT NOT NULL, text TEXT)",
+                ),
+            // The renamed variants exist to be refused before they serve;
+            // `hello_greetings` is not theirs to create.
+            _ if cfg!(feature = "needs-ghost") => manifest.depends_on("ghost", "^1"),
+            _ => manifest,
+        }
+    }
+
+    fn router() -> Router<Self> {
+        if IDENTITY.0 == "listener" {
+            return Router::new()
+                .get("/events", Access::Public, |testbed: &Testbed| {
+                    let sql = "SELECT id, topic, text FROM listener_received ORDER BY id";
+                    testbed.host.query_as::<Received>(sql, params![]).map(Json)
+                })
+                .on("hello.*", Testbed::record)
+                .on_start(|testbed: &Testbed| testbed.store("!start", None));
+        }
+        Router::new()
+            .get("/ping", Access::Public, |_: &Testbed| {
+                Json(json!({"message": PING, "plugin": "hello", "greeting": null}))
+            })
+            .get("/greetings", Access::Requires("hello:read"), Testbed::list)
+            .post("/greetings", Access::Requires("hello:write"), Testbed::create)
+            .get("/panic", Access::Public, |_: &Testbed| -> Response {
+                panic!("hello panicked on purpose")
+            })
+            .get("/relay", Access::Public, Testbed::relay)
+            // Accepts up to 4 MiB (more than the server's default), to
+            // prove a route's own body limit is honoured.
+            .post("/measure", Access::Public, |_: &Testbed, Body(body): Body| {
+                Json(json!({"bytes": body.len()}))
+            })
+            .max_body(4 * 1024 * 1024)
+            .get("/run-job", Access::Public, Testbed::run_job_now)
+            .get("/steal", Access::Public, |testbed: &Testbed| {
+                match testbed.host.query("SELECT email, password_hash FROM users", params![]) {
+                    Ok(rows) => Response::json(200, &rows),
+                    Err(error) => Response::error(403, "AUTHORIZATION_ERROR", &error.to_string()),
+                }
+            })
+            .get("/fetch", Access::Public, Testbed::fetch)
+            .get("/whoami", Access::Requires("hello:read"), |_: &Testbed, caller: Caller| {
+                Json(json!({"user_id": caller.user_id, "email": caller.email}))
+            })
+            .get("/conflict", Access::Public, |testbed: &Testbed| -> Result<NoContent, HostError> {
+                // Two rows with the same id: the second insert is a unique
+                // violation the host must classify, without SQL text.
+                let now = now();
+                let sql = "INSERT INTO hello_greetings (id, text, created_at) VALUES (-1, 'twin', $1)";
+                let _ = testbed.host.execute(sql, params![now]);
+                testbed.host.execute(sql, params![now])?;
+                Ok(NoContent)
+            })
+            .job("tick", "Logs the number of greetings", |_: &Testbed| Ok::<_, String>(()))
+            .job("nap", "Sleeps 1.5 s, to test overlapping runs", |_: &Testbed| {
+                std::thread::sleep(std::time::Duration::from_millis(1500));
+                Ok::<_, String>(())
+            })
+            .job("stamp", "Sleeps 0.3 s, then stores the greeting \"stamp\"", |testbed: &Testbed| {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                let sql = "INSERT INTO hello_greetings (text, created_at) VALUES ('stamp', $1)";
+                testbed.host.execute(sql, params![now()]).map(|_| ())
+            })
+    }
+
+    fn new(host: Host, _config: Value) -> Result<Self, String> {
+        Ok(Self { host })
+    }
+}
+
+impl Testbed {
+    fn list(&self, window: Window) -> Result<ListBody<Greeting>, HostError> {
+        let sql = "SELECT * FROM hello_greetings ORDER BY id DESC";
+        self.host.query_page(sql, params![], window)
+    }
+
+    /// Hello's rules, so the host's tests see hello's answers.
+    fn create(&self, Json(new): Json<NewGreeting>) -> Result<Created<Greeting>, Response> {
+        let text = new.text.trim();
+        if !(1..=280).contains(&text.chars().count()) || text.contains('\0') {
+            return Err(Response::invalid("text", "1 to 280 characters, no NUL"));
+        }
+        let sql = "INSERT INTO hello_greetings (text, created_at) VALUES ($1, $2) RETURNING *";
+        let greeting: Greeting = self.host.query_row_as(sql, params![text, now()])?;
+        self.host.publish("greeted", &greeting)?;
+        Ok(Created(greeting))
+    }
+
+    fn relay(&self, Query(target): Query<Target>) -> Response {
+        let Some(path) = target.path else {
+            return Response::invalid("path", "required");
+        };
+        match self.host.call("GET", &path, None) {
+            Ok(answer) => {
+                Response::json(200, &json!({"status": answer.status, "body": answer.body}))
+            }
+            Err(error) => Response::error(502, "PLUGIN_ERROR", &error.to_string()),
+        }
+    }
+
+    fn run_job_now(&self, Query(target): Query<Target>) -> Response {
+        let Some(name) = target.name else {
+            return Response::invalid("name", "required");
+        };
+        match self.host.run_job(&name) {
+            Ok(()) => Response::json(202, &json!({"queued": name})),
+            Err(error) => Response::error(409, "CONFLICT", &error.to_string()),
+        }
+    }
+
+    /// Fetches `url` through the host; answers what came back, or the
+    /// host's refusal as text (the test reads the reason).
+    fn fetch(&self, Query(target): Query<Target>) -> Response {
+        let Some(url) = target.url else {
+            return Response::invalid("url", "required");
+        };
+        match self.host.http(&HttpRequest::get(&url)) {
+            Ok(answer) => {
+                let body = answer.body().unwrap_or_default();
+                Response::json(
+                    200,
+                    &json!({"status": answer.status, "bytes": body.len(), "body": String::from_utf8_lossy(&body)}),
+                )
+            }
+            Err(error) => Response::json(
+                502,
+                &json!({"refused": error, "message": error.to_string()}),
+            ),
+        }
+    }
+
+    /// Stores what the listener received; an event saying "panic" panics.
+    fn record(&self, event: &Event) -> Result<(), HostError> {
+        let text = event
+            .data
+            .get("text")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if text.as_deref() == Some("panic") {
+            panic!("the listener panicked on purpose");
+        }
+        self.store(&event.topic, text)
+    }
+
+    fn store(&self, topic: &str, text: Option<String>) -> Result<(), HostError> {
+        let sql = "INSERT INTO listener_received (topic, text) VALUES ($1, $2)";
+        self.host.execute(sql, params![topic, text]).map(|_| ())
+    }
+}
+
+xcore_plugin_sdk::export_plugin!(Testbed);
