@@ -32,6 +32,7 @@ use super::{
     prefix, probe,
 };
 use crate::{
+    auth::{cache::AuthCache, changes::Change},
     config::PluginSettings,
     db::{flag, migrate, timestamp, Database},
     error::ApiError,
@@ -144,6 +145,9 @@ pub struct PluginManager {
     checker: probe::Checker,
     /// Derives the PostgreSQL plugin roles' passwords.
     sql_role_secret: String,
+    /// Told when plugin permissions are registered or removed, so requests
+    /// are decided on them from the next one on.
+    auth: Arc<AuthCache>,
 }
 
 /// What the manager needs besides the database and the bus.
@@ -165,6 +169,8 @@ pub struct ManagerOptions {
     /// Derives the PostgreSQL plugin roles' passwords (the JWT secret: all
     /// instances of one deployment share it).
     pub sql_role_secret: String,
+    /// The authentication cache, which permission changes update.
+    pub auth: Arc<AuthCache>,
 }
 
 impl std::fmt::Debug for PluginManager {
@@ -255,6 +261,7 @@ impl PluginManager {
             on_demand: Arc::new(OnDemandJobs::new(options.job_timeout)),
             checker: options.checker,
             sql_role_secret: options.sql_role_secret,
+            auth: options.auth,
         });
         let mut records = manager.records.lock().await;
         let saved = manager.saved_state().await?;
@@ -531,6 +538,7 @@ impl PluginManager {
         for permission in &manifest.permissions {
             match store::create_permission(
                 &self.db,
+                &self.auth,
                 &permission.name,
                 Some(&permission.description),
                 &manifest.id,
@@ -955,7 +963,12 @@ impl PluginManager {
         // The database is done first, so a failure there changes nothing;
         // only then does the plugin stop serving and its file go. In-flight
         // requests finish on the generation they hold.
-        tx.commit().await?;
+        if purge {
+            // Its permissions went with it: grants change.
+            self.auth.commit(tx, &[Change::Grants]).await?;
+        } else {
+            tx.commit().await?;
+        }
         if let Some(record) = records.remove(id) {
             self.publish_table(&records);
             match std::fs::remove_file(&record.file) {

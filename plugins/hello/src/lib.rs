@@ -142,6 +142,24 @@ impl Plugin for Hello {
                     }
                 },
             )
+            // Needs a permission and touches nothing else: what an
+            // authenticated request costs the host, measured by the
+            // `plugins` benchmark against `/ping`.
+            .get(
+                "/whoami",
+                Access::Requires("hello:read"),
+                |_: &Hello, request: &Request| match &request.caller {
+                    Some(caller) => Ok(Response::json(
+                        200,
+                        &json!({"user_id": caller.user_id, "email": caller.email}),
+                    )),
+                    None => Ok(Response::error(
+                        401,
+                        "AUTHENTICATION_ERROR",
+                        "no authenticated caller",
+                    )),
+                },
+            )
             // Accepts up to 4 MiB (more than the server's default), to
             // prove a route's own body limit is honoured.
             .post("/measure", Access::Public, |_, request: &Request| {
