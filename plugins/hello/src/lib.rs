@@ -148,7 +148,7 @@ impl Plugin for Hello {
             .get(
                 "/whoami",
                 Access::Requires("hello:read"),
-                |_: &Hello, request: &Request| match &request.caller {
+                |_: &Hello, request: &Request| match &request.head.caller {
                     Some(caller) => Ok(Response::json(
                         200,
                         &json!({"user_id": caller.user_id, "email": caller.email}),
@@ -436,5 +436,21 @@ mod tests {
             .is_some_and(|m| m.contains("hello panicked on purpose")));
         // The instance keeps serving after a panic.
         assert_eq!(plugin.request("GET", "/ping", None, None).status, 200);
+    }
+
+    #[cfg(feature = "test-routes")]
+    #[test]
+    fn whoami_answers_the_caller_and_nothing_else() {
+        let plugin = TestPlugin::start::<Hello>(&FakeHost::default(), Value::Null).expect("starts");
+        let caller = xcore_plugin_api::Caller {
+            user_id: 7,
+            email: "ada@example.com".into(),
+            permissions: vec!["hello:read".into()],
+        };
+        let response = plugin.request("GET", "/whoami", None, Some(caller));
+        assert_eq!(response.status, 200);
+        let body: Value = serde_json::from_slice(&response.body).expect("json");
+        assert_eq!(body, json!({"user_id": 7, "email": "ada@example.com"}));
+        assert_eq!(plugin.request("GET", "/whoami", None, None).status, 401);
     }
 }
