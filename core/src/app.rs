@@ -21,7 +21,7 @@ use tower_http::{
 };
 
 use crate::{
-    auth::{self, password::PasswordHasher, tokens::TokenService},
+    auth::{self, cache::AuthCache, password::PasswordHasher, tokens::TokenService},
     config::Config,
     db::{migrate, Database, Dialect},
     events::{ws::WsHub, EventBus},
@@ -66,6 +66,9 @@ pub struct Services {
     pub db: Database,
     /// Access-token signing and checking.
     pub tokens: Arc<TokenService>,
+    /// Users, grants and revocations in memory: what every authenticated
+    /// request is decided on.
+    pub auth: Arc<AuthCache>,
     /// argon2id hashing and the password policy.
     pub passwords: Arc<PasswordHasher>,
     /// The metric registry.
@@ -101,13 +104,18 @@ impl AppState {
         migrate::apply(&db, "core", migrate::CORE_MIGRATIONS)
             .await
             .context("core migrations failed")?;
-        rbac::store::ensure_builtins(&db).await?;
+        let auth = Arc::new(AuthCache::new(
+            db.clone(),
+            Duration::from_millis(config.auth.cache.poll_interval_ms),
+        ));
+        rbac::store::ensure_builtins(&db, &auth).await?;
         let passwords = Arc::new(
             PasswordHasher::new(&config.auth.argon2, config.auth.min_password_length).await?,
         );
         if !config.admin.email.is_empty() {
             rbac::bootstrap::ensure_admin(
                 &db,
+                &auth,
                 &passwords,
                 &config.admin.email,
                 &config.admin.password,
@@ -115,6 +123,12 @@ impl AppState {
             .await
             .context("cannot create the bootstrap admin (XCORE_ADMIN_EMAIL)")?;
         }
+        // After the bootstrap, whose changes it then includes; before the
+        // plugins, whose permission changes it applies as they happen.
+        auth.load()
+            .await
+            .context("cannot load the authentication cache")?;
+        auth.spawn_poller();
         let data_dir = match db.dialect() {
             Dialect::Sqlite => sqlite_dir(&config.database.url),
             Dialect::Postgres => PathBuf::from("."),
@@ -136,6 +150,7 @@ impl AppState {
                 http_timeout: Duration::from_millis(config.plugins.http_timeout_ms),
                 http_max_response_bytes: config.plugins.http_max_response_bytes,
                 event_queue: config.plugins.event_queue,
+                auth: auth.clone(),
             },
             db.clone(),
             events.clone(),
@@ -165,6 +180,7 @@ impl AppState {
                 config.auth.access_token_ttl_secs,
             )),
             passwords,
+            auth,
             ws: Arc::new(WsHub::new(config.websocket.clone(), metrics.registry())?),
             tasks,
             events,

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 
 use crate::{
     app::{self, AppState},
-    auth::password::PasswordHasher,
+    auth::{cache::AuthCache, password::PasswordHasher},
     config::Config,
     db::{migrate, Database},
     observability::logging,
@@ -211,7 +211,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Migrate => {
             let db = Database::connect(&config.database).await?;
             let applied = migrate::apply(&db, "core", migrate::CORE_MIGRATIONS).await?;
-            rbac::store::ensure_builtins(&db).await?;
+            rbac::store::ensure_builtins(&db, &change_log(&db)).await?;
             db.close().await;
             println!("{applied} migration(s) applied");
             Ok(())
@@ -227,7 +227,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         } => {
             let db = Database::connect(&config.database).await?;
             migrate::apply(&db, "core", migrate::CORE_MIGRATIONS).await?;
-            rbac::store::ensure_builtins(&db).await?;
+            rbac::store::ensure_builtins(&db, &change_log(&db)).await?;
             let passwords =
                 PasswordHasher::new(&config.auth.argon2, config.auth.min_password_length).await?;
             let account = rbac::bootstrap::create_user(
@@ -247,4 +247,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// A cache that is never read: commands outside the server record their
+/// changes in the log (running servers apply them at their next poll), and
+/// have nothing of their own to keep fresh.
+fn change_log(db: &Database) -> AuthCache {
+    AuthCache::new(db.clone(), std::time::Duration::from_secs(1))
 }

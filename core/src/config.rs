@@ -32,6 +32,7 @@ const NAMED_ENV_VARS: &[(&str, &str)] = &[
     ("XCORE_ADMIN_PASSWORD", "admin.password"),
     ("XCORE_LOG", "log.filter"),
     ("XCORE_RATE_LIMITS", "rate_limits.enabled"),
+    ("XCORE_AUTH_CACHE_POLL_MS", "auth.cache.poll_interval_ms"),
 ];
 
 /// Prefix of the generic `XCORE__SECTION__KEY=value` override form.
@@ -228,6 +229,8 @@ pub struct AuthConfig {
     pub min_password_length: usize,
     /// argon2id cost.
     pub argon2: Argon2Config,
+    /// The in-process authentication cache.
+    pub cache: AuthCacheConfig,
 }
 
 impl Default for AuthConfig {
@@ -240,6 +243,7 @@ impl Default for AuthConfig {
             allow_registration: true,
             min_password_length: 8,
             argon2: Argon2Config::default(),
+            cache: AuthCacheConfig::default(),
         }
     }
 }
@@ -254,6 +258,7 @@ impl fmt::Debug for AuthConfig {
             .field("allow_registration", &self.allow_registration)
             .field("min_password_length", &self.min_password_length)
             .field("argon2", &self.argon2)
+            .field("cache", &self.cache)
             .finish()
     }
 }
@@ -276,6 +281,25 @@ impl Default for Argon2Config {
             memory_kib: 19456,
             iterations: 2,
             parallelism: 1,
+        }
+    }
+}
+
+/// `[auth.cache]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthCacheConfig {
+    /// How often this instance reads the database's change counter to pick
+    /// up changes other instances (or operators) made: the bound on how
+    /// long another instance may still accept a revoked token. The instance
+    /// that makes a change applies it before answering, whatever this is.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for AuthCacheConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval_ms: 500,
         }
     }
 }
@@ -614,6 +638,11 @@ impl Config {
             return Err(ConfigError(
                 "auth.argon2: memory_kib must be >= 8 * parallelism, iterations and parallelism >= 1"
                     .into(),
+            ));
+        }
+        if self.auth.cache.poll_interval_ms == 0 {
+            return Err(ConfigError(
+                "auth.cache.poll_interval_ms (XCORE_AUTH_CACHE_POLL_MS) must be >= 1".into(),
             ));
         }
         let limits = &self.rate_limits;

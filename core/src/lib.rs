@@ -15,7 +15,8 @@
 //! - [`http`]: request ids, extractors, pagination, rate limits, the server
 //!   loop.
 //! - [`db`]: the SQLite/PostgreSQL pool and migrations.
-//! - [`auth`]: passwords, tokens, sessions, `/auth/*`.
+//! - [`auth`]: passwords, tokens, sessions, `/auth/*`, and the in-memory
+//!   cache every authenticated request is decided from.
 //! - [`rbac`]: permissions, roles, `/admin/*`.
 //! - [`observability`]: `/health*`, `/metrics`, logging.
 //! - [`plugins`]: the plugin manager, dispatcher and `/system/plugins`.

@@ -1,24 +1,24 @@
 //! `AuthUser`: the authenticated caller, as an extractor.
 //!
-//! A signed, unexpired JWT is not enough: every request also checks, in one
-//! query, that the user still exists (ids are never reused, so a deleted
-//! user's tokens stay dead) and is active, that neither the token's `jti`
-//! nor its session (`sid`, the refresh family: revoked by a logout or by
-//! refresh-token reuse) was revoked, and that the token version still
-//! matches (a password change or a deactivation bumps it, so reactivating
-//! the account does not revive older tokens). The same query loads the caller's roles and permissions, so RBAC
-//! always sees the current grants. Both revocation lookups are primary-key
-//! probes, evaluated once per query.
+//! A signed, unexpired JWT is not enough: every request also checks that
+//! neither the token's `jti` nor its session (`sid`, the refresh family:
+//! revoked by a logout or by refresh-token reuse) was revoked, that the
+//! user still exists (ids are never reused, so a deleted user's tokens stay
+//! dead) and is active, and that the token version still matches (a
+//! password change or a deactivation bumps it, so reactivating the account
+//! does not revive older tokens). The caller's roles and permissions come
+//! with the user, so RBAC always sees the current grants. All of it is
+//! answered from memory by the [`super::cache::AuthCache`], which every
+//! change updates before the changing request answers.
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, sync::Arc};
 
+use super::{cache::CachedUser, tokens::AccessClaims};
+use crate::{app::AppState, error::ApiError};
 use axum::{
     extract::FromRequestParts,
     http::{header, request::Parts},
 };
-use sqlx::Row;
-
-use crate::{app::AppState, error::ApiError};
 
 /// The authenticated caller.
 #[derive(Clone, Debug)]
@@ -90,65 +90,48 @@ impl FromRequestParts<AppState> for AuthUser {
 
 /// Verifies an access token and loads the caller.
 pub async fn authenticate(state: &AppState, token: &str) -> Result<AuthUser, ApiError> {
-    let claims = state.tokens.verify(token)?;
-    let user_id = claims
-        .user_id()
-        .ok_or_else(|| ApiError::unauthenticated("invalid token"))?;
-    let rows = sqlx::query(
-        "SELECT u.email, u.is_active, u.token_version,
-                (SELECT COUNT(*) FROM revoked_access_tokens r WHERE r.jti = $2) AS revoked,
-                (SELECT COUNT(*) FROM revoked_sessions s WHERE s.session_id = $3)
-                    AS session_revoked,
-                ro.name AS role_name, p.name AS permission_name
-         FROM users u
-         LEFT JOIN user_roles ur ON ur.user_id = u.id
-         LEFT JOIN roles ro ON ro.id = ur.role_id
-         LEFT JOIN role_permissions rp ON rp.role_id = ro.id
-         LEFT JOIN permissions p ON p.id = rp.permission_id
-         WHERE u.id = $1",
-    )
-    .bind(user_id)
-    .bind(&claims.jti)
-    .bind(&claims.sid)
-    .fetch_all(state.db.pool())
-    .await?;
-    let first = rows
-        .first()
-        .ok_or_else(|| ApiError::unauthenticated("invalid token"))?;
-    let revoked: i64 = first.try_get("revoked")?;
-    let active = crate::db::flag(first, "is_active")?;
-    let version: i64 = first.try_get("token_version")?;
-    if revoked > 0 {
-        return Err(ApiError::unauthenticated("token revoked"));
-    }
-    if first.try_get::<i64, _>("session_revoked")? > 0 {
-        return Err(ApiError::unauthenticated("session revoked"));
-    }
-    if version != claims.ver {
-        return Err(ApiError::unauthenticated(
-            "token superseded (password change or deactivation)",
-        ));
-    }
-    if !active {
-        return Err(ApiError::unauthenticated("account is deactivated"));
-    }
-    let mut roles = BTreeSet::new();
-    let mut permissions = BTreeSet::new();
-    for row in &rows {
-        if let Some(role) = row.try_get::<Option<String>, _>("role_name")? {
-            roles.insert(role);
-        }
-        if let Some(permission) = row.try_get::<Option<String>, _>("permission_name")? {
-            permissions.insert(permission);
-        }
-    }
+    let (claims, user) = verify(state, token).await?;
     Ok(AuthUser {
-        id: user_id,
-        email: first.try_get("email")?,
-        roles,
-        permissions,
+        id: user.caller.user_id,
+        email: user.email.clone(),
+        roles: user.roles.clone(),
+        permissions: user.permissions.clone(),
         jti: claims.jti,
         token_expires_at: claims.exp,
         session: claims.sid,
     })
+}
+
+/// Verifies an access token against the cache: its claims and the
+/// caller's cached state. The checks, and their messages, in the order
+/// they always ran.
+pub async fn verify(
+    state: &AppState,
+    token: &str,
+) -> Result<(AccessClaims, Arc<CachedUser>), ApiError> {
+    let claims = state.tokens.verify(token)?;
+    let user_id = claims
+        .user_id()
+        .ok_or_else(|| ApiError::unauthenticated("invalid token"))?;
+    let cache = &state.auth;
+    cache.ensure_fresh().await?;
+    let user = cache
+        .user(user_id)
+        .await?
+        .ok_or_else(|| ApiError::unauthenticated("invalid token"))?;
+    if cache.is_token_revoked(&claims.jti) {
+        return Err(ApiError::unauthenticated("token revoked"));
+    }
+    if cache.is_session_revoked(&claims.sid) {
+        return Err(ApiError::unauthenticated("session revoked"));
+    }
+    if user.token_version != claims.ver {
+        return Err(ApiError::unauthenticated(
+            "token superseded (password change or deactivation)",
+        ));
+    }
+    if !user.is_active {
+        return Err(ApiError::unauthenticated("account is deactivated"));
+    }
+    Ok((claims, user))
 }

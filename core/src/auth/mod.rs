@@ -1,7 +1,10 @@
 //! Authentication: argon2id passwords, HS256 access tokens, rotating refresh
-//! tokens, password reset, and the `AuthUser` extractor every protected
-//! route uses.
+//! tokens, password reset, the `AuthUser` extractor every protected route
+//! uses, and the in-memory cache it is answered from (`cache`, kept right
+//! by the change log in `changes`).
 
+pub mod cache;
+pub mod changes;
 pub mod extract;
 pub mod password;
 pub mod password_reset;

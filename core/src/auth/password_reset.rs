@@ -8,6 +8,7 @@
 use sqlx::Row;
 
 use super::{
+    changes::Change,
     sessions,
     tokens::{random_token, token_hash},
     users,
@@ -106,7 +107,8 @@ pub async fn complete(state: &AppState, token: &str, new_password: &str) -> Resu
     let hash = state.passwords.hash(new_password).await?;
     users::set_password(&mut tx, user_id, &hash).await?;
     sessions::revoke_all_for_user(&mut tx, user_id).await?;
-    tx.commit().await?;
+    // The token version moved: older tokens are refused from now on.
+    state.auth.commit(tx, &[Change::User(user_id)]).await?;
     tracing::info!(user_id, "password reset completed");
     Ok(())
 }

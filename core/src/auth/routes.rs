@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
+    changes::Change,
     extract::{bearer_token, AuthUser},
     password::Verified,
     password_reset, sessions, users,
@@ -169,7 +170,8 @@ pub async fn login(
         .bind(account.id)
         .execute(&mut *tx)
         .await?;
-    tx.commit().await?;
+    // `/auth/me` shows the last login from the cache.
+    state.auth.commit(tx, &[Change::User(account.id)]).await?;
     tracing::info!(user_id = account.id, "user logged in");
     state
         .events
@@ -187,7 +189,22 @@ pub async fn login(
     )
 )]
 pub async fn me(State(state): State<AppState>, user: AuthUser) -> ApiResult<impl IntoResponse> {
-    Ok(Json(users::profile(&state.db, user.id).await?))
+    // From the cache the extractor just read: no database work.
+    let cached = state
+        .auth
+        .user(user.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("user {} not found", user.id)))?;
+    Ok(Json(users::Profile {
+        id: user.id,
+        email: cached.email.clone(),
+        full_name: cached.full_name.clone(),
+        is_active: cached.is_active,
+        roles: cached.roles.iter().cloned().collect(),
+        permissions: cached.permissions.iter().cloned().collect(),
+        last_login: cached.last_login.clone(),
+        created_at: cached.created_at.clone(),
+    }))
 }
 
 /// `POST /auth/refresh` body (optional: the token may come as Bearer).
@@ -246,8 +263,20 @@ pub async fn refresh(
 pub async fn logout(State(state): State<AppState>, user: AuthUser) -> ApiResult<StatusCode> {
     let mut tx = state.db.begin_write().await?;
     sessions::revoke_access_token(&mut tx, &user.jti, user.id, user.token_expires_at).await?;
-    sessions::revoke_family(&state, &mut tx, &user.session, user.id).await?;
-    tx.commit().await?;
+    let session = sessions::revoke_family(&state, &mut tx, &user.session, user.id).await?;
+    state
+        .auth
+        .commit(
+            tx,
+            &[
+                Change::AccessToken {
+                    jti: user.jti.clone(),
+                    expires_at: user.token_expires_at,
+                },
+                session,
+            ],
+        )
+        .await?;
     tracing::info!(user_id = user.id, "user logged out");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -375,7 +404,8 @@ pub async fn password_update(
     }
     sessions::revoke_all_for_user(&mut tx, user.id).await?;
     let pair = sessions::issue_pair(&state, &mut tx, user.id, version, None).await?;
-    tx.commit().await?;
+    // The token version moved: older tokens are refused from now on.
+    state.auth.commit(tx, &[Change::User(user.id)]).await?;
     tracing::info!(user_id = user.id, "password changed");
     Ok(Json(json!({
         "message": "password updated",

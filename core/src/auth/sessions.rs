@@ -18,7 +18,10 @@
 use serde::Serialize;
 use sqlx::{Any, Row, Transaction};
 
-use super::tokens::{random_token, token_hash};
+use super::{
+    changes::Change,
+    tokens::{random_token, token_hash},
+};
 use crate::{app::AppState, db::timestamp, error::ApiError};
 
 /// The body of a successful login or refresh.
@@ -115,8 +118,9 @@ pub async fn rotate(state: &AppState, presented: &str) -> Result<TokenPair, ApiE
             .rows_affected()
             == 1;
     if !claimed {
-        revoke_family(state, &mut tx, &family, user_id).await?;
-        tx.commit().await?;
+        let session = revoke_family(state, &mut tx, &family, user_id).await?;
+        // The family's access tokens are refused from the next request on.
+        state.auth.commit(tx, &[session]).await?;
         tracing::warn!(user_id, "refresh token reuse detected; session revoked");
         return Err(ApiError::unauthenticated(
             "refresh token already used; session revoked",
@@ -140,26 +144,26 @@ pub async fn rotate(state: &AppState, presented: &str) -> Result<TokenPair, ApiE
 }
 
 /// Revokes a family: its refresh tokens, and (through `revoked_sessions`)
-/// every access token issued in it, from the next request on.
+/// every access token issued in it, from the next request on. Returns the
+/// change the caller commits with [`crate::auth::cache::AuthCache::commit`].
 pub async fn revoke_family(
     state: &AppState,
     tx: &mut Transaction<'_, Any>,
     family: &str,
     user_id: i64,
-) -> Result<u64, ApiError> {
+) -> Result<Change, ApiError> {
     // The family's refresh tokens first, then the session row: every
     // revocation takes its locks in that order. (A concurrent reuse whose
     // conditional `used_at` update found the token already used still
     // holds that token's row lock on PostgreSQL; taking the session row
     // first would deadlock against it.)
-    let revoked = sqlx::query(
+    sqlx::query(
         "UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL",
     )
     .bind(timestamp::now())
     .bind(family)
     .execute(&mut **tx)
-    .await?
-    .rows_affected();
+    .await?;
     // The row must outlive everything of the family that could still be
     // presented: its refresh tokens, and access tokens issued up to now.
     let access_horizon = timestamp::in_seconds(state.tokens.access_ttl_secs());
@@ -176,8 +180,21 @@ pub async fn revoke_family(
     .bind(&access_horizon)
     .execute(&mut **tx)
     .await?;
-    Ok(revoked)
+    // In memory the session matters only while its access tokens live:
+    // every one was issued by now (a rotation racing this revocation
+    // commits within moments, hence the margin); the refresh tokens are
+    // checked in the database.
+    Ok(Change::Session {
+        id: family.to_string(),
+        expires_at: chrono::Utc::now().timestamp()
+            + i64::try_from(state.tokens.access_ttl_secs()).unwrap_or(i64::MAX / 2)
+            + SESSION_MARGIN_SECS,
+    })
 }
+
+/// Slack on a revoked session's in-memory lifetime, for an access token
+/// minted by a rotation that committed just after the revocation read.
+const SESSION_MARGIN_SECS: i64 = 60;
 
 /// Revokes every refresh token of a user (password change or reset,
 /// deactivation). The callers also bump the user's token version (see

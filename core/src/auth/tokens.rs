@@ -4,7 +4,7 @@
 //! version, bumped on a password change so older tokens die at once), `sid`
 //! (the refresh-token family they belong to, so logout can revoke it) and
 //! `roles` (informational: used only to pick a rate-limit tier; permissions
-//! are always read from the database). Only HS256 is accepted: `alg: none`
+//! are always read from the authentication cache, which follows the database). Only HS256 is accepted: `alg: none`
 //! and every other algorithm fail to decode.
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};

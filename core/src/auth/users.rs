@@ -229,39 +229,6 @@ pub async fn role_names(db: &Database, user_id: i64) -> Result<Vec<String>, ApiE
         .collect()
 }
 
-/// The full profile of a user.
-pub async fn profile(db: &Database, user_id: i64) -> Result<Profile, ApiError> {
-    let row = sqlx::query(
-        "SELECT id, email, full_name, is_active, last_login, created_at FROM users WHERE id = $1",
-    )
-    .bind(user_id)
-    .fetch_optional(db.pool())
-    .await?
-    .ok_or_else(|| ApiError::not_found(format!("user {user_id} not found")))?;
-    let permissions = sqlx::query(
-        "SELECT DISTINCT p.name FROM permissions p
-         JOIN role_permissions rp ON rp.permission_id = p.id
-         JOIN user_roles ur ON ur.role_id = rp.role_id
-         WHERE ur.user_id = $1 ORDER BY p.name",
-    )
-    .bind(user_id)
-    .fetch_all(db.pool())
-    .await?
-    .iter()
-    .map(|row| row.try_get("name"))
-    .collect::<Result<Vec<String>, _>>()?;
-    Ok(Profile {
-        id: row.try_get("id")?,
-        email: row.try_get("email")?,
-        full_name: row.try_get("full_name")?,
-        is_active: crate::db::flag(&row, "is_active")?,
-        roles: role_names(db, user_id).await?,
-        permissions,
-        last_login: row.try_get("last_login")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
 /// Replaces a password hash and bumps the token version, which invalidates
 /// every access token issued before; returns the new version.
 pub async fn set_password(

@@ -63,6 +63,12 @@ pub const CORE_MIGRATIONS: &[Migration<'static>] = &[
         sqlite: include_str!("../../migrations/sqlite/0004_session_revocation.sql"),
         postgres: include_str!("../../migrations/postgres/0004_session_revocation.sql"),
     },
+    Migration {
+        version: 5,
+        name: "authentication change counter and log",
+        sqlite: include_str!("../../migrations/sqlite/0005_auth_changes.sql"),
+        postgres: include_str!("../../migrations/postgres/0005_auth_changes.sql"),
+    },
 ];
 
 /// The ledger of applied migrations, created on first use.

@@ -34,6 +34,7 @@ use super::{
     subscriptions::{self, DeliveryMetrics},
 };
 use crate::{
+    auth::{cache::AuthCache, changes::Change},
     config::PluginSettings,
     db::{flag, migrate, timestamp, Database},
     error::ApiError,
@@ -152,6 +153,9 @@ pub struct PluginManager {
     deliveries: DeliveryMetrics,
     /// `plugins.event_queue`.
     event_queue: usize,
+    /// Told when plugin permissions are registered or removed, so requests
+    /// are decided on them from the next one on.
+    auth: Arc<AuthCache>,
 }
 
 /// What the manager needs besides the database and the bus.
@@ -179,6 +183,8 @@ pub struct ManagerOptions {
     pub http_max_response_bytes: u64,
     /// `plugins.event_queue`.
     pub event_queue: usize,
+    /// The authentication cache, which permission changes update.
+    pub auth: Arc<AuthCache>,
 }
 
 impl std::fmt::Debug for PluginManager {
@@ -275,6 +281,7 @@ impl PluginManager {
             outbound,
             deliveries,
             event_queue: options.event_queue,
+            auth: options.auth,
         });
         let mut records = manager.records.lock().await;
         let saved = manager.saved_state().await?;
@@ -551,6 +558,7 @@ impl PluginManager {
         for permission in &manifest.permissions {
             match store::create_permission(
                 &self.db,
+                &self.auth,
                 &permission.name,
                 Some(&permission.description),
                 &manifest.id,
@@ -998,7 +1006,12 @@ impl PluginManager {
         // The database is done first, so a failure there changes nothing;
         // only then does the plugin stop serving and its file go. In-flight
         // requests finish on the generation they hold.
-        tx.commit().await?;
+        if purge {
+            // Its permissions went with it: grants change.
+            self.auth.commit(tx, &[Change::Grants]).await?;
+        } else {
+            tx.commit().await?;
+        }
         if let Some(record) = records.remove(id) {
             self.publish_table(&records);
             match std::fs::remove_file(&record.file) {

@@ -4,7 +4,7 @@
 use sqlx::Row;
 
 use crate::{
-    auth::{password::PasswordHasher, users},
+    auth::{cache::AuthCache, changes::Change, password::PasswordHasher, users},
     db::{timestamp, Database},
     error::ApiError,
 };
@@ -17,6 +17,7 @@ use super::store::ADMIN_ROLE;
 /// start at once: the insert yields to a concurrent one instead of failing.
 pub async fn ensure_admin(
     db: &Database,
+    auth: &AuthCache,
     passwords: &PasswordHasher,
     email: &str,
     password: &str,
@@ -70,7 +71,8 @@ pub async fn ensure_admin(
     .bind(ADMIN_ROLE)
     .execute(&mut *tx)
     .await?;
-    tx.commit().await?;
+    // Its password, active flag or roles may have changed.
+    auth.commit(tx, &[Change::User(user_id)]).await?;
     tracing::info!(user_id, "bootstrap admin ready");
     Ok(())
 }

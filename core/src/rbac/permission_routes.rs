@@ -157,8 +157,14 @@ pub async fn create(
     if !problems.is_empty() {
         return Err(ApiError::validation(problems));
     }
-    let id = store::create_permission(&state.db, &body.name, body.description.as_deref(), "core")
-        .await?;
+    let id = store::create_permission(
+        &state.db,
+        &state.auth,
+        &body.name,
+        body.description.as_deref(),
+        "core",
+    )
+    .await?;
     let row = sqlx::query(
         "SELECT id, name, description, resource, action FROM permissions WHERE id = $1",
     )

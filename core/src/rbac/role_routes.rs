@@ -17,6 +17,7 @@ use super::{
 };
 use crate::{
     app::AppState,
+    auth::changes::Change,
     db::{flag, timestamp, Database},
     error::{ApiError, ApiResult},
     http::{
@@ -281,14 +282,17 @@ pub async fn update(
             role.name
         )));
     }
+    let mut tx = state.db.begin_write().await?;
     sqlx::query("UPDATE roles SET name = $1, description = $2, updated_at = $3 WHERE id = $4")
         .bind(&name)
         .bind(body.description.or(role.description))
         .bind(timestamp::now())
         .bind(id)
-        .execute(state.db.pool())
+        .execute(&mut *tx)
         .await
         .map_err(|error| name_taken(error, &name))?;
+    // Callers' role names come from the cache.
+    state.auth.commit(tx, &[Change::Grants]).await?;
     Ok(Json(role_detail(&state.db, id).await?))
 }
 
@@ -319,10 +323,13 @@ pub async fn delete(
             role.name
         )));
     }
+    let mut tx = state.db.begin_write().await?;
     sqlx::query("DELETE FROM roles WHERE id = $1")
         .bind(id)
-        .execute(state.db.pool())
+        .execute(&mut *tx)
         .await?;
+    // Its holders lose what it granted from the next request on.
+    state.auth.commit(tx, &[Change::Grants]).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -360,13 +367,14 @@ pub async fn grant(
 ) -> ApiResult<impl IntoResponse> {
     find_role(&state.db, role_id).await?;
     let (permission_id, _) = find_permission(&state.db, &permission).await?;
+    let mut tx = state.db.begin_write().await?;
     sqlx::query(
         "INSERT INTO role_permissions (role_id, permission_id) VALUES ($1, $2)
          ON CONFLICT (role_id, permission_id) DO NOTHING",
     )
     .bind(role_id)
     .bind(permission_id)
-    .execute(state.db.pool())
+    .execute(&mut *tx)
     .await
     .map_err(|error| match &error {
         // Deleted between the lookups above and this insert.
@@ -375,6 +383,8 @@ pub async fn grant(
         )),
         _ => error.into(),
     })?;
+    // The role's holders may use it from the next request on.
+    state.auth.commit(tx, &[Change::Grants]).await?;
     Ok(Json(role_detail(&state.db, role_id).await?))
 }
 
@@ -406,11 +416,12 @@ pub async fn revoke(
             "the admin role holds every permission; nothing can be revoked from it",
         ));
     }
+    let mut tx = state.db.begin_write().await?;
     let removed =
         sqlx::query("DELETE FROM role_permissions WHERE role_id = $1 AND permission_id = $2")
             .bind(role_id)
             .bind(permission_id)
-            .execute(state.db.pool())
+            .execute(&mut *tx)
             .await?
             .rows_affected();
     if removed == 0 {
@@ -419,5 +430,7 @@ pub async fn revoke(
             role.name
         )));
     }
+    // The role's holders are refused it from the next request on.
+    state.auth.commit(tx, &[Change::Grants]).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -9,6 +9,7 @@ use sqlx::Row;
 
 use super::permissions::{parse_permission_name, CORE_PERMISSIONS};
 use crate::{
+    auth::{cache::AuthCache, changes::Change},
     db::{timestamp, Database},
     error::ApiError,
 };
@@ -29,11 +30,12 @@ pub const BUILTIN_ROLES: &[(&str, &str)] = &[
 
 /// Creates the built-in roles and core permissions when missing and grants
 /// every permission to `admin`. Idempotent; safe with concurrent starts.
-pub async fn ensure_builtins(db: &Database) -> anyhow::Result<()> {
+pub async fn ensure_builtins(db: &Database, auth: &AuthCache) -> anyhow::Result<()> {
     let now = timestamp::now();
     let mut tx = db.begin_write().await?;
+    let mut changed = 0;
     for (name, description) in BUILTIN_ROLES {
-        sqlx::query(
+        changed += sqlx::query(
             "INSERT INTO roles (name, description, is_builtin, created_at, updated_at)
              VALUES ($1, $2, TRUE, $3, $3) ON CONFLICT (name) DO NOTHING",
         )
@@ -41,12 +43,13 @@ pub async fn ensure_builtins(db: &Database) -> anyhow::Result<()> {
         .bind(*description)
         .bind(&now)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
     }
     for (name, description) in CORE_PERMISSIONS {
         let (resource, action) = parse_permission_name(name)
             .ok_or_else(|| anyhow::anyhow!("core permission {name} is malformed"))?;
-        sqlx::query(
+        changed += sqlx::query(
             "INSERT INTO permissions (name, description, resource, action, owner, created_at)
              VALUES ($1, $2, $3, $4, 'core', $5) ON CONFLICT (name) DO NOTHING",
         )
@@ -56,17 +59,24 @@ pub async fn ensure_builtins(db: &Database) -> anyhow::Result<()> {
         .bind(action)
         .bind(&now)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
     }
-    sqlx::query(
+    changed += sqlx::query(
         "INSERT INTO role_permissions (role_id, permission_id)
          SELECT r.id, p.id FROM roles r CROSS JOIN permissions p WHERE r.name = $1
          ON CONFLICT (role_id, permission_id) DO NOTHING",
     )
     .bind(ADMIN_ROLE)
     .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
+    .await?
+    .rows_affected();
+    if changed == 0 {
+        tx.commit().await?;
+    } else {
+        // Running instances must see what an upgrade added.
+        auth.commit(tx, &[Change::Grants]).await?;
+    }
     Ok(())
 }
 
@@ -74,6 +84,7 @@ pub async fn ensure_builtins(db: &Database) -> anyhow::Result<()> {
 /// the name exists. Used by `/admin/permissions` and plugin registration.
 pub async fn create_permission(
     db: &Database,
+    auth: &AuthCache,
     name: &str,
     description: Option<&str>,
     owner: &str,
@@ -109,6 +120,7 @@ pub async fn create_permission(
         .bind(ADMIN_ROLE)
         .execute(&mut *tx)
         .await?;
-    tx.commit().await?;
+    // Admins hold it from the next request on.
+    auth.commit(tx, &[Change::Grants]).await?;
     Ok(id)
 }

@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     app::AppState,
-    auth::{sessions, users},
+    auth::{changes::Change, sessions, users},
     db::{flag, like_pattern, Database, Dialect, Placeholders},
     error::{ApiError, ApiResult},
     http::{
@@ -360,10 +360,11 @@ pub async fn assign_role(
 ) -> ApiResult<impl IntoResponse> {
     find_user(&state.db, user_id).await?;
     let role = role_name(&state.db, role_id).await?;
+    let mut tx = state.db.begin_write().await?;
     sqlx::query("INSERT INTO user_roles (user_id, role_id) VALUES ($1, $2) ON CONFLICT (user_id, role_id) DO NOTHING")
         .bind(user_id)
         .bind(role_id)
-        .execute(state.db.pool())
+        .execute(&mut *tx)
         .await
         .map_err(|error| match &error {
             // Deleted between the lookups above and this insert.
@@ -372,6 +373,8 @@ pub async fn assign_role(
             }
             _ => error.into(),
         })?;
+    // The user holds the role's permissions from the next request on.
+    state.auth.commit(tx, &[Change::User(user_id)]).await?;
     tracing::info!(user_id, role = role.as_str(), "role assigned");
     Ok(Json(json!({"message": "role assigned"})))
 }
@@ -416,7 +419,8 @@ pub async fn remove_role(
             "user {user_id} does not have the role {role}"
         )));
     }
-    tx.commit().await?;
+    // The role's permissions are refused from the next request on.
+    state.auth.commit(tx, &[Change::User(user_id)]).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -441,11 +445,15 @@ pub async fn activate(
     ApiPath(user_id): ApiPath<i64>,
 ) -> ApiResult<impl IntoResponse> {
     find_user(&state.db, user_id).await?;
+    let mut tx = state.db.begin_write().await?;
     sqlx::query("UPDATE users SET is_active = TRUE, updated_at = $1 WHERE id = $2")
         .bind(crate::db::timestamp::now())
         .bind(user_id)
-        .execute(state.db.pool())
+        .execute(&mut *tx)
         .await?;
+    // New logins work from the next request on (older tokens stay dead:
+    // their version is gone).
+    state.auth.commit(tx, &[Change::User(user_id)]).await?;
     Ok(Json(json!({"id": user_id, "is_active": true})))
 }
 
@@ -490,7 +498,8 @@ pub async fn deactivate(
     // the version bump and the revoked refresh tokens make it permanent.
     users::invalidate_tokens(&mut tx, user_id).await?;
     sessions::revoke_all_for_user(&mut tx, user_id).await?;
-    tx.commit().await?;
+    // Every token of the user is refused from the next request on.
+    state.auth.commit(tx, &[Change::User(user_id)]).await?;
     tracing::info!(user_id, "user deactivated");
     Ok(Json(json!({"id": user_id, "is_active": false})))
 }

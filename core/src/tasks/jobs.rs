@@ -58,6 +58,9 @@ pub async fn ensure_builtin_tasks(db: &Database) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long authentication change-log rows are kept.
+const CHANGE_LOG_RETENTION: chrono::Duration = chrono::Duration::hours(1);
+
 /// Runs built-in job `name`; `Ok` holds what it did.
 pub async fn run_builtin(name: &str, db: &Database, config: &TasksConfig) -> Result<Value, String> {
     let failed = |error: sqlx::Error| error.to_string();
@@ -79,8 +82,17 @@ pub async fn run_builtin(name: &str, db: &Database, config: &TasksConfig) -> Res
                     .map_err(failed)?;
                 deleted.push(done.rows_affected());
             }
+            // The change log only needs to outlast the slowest instance's
+            // poll; one that misses pruned rows reloads everything.
+            let log_horizon = timestamp::format(chrono::Utc::now() - CHANGE_LOG_RETENTION);
+            deleted.push(
+                crate::auth::changes::prune(&mut tx, &log_horizon)
+                    .await
+                    .map_err(failed)?,
+            );
             tx.commit().await.map_err(failed)?;
             Ok(json!({
+                "auth_changes": deleted[4],
                 "refresh_tokens": deleted[0],
                 "revoked_access_tokens": deleted[1],
                 "password_reset_tokens": deleted[2],

@@ -130,6 +130,11 @@ pub fn test_config(database_url: &str) -> Config {
     // Every health request sees the database as it is now (concurrent ones
     // still share one probe); the reuse time has a test of its own.
     config.health.probe_reuse_ms = 0;
+    // The authentication cache polls the database only when a test asks
+    // (`state.auth.poll()`): a change then reaches the next request only if
+    // the request that made it applied it, which is what the invalidation
+    // tests check (a background poll could hide a missing invalidation).
+    config.auth.cache.poll_interval_ms = 3_600_000;
     // Tests that want the watcher turn it on with their own directory.
     config.plugins.watch = false;
     // The real binary loads every new library first, as in production.
