@@ -285,7 +285,11 @@ async fn serve(state: &AppState, request: Request) -> Result<Response, ApiError>
         // shared-bytes clones, and the route is matched again there.
         let (manager, generation) = (state.plugins.clone(), generation.clone());
         let (method, uri, headers) = (parts.method.clone(), uri.clone(), parts.headers.clone());
+        // The request's span follows it to the pool, so what the host logs
+        // for this call (a failed statement, say) carries its request id.
+        let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
             let path = uri.path();
             let relative = relative_path(path, &generation.prefix);
             let params = match generation.route(method.as_str(), relative) {
