@@ -50,13 +50,24 @@ fn sample(metrics: &str, metric: &str, labels: &str) -> Option<f64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_listener_gets_another_plugins_events_in_order_and_survives_its_own_panic() {
+async fn listeners_get_another_plugins_events_in_order_and_one_panic_harms_no_one() {
     let dir = tempfile::tempdir().expect("dir");
     deploy(&hello_variant(""), dir.path(), "libxcore_plugin_hello.so");
     deploy(
         &testbed_variant("listener"),
         dir.path(),
         "libxcore_plugin_listener.so",
+    );
+    // Another subscriber to the same events, which never panics.
+    deploy(
+        &testbed_variant("calm-listener"),
+        dir.path(),
+        "libxcore_plugin_calm_listener.so",
+    );
+    deploy(
+        &testbed_variant("calm-listener"),
+        dir.path(),
+        "libxcore_plugin_calm_listener.so",
     );
     let server = start_with_plugins(dir.path(), |_| {}).await;
     let admin = server.admin_token().await;
@@ -99,7 +110,13 @@ async fn a_listener_gets_another_plugins_events_in_order_and_survives_its_own_pa
                 )
             })
             .sum::<f64>();
-        seen >= 4.0
+        let calm = sample(
+            &metrics,
+            "xcore_plugin_events_total",
+            "outcome=\"delivered\",plugin=\"calm_listener\"",
+        )
+        .unwrap_or(0.0);
+        seen >= 4.0 && calm >= 4.0
     })
     .await;
 
@@ -136,7 +153,40 @@ async fn a_listener_gets_another_plugins_events_in_order_and_survives_its_own_pa
     assert_eq!(count("panicked"), Some(1.0), "{metrics}");
     assert_eq!(count("delivered"), Some(3.0), "{metrics}");
     assert_eq!(count("started"), Some(1.0), "{metrics}");
-    // The host and both plugins carry on.
+    // The other subscriber got every event, the one that made the first
+    // panic included, in order.
+    let calm = |outcome: &str| {
+        sample(
+            &metrics,
+            "xcore_plugin_events_total",
+            &format!("outcome=\"{outcome}\",plugin=\"calm_listener\""),
+        )
+    };
+    assert_eq!(calm("delivered"), Some(4.0), "{metrics}");
+    assert_eq!(calm("panicked"), None, "{metrics}");
+    let calm_rows = server
+        .get("/api/v1/calm-listener/events")
+        .send()
+        .await
+        .expect("send");
+    let calm_texts: Vec<Value> = expect_status(calm_rows, StatusCode::OK)
+        .await
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|row| row["text"].clone())
+        .collect();
+    assert_eq!(
+        calm_texts,
+        vec![
+            Value::Null,
+            json!("one"),
+            json!("panic"),
+            json!("two"),
+            json!("three")
+        ]
+    );
+    // The host and all three plugins carry on.
     let ping = server.get("/api/v1/hello/ping").send().await.expect("send");
     expect_status(ping, StatusCode::OK).await;
     let state = server

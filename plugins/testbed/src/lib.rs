@@ -13,7 +13,12 @@ pub struct Testbed {
 }
 
 /// Identity: the variants change it.
-#[cfg(not(any(feature = "alias", feature = "needs-ghost", feature = "listener")))]
+#[cfg(not(any(
+    feature = "alias",
+    feature = "needs-ghost",
+    feature = "listener",
+    feature = "calm-listener"
+)))]
 const IDENTITY: (&str, &str) = ("hello", "/api/v1/hello");
 #[cfg(feature = "alias")]
 const IDENTITY: (&str, &str) = ("hello_alias", "/api/v1/hello");
@@ -24,6 +29,14 @@ const IDENTITY: (&str, &str) = ("hello_needy", "/api/v1/hello-needy");
     not(any(feature = "alias", feature = "needs-ghost"))
 ))]
 const IDENTITY: (&str, &str) = ("listener", "/api/v1/listener");
+#[cfg(all(
+    feature = "calm-listener",
+    not(any(feature = "alias", feature = "needs-ghost", feature = "listener"))
+))]
+const IDENTITY: (&str, &str) = ("calm_listener", "/api/v1/calm-listener");
+
+/// Whether this build listens to hello's events (and which one panics).
+const LISTENS: bool = cfg!(any(feature = "listener", feature = "calm-listener"));
 
 const PING: &str = if cfg!(feature = "v2") {
     "pong v2"
@@ -73,13 +86,12 @@ impl Plugin for Testbed {
             .event("greeted");
         match IDENTITY.0 {
             "hello" => manifest.migration(1, "greetings table", HELLO_SQLITE, HELLO_POSTGRES),
-            "listener" => Manifest::new(IDENTITY.0, "Listener", env!("CARGO_PKG_VERSION"), IDENTITY.1)
-                .permission("listener:read", "Read what was received")
+            _ if LISTENS => Manifest::new(IDENTITY.0, "Listener", env!("CARGO_PKG_VERSION"), IDENTITY.1)
                 .migration(
                     1,
                     "received events",
-                    "CREATE TABLE listener_received (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, text TEXT)",
-                    "CREATE TABLE listener_received (id BIGSERIAL PRIMARY KEY, topic TEXT NOT NULL, text TEXT)",
+                    &format!("CREATE TABLE {}_received (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, text TEXT)", IDENTITY.0),
+                    &format!("CREATE TABLE {}_received (id BIGSERIAL PRIMARY KEY, topic TEXT NOT NULL, text TEXT)", IDENTITY.0),
                 ),
             // The renamed variants exist to be refused before they serve;
             // `hello_greetings` is not theirs to create.
@@ -89,11 +101,14 @@ impl Plugin for Testbed {
     }
 
     fn router() -> Router<Self> {
-        if IDENTITY.0 == "listener" {
+        if LISTENS {
             return Router::new()
                 .get("/events", Access::Public, |testbed: &Testbed| {
-                    let sql = "SELECT id, topic, text FROM listener_received ORDER BY id";
-                    testbed.host.query_as::<Received>(sql, params![]).map(Json)
+                    let sql = format!(
+                        "SELECT id, topic, text FROM {}_received ORDER BY id",
+                        IDENTITY.0
+                    );
+                    testbed.host.query_as::<Received>(&sql, params![]).map(Json)
                 })
                 .on("hello.*", Testbed::record)
                 .on_start(|testbed: &Testbed| testbed.store("!start", None));
@@ -212,22 +227,26 @@ impl Testbed {
         }
     }
 
-    /// Stores what the listener received; an event saying "panic" panics.
+    /// Stores what the listener received; an event saying "panic" makes
+    /// `listener` (not `calm_listener`) panic.
     fn record(&self, event: &Event) -> Result<(), HostError> {
         let text = event
             .data
             .get("text")
             .and_then(Value::as_str)
             .map(str::to_string);
-        if text.as_deref() == Some("panic") {
+        if text.as_deref() == Some("panic") && IDENTITY.0 == "listener" {
             panic!("the listener panicked on purpose");
         }
         self.store(&event.topic, text)
     }
 
     fn store(&self, topic: &str, text: Option<String>) -> Result<(), HostError> {
-        let sql = "INSERT INTO listener_received (topic, text) VALUES ($1, $2)";
-        self.host.execute(sql, params![topic, text]).map(|_| ())
+        let sql = format!(
+            "INSERT INTO {}_received (topic, text) VALUES ($1, $2)",
+            IDENTITY.0
+        );
+        self.host.execute(&sql, params![topic, text]).map(|_| ())
     }
 }
 
