@@ -224,6 +224,28 @@ async fn host_services_keep_a_plugin_to_its_own_tables() {
     assert_eq!(run(json!({"op": "dialect"})), Ok(expected.to_string()));
     let own = json!({"op": "execute", "sql": "INSERT INTO hello_notes (id, text) VALUES ($1, $2)", "params": [1, "mine"]});
     assert_eq!(run(own), Ok("1".to_string()));
+    // SDK 0.3's `write`: what changed, and on SQLite the inserted rowid,
+    // for inserts only (SQLite's last rowid belongs to the connection).
+    let written = |sql: &str| -> Value {
+        let reply = run(json!({"op": "write", "sql": sql})).expect("own table");
+        serde_json::from_str(&reply).expect("json")
+    };
+    let inserted = written("INSERT INTO hello_notes (id, text) VALUES (7, 'seven')");
+    assert_eq!(inserted["rows_affected"], 1);
+    match server.state.db.dialect() {
+        xcore::db::Dialect::Sqlite => assert!(inserted["last_insert_id"].is_i64(), "{inserted}"),
+        xcore::db::Dialect::Postgres => assert!(inserted["last_insert_id"].is_null()),
+    }
+    let updated = written("UPDATE hello_notes SET text = 'changed' WHERE id = 7");
+    assert_eq!(
+        (
+            updated["rows_affected"].clone(),
+            updated["last_insert_id"].clone()
+        ),
+        (json!(1), Value::Null)
+    );
+    let deleted = written("DELETE FROM hello_notes WHERE id = 7");
+    assert_eq!(deleted["rows_affected"], 1);
     let error = run(json!({"op": "query", "sql": "SELECT password_hash FROM users"}))
         .expect_err("users is the host's");
     assert!(error.contains("users"), "{error}");

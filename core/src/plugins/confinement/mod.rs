@@ -175,7 +175,9 @@ impl PluginDatabase {
                 match done {
                     Ok(done) => Ok(Executed {
                         rows_affected: done.rows_affected(),
-                        last_insert_id: (done.rows_affected() > 0)
+                        // SQLite's last rowid is the connection's, so it is
+                        // this statement's only when this statement inserted.
+                        last_insert_id: (done.rows_affected() > 0 && inserts(&statement.sql))
                             .then(|| done.last_insert_rowid()),
                     }),
                     Err(error) => Err(refusal_or(owner, &mut connection, error).await),
@@ -225,6 +227,13 @@ impl PluginDatabase {
             }
         }
     }
+}
+
+/// Whether a statement is an insert (`INSERT`, `REPLACE`, `INSERT OR ...`).
+fn inserts(sql: &str) -> bool {
+    sql.split_whitespace().next().is_some_and(|verb| {
+        verb.eq_ignore_ascii_case("insert") || verb.eq_ignore_ascii_case("replace")
+    })
 }
 
 /// A row the host could not turn into JSON (a column type it does not
