@@ -16,19 +16,11 @@
 
 mod support;
 
-use std::{
-    net::SocketAddr,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
-    time::{Duration, Instant},
-};
+use std::net::SocketAddr;
 
+use support::{median, throughput, CONNECTIONS, ROUND};
 use xcore::AppState;
 
-const CONNECTIONS: usize = 32;
-const ROUND: Duration = Duration::from_secs(1);
 const ROUNDS: usize = 12;
 
 /// Builds the fixture in a target directory of its own, so the deployable
@@ -51,41 +43,6 @@ fn build_release_plugin(workspace: &std::path::Path) -> std::path::PathBuf {
         .expect("cargo build");
     assert!(status.success(), "building the fixture plugin failed");
     target.join("release/libxcore_plugin_testbed.so")
-}
-
-/// Requests per second on `url` (as `token` when given) with `CONNECTIONS`
-/// clients for `ROUND`; only 200s count.
-async fn throughput(client: &reqwest::Client, url: &str, token: Option<&str>) -> f64 {
-    let done = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + ROUND;
-    let workers: Vec<_> = (0..CONNECTIONS)
-        .map(|_| {
-            let (client, url, done) = (client.clone(), url.to_string(), done.clone());
-            let token = token.map(str::to_string);
-            tokio::spawn(async move {
-                while Instant::now() < deadline {
-                    let mut request = client.get(&url);
-                    if let Some(token) = &token {
-                        request = request.bearer_auth(token);
-                    }
-                    if let Ok(response) = request.send().await {
-                        if response.status().is_success() && response.bytes().await.is_ok() {
-                            done.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
-    for worker in workers {
-        let _ = worker.await;
-    }
-    done.load(Ordering::Relaxed) as f64 / ROUND.as_secs_f64()
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values[values.len() / 2]
 }
 
 #[tokio::main(flavor = "multi_thread")]

@@ -22,13 +22,12 @@ use std::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
-    time::{Duration, Instant},
+    time::Instant,
 };
 
+use support::{median, throughput, CONNECTIONS, ROUND};
 use xcore::AppState;
 
-const CONNECTIONS: usize = 32;
-const ROUND: Duration = Duration::from_secs(1);
 /// Pairs of back-to-back rounds: the machine's speed drifts by tens of
 /// percent over minutes here, so each plugin round is compared with the
 /// native round next to it, in alternating order.
@@ -44,35 +43,6 @@ fn build_release_plugin(workspace: &std::path::Path) -> std::path::PathBuf {
         .expect("cargo build");
     assert!(status.success(), "building the hello plugin failed");
     workspace.join("target/release/libxcore_plugin_hello.so")
-}
-
-/// Requests per second on `url` with `CONNECTIONS` clients for `ROUND`.
-async fn throughput(client: &reqwest::Client, url: &str) -> f64 {
-    let done = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + ROUND;
-    let workers: Vec<_> = (0..CONNECTIONS)
-        .map(|_| {
-            let (client, url, done) = (client.clone(), url.to_string(), done.clone());
-            tokio::spawn(async move {
-                while Instant::now() < deadline {
-                    if let Ok(response) = client.get(&url).send().await {
-                        if response.status().is_success() && response.bytes().await.is_ok() {
-                            done.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
-    for worker in workers {
-        let _ = worker.await;
-    }
-    done.load(Ordering::Relaxed) as f64 / ROUND.as_secs_f64()
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values[values.len() / 2]
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -102,8 +72,8 @@ async fn main() {
         .expect("client");
 
     // Warm up both paths.
-    throughput(&client, &format!("{base}/health/live")).await;
-    throughput(&client, &format!("{base}/api/v1/hello/ping")).await;
+    throughput(&client, &format!("{base}/health/live"), None).await;
+    throughput(&client, &format!("{base}/api/v1/hello/ping"), None).await;
     let (native_url, plugin_url) = (
         format!("{base}/health/live"),
         format!("{base}/api/v1/hello/ping"),
@@ -111,11 +81,11 @@ async fn main() {
     let (mut native, mut plugin, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         let (n, p) = if round % 2 == 0 {
-            let n = throughput(&client, &native_url).await;
-            (n, throughput(&client, &plugin_url).await)
+            let n = throughput(&client, &native_url, None).await;
+            (n, throughput(&client, &plugin_url, None).await)
         } else {
-            let p = throughput(&client, &plugin_url).await;
-            (throughput(&client, &native_url).await, p)
+            let p = throughput(&client, &plugin_url, None).await;
+            (throughput(&client, &native_url, None).await, p)
         };
         native.push(n);
         plugin.push(p);

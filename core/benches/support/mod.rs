@@ -59,3 +59,54 @@ pub async fn bench_token(client: &reqwest::Client, base: &str) -> String {
         .expect("token");
     login["access_token"].as_str().expect("token").to_string()
 }
+
+/// Client connections each throughput round keeps busy.
+#[allow(dead_code)]
+pub const CONNECTIONS: usize = 32;
+
+/// How long one throughput round lasts.
+#[allow(dead_code)]
+pub const ROUND: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Requests per second on `url` (as `token` when given) with
+/// [`CONNECTIONS`] clients for one [`ROUND`]; only 2xx answers whose body
+/// arrived count.
+#[allow(dead_code)]
+pub async fn throughput(client: &reqwest::Client, url: &str, token: Option<&str>) -> f64 {
+    use std::sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    };
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = std::time::Instant::now() + ROUND;
+    let workers: Vec<_> = (0..CONNECTIONS)
+        .map(|_| {
+            let (client, url, done) = (client.clone(), url.to_string(), done.clone());
+            let token = token.map(str::to_string);
+            tokio::spawn(async move {
+                while std::time::Instant::now() < deadline {
+                    let mut request = client.get(&url);
+                    if let Some(token) = &token {
+                        request = request.bearer_auth(token);
+                    }
+                    if let Ok(response) = request.send().await {
+                        if response.status().is_success() && response.bytes().await.is_ok() {
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        let _ = worker.await;
+    }
+    done.load(Ordering::Relaxed) as f64 / ROUND.as_secs_f64()
+}
+
+/// The median of `values` (the upper one of an even count).
+#[allow(dead_code)]
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
