@@ -1,19 +1,23 @@
-//! The request path into plugins: the router's fallback, and calls from
-//! one plugin to another's routes.
+//! The request path into plugins. Two entrances, the router's fallback
+//! ([`dispatch`], HTTP) and a plugin calling another plugin's route
+//! ([`call_from_plugin`], `Host::call`), take the same steps:
 //!
-//! 1. Longest `api_prefix` match in the route table (an atomic snapshot).
-//! 2. The plugin's own route table (matchit): 404, or 405 with `Allow`.
-//! 3. RBAC: the route's permission against the caller (401/403).
-//! 4. The body, bounded by `server.max_body_bytes` or the route's own
-//!    limit, itself capped by `plugins.max_route_body_bytes` (413).
-//! 5. The handler, called inline on this worker: the spike measured that at
-//!    0.95x a native route against 0.4x through the blocking pool. Host
-//!    services park the thread with `block_in_place` when the plugin calls
-//!    back for SQL. Routes the plugin marks `blocking` go to the blocking
-//!    pool.
-//! 6. The answer is copied into host memory before the generation can drop,
-//!    plugin error bodies get the request id and timestamp, and per-plugin
-//!    metrics are recorded.
+//! 1. **Resolve**: longest `api_prefix` match in the route table (an atomic
+//!    snapshot), then the plugin's own route table (matchit): 404, or 405
+//!    (with `Allow` over HTTP).
+//! 2. **Authorize**: the route's permission against the caller (401/403).
+//!    HTTP finds the caller from the bearer token; a call between plugins
+//!    carries the original request's caller.
+//! 3. **Invoke** on this worker: the spike measured 0.95x a native route
+//!    inline against 0.4x through the blocking pool. Host services park the
+//!    thread with `block_in_place` when the plugin calls back for SQL.
+//!    Routes the plugin marks `blocking` go to the blocking pool over HTTP,
+//!    carrying the route matched in step 1. HTTP bodies are bounded by
+//!    `server.max_body_bytes` or the route's own limit, itself capped by
+//!    `plugins.max_route_body_bytes` (413).
+//! 4. **Finish**: the answer is copied into host memory before the
+//!    generation can drop, error bodies get the request id and timestamp,
+//!    and the route's metrics count it (the middleware for HTTP).
 //!
 //! The request crosses the boundary as borrowed strings and slices
 //! ([`FfiRequest`]), with the matched route's index: encoding a JSON head
@@ -209,6 +213,94 @@ fn query_pairs(query: Option<&str>) -> Vec<(std::borrow::Cow<'_, str>, std::borr
         .unwrap_or_default()
 }
 
+/// Where a method and full path lead: the route's index and spec in its
+/// generation's manifest, the path under the prefix, and the parameters.
+/// Step 1 of both entrances.
+struct Resolved<'g, 'p> {
+    route: usize,
+    spec: &'g RouteSpec,
+    relative: &'p str,
+    params: Vec<(&'g str, &'p str)>,
+}
+
+/// Why a method and path lead to no plugin route.
+enum Unrouted {
+    /// No plugin prefix or no route under it: 404.
+    Missing,
+    /// The path exists with these other methods: 405 with `Allow`.
+    WrongMethod(Vec<String>),
+}
+
+impl Unrouted {
+    /// The standard error both entrances answer with.
+    fn error(&self, method: &str, path: &str) -> ApiError {
+        match self {
+            Self::Missing => ApiError::not_found(format!("no route for {method} {path}")),
+            Self::WrongMethod(allowed) => ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::ValidationError,
+                format!(
+                    "{method} is not allowed on {path}; allowed: {}",
+                    allowed.join(", ")
+                ),
+            ),
+        }
+    }
+
+    /// The HTTP answer: the error, plus `Allow` for a 405.
+    fn into_response(self, method: &str, path: &str) -> Response {
+        let mut response = self.error(method, path).into_response();
+        if let Self::WrongMethod(allowed) = self {
+            if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
+                response.headers_mut().insert(header::ALLOW, value);
+            }
+        }
+        response
+    }
+}
+
+/// The enabled generation whose prefix `path` lies under.
+fn locate(manager: &PluginManager, path: &str) -> Result<Arc<Generation>, Unrouted> {
+    manager.table().find(path).cloned().ok_or(Unrouted::Missing)
+}
+
+/// The route of `generation` that `method` and `path` (full, prefix
+/// included) name.
+fn resolve<'g, 'p>(
+    generation: &'g Generation,
+    method: &str,
+    path: &'p str,
+) -> Result<Resolved<'g, 'p>, Unrouted> {
+    let relative = relative_path(path, &generation.prefix);
+    match generation.route(method, relative) {
+        RouteMatch::Found(route, params) => Ok(Resolved {
+            route,
+            spec: generation.spec(route),
+            relative,
+            params,
+        }),
+        RouteMatch::Missing => Err(Unrouted::Missing),
+        RouteMatch::WrongMethod(allowed) => Err(Unrouted::WrongMethod(allowed)),
+    }
+}
+
+/// Step 2 of both entrances: the route's permission against the caller,
+/// `None` when the entrance found nobody (`anonymous` says why, in the 401).
+fn authorize(
+    spec: &RouteSpec,
+    caller: Option<&Caller>,
+    anonymous: &'static str,
+) -> Result<(), ApiError> {
+    let Some(permission) = &spec.permission else {
+        return Ok(());
+    };
+    match caller {
+        None => Err(ApiError::unauthenticated(anonymous)),
+        Some(caller) if caller.permissions.iter().any(|held| held == permission) => Ok(()),
+        Some(_) => Err(ApiError::forbidden(permission)),
+    }
+}
+
 /// Serves a request under a plugin prefix, or 404.
 pub async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
     match serve(&state, request).await {
@@ -217,107 +309,85 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> Respon
     }
 }
 
+/// The HTTP entrance: resolve, identify and authorize the caller from the
+/// bearer token, read the body, invoke (inline, or on the blocking pool
+/// with the route already matched), finish. The metrics middleware counts
+/// the answer under the route label this stamps on it.
 async fn serve(state: &AppState, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    // Cheap clones (shared bytes), so the parts stay free for the
-    // extractors below.
-    let (uri, method) = (parts.uri.clone(), parts.method.clone());
+    let (uri, method) = (&parts.uri, parts.method.as_str());
     let path = uri.path();
-    let generation: Arc<Generation> = state
-        .plugins
-        .table()
-        .find(path)
-        .cloned()
-        .ok_or_else(|| ApiError::not_found(format!("no route for {method} {path}")))?;
-    let relative = relative_path(path, &generation.prefix);
-    let method = method.as_str();
-    let (route, params) = match generation.route(method, relative) {
-        RouteMatch::Found(route, params) => (route, params),
-        RouteMatch::Missing => {
-            return Err(ApiError::not_found(format!("no route for {method} {path}")))
-        }
-        RouteMatch::WrongMethod(allowed) => return Ok(method_not_allowed(method, path, &allowed)),
+    let generation = match locate(&state.plugins, path) {
+        Ok(generation) => generation,
+        Err(unrouted) => return Ok(unrouted.into_response(method, path)),
     };
-    let spec = generation.spec(route);
+    let resolved = match resolve(&generation, method, path) {
+        Ok(resolved) => resolved,
+        Err(unrouted) => return Ok(unrouted.into_response(method, path)),
+    };
     // From here on the route is known: label every outcome with its
     // template, refusals included.
-    let label = RouteLabel(generation.label(route));
-    let caller = match &spec.permission {
-        Some(permission) => match authorize(state, &parts, permission).await {
-            Ok(caller) => Some(caller),
-            Err(error) => return Ok(labelled(error.into_response(), label)),
-        },
-        // Public routes still learn who calls when a valid token is sent.
-        None => match bearer_token(&parts) {
-            Some(token) => verify(state, token)
-                .await
-                .ok()
-                .map(|(_, user)| user.caller.clone()),
-            None => None,
-        },
+    let label = RouteLabel(generation.label(resolved.route));
+    let refused = |error: ApiError| Ok(labelled(error.into_response(), label));
+    let caller = match identify(state, &parts, resolved.spec.permission.is_some()).await {
+        Ok(caller) => caller,
+        Err(error) => return refused(error),
     };
+    if let Err(error) = authorize(resolved.spec, caller.as_deref(), "missing bearer token") {
+        return refused(error);
+    }
     // Most plugin calls are bodiless GETs: skip the body machinery for them.
     let body = match axum::body::HttpBody::size_hint(&body).exact() {
         Some(0) => Ok(axum::body::Bytes::new()),
-        _ => axum::body::to_bytes(body, body_limit(state, spec)).await,
+        _ => axum::body::to_bytes(body, body_limit(state, resolved.spec)).await,
     };
-    let body = match body {
-        Ok(body) => body,
-        Err(_) => {
-            let error = ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                ErrorCode::ValidationError,
-                "request body too large",
-            );
-            return Ok(labelled(error.into_response(), label));
-        }
+    let Ok(body) = body else {
+        return refused(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::ValidationError,
+            "request body too large",
+        ));
     };
+    let request_id = parts
+        .extensions
+        .get::<RequestId>()
+        .map_or_else(|| Arc::from(""), |id| id.0.clone());
     let context = CallContext {
         caller,
-        request_id: parts
-            .extensions
-            .get::<RequestId>()
-            .map_or_else(|| Arc::from(""), |id| id.0.clone()),
+        request_id: request_id.clone(),
         depth: 0,
     };
-    let answer = if spec.blocking {
-        // The blocking pool needs owned inputs: the method and URI are
-        // shared-bytes clones, and the route is matched again there.
+    let answer = if resolved.spec.blocking {
+        let owned = OwnedCall {
+            route: resolved.route,
+            relative: resolved.relative.to_owned(),
+            params: resolved
+                .params
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+                .collect(),
+            method: method.to_owned(),
+            query: uri.query().map(str::to_owned),
+            headers: parts.headers.clone(),
+            body,
+        };
         let (manager, generation) = (state.plugins.clone(), generation.clone());
-        let (method, uri, headers) = (parts.method.clone(), uri.clone(), parts.headers.clone());
         // The request's span follows it to the pool, so what the host logs
         // for this call (a failed statement, say) carries its request id.
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            let path = uri.path();
-            let relative = relative_path(path, &generation.prefix);
-            let params = match generation.route(method.as_str(), relative) {
-                RouteMatch::Found(_, params) => params,
-                _ => Vec::new(),
-            };
-            RouteCall {
-                route,
-                pattern: &generation.spec(route).path,
-                method: method.as_str(),
-                path: relative,
-                params: &params,
-                query: uri.query(),
-                headers: Some(&headers),
-                extra_headers: &[],
-                body: &body,
-            }
-            .invoke(&manager, &generation, context)
+            owned.invoke(&manager, &generation, context)
         })
         .await
         .map_err(ApiError::internal)?
     } else {
         RouteCall {
-            route,
-            pattern: &spec.path,
+            route: resolved.route,
+            pattern: &resolved.spec.path,
             method,
-            path: relative,
-            params: &params,
+            path: resolved.relative,
+            params: &resolved.params,
             query: uri.query(),
             headers: Some(&parts.headers),
             extra_headers: &[],
@@ -325,7 +395,65 @@ async fn serve(state: &AppState, request: Request) -> Result<Response, ApiError>
         }
         .invoke(&state.plugins, &generation, context)
     };
-    Ok(labelled(to_response(answer, &parts.extensions), label))
+    Ok(labelled(to_response(answer, &request_id), label))
+}
+
+/// A matched route with owned inputs, for the blocking pool: the route is
+/// matched once, on the request's worker, and travels with the request.
+struct OwnedCall {
+    route: usize,
+    relative: String,
+    params: Vec<(String, String)>,
+    method: String,
+    query: Option<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+}
+
+impl OwnedCall {
+    fn invoke(
+        &self,
+        manager: &PluginManager,
+        generation: &Generation,
+        context: CallContext,
+    ) -> PluginResponse {
+        let params: Vec<(&str, &str)> = self
+            .params
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        RouteCall {
+            route: self.route,
+            pattern: &generation.spec(self.route).path,
+            method: &self.method,
+            path: &self.relative,
+            params: &params,
+            query: self.query.as_deref(),
+            headers: Some(&self.headers),
+            extra_headers: &[],
+            body: &self.body,
+        }
+        .invoke(manager, generation, context)
+    }
+}
+
+/// Who sends an HTTP request, as plugins see them: the cache's prebuilt
+/// caller, shared rather than rebuilt per request. When the route needs a
+/// permission a missing or bad token is the `AuthUser` extractor's 401;
+/// a public route still learns who calls when a valid token is sent.
+async fn identify(
+    state: &AppState,
+    parts: &axum::http::request::Parts,
+    required: bool,
+) -> Result<Option<Arc<Caller>>, ApiError> {
+    let Some(token) = bearer_token(parts) else {
+        return Ok(None);
+    };
+    match verify(state, token).await {
+        Ok((_, user)) => Ok(Some(user.caller.clone())),
+        Err(error) if required => Err(error),
+        Err(_) => Ok(None),
+    }
 }
 
 /// The route's own body limit when it declares one (capped by the
@@ -343,47 +471,10 @@ fn labelled(mut response: Response, label: RouteLabel) -> Response {
     response
 }
 
-/// The caller, checked to hold `permission`, as plugins see it: the
-/// cache's prebuilt copy, shared rather than rebuilt per request. Same
-/// checks and answers as the `AuthUser` extractor's.
-async fn authorize(
-    state: &AppState,
-    parts: &axum::http::request::Parts,
-    permission: &str,
-) -> Result<Arc<Caller>, ApiError> {
-    let token =
-        bearer_token(parts).ok_or_else(|| ApiError::unauthenticated("missing bearer token"))?;
-    let (_, user) = verify(state, token).await?;
-    if !user.permissions.contains(permission) {
-        return Err(ApiError::forbidden(permission));
-    }
-    Ok(user.caller.clone())
-}
-
-fn method_not_allowed(method: &str, path: &str, allowed: &[String]) -> Response {
-    let allowed = allowed.join(", ");
-    let mut response = ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        ErrorCode::ValidationError,
-        format!("{method} is not allowed on {path}; allowed: {allowed}"),
-    )
-    .into_response();
-    if let Ok(value) = HeaderValue::from_str(&allowed) {
-        response.headers_mut().insert(header::ALLOW, value);
-    }
-    response
-}
-
-/// Builds the HTTP response; a plugin's error body gets the host's
-/// `timestamp` and `request_id` so clients see one error shape everywhere.
-fn to_response(answer: PluginResponse, extensions: &axum::http::Extensions) -> Response {
+/// Step 4, HTTP: the response, with the stamped error body.
+fn to_response(answer: PluginResponse, request_id: &str) -> Response {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = if status.as_u16() >= 400 {
-        let request_id = extensions.get::<RequestId>().map(|id| id.0.to_string());
-        stamp_error_body(status, answer.body, request_id)
-    } else {
-        answer.body
-    };
+    let body = stamp_error_body(status, answer.body, request_id);
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     if answer.json {
@@ -403,8 +494,10 @@ fn to_response(answer: PluginResponse, extensions: &axum::http::Extensions) -> R
     response
 }
 
-/// Adds `timestamp`, `request_id` and `details` to a plugin's error body.
-fn stamp_error_body(status: StatusCode, body: Vec<u8>, request_id: Option<String>) -> Vec<u8> {
+/// Step 4 of both entrances: a plugin's error body gets the host's
+/// `timestamp`, `request_id` and `details`, so clients see one error
+/// shape everywhere. Success bodies pass untouched.
+fn stamp_error_body(status: StatusCode, body: Vec<u8>, request_id: &str) -> Vec<u8> {
     if status.as_u16() < 400 {
         return body;
     }
@@ -422,8 +515,11 @@ fn stamp_error_body(status: StatusCode, body: Vec<u8>, request_id: Option<String
     serde_json::to_vec(&value).unwrap_or(body)
 }
 
-/// A plugin's call to another plugin's route (`HostOp::Call`), made on the
-/// calling handler's thread with the original caller's rights.
+/// The `Host::call` entrance: a plugin's call to another plugin's route
+/// (`HostOp::Call`), made on the calling handler's thread with the original
+/// caller's rights, through the same steps as HTTP: resolve, authorize,
+/// invoke, finish. It counts in the route's metrics itself (no middleware
+/// sees it).
 ///
 /// `path` is the full path (the other plugin's prefix included) and may
 /// carry a query string. Refusals come back as the status and standard
@@ -447,52 +543,30 @@ pub fn call_from_plugin(
         None => (path, None),
     };
     let refused = |error: ApiError| Ok(error_call_response(&error, &context.request_id));
-    let Some(generation) = manager.table().find(path).cloned() else {
-        return refused(ApiError::not_found(format!("no route for {method} {path}")));
+    let generation = match locate(manager, path) {
+        Ok(generation) => generation,
+        Err(unrouted) => return refused(unrouted.error(&method, path)),
     };
-    let relative = relative_path(path, &generation.prefix);
-    let (route, params) = match generation.route(&method, relative) {
-        RouteMatch::Found(route, params) => (route, params),
-        RouteMatch::Missing => {
-            return refused(ApiError::not_found(format!("no route for {method} {path}")))
-        }
-        RouteMatch::WrongMethod(allowed) => {
-            return refused(ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                ErrorCode::ValidationError,
-                format!(
-                    "{method} is not allowed on {path}; allowed: {}",
-                    allowed.join(", ")
-                ),
-            ))
-        }
+    let resolved = match resolve(&generation, &method, path) {
+        Ok(resolved) => resolved,
+        Err(unrouted) => return refused(unrouted.error(&method, path)),
     };
     let started = Instant::now();
-    // Counted like an HTTP request to that route, refusals included, so
-    // the plugin's metrics include the calls other plugins make.
     let count = |status: StatusCode| {
         manager.request_metrics().record(
             method_label(&axum::http::Method::from_bytes(method.as_bytes()).unwrap_or_default()),
-            generation.label(route),
+            generation.label(resolved.route),
             status.as_str(),
             started.elapsed().as_secs_f64(),
         );
     };
-    let spec = generation.spec(route);
-    if let Some(permission) = &spec.permission {
-        let refusal = match &context.caller {
-            None => Some(ApiError::unauthenticated(
-                "this route needs an authenticated caller, and the calling request has none",
-            )),
-            Some(caller) if !caller.permissions.iter().any(|p| p == permission) => {
-                Some(ApiError::forbidden(permission))
-            }
-            Some(_) => None,
-        };
-        if let Some(error) = refusal {
-            count(error.status());
-            return refused(error);
-        }
+    if let Err(error) = authorize(
+        resolved.spec,
+        context.caller.as_deref(),
+        "this route needs an authenticated caller, and the calling request has none",
+    ) {
+        count(error.status());
+        return refused(error);
     }
     let body = match body {
         Some(value) => serde_json::to_vec(value).map_err(|error| error.to_string())?,
@@ -507,11 +581,11 @@ pub fn call_from_plugin(
         ..context.clone()
     };
     let call = RouteCall {
-        route,
-        pattern: &spec.path,
+        route: resolved.route,
+        pattern: &resolved.spec.path,
         method: &method,
-        path: relative,
-        params: &params,
+        path: resolved.relative,
+        params: &resolved.params,
         query,
         headers: None,
         extra_headers: &extra_headers,
@@ -520,20 +594,21 @@ pub fn call_from_plugin(
     let run = || call.invoke(manager, &generation, nested);
     // A route marked blocking may take long: let the runtime move other
     // tasks off this worker meanwhile.
-    let answer = if spec.blocking && tokio::runtime::Handle::try_current().is_ok() {
+    let answer = if resolved.spec.blocking && tokio::runtime::Handle::try_current().is_ok() {
         tokio::task::block_in_place(run)
     } else {
         run()
     };
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     count(status);
-    let body = stamp_error_body(status, answer.body, Some(context.request_id.to_string()));
+    let body = stamp_error_body(status, answer.body, &context.request_id);
     Ok(CallResponse {
         status: answer.status,
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
     })
 }
 
+/// A refusal as the calling plugin receives it: the standard error body.
 fn error_call_response(error: &ApiError, request_id: &str) -> CallResponse {
     CallResponse {
         status: error.status().as_u16(),
