@@ -20,6 +20,8 @@
 //! - [`outbound_http`]: `Host::http`, limited to each plugin's allow list.
 //! - [`on_demand`]: the jobs plugins ask to run now, one run per job at a
 //!   time, off the request that asked.
+//! - [`job_runs`]: how a plugin job runs, scheduled or on demand (blocking
+//!   pool, timeout, panics).
 //! - [`confinement`]: each plugin's own pool, confined by the database
 //!   (SQLite's authorizer, a PostgreSQL role per plugin).
 //! - [`sql_guard`]: the lexical check that names a refused table early.
@@ -36,6 +38,7 @@ pub mod dispatcher;
 pub mod elf;
 pub mod generation;
 pub mod host_services;
+pub mod job_runs;
 pub mod library;
 pub mod manager;
 pub mod on_demand;

@@ -2,11 +2,9 @@
 //! its own jobs to run now, off the request that asked (an import started
 //! over HTTP, say), instead of waiting for a scheduled tick.
 //!
-//! A run goes where scheduled runs go and ends the way they end: the
-//! blocking pool (plugin jobs are synchronous code), `tasks.job_timeout_secs`
-//! (an overrun is reported as a failure, and the job counts as running until
-//! its thread really returns, because a thread cannot be stopped), and a
-//! panic comes back from the plugin's `catch_unwind` as an error.
+//! A run follows the scheduler's policy, [`super::job_runs`]: the serving
+//! generation, the blocking pool, `tasks.job_timeout_secs`, panics as errors,
+//! and an overrun that counts as running until its thread returns.
 //!
 //! One run per `(plugin, job)` at a time: a request while the job runs sets
 //! a flag, and the job runs once more when the current run ends. Any number
@@ -26,7 +24,10 @@ use std::{
     time::Duration,
 };
 
-use super::manager::PluginManager;
+use super::{
+    job_runs::{self, JobRun},
+    manager::PluginManager,
+};
 
 /// What is running: `(plugin, job)` to "run again when done".
 type Running = HashMap<(String, String), bool>;
@@ -94,23 +95,14 @@ impl OnDemandJobs {
         loop {
             // The serving generation at the time of each run: a reload in
             // between runs the new code.
-            let generation = manager.upgrade().and_then(|manager| {
-                manager
-                    .table()
-                    .generations()
-                    .iter()
-                    .find(|generation| generation.id == plugin && generation.has_job(job))
-                    .cloned()
-            });
+            let generation = manager
+                .upgrade()
+                .and_then(|manager| job_runs::serving(&manager.table(), plugin, job));
             match generation {
                 Some(generation) => {
-                    let name = job.to_string();
-                    let mut handle = tokio::task::spawn_blocking(move || generation.run_job(&name));
-                    let outcome = match tokio::time::timeout(self.timeout, &mut handle).await {
-                        Ok(joined) => {
-                            joined.map_err(|error| format!("the job's thread failed: {error}"))
-                        }
-                        Err(_) => {
+                    let outcome = match job_runs::run(generation, job, self.timeout).await {
+                        JobRun::Finished(outcome) => outcome,
+                        JobRun::Overran(handle) => {
                             tracing::warn!(
                                 plugin,
                                 job,
@@ -118,14 +110,12 @@ impl OnDemandJobs {
                                 "on-demand job timed out; it keeps running until it returns"
                             );
                             // Still one run at a time: wait for the thread.
-                            handle
-                                .await
-                                .map_err(|error| format!("the job's thread failed: {error}"))
+                            job_runs::finish(handle).await
                         }
                     };
                     match outcome {
-                        Ok(Ok(())) => tracing::debug!(plugin, job, "on-demand job finished"),
-                        Ok(Err(error)) | Err(error) => {
+                        Ok(()) => tracing::debug!(plugin, job, "on-demand job finished"),
+                        Err(error) => {
                             tracing::warn!(
                                 plugin,
                                 job,
