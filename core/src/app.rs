@@ -258,7 +258,7 @@ pub fn app(state: AppState) -> Router {
                         path = request.uri().path(),
                         request_id = request
                             .extensions()
-                            .get::<request_context::RequestId>()
+                            .get::<crate::http::request_id::RequestId>()
                             .map(|id| id.0.as_ref())
                             .unwrap_or("-"),
                     )

@@ -84,7 +84,7 @@ enum AdminCommand {
         #[arg(long, env = "XCORE_NEW_USER_PASSWORD", hide_env_values = true)]
         password: String,
         /// Role to give the account.
-        #[arg(long, default_value = rbac::store::ADMIN_ROLE)]
+        #[arg(long, default_value = crate::auth::roles::ADMIN_ROLE)]
         role: String,
         /// Display name.
         #[arg(long)]

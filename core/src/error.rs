@@ -16,7 +16,7 @@ use axum::{
 use serde::Serialize;
 use serde_json::json;
 
-use crate::http::request_context;
+use crate::http::request_id;
 
 /// Stable machine-readable error codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -302,7 +302,7 @@ impl From<anyhow::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let request_id = request_context::current_request_id();
+        let request_id = request_id::current_request_id();
         if let Some(source) = &self.source {
             tracing::error!(
                 request_id = request_id.as_deref().unwrap_or("-"),

@@ -8,6 +8,7 @@ pub mod changes;
 pub mod extract;
 pub mod password;
 pub mod password_reset;
+pub mod roles;
 pub mod routes;
 pub mod sessions;
 pub mod tokens;

@@ -17,9 +17,9 @@ use super::{
 };
 use crate::{
     app::AppState,
+    auth::roles::USER_ROLE,
     error::{ApiError, ApiResult, FieldError},
     http::extract::{json_rejection, ApiJson},
-    rbac::store::USER_ROLE,
 };
 
 /// `POST /auth/register` body.

@@ -7,4 +7,5 @@ pub mod extract;
 pub mod pagination;
 pub mod rate_limit;
 pub mod request_context;
+pub mod request_id;
 pub mod server;

@@ -31,7 +31,7 @@ use governor::{
     Quota, RateLimiter,
 };
 
-use crate::{app::AppState, config::RateLimitConfig, error::ApiError, rbac::store::ADMIN_ROLE};
+use crate::{app::AppState, auth::roles::ADMIN_ROLE, config::RateLimitConfig, error::ApiError};
 
 type KeyedLimiter<K> =
     RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;

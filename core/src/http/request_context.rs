@@ -11,35 +11,19 @@ use std::sync::Arc;
 use axum::{
     body::Body,
     extract::Request,
-    http::{header, HeaderName, HeaderValue, StatusCode},
+    http::{header, HeaderValue, StatusCode},
     middleware::Next,
     response::{IntoResponse, Response},
 };
 
+use super::request_id::{self, RequestId, REQUEST_ID_HEADER};
 use crate::error::{ApiError, ErrorCode, RenderedError};
-
-/// The request id header, echoed when sane and generated otherwise.
-pub static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Longest incoming request id we echo back.
 const MAX_INCOMING_ID_LEN: usize = 128;
 
 /// Largest framework error body we read to reuse as the message.
 const MAX_FRAMEWORK_BODY: usize = 4096;
-
-tokio::task_local! {
-    static REQUEST_ID: Arc<str>;
-}
-
-/// The id of the request being served on this task, if any.
-pub fn current_request_id() -> Option<String> {
-    REQUEST_ID.try_with(|id| id.to_string()).ok()
-}
-
-/// The request id, also stored in the request extensions for handlers that
-/// hand work to other tasks.
-#[derive(Clone, Debug)]
-pub struct RequestId(pub Arc<str>);
 
 /// Assigns the request id, runs the request with it in scope, normalises
 /// framework-made error responses and stamps `X-Request-Id`.
@@ -56,19 +40,18 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
         .unwrap_or_else(|| Arc::from(format!("req_{:032x}", rand::random::<u128>())));
     request.extensions_mut().insert(RequestId(id.clone()));
 
-    let mut response = REQUEST_ID
-        .scope(id.clone(), async move {
-            let response = next.run(request).await;
-            if response.status().as_u16() >= 400
-                && response.extensions().get::<RenderedError>().is_none()
-                && !is_json(&response)
-            {
-                standardise(response).await
-            } else {
-                response
-            }
-        })
-        .await;
+    let mut response = request_id::scope(id.clone(), async move {
+        let response = next.run(request).await;
+        if response.status().as_u16() >= 400
+            && response.extensions().get::<RenderedError>().is_none()
+            && !is_json(&response)
+        {
+            standardise(response).await
+        } else {
+            response
+        }
+    })
+    .await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response
             .headers_mut()

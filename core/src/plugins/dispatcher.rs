@@ -54,7 +54,7 @@ use crate::{
     app::AppState,
     auth::extract::{bearer_token, verify},
     error::{ApiError, ErrorCode},
-    http::request_context::RequestId,
+    http::request_id::RequestId,
     observability::metrics::{method_label, RouteLabel},
 };
 

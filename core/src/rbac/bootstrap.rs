@@ -9,7 +9,7 @@ use crate::{
     error::ApiError,
 };
 
-use super::store::ADMIN_ROLE;
+use crate::auth::roles::ADMIN_ROLE;
 
 /// Makes sure `email` exists, is active, has the admin role and the given
 /// password. The password is rewritten only when it no longer verifies, so

@@ -11,13 +11,10 @@ use axum::{extract::State, http::StatusCode, response::IntoResponse, Json};
 use serde::{Deserialize, Serialize};
 use sqlx::{any::AnyRow, Row};
 
-use super::{
-    permissions::{Require, RolesRead, RolesWrite},
-    store::ADMIN_ROLE,
-};
+use super::permissions::{Require, RolesRead, RolesWrite};
 use crate::{
     app::AppState,
-    auth::changes::Change,
+    auth::{changes::Change, roles::ADMIN_ROLE},
     db::{flag, timestamp, Database},
     error::{ApiError, ApiResult},
     http::{

@@ -9,24 +9,14 @@ use sqlx::Row;
 
 use super::permissions::{parse_permission_name, CORE_PERMISSIONS};
 use crate::{
-    auth::{cache::AuthCache, changes::Change},
+    auth::{
+        cache::AuthCache,
+        changes::Change,
+        roles::{ADMIN_ROLE, BUILTIN_ROLES},
+    },
     db::{timestamp, Database},
     error::ApiError,
 };
-
-/// The all-powerful built-in role.
-pub const ADMIN_ROLE: &str = "admin";
-/// The default role of registered accounts.
-pub const USER_ROLE: &str = "user";
-
-/// Built-in roles: `(name, description)`.
-pub const BUILTIN_ROLES: &[(&str, &str)] = &[
-    (
-        ADMIN_ROLE,
-        "Administrator: every permission, including those plugins add",
-    ),
-    (USER_ROLE, "Registered user"),
-];
 
 /// Creates the built-in roles and core permissions when missing and grants
 /// every permission to `admin`. Idempotent; safe with concurrent starts.

@@ -12,13 +12,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::{Any, Row, Transaction};
 
-use super::{
-    permissions::{Require, UsersRead, UsersWrite},
-    store::{ADMIN_ROLE, USER_ROLE},
-};
+use super::permissions::{Require, UsersRead, UsersWrite};
 use crate::{
     app::AppState,
-    auth::{changes::Change, sessions, users},
+    auth::{
+        changes::Change,
+        roles::{ADMIN_ROLE, USER_ROLE},
+        sessions, users,
+    },
     db::{flag, like_pattern, Database, Dialect, Placeholders},
     error::{ApiError, ApiResult},
     http::{

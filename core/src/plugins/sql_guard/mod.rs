@@ -37,7 +37,9 @@
 
 mod tokens;
 
-use tokens::{cte_names, index_name_before, query_context, skip_words, split_statements, tokenize, Token};
+use tokens::{
+    cte_names, index_name_before, query_context, skip_words, split_statements, tokenize, Token,
+};
 
 /// What the statement is for: migrations may change the schema.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
