@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::Context;
 use axum::{
-    extract::{DefaultBodyLimit, Request},
+    extract::{DefaultBodyLimit, FromRef, Request},
     middleware, Router,
 };
 use tokio::net::TcpListener;
@@ -21,22 +21,32 @@ use tower_http::{
 };
 
 use crate::{
-    auth::{self, cache::AuthCache, password::PasswordHasher, tokens::TokenService},
+    auth::{
+        self, cache::AuthCache, password::PasswordHasher, tokens::TokenService, AuthState, Gate,
+    },
     config::Config,
     db::{migrate, Database, Dialect},
-    events::{ws::WsHub, EventBus},
+    events::{
+        ws::{WsHub, WsState},
+        EventBus,
+    },
     http::{
         rate_limit::{self, RateLimits},
         request_context,
         server::{self as http_server, Drain, DrainTimes},
     },
-    observability::{self, metrics::Metrics},
+    observability::{
+        self,
+        health::HealthState,
+        metrics::{Metrics, MetricsState},
+    },
     plugins::{
         self,
+        dispatcher::DispatchState,
         manager::{ManagerOptions, PluginManager},
         watcher::DirectoryWatcher,
     },
-    rbac,
+    rbac::{self, RbacState},
     tasks::Scheduler,
 };
 
@@ -94,6 +104,48 @@ pub struct Services {
     /// The shutdown stage: readiness fails while draining, responses carry
     /// `Connection: close`, and after the deadline requests get 503.
     drain: Arc<Drain>,
+    /// The parts each module's handlers take ([`FromRef`] below), built
+    /// once so a request clones one `Arc`, not a field per service.
+    parts: Parts,
+}
+
+/// The part of the state each module takes.
+#[derive(Debug)]
+struct Parts {
+    gate: Arc<Gate>,
+    auth: Arc<AuthState>,
+    rbac: Arc<RbacState>,
+    ws: Arc<WsState>,
+    dispatch: Arc<DispatchState>,
+    health: Arc<HealthState>,
+    metrics: Arc<MetricsState>,
+}
+
+/// Hands a module its part of the state.
+macro_rules! part_of_state {
+    ($($part:ty => |$state:ident| $get:expr;)*) => {
+        $(impl FromRef<AppState> for $part {
+            fn from_ref($state: &AppState) -> Self {
+                $get
+            }
+        })*
+    };
+}
+
+part_of_state! {
+    Arc<Gate> => |state| state.parts.gate.clone();
+    Arc<AuthState> => |state| state.parts.auth.clone();
+    Arc<RbacState> => |state| state.parts.rbac.clone();
+    Arc<WsState> => |state| state.parts.ws.clone();
+    Arc<DispatchState> => |state| state.parts.dispatch.clone();
+    Arc<HealthState> => |state| state.parts.health.clone();
+    Arc<MetricsState> => |state| state.parts.metrics.clone();
+    Arc<PluginManager> => |state| state.plugins.clone();
+    Arc<crate::tasks::Scheduler> => |state| state.tasks.clone();
+    Arc<Config> => |state| state.config.clone();
+    Arc<Metrics> => |state| state.metrics.clone();
+    Arc<TokenService> => |state| state.tokens.clone();
+    Option<Arc<RateLimits>> => |state| state.rate_limits.clone();
 }
 
 impl AppState {
@@ -173,28 +225,85 @@ impl AppState {
         } else {
             None
         };
+        let config = Arc::new(config);
+        let tokens = Arc::new(TokenService::new(
+            &config.auth.jwt_secret,
+            config.auth.access_token_ttl_secs,
+        ));
+        let ws = Arc::new(WsHub::new(config.websocket.clone(), metrics.registry())?);
+        let health_probe = Arc::new(observability::health::SharedProbe::new(
+            Duration::from_millis(config.health.probe_reuse_ms),
+        ));
+        let drain = Arc::new(Drain::default());
+        let started_at = Instant::now();
+        let gate = Arc::new(Gate {
+            tokens: tokens.clone(),
+            auth: auth.clone(),
+        });
+        let parts = Parts {
+            auth: Arc::new(AuthState {
+                config: config.clone(),
+                db: db.clone(),
+                tokens: tokens.clone(),
+                auth: auth.clone(),
+                passwords: passwords.clone(),
+                events: events.clone(),
+            }),
+            rbac: Arc::new(RbacState {
+                db: db.clone(),
+                auth: auth.clone(),
+                passwords: passwords.clone(),
+            }),
+            ws: Arc::new(WsState {
+                ws: ws.clone(),
+                events: events.clone(),
+                gate: gate.clone(),
+            }),
+            dispatch: Arc::new(DispatchState {
+                plugins: plugins.clone(),
+                gate: gate.clone(),
+                config: config.clone(),
+            }),
+            health: Arc::new(HealthState {
+                config: config.clone(),
+                db: db.clone(),
+                data_dir: data_dir.clone(),
+                health_probe: health_probe.clone(),
+                started_at,
+                drain: drain.clone(),
+            }),
+            metrics: Arc::new(MetricsState {
+                metrics: metrics.clone(),
+                route_labels: {
+                    let plugins = Arc::downgrade(&plugins);
+                    Box::new(move || {
+                        plugins
+                            .upgrade()
+                            .map(|plugins| plugins.route_labels())
+                            .unwrap_or_default()
+                    })
+                },
+            }),
+            gate,
+        };
         Ok(Self(Arc::new(Services {
             _plugin_watcher: plugin_watcher,
-            tokens: Arc::new(TokenService::new(
-                &config.auth.jwt_secret,
-                config.auth.access_token_ttl_secs,
-            )),
+            tokens,
             passwords,
             auth,
-            ws: Arc::new(WsHub::new(config.websocket.clone(), metrics.registry())?),
+            ws,
             tasks,
             events,
             plugins,
             metrics,
             rate_limits: RateLimits::new(&config.rate_limits).map(Arc::new),
-            started_at: Instant::now(),
+            started_at,
             data_dir,
-            health_probe: Arc::new(observability::health::SharedProbe::new(
-                Duration::from_millis(config.health.probe_reuse_ms),
-            )),
-            drain: Arc::new(Drain::default()),
-            config: Arc::new(config),
+            health_probe,
+            drain,
+            config,
             db,
+            parts,
         })))
     }
 }
@@ -230,7 +339,7 @@ pub fn app(state: AppState) -> Router {
         .merge(crate::events::ws::router())
         .merge(crate::tasks::routes::router())
         .merge(crate::web::router())
-        .fallback(plugins::dispatcher::dispatch)
+        .fallback(plugins::dispatcher::dispatch::<AppState>)
         // Innermost first: rate limits see the request after routing, the
         // metrics include 429s, the panic guard covers everything below it,
         // and the request context wraps it all so even a panic's 500 gets the

@@ -13,12 +13,26 @@
 
 use std::{collections::BTreeSet, sync::Arc};
 
-use super::{cache::CachedUser, tokens::AccessClaims};
-use crate::{app::AppState, error::ApiError};
+use super::{
+    cache::{AuthCache, CachedUser},
+    tokens::{AccessClaims, TokenService},
+};
+use crate::error::ApiError;
 use axum::{
-    extract::FromRequestParts,
+    extract::{FromRef, FromRequestParts},
     http::{header, request::Parts},
 };
+
+/// What deciding on a request needs: the token check and the cache of
+/// users, grants and revocations. Every extractor and entrance that
+/// authenticates takes this, not the whole application state.
+#[derive(Debug)]
+pub struct Gate {
+    /// Access-token signing and checking.
+    pub tokens: Arc<TokenService>,
+    /// Users, grants and revocations in memory.
+    pub auth: Arc<AuthCache>,
+}
 
 /// The authenticated caller.
 #[derive(Clone, Debug)]
@@ -70,26 +84,27 @@ pub fn bearer_token_of(headers: &axum::http::HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-impl FromRequestParts<AppState> for AuthUser {
+impl<S> FromRequestParts<S> for AuthUser
+where
+    S: Send + Sync,
+    Arc<Gate>: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         if let Some(user) = parts.extensions.get::<AuthUser>() {
             return Ok(user.clone());
         }
         let token =
             bearer_token(parts).ok_or_else(|| ApiError::unauthenticated("missing bearer token"))?;
-        let user = authenticate(state, token).await?;
+        let user = authenticate(&Arc::<Gate>::from_ref(state), token).await?;
         parts.extensions.insert(user.clone());
         Ok(user)
     }
 }
 
 /// Verifies an access token and loads the caller.
-pub async fn authenticate(state: &AppState, token: &str) -> Result<AuthUser, ApiError> {
+pub async fn authenticate(state: &Gate, token: &str) -> Result<AuthUser, ApiError> {
     let (claims, user) = verify(state, token).await?;
     Ok(AuthUser {
         id: user.caller.user_id,
@@ -106,7 +121,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<AuthUser, Api
 /// caller's cached state. The checks, and their messages, in the order
 /// they always ran.
 pub async fn verify(
-    state: &AppState,
+    state: &Gate,
     token: &str,
 ) -> Result<(AccessClaims, Arc<CachedUser>), ApiError> {
     let claims = state.tokens.verify(token)?;

@@ -14,17 +14,44 @@ pub mod sessions;
 pub mod tokens;
 pub mod users;
 
+use std::sync::Arc;
+
 use axum::{
+    extract::FromRef,
     routing::{get, post, put},
     Router,
 };
 
-pub use extract::AuthUser;
+pub use extract::{AuthUser, Gate};
 
-use crate::app::AppState;
+use crate::{config::Config, db::Database, events::EventBus};
 
-/// The `/auth` routes.
-pub fn router() -> Router<AppState> {
+/// What the `/auth` routes use: the part of the application state they
+/// need, so this module does not depend on the application.
+#[derive(Debug)]
+pub struct AuthState {
+    /// The loaded configuration (`[auth]` above all).
+    pub config: Arc<Config>,
+    /// The database pool.
+    pub db: Database,
+    /// Access-token signing and checking.
+    pub tokens: Arc<tokens::TokenService>,
+    /// Users, grants and revocations in memory.
+    pub auth: Arc<cache::AuthCache>,
+    /// argon2id hashing and the password policy.
+    pub passwords: Arc<password::PasswordHasher>,
+    /// The event bus (`user.registered`, `user.login`).
+    pub events: EventBus,
+}
+
+/// The `/auth` routes, for any application state that provides
+/// [`AuthState`] and the [`Gate`] protected routes pass through.
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<AuthState>: FromRef<S>,
+    Arc<Gate>: FromRef<S>,
+{
     Router::new()
         .route("/auth/register", post(routes::register))
         .route("/auth/login", post(routes::login))

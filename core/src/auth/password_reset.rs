@@ -5,6 +5,7 @@
 //! token itself never appears in a log line: logs are read by more people
 //! than mailboxes are.
 
+use super::AuthState;
 use sqlx::Row;
 
 use super::{
@@ -13,11 +14,11 @@ use super::{
     tokens::{random_token, token_hash},
     users,
 };
-use crate::{app::AppState, db::timestamp, error::ApiError};
+use crate::{db::timestamp, error::ApiError};
 
 /// Creates a reset token for `email` and queues the message. Does nothing,
 /// silently, for an unknown or inactive account.
-pub async fn request(state: &AppState, email: &str) -> Result<(), ApiError> {
+pub async fn request(state: &AuthState, email: &str) -> Result<(), ApiError> {
     let Some(account) = users::credentials_by_email(&state.db, email).await? else {
         return Ok(());
     };
@@ -70,7 +71,7 @@ pub async fn request(state: &AppState, email: &str) -> Result<(), ApiError> {
 }
 
 /// Completes a reset: checks the token, sets the password, ends every session.
-pub async fn complete(state: &AppState, token: &str, new_password: &str) -> Result<(), ApiError> {
+pub async fn complete(state: &AuthState, token: &str, new_password: &str) -> Result<(), ApiError> {
     let mut tx = state.db.begin_write().await?;
     let now = timestamp::now();
     let row = sqlx::query(

@@ -1,5 +1,8 @@
 //! `/auth/*` handlers.
 
+use std::sync::Arc;
+
+use super::AuthState;
 use axum::{
     extract::{FromRequest, Request, State},
     http::{header, StatusCode},
@@ -16,7 +19,6 @@ use super::{
     password_reset, sessions, users,
 };
 use crate::{
-    app::AppState,
     auth::roles::USER_ROLE,
     error::{ApiError, ApiResult, FieldError},
     http::extract::{json_rejection, ApiJson},
@@ -43,7 +45,7 @@ pub struct RegisterRequest {
     )
 )]
 pub async fn register(
-    State(state): State<AppState>,
+    State(state): State<Arc<AuthState>>,
     ApiJson(body): ApiJson<RegisterRequest>,
 ) -> ApiResult<impl IntoResponse> {
     if !state.config.auth.allow_registration {
@@ -83,10 +85,10 @@ pub struct LoginRequest {
 /// form the seed shows) and JSON.
 pub struct LoginBody(LoginRequest);
 
-impl FromRequest<AppState> for LoginBody {
+impl<S: Send + Sync> FromRequest<S> for LoginBody {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         let content_type = request
             .headers()
             .get(header::CONTENT_TYPE)
@@ -128,7 +130,7 @@ impl FromRequest<AppState> for LoginBody {
     )
 )]
 pub async fn login(
-    State(state): State<AppState>,
+    State(state): State<Arc<AuthState>>,
     LoginBody(body): LoginBody,
 ) -> ApiResult<impl IntoResponse> {
     let mut problems = Vec::new();
@@ -188,7 +190,10 @@ pub async fn login(
         (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
     )
 )]
-pub async fn me(State(state): State<AppState>, user: AuthUser) -> ApiResult<impl IntoResponse> {
+pub async fn me(
+    State(state): State<Arc<AuthState>>,
+    user: AuthUser,
+) -> ApiResult<impl IntoResponse> {
     // From the cache the extractor just read: no database work.
     let cached = state
         .auth
@@ -225,7 +230,7 @@ pub struct RefreshRequest {
     )
 )]
 pub async fn refresh(
-    State(state): State<AppState>,
+    State(state): State<Arc<AuthState>>,
     request: Request,
 ) -> ApiResult<impl IntoResponse> {
     let (parts, body) = request.into_parts();
@@ -260,7 +265,7 @@ pub async fn refresh(
         (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
     )
 )]
-pub async fn logout(State(state): State<AppState>, user: AuthUser) -> ApiResult<StatusCode> {
+pub async fn logout(State(state): State<Arc<AuthState>>, user: AuthUser) -> ApiResult<StatusCode> {
     let mut tx = state.db.begin_write().await?;
     sessions::revoke_access_token(&mut tx, &user.jti, user.id, user.token_expires_at).await?;
     let session = sessions::revoke_family(&state, &mut tx, &user.session, user.id).await?;
@@ -311,7 +316,7 @@ pub enum ResetRequest {
     )
 )]
 pub async fn password_reset(
-    State(state): State<AppState>,
+    State(state): State<Arc<AuthState>>,
     ApiJson(body): ApiJson<ResetRequest>,
 ) -> ApiResult<impl IntoResponse> {
     match body {
@@ -358,7 +363,7 @@ pub struct PasswordUpdate {
     )
 )]
 pub async fn password_update(
-    State(state): State<AppState>,
+    State(state): State<Arc<AuthState>>,
     user: AuthUser,
     ApiJson(body): ApiJson<PasswordUpdate>,
 ) -> ApiResult<impl IntoResponse> {

@@ -15,6 +15,7 @@
 //! refresh token also carries the version it was issued under, so one
 //! minted concurrently with the bump is refused too.
 
+use super::AuthState;
 use serde::Serialize;
 use sqlx::{Any, Row, Transaction};
 
@@ -22,7 +23,7 @@ use super::{
     changes::Change,
     tokens::{random_token, token_hash},
 };
-use crate::{app::AppState, db::timestamp, error::ApiError};
+use crate::{db::timestamp, error::ApiError};
 
 /// The body of a successful login or refresh.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -40,7 +41,7 @@ pub struct TokenPair {
 /// Issues an access token and a refresh token in `family` (a new family when
 /// `None`), inside `tx`.
 pub async fn issue_pair(
-    state: &AppState,
+    state: &AuthState,
     tx: &mut Transaction<'_, Any>,
     user_id: i64,
     token_version: i64,
@@ -81,7 +82,7 @@ pub async fn issue_pair(
 }
 
 /// Exchanges a refresh token for a new pair, enforcing single use.
-pub async fn rotate(state: &AppState, presented: &str) -> Result<TokenPair, ApiError> {
+pub async fn rotate(state: &AuthState, presented: &str) -> Result<TokenPair, ApiError> {
     let mut tx = state.db.begin_write().await?;
     let row = sqlx::query(
         "SELECT t.id, t.family_id, t.user_id, t.expires_at, t.used_at, t.revoked_at,
@@ -147,7 +148,7 @@ pub async fn rotate(state: &AppState, presented: &str) -> Result<TokenPair, ApiE
 /// every access token issued in it, from the next request on. Returns the
 /// change the caller commits with [`crate::auth::cache::AuthCache::commit`].
 pub async fn revoke_family(
-    state: &AppState,
+    state: &AuthState,
     tx: &mut Transaction<'_, Any>,
     family: &str,
     user_id: i64,

@@ -1,6 +1,8 @@
 //! The in-process event bus: host and plugin events fan out to subscribers
-//! (WebSocket clients, the scheduler, plugins) through a
-//! `tokio::sync::broadcast` channel.
+//! through a `tokio::sync::broadcast` channel: WebSocket clients ([`ws`]),
+//! the scheduler (plugin lifecycle events) and the plugins that subscribe
+//! (`crate::plugins::subscriptions`, which hands each its events in order,
+//! off the request path).
 //!
 //! Publishing never waits: a subscriber that falls more than the channel's
 //! capacity behind loses the oldest events and learns it did (`Lagged`),

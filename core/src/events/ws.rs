@@ -31,7 +31,7 @@ use std::{
 use axum::{
     extract::{
         ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade},
-        Query, State,
+        FromRef, Query, State,
     },
     http::StatusCode,
     response::{IntoResponse, Response},
@@ -44,10 +44,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast::error::RecvError, mpsc, oneshot};
 
-use super::topics;
+use super::{topics, EventBus};
 use crate::{
-    app::AppState,
-    auth::{extract::authenticate, AuthUser},
+    auth::{extract::authenticate, AuthUser, Gate},
     config::WebSocketConfig,
     error::{ApiError, ErrorCode},
 };
@@ -130,8 +129,23 @@ impl Drop for Slot {
     }
 }
 
-/// `/ws`.
-pub fn router() -> Router<AppState> {
+/// What `/ws` uses.
+#[derive(Debug)]
+pub struct WsState {
+    /// The connections.
+    pub ws: Arc<WsHub>,
+    /// What the sockets forward.
+    pub events: EventBus,
+    /// Authenticates the sockets.
+    pub gate: Arc<Gate>,
+}
+
+/// `/ws`, for any application state that provides [`WsState`].
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<WsState>: FromRef<S>,
+{
     Router::new().route("/ws", get(upgrade))
 }
 
@@ -152,7 +166,7 @@ pub struct WsQuery {
     )
 )]
 pub async fn upgrade(
-    State(state): State<AppState>,
+    State(state): State<Arc<WsState>>,
     Query(query): Query<WsQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -205,7 +219,7 @@ struct Session {
     patterns: Vec<String>,
 }
 
-async fn serve(state: AppState, socket: WebSocket, query_token: Option<String>, slot: Slot) {
+async fn serve(state: Arc<WsState>, socket: WebSocket, query_token: Option<String>, slot: Slot) {
     let config = state.ws.config.clone();
     let (sink, mut stream) = socket.split();
     let (outgoing, queue) = mpsc::channel::<Message>(config.queue_capacity.max(1));
@@ -404,13 +418,13 @@ fn reply(value: Value) -> Reply {
     Reply::Send(Message::Text(value.to_string().into()))
 }
 
-async fn login(state: &AppState, session: &mut Session, token: &str) -> Result<Message, String> {
+async fn login(state: &WsState, session: &mut Session, token: &str) -> Result<Message, String> {
     let token = token
         .strip_prefix("Bearer ")
         .or_else(|| token.strip_prefix("bearer "))
         .unwrap_or(token)
         .trim();
-    let user = authenticate(state, token)
+    let user = authenticate(&state.gate, token)
         .await
         .map_err(|error| format!("authentication failed: {}", error.message()))?;
     let answer = json!({"type": "auth", "success": true, "user_id": user.id, "email": user.email});
@@ -427,7 +441,7 @@ enum Command {
     Ping,
 }
 
-async fn command(state: &AppState, session: &mut Session, text: &str) -> Reply {
+async fn command(state: &WsState, session: &mut Session, text: &str) -> Reply {
     let command: Command = match serde_json::from_str(text) {
         Ok(command) => command,
         Err(error) => {

@@ -12,6 +12,8 @@
 //! (unix seconds when the budget is whole again, or when to retry after a
 //! 429, which also carries `Retry-After`).
 
+use std::sync::Arc;
+
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
     num::NonZeroU32,
@@ -31,7 +33,11 @@ use governor::{
     Quota, RateLimiter,
 };
 
-use crate::{app::AppState, auth::roles::ADMIN_ROLE, config::RateLimitConfig, error::ApiError};
+use crate::{
+    auth::{roles::ADMIN_ROLE, tokens::TokenService},
+    config::RateLimitConfig,
+    error::ApiError,
+};
 
 type KeyedLimiter<K> =
     RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
@@ -164,8 +170,13 @@ fn set_headers(headers: &mut HeaderMap, limit: u32, remaining: u32, reset_in: Du
 }
 
 /// Applies the limits.
-pub async fn middleware(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(limits) = state.rate_limits.as_deref() else {
+pub async fn middleware(
+    State(rate_limits): State<Option<Arc<RateLimits>>>,
+    State(tokens): State<Arc<TokenService>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(limits) = rate_limits.as_deref() else {
         return next.run(request).await;
     };
     let path = request.uri().path();
@@ -174,7 +185,7 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
     }
     let ip = client_ip(&request, limits.config.trust_forwarded_for);
     let claims = crate::auth::extract::bearer_token_of(request.headers())
-        .and_then(|token| state.tokens.verify(token).ok())
+        .and_then(|token| tokens.verify(token).ok())
         .and_then(|claims| {
             claims
                 .user_id()

@@ -11,8 +11,9 @@
 //! log.
 
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     sync::atomic::{AtomicU64, Ordering},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -21,9 +22,34 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::{
-    app::AppState,
-    db::{timestamp, Dialect, ProbeFailure},
+    config::Config,
+    db::{timestamp, Database, Dialect, ProbeFailure},
+    http::server::Drain,
 };
+
+/// What the health endpoints (and the home page's health line) read.
+#[derive(Debug)]
+pub struct HealthState {
+    /// `[health]` thresholds.
+    pub config: Arc<Config>,
+    /// The database probed.
+    pub db: Database,
+    /// Directory whose file system the disk check watches.
+    pub data_dir: PathBuf,
+    /// The database probe health requests share.
+    pub health_probe: Arc<SharedProbe>,
+    /// Start instant, for `uptime`.
+    pub started_at: Instant,
+    /// Readiness fails while the server drains.
+    pub drain: Arc<Drain>,
+}
+
+impl HealthState {
+    /// Whether shutdown has started.
+    pub fn is_shutting_down(&self) -> bool {
+        self.drain.is_draining()
+    }
+}
 
 /// Longest a health probe waits for the database.
 const DATABASE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -130,7 +156,7 @@ impl SharedProbe {
 }
 
 /// Probes the database through the shared probe.
-async fn database_check(state: &AppState) -> Result<(), ProbeFailure> {
+async fn database_check(state: &HealthState) -> Result<(), ProbeFailure> {
     state.health_probe.check(&state.db).await
 }
 
@@ -150,7 +176,7 @@ fn disk_ok(data_dir: &Path, min_free_mb: u64) -> bool {
 /// Whether writes to the SQLite file are failing for want of space. Only a
 /// measurement says so: an unreadable `statvfs` is the `disk` check's
 /// business, not a reason to stop traffic.
-fn disk_full(state: &AppState) -> bool {
+fn disk_full(state: &HealthState) -> bool {
     state.db.dialect() == Dialect::Sqlite
         && free_bytes(&state.data_dir).is_some_and(|free| free < DISK_FULL_BYTES)
 }
@@ -163,14 +189,14 @@ fn disk_full(state: &AppState) -> bool {
         (status = 503, description = "`unhealthy`: the database does not answer", body = HealthReport),
     )
 )]
-pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn health(State(state): State<Arc<HealthState>>) -> impl IntoResponse {
     let (status_code, report) = report(&state).await;
     (status_code, Json(report))
 }
 
 /// Runs the checks: the report and the status `/health` answers with (the
 /// home page shows the same report).
-pub async fn report(state: &AppState) -> (StatusCode, HealthReport) {
+pub async fn report(state: &HealthState) -> (StatusCode, HealthReport) {
     let database = database_check(state).await;
     let checks = Checks {
         database: database.is_ok(),
@@ -217,7 +243,7 @@ pub async fn live() -> impl IntoResponse {
         (status = 503, description = "Draining for shutdown, the database is unusable or its disk is full (`failed_check` names the check)"),
     )
 )]
-pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn ready(State(state): State<Arc<HealthState>>) -> impl IntoResponse {
     if state.is_shutting_down() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -8,6 +8,8 @@
 //! in the response extensions to name their template; the per-plugin
 //! families are derived from these series when scraped.
 
+use std::sync::Arc;
+
 use std::{collections::BTreeMap, time::Instant};
 
 use axum::{
@@ -21,7 +23,26 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::{app::AppState, error::ApiError};
+use crate::error::ApiError;
+
+/// The plugin routes' metric labels, by label: read at each scrape.
+pub type RouteLabels =
+    Box<dyn Fn() -> std::collections::BTreeMap<&'static str, String> + Send + Sync>;
+
+/// What `/metrics` reads: the registry and the plugin routes' labels
+/// (a function, so this module need not know the plugin manager).
+pub struct MetricsState {
+    /// The registry.
+    pub metrics: Arc<Metrics>,
+    /// The plugin routes' labels.
+    pub route_labels: RouteLabels,
+}
+
+impl std::fmt::Debug for MetricsState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsState").finish_non_exhaustive()
+    }
+}
 
 /// Names the route template of a response served outside the axum router.
 #[derive(Clone, Copy, Debug)]
@@ -117,7 +138,11 @@ pub fn method_label(method: &Method) -> &'static str {
 }
 
 /// Records one request.
-pub async fn middleware(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn middleware(
+    State(metrics): State<Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let method = method_label(request.method());
     let matched = request.extensions().get::<MatchedPath>().cloned();
     let started = Instant::now();
@@ -128,9 +153,7 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
         (Some(path), None) => path.as_str(),
         (None, None) => "unmatched",
     };
-    state
-        .metrics
-        .record(method, endpoint, response.status().as_str(), elapsed);
+    metrics.record(method, endpoint, response.status().as_str(), elapsed);
     response
 }
 
@@ -142,10 +165,10 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
         (status = 500, description = "Metrics could not be encoded", body = crate::error::ErrorBody),
     )
 )]
-pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub async fn render(State(state): State<Arc<MetricsState>>) -> Result<Response, ApiError> {
     let encoder = TextEncoder::new();
     let mut families = state.metrics.registry.gather();
-    let plugin_routes = state.plugins.route_labels();
+    let plugin_routes = (state.route_labels)();
     families.extend(plugin_families(&families, &plugin_routes));
     let mut buffer = Vec::with_capacity(16 * 1024);
     encoder

@@ -4,12 +4,20 @@ pub mod health;
 pub mod logging;
 pub mod metrics;
 
-use axum::{routing::get, Router};
+use std::sync::Arc;
 
-use crate::app::AppState;
+use axum::{extract::FromRef, routing::get, Router};
+
+use health::HealthState;
+use metrics::MetricsState;
 
 /// `/health`, `/health/live`, `/health/ready` and `/metrics`.
-pub fn router() -> Router<AppState> {
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<HealthState>: FromRef<S>,
+    Arc<MetricsState>: FromRef<S>,
+{
     Router::new()
         .route("/health", get(health::health))
         .route("/health/live", get(health::live))

@@ -34,7 +34,7 @@ use std::{cell::RefCell, sync::Arc, time::Instant};
 use abi_stable::std_types::{RSlice, RStr};
 use axum::{
     body::Body,
-    extract::{Request, State},
+    extract::{FromRef, Request, State},
     http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
@@ -51,8 +51,11 @@ use super::{
     manager::PluginManager,
 };
 use crate::{
-    app::AppState,
-    auth::extract::{bearer_token, verify},
+    auth::{
+        extract::{bearer_token, verify},
+        Gate,
+    },
+    config::Config,
     error::{ApiError, ErrorCode},
     http::request_id::RequestId,
     observability::metrics::{method_label, RouteLabel},
@@ -301,8 +304,24 @@ fn authorize(
     }
 }
 
-/// Serves a request under a plugin prefix, or 404.
-pub async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
+/// What the HTTP entrance uses.
+#[derive(Debug)]
+pub struct DispatchState {
+    /// The route table and the plugins behind it.
+    pub plugins: Arc<PluginManager>,
+    /// Authenticates callers.
+    pub gate: Arc<Gate>,
+    /// Body limits (`server.max_body_bytes`, `plugins.max_route_body_bytes`).
+    pub config: Arc<Config>,
+}
+
+/// Serves a request under a plugin prefix, or 404: the router's fallback,
+/// for any application state that provides [`DispatchState`].
+pub async fn dispatch<S>(State(state): State<S>, request: Request) -> Response
+where
+    Arc<DispatchState>: FromRef<S>,
+{
+    let state = Arc::<DispatchState>::from_ref(&state);
     match serve(&state, request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
@@ -313,7 +332,7 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> Respon
 /// bearer token, read the body, invoke (inline, or on the blocking pool
 /// with the route already matched), finish. The metrics middleware counts
 /// the answer under the route label this stamps on it.
-async fn serve(state: &AppState, request: Request) -> Result<Response, ApiError> {
+async fn serve(state: &DispatchState, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let (uri, method) = (&parts.uri, parts.method.as_str());
     let path = uri.path();
@@ -442,14 +461,14 @@ impl OwnedCall {
 /// permission a missing or bad token is the `AuthUser` extractor's 401;
 /// a public route still learns who calls when a valid token is sent.
 async fn identify(
-    state: &AppState,
+    state: &DispatchState,
     parts: &axum::http::request::Parts,
     required: bool,
 ) -> Result<Option<Arc<Caller>>, ApiError> {
     let Some(token) = bearer_token(parts) else {
         return Ok(None);
     };
-    match verify(state, token).await {
+    match verify(&state.gate, token).await {
         Ok((_, user)) => Ok(Some(user.caller.clone())),
         Err(error) if required => Err(error),
         Err(_) => Ok(None),
@@ -458,7 +477,7 @@ async fn identify(
 
 /// The route's own body limit when it declares one (capped by the
 /// operator's `plugins.max_route_body_bytes`), else the server's.
-fn body_limit(state: &AppState, spec: &RouteSpec) -> usize {
+fn body_limit(state: &DispatchState, spec: &RouteSpec) -> usize {
     match spec.max_body_bytes {
         Some(wanted) => usize::try_from(wanted.min(state.config.plugins.max_route_body_bytes))
             .unwrap_or(usize::MAX),

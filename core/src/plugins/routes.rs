@@ -1,9 +1,12 @@
 //! `/system/plugins` (permission `plugins:manage`).
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use axum::{
-    extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State},
+    extract::{DefaultBodyLimit, FromRef, FromRequest, Multipart, Request, State},
     http::{header, StatusCode},
     response::IntoResponse,
     routing::{get, post},
@@ -12,8 +15,10 @@ use axum::{
 use serde::Deserialize;
 use serde_json::json;
 
+use super::manager::PluginManager;
 use crate::{
-    app::AppState,
+    auth::Gate,
+    config::Config,
     error::{ApiError, ApiResult},
     http::extract::{json_rejection, ApiPath, ApiQuery},
     rbac::permissions::{PluginsManage, Require},
@@ -23,7 +28,13 @@ use crate::{
 const MAX_UPLOAD_BYTES: usize = 256 * 1024 * 1024;
 
 /// The routes.
-pub fn router() -> Router<AppState> {
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<PluginManager>: FromRef<S>,
+    Arc<Config>: FromRef<S>,
+    Arc<Gate>: FromRef<S>,
+{
     Router::new()
         .route(
             "/system/plugins",
@@ -61,12 +72,11 @@ pub struct ListQuery {
     )
 )]
 pub async fn list(
-    State(state): State<AppState>,
+    State(plugins): State<Arc<PluginManager>>,
     _: Require<PluginsManage>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let items: Vec<_> = state
-        .plugins
+    let items: Vec<_> = plugins
         .list()
         .await
         .into_iter()
@@ -93,11 +103,11 @@ pub async fn list(
     )
 )]
 pub async fn details(
-    State(state): State<AppState>,
+    State(plugins): State<Arc<PluginManager>>,
     _: Require<PluginsManage>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(Json(state.plugins.get(&id).await?))
+    Ok(Json(plugins.get(&id).await?))
 }
 
 /// Serves the plugin again.
@@ -116,11 +126,11 @@ pub async fn details(
     )
 )]
 pub async fn enable(
-    State(state): State<AppState>,
+    State(plugins): State<Arc<PluginManager>>,
     _: Require<PluginsManage>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<impl IntoResponse> {
-    let plugin = state.plugins.enable(&id).await?;
+    let plugin = plugins.enable(&id).await?;
     Ok(Json(json!({"id": plugin.id, "active": plugin.active})))
 }
 
@@ -148,12 +158,12 @@ pub struct DisableQuery {
     )
 )]
 pub async fn disable(
-    State(state): State<AppState>,
+    State(plugins): State<Arc<PluginManager>>,
     _: Require<PluginsManage>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<DisableQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let plugin = state.plugins.disable(&id, query.cascade).await?;
+    let plugin = plugins.disable(&id, query.cascade).await?;
     Ok(Json(json!({"id": plugin.id, "active": plugin.active})))
 }
 
@@ -173,11 +183,11 @@ pub async fn disable(
     )
 )]
 pub async fn reload(
-    State(state): State<AppState>,
+    State(plugins): State<Arc<PluginManager>>,
     _: Require<PluginsManage>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<impl IntoResponse> {
-    let plugin = state.plugins.reload(&id).await?;
+    let plugin = plugins.reload(&id).await?;
     Ok(Json(json!({
         "id": plugin.id,
         "status": "reloaded",
@@ -209,12 +219,11 @@ struct UploadForm {
 }
 
 /// Resolves `source` and checks it lies inside an allowed directory.
-fn allowed_source(state: &AppState, source: &str) -> Result<PathBuf, ApiError> {
+fn allowed_source(config: &Config, source: &str) -> Result<PathBuf, ApiError> {
     let resolved = Path::new(source).canonicalize().map_err(|error| {
         ApiError::invalid_field("source", format!("cannot read {source}: {error}"))
     })?;
-    let allowed = state
-        .config
+    let allowed = config
         .plugins
         .install_from
         .iter()
@@ -251,7 +260,8 @@ fn allowed_source(state: &AppState, source: &str) -> Result<PathBuf, ApiError> {
     )
 )]
 pub async fn install(
-    State(state): State<AppState>,
+    State(plugins): State<Arc<PluginManager>>,
+    State(config): State<Arc<Config>>,
     _: Require<PluginsManage>,
     request: Request,
 ) -> ApiResult<impl IntoResponse> {
@@ -263,7 +273,7 @@ pub async fn install(
         .to_ascii_lowercase();
     let (bytes, expected_id, expected_version) = if content_type.starts_with("multipart/form-data")
     {
-        let mut multipart = Multipart::from_request(request, &state)
+        let mut multipart = Multipart::from_request(request, &())
             .await
             .map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
         let mut file = None;
@@ -285,16 +295,15 @@ pub async fn install(
             file.ok_or_else(|| ApiError::invalid_field("file", "required: the plugin library"))?;
         (file.to_vec(), None, None)
     } else {
-        let Json(body) = Json::<InstallFromPath>::from_request(request, &state)
+        let Json(body) = Json::<InstallFromPath>::from_request(request, &())
             .await
             .map_err(json_rejection)?;
-        let path = allowed_source(&state, &body.source)?;
+        let path = allowed_source(&config, &body.source)?;
         let bytes = std::fs::read(&path)
             .map_err(|error| ApiError::invalid_field("source", error.to_string()))?;
         (bytes, Some(body.name), body.version)
     };
-    let plugin = state
-        .plugins
+    let plugin = plugins
         .install(&bytes, expected_id.as_deref(), expected_version.as_deref())
         .await?;
     Ok((
@@ -329,11 +338,11 @@ pub struct UninstallQuery {
     )
 )]
 pub async fn uninstall(
-    State(state): State<AppState>,
+    State(plugins): State<Arc<PluginManager>>,
     _: Require<PluginsManage>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<UninstallQuery>,
 ) -> ApiResult<StatusCode> {
-    state.plugins.uninstall(&id, query.purge).await?;
+    plugins.uninstall(&id, query.purge).await?;
     Ok(StatusCode::NO_CONTENT)
 }

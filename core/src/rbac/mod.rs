@@ -9,15 +9,38 @@ pub mod role_routes;
 pub mod store;
 pub mod user_admin;
 
+use std::sync::Arc;
+
 use axum::{
+    extract::FromRef,
     routing::{get, post},
     Router,
 };
 
-use crate::app::AppState;
+use crate::{
+    auth::{cache::AuthCache, password::PasswordHasher, Gate},
+    db::Database,
+};
 
-/// The `/admin` routes.
-pub fn router() -> Router<AppState> {
+/// What the `/admin` routes use.
+#[derive(Debug)]
+pub struct RbacState {
+    /// The database pool.
+    pub db: Database,
+    /// Told about every grant, role and user change.
+    pub auth: Arc<AuthCache>,
+    /// Hashes the passwords of accounts admins create.
+    pub passwords: Arc<PasswordHasher>,
+}
+
+/// The `/admin` routes, for any application state that provides
+/// [`RbacState`] and the authentication [`Gate`].
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<RbacState>: FromRef<S>,
+    Arc<Gate>: FromRef<S>,
+{
     Router::new()
         .route(
             "/admin/roles",

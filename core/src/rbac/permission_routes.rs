@@ -1,16 +1,18 @@
 //! `/admin/permissions`: list and create `resource:action` permissions.
 //! A new permission is granted to `admin` at once (see `store`).
 
+use std::sync::Arc;
+
 use axum::{extract::State, http::StatusCode, response::IntoResponse, Json};
 use serde::{Deserialize, Serialize};
 use sqlx::{any::AnyRow, Row};
 
+use super::RbacState;
 use super::{
     permissions::{parse_permission_name, Require, RolesRead, RolesWrite},
     store,
 };
 use crate::{
-    app::AppState,
     db::Placeholders,
     error::{ApiError, ApiResult, FieldError},
     http::{
@@ -64,7 +66,7 @@ pub struct ListQuery {
     )
 )]
 pub async fn list(
-    State(state): State<AppState>,
+    State(state): State<Arc<RbacState>>,
     _: Require<RolesRead>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<impl IntoResponse> {
@@ -127,7 +129,7 @@ pub struct CreatePermission {
     )
 )]
 pub async fn create(
-    State(state): State<AppState>,
+    State(state): State<Arc<RbacState>>,
     _: Require<RolesWrite>,
     ApiJson(body): ApiJson<CreatePermission>,
 ) -> ApiResult<impl IntoResponse> {

@@ -4,11 +4,17 @@
 //! marker type (`Require<UsersRead>`), so a handler's signature states what
 //! it needs and a route cannot be added without choosing one.
 
-use std::marker::PhantomData;
+use std::{marker::PhantomData, sync::Arc};
 
-use axum::{extract::FromRequestParts, http::request::Parts};
+use axum::{
+    extract::{FromRef, FromRequestParts},
+    http::request::Parts,
+};
 
-use crate::{app::AppState, auth::AuthUser, error::ApiError};
+use crate::{
+    auth::{AuthUser, Gate},
+    error::ApiError,
+};
 
 /// A permission a marker type stands for.
 pub trait Permission {
@@ -52,13 +58,15 @@ pub struct Require<P: Permission> {
     marker: PhantomData<P>,
 }
 
-impl<P: Permission + Send + Sync> FromRequestParts<AppState> for Require<P> {
+impl<P, S> FromRequestParts<S> for Require<P>
+where
+    P: Permission + Send + Sync,
+    S: Send + Sync,
+    Arc<Gate>: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let user = AuthUser::from_request_parts(parts, state).await?;
         user.require(P::NAME)?;
         Ok(Self {

@@ -7,13 +7,15 @@
 //! built-in roles cannot be renamed or deleted, and nothing can be revoked
 //! from `admin`, which by definition holds every permission.
 
+use std::sync::Arc;
+
 use axum::{extract::State, http::StatusCode, response::IntoResponse, Json};
 use serde::{Deserialize, Serialize};
 use sqlx::{any::AnyRow, Row};
 
 use super::permissions::{Require, RolesRead, RolesWrite};
+use super::RbacState;
 use crate::{
-    app::AppState,
     auth::{changes::Change, roles::ADMIN_ROLE},
     db::{flag, timestamp, Database},
     error::{ApiError, ApiResult},
@@ -151,7 +153,7 @@ pub struct ListQuery {
     )
 )]
 pub async fn list(
-    State(state): State<AppState>,
+    State(state): State<Arc<RbacState>>,
     _: Require<RolesRead>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<impl IntoResponse> {
@@ -196,7 +198,7 @@ pub struct CreateRole {
     )
 )]
 pub async fn create(
-    State(state): State<AppState>,
+    State(state): State<Arc<RbacState>>,
     _: Require<RolesWrite>,
     ApiJson(body): ApiJson<CreateRole>,
 ) -> ApiResult<impl IntoResponse> {
@@ -230,7 +232,7 @@ pub async fn create(
     )
 )]
 pub async fn get_one(
-    State(state): State<AppState>,
+    State(state): State<Arc<RbacState>>,
     _: Require<RolesRead>,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<impl IntoResponse> {
@@ -265,7 +267,7 @@ pub struct UpdateRole {
     )
 )]
 pub async fn update(
-    State(state): State<AppState>,
+    State(state): State<Arc<RbacState>>,
     _: Require<RolesWrite>,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<UpdateRole>,
@@ -309,7 +311,7 @@ pub async fn update(
     )
 )]
 pub async fn delete(
-    State(state): State<AppState>,
+    State(state): State<Arc<RbacState>>,
     _: Require<RolesWrite>,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<StatusCode> {
@@ -358,7 +360,7 @@ async fn find_permission(db: &Database, reference: &str) -> Result<(i64, String)
     )
 )]
 pub async fn grant(
-    State(state): State<AppState>,
+    State(state): State<Arc<RbacState>>,
     _: Require<RolesWrite>,
     ApiPath((role_id, permission)): ApiPath<(i64, String)>,
 ) -> ApiResult<impl IntoResponse> {
@@ -402,7 +404,7 @@ pub async fn grant(
     )
 )]
 pub async fn revoke(
-    State(state): State<AppState>,
+    State(state): State<Arc<RbacState>>,
     _: Require<RolesWrite>,
     ApiPath((role_id, permission)): ApiPath<(i64, String)>,
 ) -> ApiResult<StatusCode> {

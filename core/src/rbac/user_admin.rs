@@ -5,6 +5,8 @@
 //! the admin role can be neither deactivated nor stripped of the role, and
 //! nobody can deactivate their own account.
 
+use std::sync::Arc;
+
 use std::collections::BTreeMap;
 
 use axum::{extract::State, http::StatusCode, response::IntoResponse, Json};
@@ -13,8 +15,8 @@ use serde_json::json;
 use sqlx::{Any, Row, Transaction};
 
 use super::permissions::{Require, UsersRead, UsersWrite};
+use super::RbacState;
 use crate::{
-    app::AppState,
     auth::{
         changes::Change,
         roles::{ADMIN_ROLE, USER_ROLE},
@@ -139,7 +141,7 @@ pub struct ListQuery {
     )
 )]
 pub async fn list(
-    State(state): State<AppState>,
+    State(state): State<Arc<RbacState>>,
     _: Require<UsersRead>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<impl IntoResponse> {
@@ -236,7 +238,7 @@ pub async fn list(
     )
 )]
 pub async fn get_one(
-    State(state): State<AppState>,
+    State(state): State<Arc<RbacState>>,
     _: Require<UsersRead>,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<impl IntoResponse> {
@@ -270,7 +272,7 @@ pub struct CreateUser {
     )
 )]
 pub async fn create(
-    State(state): State<AppState>,
+    State(state): State<Arc<RbacState>>,
     _: Require<UsersWrite>,
     ApiJson(body): ApiJson<CreateUser>,
 ) -> ApiResult<impl IntoResponse> {
@@ -355,7 +357,7 @@ async fn is_last_active_admin(
     )
 )]
 pub async fn assign_role(
-    State(state): State<AppState>,
+    State(state): State<Arc<RbacState>>,
     _: Require<UsersWrite>,
     ApiPath((user_id, role_id)): ApiPath<(i64, i64)>,
 ) -> ApiResult<impl IntoResponse> {
@@ -397,7 +399,7 @@ pub async fn assign_role(
     )
 )]
 pub async fn remove_role(
-    State(state): State<AppState>,
+    State(state): State<Arc<RbacState>>,
     _: Require<UsersWrite>,
     ApiPath((user_id, role_id)): ApiPath<(i64, i64)>,
 ) -> ApiResult<StatusCode> {
@@ -441,7 +443,7 @@ pub async fn remove_role(
     )
 )]
 pub async fn activate(
-    State(state): State<AppState>,
+    State(state): State<Arc<RbacState>>,
     _: Require<UsersWrite>,
     ApiPath(user_id): ApiPath<i64>,
 ) -> ApiResult<impl IntoResponse> {
@@ -476,7 +478,7 @@ pub async fn activate(
     )
 )]
 pub async fn deactivate(
-    State(state): State<AppState>,
+    State(state): State<Arc<RbacState>>,
     caller: Require<UsersWrite>,
     ApiPath(user_id): ApiPath<i64>,
 ) -> ApiResult<impl IntoResponse> {

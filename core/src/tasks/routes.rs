@@ -1,8 +1,10 @@
 //! `/system/tasks` (permission `tasks:manage`): list, create, details with
 //! recent runs, edit, delete, run now, pause, resume.
 
+use std::sync::Arc;
+
 use axum::{
-    extract::State,
+    extract::{FromRef, State},
     http::StatusCode,
     response::IntoResponse,
     routing::{get, post},
@@ -16,14 +18,19 @@ use super::{
     NewTask, Scheduler,
 };
 use crate::{
-    app::AppState,
+    auth::Gate,
     error::{ApiError, ApiResult, FieldError},
     http::extract::{ApiJson, ApiPath},
     rbac::permissions::{Require, TasksManage},
 };
 
 /// The routes.
-pub fn router() -> Router<AppState> {
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<Scheduler>: FromRef<S>,
+    Arc<Gate>: FromRef<S>,
+{
     Router::new()
         .route("/system/tasks", get(list).post(create))
         .route(
@@ -46,12 +53,12 @@ pub fn router() -> Router<AppState> {
     )
 )]
 pub async fn list(
-    State(state): State<AppState>,
+    State(tasks): State<Arc<Scheduler>>,
     _: Require<TasksManage>,
 ) -> ApiResult<impl IntoResponse> {
     let mut items = Vec::new();
-    for task in state.tasks.records().await? {
-        items.push(state.tasks.view(task).await);
+    for task in tasks.records().await? {
+        items.push(tasks.view(task).await);
     }
     let total = items.len();
     Ok(Json(
@@ -96,7 +103,7 @@ fn check_future(schedule: &Schedule) -> Result<(), FieldError> {
     )
 )]
 pub async fn create(
-    State(state): State<AppState>,
+    State(tasks): State<Arc<Scheduler>>,
     _: Require<TasksManage>,
     ApiJson(input): ApiJson<TaskInput>,
 ) -> ApiResult<impl IntoResponse> {
@@ -114,7 +121,7 @@ pub async fn create(
     let job = input.job.clone().unwrap_or_default();
     if job.is_empty() {
         problems.push(FieldError::new("job", "required"));
-    } else if let Err(problem) = check_job(&state.tasks, &job) {
+    } else if let Err(problem) = check_job(&tasks, &job) {
         problems.push(problem);
     }
     let name = input.name.clone().unwrap_or_else(|| id.clone());
@@ -124,8 +131,7 @@ pub async fn create(
     let Some(schedule) = schedule.filter(|_| problems.is_empty()) else {
         return Err(ApiError::validation(problems));
     };
-    let view = state
-        .tasks
+    let view = tasks
         .create(NewTask {
             id,
             name,
@@ -152,13 +158,13 @@ pub async fn create(
     )
 )]
 pub async fn details(
-    State(state): State<AppState>,
+    State(tasks): State<Arc<Scheduler>>,
     _: Require<TasksManage>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<impl IntoResponse> {
-    let task = state.tasks.record(&id).await?;
-    let view = state.tasks.view(task).await;
-    let runs = state.tasks.runs(&id).await?;
+    let task = tasks.record(&id).await?;
+    let view = tasks.view(task).await;
+    let runs = tasks.runs(&id).await?;
     let mut body = serde_json::to_value(view).map_err(ApiError::internal)?;
     body["runs"] = serde_json::to_value(runs).map_err(ApiError::internal)?;
     Ok(Json(body))
@@ -182,12 +188,12 @@ pub async fn details(
     )
 )]
 pub async fn update(
-    State(state): State<AppState>,
+    State(tasks): State<Arc<Scheduler>>,
     _: Require<TasksManage>,
     ApiPath(id): ApiPath<String>,
     ApiJson(input): ApiJson<TaskInput>,
 ) -> ApiResult<impl IntoResponse> {
-    let mut task = state.tasks.record(&id).await?;
+    let mut task = tasks.record(&id).await?;
     let mut problems = Vec::new();
     if input.id.as_ref().is_some_and(|new_id| *new_id != id) {
         problems.push(FieldError::new("id", "cannot change"));
@@ -221,7 +227,7 @@ pub async fn update(
                 "job",
                 "a built-in task's job cannot change",
             ));
-        } else if let Err(problem) = check_job(&state.tasks, job) {
+        } else if let Err(problem) = check_job(&tasks, job) {
             problems.push(problem);
         } else {
             task.job = job.clone();
@@ -233,7 +239,7 @@ pub async fn update(
     if !problems.is_empty() {
         return Err(ApiError::validation(problems));
     }
-    Ok(Json(state.tasks.update(&task).await?))
+    Ok(Json(tasks.update(&task).await?))
 }
 
 /// Deletes a task and its history.
@@ -252,11 +258,11 @@ pub async fn update(
     )
 )]
 pub async fn remove(
-    State(state): State<AppState>,
+    State(tasks): State<Arc<Scheduler>>,
     _: Require<TasksManage>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<impl IntoResponse> {
-    state.tasks.delete(&id).await?;
+    tasks.delete(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -276,11 +282,11 @@ pub async fn remove(
     )
 )]
 pub async fn run(
-    State(state): State<AppState>,
+    State(tasks): State<Arc<Scheduler>>,
     _: Require<TasksManage>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<impl IntoResponse> {
-    let started_at = state.tasks.run_now(&id).await?;
+    let started_at = tasks.run_now(&id).await?;
     Ok(Json(
         json!({"id": id, "status": "running", "started_at": started_at}),
     ))
@@ -301,11 +307,11 @@ pub async fn run(
     )
 )]
 pub async fn pause(
-    State(state): State<AppState>,
+    State(tasks): State<Arc<Scheduler>>,
     _: Require<TasksManage>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<impl IntoResponse> {
-    let view = state.tasks.set_enabled(&id, false).await?;
+    let view = tasks.set_enabled(&id, false).await?;
     Ok(Json(
         json!({"id": view.id, "status": "paused", "next_run": view.next_run}),
     ))
@@ -326,11 +332,11 @@ pub async fn pause(
     )
 )]
 pub async fn resume(
-    State(state): State<AppState>,
+    State(tasks): State<Arc<Scheduler>>,
     _: Require<TasksManage>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<impl IntoResponse> {
-    let view = state.tasks.set_enabled(&id, true).await?;
+    let view = tasks.set_enabled(&id, true).await?;
     Ok(Json(
         json!({"id": view.id, "status": view.status, "next_run": view.next_run}),
     ))

@@ -13,10 +13,11 @@ use axum::{
     http::{header, HeaderValue, StatusCode, Uri},
     response::{IntoResponse, Response},
 };
+use std::sync::Arc;
 use tower::ServiceExt;
 use tower_http::services::ServeDir;
 
-use crate::{app::AppState, error::ApiError};
+use crate::{config::Config, error::ApiError};
 
 /// Files under this directory have their version in their path (e.g.
 /// `vendor/redoc-2.5.4/`), so they never change and are cached for a year.
@@ -52,7 +53,7 @@ pub fn refuse(path: &str) -> Option<&'static str> {
     )
 )]
 pub async fn static_file(
-    State(state): State<AppState>,
+    State(config): State<Arc<Config>>,
     Path(path): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
@@ -72,8 +73,7 @@ pub async fn static_file(
         .path_and_query(relative)
         .build()
         .map_err(|_| ApiError::bad_request("invalid static path"))?;
-    let service =
-        ServeDir::new(&state.config.web.static_dir).append_index_html_on_directories(false);
+    let service = ServeDir::new(&config.web.static_dir).append_index_html_on_directories(false);
     let response = match service.oneshot(Request::from_parts(parts, body)).await {
         Ok(response) => response.map(Body::new),
         Err(infallible) => match infallible {},
@@ -89,7 +89,7 @@ pub async fn static_file(
     } else {
         HeaderValue::from_str(&format!(
             "public, max-age={}",
-            state.config.web.static_max_age_secs
+            config.web.static_max_age_secs
         ))
         .map_err(ApiError::internal)?
     };

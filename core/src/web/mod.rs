@@ -22,12 +22,24 @@ pub mod assets;
 pub mod openapi;
 pub mod pages;
 
-use axum::{routing::get, Router};
+use std::sync::Arc;
 
-use crate::app::AppState;
+use axum::{extract::FromRef, routing::get, Router};
+
+use crate::{
+    config::Config, observability::health::HealthState, plugins::manager::PluginManager,
+    tasks::Scheduler,
+};
 
 /// `/`, `/core-docs`, `/console`, `/openapi.json` and `/static/{path}`.
-pub fn router() -> Router<AppState> {
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<Config>: FromRef<S>,
+    Arc<HealthState>: FromRef<S>,
+    Arc<PluginManager>: FromRef<S>,
+    Arc<Scheduler>: FromRef<S>,
+{
     Router::new()
         .route("/", get(pages::home))
         .route("/core-docs", get(pages::core_docs))

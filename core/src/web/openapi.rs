@@ -17,6 +17,7 @@
 //! another plugin's or the core's.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use axum::{
     extract::State,
@@ -31,7 +32,7 @@ use utoipa::{
 };
 use xcore_plugin_sdk::Manifest;
 
-use crate::{app::AppState, error::ApiError};
+use crate::{error::ApiError, plugins::manager::PluginManager};
 
 /// The name of the bearer security scheme core operations refer to.
 pub const BEARER_SCHEME: &str = "bearer";
@@ -137,8 +138,8 @@ impl Modify for BearerScheme {
         (status = 200, description = "This document (OpenAPI 3.1); it changes as plugins are loaded, enabled, disabled, reloaded or removed", content_type = "application/json"),
     )
 )]
-pub async fn document(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let table = state.plugins.table();
+pub async fn document(State(plugins): State<Arc<PluginManager>>) -> Result<Response, ApiError> {
+    let table = plugins.table();
     let mut document = core_document()?;
     for generation in table.generations() {
         merge_plugin(&mut document, &generation.manifest, &generation.prefix);

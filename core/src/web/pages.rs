@@ -8,6 +8,7 @@
 //! `/system/plugins` and `/system/tasks`, where `plugins:manage` and
 //! `tasks:manage` are checked.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use askama::Template;
@@ -17,7 +18,12 @@ use axum::{
     response::{Html, IntoResponse, Response},
 };
 
-use crate::{app::AppState, error::ApiError, observability::health};
+use crate::{
+    error::ApiError,
+    observability::health::{self, HealthState},
+    plugins::manager::PluginManager,
+    tasks::Scheduler,
+};
 
 /// The vendored ReDoc bundle (see `static/vendor/redoc-*/README.md`).
 pub const REDOC_SCRIPT: &str = "/static/vendor/redoc-2.5.4/redoc.standalone.js";
@@ -142,10 +148,13 @@ pub fn format_uptime(uptime: Duration) -> String {
     get, path = "/", tag = "pages",
     responses((status = 200, description = "HTML: version, uptime, health, plugins, tasks and links", content_type = "text/html"))
 )]
-pub async fn home(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let (_, report) = health::report(&state).await;
-    let plugins = state
-        .plugins
+pub async fn home(
+    State(health_state): State<Arc<HealthState>>,
+    State(plugins): State<Arc<PluginManager>>,
+    State(tasks): State<Arc<Scheduler>>,
+) -> Result<Response, ApiError> {
+    let (_, report) = health::report(&health_state).await;
+    let plugins = plugins
         .list()
         .await
         .into_iter()
@@ -160,11 +169,11 @@ pub async fn home(State(state): State<AppState>) -> Result<Response, ApiError> {
         .collect();
     // A task store failure must not take the whole page down: the health
     // line already says whether the database answers.
-    let tasks = match state.tasks.records().await {
+    let tasks = match tasks.records().await {
         Ok(records) => {
             let mut rows = Vec::with_capacity(records.len());
             for record in records {
-                let view = state.tasks.view(record).await;
+                let view = tasks.view(record).await;
                 rows.push(TaskRow {
                     id: view.id,
                     name: view.name,
@@ -184,7 +193,7 @@ pub async fn home(State(state): State<AppState>) -> Result<Response, ApiError> {
     render(&HomePage {
         name: "xcore",
         version: env!("CARGO_PKG_VERSION"),
-        uptime: format_uptime(state.started_at.elapsed()),
+        uptime: format_uptime(health_state.started_at.elapsed()),
         health: report.status,
         database_ok: report.checks.database,
         disk_ok: report.checks.disk,
