@@ -107,10 +107,13 @@ impl PluginManager {
             tags: manifest.map(|m| m.tags.clone()).unwrap_or_default(),
             routes: generation
                 .map(|g| {
+                    // The full paths are the metric labels the generation
+                    // built once at load.
                     g.manifest
                         .routes
                         .iter()
-                        .map(|r| format!("{} {}{}", r.method, g.prefix, r.path))
+                        .zip(g.labels())
+                        .map(|(route, full_path)| format!("{} {full_path}", route.method))
                         .collect()
                 })
                 .unwrap_or_default(),
