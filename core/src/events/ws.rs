@@ -217,6 +217,19 @@ enum Ending {
 struct Session {
     user: Option<AuthUser>,
     patterns: Vec<String>,
+    /// The client has sent a `subscribe`. Until then an authenticated
+    /// client gets every event its permissions allow (seed 001's client
+    /// authenticates and only listens); its first `subscribe` replaces
+    /// that default with exactly the topics it asks for.
+    chose_topics: bool,
+}
+
+impl Session {
+    /// Whether the client asked for (or by default gets) `topic`; the
+    /// permission check comes after.
+    fn wants(&self, topic: &str) -> bool {
+        !self.chose_topics || self.patterns.iter().any(|p| topics::matches(p, topic))
+    }
 }
 
 async fn serve(state: Arc<WsState>, socket: WebSocket, query_token: Option<String>, slot: Slot) {
@@ -230,6 +243,7 @@ async fn serve(state: Arc<WsState>, socket: WebSocket, query_token: Option<Strin
     let mut session = Session {
         user: None,
         patterns: Vec::new(),
+        chose_topics: false,
     };
     let stall = Duration::from_millis(config.stall_timeout_ms.max(1));
     // `None` once queued; else why the session ends: the queue stayed full
@@ -302,8 +316,7 @@ async fn serve(state: Arc<WsState>, socket: WebSocket, query_token: Option<Strin
                 event = events.recv() => match event {
                     Ok(event) => {
                         let Some(user) = &session.user else { continue };
-                        let wanted = session.patterns.iter().any(|p| topics::matches(p, &event.topic));
-                        if wanted && may_receive(user, &event.topic) {
+                        if session.wants(&event.topic) && may_receive(user, &event.topic) {
                             if let Some(ending) = push(Message::Text(event.wire())).await {
                                 break 'session ending;
                             }
@@ -473,6 +486,7 @@ async fn command(state: &WsState, session: &mut Session, text: &str) -> Reply {
                     "error": format!("invalid topic patterns: {invalid:?} (dotted segments of a-z0-9_-, or *)"),
                 }));
             }
+            session.chose_topics = true;
             for pattern in wanted {
                 if !session.patterns.contains(&pattern) {
                     session.patterns.push(pattern);
@@ -490,6 +504,9 @@ async fn command(state: &WsState, session: &mut Session, text: &str) -> Reply {
             reply(json!({"type": "subscribe", "success": true, "topics": session.patterns}))
         }
         Command::Unsubscribe { topics: unwanted } => {
+            // Taking topics away is choosing too: what is left is exactly
+            // the subscribed patterns (none, before any subscribe).
+            session.chose_topics = true;
             session.patterns.retain(|p| !unwanted.contains(p));
             reply(json!({"type": "unsubscribe", "success": true, "topics": session.patterns}))
         }

@@ -192,6 +192,32 @@ impl Scheduler {
             .any(|generation| generation.id == plugin && generation.has_job(name))
     }
 
+    /// Every job a task can run now: the built-in ones, then those of the
+    /// active plugins (`<plugin>.<job>`), sorted.
+    pub fn available_jobs(&self) -> Vec<String> {
+        let mut jobs: Vec<String> = jobs::BUILTIN_JOBS
+            .iter()
+            .map(|(name, _)| (*name).to_string())
+            .collect();
+        let mut plugin_jobs: Vec<String> = self
+            .plugins
+            .table()
+            .generations()
+            .iter()
+            .flat_map(|generation| {
+                generation
+                    .manifest
+                    .jobs
+                    .iter()
+                    .map(|job| format!("{}.{}", generation.id, job.name))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        plugin_jobs.sort();
+        jobs.extend(plugin_jobs);
+        jobs
+    }
+
     /// Checks a cron expression with the scheduler's own parser.
     pub fn cron_is_valid(expression: &str) -> bool {
         Job::new_async(expression, |_, _| Box::pin(async {})).is_ok()

@@ -73,8 +73,8 @@ fn check_job(scheduler: &Scheduler, job: &str) -> Result<(), FieldError> {
         Err(FieldError::new(
             "job",
             format!(
-                "unknown job {job:?}: use a built-in job (core.purge_expired_tokens, \
-                 core.prune_task_runs) or <plugin>.<job> of an active plugin"
+                "unknown job {job:?}; jobs: {}",
+                scheduler.available_jobs().join(", ")
             ),
         ))
     }
@@ -118,11 +118,25 @@ pub async fn create(
     }
     .and_then(|schedule| check_future(&schedule).map(|()| schedule));
     let schedule = schedule.map_err(|problem| problems.push(problem)).ok();
-    let job = input.job.clone().unwrap_or_default();
-    if job.is_empty() {
-        problems.push(FieldError::new("job", "required"));
-    } else if let Err(problem) = check_job(&tasks, &job) {
-        problems.push(problem);
+    // Seed 001 creates tasks without a job: the id names the job to run.
+    let job = match input.job.clone().filter(|job| !job.is_empty()) {
+        Some(job) => job,
+        None if tasks.job_available(&id) => id.clone(),
+        None => {
+            problems.push(FieldError::new(
+                "job",
+                format!(
+                    "required unless the id names a job; jobs: {}",
+                    tasks.available_jobs().join(", ")
+                ),
+            ));
+            String::new()
+        }
+    };
+    if !job.is_empty() {
+        if let Err(problem) = check_job(&tasks, &job) {
+            problems.push(problem);
+        }
     }
     let name = input.name.clone().unwrap_or_else(|| id.clone());
     if name.trim().is_empty() || name.len() > 200 {
