@@ -1,6 +1,8 @@
 //! Clients written against the seeds, sending exactly what the seeds show:
 //! seed 001's WebSocket client authenticates by message and only listens
-//! (it never subscribes), and seed 001's task body names no job. Runs on
+//! (it never subscribes), seed 001 refreshes with its access token (its
+//! login answer has no refresh token), seed 003 speaks camelCase, and seed
+//! 001's task body names no job. Runs on
 //! SQLite, and on PostgreSQL when `XCORE_TEST_DATABASE_URL` is set.
 
 mod common;
@@ -161,5 +163,134 @@ async fn a_task_created_with_the_seeds_body_takes_its_job_from_its_id() {
     for builtin in ["core.purge_expired_tokens", "core.prune_task_runs"] {
         assert!(text.contains(builtin), "the 422 lists the jobs: {refused}");
     }
+    server.stop().await;
+}
+
+/// `POST /auth/refresh` with `Authorization: Bearer <token>` and no body.
+async fn refresh_with_bearer(server: &TestServer, token: &str) -> reqwest::Response {
+    server
+        .post("/auth/refresh")
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("refresh")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_001_client_renews_its_access_token_within_its_session() {
+    // A session (refresh family) shorter than an access token's lifetime
+    // shows the bound.
+    let server = TestServer::start_with(|config| config.auth.refresh_token_ttl_secs = 120).await;
+    server.register("renew@example.com", "UserPassw0rd!").await;
+    let login = server.login("renew@example.com", "UserPassw0rd!").await;
+    let first = login["access_token"].as_str().expect("token").to_string();
+
+    let renewed = expect_status(refresh_with_bearer(&server, &first).await, StatusCode::OK).await;
+    assert_eq!(renewed["token_type"], "bearer", "{renewed}");
+    assert!(
+        renewed.get("refresh_token").is_none(),
+        "seed shape: {renewed}"
+    );
+    let expires_in = renewed["expires_in"].as_u64().expect("expires_in");
+    assert!(
+        (1..=120).contains(&expires_in),
+        "never past the session's end: {renewed}"
+    );
+    let second = renewed["access_token"].as_str().expect("token").to_string();
+    assert_ne!(second, first);
+    let me = expect_status(
+        call(&server, Method::GET, "/auth/me", &second, None).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(me["email"], "renew@example.com");
+    // A renewed token renews too: same session.
+    let third = expect_status(refresh_with_bearer(&server, &second).await, StatusCode::OK).await;
+    let third = third["access_token"].as_str().expect("token").to_string();
+
+    // Ending the session ends renewal, for every token of the session.
+    expect_status(
+        call(&server, Method::POST, "/auth/logout", &third, None).await,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    for token in [&first, &second, &third] {
+        expect_error(
+            refresh_with_bearer(&server, token).await,
+            StatusCode::UNAUTHORIZED,
+            "AUTHENTICATION_ERROR",
+        )
+        .await;
+    }
+
+    // A session past its end cannot be renewed even with a live token.
+    let login = server.login("renew@example.com", "UserPassw0rd!").await;
+    let live = login["access_token"].as_str().expect("token").to_string();
+    sqlx::query("UPDATE refresh_tokens SET expires_at = '2000-01-01T00:00:00.000000Z' WHERE token_hash IS NOT NULL")
+        .execute(server.state.db.pool())
+        .await
+        .expect("age the sessions");
+    let expired = expect_error(
+        refresh_with_bearer(&server, &live).await,
+        StatusCode::UNAUTHORIZED,
+        "AUTHENTICATION_ERROR",
+    )
+    .await;
+    assert!(expired.to_string().contains("session expired"), "{expired}");
+    // Garbage in the header is a 401, not a 500.
+    expect_error(
+        refresh_with_bearer(&server, "not.a.jwt").await,
+        StatusCode::UNAUTHORIZED,
+        "AUTHENTICATION_ERROR",
+    )
+    .await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_003_camel_case_register_and_refresh_are_accepted() {
+    let server = TestServer::start().await;
+    let created = expect_status(
+        server
+            .post("/auth/register")
+            .json(&json!({
+                "email": "jane@example.com",
+                "password": "StrongPassword!123",
+                "firstName": "Jane",
+                "lastName": "Doe"
+            }))
+            .send()
+            .await
+            .expect("register"),
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(created["full_name"], "Jane Doe", "{created}");
+    let login = server.login("jane@example.com", "StrongPassword!123").await;
+    let refresh_token = login["refresh_token"].as_str().expect("refresh token");
+    let rotated = expect_status(
+        server
+            .post("/auth/refresh")
+            .json(&json!({"refreshToken": refresh_token}))
+            .send()
+            .await
+            .expect("refresh"),
+        StatusCode::OK,
+    )
+    .await;
+    assert!(rotated["access_token"].is_string(), "{rotated}");
+    assert!(rotated["refresh_token"].is_string(), "{rotated}");
+    // The presented refresh token is spent: single use still holds.
+    expect_error(
+        server
+            .post("/auth/refresh")
+            .json(&json!({"refreshToken": refresh_token}))
+            .send()
+            .await
+            .expect("refresh"),
+        StatusCode::UNAUTHORIZED,
+        "AUTHENTICATION_ERROR",
+    )
+    .await;
     server.stop().await;
 }

@@ -2,11 +2,10 @@
 
 use std::sync::Arc;
 
-use super::AuthState;
 use axum::{
     extract::{FromRequest, Request, State},
     http::{header, StatusCode},
-    response::IntoResponse,
+    response::{IntoResponse, Response},
     Form, Json,
 };
 use serde::Deserialize;
@@ -14,9 +13,9 @@ use serde_json::json;
 
 use super::{
     changes::Change,
-    extract::{bearer_token, AuthUser},
+    extract::{bearer_token, verify, AuthUser, Gate},
     password::Verified,
-    password_reset, sessions, users,
+    password_reset, sessions, users, AuthState,
 };
 use crate::{
     auth::roles::USER_ROLE,
@@ -29,8 +28,29 @@ use crate::{
 pub struct RegisterRequest {
     email: String,
     password: String,
-    #[serde(default, alias = "name")]
+    #[serde(default, alias = "name", alias = "fullName")]
     full_name: Option<String>,
+    /// Seed 003's form: `firstName` and `lastName` make the full name.
+    #[serde(default, rename = "firstName")]
+    first_name: Option<String>,
+    #[serde(default, rename = "lastName")]
+    last_name: Option<String>,
+}
+
+impl RegisterRequest {
+    /// `full_name`, else `firstName lastName` (either may be missing).
+    fn full_name(&self) -> Option<String> {
+        if let Some(full_name) = &self.full_name {
+            return Some(full_name.clone());
+        }
+        let parts: Vec<&str> = [&self.first_name, &self.last_name]
+            .into_iter()
+            .flatten()
+            .map(|part| part.trim())
+            .filter(|part| !part.is_empty())
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(" "))
+    }
 }
 
 /// Creates an account with the `user` role.
@@ -60,7 +80,7 @@ pub async fn register(
         &state.passwords,
         &body.email,
         &body.password,
-        body.full_name.as_deref(),
+        body.full_name().as_deref(),
         &[USER_ROLE],
     )
     .await?;
@@ -215,24 +235,26 @@ pub async fn me(
 /// `POST /auth/refresh` body (optional: the token may come as Bearer).
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct RefreshRequest {
-    #[serde(default)]
+    /// Also accepted as `refreshToken` (seed 003).
+    #[serde(default, alias = "refreshToken")]
     refresh_token: Option<String>,
 }
 
-/// Rotates a refresh token.
+/// Rotates a refresh token, or renews an access token in its session.
 #[utoipa::path(
     post, path = "/auth/refresh", tag = "auth",
-    request_body(content = Option<RefreshRequest>, description = "Optional: the refresh token may come as the Bearer token instead"),
+    request_body(content = Option<RefreshRequest>, description = "Optional: the refresh token may come as the Bearer token instead; a Bearer access token (seed 001) renews that token in its session"),
     responses(
-        (status = 200, description = "A new token pair (the presented refresh token is spent)", body = super::sessions::TokenPair),
+        (status = 200, description = "A new token pair (the presented refresh token is spent), or for a Bearer access token a new access token alone", body = super::sessions::TokenPair),
         (status = 401, description = "Unknown, expired or reused refresh token", body = crate::error::ErrorBody),
         (status = 422, description = "No refresh token", body = crate::error::ErrorBody),
     )
 )]
 pub async fn refresh(
     State(state): State<Arc<AuthState>>,
+    State(gate): State<Arc<Gate>>,
     request: Request,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     let (parts, body) = request.into_parts();
     let header_token = bearer_token(&parts).map(str::to_string);
     let bytes = axum::body::to_bytes(body, 16 * 1024)
@@ -246,13 +268,21 @@ pub async fn refresh(
             .map_err(|error| ApiError::bad_request(format!("invalid JSON body: {error}")))?
             .and_then(|body| body.refresh_token)
     };
+    // Refresh tokens are opaque base64url; a Bearer token with the two dots
+    // of a JWT is an access token to renew in its session.
+    if let (None, Some(access_token)) = (&body_token, &header_token) {
+        if access_token.matches('.').count() == 2 {
+            let (claims, user) = verify(&gate, access_token).await?;
+            return Ok(Json(sessions::renew(&state, &claims, &user).await?).into_response());
+        }
+    }
     let token = body_token.or(header_token).ok_or_else(|| {
         ApiError::invalid_field(
             "refresh_token",
             "required (in the body or as the Bearer token)",
         )
     })?;
-    Ok(Json(sessions::rotate(&state, &token).await?))
+    Ok(Json(sessions::rotate(&state, &token).await?).into_response())
 }
 
 /// Ends the session: the refresh family is revoked, and with it every access

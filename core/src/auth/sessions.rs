@@ -15,13 +15,14 @@
 //! refresh token also carries the version it was issued under, so one
 //! minted concurrently with the bump is refused too.
 
-use super::AuthState;
 use serde::Serialize;
 use sqlx::{Any, Row, Transaction};
 
 use super::{
+    cache::CachedUser,
     changes::Change,
-    tokens::{random_token, token_hash},
+    tokens::{random_token, token_hash, AccessClaims},
+    AuthState,
 };
 use crate::{db::timestamp, error::ApiError};
 
@@ -78,6 +79,63 @@ pub async fn issue_pair(
         token_type: "bearer",
         expires_in: state.tokens.access_ttl_secs(),
         refresh_token,
+    })
+}
+
+/// A renewed access token (seed 001's refresh answers no refresh token).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AccessToken {
+    /// The new JWT, in the same session.
+    pub access_token: String,
+    /// Always `bearer`.
+    pub token_type: &'static str,
+    /// Seconds until it expires (less than the usual lifetime when the
+    /// session ends sooner).
+    pub expires_in: u64,
+}
+
+/// Renews an access token in its own session (seed 001: `POST
+/// /auth/refresh` with `Authorization: Bearer <access token>`). `claims`
+/// and `user` come from a full check of the presented token (signature,
+/// expiry, revocation, token version, active account). The session's
+/// refresh family bounds it: the new token never outlives the family's
+/// newest unrevoked refresh token, and a revoked family (logout, reuse,
+/// password change, deactivation) ends it.
+pub async fn renew(
+    state: &AuthState,
+    claims: &AccessClaims,
+    user: &CachedUser,
+) -> Result<AccessToken, ApiError> {
+    let row = sqlx::query(
+        "SELECT MAX(expires_at) AS expires_at FROM refresh_tokens
+         WHERE family_id = $1 AND user_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(&claims.sid)
+    .bind(user.caller.user_id)
+    .fetch_one(state.db.pool())
+    .await?;
+    let ends_at: Option<String> = row.try_get("expires_at")?;
+    let ends_at = ends_at
+        .and_then(|text| chrono::DateTime::parse_from_rfc3339(&text).ok())
+        .map(|instant| instant.timestamp())
+        .ok_or_else(|| ApiError::unauthenticated("session ended; please log in again"))?;
+    let now = chrono::Utc::now().timestamp();
+    if ends_at <= now {
+        return Err(ApiError::unauthenticated(
+            "session expired; please log in again",
+        ));
+    }
+    let (access_token, renewed) = state.tokens.issue_until(
+        user.caller.user_id,
+        user.token_version,
+        &claims.sid,
+        user.roles.iter().cloned().collect(),
+        ends_at,
+    )?;
+    Ok(AccessToken {
+        access_token,
+        token_type: "bearer",
+        expires_in: u64::try_from(renewed.exp - now).unwrap_or(0),
     })
 }
 

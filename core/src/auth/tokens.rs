@@ -87,10 +87,24 @@ impl TokenService {
         session: &str,
         roles: Vec<String>,
     ) -> anyhow::Result<(String, AccessClaims)> {
+        self.issue_until(user_id, token_version, session, roles, i64::MAX)
+    }
+
+    /// Mints an access token that expires at `not_after` (unix seconds) if
+    /// that comes before the usual lifetime: a token renewed by a token
+    /// never outlives its session.
+    pub fn issue_until(
+        &self,
+        user_id: i64,
+        token_version: i64,
+        session: &str,
+        roles: Vec<String>,
+        not_after: i64,
+    ) -> anyhow::Result<(String, AccessClaims)> {
         let now = chrono::Utc::now().timestamp();
         let claims = AccessClaims {
             sub: user_id.to_string(),
-            exp: now + i64::try_from(self.access_ttl_secs)?,
+            exp: (now + i64::try_from(self.access_ttl_secs)?).min(not_after),
             iat: now,
             jti: uuid::Uuid::new_v4().simple().to_string(),
             ver: token_version,
