@@ -294,3 +294,93 @@ async fn seed_003_camel_case_register_and_refresh_are_accepted() {
     .await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_host_list_pages_sorts_and_refuses_unknown_filters() {
+    let server = TestServer::start().await;
+    let admin = server.admin_token().await;
+    let get = |path: String| {
+        let (server, admin) = (&server, &admin);
+        async move { call(server, Method::GET, &path, admin, None).await }
+    };
+    for list in [
+        "/admin/users",
+        "/admin/roles",
+        "/admin/permissions",
+        "/system/plugins",
+        "/system/tasks",
+    ] {
+        // A filter the route does not know is a 422 that names it.
+        let refused = expect_error(
+            get(format!("{list}?colour=red")).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+        )
+        .await;
+        assert_eq!(
+            refused["error"]["details"][0]["field"], "colour",
+            "{list}: {refused}"
+        );
+        // Paging is honoured and reported both ways.
+        let page = expect_status(get(format!("{list}?skip=1&limit=1")).await, StatusCode::OK).await;
+        assert_eq!(page["skip"], 1, "{list}: {page}");
+        assert_eq!(page["limit"], 1, "{list}: {page}");
+        assert_eq!(page["page"], 2, "{list}: {page}");
+        assert_eq!(page["page_size"], 1, "{list}: {page}");
+        let total = page["total"].as_i64().expect("total");
+        assert_eq!(page["total_pages"], total.max(1), "{list}: {page}");
+        assert!(
+            page["items"].as_array().expect("items").len() <= 1,
+            "{list}: {page}"
+        );
+        // A sort field the route does not offer is a 422 too.
+        let refused = expect_error(
+            get(format!("{list}?sort_by=password_hash")).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+        )
+        .await;
+        assert_eq!(
+            refused["error"]["details"][0]["field"], "sort_by",
+            "{list}: {refused}"
+        );
+    }
+
+    // Sorting works where it used to be ignored.
+    let names = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|item| item["name"].as_str().expect("name").to_string())
+            .collect()
+    };
+    let roles = expect_status(
+        get("/admin/roles?sort_by=name&sort_order=desc".into()).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(names(&roles), ["user", "admin"], "{roles}");
+    let permissions = expect_status(
+        get("/admin/permissions?sort_by=name&sort_order=desc&limit=100".into()).await,
+        StatusCode::OK,
+    )
+    .await;
+    let mut descending = names(&permissions);
+    let listed = descending.clone();
+    descending.sort_by(|a, b| b.cmp(a));
+    assert_eq!(listed, descending, "{permissions}");
+    let tasks = expect_status(
+        get("/system/tasks?sort_by=id&sort_order=desc".into()).await,
+        StatusCode::OK,
+    )
+    .await;
+    let ids: Vec<&str> = tasks["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|task| task["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids, ["purge_expired_tokens", "prune_task_runs"], "{tasks}");
+    server.stop().await;
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::{
     extract::{FromRequest, Request, State},
     http::{header, StatusCode},
-    response::{IntoResponse, Response},
+    response::IntoResponse,
     Form, Json,
 };
 use serde::Deserialize;
@@ -245,7 +245,7 @@ pub struct RefreshRequest {
     post, path = "/auth/refresh", tag = "auth",
     request_body(content = Option<RefreshRequest>, description = "Optional: the refresh token may come as the Bearer token instead; a Bearer access token (seed 001) renews that token in its session"),
     responses(
-        (status = 200, description = "A new token pair (the presented refresh token is spent), or for a Bearer access token a new access token alone", body = super::sessions::TokenPair),
+        (status = 200, description = "A new token pair (the presented refresh token is spent), or for a Bearer access token a new access token alone", body = super::sessions::Refreshed),
         (status = 401, description = "Unknown, expired or reused refresh token", body = crate::error::ErrorBody),
         (status = 422, description = "No refresh token", body = crate::error::ErrorBody),
     )
@@ -254,7 +254,7 @@ pub async fn refresh(
     State(state): State<Arc<AuthState>>,
     State(gate): State<Arc<Gate>>,
     request: Request,
-) -> ApiResult<Response> {
+) -> ApiResult<Json<sessions::Refreshed>> {
     let (parts, body) = request.into_parts();
     let header_token = bearer_token(&parts).map(str::to_string);
     let bytes = axum::body::to_bytes(body, 16 * 1024)
@@ -273,7 +273,7 @@ pub async fn refresh(
     if let (None, Some(access_token)) = (&body_token, &header_token) {
         if access_token.matches('.').count() == 2 {
             let (claims, user) = verify(&gate, access_token).await?;
-            return Ok(Json(sessions::renew(&state, &claims, &user).await?).into_response());
+            return Ok(Json(sessions::renew(&state, &claims, &user).await?));
         }
     }
     let token = body_token.or(header_token).ok_or_else(|| {
@@ -282,7 +282,7 @@ pub async fn refresh(
             "required (in the body or as the Bearer token)",
         )
     })?;
-    Ok(Json(sessions::rotate(&state, &token).await?).into_response())
+    Ok(Json(sessions::rotate(&state, &token).await?.into()))
 }
 
 /// Ends the session: the refresh family is revoked, and with it every access

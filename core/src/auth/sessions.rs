@@ -82,9 +82,11 @@ pub async fn issue_pair(
     })
 }
 
-/// A renewed access token (seed 001's refresh answers no refresh token).
+/// The body of `POST /auth/refresh`: a new pair for a refresh token, or a
+/// renewed access token alone for a Bearer access token (seed 001's
+/// answer, which has no refresh token).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AccessToken {
+pub struct Refreshed {
     /// The new JWT, in the same session.
     pub access_token: String,
     /// Always `bearer`.
@@ -92,6 +94,20 @@ pub struct AccessToken {
     /// Seconds until it expires (less than the usual lifetime when the
     /// session ends sooner).
     pub expires_in: u64,
+    /// The next single-use refresh token, when a refresh token was spent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+}
+
+impl From<TokenPair> for Refreshed {
+    fn from(pair: TokenPair) -> Self {
+        Self {
+            access_token: pair.access_token,
+            token_type: pair.token_type,
+            expires_in: pair.expires_in,
+            refresh_token: Some(pair.refresh_token),
+        }
+    }
 }
 
 /// Renews an access token in its own session (seed 001: `POST
@@ -105,7 +121,7 @@ pub async fn renew(
     state: &AuthState,
     claims: &AccessClaims,
     user: &CachedUser,
-) -> Result<AccessToken, ApiError> {
+) -> Result<Refreshed, ApiError> {
     let row = sqlx::query(
         "SELECT MAX(expires_at) AS expires_at FROM refresh_tokens
          WHERE family_id = $1 AND user_id = $2 AND revoked_at IS NULL",
@@ -132,10 +148,11 @@ pub async fn renew(
         user.roles.iter().cloned().collect(),
         ends_at,
     )?;
-    Ok(AccessToken {
+    Ok(Refreshed {
         access_token,
         token_type: "bearer",
         expires_in: u64::try_from(renewed.exp - now).unwrap_or(0),
+        refresh_token: None,
     })
 }
 

@@ -1,9 +1,11 @@
-//! The standard list body `{total, skip, limit, items, has_more}` and the
-//! `skip`/`limit`/`sort_by`/`sort_order` rules shared by every list route.
+//! The standard list body `{total, skip, limit, items, has_more, page,
+//! page_size, total_pages}` and the `skip`/`limit`/`sort_by`/`sort_order`
+//! rules shared by every list route. Each list's query type denies unknown
+//! parameters, so a filter is never silently ignored.
 
 use serde::Serialize;
 
-use crate::error::FieldError;
+use crate::error::{ApiError, FieldError};
 
 /// Page size when the client gives none.
 pub const DEFAULT_LIMIT: i64 = 20;
@@ -103,6 +105,32 @@ pub fn resolve_sort(
     }
 }
 
+/// The window and the sort of a list request, every bad parameter reported
+/// in one 422.
+pub fn window_and_sort(
+    skip: Option<i64>,
+    limit: Option<i64>,
+    sort_by: Option<&str>,
+    sort_order: Option<&str>,
+    allowed: &[(&str, &'static str)],
+    default: (&'static str, SortOrder),
+) -> Result<(PageRequest, &'static str, SortOrder), ApiError> {
+    match (
+        PageRequest::from_query(skip, limit),
+        resolve_sort(sort_by, sort_order, allowed, default),
+    ) {
+        (Ok(window), Ok((column, order))) => Ok((window, column, order)),
+        (window, sort) => Err(ApiError::validation(
+            window
+                .err()
+                .into_iter()
+                .chain(sort.err())
+                .flatten()
+                .collect(),
+        )),
+    }
+}
+
 /// The standard list body.
 #[derive(Debug, Serialize)]
 pub struct Page<T> {
@@ -116,18 +144,38 @@ pub struct Page<T> {
     pub items: Vec<T>,
     /// Whether rows exist past this window.
     pub has_more: bool,
+    /// The window as a page number (1-based), for page-number clients.
+    pub page: i64,
+    /// Echo of the window size, for page-number clients.
+    pub page_size: i64,
+    /// Pages of `page_size` that hold `total` (at least 1).
+    pub total_pages: i64,
 }
 
 impl<T> Page<T> {
     /// Builds the body for a window.
     pub fn new(items: Vec<T>, total: i64, window: PageRequest) -> Self {
+        let limit = window.limit.max(1);
         Self {
-            has_more: window.skip + (items.len() as i64) < total,
+            // Saturating: a client may ask for any skip up to i64::MAX.
+            has_more: window.skip.saturating_add(items.len() as i64) < total,
             total,
             skip: window.skip,
             limit: window.limit,
             items,
+            page: (window.skip / limit).saturating_add(1),
+            page_size: window.limit,
+            total_pages: (total / limit + i64::from(total % limit != 0)).max(1),
         }
+    }
+
+    /// The window of a list held in memory (plugins, tasks: few rows).
+    pub fn from_all(all: Vec<T>, window: PageRequest) -> Self {
+        let total = i64::try_from(all.len()).unwrap_or(i64::MAX);
+        let skip = usize::try_from(window.skip).unwrap_or(usize::MAX);
+        let limit = usize::try_from(window.limit).unwrap_or(usize::MAX);
+        let items = all.into_iter().skip(skip).take(limit).collect();
+        Self::new(items, total, window)
     }
 }
 
@@ -156,6 +204,36 @@ mod tests {
         );
         assert!(resolve_sort(Some("password_hash"), None, &allowed, default).is_err());
         assert!(resolve_sort(None, Some("sideways"), &allowed, default).is_err());
+    }
+
+    #[test]
+    fn page_numbers_follow_the_window() {
+        let page = Page::from_all(
+            (1..=45).collect(),
+            PageRequest {
+                skip: 40,
+                limit: 20,
+            },
+        );
+        assert_eq!((page.page, page.page_size, page.total_pages), (3, 20, 3));
+        assert_eq!(page.items, vec![41, 42, 43, 44, 45]);
+        assert!(!page.has_more);
+        let empty = Page::<i32>::from_all(Vec::new(), PageRequest { skip: 0, limit: 20 });
+        assert_eq!((empty.page, empty.total_pages, empty.total), (1, 1, 0));
+    }
+
+    #[test]
+    fn the_largest_skip_does_not_overflow() {
+        let page = Page::new(
+            vec![1],
+            5,
+            PageRequest {
+                skip: i64::MAX,
+                limit: 1,
+            },
+        );
+        assert_eq!(page.page, i64::MAX);
+        assert!(!page.has_more);
     }
 
     #[test]

@@ -20,7 +20,10 @@ use crate::{
     auth::Gate,
     config::Config,
     error::{ApiError, ApiResult},
-    http::extract::{json_rejection, ApiPath, ApiQuery},
+    http::{
+        extract::{json_rejection, ApiPath, ApiQuery},
+        pagination::{window_and_sort, Page, SortOrder},
+    },
     rbac::permissions::{PluginsManage, Require},
 };
 
@@ -53,10 +56,23 @@ where
 
 /// `GET /system/plugins` query.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ListQuery {
     #[serde(default)]
     active_only: bool,
+    skip: Option<i64>,
+    limit: Option<i64>,
+    sort_by: Option<String>,
+    sort_order: Option<String>,
 }
+
+/// Sort fields of `GET /system/plugins`.
+const SORTABLE: &[(&str, &str)] = &[
+    ("id", "id"),
+    ("name", "name"),
+    ("state", "state"),
+    ("version", "version"),
+];
 
 /// Lists installed plugins (all of them: they are few).
 #[utoipa::path(
@@ -64,6 +80,10 @@ pub struct ListQuery {
     security(("bearer" = [])),
     params(
         ("active_only" = Option<bool>, Query, description = "Only the plugins serving requests"),
+        ("skip" = Option<i64>, Query, minimum = 0, description = "Items to skip (default 0)"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size (default 20, max 100)"),
+        ("sort_by" = Option<String>, Query, description = "id (default), name, state or version"),
+        ("sort_order" = Option<String>, Query, description = "asc (default) or desc"),
     ),
     responses(
         (status = 200, description = "Every installed plugin with its state and last error"),
@@ -76,16 +96,38 @@ pub async fn list(
     _: Require<PluginsManage>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let items: Vec<_> = plugins
+    let (window, field, order) = window_and_sort(
+        query.skip,
+        query.limit,
+        query.sort_by.as_deref(),
+        query.sort_order.as_deref(),
+        SORTABLE,
+        ("id", SortOrder::Asc),
+    )?;
+    let mut items: Vec<_> = plugins
         .list()
         .await
         .into_iter()
         .filter(|plugin| !query.active_only || plugin.active)
         .collect();
-    let total = items.len();
-    Ok(Json(
-        json!({"total": total, "skip": 0, "limit": total, "items": items, "has_more": false}),
-    ))
+    // Few rows, sorted here; the id breaks ties so pages are stable.
+    items.sort_by(|a, b| {
+        let by_field = match field {
+            "name" => a.name.cmp(&b.name),
+            "state" => a.state.cmp(b.state),
+            "version" => a.version.cmp(&b.version),
+            _ => std::cmp::Ordering::Equal,
+        };
+        let by_field = match order {
+            SortOrder::Asc => by_field,
+            SortOrder::Desc => by_field.reverse(),
+        };
+        by_field.then_with(|| match (field, order) {
+            ("id", SortOrder::Desc) => b.id.cmp(&a.id),
+            _ => a.id.cmp(&b.id),
+        })
+    });
+    Ok(Json(Page::from_all(items, window)))
 }
 
 /// One plugin, with its state, error, generation and checksum.
@@ -136,6 +178,7 @@ pub async fn enable(
 
 /// `POST /system/plugins/{id}/disable` query.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DisableQuery {
     #[serde(default)]
     cascade: bool,
@@ -316,6 +359,7 @@ pub async fn install(
 
 /// `DELETE /system/plugins/{id}` query.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UninstallQuery {
     #[serde(default)]
     purge: bool,

@@ -17,7 +17,7 @@ use crate::{
     error::{ApiError, ApiResult, FieldError},
     http::{
         extract::{ApiJson, ApiQuery},
-        pagination::{Page, PageRequest},
+        pagination::{window_and_sort, Page, SortOrder},
     },
 };
 
@@ -43,11 +43,22 @@ fn from_row(row: &AnyRow) -> Result<Permission, sqlx::Error> {
 
 /// `GET /admin/permissions` query.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ListQuery {
     skip: Option<i64>,
     limit: Option<i64>,
     resource: Option<String>,
+    sort_by: Option<String>,
+    sort_order: Option<String>,
 }
+
+/// Sort fields of `GET /admin/permissions`: public name and column.
+const SORTABLE: &[(&str, &str)] = &[
+    ("name", "name"),
+    ("resource", "resource"),
+    ("id", "id"),
+    ("created_at", "created_at"),
+];
 
 /// Lists permissions by name, optionally for one resource.
 #[utoipa::path(
@@ -57,6 +68,8 @@ pub struct ListQuery {
         ("skip" = Option<i64>, Query, minimum = 0, description = "Items to skip (default 0)"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size (default 20, max 100)"),
         ("resource" = Option<String>, Query, description = "Only this resource's permissions"),
+        ("sort_by" = Option<String>, Query, description = "name (default), resource, id or created_at"),
+        ("sort_order" = Option<String>, Query, description = "asc (default) or desc"),
     ),
     responses(
         (status = 200, description = "A page of permissions"),
@@ -70,7 +83,14 @@ pub async fn list(
     _: Require<RolesRead>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let window = PageRequest::from_query(query.skip, query.limit).map_err(ApiError::validation)?;
+    let (window, column, order) = window_and_sort(
+        query.skip,
+        query.limit,
+        query.sort_by.as_deref(),
+        query.sort_order.as_deref(),
+        SORTABLE,
+        ("name", SortOrder::Asc),
+    )?;
     let mut placeholders = Placeholders::default();
     let filter = match &query.resource {
         Some(_) => format!(" WHERE resource = {}", placeholders.next_placeholder()),
@@ -85,7 +105,8 @@ pub async fn list(
     let limit = placeholders.next_placeholder();
     let offset = placeholders.next_placeholder();
     let sql = format!(
-        "SELECT id, name, description, resource, action FROM permissions{filter} ORDER BY name LIMIT {limit} OFFSET {offset}"
+        "SELECT id, name, description, resource, action FROM permissions{filter} ORDER BY {column} {}, name LIMIT {limit} OFFSET {offset}",
+        order.sql()
     );
     let mut page = sqlx::query(&sql);
     if let Some(resource) = &query.resource {

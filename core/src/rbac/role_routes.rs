@@ -21,7 +21,7 @@ use crate::{
     error::{ApiError, ApiResult},
     http::{
         extract::{ApiJson, ApiPath, ApiQuery},
-        pagination::{Page, PageRequest},
+        pagination::{window_and_sort, Page, SortOrder},
     },
 };
 
@@ -132,10 +132,16 @@ async fn role_detail(db: &Database, id: i64) -> Result<RoleDetail, ApiError> {
 
 /// `GET /admin/roles` query.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ListQuery {
     skip: Option<i64>,
     limit: Option<i64>,
+    sort_by: Option<String>,
+    sort_order: Option<String>,
 }
+
+/// Sort fields of `GET /admin/roles`: public name and column.
+const SORTABLE: &[(&str, &str)] = &[("id", "id"), ("name", "name"), ("created_at", "created_at")];
 
 /// Lists roles by id.
 #[utoipa::path(
@@ -144,6 +150,8 @@ pub struct ListQuery {
     params(
         ("skip" = Option<i64>, Query, minimum = 0, description = "Items to skip (default 0)"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size (default 20, max 100)"),
+        ("sort_by" = Option<String>, Query, description = "id (default), name or created_at"),
+        ("sort_order" = Option<String>, Query, description = "asc (default) or desc"),
     ),
     responses(
         (status = 200, description = "A page of roles"),
@@ -157,14 +165,22 @@ pub async fn list(
     _: Require<RolesRead>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let window = PageRequest::from_query(query.skip, query.limit).map_err(ApiError::validation)?;
+    let (window, column, order) = window_and_sort(
+        query.skip,
+        query.limit,
+        query.sort_by.as_deref(),
+        query.sort_order.as_deref(),
+        SORTABLE,
+        ("id", SortOrder::Asc),
+    )?;
     let total: i64 = sqlx::query("SELECT COUNT(*) AS n FROM roles")
         .fetch_one(state.db.pool())
         .await?
         .try_get("n")?;
-    let items = sqlx::query(
-        "SELECT id, name, description, is_builtin, created_at FROM roles ORDER BY id LIMIT $1 OFFSET $2",
-    )
+    let items = sqlx::query(&format!(
+        "SELECT id, name, description, is_builtin, created_at FROM roles ORDER BY {column} {}, id LIMIT $1 OFFSET $2",
+        order.sql()
+    ))
     .bind(window.limit)
     .bind(window.skip)
     .fetch_all(state.db.pool())

@@ -26,7 +26,7 @@ use crate::{
     error::{ApiError, ApiResult},
     http::{
         extract::{ApiJson, ApiPath, ApiQuery},
-        pagination::{resolve_sort, Page, PageRequest, SortOrder},
+        pagination::{window_and_sort, Page, SortOrder},
     },
 };
 
@@ -112,6 +112,7 @@ async fn find_user(db: &Database, id: i64) -> Result<UserItem, ApiError> {
 
 /// `GET /admin/users` query.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ListQuery {
     skip: Option<i64>,
     limit: Option<i64>,
@@ -145,25 +146,14 @@ pub async fn list(
     _: Require<UsersRead>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let window = PageRequest::from_query(query.skip, query.limit);
-    let sort = resolve_sort(
+    let (window, column, order) = window_and_sort(
+        query.skip,
+        query.limit,
         query.sort_by.as_deref(),
         query.sort_order.as_deref(),
         SORTABLE,
         ("id", SortOrder::Asc),
-    );
-    let (window, (column, order)) = match (window, sort) {
-        (Ok(window), Ok(sort)) => (window, sort),
-        (window, sort) => {
-            let problems = window
-                .err()
-                .into_iter()
-                .chain(sort.err())
-                .flatten()
-                .collect();
-            return Err(ApiError::validation(problems));
-        }
-    };
+    )?;
     let mut placeholders = Placeholders::default();
     let mut conditions = Vec::new();
     let search = query

@@ -20,7 +20,10 @@ use super::{
 use crate::{
     auth::Gate,
     error::{ApiError, ApiResult, FieldError},
-    http::extract::{ApiJson, ApiPath},
+    http::{
+        extract::{ApiJson, ApiPath, ApiQuery},
+        pagination::{window_and_sort, Page, SortOrder},
+    },
     rbac::permissions::{Require, TasksManage},
 };
 
@@ -42,10 +45,16 @@ where
         .route("/system/tasks/{task_id}/resume", post(resume))
 }
 
-/// Every task (they are few: no paging).
+/// The tasks, paged and sorted.
 #[utoipa::path(
     get, path = "/system/tasks", tag = "tasks",
     security(("bearer" = [])),
+    params(
+        ("skip" = Option<i64>, Query, minimum = 0, description = "Items to skip (default 0)"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size (default 20, max 100)"),
+        ("sort_by" = Option<String>, Query, description = "id (default), name, job, status or next_run"),
+        ("sort_order" = Option<String>, Query, description = "asc (default) or desc"),
+    ),
     responses(
         (status = 200, description = "Every task with its schedule, state and counters"),
         (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
@@ -55,16 +64,59 @@ where
 pub async fn list(
     State(tasks): State<Arc<Scheduler>>,
     _: Require<TasksManage>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<impl IntoResponse> {
+    let (window, field, order) = window_and_sort(
+        query.skip,
+        query.limit,
+        query.sort_by.as_deref(),
+        query.sort_order.as_deref(),
+        SORTABLE,
+        ("id", SortOrder::Asc),
+    )?;
     let mut items = Vec::new();
     for task in tasks.records().await? {
         items.push(tasks.view(task).await);
     }
-    let total = items.len();
-    Ok(Json(
-        json!({"total": total, "skip": 0, "limit": total, "items": items, "has_more": false}),
-    ))
+    // Few rows, sorted here; the id breaks ties so pages are stable.
+    items.sort_by(|a, b| {
+        let by_field = match field {
+            "name" => a.name.cmp(&b.name),
+            "job" => a.job.cmp(&b.job),
+            "status" => a.status.cmp(&b.status),
+            "next_run" => a.next_run.cmp(&b.next_run),
+            _ => std::cmp::Ordering::Equal,
+        };
+        let by_field = match order {
+            SortOrder::Asc => by_field,
+            SortOrder::Desc => by_field.reverse(),
+        };
+        by_field.then_with(|| match (field, order) {
+            ("id", SortOrder::Desc) => b.id.cmp(&a.id),
+            _ => a.id.cmp(&b.id),
+        })
+    });
+    Ok(Json(Page::from_all(items, window)))
 }
+
+/// `GET /system/tasks` query.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    skip: Option<i64>,
+    limit: Option<i64>,
+    sort_by: Option<String>,
+    sort_order: Option<String>,
+}
+
+/// Sort fields of `GET /system/tasks`.
+const SORTABLE: &[(&str, &str)] = &[
+    ("id", "id"),
+    ("name", "name"),
+    ("job", "job"),
+    ("status", "status"),
+    ("next_run", "next_run"),
+];
 
 fn check_job(scheduler: &Scheduler, job: &str) -> Result<(), FieldError> {
     if scheduler.job_available(job) {
