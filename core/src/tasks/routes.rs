@@ -83,7 +83,7 @@ pub async fn list(
         let by_field = match field {
             "name" => a.name.cmp(&b.name),
             "job" => a.job.cmp(&b.job),
-            "status" => a.status.cmp(&b.status),
+            "status" => a.status.cmp(b.status),
             "next_run" => a.next_run.cmp(&b.next_run),
             _ => std::cmp::Ordering::Equal,
         };
