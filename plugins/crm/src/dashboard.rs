@@ -1,0 +1,318 @@
+//! `GET /dashboard`: what a sales manager opens first.
+//!
+//! Money figures are for one currency (`?currency=`, default `EUR`):
+//! adding amounts in different currencies would be meaningless without
+//! rates, which the CRM does not have. `?owner=<user id>` narrows every
+//! figure to one salesperson's deals and activities.
+
+use serde::{Deserialize, Serialize};
+use xcore_plugin_sdk::{prelude::*, Dialect};
+
+use crate::{dates::Calendar, money, nullable_id, Crm, READ};
+
+/// The dashboard's parameters.
+#[derive(Clone, Debug, Default, Deserialize, ToSchema)]
+pub struct DashboardQuery {
+    /// Only this user's deals and activities.
+    pub owner: Option<i64>,
+    /// The currency of the money figures (default `EUR`).
+    pub currency: Option<String>,
+}
+
+/// Open deals in one stage.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct StageValue {
+    /// The stage.
+    pub stage_id: i64,
+    /// Its name.
+    pub stage: String,
+    /// Its pipeline.
+    pub pipeline_id: i64,
+    /// Open deals in it.
+    pub count: i64,
+    /// Their total amount.
+    #[schema(value_type = f64)]
+    pub value: Value,
+    /// Their amounts weighted by probability.
+    #[schema(value_type = f64)]
+    pub weighted_value: Value,
+}
+
+/// Deals closed in a period.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Period {
+    /// Deals won.
+    pub won: i64,
+    /// Deals lost.
+    pub lost: i64,
+    /// Amount of the deals won.
+    #[schema(value_type = f64)]
+    pub revenue: Value,
+}
+
+/// Open deals expected to close in one month.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ForecastMonth {
+    /// `YYYY-MM`.
+    pub month: String,
+    /// Deals.
+    pub count: i64,
+    /// Their total amount.
+    #[schema(value_type = f64)]
+    pub value: Value,
+    /// Weighted by probability.
+    #[schema(value_type = f64)]
+    pub weighted_value: Value,
+}
+
+/// A customer by revenue won.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct TopCustomer {
+    /// The customer.
+    pub customer_id: i64,
+    /// Its name.
+    pub name: String,
+    /// Deals won.
+    pub deals: i64,
+    /// Their amount.
+    #[schema(value_type = f64)]
+    pub revenue: Value,
+}
+
+/// The dashboard.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Dashboard {
+    /// The currency of the money figures.
+    pub currency: String,
+    /// The owner it is narrowed to.
+    pub owner: Option<i64>,
+    /// Open deals per stage.
+    pub pipeline: Vec<StageValue>,
+    /// Total of open deals.
+    #[schema(value_type = f64)]
+    pub pipeline_value: Value,
+    /// Total weighted by probability.
+    #[schema(value_type = f64)]
+    pub pipeline_weighted_value: Value,
+    /// This calendar month (UTC).
+    pub this_month: Period,
+    /// This calendar quarter (UTC).
+    pub this_quarter: Period,
+    /// Won / (won + lost), over every closed deal, in percent (2 decimals).
+    pub conversion_rate: Option<f64>,
+    /// Mean amount of won deals.
+    #[schema(value_type = Option<f64>)]
+    pub average_deal_size: Value,
+    /// Mean days from creation to winning.
+    pub average_sales_cycle_days: Option<f64>,
+    /// Open deals by expected close month.
+    pub forecast: Vec<ForecastMonth>,
+    /// Activities not done, due today.
+    pub activities_due_today: i64,
+    /// Activities not done, due before now.
+    pub activities_overdue: i64,
+    /// The 10 customers with the most revenue won.
+    pub top_customers: Vec<TopCustomer>,
+}
+
+/// The dashboard's route.
+pub fn routes(router: Router<Crm>) -> Router<Crm> {
+    router
+        .get("/dashboard", Access::Requires(READ), Crm::dashboard)
+        .summary("Pipeline value, won/lost, conversion, forecast, activities, top customers")
+}
+
+/// An integer from a row (SQLite and PostgreSQL type sums differently:
+/// numbers, or numeric text).
+fn integer(row: &Row, column: &str) -> i64 {
+    match row.get(column) {
+        Some(Value::Number(number)) => number
+            .as_i64()
+            .or_else(|| number.as_f64().map(|f| f.round() as i64))
+            .unwrap_or(0),
+        Some(Value::String(text)) => text
+            .parse::<i64>()
+            .ok()
+            .or_else(|| text.parse::<f64>().ok().map(|f| f.round() as i64))
+            .unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// A float from a row (an average), if any.
+fn float(row: &Row, column: &str) -> Option<f64> {
+    match row.get(column) {
+        Some(Value::Number(number)) => number.as_f64(),
+        Some(Value::String(text)) => text.parse().ok(),
+        _ => None,
+    }
+}
+
+fn text(row: &Row, column: &str) -> String {
+    row.get(column)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+use xcore_plugin_sdk::Row;
+
+impl Crm {
+    fn dashboard(&self, Query(query): Query<DashboardQuery>) -> Result<Json<Dashboard>, Response> {
+        let currency = money::currency(query.currency.as_deref().unwrap_or("EUR"))
+            .map_err(|message| Response::invalid("currency", &message))?;
+        let calendar = Calendar::at(chrono::Utc::now());
+        // $1 currency, $2 owner (NULL = everyone).
+        let owner_filter = "(CAST($2 AS BIGINT) IS NULL OR o.owner_id = CAST($2 AS BIGINT))";
+        let owner = nullable_id(query.owner);
+        let base = params![currency, owner];
+        // Weighted value in cents: amount × probability / 100, summed as
+        // integers (rounded once, per stage).
+        let stages = self.host.query(
+            &format!(
+                "SELECT s.id AS stage_id, s.name AS stage, s.pipeline_id, s.position, COUNT(o.id) AS count, \
+                 COALESCE(SUM(o.amount_cents), 0) AS value, \
+                 COALESCE(SUM(o.amount_cents * COALESCE(o.probability, s.probability)), 0) AS weighted \
+                 FROM crm_stages s JOIN crm_opportunities o ON o.stage_id = s.id \
+                 WHERE o.status = 'open' AND o.currency = $1 AND {owner_filter} \
+                 GROUP BY s.id, s.name, s.pipeline_id, s.position ORDER BY s.pipeline_id, s.position"
+            ),
+            base.clone(),
+        )?;
+        let mut pipeline = Vec::new();
+        let (mut total, mut weighted_total) = (0_i64, 0_i64);
+        for row in &stages {
+            let value = integer(row, "value");
+            let weighted = (integer(row, "weighted") + 50) / 100;
+            total += value;
+            weighted_total += weighted;
+            pipeline.push(StageValue {
+                stage_id: integer(row, "stage_id"),
+                stage: text(row, "stage"),
+                pipeline_id: integer(row, "pipeline_id"),
+                count: integer(row, "count"),
+                value: money::to_json(value),
+                weighted_value: money::to_json(weighted),
+            });
+        }
+        let period = |since: &str| -> Result<Period, Response> {
+            let row = self
+                .host
+                .query_one(
+                    &format!(
+                        "SELECT COALESCE(SUM(CASE WHEN o.status = 'won' THEN 1 ELSE 0 END), 0) AS won, \
+                         COALESCE(SUM(CASE WHEN o.status = 'lost' THEN 1 ELSE 0 END), 0) AS lost, \
+                         COALESCE(SUM(CASE WHEN o.status = 'won' THEN o.amount_cents ELSE 0 END), 0) AS revenue \
+                         FROM crm_opportunities o WHERE o.status IN ('won', 'lost') AND o.closed_at >= $3 \
+                         AND o.currency = $1 AND {owner_filter}"
+                    ),
+                    params![currency, owner, since],
+                )?
+                .unwrap_or_default();
+            Ok(Period {
+                won: integer(&row, "won"),
+                lost: integer(&row, "lost"),
+                revenue: money::to_json(integer(&row, "revenue")),
+            })
+        };
+        let this_month = period(&calendar.month)?;
+        let this_quarter = period(&calendar.quarter)?;
+        // Days between two of the host's timestamps, per dialect.
+        let cycle = match self.host.dialect()? {
+            Dialect::Sqlite => "julianday(o.closed_at) - julianday(o.created_at)",
+            Dialect::Postgres => {
+                "EXTRACT(EPOCH FROM (CAST(o.closed_at AS timestamptz) - CAST(o.created_at AS timestamptz))) / 86400.0"
+            }
+        };
+        let closed = self
+            .host
+            .query_one(
+                &format!(
+                    "SELECT COALESCE(SUM(CASE WHEN o.status = 'won' THEN 1 ELSE 0 END), 0) AS won, \
+                     COALESCE(SUM(CASE WHEN o.status = 'lost' THEN 1 ELSE 0 END), 0) AS lost, \
+                     COALESCE(SUM(CASE WHEN o.status = 'won' THEN o.amount_cents ELSE 0 END), 0) AS revenue, \
+                     AVG(CASE WHEN o.status = 'won' THEN {cycle} END) AS cycle \
+                     FROM crm_opportunities o WHERE o.status IN ('won', 'lost') \
+                     AND o.currency = $1 AND {owner_filter}"
+                ),
+                base.clone(),
+            )?
+            .unwrap_or_default();
+        let (won, lost) = (integer(&closed, "won"), integer(&closed, "lost"));
+        let conversion_rate =
+            (won + lost > 0).then(|| (won as f64 * 10_000.0 / (won + lost) as f64).round() / 100.0);
+        let average_deal_size = if won > 0 {
+            money::to_json((integer(&closed, "revenue") + won / 2) / won)
+        } else {
+            Value::Null
+        };
+        let average_sales_cycle_days =
+            float(&closed, "cycle").map(|days| (days * 100.0).round() / 100.0);
+        let forecast = self
+            .host
+            .query(
+                &format!(
+                    "SELECT SUBSTR(o.expected_close, 1, 7) AS month, COUNT(*) AS count, \
+                     SUM(o.amount_cents) AS value, \
+                     SUM(o.amount_cents * COALESCE(o.probability, s.probability)) AS weighted \
+                     FROM crm_opportunities o JOIN crm_stages s ON s.id = o.stage_id \
+                     WHERE o.status = 'open' AND o.expected_close IS NOT NULL AND o.currency = $1 \
+                     AND {owner_filter} GROUP BY SUBSTR(o.expected_close, 1, 7) ORDER BY month"
+                ),
+                base.clone(),
+            )?
+            .iter()
+            .map(|row| ForecastMonth {
+                month: text(row, "month"),
+                count: integer(row, "count"),
+                value: money::to_json(integer(row, "value")),
+                weighted_value: money::to_json((integer(row, "weighted") + 50) / 100),
+            })
+            .collect();
+        let activities = self
+            .host
+            .query_one(
+                "SELECT COALESCE(SUM(CASE WHEN a.due_at >= $1 AND a.due_at < $2 THEN 1 ELSE 0 END), 0) AS today, \
+                 COALESCE(SUM(CASE WHEN a.due_at < $3 THEN 1 ELSE 0 END), 0) AS overdue \
+                 FROM crm_activities a WHERE a.done = $4 AND a.due_at IS NOT NULL AND a.due_at < $2 \
+                 AND (CAST($5 AS BIGINT) IS NULL OR a.assignee_id = CAST($5 AS BIGINT))",
+                params![calendar.today, calendar.tomorrow, calendar.now, false, owner],
+            )?
+            .unwrap_or_default();
+        let top_customers = self
+            .host
+            .query(
+                &format!(
+                    "SELECT o.customer_id, c.name, COUNT(*) AS deals, SUM(o.amount_cents) AS revenue \
+                     FROM crm_opportunities o JOIN crm_customers c ON c.id = o.customer_id \
+                     WHERE o.status = 'won' AND o.currency = $1 AND {owner_filter} \
+                     GROUP BY o.customer_id, c.name ORDER BY revenue DESC, o.customer_id LIMIT 10"
+                ),
+                base,
+            )?
+            .iter()
+            .map(|row| TopCustomer {
+                customer_id: integer(row, "customer_id"),
+                name: text(row, "name"),
+                deals: integer(row, "deals"),
+                revenue: money::to_json(integer(row, "revenue")),
+            })
+            .collect();
+        Ok(Json(Dashboard {
+            currency,
+            owner: query.owner,
+            pipeline,
+            pipeline_value: money::to_json(total),
+            pipeline_weighted_value: money::to_json(weighted_total),
+            this_month,
+            this_quarter,
+            conversion_rate,
+            average_deal_size,
+            average_sales_cycle_days,
+            forecast,
+            activities_due_today: integer(&activities, "today"),
+            activities_overdue: integer(&activities, "overdue"),
+            top_customers,
+        }))
+    }
+}
