@@ -549,3 +549,684 @@ async fn customers_crud_search_filters_export_and_rbac() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelines_opportunities_lines_stages_won_and_lost() {
+    let crm = start().await;
+    let (seller_id, seller) = crm
+        .user_with(
+            "seller@example.com",
+            &["crm:read", "crm:write", "products:read"],
+        )
+        .await;
+    let (_, no_catalogue) = crm
+        .user_with("blind@example.com", &["crm:read", "crm:write"])
+        .await;
+
+    // The default pipeline came with the install.
+    let pipeline = crm.default_pipeline().await;
+    assert_eq!(pipeline["name"], "Sales");
+    let stages = pipeline["stages"].as_array().expect("stages");
+    let kinds: Vec<&str> = stages.iter().filter_map(|s| s["kind"].as_str()).collect();
+    assert_eq!(kinds, ["open", "open", "open", "open", "won", "lost"]);
+    assert_eq!(stages[0]["position"], 1);
+    assert_eq!(stages[0]["probability"], 10);
+    let pipeline_id = pipeline["id"].as_i64().expect("id");
+    let (lead, qualified, proposal) = (
+        stage_id(&pipeline, "Lead"),
+        stage_id(&pipeline, "Qualified"),
+        stage_id(&pipeline, "Proposal"),
+    );
+
+    let customer = crm
+        .post("/customers", json!({"type": "company", "name": "Initech"}))
+        .await;
+    let customer_id = customer["id"].as_i64().expect("id");
+    let keyboard = crm.product("KB-1", 49.99).await;
+    let screen = crm.product("SC-1", 199.9).await;
+
+    // Lines priced from the catalogue, whatever the client says.
+    let deal = expect_status(
+        crm.send(
+            &seller,
+            Method::POST,
+            "/opportunities",
+            Some(json!({"title": "Office refit", "customer_id": customer_id, "expected_close": "2027-03-15",
+                        "lines": [{"product_id": keyboard, "quantity": 3, "unit_price": 0.01},
+                                  {"product_id": screen, "quantity": 2, "discount": 10}]})),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let deal_id = deal["id"].as_i64().expect("id");
+    assert_eq!(deal["pipeline_id"], pipeline_id);
+    assert_eq!(deal["stage_id"], lead, "the first stage by default");
+    assert_eq!(deal["probability"], 10, "the stage's probability");
+    assert_eq!(deal["owner_id"], seller_id);
+    assert_eq!(deal["status"], "open");
+    assert_eq!(deal["currency"], "EUR");
+    assert_eq!(deal["lines"][0]["unit_price"], 49.99);
+    assert_eq!(deal["lines"][0]["total"], 149.97);
+    assert_eq!(deal["lines"][0]["product_name"], "Product KB-1");
+    assert_eq!(deal["lines"][1]["unit_price"], 199.9);
+    assert_eq!(deal["lines"][1]["discount"], 10.0);
+    assert_eq!(deal["lines"][1]["total"], 359.82);
+    assert_eq!(deal["amount"], 509.79, "the lines' exact total");
+
+    // A catalogue price change does not touch existing lines.
+    expect_status(
+        call(
+            &crm.server,
+            Method::PUT,
+            &format!("/api/v1/products/{keyboard}"),
+            &crm.admin,
+            Some(json!({"price": 59.99})),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        crm.get(&format!("/opportunities/{deal_id}")).await["lines"][0]["unit_price"],
+        49.99
+    );
+
+    // A product that does not exist is a 422 naming the line.
+    let missing = crm
+        .refused(
+            Method::POST,
+            "/opportunities",
+            Some(json!({"title": "Ghost", "customer_id": customer_id,
+                        "lines": [{"product_id": keyboard}, {"product_id": 999_999}]})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+        )
+        .await;
+    assert_eq!(
+        missing["error"]["details"][0]["field"],
+        "lines[1].product_id"
+    );
+    assert!(missing["error"]["details"][0]["message"]
+        .as_str()
+        .expect("m")
+        .contains("999999"));
+    // Pricing reads the catalogue with the caller's rights.
+    expect_error(
+        crm.send(
+            &no_catalogue,
+            Method::POST,
+            "/opportunities",
+            Some(json!({"title": "Blind", "customer_id": customer_id, "lines": [{"product_id": keyboard}]})),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "AUTHORIZATION_ERROR",
+    )
+    .await;
+    // Without lines, the amount is the client's, exact; other 422s.
+    let plain = crm
+        .post(
+            "/opportunities",
+            json!({"title": "Consulting", "customer_id": customer_id, "amount": "1234.56", "currency": "usd",
+                   "probability": 60, "stage_id": qualified}),
+        )
+        .await;
+    assert_eq!(plain["amount"], 1234.56);
+    assert_eq!(plain["currency"], "USD");
+    assert_eq!(plain["probability"], 60, "its own probability");
+    let bad = crm
+        .refused(
+            Method::POST,
+            "/opportunities",
+            Some(
+                json!({"title": "", "customer_id": 999_999, "amount": 1.234, "currency": "EURO",
+                        "probability": 101, "expected_close": "soon"}),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+        )
+        .await;
+    assert_eq!(
+        bad["error"]["details"].as_array().expect("details").len(),
+        6,
+        "{bad}"
+    );
+
+    // Filters, mine, sorting.
+    let mine = expect_status(
+        crm.send(&seller, Method::GET, "/opportunities?mine=true", None)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(ids(&mine), vec![deal_id]);
+    assert_eq!(
+        ids(&crm.get("/opportunities?sort_by=amount&order=desc").await),
+        vec![plain["id"].as_i64().expect("id"), deal_id]
+    );
+    assert_eq!(
+        ids(&crm
+            .get(&format!("/opportunities?stage_id={qualified}"))
+            .await),
+        vec![plain["id"].as_i64().expect("id")]
+    );
+    assert_eq!(
+        ids(&crm.get("/opportunities?search=refit").await),
+        vec![deal_id]
+    );
+
+    // Stage moves, recorded with who and when.
+    let moved = crm
+        .ok(
+            Method::POST,
+            &format!("/opportunities/{deal_id}/stage"),
+            Some(json!({"stage_id": proposal})),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(moved["stage_id"], proposal);
+    assert_eq!(moved["probability"], 50);
+    crm.refused(
+        Method::POST,
+        &format!("/opportunities/{deal_id}/stage"),
+        Some(json!({"stage_id": stage_id(&pipeline, "Won")})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+    let won = expect_status(
+        crm.send(
+            &seller,
+            Method::POST,
+            &format!("/opportunities/{deal_id}/won"),
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(won["status"], "won");
+    assert_eq!(won["stage_id"], stage_id(&pipeline, "Won"));
+    assert!(won["closed_at"].is_string());
+    // Won is terminal.
+    for (path, body) in [
+        ("stage", json!({"stage_id": lead})),
+        ("lost", json!({"reason": "changed mind"})),
+        ("won", json!({})),
+    ] {
+        crm.refused(
+            Method::POST,
+            &format!("/opportunities/{deal_id}/{path}"),
+            Some(body),
+            StatusCode::CONFLICT,
+            "CONFLICT",
+        )
+        .await;
+    }
+    crm.refused(
+        Method::PUT,
+        &format!("/opportunities/{deal_id}"),
+        Some(json!({"title": "x"})),
+        StatusCode::CONFLICT,
+        "CONFLICT",
+    )
+    .await;
+    let history = crm.get(&format!("/opportunities/{deal_id}/history")).await;
+    let entries = history["items"].as_array().expect("items");
+    assert_eq!(entries.len(), 3, "{history}");
+    assert_eq!(entries[0]["to_stage"], "Lead");
+    assert!(entries[0]["from_stage_id"].is_null());
+    assert_eq!(entries[1]["from_stage"], "Lead");
+    assert_eq!(entries[1]["to_stage"], "Proposal");
+    assert_eq!(
+        entries[1]["changed_by"],
+        crm.get("/customers").await["items"][0]["owner_id"]
+    );
+    assert_eq!(entries[2]["to_stage"], "Won");
+    assert_eq!(entries[2]["status"], "won");
+    assert_eq!(entries[2]["changed_by"], seller_id);
+    assert!(entries[2]["changed_at"].is_string());
+
+    // Lost needs a reason and is terminal too.
+    let plain_id = plain["id"].as_i64().expect("id");
+    crm.refused(
+        Method::POST,
+        &format!("/opportunities/{plain_id}/lost"),
+        Some(json!({"reason": " "})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+    let lost = crm
+        .ok(
+            Method::POST,
+            &format!("/opportunities/{plain_id}/lost"),
+            Some(json!({"reason": "Too expensive"})),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(lost["status"], "lost");
+    assert_eq!(lost["lost_reason"], "Too expensive");
+    crm.refused(
+        Method::POST,
+        &format!("/opportunities/{plain_id}/won"),
+        None,
+        StatusCode::CONFLICT,
+        "CONFLICT",
+    )
+    .await;
+
+    // Updating an open deal: partial, lines re-priced at today's price.
+    let open = crm
+        .post(
+            "/opportunities",
+            json!({"title": "Renewal", "customer_id": customer_id, "amount": 100}),
+        )
+        .await;
+    let open_id = open["id"].as_i64().expect("id");
+    let updated = crm
+        .ok(
+            Method::PUT,
+            &format!("/opportunities/{open_id}"),
+            Some(json!({"lines": [{"product_id": keyboard, "quantity": 1}]})),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(updated["title"], "Renewal");
+    assert_eq!(updated["amount"], 59.99, "today's catalogue price");
+    crm.refused(
+        Method::PUT,
+        &format!("/opportunities/{open_id}"),
+        Some(json!({"stage_id": proposal})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+
+    // A stage in use cannot be deleted without move_to; with it, deals move.
+    crm.refused(
+        Method::DELETE,
+        &format!("/pipelines/{pipeline_id}/stages/{lead}"),
+        None,
+        StatusCode::CONFLICT,
+        "CONFLICT",
+    )
+    .await;
+    crm.refused(
+        Method::DELETE,
+        &format!("/pipelines/{pipeline_id}/stages/{lead}?move_to={lead}"),
+        None,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+    crm.refused(
+        Method::DELETE,
+        &format!(
+            "/pipelines/{pipeline_id}/stages/{}",
+            stage_id(&pipeline, "Won")
+        ),
+        None,
+        StatusCode::CONFLICT,
+        "CONFLICT",
+    )
+    .await;
+    crm.ok(
+        Method::DELETE,
+        &format!("/pipelines/{pipeline_id}/stages/{lead}?move_to={qualified}"),
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    assert_eq!(
+        crm.get(&format!("/opportunities/{open_id}")).await["stage_id"],
+        qualified
+    );
+    let after = crm.get(&format!("/pipelines/{pipeline_id}")).await;
+    assert_eq!(after["stages"].as_array().expect("stages").len(), 5);
+    assert_eq!(after["stages"][0]["name"], "Qualified");
+    assert_eq!(after["stages"][0]["position"], 1);
+
+    // Pipelines: validation, creation, stages added and moved, crm:admin.
+    crm.refused(
+        Method::POST,
+        "/pipelines",
+        Some(json!({"name": "Bad", "stages": [{"name": "Only"}]})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+    expect_error(
+        crm.send(
+            &seller,
+            Method::POST,
+            "/pipelines",
+            Some(json!({"name": "Mine", "stages": []})),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "AUTHORIZATION_ERROR",
+    )
+    .await;
+    let partners = crm
+        .post(
+            "/pipelines",
+            json!({"name": "Partners", "stages": [{"name": "Signed", "kind": "won"}, {"name": "Contact", "probability": 20},
+                                                   {"name": "Dropped", "kind": "lost"}]}),
+        )
+        .await;
+    let names: Vec<&str> = partners["stages"]
+        .as_array()
+        .expect("s")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["Contact", "Signed", "Dropped"],
+        "terminal stages last"
+    );
+    let partners_id = partners["id"].as_i64().expect("id");
+    let grown = crm
+        .post(
+            &format!("/pipelines/{partners_id}/stages"),
+            json!({"name": "Demo", "probability": 40}),
+        )
+        .await;
+    let names: Vec<&str> = grown["stages"]
+        .as_array()
+        .expect("s")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, ["Contact", "Demo", "Signed", "Dropped"]);
+    let demo = stage_id(&grown, "Demo");
+    let reordered = crm
+        .ok(
+            Method::PUT,
+            &format!("/pipelines/{partners_id}/stages/{demo}"),
+            Some(json!({"position": 1, "probability": 45})),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(reordered["stages"][0]["name"], "Demo");
+    assert_eq!(reordered["stages"][0]["probability"], 45);
+    // A stage of another pipeline is refused.
+    crm.refused(
+        Method::POST,
+        &format!("/opportunities/{open_id}/stage"),
+        Some(json!({"stage_id": demo})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+    crm.refused(
+        Method::DELETE,
+        &format!("/pipelines/{pipeline_id}"),
+        None,
+        StatusCode::CONFLICT,
+        "CONFLICT",
+    )
+    .await;
+    crm.ok(
+        Method::DELETE,
+        &format!("/pipelines/{partners_id}"),
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    crm.refused(
+        Method::GET,
+        &format!("/pipelines/{partners_id}"),
+        None,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    )
+    .await;
+    crm.ok(
+        Method::DELETE,
+        &format!("/opportunities/{open_id}"),
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    crm.refused(
+        Method::GET,
+        &format!("/opportunities/{open_id}"),
+        None,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activities_dashboard_and_the_due_event_over_websocket() {
+    let crm = start().await;
+    let (seller_id, seller) = crm
+        .user_with("seller@example.com", &["crm:read", "crm:write"])
+        .await;
+    let customer = crm
+        .post("/customers", json!({"type": "company", "name": "Umbrella"}))
+        .await;
+    let customer_id = customer["id"].as_i64().expect("id");
+    let deal = crm
+        .post("/opportunities", json!({"title": "Big one", "customer_id": customer_id, "amount": 1000, "expected_close": "2027-01-20"}))
+        .await;
+    let deal_id = deal["id"].as_i64().expect("id");
+
+    // Activities: validation, linking, mine and overdue.
+    crm.refused(
+        Method::POST,
+        "/activities",
+        Some(json!({"type": "lunch", "subject": ""})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+    let linked = crm
+        .post("/activities", json!({"type": "meeting", "subject": "Demo", "opportunity_id": deal_id, "due_at": "2999-01-01T10:00:00+01:00"}))
+        .await;
+    assert_eq!(
+        linked["customer_id"], customer_id,
+        "the opportunity's customer"
+    );
+    assert_eq!(linked["due_at"], "2999-01-01T09:00:00.000000Z");
+    let overdue = crm
+        .post(
+            "/activities",
+            json!({"type": "call", "subject": "Call back", "customer_id": customer_id,
+                                    "due_at": "2001-01-01", "assignee_id": seller_id}),
+        )
+        .await;
+    let overdue_id = overdue["id"].as_i64().expect("id");
+    let mine = expect_status(
+        crm.send(&seller, Method::GET, "/activities?mine=true", None)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        ids(&mine),
+        vec![overdue_id],
+        "mine=true shows only the caller's"
+    );
+    assert_eq!(
+        ids(&crm.get("/activities?overdue=true").await),
+        vec![overdue_id]
+    );
+    assert_eq!(
+        ids(&crm
+            .get(&format!("/activities?opportunity_id={deal_id}"))
+            .await),
+        vec![linked["id"].as_i64().expect("id")]
+    );
+    crm.refused(
+        Method::GET,
+        "/activities?type=lunch",
+        None,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+
+    // The dashboard.
+    let dashboard = crm.get("/dashboard").await;
+    assert_eq!(dashboard["pipeline_value"], 1000.0);
+    assert_eq!(dashboard["pipeline_weighted_value"], 100.0, "10 % of 1000");
+    assert_eq!(dashboard["pipeline"][0]["count"], 1);
+    assert_eq!(dashboard["forecast"][0]["month"], "2027-01");
+    assert_eq!(dashboard["activities_overdue"], 1);
+    assert!(dashboard["conversion_rate"].is_null());
+    crm.ok(
+        Method::POST,
+        &format!("/opportunities/{deal_id}/won"),
+        None,
+        StatusCode::OK,
+    )
+    .await;
+    let lost = crm
+        .post(
+            "/opportunities",
+            json!({"title": "Small", "customer_id": customer_id, "amount": 10}),
+        )
+        .await;
+    crm.ok(
+        Method::POST,
+        &format!("/opportunities/{}/lost", lost["id"]),
+        Some(json!({"reason": "budget"})),
+        StatusCode::OK,
+    )
+    .await;
+    let dashboard = crm.get("/dashboard").await;
+    assert_eq!(dashboard["pipeline_value"], 0.0);
+    assert_eq!(dashboard["this_month"]["won"], 1);
+    assert_eq!(dashboard["this_month"]["lost"], 1);
+    assert_eq!(dashboard["this_month"]["revenue"], 1000.0);
+    assert_eq!(dashboard["this_quarter"]["revenue"], 1000.0);
+    assert_eq!(dashboard["conversion_rate"], 50.0);
+    assert_eq!(dashboard["average_deal_size"], 1000.0);
+    assert!(dashboard["average_sales_cycle_days"]
+        .as_f64()
+        .is_some_and(|d| d >= 0.0));
+    assert_eq!(dashboard["top_customers"][0]["name"], "Umbrella");
+    let narrowed = crm.get(&format!("/dashboard?owner={seller_id}")).await;
+    assert_eq!(narrowed["this_month"]["won"], 0, "the seller owns no deal");
+    assert_eq!(
+        narrowed["activities_overdue"], 1,
+        "the call is the seller's"
+    );
+    crm.refused(
+        Method::GET,
+        "/dashboard?currency=euros",
+        None,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+
+    // The due activity reaches its assignee over a WebSocket, once.
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/ws?token={seller}", crm.server.addr))
+            .await
+            .expect("ws");
+    socket.next().await.expect("auth reply").expect("frame");
+    socket
+        .send(Message::Text(
+            json!({"type": "subscribe", "topics": ["crm.activity.due"]})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .expect("subscribe");
+    socket
+        .next()
+        .await
+        .expect("subscribe reply")
+        .expect("frame");
+    expect_status(
+        call(
+            &crm.server,
+            Method::POST,
+            "/system/tasks",
+            &crm.admin,
+            Some(
+                json!({"id": "crm_due", "name": "Due activities", "type": "interval",
+                        "interval": {"seconds": 1}, "job": "crm.due_activities"}),
+            ),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let event = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            if let Some(Ok(Message::Text(text))) = socket.next().await {
+                let event: Value = serde_json::from_str(text.as_str()).expect("json");
+                if event["topic"] == "crm.activity.due" {
+                    return event;
+                }
+            }
+        }
+    })
+    .await
+    .expect("crm.activity.due in time");
+    assert_eq!(event["data"]["id"], overdue_id);
+    assert_eq!(event["data"]["assignee_id"], seller_id);
+    // Announced once: the next runs stay silent.
+    let again = tokio::time::timeout(Duration::from_millis(2500), async {
+        loop {
+            if let Some(Ok(Message::Text(text))) = socket.next().await {
+                let event: Value = serde_json::from_str(text.as_str()).expect("json");
+                if event["topic"] == "crm.activity.due" {
+                    return event;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(again.is_err(), "announced twice: {again:?}");
+
+    // Done, updated, deleted; a reader cannot.
+    let done = crm
+        .ok(
+            Method::PUT,
+            &format!("/activities/{overdue_id}"),
+            Some(json!({"done": true})),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(done["done"], true);
+    assert!(done["done_at"].is_string());
+    assert_eq!(done["subject"], "Call back");
+    assert!(ids(&crm.get("/activities?overdue=true").await).is_empty());
+    let (_, reader) = crm.user_with("reader@example.com", &["crm:read"]).await;
+    expect_error(
+        crm.send(
+            &reader,
+            Method::DELETE,
+            &format!("/activities/{overdue_id}"),
+            None,
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "AUTHORIZATION_ERROR",
+    )
+    .await;
+    crm.ok(
+        Method::DELETE,
+        &format!("/activities/{overdue_id}"),
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    crm.refused(
+        Method::GET,
+        &format!("/activities/{overdue_id}"),
+        None,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    )
+    .await;
+}

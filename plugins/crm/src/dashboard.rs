@@ -171,8 +171,8 @@ impl Crm {
         let stages = self.host.query(
             &format!(
                 "SELECT s.id AS stage_id, s.name AS stage, s.pipeline_id, s.position, COUNT(o.id) AS count, \
-                 COALESCE(SUM(o.amount_cents), 0) AS value, \
-                 COALESCE(SUM(o.amount_cents * COALESCE(o.probability, s.probability)), 0) AS weighted \
+                 COALESCE(CAST(SUM(o.amount_cents) AS BIGINT), 0) AS value, \
+                 COALESCE(CAST(SUM(o.amount_cents * COALESCE(o.probability, s.probability)) AS BIGINT), 0) AS weighted \
                  FROM crm_stages s JOIN crm_opportunities o ON o.stage_id = s.id \
                  WHERE o.status = 'open' AND o.currency = $1 AND {owner_filter} \
                  GROUP BY s.id, s.name, s.pipeline_id, s.position ORDER BY s.pipeline_id, s.position"
@@ -200,9 +200,9 @@ impl Crm {
                 .host
                 .query_one(
                     &format!(
-                        "SELECT COALESCE(SUM(CASE WHEN o.status = 'won' THEN 1 ELSE 0 END), 0) AS won, \
-                         COALESCE(SUM(CASE WHEN o.status = 'lost' THEN 1 ELSE 0 END), 0) AS lost, \
-                         COALESCE(SUM(CASE WHEN o.status = 'won' THEN o.amount_cents ELSE 0 END), 0) AS revenue \
+                        "SELECT COALESCE(CAST(SUM(CASE WHEN o.status = 'won' THEN 1 ELSE 0 END) AS BIGINT), 0) AS won, \
+                         COALESCE(CAST(SUM(CASE WHEN o.status = 'lost' THEN 1 ELSE 0 END) AS BIGINT), 0) AS lost, \
+                         COALESCE(CAST(SUM(CASE WHEN o.status = 'won' THEN o.amount_cents ELSE 0 END) AS BIGINT), 0) AS revenue \
                          FROM crm_opportunities o WHERE o.status IN ('won', 'lost') AND o.closed_at >= $3 \
                          AND o.currency = $1 AND {owner_filter}"
                     ),
@@ -228,10 +228,10 @@ impl Crm {
             .host
             .query_one(
                 &format!(
-                    "SELECT COALESCE(SUM(CASE WHEN o.status = 'won' THEN 1 ELSE 0 END), 0) AS won, \
-                     COALESCE(SUM(CASE WHEN o.status = 'lost' THEN 1 ELSE 0 END), 0) AS lost, \
-                     COALESCE(SUM(CASE WHEN o.status = 'won' THEN o.amount_cents ELSE 0 END), 0) AS revenue, \
-                     AVG(CASE WHEN o.status = 'won' THEN {cycle} END) AS cycle \
+                    "SELECT COALESCE(CAST(SUM(CASE WHEN o.status = 'won' THEN 1 ELSE 0 END) AS BIGINT), 0) AS won, \
+                     COALESCE(CAST(SUM(CASE WHEN o.status = 'lost' THEN 1 ELSE 0 END) AS BIGINT), 0) AS lost, \
+                     COALESCE(CAST(SUM(CASE WHEN o.status = 'won' THEN o.amount_cents ELSE 0 END) AS BIGINT), 0) AS revenue, \
+                     CAST(AVG(CASE WHEN o.status = 'won' THEN {cycle} END) AS DOUBLE PRECISION) AS cycle \
                      FROM crm_opportunities o WHERE o.status IN ('won', 'lost') \
                      AND o.currency = $1 AND {owner_filter}"
                 ),
@@ -253,8 +253,8 @@ impl Crm {
             .query(
                 &format!(
                     "SELECT SUBSTR(o.expected_close, 1, 7) AS month, COUNT(*) AS count, \
-                     SUM(o.amount_cents) AS value, \
-                     SUM(o.amount_cents * COALESCE(o.probability, s.probability)) AS weighted \
+                     CAST(SUM(o.amount_cents) AS BIGINT) AS value, \
+                     CAST(SUM(o.amount_cents * COALESCE(o.probability, s.probability)) AS BIGINT) AS weighted \
                      FROM crm_opportunities o JOIN crm_stages s ON s.id = o.stage_id \
                      WHERE o.status = 'open' AND o.expected_close IS NOT NULL AND o.currency = $1 \
                      AND {owner_filter} GROUP BY SUBSTR(o.expected_close, 1, 7) ORDER BY month"
@@ -272,8 +272,8 @@ impl Crm {
         let activities = self
             .host
             .query_one(
-                "SELECT COALESCE(SUM(CASE WHEN a.due_at >= $1 AND a.due_at < $2 THEN 1 ELSE 0 END), 0) AS today, \
-                 COALESCE(SUM(CASE WHEN a.due_at < $3 THEN 1 ELSE 0 END), 0) AS overdue \
+                "SELECT COALESCE(CAST(SUM(CASE WHEN a.due_at >= $1 AND a.due_at < $2 THEN 1 ELSE 0 END) AS BIGINT), 0) AS today, \
+                 COALESCE(CAST(SUM(CASE WHEN a.due_at < $3 THEN 1 ELSE 0 END) AS BIGINT), 0) AS overdue \
                  FROM crm_activities a WHERE a.done = $4 AND a.due_at IS NOT NULL AND a.due_at < $2 \
                  AND (CAST($5 AS BIGINT) IS NULL OR a.assignee_id = CAST($5 AS BIGINT))",
                 params![calendar.today, calendar.tomorrow, calendar.now, false, owner],
@@ -283,7 +283,7 @@ impl Crm {
             .host
             .query(
                 &format!(
-                    "SELECT o.customer_id, c.name, COUNT(*) AS deals, SUM(o.amount_cents) AS revenue \
+                    "SELECT o.customer_id, c.name, COUNT(*) AS deals, CAST(SUM(o.amount_cents) AS BIGINT) AS revenue \
                      FROM crm_opportunities o JOIN crm_customers c ON c.id = o.customer_id \
                      WHERE o.status = 'won' AND o.currency = $1 AND {owner_filter} \
                      GROUP BY o.customer_id, c.name ORDER BY revenue DESC, o.customer_id LIMIT 10"
