@@ -1230,3 +1230,108 @@ async fn activities_dashboard_and_the_due_event_over_websocket() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customer_csv_import_keeps_good_rows_and_reports_bad_lines() {
+    let crm = start().await;
+    let existing = crm
+        .post(
+            "/customers",
+            json!({"type": "company", "name": "Existing", "email": "taken@example.com"}),
+        )
+        .await;
+    let company = existing["id"].as_i64().expect("id");
+    let file = format!(
+        "name;type;email;tags;company_id;notes\n\
+         Alpha SA;company;alpha@example.com;vip|retail;;\"Multi\nline note\"\n\
+         ;company;noname@example.com;;;\n\
+         Bob;person;bob@example.com;;{company};\n\
+         Carl;robot;carl@example.com;;;\n\
+         Dup;person;TAKEN@example.com;;;\n\
+         Eve;person;bob@example.com;;;\n\
+         Fay;person;fay@example.com;;abc;\n"
+    );
+    let upload = |token: &str, body: &str| {
+        crm.server
+            .post(&format!("{API}/customers/imports"))
+            .bearer_auth(token)
+            .header("content-type", "text/csv")
+            .body(body.to_string())
+            .send()
+    };
+    // Only crm:admin imports; a file without a name column is refused now.
+    let (_, writer) = crm
+        .user_with("writer@example.com", &["crm:read", "crm:write"])
+        .await;
+    expect_error(
+        upload(&writer, &file).await.expect("send"),
+        StatusCode::FORBIDDEN,
+        "AUTHORIZATION_ERROR",
+    )
+    .await;
+    expect_error(
+        upload(&crm.admin, "nom,email\nx,y\n").await.expect("send"),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+
+    let accepted = expect_status(
+        upload(&crm.admin, &file).await.expect("send"),
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    let import_id = accepted["id"].as_i64().expect("id");
+    let done = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let import = crm.get(&format!("/customers/imports/{import_id}")).await;
+            if import["status"] == "completed" || import["status"] == "failed" {
+                return import;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the import finishes");
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["rows_total"], 7);
+    assert_eq!(done["rows_imported"], 2, "{done}");
+    assert_eq!(done["rows_failed"], 5);
+    let errors: Vec<(i64, String)> = done["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| {
+            (
+                e["line"].as_i64().expect("line"),
+                e["field"].as_str().expect("field").to_string(),
+            )
+        })
+        .collect();
+    // Line numbers are the file's: the quoted note spans lines 2 and 3.
+    assert_eq!(
+        errors,
+        vec![
+            (4, "name".to_string()),
+            (6, "type".to_string()),
+            (7, "email".to_string()),
+            (8, "email".to_string()),
+            (9, "company_id".to_string()),
+        ]
+    );
+    let alpha = crm.get("/customers?search=alpha").await;
+    assert_eq!(alpha["total"], 1);
+    assert_eq!(alpha["items"][0]["tags"], json!(["vip", "retail"]));
+    assert_eq!(alpha["items"][0]["notes"], "Multi\nline note");
+    let bob = crm.get("/customers?search=bob").await;
+    assert_eq!(bob["items"][0]["company_id"], company);
+    assert_eq!(crm.get("/customers/imports").await["total"], 1);
+    crm.refused(
+        Method::GET,
+        "/customers/imports/999",
+        None,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    )
+    .await;
+}
