@@ -883,6 +883,9 @@ async fn pipelines_opportunities_lines_stages_won_and_lost() {
         crm.get(&format!("/opportunities/{open_id}")).await["stage_id"],
         qualified
     );
+    let moves = crm.get(&format!("/opportunities/{open_id}/history")).await;
+    assert_eq!(moves["items"][1]["from_stage_id"], lead, "{moves}");
+    assert_eq!(moves["items"][1]["to_stage_id"], qualified);
     let after = crm.get(&format!("/pipelines/{pipeline_id}")).await;
     assert_eq!(after["stages"].as_array().expect("stages").len(), 5);
     assert_eq!(after["stages"][0]["name"], "Qualified");

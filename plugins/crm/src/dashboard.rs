@@ -5,6 +5,8 @@
 //! rates, which the CRM does not have. `?owner=<user id>` narrows every
 //! figure to one salesperson's deals and activities.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use xcore_plugin_sdk::{prelude::*, Dialect};
 
@@ -166,57 +168,70 @@ impl Crm {
         let owner_filter = "(CAST($2 AS BIGINT) IS NULL OR o.owner_id = CAST($2 AS BIGINT))";
         let owner = nullable_id(query.owner);
         let base = params![currency, owner];
-        // Weighted value in cents: amount × probability / 100, summed as
-        // integers (rounded once, per stage).
-        let stages = self.host.query(
+        // One scan of the open deals (index-only, see migration 1), grouped
+        // by stage and expected close month; both views are summed here.
+        // Weighted values are in cents × percent until rounded once.
+        let open = self.host.query(
             &format!(
-                "SELECT s.id AS stage_id, s.name AS stage, s.pipeline_id, s.position, COUNT(o.id) AS count, \
-                 COALESCE(CAST(SUM(o.amount_cents) AS BIGINT), 0) AS value, \
-                 COALESCE(CAST(SUM(o.amount_cents * COALESCE(o.probability, s.probability)) AS BIGINT), 0) AS weighted \
-                 FROM crm_stages s JOIN crm_opportunities o ON o.stage_id = s.id \
+                "SELECT o.stage_id, SUBSTR(o.expected_close, 1, 7) AS month, COUNT(*) AS count, \
+                 CAST(SUM(o.amount_cents) AS BIGINT) AS value, \
+                 CAST(SUM(o.amount_cents * COALESCE(o.probability, s.probability)) AS BIGINT) AS weighted \
+                 FROM crm_opportunities o JOIN crm_stages s ON s.id = o.stage_id \
                  WHERE o.status = 'open' AND o.currency = $1 AND {owner_filter} \
-                 GROUP BY s.id, s.name, s.pipeline_id, s.position ORDER BY s.pipeline_id, s.position"
+                 GROUP BY o.stage_id, SUBSTR(o.expected_close, 1, 7)"
             ),
             base.clone(),
         )?;
+        let stages = self.host.query(
+            "SELECT s.id, s.name, s.pipeline_id FROM crm_stages s ORDER BY s.pipeline_id, s.position, s.id",
+            params![],
+        )?;
+        let mut per_stage: BTreeMap<i64, (i64, i64, i64)> = BTreeMap::new();
+        let mut per_month: BTreeMap<String, (i64, i64, i64)> = BTreeMap::new();
+        for row in &open {
+            let (count, value, weighted) = (
+                integer(row, "count"),
+                integer(row, "value"),
+                integer(row, "weighted"),
+            );
+            let add = |sums: &mut (i64, i64, i64)| {
+                sums.0 += count;
+                sums.1 += value;
+                sums.2 += weighted;
+            };
+            add(per_stage.entry(integer(row, "stage_id")).or_default());
+            if let Some(month) = row.get("month").and_then(Value::as_str) {
+                add(per_month.entry(month.to_string()).or_default());
+            }
+        }
+        let rounded = |weighted: i64| (weighted + 50) / 100;
         let mut pipeline = Vec::new();
         let (mut total, mut weighted_total) = (0_i64, 0_i64);
-        for row in &stages {
-            let value = integer(row, "value");
-            let weighted = (integer(row, "weighted") + 50) / 100;
+        for stage in &stages {
+            let id = integer(stage, "id");
+            let Some((count, value, weighted)) = per_stage.get(&id) else {
+                continue;
+            };
             total += value;
-            weighted_total += weighted;
+            weighted_total += rounded(*weighted);
             pipeline.push(StageValue {
-                stage_id: integer(row, "stage_id"),
-                stage: text(row, "stage"),
-                pipeline_id: integer(row, "pipeline_id"),
-                count: integer(row, "count"),
-                value: money::to_json(value),
-                weighted_value: money::to_json(weighted),
+                stage_id: id,
+                stage: text(stage, "name"),
+                pipeline_id: integer(stage, "pipeline_id"),
+                count: *count,
+                value: money::to_json(*value),
+                weighted_value: money::to_json(rounded(*weighted)),
             });
         }
-        let period = |since: &str| -> Result<Period, Response> {
-            let row = self
-                .host
-                .query_one(
-                    &format!(
-                        "SELECT COALESCE(CAST(SUM(CASE WHEN o.status = 'won' THEN 1 ELSE 0 END) AS BIGINT), 0) AS won, \
-                         COALESCE(CAST(SUM(CASE WHEN o.status = 'lost' THEN 1 ELSE 0 END) AS BIGINT), 0) AS lost, \
-                         COALESCE(CAST(SUM(CASE WHEN o.status = 'won' THEN o.amount_cents ELSE 0 END) AS BIGINT), 0) AS revenue \
-                         FROM crm_opportunities o WHERE o.status IN ('won', 'lost') AND o.closed_at >= $3 \
-                         AND o.currency = $1 AND {owner_filter}"
-                    ),
-                    params![currency, owner, since],
-                )?
-                .unwrap_or_default();
-            Ok(Period {
-                won: integer(&row, "won"),
-                lost: integer(&row, "lost"),
-                revenue: money::to_json(integer(&row, "revenue")),
+        let forecast = per_month
+            .into_iter()
+            .map(|(month, (count, value, weighted))| ForecastMonth {
+                month,
+                count,
+                value: money::to_json(value),
+                weighted_value: money::to_json(rounded(weighted)),
             })
-        };
-        let this_month = period(&calendar.month)?;
-        let this_quarter = period(&calendar.quarter)?;
+            .collect();
         // Days between two of the host's timestamps, per dialect.
         let cycle = match self.host.dialect()? {
             Dialect::Sqlite => "julianday(o.closed_at) - julianday(o.created_at)",
@@ -224,20 +239,42 @@ impl Crm {
                 "EXTRACT(EPOCH FROM (CAST(o.closed_at AS timestamptz) - CAST(o.created_at AS timestamptz))) / 86400.0"
             }
         };
+        // One scan of the closed deals for every closed figure.
+        let sum = |condition: &str, what: &str| {
+            format!(
+                "COALESCE(CAST(SUM(CASE WHEN {condition} THEN {what} ELSE 0 END) AS BIGINT), 0)"
+            )
+        };
         let closed = self
             .host
             .query_one(
                 &format!(
-                    "SELECT COALESCE(CAST(SUM(CASE WHEN o.status = 'won' THEN 1 ELSE 0 END) AS BIGINT), 0) AS won, \
-                     COALESCE(CAST(SUM(CASE WHEN o.status = 'lost' THEN 1 ELSE 0 END) AS BIGINT), 0) AS lost, \
-                     COALESCE(CAST(SUM(CASE WHEN o.status = 'won' THEN o.amount_cents ELSE 0 END) AS BIGINT), 0) AS revenue, \
+                    "SELECT {} AS won, {} AS lost, {} AS revenue, \
+                     {} AS month_won, {} AS month_lost, {} AS month_revenue, \
+                     {} AS quarter_won, {} AS quarter_lost, {} AS quarter_revenue, \
                      CAST(AVG(CASE WHEN o.status = 'won' THEN {cycle} END) AS DOUBLE PRECISION) AS cycle \
                      FROM crm_opportunities o WHERE o.status IN ('won', 'lost') \
-                     AND o.currency = $1 AND {owner_filter}"
+                     AND o.currency = $1 AND {owner_filter}",
+                    sum("o.status = 'won'", "1"),
+                    sum("o.status = 'lost'", "1"),
+                    sum("o.status = 'won'", "o.amount_cents"),
+                    sum("o.status = 'won' AND o.closed_at >= $3", "1"),
+                    sum("o.status = 'lost' AND o.closed_at >= $3", "1"),
+                    sum("o.status = 'won' AND o.closed_at >= $3", "o.amount_cents"),
+                    sum("o.status = 'won' AND o.closed_at >= $4", "1"),
+                    sum("o.status = 'lost' AND o.closed_at >= $4", "1"),
+                    sum("o.status = 'won' AND o.closed_at >= $4", "o.amount_cents"),
                 ),
-                base.clone(),
+                params![currency, owner, calendar.month, calendar.quarter],
             )?
             .unwrap_or_default();
+        let period = |prefix: &str| Period {
+            won: integer(&closed, &format!("{prefix}won")),
+            lost: integer(&closed, &format!("{prefix}lost")),
+            revenue: money::to_json(integer(&closed, &format!("{prefix}revenue"))),
+        };
+        let this_month = period("month_");
+        let this_quarter = period("quarter_");
         let (won, lost) = (integer(&closed, "won"), integer(&closed, "lost"));
         let conversion_rate =
             (won + lost > 0).then(|| (won as f64 * 10_000.0 / (won + lost) as f64).round() / 100.0);
@@ -248,27 +285,6 @@ impl Crm {
         };
         let average_sales_cycle_days =
             float(&closed, "cycle").map(|days| (days * 100.0).round() / 100.0);
-        let forecast = self
-            .host
-            .query(
-                &format!(
-                    "SELECT SUBSTR(o.expected_close, 1, 7) AS month, COUNT(*) AS count, \
-                     CAST(SUM(o.amount_cents) AS BIGINT) AS value, \
-                     CAST(SUM(o.amount_cents * COALESCE(o.probability, s.probability)) AS BIGINT) AS weighted \
-                     FROM crm_opportunities o JOIN crm_stages s ON s.id = o.stage_id \
-                     WHERE o.status = 'open' AND o.expected_close IS NOT NULL AND o.currency = $1 \
-                     AND {owner_filter} GROUP BY SUBSTR(o.expected_close, 1, 7) ORDER BY month"
-                ),
-                base.clone(),
-            )?
-            .iter()
-            .map(|row| ForecastMonth {
-                month: text(row, "month"),
-                count: integer(row, "count"),
-                value: money::to_json(integer(row, "value")),
-                weighted_value: money::to_json((integer(row, "weighted") + 50) / 100),
-            })
-            .collect();
         let activities = self
             .host
             .query_one(

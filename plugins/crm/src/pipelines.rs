@@ -13,7 +13,8 @@
 //!   (name, probability, position: the others shift),
 //!   `DELETE /pipelines/{id}/stages/{stage_id}[?move_to=<stage>]`: a stage
 //!   opportunities use is a 409 unless they are moved to `move_to`, a stage
-//!   of the same pipeline; the won and lost stages cannot be deleted.
+//!   of the same pipeline (each move is in the opportunities' history);
+//!   the won and lost stages cannot be deleted.
 
 use serde::{Deserialize, Serialize};
 use xcore_plugin_sdk::{extract::FromRequest, openapi::Operation, prelude::*, Statement};
@@ -508,6 +509,7 @@ impl Crm {
 
     fn delete_stage(
         &self,
+        caller: Caller,
         Id(id): Id,
         StageId(stage_id): StageId,
         Query(deletion): Query<StageDeletion>,
@@ -553,9 +555,17 @@ impl Crm {
                     "must be an open stage (won and lost close deals through their routes)",
                 ));
             }
+            // The move is a stage change like any other: in the history.
+            let now = now();
+            statements.push(Statement::new(
+                "INSERT INTO crm_stage_history (opportunity_id, from_stage_id, to_stage_id, status, \
+                 changed_by, changed_at) SELECT id, stage_id, $1, status, $2, $3 \
+                 FROM crm_opportunities WHERE stage_id = $4",
+                params![target, caller.user_id, now, stage_id],
+            ));
             statements.push(Statement::new(
                 "UPDATE crm_opportunities SET stage_id = $1, updated_at = $2 WHERE stage_id = $3",
-                params![target, now(), stage_id],
+                params![target, now, stage_id],
             ));
         }
         statements.push(Statement::new(

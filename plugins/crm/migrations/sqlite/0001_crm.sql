@@ -98,7 +98,12 @@ CREATE TABLE crm_opportunities (
 );
 CREATE INDEX crm_opportunities_customer_idx ON crm_opportunities (customer_id, status);
 CREATE INDEX crm_opportunities_stage_idx ON crm_opportunities (stage_id, status);
-CREATE INDEX crm_opportunities_status_idx ON crm_opportunities (status, closed_at);
+-- The dashboard's two scans read only these indexes (covering): open deals
+-- by stage and expected month, closed deals by close date.
+CREATE INDEX crm_opportunities_open_idx ON crm_opportunities
+    (status, currency, stage_id, probability, amount_cents, expected_close, owner_id);
+CREATE INDEX crm_opportunities_closed_idx ON crm_opportunities
+    (status, currency, closed_at, amount_cents, created_at, owner_id, customer_id);
 CREATE INDEX crm_opportunities_owner_idx ON crm_opportunities (owner_id, status);
 CREATE INDEX crm_opportunities_created_idx ON crm_opportunities (created_at);
 
