@@ -165,7 +165,14 @@ impl Crm {
             .map_err(|message| Response::invalid("currency", &message))?;
         let calendar = Calendar::at(chrono::Utc::now());
         // $1 currency, $2 owner (NULL = everyone).
-        let owner_filter = "(CAST($2 AS BIGINT) IS NULL OR o.owner_id = CAST($2 AS BIGINT))";
+        // Without an owner the condition is always true; the two SQL texts
+        // let each case use its own plan (the owner's index, or the
+        // covering scans).
+        let owner_filter = if query.owner.is_some() {
+            "o.owner_id = CAST($2 AS BIGINT)"
+        } else {
+            "CAST($2 AS BIGINT) IS NULL"
+        };
         let owner = nullable_id(query.owner);
         let base = params![currency, owner];
         // One scan of the open deals (index-only, see migration 1), grouped
@@ -285,13 +292,18 @@ impl Crm {
         };
         let average_sales_cycle_days =
             float(&closed, "cycle").map(|days| (days * 100.0).round() / 100.0);
+        let assignee_filter = if query.owner.is_some() {
+            "a.assignee_id = CAST($5 AS BIGINT)"
+        } else {
+            "CAST($5 AS BIGINT) IS NULL"
+        };
         let activities = self
             .host
             .query_one(
-                "SELECT COALESCE(CAST(SUM(CASE WHEN a.due_at >= $1 AND a.due_at < $2 THEN 1 ELSE 0 END) AS BIGINT), 0) AS today, \
+                &format!("SELECT COALESCE(CAST(SUM(CASE WHEN a.due_at >= $1 AND a.due_at < $2 THEN 1 ELSE 0 END) AS BIGINT), 0) AS today, \
                  COALESCE(CAST(SUM(CASE WHEN a.due_at < $3 THEN 1 ELSE 0 END) AS BIGINT), 0) AS overdue \
                  FROM crm_activities a WHERE a.done = $4 AND a.due_at IS NOT NULL AND a.due_at < $2 \
-                 AND (CAST($5 AS BIGINT) IS NULL OR a.assignee_id = CAST($5 AS BIGINT))",
+                 AND {assignee_filter}"),
                 params![calendar.today, calendar.tomorrow, calendar.now, false, owner],
             )?
             .unwrap_or_default();

@@ -23,7 +23,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize, Serializer};
-use xcore_plugin_sdk::{prelude::*, Statement};
+use xcore_plugin_sdk::{prelude::*, Dialect, Statement};
 
 use crate::{customers::invalid, dates, missing, money, nullable_id, Crm, Id, DELETE, READ, WRITE};
 
@@ -454,7 +454,17 @@ impl Crm {
             if !matches!(status, "open" | "won" | "lost") {
                 return Err(Response::invalid("status", "must be open, won or lost"));
             }
-            bind("o.status = ?", json!(status));
+            // See the customers' type filter: on SQLite the status (three
+            // values) is kept off its indexes when an id filter can lead.
+            let narrowed = filters.owner_id.is_some()
+                || filters.customer_id.is_some()
+                || filters.stage_id.is_some()
+                || filters.mine == Some(true);
+            let column = match self.host.dialect()? {
+                Dialect::Sqlite if narrowed => "+o.status",
+                _ => "o.status",
+            };
+            bind(&format!("{column} = ?"), json!(status));
         }
         for (column, value) in [
             ("o.pipeline_id", filters.pipeline_id),
