@@ -185,14 +185,18 @@ async fn seed(pool: &sqlx::AnyPool, scale: usize, stages: &[(i64, &'static str, 
                 };
                 let created_days = m % 400 + 30;
                 let created = stamp(created_days as i64, m);
-                let closed = if status == "open" {
-                    "NULL".to_string()
+                let closed_days = created_days.saturating_sub(m % 60 + 1);
+                let (closed, cycle) = if status == "open" {
+                    ("NULL".to_string(), "NULL".to_string())
                 } else {
-                    format!("'{}'", stamp(created_days.saturating_sub(m % 60 + 1) as i64, m))
+                    (
+                        format!("'{}'", stamp(closed_days as i64, m)),
+                        ((created_days - closed_days) * 86_400).to_string(),
+                    )
                 };
                 let close_month = m % 18;
                 format!(
-                    "('Affaire {n}', {}, 1, {stage}, {}, 'EUR', '{}-{:02}-15', {}, '{status}', {closed}, 'seed-{n}', '{created}', '{created}')",
+                    "('Affaire {n}', {}, 1, {stage}, {}, 'EUR', '{}-{:02}-15', {}, '{status}', {closed}, {cycle}, 'seed-{n}', '{created}', '{created}')",
                     m % customers + 1,
                     (m % 5_000_000) + 10_000,
                     2026 + close_month / 12,
@@ -203,7 +207,7 @@ async fn seed(pool: &sqlx::AnyPool, scale: usize, stages: &[(i64, &'static str, 
             .collect();
         sqlx::query(&format!(
             "INSERT INTO crm_opportunities (title, customer_id, pipeline_id, stage_id, amount_cents, currency, \
-             expected_close, owner_id, status, closed_at, create_key, created_at, updated_at) VALUES {}",
+             expected_close, owner_id, status, closed_at, cycle_seconds, create_key, created_at, updated_at) VALUES {}",
             rows.join(", ")
         ))
         .execute(pool)

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use xcore_plugin_sdk::{prelude::*, Dialect};
+use xcore_plugin_sdk::prelude::*;
 
 use crate::{dates::Calendar, money, nullable_id, Crm, READ};
 
@@ -180,35 +180,41 @@ impl Crm {
         // Weighted values are in cents × percent until rounded once.
         let open = self.host.query(
             &format!(
-                "SELECT o.stage_id, SUBSTR(o.expected_close, 1, 7) AS month, COUNT(*) AS count, \
+                "SELECT o.stage_id, o.expected_close, COUNT(*) AS count, \
                  CAST(SUM(o.amount_cents) AS BIGINT) AS value, \
-                 CAST(SUM(o.amount_cents * COALESCE(o.probability, s.probability)) AS BIGINT) AS weighted \
-                 FROM crm_opportunities o JOIN crm_stages s ON s.id = o.stage_id \
+                 CAST(SUM(CASE WHEN o.probability IS NULL THEN o.amount_cents ELSE 0 END) AS BIGINT) AS unset, \
+                 CAST(SUM(o.amount_cents * COALESCE(o.probability, 0)) AS BIGINT) AS weighted \
+                 FROM crm_opportunities o \
                  WHERE o.status = 'open' AND o.currency = $1 AND {owner_filter} \
-                 GROUP BY o.stage_id, SUBSTR(o.expected_close, 1, 7)"
+                 GROUP BY o.stage_id, o.expected_close"
             ),
             base.clone(),
         )?;
         let stages = self.host.query(
-            "SELECT s.id, s.name, s.pipeline_id FROM crm_stages s ORDER BY s.pipeline_id, s.position, s.id",
+            "SELECT s.id, s.name, s.pipeline_id, s.probability FROM crm_stages s \
+             ORDER BY s.pipeline_id, s.position, s.id",
             params![],
         )?;
+        let stage_probability: BTreeMap<i64, i64> = stages
+            .iter()
+            .map(|stage| (integer(stage, "id"), integer(stage, "probability")))
+            .collect();
         let mut per_stage: BTreeMap<i64, (i64, i64, i64)> = BTreeMap::new();
         let mut per_month: BTreeMap<String, (i64, i64, i64)> = BTreeMap::new();
         for row in &open {
-            let (count, value, weighted) = (
-                integer(row, "count"),
-                integer(row, "value"),
-                integer(row, "weighted"),
-            );
+            let stage = integer(row, "stage_id");
+            // A deal without its own probability takes its stage's.
+            let weighted = integer(row, "weighted")
+                + integer(row, "unset") * stage_probability.get(&stage).copied().unwrap_or(0);
+            let (count, value) = (integer(row, "count"), integer(row, "value"));
             let add = |sums: &mut (i64, i64, i64)| {
                 sums.0 += count;
                 sums.1 += value;
                 sums.2 += weighted;
             };
-            add(per_stage.entry(integer(row, "stage_id")).or_default());
-            if let Some(month) = row.get("month").and_then(Value::as_str) {
-                add(per_month.entry(month.to_string()).or_default());
+            add(per_stage.entry(stage).or_default());
+            if let Some(date) = row.get("expected_close").and_then(Value::as_str) {
+                add(per_month.entry(date.chars().take(7).collect()).or_default());
             }
         }
         let rounded = |weighted: i64| (weighted + 50) / 100;
@@ -239,13 +245,8 @@ impl Crm {
                 weighted_value: money::to_json(rounded(weighted)),
             })
             .collect();
-        // Days between two of the host's timestamps, per dialect.
-        let cycle = match self.host.dialect()? {
-            Dialect::Sqlite => "julianday(o.closed_at) - julianday(o.created_at)",
-            Dialect::Postgres => {
-                "EXTRACT(EPOCH FROM (CAST(o.closed_at AS timestamptz) - CAST(o.created_at AS timestamptz))) / 86400.0"
-            }
-        };
+        // Seconds to close, stored when the deal closed, in days.
+        let cycle = "o.cycle_seconds / 86400.0";
         // One scan of the closed deals for every closed figure.
         let sum = |condition: &str, what: &str| {
             format!(
@@ -311,10 +312,11 @@ impl Crm {
             .host
             .query(
                 &format!(
-                    "SELECT o.customer_id, c.name, COUNT(*) AS deals, CAST(SUM(o.amount_cents) AS BIGINT) AS revenue \
-                     FROM crm_opportunities o JOIN crm_customers c ON c.id = o.customer_id \
-                     WHERE o.status = 'won' AND o.currency = $1 AND {owner_filter} \
-                     GROUP BY o.customer_id, c.name ORDER BY revenue DESC, o.customer_id LIMIT 10"
+                    "SELECT t.customer_id, c.name, t.deals, t.revenue FROM \
+                     (SELECT o.customer_id, COUNT(*) AS deals, CAST(SUM(o.amount_cents) AS BIGINT) AS revenue \
+                      FROM crm_opportunities o WHERE o.status = 'won' AND o.currency = $1 AND {owner_filter} \
+                      GROUP BY o.customer_id ORDER BY revenue DESC, o.customer_id LIMIT 10) t \
+                     JOIN crm_customers c ON c.id = t.customer_id ORDER BY t.revenue DESC, t.customer_id"
                 ),
                 base,
             )?

@@ -460,8 +460,13 @@ impl Crm {
                 || filters.customer_id.is_some()
                 || filters.stage_id.is_some()
                 || filters.mine == Some(true);
+            // An owner's deals have their own (owner, status, amount) index.
             let column = match self.host.dialect()? {
-                Dialect::Sqlite if narrowed => "+o.status",
+                Dialect::Sqlite
+                    if narrowed && filters.owner_id.is_none() && filters.mine != Some(true) =>
+                {
+                    "+o.status"
+                }
                 _ => "o.status",
             };
             bind(&format!("{column} = ?"), json!(status));
@@ -759,13 +764,26 @@ impl Crm {
     ) -> Result<Opportunity, Response> {
         let now = now();
         let closed_at = (status != "open").then(|| now.clone());
+        let cycle_seconds = closed_at.as_ref().and_then(|_| {
+            let created = chrono::DateTime::parse_from_rfc3339(&opportunity.created_at).ok()?;
+            Some((chrono::Utc::now() - created.with_timezone(&chrono::Utc)).num_seconds())
+        });
         // The status guard makes a concurrent close lose cleanly: a deal
         // closed meanwhile is not moved again.
         let results = self.host.transaction(vec![
             Statement::new(
                 "UPDATE crm_opportunities SET stage_id = $1, status = $2, lost_reason = $3, \
-                 closed_at = $4, updated_at = $5 WHERE id = $6 AND status = 'open' RETURNING id",
-                params![stage_id, status, lost_reason, closed_at, now, opportunity.id],
+                 closed_at = $4, updated_at = $5, cycle_seconds = CAST($7 AS BIGINT) \
+                 WHERE id = $6 AND status = 'open' RETURNING id",
+                params![
+                    stage_id,
+                    status,
+                    lost_reason,
+                    closed_at,
+                    now,
+                    opportunity.id,
+                    cycle_seconds.map(|seconds| seconds.to_string())
+                ],
             ),
             Statement::new(
                 "INSERT INTO crm_stage_history (opportunity_id, from_stage_id, to_stage_id, status, \

@@ -89,6 +89,9 @@ CREATE TABLE crm_opportunities (
     status TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'won', 'lost')),
     lost_reason TEXT,
     closed_at TEXT,
+    -- Seconds from creation to closing, computed when the deal closes, so
+    -- the dashboard's average sales cycle needs no date arithmetic.
+    cycle_seconds BIGINT,
     -- A one-time key the creating transaction finds its row by, so the
     -- lines and the first history entry are written in the same
     -- transaction on both databases (no portable "last id").
@@ -100,10 +103,14 @@ CREATE INDEX crm_opportunities_customer_idx ON crm_opportunities (customer_id, s
 CREATE INDEX crm_opportunities_stage_idx ON crm_opportunities (stage_id, status);
 -- The dashboard's two scans read only these indexes (covering): open deals
 -- by stage and expected month, closed deals by close date.
+-- The open scan is in (stage, expected close) order, so it aggregates
+-- without sorting.
 CREATE INDEX crm_opportunities_open_idx ON crm_opportunities
-    (status, currency, stage_id, probability, amount_cents, expected_close, owner_id);
+    (status, currency, stage_id, expected_close, probability, amount_cents, owner_id);
 CREATE INDEX crm_opportunities_closed_idx ON crm_opportunities
-    (status, currency, closed_at, amount_cents, created_at, owner_id, customer_id);
+    (status, currency, closed_at, amount_cents, cycle_seconds, owner_id, customer_id);
+-- An owner's deals by status, in amount order (the list's usual sort).
+CREATE INDEX crm_opportunities_owner_amount_idx ON crm_opportunities (owner_id, status, amount_cents);
 CREATE INDEX crm_opportunities_owner_idx ON crm_opportunities (owner_id, status);
 CREATE INDEX crm_opportunities_created_idx ON crm_opportunities (created_at);
 
