@@ -6,8 +6,9 @@
 //! stage in use refused without `move_to`), opportunities (lines priced by
 //! the products plugin, a missing product named by line, stage moves with
 //! history, won and lost terminal), activities (`mine`, `overdue`), the
-//! dashboard, `crm.activity.due` reaching its assignee over a WebSocket,
-//! and RBAC (a `crm:read` user cannot write). Runs on SQLite, or
+//! dashboard, the events on a WebSocket (`crm.activity.due` reaching its
+//! assignee once, from the scheduled job), CSV imports with per-line
+//! errors, and RBAC (a `crm:read` user cannot write). Runs on SQLite, or
 //! PostgreSQL with `XCORE_TEST_DATABASE_URL`.
 
 mod common;
@@ -931,6 +932,41 @@ async fn pipelines_opportunities_lines_stages_won_and_lost() {
         "terminal stages last"
     );
     let partners_id = partners["id"].as_i64().expect("id");
+    // Renamed, made the default (the former default stops being one), back.
+    let renamed = crm
+        .ok(
+            Method::PUT,
+            &format!("/pipelines/{partners_id}"),
+            Some(json!({"name": "Partners EU", "is_default": true})),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(renamed["name"], "Partners EU");
+    assert_eq!(crm.default_pipeline().await["id"], partners_id);
+    crm.refused(
+        Method::DELETE,
+        &format!("/pipelines/{partners_id}"),
+        None,
+        StatusCode::CONFLICT,
+        "CONFLICT",
+    )
+    .await;
+    crm.ok(
+        Method::PUT,
+        &format!("/pipelines/{pipeline_id}"),
+        Some(json!({"is_default": true})),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(crm.default_pipeline().await["id"], pipeline_id);
+    crm.refused(
+        Method::PUT,
+        &format!("/pipelines/{partners_id}"),
+        Some(json!({"name": "Sales"})),
+        StatusCode::CONFLICT,
+        "CONFLICT",
+    )
+    .await;
     let grown = crm
         .post(
             &format!("/pipelines/{partners_id}/stages"),
@@ -1137,7 +1173,7 @@ async fn activities_dashboard_and_the_due_event_over_websocket() {
     socket.next().await.expect("auth reply").expect("frame");
     socket
         .send(Message::Text(
-            json!({"type": "subscribe", "topics": ["crm.activity.due"]})
+            json!({"type": "subscribe", "topics": ["crm.*"]})
                 .to_string()
                 .into(),
         ))
@@ -1148,6 +1184,60 @@ async fn activities_dashboard_and_the_due_event_over_websocket() {
         .await
         .expect("subscribe reply")
         .expect("frame");
+
+    // The writes' events, in order, on the same socket.
+    let other = crm
+        .post("/customers", json!({"type": "person", "name": "Evented"}))
+        .await;
+    let evented = crm
+        .post(
+            "/opportunities",
+            json!({"title": "Evented deal", "customer_id": other["id"], "amount": 5}),
+        )
+        .await;
+    let pipeline = crm.default_pipeline().await;
+    crm.ok(
+        Method::POST,
+        &format!("/opportunities/{}/stage", evented["id"]),
+        Some(json!({"stage_id": stage_id(&pipeline, "Proposal")})),
+        StatusCode::OK,
+    )
+    .await;
+    crm.ok(
+        Method::POST,
+        &format!("/opportunities/{}/lost", evented["id"]),
+        Some(json!({"reason": "timing"})),
+        StatusCode::OK,
+    )
+    .await;
+    let topics = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut topics = Vec::new();
+        while let Some(Ok(message)) = socket.next().await {
+            if let Message::Text(text) = message {
+                let event: Value = serde_json::from_str(text.as_str()).expect("json");
+                if let Some(topic) = event["topic"].as_str() {
+                    topics.push(topic.to_string());
+                    if topic == "crm.opportunity.lost" {
+                        assert_eq!(event["data"]["lost_reason"], "timing");
+                        return topics;
+                    }
+                }
+            }
+        }
+        topics
+    })
+    .await
+    .expect("the events in time");
+    assert_eq!(
+        topics,
+        [
+            "crm.customer.created",
+            "crm.opportunity.created",
+            "crm.opportunity.stage_changed",
+            "crm.opportunity.stage_changed",
+            "crm.opportunity.lost"
+        ]
+    );
     expect_status(
         call(
             &crm.server,
