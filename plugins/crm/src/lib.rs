@@ -4,7 +4,7 @@
 //! # Layout
 //!
 //! - [`customers`]: companies and people, their contacts, full-text
-//!   search, and the streamed-in-pages CSV export;
+//!   search, and the CSV export (read from the database in pages);
 //! - [`imports`]: CSV imports of customers, run by the plugin's `import`
 //!   job with per-line errors;
 //! - [`pipelines`]: pipelines and their ordered stages (a default pipeline
@@ -179,8 +179,8 @@ pub fn missing(what: &str) -> Response {
     Response::not_found(&format!("no such {what}"))
 }
 
-/// Whether `text` is a list of ids the SQL may hold inline (only digits
-/// and commas, built by this crate from integers).
+/// Ids joined by commas for an `IN (...)` list written into the SQL:
+/// integers only, never client text.
 fn id_list(ids: &[i64]) -> String {
     ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
 }
