@@ -1,0 +1,574 @@
+//! CRM plugin benchmarks, run with `cargo bench -p xcore --bench crm`.
+//!
+//! One server with the release `libxcore_plugin_crm.so` (and the products
+//! plugin it depends on) on a fresh database: SQLite by default, or a new
+//! database on the PostgreSQL server `XCORE_BENCH_DATABASE_URL` points at
+//! (created for the run, dropped after).
+//!
+//! 1. Seeds [`CUSTOMERS`] customers, [`OPPORTUNITIES`] opportunities in
+//!    the default pipeline and [`ACTIVITIES`] activities with multi-row
+//!    `INSERT`s straight into the plugin's tables (the API has no bulk
+//!    route for them; the FTS5 triggers and the `tsvector` column still
+//!    do their work on every row). `XCORE_BENCH_CRM_SCALE` (a divisor,
+//!    default 1) seeds less for a quick run.
+//! 2. Latency over HTTP, one request at a time, p50/p90/p99:
+//!    - `GET /customers` with a full-text search + `type` + sort by name
+//!      (the search word changes per request: 40 words, each in 2.5% of
+//!      the customers);
+//!    - `GET /customers` with `owner_id` + `type` + sort by creation;
+//!    - `GET /opportunities?status=open&sort_by=amount`;
+//!    - `GET /dashboard` and `GET /dashboard?owner=`.
+//! 3. `GET /customers/export` of every customer: time, bytes and the
+//!    process's peak RSS growth during it (peak reset before through
+//!    `/proc/self/clear_refs`; the client counts the body without keeping
+//!    it).
+//!
+//! Numbers only: nothing fails on a slow machine. Client and server share
+//! the machine's cores.
+
+mod support;
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use xcore::AppState;
+
+const CUSTOMERS: usize = 100_000;
+const OPPORTUNITIES: usize = 200_000;
+const ACTIVITIES: usize = 500_000;
+const SAMPLES: usize = 300;
+/// Rows per seeding statement.
+const CHUNK: usize = 1_000;
+
+/// Nouns: each names 1/40 of the customers.
+const NOUNS: [&str; 40] = [
+    "atelier",
+    "boulangerie",
+    "cabinet",
+    "garage",
+    "pharmacie",
+    "librairie",
+    "hotel",
+    "restaurant",
+    "agence",
+    "studio",
+    "clinique",
+    "ecole",
+    "ferme",
+    "brasserie",
+    "fromagerie",
+    "menuiserie",
+    "plomberie",
+    "imprimerie",
+    "pressing",
+    "fleuriste",
+    "epicerie",
+    "boucherie",
+    "cordonnerie",
+    "bijouterie",
+    "opticien",
+    "traiteur",
+    "laboratoire",
+    "chantier",
+    "domaine",
+    "manufacture",
+    "fonderie",
+    "scierie",
+    "quincaillerie",
+    "droguerie",
+    "parfumerie",
+    "papeterie",
+    "tannerie",
+    "verrerie",
+    "poterie",
+    "distillerie",
+];
+const CITIES: [&str; 10] = [
+    "paris",
+    "lyon",
+    "marseille",
+    "lille",
+    "nantes",
+    "bordeaux",
+    "toulouse",
+    "nice",
+    "rennes",
+    "dijon",
+];
+const KINDS: [&str; 5] = ["call", "meeting", "task", "email", "note"];
+
+fn build_release_plugins(workspace: &std::path::Path) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(workspace)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "xcore-plugin-products",
+            "-p",
+            "xcore-plugin-crm",
+        ])
+        .status()
+        .expect("cargo build");
+    assert!(status.success(), "building the plugins failed");
+}
+
+/// A cheap mix so neighbouring numbers get unrelated values.
+fn mix(n: usize) -> usize {
+    n.wrapping_mul(2_654_435_761) % 1_000_003
+}
+
+/// A timestamp `days` days (and some seconds) before 2026-12-01 (after
+/// it when negative).
+fn stamp(days: i64, seconds: usize) -> String {
+    let base = 1_796_083_200_i64; // 2026-12-01T00:00:00Z
+    let at = base - days * 86_400 - (seconds % 86_400) as i64;
+    xcore_plugin_sdk::time::format_unix(at, 0)
+}
+
+async fn seed(pool: &sqlx::AnyPool, scale: usize, stages: &[(i64, &'static str, i64)]) {
+    let customers = CUSTOMERS / scale;
+    let opportunities = OPPORTUNITIES / scale;
+    let activities = ACTIVITIES / scale;
+    let started = Instant::now();
+    for chunk in (0..customers).collect::<Vec<_>>().chunks(CHUNK) {
+        let rows: Vec<String> = chunk
+            .iter()
+            .map(|&i| {
+                let n = i + 1;
+                let m = mix(n);
+                let kind = if m % 10 < 3 { "company" } else { "person" };
+                let tags = if m % 10 == 0 { "[\"vip\"]" } else { "[]" };
+                let created = stamp((m % 730) as i64, m);
+                format!(
+                    "('{kind}', '{} {} {n}', 'c{n}@example{}.com', '+33 1 {:08}', '{tags}', {}, \
+                     'client depuis {} a {}', '{created}', '{created}')",
+                    NOUNS[n % NOUNS.len()],
+                    CITIES[m % CITIES.len()],
+                    m % 50,
+                    m,
+                    m % 20 + 1,
+                    m % 30 + 1990,
+                    CITIES[(m / 7) % CITIES.len()],
+                )
+            })
+            .collect();
+        sqlx::query(&format!(
+            "INSERT INTO crm_customers (type, name, email, phone, tags, owner_id, notes, created_at, updated_at) VALUES {}",
+            rows.join(", ")
+        ))
+        .execute(pool)
+        .await
+        .expect("seed customers");
+    }
+    println!(
+        "seeded {customers} customers in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let started = Instant::now();
+    for chunk in (0..opportunities).collect::<Vec<_>>().chunks(CHUNK) {
+        let rows: Vec<String> = chunk
+            .iter()
+            .map(|&i| {
+                let n = i + 1;
+                let m = mix(n + 7);
+                let (stage, kind, _) = stages[m % stages.len()];
+                let status = match kind {
+                    "won" => "won",
+                    "lost" => "lost",
+                    _ => "open",
+                };
+                let created_days = m % 400 + 30;
+                let created = stamp(created_days as i64, m);
+                let closed_days = created_days.saturating_sub(m % 60 + 1);
+                let (closed, cycle) = if status == "open" {
+                    ("NULL".to_string(), "NULL".to_string())
+                } else {
+                    (
+                        format!("'{}'", stamp(closed_days as i64, m)),
+                        ((created_days - closed_days) * 86_400).to_string(),
+                    )
+                };
+                let close_month = m % 18;
+                format!(
+                    "('Affaire {n}', {}, 1, {stage}, {}, 'EUR', '{}-{:02}-15', {}, '{status}', {closed}, {cycle}, 'seed-{n}', '{created}', '{created}')",
+                    m % customers + 1,
+                    (m % 5_000_000) + 10_000,
+                    2026 + close_month / 12,
+                    close_month % 12 + 1,
+                    m % 20 + 1,
+                )
+            })
+            .collect();
+        sqlx::query(&format!(
+            "INSERT INTO crm_opportunities (title, customer_id, pipeline_id, stage_id, amount_cents, currency, \
+             expected_close, owner_id, status, closed_at, cycle_seconds, create_key, created_at, updated_at) VALUES {}",
+            rows.join(", ")
+        ))
+        .execute(pool)
+        .await
+        .expect("seed opportunities");
+    }
+    println!(
+        "seeded {opportunities} opportunities in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let started = Instant::now();
+    for chunk in (0..activities).collect::<Vec<_>>().chunks(CHUNK) {
+        let rows: Vec<String> = chunk
+            .iter()
+            .map(|&i| {
+                let n = i + 1;
+                let m = mix(n + 13);
+                let opportunity = if m % 2 == 0 {
+                    (m % opportunities + 1).to_string()
+                } else {
+                    "NULL".to_string()
+                };
+                // Due dates from a year ago to a year ahead.
+                let due = stamp((m % 730) as i64 - 365, m);
+                let done = if m % 3 == 0 { "FALSE" } else { "TRUE" };
+                let created = stamp((m % 400 + 1) as i64, m);
+                format!(
+                    "('{}', 'Suivi {n}', {}, {opportunity}, '{due}', {}, {done}, '{created}', '{created}')",
+                    KINDS[m % KINDS.len()],
+                    m % customers + 1,
+                    m % 20 + 1,
+                )
+            })
+            .collect();
+        sqlx::query(&format!(
+            "INSERT INTO crm_activities (kind, subject, customer_id, opportunity_id, due_at, assignee_id, done, created_at, updated_at) VALUES {}",
+            rows.join(", ")
+        ))
+        .execute(pool)
+        .await
+        .expect("seed activities");
+    }
+    println!(
+        "seeded {activities} activities in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+struct Latencies(Vec<Duration>);
+
+impl Latencies {
+    fn quantile(&self, q: f64) -> f64 {
+        let mut sorted = self.0.clone();
+        sorted.sort();
+        let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+        sorted[index].as_secs_f64() * 1000.0
+    }
+
+    fn report(&self, what: &str) {
+        println!(
+            "{what:<62} p50 {:>7.2} ms   p90 {:>7.2} ms   p99 {:>7.2} ms",
+            self.quantile(0.5),
+            self.quantile(0.9),
+            self.quantile(0.99)
+        );
+    }
+}
+
+async fn measure(
+    client: &reqwest::Client,
+    token: &str,
+    urls: impl Iterator<Item = String>,
+) -> (Latencies, Vec<i64>) {
+    let mut latencies = Vec::new();
+    let mut totals = Vec::new();
+    for url in urls {
+        let started = Instant::now();
+        let response = client
+            .get(&url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("send");
+        let status = response.status();
+        let body: Value = response.json().await.expect("json");
+        latencies.push(started.elapsed());
+        assert!(status.is_success(), "{url}: {status} {body}");
+        totals.push(body["total"].as_i64().unwrap_or(1));
+    }
+    (Latencies(latencies), totals)
+}
+
+fn average(totals: &[i64]) -> i64 {
+    totals.iter().sum::<i64>() / totals.len().max(1) as i64
+}
+
+async fn latencies(client: &reqwest::Client, token: &str, api: &str, when: &str) {
+    let (searched, totals) = measure(
+        client,
+        token,
+        (0..SAMPLES).map(|i| {
+            format!(
+                "{api}/customers?search={}&type=company&sort_by=name&order=asc&page_size=20",
+                NOUNS[i % NOUNS.len()]
+            )
+        }),
+    )
+    .await;
+    searched.report(&format!(
+        "customers: search + type + sort name (~{} hits){when}",
+        average(&totals)
+    ));
+    let (filtered, totals) = measure(
+        client,
+        token,
+        (0..SAMPLES).map(|i| {
+            format!(
+                "{api}/customers?owner_id={}&type=person&sort_by=created_at&order=desc&page={}&page_size=20",
+                i % 20 + 1,
+                i % 10 + 1
+            )
+        }),
+    )
+    .await;
+    filtered.report(&format!(
+        "customers: owner + type + sort created_at, pages 1-10 (~{} hits){when}",
+        average(&totals)
+    ));
+    let (deals, totals) = measure(
+        client,
+        token,
+        (0..SAMPLES).map(|i| {
+            format!(
+                "{api}/opportunities?status=open&owner_id={}&sort_by=amount&order=desc&page_size=20",
+                i % 20 + 1
+            )
+        }),
+    )
+    .await;
+    deals.report(&format!(
+        "opportunities: open + owner + sort amount (~{} hits){when}",
+        average(&totals)
+    ));
+    let (dashboard, _) = measure(
+        client,
+        token,
+        (0..SAMPLES / 3).map(|_| format!("{api}/dashboard")),
+    )
+    .await;
+    dashboard.report(&format!("GET /dashboard (everyone){when}"));
+    let (dashboard, _) = measure(
+        client,
+        token,
+        (0..SAMPLES / 3).map(|i| format!("{api}/dashboard?owner={}", i % 20 + 1)),
+    )
+    .await;
+    dashboard.report(&format!("GET /dashboard?owner={{id}}{when}"));
+}
+
+/// The process's peak resident set (VmHWM) in MiB.
+fn peak_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                })
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+async fn export(client: &reqwest::Client, token: &str, api: &str) {
+    // Resets VmHWM to the current RSS, so the peak below is the export's.
+    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+    let before = support::rss_mib("self");
+    let started = Instant::now();
+    let mut response = client
+        .get(format!("{api}/customers/export"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("export");
+    assert!(
+        response.status().is_success(),
+        "export: {}",
+        response.status()
+    );
+    let (mut bytes, mut lines) = (0_usize, 0_usize);
+    while let Some(chunk) = response.chunk().await.expect("chunk") {
+        bytes += chunk.len();
+        lines += chunk.iter().filter(|b| **b == b'\n').count();
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "GET /customers/export: {} rows, {:.1} MiB in {:.2} s; RSS before {:.1} MiB, peak during {:.1} MiB (growth {:.1} MiB{})",
+        lines.saturating_sub(1),
+        bytes as f64 / 1_048_576.0,
+        elapsed.as_secs_f64(),
+        before,
+        peak_mib(),
+        peak_mib() - before,
+        if reset { "" } else { ", peak not reset: growth is an upper bound" }
+    );
+}
+
+async fn create_database(admin_url: &str) -> (String, String) {
+    let name = format!("xcore_bench_{}", uuid::Uuid::new_v4().simple());
+    let admin = sqlx::PgPool::connect(admin_url).await.expect("connect");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .expect("create database");
+    admin.close().await;
+    let base = admin_url
+        .rsplit_once('/')
+        .map_or(admin_url, |(base, _)| base);
+    (format!("{base}/{name}"), name)
+}
+
+async fn drop_database(admin_url: &str, name: &str) {
+    if let Ok(admin) = sqlx::PgPool::connect(admin_url).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&admin)
+            .await;
+        admin.close().await;
+    }
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let workspace = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    build_release_plugins(&workspace);
+    let plugins = tempfile::tempdir().expect("plugins dir");
+    let data = tempfile::tempdir().expect("data dir");
+    for lib in ["libxcore_plugin_products.so", "libxcore_plugin_crm.so"] {
+        std::fs::copy(
+            workspace.join("target/release").join(lib),
+            plugins.path().join(lib),
+        )
+        .expect("copy plugin");
+    }
+    let scale: usize = std::env::var("XCORE_BENCH_CRM_SCALE")
+        .ok()
+        .and_then(|raw| raw.parse().ok())
+        .filter(|scale| *scale >= 1)
+        .unwrap_or(1);
+
+    let mut config = support::bench_config(data.path(), plugins.path());
+    let postgres = std::env::var("XCORE_BENCH_DATABASE_URL")
+        .ok()
+        .filter(|url| url.starts_with("postgres"));
+    let mut scratch = None;
+    if let Some(admin_url) = &postgres {
+        let (url, name) = create_database(admin_url).await;
+        config.database.url = url;
+        scratch = Some((admin_url.clone(), name));
+    }
+    let backend = if postgres.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    let config_url = config.database.url.clone();
+    let state = AppState::build(config).await.expect("state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr: SocketAddr = listener.local_addr().expect("addr");
+    tokio::spawn(xcore::serve(
+        listener,
+        state.clone(),
+        std::future::pending(),
+    ));
+    let base = format!("http://{addr}");
+    let api = format!("{base}/api/v1/crm");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()
+        .expect("client");
+    let token = support::bench_token(&client, &base).await;
+    println!(
+        "xcore crm benchmark ({} cores, {backend}, {} customers, {} opportunities, {} activities)",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        CUSTOMERS / scale,
+        OPPORTUNITIES / scale,
+        ACTIVITIES / scale
+    );
+
+    // The default pipeline's stages, from the API.
+    let pipelines: Value = client
+        .get(format!("{api}/pipelines"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("pipelines")
+        .json()
+        .await
+        .expect("json");
+    let stages: Vec<(i64, &'static str, i64)> = pipelines["items"][0]["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .map(|stage| {
+            let kind = match stage["kind"].as_str() {
+                Some("won") => "won",
+                Some("lost") => "lost",
+                _ => "open",
+            };
+            (
+                stage["id"].as_i64().expect("id"),
+                kind,
+                stage["probability"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect();
+    seed(state.db.pool(), scale, &stages).await;
+    println!(
+        "process RSS after seeding: {:.1} MiB",
+        support::rss_mib("self")
+    );
+
+    // Warm-up: caches, the plugin's dialect lookup, connections.
+    let _ = measure(
+        &client,
+        &token,
+        (0..30).map(|i| {
+            format!(
+                "{api}/customers?search={}&page_size=20",
+                NOUNS[i % NOUNS.len()]
+            )
+        }),
+    )
+    .await;
+    latencies(&client, &token, &api, "").await;
+    if let Some(url) = postgres.as_ref().map(|_| config_url.clone()) {
+        let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+        for table in [
+            "crm_customers",
+            "crm_opportunities",
+            "crm_activities",
+            "crm_stages",
+        ] {
+            sqlx::query(&format!("VACUUM ANALYZE {table}"))
+                .execute(&pool)
+                .await
+                .expect("vacuum analyze");
+        }
+        pool.close().await;
+        latencies(&client, &token, &api, " [after VACUUM ANALYZE]").await;
+    }
+    export(&client, &token, &api).await;
+
+    state.db.close().await;
+    if let Some((admin_url, name)) = scratch {
+        drop_database(&admin_url, &name).await;
+    }
+}

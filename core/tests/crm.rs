@@ -1,0 +1,1430 @@
+//! The crm plugin through the real host and the real
+//! `libxcore_plugin_crm.so` (with the real products plugin it depends on):
+//! customers (CRUD, 409 on a taken email, 422s, search, filters, sorting,
+//! paging, `mine=true`, the detail with contacts, open deals and recent
+//! activities, CSV export), pipelines and stages (the default pipeline, a
+//! stage in use refused without `move_to`), opportunities (lines priced by
+//! the products plugin, a missing product named by line, stage moves with
+//! history, won and lost terminal), activities (`mine`, `overdue`), the
+//! dashboard, the events on a WebSocket (`crm.activity.due` reaching its
+//! assignee once, from the scheduled job), CSV imports with per-line
+//! errors, and RBAC (a `crm:read` user cannot write). Runs on SQLite, or
+//! PostgreSQL with `XCORE_TEST_DATABASE_URL`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{call, deploy, expect_error, expect_status, plugin_library, TestServer};
+use futures_util::{SinkExt, StreamExt};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+const API: &str = "/api/v1/crm";
+
+struct Crm {
+    server: TestServer,
+    admin: String,
+    _plugins: tempfile::TempDir,
+}
+
+async fn start() -> Crm {
+    let plugins = tempfile::tempdir().expect("dir");
+    let products = plugin_library("xcore-plugin-products", "xcore_plugin_products", "");
+    deploy(&products, plugins.path(), "libxcore_plugin_products.so");
+    let crm = plugin_library("xcore-plugin-crm", "xcore_plugin_crm", "");
+    deploy(&crm, plugins.path(), "libxcore_plugin_crm.so");
+    let dir = plugins.path().to_path_buf();
+    let server =
+        TestServer::start_with(move |config| config.plugins.dir = dir.display().to_string()).await;
+    let admin = server.admin_token().await;
+    Crm {
+        server,
+        admin,
+        _plugins: plugins,
+    }
+}
+
+impl Crm {
+    async fn send(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        call(&self.server, method, &format!("{API}{path}"), token, body).await
+    }
+
+    async fn ok(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        status: StatusCode,
+    ) -> Value {
+        expect_status(self.send(&self.admin, method, path, body).await, status).await
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.ok(Method::GET, path, None, StatusCode::OK).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        self.ok(Method::POST, path, Some(body), StatusCode::CREATED)
+            .await
+    }
+
+    async fn refused(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        status: StatusCode,
+        code: &str,
+    ) -> Value {
+        expect_error(
+            self.send(&self.admin, method, path, body).await,
+            status,
+            code,
+        )
+        .await
+    }
+
+    /// A user holding exactly `permissions`; returns `(id, token)`.
+    async fn user_with(&self, email: &str, permissions: &[&str]) -> (i64, String) {
+        let (user_id, _) = self.server.user_token(email).await;
+        let role = expect_status(
+            call(
+                &self.server,
+                Method::POST,
+                "/admin/roles",
+                &self.admin,
+                Some(json!({"name": format!("role_{user_id}")})),
+            )
+            .await,
+            StatusCode::CREATED,
+        )
+        .await;
+        let role_id = role["id"].as_i64().expect("role id");
+        for permission in permissions {
+            let response = call(
+                &self.server,
+                Method::POST,
+                &format!("/admin/roles/{role_id}/permissions/{permission}"),
+                &self.admin,
+                None,
+            )
+            .await;
+            assert!(response.status().is_success(), "grant {permission}");
+        }
+        let response = call(
+            &self.server,
+            Method::POST,
+            &format!("/admin/users/{user_id}/roles/{role_id}"),
+            &self.admin,
+            None,
+        )
+        .await;
+        assert!(response.status().is_success(), "assign role");
+        let token = common::access_token(&self.server.login(email, "UserPassw0rd!").await);
+        (user_id, token)
+    }
+
+    async fn product(&self, sku: &str, price: f64) -> i64 {
+        let created = expect_status(
+            call(
+                &self.server,
+                Method::POST,
+                "/api/v1/products",
+                &self.admin,
+                Some(json!({"sku": sku, "name": format!("Product {sku}"), "price": price, "stock": 5})),
+            )
+            .await,
+            StatusCode::CREATED,
+        )
+        .await;
+        created["id"].as_i64().expect("product id")
+    }
+
+    async fn default_pipeline(&self) -> Value {
+        let pipelines = self.get("/pipelines").await;
+        pipelines["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .find(|p| p["is_default"] == true)
+            .cloned()
+            .expect("a default pipeline")
+    }
+}
+
+fn ids(list: &Value) -> Vec<i64> {
+    list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|item| item["id"].as_i64().expect("id"))
+        .collect()
+}
+
+fn stage_id(pipeline: &Value, name: &str) -> i64 {
+    pipeline["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .find(|s| s["name"] == name)
+        .and_then(|s| s["id"].as_i64())
+        .unwrap_or_else(|| panic!("stage {name}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customers_crud_search_filters_export_and_rbac() {
+    let crm = start().await;
+    let (reader_id, reader) = crm.user_with("reader@example.com", &["crm:read"]).await;
+    let (seller_id, seller) = crm
+        .user_with("seller@example.com", &["crm:read", "crm:write"])
+        .await;
+
+    let acme = crm
+        .post(
+            "/customers",
+            json!({"type": "company", "name": "Acme Industries", "email": "Contact@Acme.com",
+                   "phone": "+33 1 23 45 67 89", "tags": ["VIP", "retail"], "address": "1 rue de Paris",
+                   "notes": "Fabricant de clôtures"}),
+        )
+        .await;
+    let acme_id = acme["id"].as_i64().expect("id");
+    assert_eq!(
+        acme["email"], "contact@acme.com",
+        "emails are stored lower-case"
+    );
+    assert_eq!(acme["tags"], json!(["vip", "retail"]));
+    assert!(acme["owner_id"].is_i64(), "the creator owns it by default");
+
+    // A taken email (any case) is a 409 naming it and its holder.
+    let taken = crm
+        .refused(
+            Method::POST,
+            "/customers",
+            Some(json!({"type": "person", "name": "Other", "email": "CONTACT@acme.com"})),
+            StatusCode::CONFLICT,
+            "CONFLICT",
+        )
+        .await;
+    let message = taken["error"]["message"].as_str().expect("message");
+    assert!(
+        message.contains("contact@acme.com") && message.contains("Acme Industries"),
+        "{message}"
+    );
+    assert_eq!(taken["error"]["details"][0]["field"], "email");
+
+    // Every problem at once.
+    let invalid = crm
+        .refused(
+            Method::POST,
+            "/customers",
+            Some(json!({"type": "robot", "name": " ", "email": "nope", "tags": ["a\"b"]})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+        )
+        .await;
+    let fields: Vec<&str> = invalid["error"]["details"]
+        .as_array()
+        .expect("details")
+        .iter()
+        .filter_map(|d| d["field"].as_str())
+        .collect();
+    for field in ["type", "name", "email", "tags"] {
+        assert!(fields.contains(&field), "{field} in {fields:?}");
+    }
+    crm.refused(
+        Method::POST,
+        "/customers",
+        Some(json!({"type": "person", "name": "Jane", "company_id": 999_999})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+
+    // A person of Acme, owned by the seller (who creates it).
+    let jane = expect_status(
+        crm.send(
+            &seller,
+            Method::POST,
+            "/customers",
+            Some(
+                json!({"type": "person", "name": "Jane Doe", "email": "jane@acme.com",
+                        "company_id": acme_id, "tags": ["decision-maker"]}),
+            ),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let jane_id = jane["id"].as_i64().expect("id");
+    assert_eq!(jane["owner_id"], seller_id);
+    let globex = crm
+        .post(
+            "/customers",
+            json!({"type": "company", "name": "Globex", "tags": ["retail"]}),
+        )
+        .await;
+    let globex_id = globex["id"].as_i64().expect("id");
+
+    // A read-only user reads but cannot write or delete.
+    let list = expect_status(
+        crm.send(&reader, Method::GET, "/customers", None).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(list["total"], 3);
+    expect_error(
+        crm.send(
+            &reader,
+            Method::POST,
+            "/customers",
+            Some(json!({"name": "X"})),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "AUTHORIZATION_ERROR",
+    )
+    .await;
+    expect_error(
+        crm.send(
+            &reader,
+            Method::PUT,
+            &format!("/customers/{acme_id}"),
+            Some(json!({"name": "X"})),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "AUTHORIZATION_ERROR",
+    )
+    .await;
+    expect_error(
+        crm.send(
+            &seller,
+            Method::DELETE,
+            &format!("/customers/{globex_id}"),
+            None,
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "AUTHORIZATION_ERROR",
+    )
+    .await;
+    let _ = reader_id;
+
+    // Search: words, a prefix, diacritics, email parts; never substrings.
+    assert_eq!(
+        ids(&crm.get("/customers?search=indus").await),
+        vec![acme_id]
+    );
+    // Email words count: Jane works at acme.com.
+    assert_eq!(
+        ids(&crm
+            .get("/customers?search=acm&sort_by=name&order=asc")
+            .await),
+        vec![acme_id, jane_id]
+    );
+    assert_eq!(ids(&crm.get("/customers?search=jane").await), vec![jane_id]);
+    assert_eq!(
+        ids(&crm.get("/customers?search=fabricant%20cl").await),
+        vec![acme_id]
+    );
+    assert!(ids(&crm.get("/customers?search=cme").await).is_empty());
+    assert!(ids(&crm.get("/customers?search=%22%20OR%20*").await).is_empty());
+
+    // Filters.
+    assert_eq!(ids(&crm.get("/customers?type=person").await), vec![jane_id]);
+    let mut retail = ids(&crm
+        .get("/customers?tag=retail&sort_by=name&sort_order=asc")
+        .await);
+    assert_eq!(retail, vec![acme_id, globex_id]);
+    retail = ids(&crm.get("/customers?tag=ret").await);
+    assert!(retail.is_empty(), "a tag matches whole");
+    let mine = expect_status(
+        crm.send(&seller, Method::GET, "/customers?mine=true", None)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        ids(&mine),
+        vec![jane_id],
+        "mine=true shows only the caller's"
+    );
+    assert_eq!(
+        ids(&crm.get(&format!("/customers?owner_id={seller_id}")).await),
+        vec![jane_id]
+    );
+    assert_eq!(
+        ids(&crm.get(&format!("/customers?company_id={acme_id}")).await),
+        vec![jane_id]
+    );
+    assert_eq!(
+        crm.get("/customers?created_from=2000-01-01&created_to=2999-12-31")
+            .await["total"],
+        3
+    );
+    assert_eq!(
+        crm.get("/customers?created_to=2000-01-01").await["total"],
+        0
+    );
+    crm.refused(
+        Method::GET,
+        "/customers?created_from=yesterday",
+        None,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+    crm.refused(
+        Method::GET,
+        "/customers?type=robot",
+        None,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+    crm.refused(
+        Method::GET,
+        "/customers?sort_by=password",
+        None,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+
+    // Sorting and paging.
+    let by_name = crm.get("/customers?sort_by=name&order=desc").await;
+    assert_eq!(ids(&by_name), vec![jane_id, globex_id, acme_id]);
+    let page = crm
+        .get("/customers?sort_by=name&order=asc&page=2&page_size=2")
+        .await;
+    assert_eq!(ids(&page), vec![jane_id]);
+    assert_eq!(page["total"], 3);
+    assert_eq!(page["total_pages"], 2);
+    let window = crm.get("/customers?sort_by=name&skip=1&limit=1").await;
+    assert_eq!(ids(&window), vec![globex_id]);
+    assert_eq!(window["has_more"], true);
+
+    // Update (partial), the email rule on update, 404s.
+    let updated = crm
+        .ok(
+            Method::PUT,
+            &format!("/customers/{globex_id}"),
+            Some(json!({"phone": "0102030405", "tags": ["prospect"]})),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(updated["name"], "Globex");
+    assert_eq!(updated["phone"], "0102030405");
+    assert_eq!(updated["tags"], json!(["prospect"]));
+    crm.refused(
+        Method::PUT,
+        &format!("/customers/{globex_id}"),
+        Some(json!({"email": "jane@acme.com"})),
+        StatusCode::CONFLICT,
+        "CONFLICT",
+    )
+    .await;
+    crm.refused(
+        Method::GET,
+        "/customers/999999",
+        None,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    )
+    .await;
+    crm.refused(
+        Method::GET,
+        "/customers/abc",
+        None,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    )
+    .await;
+    crm.refused(
+        Method::PUT,
+        "/customers/999999",
+        Some(json!({})),
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    )
+    .await;
+
+    // The detail: contacts, open opportunities, recent activities.
+    let deal = crm
+        .post(
+            "/opportunities",
+            json!({"title": "Fences 2027", "customer_id": acme_id, "amount": 1200.5}),
+        )
+        .await;
+    let lost = crm
+        .post(
+            "/opportunities",
+            json!({"title": "Old deal", "customer_id": acme_id, "amount": 10}),
+        )
+        .await;
+    crm.ok(
+        Method::POST,
+        &format!("/opportunities/{}/lost", lost["id"]),
+        Some(json!({"reason": "price"})),
+        StatusCode::OK,
+    )
+    .await;
+    crm.post(
+        "/activities",
+        json!({"type": "call", "subject": "Intro call", "customer_id": acme_id}),
+    )
+    .await;
+    let detail = crm.get(&format!("/customers/{acme_id}")).await;
+    assert_eq!(detail["name"], "Acme Industries");
+    assert_eq!(detail["contacts"][0]["id"], jane_id);
+    let open: Vec<&Value> = detail["open_opportunities"]
+        .as_array()
+        .expect("open")
+        .iter()
+        .collect();
+    assert_eq!(open.len(), 1, "only open deals");
+    assert_eq!(open[0]["id"], deal["id"]);
+    assert_eq!(open[0]["amount"], 1200.5);
+    assert_eq!(detail["recent_activities"][0]["subject"], "Intro call");
+
+    // CSV export: every customer, quoted, with a header.
+    let response = crm
+        .send(&crm.admin, Method::GET, "/customers/export", None)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .expect("type")
+        .starts_with("text/csv"));
+    let csv = response.text().await.expect("csv");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 4, "{csv}");
+    assert!(lines[0].starts_with("id,type,name,email"));
+    assert!(csv.contains("Acme Industries,contact@acme.com"));
+    assert!(csv.contains("vip|retail"));
+    let filtered = crm
+        .send(
+            &crm.admin,
+            Method::GET,
+            "/customers/export?type=person",
+            None,
+        )
+        .await;
+    assert_eq!(filtered.text().await.expect("csv").lines().count(), 2);
+    let by_reader = crm
+        .send(&reader, Method::GET, "/customers/export", None)
+        .await;
+    assert_eq!(by_reader.status(), StatusCode::OK, "exporting is reading");
+
+    // Delete: 409 while deals refer to it; a customer without is gone, its
+    // people detached.
+    crm.refused(
+        Method::DELETE,
+        &format!("/customers/{acme_id}"),
+        None,
+        StatusCode::CONFLICT,
+        "CONFLICT",
+    )
+    .await;
+    crm.ok(
+        Method::DELETE,
+        &format!("/customers/{globex_id}"),
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    crm.refused(
+        Method::GET,
+        &format!("/customers/{globex_id}"),
+        None,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelines_opportunities_lines_stages_won_and_lost() {
+    let crm = start().await;
+    let (seller_id, seller) = crm
+        .user_with(
+            "seller@example.com",
+            &["crm:read", "crm:write", "products:read"],
+        )
+        .await;
+    let (_, no_catalogue) = crm
+        .user_with("blind@example.com", &["crm:read", "crm:write"])
+        .await;
+
+    // The default pipeline came with the install.
+    let pipeline = crm.default_pipeline().await;
+    assert_eq!(pipeline["name"], "Sales");
+    let stages = pipeline["stages"].as_array().expect("stages");
+    let kinds: Vec<&str> = stages.iter().filter_map(|s| s["kind"].as_str()).collect();
+    assert_eq!(kinds, ["open", "open", "open", "open", "won", "lost"]);
+    assert_eq!(stages[0]["position"], 1);
+    assert_eq!(stages[0]["probability"], 10);
+    let pipeline_id = pipeline["id"].as_i64().expect("id");
+    let (lead, qualified, proposal) = (
+        stage_id(&pipeline, "Lead"),
+        stage_id(&pipeline, "Qualified"),
+        stage_id(&pipeline, "Proposal"),
+    );
+
+    let customer = crm
+        .post("/customers", json!({"type": "company", "name": "Initech"}))
+        .await;
+    let customer_id = customer["id"].as_i64().expect("id");
+    let keyboard = crm.product("KB-1", 49.99).await;
+    let screen = crm.product("SC-1", 199.9).await;
+
+    // Lines priced from the catalogue, whatever the client says.
+    let deal = expect_status(
+        crm.send(
+            &seller,
+            Method::POST,
+            "/opportunities",
+            Some(json!({"title": "Office refit", "customer_id": customer_id, "expected_close": "2027-03-15",
+                        "lines": [{"product_id": keyboard, "quantity": 3, "unit_price": 0.01},
+                                  {"product_id": screen, "quantity": 2, "discount": 10}]})),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let deal_id = deal["id"].as_i64().expect("id");
+    assert_eq!(deal["pipeline_id"], pipeline_id);
+    assert_eq!(deal["stage_id"], lead, "the first stage by default");
+    assert_eq!(deal["probability"], 10, "the stage's probability");
+    assert_eq!(deal["owner_id"], seller_id);
+    assert_eq!(deal["status"], "open");
+    assert_eq!(deal["currency"], "EUR");
+    assert_eq!(deal["lines"][0]["unit_price"], 49.99);
+    assert_eq!(deal["lines"][0]["total"], 149.97);
+    assert_eq!(deal["lines"][0]["product_name"], "Product KB-1");
+    assert_eq!(deal["lines"][1]["unit_price"], 199.9);
+    assert_eq!(deal["lines"][1]["discount"], 10.0);
+    assert_eq!(deal["lines"][1]["total"], 359.82);
+    assert_eq!(deal["amount"], 509.79, "the lines' exact total");
+
+    // A catalogue price change does not touch existing lines.
+    expect_status(
+        call(
+            &crm.server,
+            Method::PUT,
+            &format!("/api/v1/products/{keyboard}"),
+            &crm.admin,
+            Some(json!({"price": 59.99})),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        crm.get(&format!("/opportunities/{deal_id}")).await["lines"][0]["unit_price"],
+        49.99
+    );
+
+    // A product that does not exist is a 422 naming the line.
+    let missing = crm
+        .refused(
+            Method::POST,
+            "/opportunities",
+            Some(json!({"title": "Ghost", "customer_id": customer_id,
+                        "lines": [{"product_id": keyboard}, {"product_id": 999_999}]})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+        )
+        .await;
+    assert_eq!(
+        missing["error"]["details"][0]["field"],
+        "lines[1].product_id"
+    );
+    assert!(missing["error"]["details"][0]["message"]
+        .as_str()
+        .expect("m")
+        .contains("999999"));
+    // Pricing reads the catalogue with the caller's rights.
+    expect_error(
+        crm.send(
+            &no_catalogue,
+            Method::POST,
+            "/opportunities",
+            Some(json!({"title": "Blind", "customer_id": customer_id, "lines": [{"product_id": keyboard}]})),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "AUTHORIZATION_ERROR",
+    )
+    .await;
+    // Without lines, the amount is the client's, exact; other 422s.
+    let plain = crm
+        .post(
+            "/opportunities",
+            json!({"title": "Consulting", "customer_id": customer_id, "amount": "1234.56", "currency": "usd",
+                   "probability": 60, "stage_id": qualified}),
+        )
+        .await;
+    assert_eq!(plain["amount"], 1234.56);
+    assert_eq!(plain["currency"], "USD");
+    assert_eq!(plain["probability"], 60, "its own probability");
+    let bad = crm
+        .refused(
+            Method::POST,
+            "/opportunities",
+            Some(
+                json!({"title": "", "customer_id": 999_999, "amount": 1.234, "currency": "EURO",
+                        "probability": 101, "expected_close": "soon"}),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+        )
+        .await;
+    assert_eq!(
+        bad["error"]["details"].as_array().expect("details").len(),
+        6,
+        "{bad}"
+    );
+
+    // Filters, mine, sorting.
+    let mine = expect_status(
+        crm.send(&seller, Method::GET, "/opportunities?mine=true", None)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(ids(&mine), vec![deal_id]);
+    assert_eq!(
+        ids(&crm.get("/opportunities?sort_by=amount&order=desc").await),
+        vec![plain["id"].as_i64().expect("id"), deal_id]
+    );
+    assert_eq!(
+        ids(&crm
+            .get(&format!("/opportunities?stage_id={qualified}"))
+            .await),
+        vec![plain["id"].as_i64().expect("id")]
+    );
+    assert_eq!(
+        ids(&crm.get("/opportunities?search=refit").await),
+        vec![deal_id]
+    );
+
+    // Stage moves, recorded with who and when.
+    let moved = crm
+        .ok(
+            Method::POST,
+            &format!("/opportunities/{deal_id}/stage"),
+            Some(json!({"stage_id": proposal})),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(moved["stage_id"], proposal);
+    assert_eq!(moved["probability"], 50);
+    crm.refused(
+        Method::POST,
+        &format!("/opportunities/{deal_id}/stage"),
+        Some(json!({"stage_id": stage_id(&pipeline, "Won")})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+    let won = expect_status(
+        crm.send(
+            &seller,
+            Method::POST,
+            &format!("/opportunities/{deal_id}/won"),
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(won["status"], "won");
+    assert_eq!(won["stage_id"], stage_id(&pipeline, "Won"));
+    assert!(won["closed_at"].is_string());
+    // Won is terminal.
+    for (path, body) in [
+        ("stage", json!({"stage_id": lead})),
+        ("lost", json!({"reason": "changed mind"})),
+        ("won", json!({})),
+    ] {
+        crm.refused(
+            Method::POST,
+            &format!("/opportunities/{deal_id}/{path}"),
+            Some(body),
+            StatusCode::CONFLICT,
+            "CONFLICT",
+        )
+        .await;
+    }
+    crm.refused(
+        Method::PUT,
+        &format!("/opportunities/{deal_id}"),
+        Some(json!({"title": "x"})),
+        StatusCode::CONFLICT,
+        "CONFLICT",
+    )
+    .await;
+    let history = crm.get(&format!("/opportunities/{deal_id}/history")).await;
+    let entries = history["items"].as_array().expect("items");
+    assert_eq!(entries.len(), 3, "{history}");
+    assert_eq!(entries[0]["to_stage"], "Lead");
+    assert!(entries[0]["from_stage_id"].is_null());
+    assert_eq!(entries[1]["from_stage"], "Lead");
+    assert_eq!(entries[1]["to_stage"], "Proposal");
+    assert_eq!(
+        entries[1]["changed_by"],
+        crm.get("/customers").await["items"][0]["owner_id"]
+    );
+    assert_eq!(entries[2]["to_stage"], "Won");
+    assert_eq!(entries[2]["status"], "won");
+    assert_eq!(entries[2]["changed_by"], seller_id);
+    assert!(entries[2]["changed_at"].is_string());
+
+    // Lost needs a reason and is terminal too.
+    let plain_id = plain["id"].as_i64().expect("id");
+    crm.refused(
+        Method::POST,
+        &format!("/opportunities/{plain_id}/lost"),
+        Some(json!({"reason": " "})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+    let lost = crm
+        .ok(
+            Method::POST,
+            &format!("/opportunities/{plain_id}/lost"),
+            Some(json!({"reason": "Too expensive"})),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(lost["status"], "lost");
+    assert_eq!(lost["lost_reason"], "Too expensive");
+    crm.refused(
+        Method::POST,
+        &format!("/opportunities/{plain_id}/won"),
+        None,
+        StatusCode::CONFLICT,
+        "CONFLICT",
+    )
+    .await;
+
+    // Updating an open deal: partial, lines re-priced at today's price.
+    let open = crm
+        .post(
+            "/opportunities",
+            json!({"title": "Renewal", "customer_id": customer_id, "amount": 100}),
+        )
+        .await;
+    let open_id = open["id"].as_i64().expect("id");
+    let updated = crm
+        .ok(
+            Method::PUT,
+            &format!("/opportunities/{open_id}"),
+            Some(json!({"lines": [{"product_id": keyboard, "quantity": 1}]})),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(updated["title"], "Renewal");
+    assert_eq!(updated["amount"], 59.99, "today's catalogue price");
+    crm.refused(
+        Method::PUT,
+        &format!("/opportunities/{open_id}"),
+        Some(json!({"stage_id": proposal})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+
+    // A stage in use cannot be deleted without move_to; with it, deals move.
+    crm.refused(
+        Method::DELETE,
+        &format!("/pipelines/{pipeline_id}/stages/{lead}"),
+        None,
+        StatusCode::CONFLICT,
+        "CONFLICT",
+    )
+    .await;
+    crm.refused(
+        Method::DELETE,
+        &format!("/pipelines/{pipeline_id}/stages/{lead}?move_to={lead}"),
+        None,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+    crm.refused(
+        Method::DELETE,
+        &format!(
+            "/pipelines/{pipeline_id}/stages/{}",
+            stage_id(&pipeline, "Won")
+        ),
+        None,
+        StatusCode::CONFLICT,
+        "CONFLICT",
+    )
+    .await;
+    crm.ok(
+        Method::DELETE,
+        &format!("/pipelines/{pipeline_id}/stages/{lead}?move_to={qualified}"),
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    assert_eq!(
+        crm.get(&format!("/opportunities/{open_id}")).await["stage_id"],
+        qualified
+    );
+    let moves = crm.get(&format!("/opportunities/{open_id}/history")).await;
+    assert_eq!(moves["items"][1]["from_stage_id"], lead, "{moves}");
+    assert_eq!(moves["items"][1]["to_stage_id"], qualified);
+    let after = crm.get(&format!("/pipelines/{pipeline_id}")).await;
+    assert_eq!(after["stages"].as_array().expect("stages").len(), 5);
+    assert_eq!(after["stages"][0]["name"], "Qualified");
+    assert_eq!(after["stages"][0]["position"], 1);
+
+    // Pipelines: validation, creation, stages added and moved, crm:admin.
+    crm.refused(
+        Method::POST,
+        "/pipelines",
+        Some(json!({"name": "Bad", "stages": [{"name": "Only"}]})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+    expect_error(
+        crm.send(
+            &seller,
+            Method::POST,
+            "/pipelines",
+            Some(json!({"name": "Mine", "stages": []})),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "AUTHORIZATION_ERROR",
+    )
+    .await;
+    let partners = crm
+        .post(
+            "/pipelines",
+            json!({"name": "Partners", "stages": [{"name": "Signed", "kind": "won"}, {"name": "Contact", "probability": 20},
+                                                   {"name": "Dropped", "kind": "lost"}]}),
+        )
+        .await;
+    let names: Vec<&str> = partners["stages"]
+        .as_array()
+        .expect("s")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["Contact", "Signed", "Dropped"],
+        "terminal stages last"
+    );
+    let partners_id = partners["id"].as_i64().expect("id");
+    // Renamed, made the default (the former default stops being one), back.
+    let renamed = crm
+        .ok(
+            Method::PUT,
+            &format!("/pipelines/{partners_id}"),
+            Some(json!({"name": "Partners EU", "is_default": true})),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(renamed["name"], "Partners EU");
+    assert_eq!(crm.default_pipeline().await["id"], partners_id);
+    crm.refused(
+        Method::DELETE,
+        &format!("/pipelines/{partners_id}"),
+        None,
+        StatusCode::CONFLICT,
+        "CONFLICT",
+    )
+    .await;
+    crm.ok(
+        Method::PUT,
+        &format!("/pipelines/{pipeline_id}"),
+        Some(json!({"is_default": true})),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(crm.default_pipeline().await["id"], pipeline_id);
+    crm.refused(
+        Method::PUT,
+        &format!("/pipelines/{partners_id}"),
+        Some(json!({"name": "Sales"})),
+        StatusCode::CONFLICT,
+        "CONFLICT",
+    )
+    .await;
+    let grown = crm
+        .post(
+            &format!("/pipelines/{partners_id}/stages"),
+            json!({"name": "Demo", "probability": 40}),
+        )
+        .await;
+    let names: Vec<&str> = grown["stages"]
+        .as_array()
+        .expect("s")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, ["Contact", "Demo", "Signed", "Dropped"]);
+    let demo = stage_id(&grown, "Demo");
+    let reordered = crm
+        .ok(
+            Method::PUT,
+            &format!("/pipelines/{partners_id}/stages/{demo}"),
+            Some(json!({"position": 1, "probability": 45})),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(reordered["stages"][0]["name"], "Demo");
+    assert_eq!(reordered["stages"][0]["probability"], 45);
+    // A stage of another pipeline is refused.
+    crm.refused(
+        Method::POST,
+        &format!("/opportunities/{open_id}/stage"),
+        Some(json!({"stage_id": demo})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+    crm.refused(
+        Method::DELETE,
+        &format!("/pipelines/{pipeline_id}"),
+        None,
+        StatusCode::CONFLICT,
+        "CONFLICT",
+    )
+    .await;
+    crm.ok(
+        Method::DELETE,
+        &format!("/pipelines/{partners_id}"),
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    crm.refused(
+        Method::GET,
+        &format!("/pipelines/{partners_id}"),
+        None,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    )
+    .await;
+    crm.ok(
+        Method::DELETE,
+        &format!("/opportunities/{open_id}"),
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    crm.refused(
+        Method::GET,
+        &format!("/opportunities/{open_id}"),
+        None,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activities_dashboard_and_the_due_event_over_websocket() {
+    let crm = start().await;
+    let (seller_id, seller) = crm
+        .user_with("seller@example.com", &["crm:read", "crm:write"])
+        .await;
+    let customer = crm
+        .post("/customers", json!({"type": "company", "name": "Umbrella"}))
+        .await;
+    let customer_id = customer["id"].as_i64().expect("id");
+    let deal = crm
+        .post("/opportunities", json!({"title": "Big one", "customer_id": customer_id, "amount": 1000, "expected_close": "2027-01-20"}))
+        .await;
+    let deal_id = deal["id"].as_i64().expect("id");
+
+    // Activities: validation, linking, mine and overdue.
+    crm.refused(
+        Method::POST,
+        "/activities",
+        Some(json!({"type": "lunch", "subject": ""})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+    let linked = crm
+        .post("/activities", json!({"type": "meeting", "subject": "Demo", "opportunity_id": deal_id, "due_at": "2999-01-01T10:00:00+01:00"}))
+        .await;
+    assert_eq!(
+        linked["customer_id"], customer_id,
+        "the opportunity's customer"
+    );
+    assert_eq!(linked["due_at"], "2999-01-01T09:00:00.000000Z");
+    let overdue = crm
+        .post(
+            "/activities",
+            json!({"type": "call", "subject": "Call back", "customer_id": customer_id,
+                                    "due_at": "2001-01-01", "assignee_id": seller_id}),
+        )
+        .await;
+    let overdue_id = overdue["id"].as_i64().expect("id");
+    let mine = expect_status(
+        crm.send(&seller, Method::GET, "/activities?mine=true", None)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        ids(&mine),
+        vec![overdue_id],
+        "mine=true shows only the caller's"
+    );
+    assert_eq!(
+        ids(&crm.get("/activities?overdue=true").await),
+        vec![overdue_id]
+    );
+    assert_eq!(
+        ids(&crm
+            .get(&format!("/activities?opportunity_id={deal_id}"))
+            .await),
+        vec![linked["id"].as_i64().expect("id")]
+    );
+    crm.refused(
+        Method::GET,
+        "/activities?type=lunch",
+        None,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+
+    // The dashboard.
+    let dashboard = crm.get("/dashboard").await;
+    assert_eq!(dashboard["pipeline_value"], 1000.0);
+    assert_eq!(dashboard["pipeline_weighted_value"], 100.0, "10 % of 1000");
+    assert_eq!(dashboard["pipeline"][0]["count"], 1);
+    assert_eq!(dashboard["forecast"][0]["month"], "2027-01");
+    assert_eq!(dashboard["activities_overdue"], 1);
+    assert!(dashboard["conversion_rate"].is_null());
+    crm.ok(
+        Method::POST,
+        &format!("/opportunities/{deal_id}/won"),
+        None,
+        StatusCode::OK,
+    )
+    .await;
+    let lost = crm
+        .post(
+            "/opportunities",
+            json!({"title": "Small", "customer_id": customer_id, "amount": 10}),
+        )
+        .await;
+    crm.ok(
+        Method::POST,
+        &format!("/opportunities/{}/lost", lost["id"]),
+        Some(json!({"reason": "budget"})),
+        StatusCode::OK,
+    )
+    .await;
+    let dashboard = crm.get("/dashboard").await;
+    assert_eq!(dashboard["pipeline_value"], 0.0);
+    assert_eq!(dashboard["this_month"]["won"], 1);
+    assert_eq!(dashboard["this_month"]["lost"], 1);
+    assert_eq!(dashboard["this_month"]["revenue"], 1000.0);
+    assert_eq!(dashboard["this_quarter"]["revenue"], 1000.0);
+    assert_eq!(dashboard["conversion_rate"], 50.0);
+    assert_eq!(dashboard["average_deal_size"], 1000.0);
+    assert!(dashboard["average_sales_cycle_days"]
+        .as_f64()
+        .is_some_and(|d| d >= 0.0));
+    assert_eq!(dashboard["top_customers"][0]["name"], "Umbrella");
+    let narrowed = crm.get(&format!("/dashboard?owner={seller_id}")).await;
+    assert_eq!(narrowed["this_month"]["won"], 0, "the seller owns no deal");
+    assert_eq!(
+        narrowed["activities_overdue"], 1,
+        "the call is the seller's"
+    );
+    crm.refused(
+        Method::GET,
+        "/dashboard?currency=euros",
+        None,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+
+    // The due activity reaches its assignee over a WebSocket, once.
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/ws?token={seller}", crm.server.addr))
+            .await
+            .expect("ws");
+    socket.next().await.expect("auth reply").expect("frame");
+    socket
+        .send(Message::Text(
+            json!({"type": "subscribe", "topics": ["crm.*"]})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .expect("subscribe");
+    socket
+        .next()
+        .await
+        .expect("subscribe reply")
+        .expect("frame");
+
+    // The writes' events, in order, on the same socket.
+    let other = crm
+        .post("/customers", json!({"type": "person", "name": "Evented"}))
+        .await;
+    let evented = crm
+        .post(
+            "/opportunities",
+            json!({"title": "Evented deal", "customer_id": other["id"], "amount": 5}),
+        )
+        .await;
+    let pipeline = crm.default_pipeline().await;
+    crm.ok(
+        Method::POST,
+        &format!("/opportunities/{}/stage", evented["id"]),
+        Some(json!({"stage_id": stage_id(&pipeline, "Proposal")})),
+        StatusCode::OK,
+    )
+    .await;
+    crm.ok(
+        Method::POST,
+        &format!("/opportunities/{}/lost", evented["id"]),
+        Some(json!({"reason": "timing"})),
+        StatusCode::OK,
+    )
+    .await;
+    let topics = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut topics = Vec::new();
+        while let Some(Ok(message)) = socket.next().await {
+            if let Message::Text(text) = message {
+                let event: Value = serde_json::from_str(text.as_str()).expect("json");
+                if let Some(topic) = event["topic"].as_str() {
+                    topics.push(topic.to_string());
+                    if topic == "crm.opportunity.lost" {
+                        assert_eq!(event["data"]["lost_reason"], "timing");
+                        return topics;
+                    }
+                }
+            }
+        }
+        topics
+    })
+    .await
+    .expect("the events in time");
+    assert_eq!(
+        topics,
+        [
+            "crm.customer.created",
+            "crm.opportunity.created",
+            "crm.opportunity.stage_changed",
+            "crm.opportunity.stage_changed",
+            "crm.opportunity.lost"
+        ]
+    );
+    expect_status(
+        call(
+            &crm.server,
+            Method::POST,
+            "/system/tasks",
+            &crm.admin,
+            Some(
+                json!({"id": "crm_due", "name": "Due activities", "type": "interval",
+                        "interval": {"seconds": 1}, "job": "crm.due_activities"}),
+            ),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let event = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            if let Some(Ok(Message::Text(text))) = socket.next().await {
+                let event: Value = serde_json::from_str(text.as_str()).expect("json");
+                if event["topic"] == "crm.activity.due" {
+                    return event;
+                }
+            }
+        }
+    })
+    .await
+    .expect("crm.activity.due in time");
+    assert_eq!(event["data"]["id"], overdue_id);
+    assert_eq!(event["data"]["assignee_id"], seller_id);
+    // Announced once: the next runs stay silent.
+    let again = tokio::time::timeout(Duration::from_millis(2500), async {
+        loop {
+            if let Some(Ok(Message::Text(text))) = socket.next().await {
+                let event: Value = serde_json::from_str(text.as_str()).expect("json");
+                if event["topic"] == "crm.activity.due" {
+                    return event;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(again.is_err(), "announced twice: {again:?}");
+
+    // Done, updated, deleted; a reader cannot.
+    let done = crm
+        .ok(
+            Method::PUT,
+            &format!("/activities/{overdue_id}"),
+            Some(json!({"done": true})),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(done["done"], true);
+    assert!(done["done_at"].is_string());
+    assert_eq!(done["subject"], "Call back");
+    assert!(ids(&crm.get("/activities?overdue=true").await).is_empty());
+    let (_, reader) = crm.user_with("reader@example.com", &["crm:read"]).await;
+    expect_error(
+        crm.send(
+            &reader,
+            Method::DELETE,
+            &format!("/activities/{overdue_id}"),
+            None,
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "AUTHORIZATION_ERROR",
+    )
+    .await;
+    crm.ok(
+        Method::DELETE,
+        &format!("/activities/{overdue_id}"),
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    crm.refused(
+        Method::GET,
+        &format!("/activities/{overdue_id}"),
+        None,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customer_csv_import_keeps_good_rows_and_reports_bad_lines() {
+    let crm = start().await;
+    let existing = crm
+        .post(
+            "/customers",
+            json!({"type": "company", "name": "Existing", "email": "taken@example.com"}),
+        )
+        .await;
+    let company = existing["id"].as_i64().expect("id");
+    let file = format!(
+        "name;type;email;tags;company_id;notes\n\
+         Alpha SA;company;alpha@example.com;vip|retail;;\"Multi\nline note\"\n\
+         ;company;noname@example.com;;;\n\
+         Bob;person;bob@example.com;;{company};\n\
+         Carl;robot;carl@example.com;;;\n\
+         Dup;person;TAKEN@example.com;;;\n\
+         Eve;person;bob@example.com;;;\n\
+         Fay;person;fay@example.com;;abc;\n"
+    );
+    let upload = |token: &str, body: &str| {
+        crm.server
+            .post(&format!("{API}/customers/imports"))
+            .bearer_auth(token)
+            .header("content-type", "text/csv")
+            .body(body.to_string())
+            .send()
+    };
+    // Only crm:admin imports; a file without a name column is refused now.
+    let (_, writer) = crm
+        .user_with("writer@example.com", &["crm:read", "crm:write"])
+        .await;
+    expect_error(
+        upload(&writer, &file).await.expect("send"),
+        StatusCode::FORBIDDEN,
+        "AUTHORIZATION_ERROR",
+    )
+    .await;
+    expect_error(
+        upload(&crm.admin, "nom,email\nx,y\n").await.expect("send"),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+
+    let accepted = expect_status(
+        upload(&crm.admin, &file).await.expect("send"),
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    let import_id = accepted["id"].as_i64().expect("id");
+    let done = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let import = crm.get(&format!("/customers/imports/{import_id}")).await;
+            if import["status"] == "completed" || import["status"] == "failed" {
+                return import;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the import finishes");
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["rows_total"], 7);
+    assert_eq!(done["rows_imported"], 2, "{done}");
+    assert_eq!(done["rows_failed"], 5);
+    let errors: Vec<(i64, String)> = done["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| {
+            (
+                e["line"].as_i64().expect("line"),
+                e["field"].as_str().expect("field").to_string(),
+            )
+        })
+        .collect();
+    // Line numbers are the file's: the quoted note spans lines 2 and 3.
+    assert_eq!(
+        errors,
+        vec![
+            (4, "name".to_string()),
+            (6, "type".to_string()),
+            (7, "email".to_string()),
+            (8, "email".to_string()),
+            (9, "company_id".to_string()),
+        ]
+    );
+    let alpha = crm.get("/customers?search=alpha").await;
+    assert_eq!(alpha["total"], 1);
+    assert_eq!(alpha["items"][0]["tags"], json!(["vip", "retail"]));
+    assert_eq!(alpha["items"][0]["notes"], "Multi\nline note");
+    let bob = crm.get("/customers?search=bob").await;
+    assert_eq!(bob["items"][0]["company_id"], company);
+    assert_eq!(crm.get("/customers/imports").await["total"], 1);
+    crm.refused(
+        Method::GET,
+        "/customers/imports/999",
+        None,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    )
+    .await;
+}

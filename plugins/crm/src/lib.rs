@@ -1,0 +1,238 @@
+//! `crm`: the sales CRM of seed 001's `erp_crm` ("Module CRM complet") as
+//! an xcore plugin, mounted at `/api/v1/crm`.
+//!
+//! # Layout
+//!
+//! - [`customers`]: companies and people, their contacts, full-text
+//!   search, and the CSV export (read from the database in pages);
+//! - [`imports`]: CSV imports of customers, run by the plugin's `import`
+//!   job with per-line errors;
+//! - [`pipelines`]: pipelines and their ordered stages (a default pipeline
+//!   comes with the install, see migration 1);
+//! - [`opportunities`]: deals, their lines priced from the products
+//!   plugin's catalogue (through [`Host::call`], with the caller's rights),
+//!   stage moves, won/lost and the stage history;
+//! - [`activities`]: calls, meetings, tasks, emails and notes, and the
+//!   `due_activities` job that publishes `crm.activity.due`;
+//! - [`dashboard`]: pipeline value, won/lost, forecast and activity counts;
+//! - [`money`], [`search`], [`dates`]: exact amounts, full-text queries and
+//!   the date formats the API accepts.
+//!
+//! Each part owns its routes (`routes`), merged in [`Plugin::router`]; the
+//! OpenAPI document is generated from that table and the handlers' types.
+//! Events: `crm.customer.created`, `crm.opportunity.created`,
+//! `crm.opportunity.stage_changed`, `crm.opportunity.won`,
+//! `crm.opportunity.lost`, `crm.activity.due`.
+
+pub mod activities;
+pub mod customers;
+pub mod dashboard;
+pub mod dates;
+pub mod imports;
+pub mod money;
+pub mod opportunities;
+pub mod pipelines;
+pub mod search;
+
+use serde::{Deserialize, Deserializer};
+use xcore_plugin_sdk::{extract::FromRequest, openapi::Operation, prelude::*};
+
+/// Permission to read customers, pipelines, opportunities, activities and
+/// the dashboard.
+pub const READ: &str = "crm:read";
+/// Permission to create and change them.
+pub const WRITE: &str = "crm:write";
+/// Permission to delete them.
+pub const DELETE: &str = "crm:delete";
+/// Permission to manage pipelines and run imports.
+pub const ADMIN: &str = "crm:admin";
+
+/// Where the products plugin is mounted unless the operator says otherwise
+/// (`[plugins.crm.config] products_prefix`).
+const PRODUCTS_PREFIX: &str = "/api/v1/products";
+
+/// The plugin instance.
+pub struct Crm {
+    /// The host's services: the only way to the database and the event bus.
+    pub host: Host,
+    /// Where catalogue prices are read (the products plugin's prefix).
+    pub products_prefix: String,
+}
+
+impl Crm {
+    /// Publishes `crm.<topic>`; a failure is logged, not returned: the
+    /// write it reports has already happened.
+    pub fn announce<T: serde::Serialize>(&self, topic: &str, data: &T) {
+        if let Err(error) = self.host.publish(topic, data) {
+            self.host.warn(
+                "cannot publish a crm event",
+                json!({"topic": topic, "error": error.to_string()}),
+            );
+        }
+    }
+}
+
+impl Plugin for Crm {
+    fn manifest() -> Manifest {
+        Manifest::new("crm", "CRM", env!("CARGO_PKG_VERSION"), "/api/v1/crm")
+            .author("xcore")
+            .description(
+                "Customers, contacts, pipelines, opportunities, activities and the sales dashboard",
+            )
+            .tags(&["crm", "customers", "domain"])
+            .depends_on("products", "^0.1")
+            .permission(
+                READ,
+                "Read customers, opportunities, activities and the dashboard",
+            )
+            .permission(
+                WRITE,
+                "Create and change customers, opportunities and activities",
+            )
+            .permission(DELETE, "Delete customers, opportunities and activities")
+            .permission(ADMIN, "Manage pipelines and stages, import customers")
+            .migration(
+                1,
+                "customers, pipelines, opportunities, activities, imports",
+                include_str!("../migrations/sqlite/0001_crm.sql"),
+                include_str!("../migrations/postgres/0001_crm.sql"),
+            )
+            .event("customer.created")
+            .event("opportunity.created")
+            .event("opportunity.stage_changed")
+            .event("opportunity.won")
+            .event("opportunity.lost")
+            .event("activity.due")
+            .event("import.completed")
+    }
+
+    fn router() -> Router<Self> {
+        // Literal segments before parameters (`/customers/export` before
+        // `/customers/{id}`) so neither shadows the other in the docs.
+        let router = Router::new();
+        let router = imports::routes(router);
+        let router = customers::routes(router);
+        let router = pipelines::routes(router);
+        let router = opportunities::routes(router);
+        let router = activities::routes(router);
+        dashboard::routes(router)
+    }
+
+    fn new(host: Host, config: Value) -> Result<Self, String> {
+        let products_prefix = config
+            .get("products_prefix")
+            .and_then(Value::as_str)
+            .unwrap_or(PRODUCTS_PREFIX)
+            .trim_end_matches('/')
+            .to_string();
+        Ok(Self {
+            host,
+            products_prefix,
+        })
+    }
+}
+
+xcore_plugin_sdk::export_plugin!(Crm);
+
+/// The `{id}` of a route: a positive integer. Anything else is a 404: no
+/// resource can have that id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Id(pub i64);
+
+impl FromRequest for Id {
+    fn from_request(request: &mut Request) -> Result<Self, Response> {
+        request
+            .param("id")
+            .and_then(|raw| raw.parse::<i64>().ok())
+            .filter(|id| *id > 0)
+            .map(Id)
+            .ok_or_else(|| Response::not_found("nothing has this id"))
+    }
+
+    fn document(operation: &mut Operation) {
+        operation.add_parameter(json!({
+            "name": "id", "in": "path", "required": true,
+            "schema": {"type": "integer", "format": "int64", "minimum": 1},
+        }));
+    }
+}
+
+/// Reads a flag as SQLite (0/1) and PostgreSQL (`true`/`false`) return it.
+pub fn flag<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    Ok(match Value::deserialize(deserializer)? {
+        Value::Bool(value) => value,
+        Value::Number(number) => number.as_i64().unwrap_or(0) != 0,
+        _ => false,
+    })
+}
+
+/// An optional id as a statement parameter for `CAST($n AS BIGINT)`:
+/// text or NULL. A parameter bound sometimes as NULL (text) and sometimes
+/// as an integer would give one cached PostgreSQL statement two types;
+/// as text it always has one.
+pub fn nullable_id(id: Option<i64>) -> Value {
+    id.map_or(Value::Null, |id| Value::String(id.to_string()))
+}
+
+/// The standard 404 for a missing `what`.
+pub fn missing(what: &str) -> Response {
+    Response::not_found(&format!("no such {what}"))
+}
+
+/// Ids joined by commas for an `IN (...)` list written into the SQL:
+/// integers only, never client text.
+fn id_list(ids: &[i64]) -> String {
+    ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+    use xcore_plugin_sdk::router::full_manifest;
+
+    use super::Crm;
+
+    /// Every served route has an operation with a summary and a success
+    /// response in the generated document, and its path parameters.
+    #[test]
+    fn every_route_has_an_openapi_operation() {
+        let manifest = full_manifest::<Crm>();
+        let paths = manifest.openapi.clone().unwrap_or(Value::Null);
+        let paths = paths.as_object().expect("openapi paths");
+        for route in &manifest.routes {
+            let operation = paths
+                .get(&route.path)
+                .and_then(|item| item.get(route.method.to_ascii_lowercase()))
+                .unwrap_or_else(|| panic!("{} {} is not documented", route.method, route.path));
+            assert!(
+                operation["summary"].as_str().is_some_and(|s| !s.is_empty()),
+                "{} {} has no summary",
+                route.method,
+                route.path
+            );
+            let responses = operation["responses"].as_object();
+            assert!(
+                responses.is_some_and(|r| r.keys().any(|status| status.starts_with('2'))),
+                "{} {} documents no success",
+                route.method,
+                route.path
+            );
+            for segment in route.path.split('/') {
+                if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    let documented = operation["parameters"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|p| p["in"] == "path" && p["name"] == name);
+                    assert!(
+                        documented,
+                        "{} {}: {name} undocumented",
+                        route.method, route.path
+                    );
+                }
+            }
+        }
+        assert!(manifest.jobs.iter().any(|job| job.name == "due_activities"));
+        assert!(manifest.jobs.iter().any(|job| job.name == "import"));
+    }
+}
