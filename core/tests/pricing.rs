@@ -118,7 +118,7 @@ async fn every_price_change_lands_in_the_history_whichever_way_it_was_made() {
     let history = shop.history(id, 2).await;
     assert_eq!(history[0]["old_price"], json!(100.0));
     assert_eq!(history[0]["new_price"], json!(89.9));
-    assert_eq!(history[0]["reason"], "Black Friday");
+    assert_eq!(history[0]["reason"], "Black Friday", "{history:?}");
     assert_eq!(history[0]["source"], "pricing");
     assert!(history[0]["changed_by"].as_i64().is_some());
 

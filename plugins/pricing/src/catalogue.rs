@@ -267,8 +267,7 @@ impl Pricing {
                 changed_by: Some(caller.user_id),
                 changed_at: &product.updated_at,
             };
-            let statement = change.statement(true);
-            self.host.execute(&statement.sql, statement.params)?;
+            self.host.transaction(change.statements(true))?;
         }
         Ok(NoContent)
     }
@@ -400,12 +399,29 @@ impl Pricing {
                 &format!("the period overlaps discount {}", other.id),
             ));
         }
-        self.host.execute(
+        // A missing number is written as NULL, not bound: PostgreSQL
+        // types a bound null as text, and the prepared statement keeps
+        // that type for the next call.
+        let mut values = params![id];
+        let mut number = |value: Option<i64>| match value {
+            Some(value) => {
+                values.push(json!(value));
+                format!("${}", values.len())
+            }
+            None => "NULL".to_string(),
+        };
+        let (percent, amount) = (number(percent), number(amount));
+        let sql = format!(
             "INSERT INTO pricing_discounts (product_id, percent_hundredths, amount_cents, \
              starts_at, ends_at, created_by, created_at) \
-             VALUES ($1, CAST($2 AS BIGINT), CAST($3 AS BIGINT), $4, $5, $6, $7)",
-            params![id, percent, amount, starts_at, ends_at, caller.user_id, now],
-        )?;
+             VALUES ($1, {percent}, {amount}, ${}, ${}, ${}, ${})",
+            values.len() + 1,
+            values.len() + 2,
+            values.len() + 3,
+            values.len() + 4
+        );
+        values.extend(params![starts_at, ends_at, caller.user_id, now]);
+        self.host.execute(&sql, values)?;
         Ok(Json(self.view(&product)?))
     }
 

@@ -37,33 +37,26 @@ pub struct Change<'a> {
 }
 
 impl Change<'_> {
-    /// The INSERT: an event keeps what is there; pricing's own route
-    /// (`authoritative`) overwrites the reason, source and author.
-    pub fn statement(&self, authoritative: bool) -> Statement {
-        let conflict = if authoritative {
-            "DO UPDATE SET reason = excluded.reason, source = excluded.source, \
-             changed_by = COALESCE(excluded.changed_by, pricing_history.changed_by)"
-        } else {
-            "DO NOTHING"
-        };
-        Statement::new(
-            &format!(
-                "INSERT INTO pricing_history (product_id, sku, old_price_cents, new_price_cents, \
-                 reason, source, changed_by, changed_at) \
-                 VALUES ($1, $2, CAST($3 AS BIGINT), $4, $5, $6, CAST($7 AS BIGINT), $8) \
-                 ON CONFLICT (product_id, changed_at, new_price_cents) {conflict}"
-            ),
-            params![
-                self.product_id,
-                self.sku,
-                self.old_cents,
-                self.new_cents,
-                self.reason,
-                self.source,
-                self.changed_by,
-                self.changed_at
-            ],
-        )
+    /// The statements that record it: an event's INSERT keeps what is
+    /// there; pricing's own route (`authoritative`) then sets its reason,
+    /// source and author on the row, whoever inserted it first.
+    pub fn statements(&self, authoritative: bool) -> Vec<Statement> {
+        let mut statements = vec![insert_many(std::slice::from_ref(self))];
+        if authoritative {
+            statements.push(Statement::new(
+                "UPDATE pricing_history SET reason = $1, source = $2, changed_by = $3 \
+                 WHERE product_id = $4 AND changed_at = $5 AND new_price_cents = $6",
+                params![
+                    self.reason,
+                    self.source,
+                    self.changed_by,
+                    self.product_id,
+                    self.changed_at,
+                    self.new_cents
+                ],
+            ));
+        }
+        statements
     }
 }
 
@@ -219,7 +212,7 @@ impl Pricing {
     }
 }
 
-/// One multi-row INSERT of event changes (existing rows kept). A missing
+/// One multi-row INSERT of changes (existing rows kept). A missing
 /// number is written as `NULL` rather than bound: PostgreSQL reads a bound
 /// null as text, which a BIGINT column refuses.
 fn insert_many(rows: &[Change<'_>]) -> Statement {
@@ -240,6 +233,11 @@ fn insert_many(rows: &[Change<'_>]) -> Statement {
             None => "NULL".into(),
         };
         let new = bind(json!(row.new_cents));
+        // Placeholders are numbered in the order they appear.
+        let reason = match row.reason {
+            Some(reason) => bind(json!(reason)),
+            None => "NULL".into(),
+        };
         let source = bind(json!(row.source));
         let by = match row.changed_by {
             Some(by) => bind(json!(by)),
@@ -247,7 +245,7 @@ fn insert_many(rows: &[Change<'_>]) -> Statement {
         };
         let at = bind(json!(row.changed_at));
         tuples.push(format!(
-            "({product}, {sku}, {old}, {new}, NULL, {source}, {by}, {at})"
+            "({product}, {sku}, {old}, {new}, {reason}, {source}, {by}, {at})"
         ));
     }
     Statement::new(

@@ -11,10 +11,12 @@
 //!   [`feeds`]);
 //! - the seed's public API (`/produits/`, `/categories/`, `/marques/`,
 //!   `/boutiques/`, `/demandes/`), anonymous, with the seed's list
-//!   envelope (see [`public`], [`search`], [`requests`]).
+//!   envelope (see [`public`], [`search`], [`requests`]);
+//! - price alerts of signed-in users (`/alerts`, see [`alerts`]).
 //!
 //! Events: `pricing.price_changed` (a catalogue price), `pricing.price_dropped`
-//! (an offer got cheaper), `pricing.feed.completed` / `pricing.feed.failed`.
+//! (an offer got cheaper), `pricing.alert` (a watched reference crossed
+//! under a user's price), `pricing.feed.completed` / `pricing.feed.failed`.
 //!
 //! # Layout
 //!
@@ -24,6 +26,7 @@
 //! permissions, the plugin instance and the path extractors every part
 //! shares.
 
+pub mod alerts;
 pub mod catalogue;
 pub mod feeds;
 pub mod history;
@@ -91,11 +94,18 @@ impl Plugin for Pricing {
         .event("price_dropped")
         .event("feed.completed")
         .event("feed.failed")
+        .event("alert")
         .migration(
             1,
             "history, discounts, stores, offers, search, requests",
             include_str!("../migrations/sqlite/0001_pricing.sql"),
             include_str!("../migrations/postgres/0001_pricing.sql"),
+        )
+        .migration(
+            2,
+            "price alerts",
+            include_str!("../migrations/sqlite/0002_alerts.sql"),
+            include_str!("../migrations/postgres/0002_alerts.sql"),
         )
     }
 
@@ -107,6 +117,7 @@ impl Plugin for Pricing {
         let router = feeds::routes(router);
         let router = public::routes(router);
         let router = requests::routes(router);
+        let router = alerts::routes(router);
         history::listeners(router)
     }
 
@@ -185,14 +196,9 @@ text_param!(
     "id"
 );
 text_param!(
-    /// `{slug}`: a category's slug.
+    /// `{slug}`: a category's slug (the parent's, under a sub-category).
     CategorySlug,
     "slug"
-);
-text_param!(
-    /// `{parent}`: a parent category's slug.
-    ParentSlug,
-    "parent"
 );
 text_param!(
     /// `{sous}`: a sub-category's slug.
