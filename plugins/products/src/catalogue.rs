@@ -14,7 +14,10 @@
 //!
 //! Writes publish `products.created`, `products.updated` and
 //! `products.deleted` with the product; a bulk publishes one
-//! `products.bulk` summary instead of one event per row.
+//! `products.bulk` summary instead of one event per row. An update that
+//! changes the price adds `price_change` (old and new price) and
+//! `changed_by` (the caller's user id) to `products.updated`; a bulk's
+//! summary lists its `price_changes` (see [`crate::price_changes`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -27,7 +30,9 @@ use crate::{
         self, FieldProblem, FieldSet, NewProduct, Product, ProductChanges, ProductDraft,
         ProductPatch, Status, PRODUCT_COLUMNS, PRODUCT_COLUMNS_P,
     },
-    money, search, Id, JsonObject, Products, DELETE, READ, WRITE,
+    money,
+    price_changes::PriceChange,
+    search, Id, JsonObject, Products, DELETE, READ, WRITE,
 };
 
 /// Most products in one `POST /bulk`.
@@ -181,6 +186,14 @@ struct SkuRow {
     sku: String,
 }
 
+/// A product's id, SKU and price.
+#[derive(Deserialize)]
+struct PricedSku {
+    id: i64,
+    sku: String,
+    price_cents: i64,
+}
+
 /// A product of a page that also counted the matches (PostgreSQL search).
 #[derive(Deserialize)]
 struct Counted {
@@ -201,6 +214,28 @@ pub struct BulkSummary {
     pub updated: usize,
     /// Whether existing SKUs were updated.
     pub update_existing: bool,
+}
+
+/// `products.bulk`'s payload: the summary, and every price the bulk set
+/// or changed, at `changed_at` (the rows' `updated_at`).
+#[derive(Serialize)]
+struct BulkEvent<'a> {
+    #[serde(flatten)]
+    summary: &'a BulkSummary,
+    changed_at: &'a str,
+    price_changes: Vec<PriceChange>,
+}
+
+/// `products.updated`'s payload: the product, and the price change with
+/// who made it when the update changed the price.
+#[derive(Serialize)]
+struct UpdatedEvent<'a> {
+    #[serde(flatten)]
+    product: &'a Product,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    price_change: Option<PriceChange>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    changed_by: Option<i64>,
 }
 
 /// What `POST /bulk` answers.
@@ -348,16 +383,29 @@ impl Products {
 
     /// Existing products among `skus`: SKU to id.
     fn existing_skus(&self, skus: &[&str]) -> Result<HashMap<String, i64>, HostError> {
+        Ok(self
+            .existing_prices(skus)?
+            .into_iter()
+            .map(|(sku, (id, _))| (sku, id))
+            .collect())
+    }
+
+    /// Existing products among `skus`: SKU to id and price (the old price
+    /// of a bulk's price changes).
+    fn existing_prices(&self, skus: &[&str]) -> Result<HashMap<String, (i64, i64)>, HostError> {
         if skus.is_empty() {
             return Ok(HashMap::new());
         }
         let sql = format!(
-            "SELECT id, sku FROM products WHERE sku IN ({})",
+            "SELECT id, sku, price_cents FROM products WHERE sku IN ({})",
             json_array_rows(self.host.dialect()?, 1, false)
         );
         let list = serde_json::to_string(skus).unwrap_or_default();
-        let rows: Vec<SkuRow> = self.host.query_as(&sql, params![list])?;
-        Ok(rows.into_iter().map(|row| (row.sku, row.id)).collect())
+        let rows: Vec<PricedSku> = self.host.query_as(&sql, params![list])?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.sku, (row.id, row.price_cents)))
+            .collect())
     }
 
     /// A 422 for the problems with a product's references, if any.
@@ -571,6 +619,7 @@ impl Products {
     fn update(
         &self,
         Id(id): Id,
+        caller: Option<Caller>,
         body: JsonObject<ProductChanges>,
     ) -> Result<Json<Product>, Response> {
         let patch = fields::validate_patch(&body.fields).map_err(|p| problems_response(&p))?;
@@ -586,7 +635,23 @@ impl Products {
             .map_err(taken_sku)?
             // Deleted between the read and the write.
             .ok_or_else(|| no_product(id))?;
-        self.announce("updated", &product);
+        let price_change = PriceChange::between(
+            id,
+            &product.sku,
+            Some(existing.price_cents),
+            product.price_cents,
+        );
+        let changed_by = price_change
+            .as_ref()
+            .and(caller.map(|caller| caller.user_id));
+        self.announce(
+            "updated",
+            &UpdatedEvent {
+                product: &product,
+                price_change,
+                changed_by,
+            },
+        );
         Ok(Json(product))
     }
 
@@ -661,11 +726,11 @@ impl Products {
             .collect();
         problems.extend(self.reference_problems(&references)?);
         let skus: Vec<&str> = drafts.iter().flatten().map(|d| d.sku.as_str()).collect();
-        let existing = self.existing_skus(&skus)?;
+        let existing = self.existing_prices(&skus)?;
         let mut conflicts: Vec<FieldProblem> = Vec::new();
         if !request.update_existing {
             for (index, draft) in drafts.iter().enumerate() {
-                if let Some(id) = draft.as_ref().and_then(|d| existing.get(&d.sku)) {
+                if let Some((id, _)) = draft.as_ref().and_then(|d| existing.get(&d.sku)) {
                     conflicts.push(FieldProblem::new(
                         &format!("{key}[{index}].sku"),
                         format!("a product with this SKU already exists (id {id})"),
@@ -696,7 +761,8 @@ impl Products {
             ));
         }
         let drafts: Vec<ProductDraft> = drafts.into_iter().flatten().collect();
-        let statements = bulk_statements(&drafts, &now(), request.update_existing);
+        let changed_at = now();
+        let statements = bulk_statements(&drafts, &changed_at, request.update_existing);
         let results = self.host.transaction(statements).map_err(taken_sku)?;
         let mut ids_by_sku: HashMap<String, i64> = HashMap::new();
         for rows in &results {
@@ -720,7 +786,28 @@ impl Products {
             updated,
             update_existing: request.update_existing,
         };
-        self.announce("bulk", &summary);
+        let price_changes = drafts
+            .iter()
+            .filter_map(|draft| {
+                let id = *ids_by_sku.get(&draft.sku)?;
+                match existing.get(&draft.sku) {
+                    // An update that does not give the price keeps it.
+                    Some(_) if !draft.provided.contains("price") => None,
+                    Some((_, old)) => {
+                        PriceChange::between(id, &draft.sku, Some(*old), draft.price_cents)
+                    }
+                    None => PriceChange::between(id, &draft.sku, None, draft.price_cents),
+                }
+            })
+            .collect();
+        self.announce(
+            "bulk",
+            &BulkEvent {
+                summary: &summary,
+                changed_at: &changed_at,
+                price_changes,
+            },
+        );
         Ok(Json(BulkResult { summary, ids }))
     }
 }
@@ -1120,8 +1207,8 @@ mod tests {
             let sql = statement.sql.as_str();
             Ok(if sql.contains("FROM products_categories") {
                 json!([{"id": 1}])
-            } else if sql.contains("SELECT id, sku FROM products") {
-                json!([{"id": 9, "sku": "TAKEN"}])
+            } else if sql.contains("SELECT id, sku, price_cents FROM products") {
+                json!([{"id": 9, "sku": "TAKEN", "price_cents": 100}])
             } else {
                 json!([])
             })
@@ -1243,6 +1330,12 @@ mod tests {
         assert_eq!(recorded.published.len(), 1);
         assert_eq!(recorded.published[0].0, "bulk");
         assert_eq!(recorded.published[0].1["created"], 1200);
+        // Every new product's first price, for the price history.
+        let changes = recorded.published[0].1["price_changes"]
+            .as_array()
+            .expect("price_changes");
+        assert_eq!(changes.len(), 1200);
+        assert_eq!(changes[0]["old_price"], Value::Null);
         // The PostgreSQL form of the JSON-array lookups was used.
         assert!(recorded.sql.iter().any(|op| matches!(
             op,

@@ -63,7 +63,10 @@
 //! each row failed.
 //!
 //! Events (`products.import.*`): `started` (the start request), `progress`
-//! (after each batch), `completed`, `failed`.
+//! (after each batch), `completed`, `failed`. After each batch that
+//! stored products, `products.prices_imported` gives their first prices
+//! (see [`crate::price_changes`]); it is outside `products.import.*`, whose
+//! sequence subscribers already rely on.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -83,7 +86,9 @@ use xcore_plugin_sdk::{
 
 use crate::{
     csv_source::{self, ImportConfig, Plan},
-    fields, suppliers, Id, Products, IMPORT, READ,
+    fields,
+    price_changes::PriceChange,
+    suppliers, Id, Products, IMPORT, READ,
 };
 
 /// The job that runs started imports.
@@ -129,6 +134,7 @@ pub fn declare(manifest: Manifest) -> Manifest {
         .event("import.progress")
         .event("import.completed")
         .event("import.failed")
+        .event("prices_imported")
         .migration(
             11,
             "imports, their files and logs",
@@ -1131,7 +1137,8 @@ fn commit(
         statements.push(log_statement(job.id, chunk, &now));
     }
     match products.host.transaction(statements) {
-        Ok(_) => {
+        Ok(results) => {
+            announce_prices(products, job.id, &now, &drafts, &results);
             job.processed = processed;
             job.imported += imported;
             job.skipped += skipped;
@@ -1179,6 +1186,45 @@ fn commit(
             }
         }
     }
+}
+
+/// Publishes `prices_imported`: the first price of each product a batch
+/// stored (its INSERT is the batch's second statement, see [`commit`]).
+fn announce_prices(
+    products: &Products,
+    import: i64,
+    changed_at: &str,
+    drafts: &[&fields::ProductDraft],
+    results: &[Vec<xcore_plugin_sdk::Row>],
+) {
+    if drafts.is_empty() {
+        return;
+    }
+    let ids: HashMap<String, i64> = results
+        .get(1)
+        .and_then(|rows| rows_as::<Stored>(rows).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|row| (row.sku, row.id))
+        .collect();
+    let price_changes: Vec<PriceChange> = drafts
+        .iter()
+        .filter_map(|draft| {
+            let id = *ids.get(&draft.sku)?;
+            PriceChange::between(id, &draft.sku, None, draft.price_cents)
+        })
+        .collect();
+    products.announce(
+        "prices_imported",
+        &json!({"id": import, "changed_at": changed_at, "price_changes": price_changes}),
+    );
+}
+
+/// A stored product's id and SKU (what a batch's INSERT returns).
+#[derive(Deserialize)]
+struct Stored {
+    id: i64,
+    sku: String,
 }
 
 /// Who owns a job, and how far it is.

@@ -11,7 +11,8 @@
 //! - the dashboard (`/analytics/dashboard`, see [`analytics`]).
 //!
 //! Events: `products.created`, `products.updated`, `products.deleted`,
-//! `products.bulk` and `products.import.*`.
+//! `products.bulk` and `products.import.*`; the ones that change prices
+//! carry the old and new price (see [`price_changes`]).
 //!
 //! # Layout
 //!
@@ -32,6 +33,7 @@ pub mod csv_source;
 pub mod fields;
 pub mod imports;
 pub mod money;
+pub mod price_changes;
 pub mod search;
 pub mod suppliers;
 
