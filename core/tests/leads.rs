@@ -48,7 +48,14 @@ async fn hook_server(hook: Arc<Hook>) -> std::net::SocketAddr {
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let app = Router::new().route(
+    let app = Router::new()
+        .route(
+            "/enrich",
+            post(|| async {
+                axum::Json(json!({"website": "https://enriched.example", "contact_name": "Enriched Person", "source": 7}))
+            }),
+        )
+        .route(
         "/hook",
         post(move |headers: axum::http::HeaderMap, body: String| {
             let hook = hook.clone();
@@ -1369,5 +1376,412 @@ async fn settings_stats_and_logs() {
     assert!(plant.get("/logs").await["total"].as_i64().expect("n") >= 6);
     assert_eq!(plant.get("/logs/errors").await["total"], 0);
     assert_eq!(plant.get("/logs/agents").await["total"], 0);
+    plant.server.stop().await;
+}
+
+/// A lead's current row.
+async fn lead(plant: &Plant, id: i64) -> Value {
+    plant.get(&format!("/{id}")).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_do_their_jobs_on_real_rows() {
+    let hook = Arc::new(Hook::default());
+    let addr = hook_server(hook.clone()).await;
+    let plant = start(Some(addr)).await;
+    let mut events = plant.server.state.events.subscribe();
+    let acme = plant
+        .create(json!({"company": "Acme SARL", "email": "a@acme.fr", "source": "linkedin", "tags": ["vip"], "contact_name": "Alice"}))
+        .await["id"].as_i64().expect("id");
+    let acme_again = plant
+        .create(json!({"company": "Acme S.A.R.L.", "email": "b@acme.fr", "phone": "01 02 03 04 05", "notes": "second", "tags": ["fr"]}))
+        .await["id"].as_i64().expect("id");
+    let gamma = plant
+        .create(json!({"company": "Gamma", "website": "https://www.gamma.io", "source": "salon"}))
+        .await["id"]
+        .as_i64()
+        .expect("id");
+    let delta = plant
+        .create(json!({"company": "Delta", "email": "d@delta.fr", "contact_name": "Dan", "website": "https://delta.fr"}))
+        .await["id"].as_i64().expect("id");
+
+    // Configs are checked against the type.
+    let bad = plant
+        .refused(
+            Method::POST,
+            "/agents",
+            Some(json!({"name": "s", "type": "scorer", "schedule": "soon",
+            "config": {"rules": [{"field": "colour", "op": "like", "points": 500}], "extra": 1}})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+        )
+        .await;
+    let fields = detail_fields(&bad);
+    for field in [
+        "config.extra",
+        "config.rules[0].field",
+        "config.rules[0].op",
+        "config.rules[0].points",
+        "schedule",
+    ] {
+        assert!(fields.contains(&field.to_string()), "{field}: {bad}");
+    }
+    for (kind, config, field) in [
+        (
+            "qualifier",
+            json!({"qualify_at": 50, "lose_below": 60}),
+            "config.lose_below",
+        ),
+        (
+            "deduplicator",
+            json!({"match_on": "vibes"}),
+            "config.match_on",
+        ),
+        ("follow_up", json!({}), "config.days"),
+        (
+            "enricher",
+            json!({"url": "ftp://x", "fields": ["email"]}),
+            "config.url",
+        ),
+        ("oracle", json!({}), "type"),
+    ] {
+        let bad = plant
+            .refused(
+                Method::POST,
+                "/agents",
+                Some(json!({"name": kind, "type": kind, "config": config})),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "VALIDATION_ERROR",
+            )
+            .await;
+        assert!(
+            detail_fields(&bad).contains(&field.to_string()),
+            "{kind}: {bad}"
+        );
+    }
+
+    // Scorer: rules to scores.
+    let scorer = plant
+        .ok(
+            Method::POST,
+            "/agents",
+            Some(
+                json!({"name": "Scorer", "type": "scorer", "config": {"base": 10, "rules": [
+            {"field": "source", "op": "equals", "value": "LinkedIn", "points": 50},
+            {"field": "tags", "op": "equals", "value": "vip", "points": 20},
+            {"field": "email", "op": "present", "points": 10}]}}),
+            ),
+            StatusCode::CREATED,
+        )
+        .await;
+    assert_eq!(
+        (scorer["status"].as_str(), scorer["schedule"].as_str()),
+        (Some("active"), Some("manual"))
+    );
+    let run = plant
+        .ok(
+            Method::POST,
+            &format!("/agents/{}/restart", scorer["id"]),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(
+        (
+            run["outcome"].as_str(),
+            run["examined"].as_i64(),
+            run["changed"].as_i64()
+        ),
+        (Some("ok"), Some(4), Some(4))
+    );
+    assert_eq!(lead(&plant, acme).await["score"], 90);
+    assert_eq!(lead(&plant, acme_again).await["score"], 20);
+    assert_eq!(lead(&plant, gamma).await["score"], 10);
+
+    // Qualifier: thresholds to statuses, through the allowed moves only.
+    plant
+        .ok(
+            Method::PUT,
+            &format!("/{acme}"),
+            Some(json!({"status": "contacted"})),
+            StatusCode::OK,
+        )
+        .await;
+    let qualifier = plant
+        .ok(Method::POST, "/agents", Some(json!({"name": "Qualifier", "type": "qualifier", "config": {"qualify_at": 80, "lose_below": 15}})), StatusCode::CREATED)
+        .await;
+    let run = plant
+        .ok(
+            Method::POST,
+            &format!("/agents/{}/restart", qualifier["id"]),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(run["changed"], 2, "{run}");
+    assert_eq!(lead(&plant, acme).await["status"], "qualified");
+    assert_eq!(lead(&plant, gamma).await["status"], "lost");
+    assert_eq!(lead(&plant, delta).await["status"], "new");
+
+    // Deduplicator: same company and domain, merged into the oldest.
+    let dedup = plant
+        .ok(
+            Method::POST,
+            "/agents",
+            Some(json!({"name": "Dedup", "type": "deduplicator", "config": {}})),
+            StatusCode::CREATED,
+        )
+        .await;
+    let run = plant
+        .ok(
+            Method::POST,
+            &format!("/agents/{}/restart", dedup["id"]),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(run["changed"], 1, "{run}");
+    plant
+        .refused(
+            Method::GET,
+            &format!("/{acme_again}"),
+            None,
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+        )
+        .await;
+    let merged = lead(&plant, acme).await;
+    assert_eq!(merged["phone"], "01 02 03 04 05");
+    assert_eq!(merged["email"], "a@acme.fr");
+    assert_eq!(merged["notes"], "second");
+    assert_eq!(merged["tags"], json!(["vip", "fr"]));
+    let history = merged["history"].as_array().expect("history");
+    let entry = history
+        .iter()
+        .find(|h| h["action"] == "merged")
+        .expect("merged entry");
+    assert_eq!(entry["data"]["merged"]["id"], acme_again);
+    assert_eq!(entry["data"]["merged"]["email"], "b@acme.fr");
+    // The merged phone now counts as the survivor's for duplicates.
+    plant
+        .refused(
+            Method::POST,
+            "",
+            Some(json!({"company": "X", "phone": "0102030405"})),
+            StatusCode::CONFLICT,
+            "CONFLICT",
+        )
+        .await;
+
+    // Follow-up: open leads untouched for N days get flagged.
+    plant.sql(&format!("UPDATE leads SET updated_at = '2020-01-01T00:00:00.000000Z' WHERE id IN ({delta}, {gamma})")).await;
+    let follow = plant
+        .ok(
+            Method::POST,
+            "/agents",
+            Some(json!({"name": "Follow", "type": "follow_up", "config": {"days": 7}})),
+            StatusCode::CREATED,
+        )
+        .await;
+    let run = plant
+        .ok(
+            Method::POST,
+            &format!("/agents/{}/restart", follow["id"]),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(run["changed"], 1, "{run}");
+    let flagged = lead(&plant, delta).await;
+    assert_eq!(flagged["tags"], json!(["follow_up"]));
+    assert_eq!(
+        flagged["updated_at"], "2020-01-01T00:00:00.000000Z",
+        "a flag is not a touch"
+    );
+    assert_eq!(
+        lead(&plant, gamma).await["tags"],
+        json!([]),
+        "lost leads need no follow-up"
+    );
+    let again = plant
+        .ok(
+            Method::POST,
+            &format!("/agents/{}/restart", follow["id"]),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(again["changed"], 0);
+
+    // Enricher: fills the empty fields from a configured URL, via Host::http.
+    let enricher = plant
+        .ok(Method::POST, "/agents", Some(json!({"name": "Enricher", "type": "enricher",
+            "config": {"url": format!("http://{addr}/broken"), "fields": ["website", "contact_name", "source"]}})), StatusCode::CREATED)
+        .await;
+    let enricher_id = enricher["id"].as_i64().expect("id");
+    let failed = plant
+        .ok(
+            Method::POST,
+            &format!("/agents/{enricher_id}/restart"),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(failed["outcome"], "failed");
+    assert!(
+        failed["errors"][0].as_str().expect("error").contains("404"),
+        "{failed}"
+    );
+    let broken = plant.get(&format!("/agents/{enricher_id}")).await;
+    assert_eq!(broken["status"], "error");
+    assert!(broken["last_error"]
+        .as_str()
+        .expect("error")
+        .contains("404"));
+    let event = loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("in time")
+            .expect("event");
+        if event.topic == "leads.agent.failed" {
+            break event.data.clone();
+        }
+    };
+    assert_eq!(event["id"], enricher_id);
+    assert_eq!(plant.get("/logs/errors").await["total"], 1);
+    plant
+        .refused(
+            Method::PUT,
+            &format!("/agents/{enricher_id}/status"),
+            Some(json!({"status": "active"})),
+            StatusCode::CONFLICT,
+            "CONFLICT",
+        )
+        .await;
+    plant
+        .ok(Method::PUT, &format!("/agents/{enricher_id}"), Some(json!({"config": {"url": format!("http://{addr}/enrich"), "fields": ["website", "contact_name", "source"]}})), StatusCode::OK)
+        .await;
+    let run = plant
+        .ok(
+            Method::POST,
+            &format!("/agents/{enricher_id}/restart"),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(
+        (
+            run["outcome"].as_str(),
+            run["examined"].as_i64(),
+            run["changed"].as_i64()
+        ),
+        (Some("ok"), Some(3), Some(2)),
+        "{run}"
+    );
+    let enriched = lead(&plant, acme).await;
+    assert_eq!(enriched["website"], "https://enriched.example");
+    assert_eq!(
+        enriched["contact_name"], "Alice",
+        "only empty fields are filled"
+    );
+    assert_eq!(
+        enriched["source"], "linkedin",
+        "a value of the wrong type is ignored"
+    );
+    assert_eq!(
+        plant.get(&format!("/agents/{enricher_id}")).await["status"],
+        "active"
+    );
+    let logs = plant.get(&format!("/agents/{enricher_id}/logs")).await;
+    assert_eq!(logs["total"], 2);
+    assert_eq!(logs["items"][1]["outcome"], "failed");
+    assert!(
+        plant.get("/logs/agents").await["total"]
+            .as_i64()
+            .expect("n")
+            >= 7
+    );
+
+    // A scheduled agent runs from the host's scheduler: a task on the
+    // plugin's run_agents job.
+    let stale = plant
+        .ok(Method::POST, "/agents", Some(json!({"name": "Stale", "type": "follow_up", "schedule": "1h", "config": {"days": 7, "tag": "stale"}})), StatusCode::CREATED)
+        .await;
+    assert!(stale["next_run_at"].is_string());
+    let task = json!({"id": "leads-agents", "name": "Leads agents", "type": "interval", "interval": {"hours": 1},
+        "job": "leads.run_agents", "enabled": true});
+    expect_status(
+        call(
+            &plant.server,
+            Method::POST,
+            "/system/tasks",
+            &plant.admin,
+            Some(task),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    expect_status(
+        call(
+            &plant.server,
+            Method::POST,
+            "/system/tasks/leads-agents/run",
+            &plant.admin,
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    plant
+        .wait_for(
+            "SELECT COUNT(*) FROM leads WHERE tags LIKE '%\"stale\"%'",
+            1,
+        )
+        .await;
+    let ran = plant.get(&format!("/agents/{}", stale["id"])).await;
+    assert!(ran["last_run_at"].is_string());
+    assert!(
+        ran["next_run_at"].as_str() > ran["last_run_at"].as_str(),
+        "next run an hour later: {ran}"
+    );
+
+    plant
+        .ok(
+            Method::PUT,
+            &format!("/agents/{}/status", stale["id"]),
+            Some(json!({"status": "inactive"})),
+            StatusCode::OK,
+        )
+        .await;
+    assert!(plant.get(&format!("/agents/{}", stale["id"])).await["next_run_at"].is_null());
+    plant
+        .refused(
+            Method::PUT,
+            &format!("/agents/{}/status", stale["id"]),
+            Some(json!({"status": "error"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+        )
+        .await;
+    assert_eq!(plant.get("/agents").await["total"], 6);
+    plant
+        .ok(
+            Method::DELETE,
+            &format!("/agents/{}", stale["id"]),
+            None,
+            StatusCode::NO_CONTENT,
+        )
+        .await;
+    plant
+        .refused(
+            Method::GET,
+            &format!("/agents/{}/logs", stale["id"]),
+            None,
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+        )
+        .await;
     plant.server.stop().await;
 }
