@@ -1785,3 +1785,175 @@ async fn agents_do_their_jobs_on_real_rows() {
         .await;
     plant.server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_csv_and_xlsx_and_import_csv() {
+    use calamine::{open_workbook_from_rs, Data, Reader, Xlsx};
+
+    let plant = start(None).await;
+    let acme = plant
+        .create(
+            json!({"company": "Acme, \"the\" SARL", "email": "a@acme.fr", "score": 70,
+            "tags": ["vip", "paris"], "notes": "line one\nline two", "source": "linkedin"}),
+        )
+        .await;
+    plant
+        .create(json!({"company": "Beta", "phone": "+33 1 23 45 67 89", "source": "salon"}))
+        .await;
+    plant
+        .create(json!({"company": "Gamma", "source": "linkedin", "score": 10}))
+        .await;
+
+    let response = plant
+        .send(Method::GET, "/export?format=csv&source=linkedin", None)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/csv; charset=utf-8"
+    );
+    assert!(response.headers()["content-disposition"]
+        .to_str()
+        .expect("h")
+        .contains("leads.csv"));
+    let text = response.text().await.expect("text");
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("id,company,contact_name,email,phone,website,source,niche_id,campaign_id,status,score,tags,notes,owner_id,converted_at,created_at,updated_at")
+    );
+    assert!(text.contains(&format!("{},\"Acme, \"\"the\"\" SARL\",,a@acme.fr,,,linkedin,,,new,70,vip;paris,\"line one\nline two\",", acme["id"])), "{text}");
+    assert!(text.contains(",Gamma,"));
+    assert!(!text.contains("Beta"), "filtered out");
+    plant
+        .refused(
+            Method::GET,
+            "/export?format=pdf",
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+        )
+        .await;
+
+    let response = plant
+        .send(Method::GET, "/export?format=xlsx&sort_by=company", None)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = response.bytes().await.expect("bytes").to_vec();
+    let mut workbook: Xlsx<_> =
+        open_workbook_from_rs(std::io::Cursor::new(bytes)).expect("an xlsx the reader opens");
+    let sheet = workbook.worksheet_range("Leads").expect("the Leads sheet");
+    let rows: Vec<Vec<Data>> = sheet.rows().map(|row| row.to_vec()).collect();
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[0][1], Data::String("company".into()));
+    assert_eq!(rows[1][1], Data::String("Acme, \"the\" SARL".into()));
+    assert_eq!(rows[1][10], Data::Float(70.0));
+    assert_eq!(rows[1][12], Data::String("line one\nline two".into()));
+    assert_eq!(rows[2][4], Data::String("+33 1 23 45 67 89".into()));
+    assert_eq!(rows[3][1], Data::String("Gamma".into()));
+
+    // Import: a header checked at upload, then the job, with per-line
+    // errors and duplicates.
+    let bad = plant
+        .server
+        .post(&format!("{API}/import"))
+        .bearer_auth(&plant.admin)
+        .header("content-type", "text/csv")
+        .body("name;colour\nx;y\n")
+        .send()
+        .await
+        .expect("send");
+    let bad = expect_error(bad, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR").await;
+    assert!(bad.to_string().contains("unknown column colour"), "{bad}");
+    let file = "company,email,phone,score,tags,status\n\
+                Delta,d@delta.fr,,40,b2b; x,\n\
+                Epsilon,,+33 6 00 00 00 01,,,contacted\n\
+                Copy of Acme,A@ACME.fr,,,,\n\
+                Delta again,D@delta.fr,,,,\n\
+                Broken,not-an-email,,,,\n\
+                Scored,,,high,,\n\
+                ,,,,,\n";
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(file.as_bytes().to_vec()).file_name("leads.csv"),
+    );
+    let response = plant
+        .server
+        .post(&format!("{API}/import"))
+        .bearer_auth(&plant.admin)
+        .multipart(form)
+        .send()
+        .await
+        .expect("send");
+    let import = expect_status(response, StatusCode::ACCEPTED).await;
+    let id = import["id"].as_i64().expect("id");
+    assert_eq!(import["rows_total"], 7);
+    plant
+        .wait_for(
+            &format!("SELECT COUNT(*) FROM leads_imports WHERE id = {id} AND status = 'completed'"),
+            1,
+        )
+        .await;
+    let done = plant.get(&format!("/import/{id}")).await;
+    assert_eq!(
+        (
+            done["rows_imported"].as_i64(),
+            done["rows_duplicate"].as_i64(),
+            done["rows_failed"].as_i64()
+        ),
+        (Some(2), Some(2), Some(3)),
+        "{done}"
+    );
+    let problems: Vec<(i64, String, String)> = done["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .map(|p| {
+            (
+                p["line"].as_i64().expect("line"),
+                p["kind"].as_str().expect("kind").to_string(),
+                p["message"].as_str().expect("message").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(problems.len(), 5, "{problems:?}");
+    assert_eq!((problems[0].0, problems[0].1.as_str()), (4, "duplicate"));
+    assert!(
+        problems[0].2.contains(&format!("lead {}", acme["id"])),
+        "{problems:?}"
+    );
+    assert_eq!((problems[1].0, problems[1].1.as_str()), (5, "duplicate"));
+    assert!(problems[1].2.contains("line 2"), "{problems:?}");
+    assert_eq!(problems[2].0, 6);
+    assert_eq!(done["problems"][2]["field"], "email");
+    assert_eq!(
+        (problems[3].0, done["problems"][3]["field"].as_str()),
+        (7, Some("score"))
+    );
+    assert_eq!(
+        (problems[4].0, done["problems"][4]["field"].as_str()),
+        (8, Some("company"))
+    );
+    let delta = plant.get("?search=delta").await;
+    assert_eq!(delta["items"][0]["tags"], json!(["b2b", "x"]));
+    assert_eq!(delta["items"][0]["source"], "import");
+    assert_eq!(delta["items"][0]["score"], 40);
+    assert_eq!(
+        plant.get("/status/contacted").await["items"][0]["company"],
+        "Epsilon"
+    );
+    assert!(plant.get("/logs?kind=import").await["items"][0]["message"]
+        .as_str()
+        .expect("m")
+        .contains("2 leads created"));
+    plant
+        .refused(
+            Method::GET,
+            "/import/999",
+            None,
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+        )
+        .await;
+    plant.server.stop().await;
+}

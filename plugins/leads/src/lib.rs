@@ -204,7 +204,7 @@ mod tests {
                 route.path
             );
         }
-        for job in ["send_campaigns", "run_agents"] {
+        for job in ["send_campaigns", "run_agents", "import"] {
             assert!(manifest.jobs.iter().any(|j| j.name == job), "job {job}");
         }
     }
