@@ -1957,3 +1957,50 @@ async fn export_csv_and_xlsx_and_import_csv() {
         .await;
     plant.server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn created_and_converted_are_posted_signed_to_outbound_urls() {
+    let hook = Arc::new(Hook::default());
+    let addr = hook_server(hook.clone()).await;
+    let plant = start(Some(addr)).await;
+    plant
+        .ok(
+            Method::PUT,
+            "/settings/integrations",
+            Some(json!({"webhook_secret": SECRET,
+            "outbound_urls": [format!("http://{addr}/hook")], "outbound_events": ["converted"]})),
+            StatusCode::OK,
+        )
+        .await;
+    let lead = plant.create(json!({"company": "Outbound"})).await;
+    let id = lead["id"].as_i64().expect("id");
+    for status in ["contacted", "qualified", "converted"] {
+        plant
+            .ok(
+                Method::PUT,
+                &format!("/{id}"),
+                Some(json!({"status": status})),
+                StatusCode::OK,
+            )
+            .await;
+    }
+    for _ in 0..100 {
+        if !hook.bodies.lock().expect("lock").is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Only converted was asked for: created is not posted.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let bodies = hook.bodies.lock().expect("lock").clone();
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    let (signature, body) = &bodies[0];
+    assert_eq!(body["event"], "leads.converted");
+    assert_eq!(body["data"]["id"], id);
+    assert_eq!(body["data"]["status"], "converted");
+    assert_eq!(
+        signature.as_deref(),
+        Some(sign(body.to_string().as_bytes()).as_str())
+    );
+    plant.server.stop().await;
+}
