@@ -1,0 +1,512 @@
+//! Leads plugin benchmarks, run with `cargo bench -p xcore --bench leads`.
+//!
+//! One server with the release `libxcore_plugin_leads.so` on a fresh
+//! database: SQLite by default, or a new database on the PostgreSQL server
+//! `XCORE_BENCH_DATABASE_URL` points at (created for the run, dropped
+//! after).
+//!
+//! 1. Seeds 200,000 leads with multi-row SQL inserts through the host's
+//!    pool (the FTS triggers and indexes do their work as for API writes;
+//!    the API has no bulk route to time here).
+//! 2. Latency over HTTP, one request at a time, p50/p90/p99 of
+//!    [`SAMPLES`] requests: a list with full-text search + a status filter
+//!    + a sort by score (the word changes per request, each in 1/40 of
+//!    the leads); a list with filters and a sort, no search;
+//!    `/stats/overview`.
+//! 3. `GET /export?format=csv` of all 200,000 leads: time, size, and the
+//!    growth of the process's resident memory while it runs (sampled
+//!    every 5 ms; the client discards the body as it arrives).
+//! 4. A campaign over 10,000 leads delivered to a local webhook (an axum
+//!    server answering 200): time from activation to the last delivery.
+//!
+//! Numbers only: nothing fails on a slow machine. Client and server share
+//! the machine's cores.
+
+mod support;
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use serde_json::{json, Value};
+use xcore::AppState;
+
+const LEADS: usize = 200_000;
+const CAMPAIGN_LEADS: usize = 10_000;
+const SAMPLES: usize = 400;
+const INSERT_ROWS: usize = 1_000;
+
+const NOUNS: [&str; 40] = [
+    "boulangerie",
+    "pharmacie",
+    "garage",
+    "cabinet",
+    "agence",
+    "atelier",
+    "studio",
+    "clinique",
+    "librairie",
+    "fromagerie",
+    "brasserie",
+    "restaurant",
+    "hotel",
+    "camping",
+    "ecole",
+    "academie",
+    "imprimerie",
+    "menuiserie",
+    "plomberie",
+    "electricite",
+    "toiture",
+    "jardinerie",
+    "fleuriste",
+    "opticien",
+    "dentiste",
+    "notaire",
+    "avocat",
+    "comptable",
+    "architecte",
+    "transport",
+    "logistique",
+    "boucherie",
+    "poissonnerie",
+    "epicerie",
+    "cave",
+    "salon",
+    "institut",
+    "pressing",
+    "laverie",
+    "cordonnerie",
+];
+const TOWNS: [&str; 25] = [
+    "paris",
+    "lyon",
+    "marseille",
+    "toulouse",
+    "nice",
+    "nantes",
+    "strasbourg",
+    "montpellier",
+    "bordeaux",
+    "lille",
+    "rennes",
+    "reims",
+    "toulon",
+    "grenoble",
+    "dijon",
+    "angers",
+    "nimes",
+    "villeurbanne",
+    "clermont",
+    "limoges",
+    "tours",
+    "amiens",
+    "metz",
+    "besancon",
+    "perpignan",
+];
+const STATUSES: [&str; 5] = ["new", "new", "contacted", "qualified", "converted"];
+const SOURCES: [&str; 5] = ["linkedin", "salon", "web", "import", "referral"];
+
+fn build_release_plugin(workspace: &std::path::Path) -> std::path::PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(workspace)
+        .args(["build", "--release", "--quiet", "-p", "xcore-plugin-leads"])
+        .status()
+        .expect("cargo build");
+    assert!(status.success(), "building the leads plugin failed");
+    workspace.join("target/release/libxcore_plugin_leads.so")
+}
+
+/// The VALUES tuple of lead `n` (deterministic, so runs compare; only
+/// letters, digits and spaces, so it is safe as SQL text).
+fn lead_values(n: usize, niche: i64) -> String {
+    let mixed = n.wrapping_mul(2_654_435_761) % 1_000_003;
+    let noun = NOUNS[n % NOUNS.len()];
+    let town = TOWNS[mixed % TOWNS.len()];
+    let status = STATUSES[mixed % STATUSES.len()];
+    let day = mixed % 700;
+    let created = format!(
+        "2025-{:02}-{:02}T{:02}:00:00.000000Z",
+        day / 60 % 12 + 1,
+        day % 28 + 1,
+        mixed % 24
+    );
+    let converted = if status == "converted" {
+        format!("'{created}'")
+    } else {
+        "NULL".into()
+    };
+    format!(
+        "('{noun} {town} {n}', 'Contact {n}', 'lead{n}@{noun}{}.fr', 'lead{n}@{noun}{}.fr', '{}', {}, \
+         '{status}', {}, '[\"{town}\"]', 'prospect {noun} a {town} rencontre {}', {converted}, '{created}', '{created}')",
+        mixed % 1000,
+        mixed % 1000,
+        SOURCES[mixed % SOURCES.len()],
+        niche,
+        mixed % 101,
+        TOWNS[(mixed / 7) % TOWNS.len()]
+    )
+}
+
+struct Latencies(Vec<Duration>);
+
+impl Latencies {
+    fn quantile(&self, q: f64) -> f64 {
+        let mut sorted = self.0.clone();
+        sorted.sort();
+        let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+        sorted[index].as_secs_f64() * 1000.0
+    }
+
+    fn report(&self, what: &str) {
+        println!(
+            "{what:<62} p50 {:>7.2} ms   p90 {:>7.2} ms   p99 {:>7.2} ms",
+            self.quantile(0.5),
+            self.quantile(0.9),
+            self.quantile(0.99)
+        );
+    }
+}
+
+async fn measure(
+    client: &reqwest::Client,
+    token: &str,
+    urls: impl Iterator<Item = String>,
+) -> (Latencies, Vec<i64>) {
+    let mut latencies = Vec::new();
+    let mut totals = Vec::new();
+    for url in urls {
+        let started = Instant::now();
+        let response = client
+            .get(&url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("send");
+        let status = response.status();
+        let body: Value = response.json().await.expect("json");
+        latencies.push(started.elapsed());
+        assert!(status.is_success(), "{url}: {status} {body}");
+        totals.push(body["total"].as_i64().unwrap_or(1));
+    }
+    (Latencies(latencies), totals)
+}
+
+async fn create_database(admin_url: &str) -> (String, String) {
+    let name = format!("xcore_bench_{}", uuid::Uuid::new_v4().simple());
+    let admin = sqlx::PgPool::connect(admin_url).await.expect("connect");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .expect("create database");
+    admin.close().await;
+    let base = admin_url
+        .rsplit_once('/')
+        .map_or(admin_url, |(base, _)| base);
+    (format!("{base}/{name}"), name)
+}
+
+async fn drop_database(admin_url: &str, name: &str) {
+    if let Ok(admin) = sqlx::PgPool::connect(admin_url).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&admin)
+            .await;
+        admin.close().await;
+    }
+}
+
+async fn scalar(state: &AppState, sql: &str) -> i64 {
+    use sqlx::Row;
+    sqlx::query(sql)
+        .fetch_one(state.db.pool())
+        .await
+        .expect("query")
+        .try_get::<i64, _>(0)
+        .expect("integer")
+}
+
+async fn latencies(client: &reqwest::Client, token: &str, api: &str, when: &str) {
+    let (searched, totals) = measure(
+        client,
+        token,
+        (0..SAMPLES).map(|i| {
+            format!(
+                "{api}?search={}&status=new&sort_by=score&sort_order=desc&page_size=20",
+                NOUNS[i % NOUNS.len()]
+            )
+        }),
+    )
+    .await;
+    searched.report(&format!(
+        "list: search + status + sort score (~{} hits){when}",
+        totals.iter().sum::<i64>() / totals.len() as i64
+    ));
+    let (filtered, totals) = measure(
+        client,
+        token,
+        (0..SAMPLES).map(|i| {
+            format!(
+                "{api}?status=contacted&source={}&sort_by=created_at&page={}&page_size=20",
+                SOURCES[i % SOURCES.len()],
+                i % 20 + 1
+            )
+        }),
+    )
+    .await;
+    filtered.report(&format!(
+        "list: status + source + sort created_at, pages 1-20 (~{} hits){when}",
+        totals.iter().sum::<i64>() / totals.len() as i64
+    ));
+    let (overview, _) = measure(
+        client,
+        token,
+        (0..SAMPLES / 4).map(|_| format!("{api}/stats/overview")),
+    )
+    .await;
+    overview.report(&format!("GET /stats/overview{when}"));
+}
+
+/// A local webhook answering 200 to every delivery; counts them.
+async fn webhook() -> (SocketAddr, Arc<AtomicU64>) {
+    let count = Arc::new(AtomicU64::new(0));
+    let counter = count.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::Relaxed);
+                "ok"
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, count)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let workspace = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let library = build_release_plugin(&workspace);
+    let plugins = tempfile::tempdir().expect("plugins dir");
+    let data = tempfile::tempdir().expect("data dir");
+    std::fs::copy(&library, plugins.path().join("libxcore_plugin_leads.so")).expect("copy plugin");
+    let (hook, delivered) = webhook().await;
+
+    let mut config = support::bench_config(data.path(), plugins.path());
+    config.plugins.settings.insert(
+        "leads".into(),
+        xcore::config::PluginSettings {
+            http_allow: vec![format!("http://{hook}/")],
+            ..Default::default()
+        },
+    );
+    let postgres = std::env::var("XCORE_BENCH_DATABASE_URL")
+        .ok()
+        .filter(|url| url.starts_with("postgres"));
+    let mut scratch = None;
+    if let Some(admin_url) = &postgres {
+        let (url, name) = create_database(admin_url).await;
+        config.database.url = url;
+        scratch = Some((admin_url.clone(), name));
+    }
+    let backend = if postgres.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    let state = AppState::build(config).await.expect("state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr: SocketAddr = listener.local_addr().expect("addr");
+    tokio::spawn(xcore::serve(
+        listener,
+        state.clone(),
+        std::future::pending(),
+    ));
+    let base = format!("http://{addr}");
+    let api = format!("{base}/api/v1/leads");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()
+        .expect("client");
+    let token = support::bench_token(&client, &base).await;
+    println!(
+        "xcore leads benchmark ({} cores, {backend}, {LEADS} leads)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    // Two niches through the API: the bulk, and the campaign's 10,000.
+    let mut niches = Vec::new();
+    for name in ["Commerces", "Campagne bench"] {
+        let niche: Value = client
+            .post(format!("{api}/niches"))
+            .bearer_auth(&token)
+            .json(&json!({"name": name}))
+            .send()
+            .await
+            .expect("niche")
+            .json()
+            .await
+            .expect("json");
+        niches.push(niche["id"].as_i64().expect("niche id"));
+    }
+
+    // 1. Seed.
+    let started = Instant::now();
+    for chunk in 0..LEADS / INSERT_ROWS {
+        let rows: Vec<String> = (chunk * INSERT_ROWS..(chunk + 1) * INSERT_ROWS)
+            .map(|n| {
+                lead_values(
+                    n,
+                    if n < CAMPAIGN_LEADS {
+                        niches[1]
+                    } else {
+                        niches[0]
+                    },
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO leads (company, contact_name, email, email_key, source, niche_id, status, score, tags, notes, \
+             converted_at, created_at, updated_at) VALUES {}",
+            rows.join(", ")
+        );
+        sqlx::query(&sql)
+            .execute(state.db.pool())
+            .await
+            .expect("seed");
+    }
+    println!(
+        "seeded {LEADS} leads with SQL in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    if postgres.is_some() {
+        sqlx::query("VACUUM ANALYZE leads")
+            .execute(state.db.pool())
+            .await
+            .expect("analyze");
+    } else {
+        sqlx::query("ANALYZE")
+            .execute(state.db.pool())
+            .await
+            .expect("analyze");
+    }
+    println!(
+        "process RSS after seeding (server and client): {:.1} MiB",
+        support::rss_mib("self")
+    );
+
+    // Warm-up, then 2. latencies.
+    let _ = measure(
+        &client,
+        &token,
+        (0..50).map(|i| format!("{api}?search={}&page_size=20", NOUNS[i % NOUNS.len()])),
+    )
+    .await;
+    latencies(&client, &token, &api, "").await;
+
+    // 3. Export all leads as CSV, sampling RSS while it runs.
+    let before = support::rss_mib("self");
+    let peak = Arc::new(AtomicU64::new(before.to_bits()));
+    let running = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let (peak, running) = (peak.clone(), running.clone());
+        tokio::spawn(async move {
+            while running.load(Ordering::Relaxed) {
+                let now = support::rss_mib("self");
+                if now > f64::from_bits(peak.load(Ordering::Relaxed)) {
+                    peak.store(now.to_bits(), Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let started = Instant::now();
+    let mut response = client
+        .get(format!("{api}/export?format=csv"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("export");
+    assert!(
+        response.status().is_success(),
+        "export: {}",
+        response.status()
+    );
+    let mut bytes = 0_usize;
+    let mut lines = 0_usize;
+    while let Some(chunk) = response.chunk().await.expect("chunk") {
+        bytes += chunk.len();
+        lines += chunk.iter().filter(|b| **b == b'\n').count();
+    }
+    let elapsed = started.elapsed();
+    running.store(false, Ordering::Relaxed);
+    sampler.await.expect("sampler");
+    let peak = f64::from_bits(peak.load(Ordering::Relaxed));
+    println!(
+        "GET /export?format=csv of {LEADS} leads: {:.2} s, {:.1} MiB, {lines} lines; RSS {before:.1} -> peak {peak:.1} MiB (+{:.1} MiB)",
+        elapsed.as_secs_f64(),
+        bytes as f64 / 1_048_576.0,
+        peak - before
+    );
+
+    // 4. A campaign over the 10,000 leads of its niche.
+    let campaign: Value = client
+        .post(format!("{api}/campaigns"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "Bench", "niche_id": niches[1], "channel": "email",
+            "template": "Bonjour {{contact_name}} de {{company}}", "webhook_url": format!("http://{hook}/hook")}))
+        .send()
+        .await
+        .expect("campaign")
+        .json()
+        .await
+        .expect("json");
+    let id = campaign["id"].as_i64().expect("campaign id");
+    let started = Instant::now();
+    let response = client
+        .put(format!("{api}/campaigns/{id}/status"))
+        .bearer_auth(&token)
+        .json(&json!({"status": "active"}))
+        .send()
+        .await
+        .expect("activate");
+    assert!(
+        response.status().is_success(),
+        "activate: {}",
+        response.status()
+    );
+    let count = format!("SELECT COUNT(*) FROM leads_deliveries WHERE campaign_id = {id}");
+    while (scalar(&state, &count).await as usize) < CAMPAIGN_LEADS {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(1800),
+            "the campaign did not finish"
+        );
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "campaign job over {CAMPAIGN_LEADS} leads to a local webhook: {:.2} s ({:.0} deliveries/s, webhook saw {})",
+        elapsed.as_secs_f64(),
+        CAMPAIGN_LEADS as f64 / elapsed.as_secs_f64(),
+        delivered.load(Ordering::Relaxed)
+    );
+
+    state.db.close().await;
+    if let Some((admin_url, name)) = scratch {
+        drop_database(&admin_url, &name).await;
+    }
+}

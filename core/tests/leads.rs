@@ -1,0 +1,2006 @@
+//! The leads plugin through the real host and the real `.so`: leads CRUD
+//! with status moves (409 naming the allowed ones), duplicates (409 naming
+//! the lead), lists with search/filters/sorts/pages, niches with stats and
+//! recommendations, campaigns (placeholders, status moves, sending to a
+//! local HTTP server with a failure retried), signed idempotent webhooks,
+//! settings (422 naming the field, secrets masked), stats and logs. Runs
+//! on SQLite, and on PostgreSQL when `XCORE_TEST_DATABASE_URL` is set.
+
+mod common;
+
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use axum::{http::StatusCode as AxumStatus, routing::post, Router};
+use common::{call, deploy, expect_error, expect_status, plugin_library, TestServer};
+use hmac::{Hmac, Mac};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use sqlx::Row;
+
+const API: &str = "/api/v1/leads";
+const SECRET: &str = "webhook-secret-0123456789";
+
+struct Plant {
+    server: TestServer,
+    admin: String,
+    _plugins: tempfile::TempDir,
+}
+
+/// What the local webhook server saw, and how many of the first requests
+/// it refuses with a 500.
+#[derive(Default)]
+struct Hook {
+    bodies: Mutex<Vec<(Option<String>, Value)>>,
+    fail_first: AtomicUsize,
+}
+
+/// A local HTTP server standing in for a campaign's delivery webhook and
+/// for an enrichment service.
+async fn hook_server(hook: Arc<Hook>) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = Router::new()
+        .route(
+            "/enrich",
+            post(|| async {
+                axum::Json(json!({"website": "https://enriched.example", "contact_name": "Enriched Person", "source": 7}))
+            }),
+        )
+        .route(
+        "/hook",
+        post(move |headers: axum::http::HeaderMap, body: String| {
+            let hook = hook.clone();
+            async move {
+                let signature = headers
+                    .get("x-signature")
+                    .map(|v| v.to_str().unwrap_or_default().to_string());
+                let value: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                if hook
+                    .fail_first
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+                {
+                    return AxumStatus::INTERNAL_SERVER_ERROR;
+                }
+                hook.bodies.lock().expect("lock").push((signature, value));
+                AxumStatus::OK
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+async fn start(allow: Option<std::net::SocketAddr>) -> Plant {
+    let plugins = tempfile::tempdir().expect("dir");
+    let library = plugin_library("xcore-plugin-leads", "xcore_plugin_leads", "");
+    deploy(&library, plugins.path(), "libxcore_plugin_leads.so");
+    let dir = plugins.path().to_path_buf();
+    let server = TestServer::start_with(move |config| {
+        config.plugins.dir = dir.display().to_string();
+        if let Some(addr) = allow {
+            config.plugins.settings.insert(
+                "leads".into(),
+                xcore::config::PluginSettings {
+                    http_allow: vec![format!("http://{addr}/")],
+                    ..Default::default()
+                },
+            );
+        }
+    })
+    .await;
+    let admin = server.admin_token().await;
+    Plant {
+        server,
+        admin,
+        _plugins: plugins,
+    }
+}
+
+fn sign(body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
+impl Plant {
+    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
+        call(
+            &self.server,
+            method,
+            &format!("{API}{path}"),
+            &self.admin,
+            body,
+        )
+        .await
+    }
+
+    async fn ok(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        status: StatusCode,
+    ) -> Value {
+        expect_status(self.send(method, path, body).await, status).await
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.ok(Method::GET, path, None, StatusCode::OK).await
+    }
+
+    async fn create(&self, lead: Value) -> Value {
+        self.ok(Method::POST, "", Some(lead), StatusCode::CREATED)
+            .await
+    }
+
+    async fn refused(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        status: StatusCode,
+        code: &str,
+    ) -> Value {
+        expect_error(self.send(method, path, body).await, status, code).await
+    }
+
+    async fn scalar(&self, sql: &str) -> i64 {
+        sqlx::query(sql)
+            .fetch_one(self.server.state.db.pool())
+            .await
+            .expect("query")
+            .try_get::<i64, _>(0)
+            .expect("n")
+    }
+
+    async fn sql(&self, sql: &str) {
+        sqlx::query(sql)
+            .execute(self.server.state.db.pool())
+            .await
+            .expect("statement");
+    }
+
+    /// A user holding exactly `permissions`, through a role of their own.
+    async fn user_with(&self, email: &str, permissions: &[&str]) -> String {
+        let (user_id, _) = self.server.user_token(email).await;
+        let role = expect_status(
+            call(
+                &self.server,
+                Method::POST,
+                "/admin/roles",
+                &self.admin,
+                Some(json!({"name": format!("role_{user_id}")})),
+            )
+            .await,
+            StatusCode::CREATED,
+        )
+        .await;
+        let role_id = role["id"].as_i64().expect("role id");
+        for permission in permissions {
+            let response = call(
+                &self.server,
+                Method::POST,
+                &format!("/admin/roles/{role_id}/permissions/{permission}"),
+                &self.admin,
+                None,
+            )
+            .await;
+            assert!(response.status().is_success(), "grant {permission}");
+        }
+        let response = call(
+            &self.server,
+            Method::POST,
+            &format!("/admin/users/{user_id}/roles/{role_id}"),
+            &self.admin,
+            None,
+        )
+        .await;
+        assert!(response.status().is_success(), "assign role");
+        common::access_token(&self.server.login(email, "UserPassw0rd!").await)
+    }
+
+    async fn webhook(
+        &self,
+        path: &str,
+        body: &Value,
+        signature: Option<String>,
+        key: Option<&str>,
+    ) -> reqwest::Response {
+        let raw = body.to_string();
+        let mut request = self
+            .server
+            .post(&format!("{API}{path}"))
+            .header("content-type", "application/json")
+            .body(raw);
+        if let Some(signature) = signature {
+            request = request.header("x-signature", signature);
+        }
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        request.send().await.expect("send")
+    }
+
+    async fn wait_for(&self, sql: &str, expected: i64) {
+        for _ in 0..200 {
+            if self.scalar(sql).await == expected {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "{sql} never reached {expected} (is {})",
+            self.scalar(sql).await
+        );
+    }
+}
+
+fn companies(list: &Value) -> Vec<String> {
+    list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|item| item["company"].as_str().expect("company").to_string())
+        .collect()
+}
+
+fn detail_fields(body: &Value) -> Vec<String> {
+    body["error"]["details"]
+        .as_array()
+        .expect("details")
+        .iter()
+        .map(|d| d["field"].as_str().expect("field").to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leads_crud_status_moves_and_duplicates() {
+    let plant = start(None).await;
+    let mut events = plant.server.state.events.subscribe();
+    let acme = plant
+        .create(
+            json!({"company": "Acme SARL", "contact_name": "Alice Martin",
+            "email": "Alice@Acme.fr", "phone": "+33 6 12 34 56 78", "source": "linkedin",
+            "tags": ["b2b", "b2b", "paris"], "score": 40}),
+        )
+        .await;
+    let id = acme["id"].as_i64().expect("id");
+    assert_eq!(acme["status"], "new");
+    assert_eq!(acme["tags"], json!(["b2b", "paris"]));
+    let event = loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("event in time")
+            .expect("event");
+        if event.topic == "leads.created" {
+            break event.data.clone();
+        }
+    };
+    assert_eq!(event["id"], id);
+
+    // Every bad field at once.
+    let bad = plant
+        .refused(Method::POST, "", Some(json!({"company": "", "email": "nope", "phone": "12", "score": 101, "status": "won"})),
+            StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
+        .await;
+    let fields = detail_fields(&bad);
+    for field in ["company", "email", "phone", "score", "status"] {
+        assert!(fields.contains(&field.to_string()), "{field}: {bad}");
+    }
+    plant
+        .refused(
+            Method::POST,
+            "",
+            Some(json!({"company": "X", "niche_id": 999})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+        )
+        .await;
+    plant
+        .refused(
+            Method::POST,
+            "",
+            Some(json!({"company": "X", "colour": "red"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+        )
+        .await;
+
+    // Duplicates: same email ignoring case, same phone digits.
+    let duplicate = plant
+        .refused(
+            Method::POST,
+            "",
+            Some(json!({"company": "Other", "email": "alice@ACME.fr"})),
+            StatusCode::CONFLICT,
+            "CONFLICT",
+        )
+        .await;
+    let message = duplicate["error"]["message"].as_str().expect("message");
+    assert!(
+        message.contains(&format!("lead {id}")) && message.contains("Acme SARL"),
+        "{message}"
+    );
+    assert_eq!(detail_fields(&duplicate), ["email"]);
+    let duplicate = plant
+        .refused(
+            Method::POST,
+            "",
+            Some(json!({"company": "Other", "phone": "+33612345678"})),
+            StatusCode::CONFLICT,
+            "CONFLICT",
+        )
+        .await;
+    assert_eq!(detail_fields(&duplicate), ["phone"]);
+    let beta = plant
+        .create(json!({"company": "Beta", "email": "bob@beta.io"}))
+        .await;
+    let beta_id = beta["id"].as_i64().expect("id");
+    plant
+        .refused(
+            Method::PUT,
+            &format!("/{beta_id}"),
+            Some(json!({"email": "ALICE@acme.fr"})),
+            StatusCode::CONFLICT,
+            "CONFLICT",
+        )
+        .await;
+
+    // Status moves.
+    let forbidden = plant
+        .refused(
+            Method::PUT,
+            &format!("/{id}"),
+            Some(json!({"status": "converted"})),
+            StatusCode::CONFLICT,
+            "CONFLICT",
+        )
+        .await;
+    let message = forbidden["error"]["message"].as_str().expect("message");
+    assert!(message.contains("contacted, lost"), "{message}");
+    for status in ["contacted", "qualified", "converted"] {
+        let moved = plant
+            .ok(
+                Method::PUT,
+                &format!("/{id}"),
+                Some(json!({"status": status})),
+                StatusCode::OK,
+            )
+            .await;
+        assert_eq!(moved["status"], status);
+    }
+    let converted = plant.get(&format!("/{id}")).await;
+    assert!(converted["converted_at"].is_string());
+    let history: Vec<&str> = converted["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|h| h["to_status"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(history, ["new", "contacted", "qualified", "converted"]);
+    let final_move = plant
+        .refused(
+            Method::PUT,
+            &format!("/{id}"),
+            Some(json!({"status": "lost"})),
+            StatusCode::CONFLICT,
+            "CONFLICT",
+        )
+        .await;
+    assert!(final_move["error"]["message"]
+        .as_str()
+        .expect("m")
+        .contains("converted is final"));
+    // Any non-final status may be lost; lost is final too.
+    plant
+        .ok(
+            Method::PUT,
+            &format!("/{beta_id}"),
+            Some(json!({"status": "lost", "notes": "no budget"})),
+            StatusCode::OK,
+        )
+        .await;
+    plant
+        .refused(
+            Method::PUT,
+            &format!("/{beta_id}"),
+            Some(json!({"status": "new"})),
+            StatusCode::CONFLICT,
+            "CONFLICT",
+        )
+        .await;
+
+    // Partial update; an empty string clears.
+    let changed = plant
+        .ok(
+            Method::PUT,
+            &format!("/{beta_id}"),
+            Some(json!({"website": "https://beta.io", "notes": ""})),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(changed["website"], "https://beta.io");
+    assert!(changed["notes"].is_null());
+    assert_eq!(changed["email"], "bob@beta.io");
+
+    // Delete, 404s, RBAC.
+    plant
+        .ok(
+            Method::DELETE,
+            &format!("/{beta_id}"),
+            None,
+            StatusCode::NO_CONTENT,
+        )
+        .await;
+    plant
+        .refused(
+            Method::GET,
+            &format!("/{beta_id}"),
+            None,
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+        )
+        .await;
+    plant
+        .refused(
+            Method::DELETE,
+            &format!("/{beta_id}"),
+            None,
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+        )
+        .await;
+    plant
+        .refused(
+            Method::GET,
+            "/abc",
+            None,
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+        )
+        .await;
+    let anonymous = plant.server.get(API).send().await.expect("send");
+    expect_error(anonymous, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
+    let reader = plant.user_with("reader@leads.test", &["leads:read"]).await;
+    expect_status(
+        call(&plant.server, Method::GET, API, &reader, None).await,
+        StatusCode::OK,
+    )
+    .await;
+    expect_error(
+        call(
+            &plant.server,
+            Method::POST,
+            API,
+            &reader,
+            Some(json!({"company": "Nope"})),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "AUTHORIZATION_ERROR",
+    )
+    .await;
+    expect_error(
+        call(
+            &plant.server,
+            Method::DELETE,
+            &format!("{API}/{id}"),
+            &reader,
+            None,
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "AUTHORIZATION_ERROR",
+    )
+    .await;
+    plant.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_search_filter_sort_and_page() {
+    let plant = start(None).await;
+    let niche = plant
+        .ok(
+            Method::POST,
+            "/niches",
+            Some(json!({"name": "Restaurants"})),
+            StatusCode::CREATED,
+        )
+        .await;
+    let niche_id = niche["id"].as_i64().expect("id");
+    for (company, score, source, notes, tags) in [
+        (
+            "Café de Flore",
+            80,
+            "linkedin",
+            "terrasse parisienne",
+            json!(["paris"]),
+        ),
+        (
+            "Brasserie Lipp",
+            60,
+            "salon",
+            "choucroute",
+            json!(["paris", "vip"]),
+        ),
+        ("Le Procope", 20, "linkedin", "plus ancien café", json!([])),
+        ("Chez Janou", 50, "web", "pastis", json!(["marseille"])),
+    ] {
+        plant
+            .create(
+                json!({"company": company, "score": score, "source": source, "notes": notes,
+                "tags": tags, "niche_id": niche_id}),
+            )
+            .await;
+    }
+    plant.create(json!({"company": "Acme", "score": 90})).await;
+
+    let all = plant.get("?sort_by=score&sort_order=desc").await;
+    assert_eq!(all["total"], 5);
+    assert_eq!(
+        companies(&all),
+        [
+            "Acme",
+            "Café de Flore",
+            "Brasserie Lipp",
+            "Chez Janou",
+            "Le Procope"
+        ]
+    );
+    // Words, diacritics folded on SQLite; prefix on the last word.
+    let found = plant
+        .get("?search=cafe&sort_by=company&sort_order=asc")
+        .await;
+    let on_postgres =
+        std::env::var("XCORE_TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres"));
+    if !on_postgres {
+        assert_eq!(companies(&found), ["Café de Flore", "Le Procope"]);
+    }
+    let found = plant.get("?search=bras").await;
+    assert_eq!(companies(&found), ["Brasserie Lipp"]);
+    let found = plant.get("?search=terrasse%20paris").await;
+    assert_eq!(companies(&found), ["Café de Flore"]);
+    // Query syntax is just text.
+    assert_eq!(plant.get("?search=%22OR%20*").await["total"], 0);
+    let filtered = plant
+        .get(&format!(
+            "?niche_id={niche_id}&source=linkedin&score_min=30&sort_by=score"
+        ))
+        .await;
+    assert_eq!(companies(&filtered), ["Café de Flore"]);
+    let tagged = plant.get("?tag=paris&sort_by=company&sort_order=asc").await;
+    assert_eq!(companies(&tagged), ["Brasserie Lipp", "Café de Flore"]);
+    let page = plant
+        .get("?sort_by=company&sort_order=asc&page=2&page_size=2")
+        .await;
+    assert_eq!(companies(&page), ["Café de Flore", "Chez Janou"]);
+    assert_eq!(page["total_pages"], 3);
+    assert_eq!(page["has_more"], true);
+    let window = plant
+        .get("?sort_by=company&sort_order=asc&skip=4&limit=2")
+        .await;
+    assert_eq!(companies(&window), ["Le Procope"]);
+    assert_eq!(window["has_more"], false);
+    let today = plant
+        .get("?created_from=2020-01-01&created_to=2999-12-31")
+        .await;
+    assert_eq!(today["total"], 5);
+    assert_eq!(plant.get("?created_to=2020-01-01").await["total"], 0);
+    for bad in [
+        "?sort_by=colour",
+        "?score_min=200",
+        "?status=won",
+        "?created_from=yesterday",
+        "?limit=0",
+    ] {
+        plant
+            .refused(
+                Method::GET,
+                bad,
+                None,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "VALIDATION_ERROR",
+            )
+            .await;
+    }
+
+    // /status/{status} takes the same filters.
+    let first = plant.get("?search=acme").await["items"][0]["id"]
+        .as_i64()
+        .expect("id");
+    plant
+        .ok(
+            Method::PUT,
+            &format!("/{first}"),
+            Some(json!({"status": "contacted"})),
+            StatusCode::OK,
+        )
+        .await;
+    let contacted = plant.get("/status/contacted").await;
+    assert_eq!(companies(&contacted), ["Acme"]);
+    assert_eq!(
+        plant.get("/status/new?sort_by=score&limit=1").await["total"],
+        4
+    );
+    assert_eq!(
+        companies(&plant.get("/status/new?sort_by=score&limit=1").await),
+        ["Café de Flore"]
+    );
+    plant
+        .refused(
+            Method::GET,
+            "/status/won",
+            None,
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+        )
+        .await;
+    plant.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn niches_with_stats_and_recommendations() {
+    let plant = start(None).await;
+    let niche = plant
+        .ok(
+            Method::POST,
+            "/niches",
+            Some(json!({"name": "SaaS", "description": "B2B software",
+            "criteria": {"size": "10-50", "regions": ["FR"]}})),
+            StatusCode::CREATED,
+        )
+        .await;
+    let niche_id = niche["id"].as_i64().expect("id");
+    assert_eq!(niche["criteria"]["regions"], json!(["FR"]));
+    plant
+        .refused(
+            Method::POST,
+            "/niches",
+            Some(json!({"name": "SaaS"})),
+            StatusCode::CONFLICT,
+            "CONFLICT",
+        )
+        .await;
+    plant
+        .refused(
+            Method::POST,
+            "/niches",
+            Some(json!({"name": "X", "criteria": [1]})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+        )
+        .await;
+    let renamed = plant
+        .ok(
+            Method::PUT,
+            &format!("/niches/{niche_id}"),
+            Some(json!({"description": "Logiciels"})),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(renamed["name"], "SaaS");
+    assert_eq!(renamed["description"], "Logiciels");
+    assert_eq!(plant.get("/niches").await["total"], 1);
+
+    // linkedin converts 2 of 3, salon 0 of 2; one open lead is stale.
+    let mut ids = Vec::new();
+    for (index, source) in ["linkedin", "linkedin", "linkedin", "salon", "salon"]
+        .iter()
+        .enumerate()
+    {
+        let lead = plant
+            .create(
+                json!({"company": format!("Co {index}"), "source": source, "niche_id": niche_id}),
+            )
+            .await;
+        ids.push(lead["id"].as_i64().expect("id"));
+    }
+    for id in &ids[..2] {
+        for status in ["contacted", "qualified", "converted"] {
+            plant
+                .ok(
+                    Method::PUT,
+                    &format!("/{id}"),
+                    Some(json!({"status": status})),
+                    StatusCode::OK,
+                )
+                .await;
+        }
+    }
+    plant
+        .ok(
+            Method::PUT,
+            &format!("/{}", ids[3]),
+            Some(json!({"status": "lost"})),
+            StatusCode::OK,
+        )
+        .await;
+    plant
+        .sql(&format!(
+            "UPDATE leads SET updated_at = '2020-01-01T00:00:00.000000Z' WHERE id = {}",
+            ids[4]
+        ))
+        .await;
+
+    let stats = plant.get(&format!("/niches/{niche_id}/stats")).await;
+    assert_eq!(stats["leads"], 5);
+    assert_eq!(stats["converted"], 2);
+    assert_eq!(stats["conversion_rate"], 0.4);
+    assert_eq!(
+        stats["per_status"],
+        json!({"new": 2, "contacted": 0, "qualified": 0, "converted": 2, "lost": 1})
+    );
+
+    let recommendations = plant
+        .get(&format!("/niches/{niche_id}/recommendations"))
+        .await;
+    let list = recommendations.as_array().expect("list");
+    let best = list
+        .iter()
+        .find(|r| r["kind"] == "best_source")
+        .expect("best source");
+    assert_eq!(best["data"]["source"], "linkedin");
+    assert!(
+        best["reason"].as_str().expect("reason").contains("2 of 3"),
+        "{best}"
+    );
+    let follow = list
+        .iter()
+        .find(|r| r["kind"] == "follow_up")
+        .expect("follow up");
+    assert_eq!(follow["data"]["lead_ids"], json!([ids[4]]));
+    assert!(follow["reason"]
+        .as_str()
+        .expect("reason")
+        .contains("14 days"));
+    assert!(
+        list.iter().all(|r| r["kind"] != "best_campaign"),
+        "no campaign data"
+    );
+
+    plant
+        .refused(
+            Method::DELETE,
+            &format!("/niches/{niche_id}"),
+            None,
+            StatusCode::CONFLICT,
+            "CONFLICT",
+        )
+        .await;
+    let empty = plant
+        .ok(
+            Method::POST,
+            "/niches",
+            Some(json!({"name": "Empty"})),
+            StatusCode::CREATED,
+        )
+        .await;
+    plant
+        .ok(
+            Method::DELETE,
+            &format!("/niches/{}", empty["id"]),
+            None,
+            StatusCode::NO_CONTENT,
+        )
+        .await;
+    plant
+        .refused(
+            Method::GET,
+            &format!("/niches/{}", empty["id"]),
+            None,
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+        )
+        .await;
+    plant
+        .refused(
+            Method::GET,
+            "/niches/999/stats",
+            None,
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+        )
+        .await;
+    plant.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn campaigns_send_through_the_host_with_a_retry() {
+    let hook = Arc::new(Hook::default());
+    hook.fail_first.store(1, Ordering::SeqCst);
+    let addr = hook_server(hook.clone()).await;
+    let plant = start(Some(addr)).await;
+    plant
+        .ok(
+            Method::PUT,
+            "/settings/integrations",
+            Some(json!({"webhook_secret": SECRET})),
+            StatusCode::OK,
+        )
+        .await;
+    plant
+        .ok(
+            Method::PUT,
+            "/settings/scheduling",
+            Some(json!({"delivery_max_attempts": 3, "delivery_backoff_ms": 10})),
+            StatusCode::OK,
+        )
+        .await;
+    let niche = plant
+        .ok(
+            Method::POST,
+            "/niches",
+            Some(json!({"name": "Bakeries"})),
+            StatusCode::CREATED,
+        )
+        .await;
+    let niche_id = niche["id"].as_i64().expect("id");
+    for (company, email, score) in [
+        ("Boulangerie Paul", "paul@bread.fr", 70),
+        ("Fournil", "f@four.fr", 80),
+        ("Low", "low@x.fr", 5),
+    ] {
+        plant
+            .create(
+                json!({"company": company, "email": email, "score": score, "niche_id": niche_id}),
+            )
+            .await;
+    }
+    plant
+        .create(json!({"company": "Elsewhere", "email": "e@x.fr", "score": 99}))
+        .await;
+
+    // Templates are checked on save.
+    let bad = plant
+        .refused(
+            Method::POST,
+            "/campaigns",
+            Some(
+                json!({"name": "C", "channel": "fax", "template": "Hi {{name}}",
+            "target": {"score_min": 500, "colour": 1}}),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+        )
+        .await;
+    let fields = detail_fields(&bad);
+    for field in ["channel", "template", "target.colour", "target.score_min"] {
+        assert!(fields.contains(&field.to_string()), "{field}: {bad}");
+    }
+    assert!(bad.to_string().contains("{{name}}"), "{bad}");
+    let campaign = plant
+        .ok(Method::POST, "/campaigns", Some(json!({"name": "Hiver", "niche_id": niche_id, "channel": "email",
+            "template": "Bonjour {{ company }}, score {{score}} ({{niche}})", "target": {"score_min": 50}})),
+            StatusCode::CREATED)
+        .await;
+    let id = campaign["id"].as_i64().expect("id");
+    assert_eq!(campaign["status"], "draft");
+    plant
+        .refused(
+            Method::PUT,
+            &format!("/campaigns/{id}/status"),
+            Some(json!({"status": "paused"})),
+            StatusCode::CONFLICT,
+            "CONFLICT",
+        )
+        .await;
+    plant
+        .refused(
+            Method::PUT,
+            &format!("/campaigns/{id}/status"),
+            Some(json!({"status": "active"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+        )
+        .await;
+    plant
+        .ok(
+            Method::PUT,
+            &format!("/campaigns/{id}"),
+            Some(json!({"webhook_url": format!("http://{addr}/hook")})),
+            StatusCode::OK,
+        )
+        .await;
+    let stats = plant.get(&format!("/campaigns/{id}/stats")).await;
+    assert_eq!(stats["targeted"], 2);
+    assert_eq!(stats["contacted"], 0);
+
+    let active = plant
+        .ok(
+            Method::PUT,
+            &format!("/campaigns/{id}/status"),
+            Some(json!({"status": "active"})),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(active["status"], "active");
+    plant
+        .wait_for(
+            &format!("SELECT COUNT(*) FROM leads_deliveries WHERE campaign_id = {id}"),
+            2,
+        )
+        .await;
+    let deliveries = plant.get(&format!("/campaigns/{id}/deliveries")).await;
+    let items = deliveries["items"].as_array().expect("items");
+    assert!(
+        items.iter().all(|d| d["status"] == "delivered"),
+        "{deliveries}"
+    );
+    let attempts: Vec<i64> = items
+        .iter()
+        .map(|d| d["attempts"].as_i64().expect("n"))
+        .collect();
+    assert_eq!(attempts, [2, 1], "the first delivery was retried once");
+    let bodies = hook.bodies.lock().expect("lock").clone();
+    assert_eq!(bodies.len(), 2);
+    let (signature, first) = &bodies[0];
+    assert_eq!(
+        first["message"],
+        "Bonjour Boulangerie Paul, score 70 (Bakeries)"
+    );
+    assert_eq!(first["to"], "paul@bread.fr");
+    assert_eq!(
+        signature.as_deref(),
+        Some(sign(first.to_string().as_bytes()).as_str())
+    );
+    assert_eq!(plant.get("/status/contacted").await["total"], 2);
+
+    // A partner reports a response, signed.
+    let update = json!({"campaign_id": id, "lead_id": first["lead_id"], "status": "responded"});
+    let response = plant
+        .webhook(
+            "/webhooks/campaigns",
+            &update,
+            Some(sign(update.to_string().as_bytes())),
+            None,
+        )
+        .await;
+    assert_eq!(
+        expect_status(response, StatusCode::OK).await["status"],
+        "responded"
+    );
+    let stats = plant.get(&format!("/campaigns/{id}/stats")).await;
+    assert_eq!(
+        (stats["contacted"].as_i64(), stats["responded"].as_i64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(stats["response_rate"], 0.5);
+
+    // Moves after active; completed is final.
+    plant
+        .ok(
+            Method::PUT,
+            &format!("/campaigns/{id}/status"),
+            Some(json!({"status": "paused"})),
+            StatusCode::OK,
+        )
+        .await;
+    plant
+        .ok(
+            Method::PUT,
+            &format!("/campaigns/{id}/status"),
+            Some(json!({"status": "active"})),
+            StatusCode::OK,
+        )
+        .await;
+    plant
+        .refused(
+            Method::DELETE,
+            &format!("/campaigns/{id}"),
+            None,
+            StatusCode::CONFLICT,
+            "CONFLICT",
+        )
+        .await;
+    plant
+        .ok(
+            Method::PUT,
+            &format!("/campaigns/{id}/status"),
+            Some(json!({"status": "completed"})),
+            StatusCode::OK,
+        )
+        .await;
+    let final_move = plant
+        .refused(
+            Method::PUT,
+            &format!("/campaigns/{id}/status"),
+            Some(json!({"status": "active"})),
+            StatusCode::CONFLICT,
+            "CONFLICT",
+        )
+        .await;
+    assert!(final_move["error"]["message"]
+        .as_str()
+        .expect("m")
+        .contains("completed is final"));
+    assert_eq!(plant.get("/campaigns").await["total"], 1);
+    plant
+        .ok(
+            Method::DELETE,
+            &format!("/campaigns/{id}"),
+            None,
+            StatusCode::NO_CONTENT,
+        )
+        .await;
+    plant
+        .refused(
+            Method::GET,
+            &format!("/campaigns/{id}"),
+            None,
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+        )
+        .await;
+    plant.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_need_a_signature_and_are_idempotent() {
+    let plant = start(None).await;
+    let form = json!({"company": "Formulaire SA", "email": "contact@form.fr"});
+    let raw = form.to_string();
+    // No secret configured yet: nothing is accepted.
+    let response = plant
+        .webhook("/webhooks/leads", &form, Some(sign(raw.as_bytes())), None)
+        .await;
+    expect_error(response, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
+
+    // Settings: 422 naming the field; the secret never comes back.
+    let bad = plant
+        .refused(
+            Method::PUT,
+            "/settings/integrations",
+            Some(json!({"webhook_secret": "short", "outbound_urls": ["ftp://x"]})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+        )
+        .await;
+    assert_eq!(detail_fields(&bad), ["webhook_secret", "outbound_urls[0]"]);
+    let saved = plant
+        .ok(
+            Method::PUT,
+            "/settings/integrations",
+            Some(json!({"webhook_secret": SECRET})),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(saved["webhook_secret"], "********");
+    let read = plant.get("/settings/integrations").await;
+    assert_eq!(read["webhook_secret"], "********");
+    assert_eq!(read["webhook_secret_set"], true);
+    assert!(!read.to_string().contains(SECRET));
+    // A PUT without the secret (or with the mask) keeps it.
+    plant
+        .ok(
+            Method::PUT,
+            "/settings/integrations",
+            Some(json!({"webhook_secret": "********", "outbound_events": ["created"]})),
+            StatusCode::OK,
+        )
+        .await;
+
+    let response = plant.webhook("/webhooks/leads", &form, None, None).await;
+    expect_error(response, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
+    let response = plant
+        .webhook("/webhooks/leads", &form, Some("sha256=00".into()), None)
+        .await;
+    expect_error(response, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
+    let other = json!({"company": "Tampered", "email": "contact@form.fr"});
+    let response = plant
+        .webhook("/webhooks/leads", &other, Some(sign(raw.as_bytes())), None)
+        .await;
+    expect_error(response, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
+    assert_eq!(plant.scalar("SELECT COUNT(*) FROM leads").await, 0);
+
+    let response = plant
+        .webhook(
+            "/webhooks/leads",
+            &form,
+            Some(sign(raw.as_bytes())),
+            Some("form-1"),
+        )
+        .await;
+    let created = expect_status(response, StatusCode::CREATED).await;
+    assert_eq!(created["source"], "webhook");
+    // The replay answers the same and creates nothing.
+    let response = plant
+        .webhook(
+            "/webhooks/leads",
+            &form,
+            Some(sign(raw.as_bytes())),
+            Some("form-1"),
+        )
+        .await;
+    assert_eq!(
+        response
+            .headers()
+            .get("idempotent-replay")
+            .map(|v| v.to_str().unwrap_or_default()),
+        Some("true")
+    );
+    let replayed = expect_status(response, StatusCode::CREATED).await;
+    assert_eq!(replayed, created);
+    assert_eq!(plant.scalar("SELECT COUNT(*) FROM leads").await, 1);
+    // A new key is a new request: here a duplicate.
+    let response = plant
+        .webhook(
+            "/webhooks/leads",
+            &form,
+            Some(sign(raw.as_bytes())),
+            Some("form-2"),
+        )
+        .await;
+    expect_error(response, StatusCode::CONFLICT, "CONFLICT").await;
+    let bad = json!({"company": ""});
+    let response = plant
+        .webhook(
+            "/webhooks/leads",
+            &bad,
+            Some(sign(bad.to_string().as_bytes())),
+            None,
+        )
+        .await;
+    expect_error(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+    let update = json!({"campaign_id": 1, "lead_id": 1, "status": "responded"});
+    let response = plant
+        .webhook(
+            "/webhooks/campaigns",
+            &update,
+            Some(sign(update.to_string().as_bytes())),
+            None,
+        )
+        .await;
+    expect_error(response, StatusCode::NOT_FOUND, "NOT_FOUND").await;
+    let response = plant
+        .webhook(
+            "/webhooks/campaigns",
+            &update,
+            Some("sha256=bad".into()),
+            None,
+        )
+        .await;
+    expect_error(response, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
+    plant.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_stats_and_logs() {
+    let plant = start(None).await;
+    for (name, body, field) in [
+        (
+            "general",
+            json!({"lead_retention_days": 0}),
+            "lead_retention_days",
+        ),
+        ("general", json!({"colour": "red"}), "colour"),
+        (
+            "notifications",
+            json!({"recipients": ["nope"]}),
+            "recipients[0]",
+        ),
+        (
+            "notifications",
+            json!({"notify_on": ["everything"]}),
+            "notify_on[0]",
+        ),
+        (
+            "scheduling",
+            json!({"delivery_max_attempts": 11}),
+            "delivery_max_attempts",
+        ),
+        (
+            "scheduling",
+            json!({"follow_up_days": "soon"}),
+            "follow_up_days",
+        ),
+    ] {
+        let bad = plant
+            .refused(
+                Method::PUT,
+                &format!("/settings/{name}"),
+                Some(body),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "VALIDATION_ERROR",
+            )
+            .await;
+        assert_eq!(detail_fields(&bad), [field], "{name}: {bad}");
+    }
+    assert_eq!(plant.get("/settings/general").await["timezone"], "UTC");
+    let saved = plant
+        .ok(
+            Method::PUT,
+            "/settings/general",
+            Some(json!({"company_name": "BerinIA", "timezone": "Europe/Paris"})),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(saved["lead_retention_days"], 365);
+    assert_eq!(
+        plant.get("/settings/general").await["company_name"],
+        "BerinIA"
+    );
+    plant
+        .ok(
+            Method::PUT,
+            "/settings/notifications",
+            Some(json!({"email_enabled": true, "recipients": ["ops@berinia.fr"]})),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(
+        plant.get("/settings/notifications").await["recipients"],
+        json!(["ops@berinia.fr"])
+    );
+    assert_eq!(
+        plant.get("/settings/scheduling").await["delivery_max_attempts"],
+        3
+    );
+    let reader = plant.user_with("reader@stats.test", &["leads:read"]).await;
+    expect_error(
+        call(
+            &plant.server,
+            Method::GET,
+            &format!("{API}/settings/general"),
+            &reader,
+            None,
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "AUTHORIZATION_ERROR",
+    )
+    .await;
+
+    let mut ids = Vec::new();
+    for (company, source) in [("A", "web"), ("B", "web"), ("C", "salon"), ("D", "web")] {
+        ids.push(
+            plant
+                .create(json!({"company": company, "source": source, "score": 50}))
+                .await["id"]
+                .as_i64()
+                .expect("id"),
+        );
+    }
+    for status in ["contacted", "qualified", "converted"] {
+        plant
+            .ok(
+                Method::PUT,
+                &format!("/{}", ids[0]),
+                Some(json!({"status": status})),
+                StatusCode::OK,
+            )
+            .await;
+    }
+    plant
+        .ok(
+            Method::PUT,
+            &format!("/{}", ids[1]),
+            Some(json!({"status": "contacted"})),
+            StatusCode::OK,
+        )
+        .await;
+    plant
+        .ok(
+            Method::PUT,
+            &format!("/{}", ids[2]),
+            Some(json!({"status": "lost"})),
+            StatusCode::OK,
+        )
+        .await;
+
+    let overview = plant.get("/stats/overview").await;
+    assert_eq!(overview["leads"]["total"], 4);
+    assert_eq!(overview["leads"]["converted"], 1);
+    assert_eq!(overview["leads"]["conversion_rate"], 0.25);
+    assert_eq!(overview["leads"]["average_score"], 50.0);
+    assert_eq!(overview["leads"]["new_last_30_days"], 4);
+    assert_eq!(overview["leads"]["per_status"]["lost"], 1);
+    let leads = plant.get("/stats/leads").await;
+    assert_eq!(
+        leads["per_source"][0],
+        json!({"key": "web", "leads": 3, "converted": 1, "conversion_rate": 0.3333})
+    );
+    assert_eq!(leads["score_distribution"]["40-59"], 4);
+    let conversion = plant.get("/stats/conversion").await;
+    let funnel: Vec<i64> = conversion["funnel"]
+        .as_array()
+        .expect("funnel")
+        .iter()
+        .map(|s| s["leads"].as_i64().expect("n"))
+        .collect();
+    assert_eq!(funnel, [4, 2, 1, 1]);
+    assert_eq!(plant.get("/stats/campaigns").await, json!([]));
+    assert_eq!(plant.get("/stats/niches").await, json!([]));
+    for (period, points) in [
+        ("day", 30),
+        ("week", 12),
+        ("month", 12),
+        ("quarter", 8),
+        ("year", 5),
+    ] {
+        let series = plant.get(&format!("/stats/period/{period}")).await;
+        let list = series["series"].as_array().expect("series");
+        assert_eq!(list.len(), points, "{period}");
+        let last = &list[points - 1];
+        assert_eq!(
+            (last["leads"].as_i64(), last["converted"].as_i64()),
+            (Some(4), Some(1)),
+            "{period}: {series}"
+        );
+        assert_eq!(series["leads"], 4);
+    }
+    // Old rows fall in their own bucket or outside the window.
+    plant
+        .sql(&format!(
+            "UPDATE leads SET created_at = '2001-01-01T00:00:00.000000Z' WHERE id = {}",
+            ids[3]
+        ))
+        .await;
+    assert_eq!(plant.get("/stats/period/year").await["leads"], 3);
+    plant
+        .refused(
+            Method::GET,
+            "/stats/period/decade",
+            None,
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+        )
+        .await;
+
+    let logs = plant.get("/logs?kind=lead").await;
+    assert_eq!(logs["total"], 4);
+    assert!(logs["items"][0]["message"]
+        .as_str()
+        .expect("m")
+        .contains("created via api"));
+    assert!(plant.get("/logs").await["total"].as_i64().expect("n") >= 6);
+    assert_eq!(plant.get("/logs/errors").await["total"], 0);
+    assert_eq!(plant.get("/logs/agents").await["total"], 0);
+    plant.server.stop().await;
+}
+
+/// A lead's current row.
+async fn lead(plant: &Plant, id: i64) -> Value {
+    plant.get(&format!("/{id}")).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_do_their_jobs_on_real_rows() {
+    let hook = Arc::new(Hook::default());
+    let addr = hook_server(hook.clone()).await;
+    let plant = start(Some(addr)).await;
+    let mut events = plant.server.state.events.subscribe();
+    let acme = plant
+        .create(json!({"company": "Acme SARL", "email": "a@acme.fr", "source": "linkedin", "tags": ["vip"], "contact_name": "Alice"}))
+        .await["id"].as_i64().expect("id");
+    let acme_again = plant
+        .create(json!({"company": "Acme S.A.R.L.", "email": "b@acme.fr", "phone": "01 02 03 04 05", "notes": "second", "tags": ["fr"]}))
+        .await["id"].as_i64().expect("id");
+    let gamma = plant
+        .create(json!({"company": "Gamma", "website": "https://www.gamma.io", "source": "salon"}))
+        .await["id"]
+        .as_i64()
+        .expect("id");
+    let delta = plant
+        .create(json!({"company": "Delta", "email": "d@delta.fr", "contact_name": "Dan", "website": "https://delta.fr"}))
+        .await["id"].as_i64().expect("id");
+
+    // Configs are checked against the type.
+    let bad = plant
+        .refused(
+            Method::POST,
+            "/agents",
+            Some(json!({"name": "s", "type": "scorer", "schedule": "soon",
+            "config": {"rules": [{"field": "colour", "op": "like", "points": 500}], "extra": 1}})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+        )
+        .await;
+    let fields = detail_fields(&bad);
+    for field in [
+        "config.extra",
+        "config.rules[0].field",
+        "config.rules[0].op",
+        "config.rules[0].points",
+        "schedule",
+    ] {
+        assert!(fields.contains(&field.to_string()), "{field}: {bad}");
+    }
+    for (kind, config, field) in [
+        (
+            "qualifier",
+            json!({"qualify_at": 50, "lose_below": 60}),
+            "config.lose_below",
+        ),
+        (
+            "deduplicator",
+            json!({"match_on": "vibes"}),
+            "config.match_on",
+        ),
+        ("follow_up", json!({}), "config.days"),
+        (
+            "enricher",
+            json!({"url": "ftp://x", "fields": ["email"]}),
+            "config.url",
+        ),
+        ("oracle", json!({}), "type"),
+    ] {
+        let bad = plant
+            .refused(
+                Method::POST,
+                "/agents",
+                Some(json!({"name": kind, "type": kind, "config": config})),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "VALIDATION_ERROR",
+            )
+            .await;
+        assert!(
+            detail_fields(&bad).contains(&field.to_string()),
+            "{kind}: {bad}"
+        );
+    }
+
+    // Scorer: rules to scores.
+    let scorer = plant
+        .ok(
+            Method::POST,
+            "/agents",
+            Some(
+                json!({"name": "Scorer", "type": "scorer", "config": {"base": 10, "rules": [
+            {"field": "source", "op": "equals", "value": "LinkedIn", "points": 50},
+            {"field": "tags", "op": "equals", "value": "vip", "points": 20},
+            {"field": "email", "op": "present", "points": 10}]}}),
+            ),
+            StatusCode::CREATED,
+        )
+        .await;
+    assert_eq!(
+        (scorer["status"].as_str(), scorer["schedule"].as_str()),
+        (Some("active"), Some("manual"))
+    );
+    let run = plant
+        .ok(
+            Method::POST,
+            &format!("/agents/{}/restart", scorer["id"]),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(
+        (
+            run["outcome"].as_str(),
+            run["examined"].as_i64(),
+            run["changed"].as_i64()
+        ),
+        (Some("ok"), Some(4), Some(4))
+    );
+    assert_eq!(lead(&plant, acme).await["score"], 90);
+    assert_eq!(lead(&plant, acme_again).await["score"], 20);
+    assert_eq!(lead(&plant, gamma).await["score"], 10);
+
+    // Qualifier: thresholds to statuses, through the allowed moves only.
+    plant
+        .ok(
+            Method::PUT,
+            &format!("/{acme}"),
+            Some(json!({"status": "contacted"})),
+            StatusCode::OK,
+        )
+        .await;
+    let qualifier = plant
+        .ok(Method::POST, "/agents", Some(json!({"name": "Qualifier", "type": "qualifier", "config": {"qualify_at": 80, "lose_below": 15}})), StatusCode::CREATED)
+        .await;
+    let run = plant
+        .ok(
+            Method::POST,
+            &format!("/agents/{}/restart", qualifier["id"]),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(run["changed"], 2, "{run}");
+    assert_eq!(lead(&plant, acme).await["status"], "qualified");
+    assert_eq!(lead(&plant, gamma).await["status"], "lost");
+    assert_eq!(lead(&plant, delta).await["status"], "new");
+
+    // Deduplicator: same company and domain, merged into the oldest.
+    let dedup = plant
+        .ok(
+            Method::POST,
+            "/agents",
+            Some(json!({"name": "Dedup", "type": "deduplicator", "config": {}})),
+            StatusCode::CREATED,
+        )
+        .await;
+    let run = plant
+        .ok(
+            Method::POST,
+            &format!("/agents/{}/restart", dedup["id"]),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(run["changed"], 1, "{run}");
+    plant
+        .refused(
+            Method::GET,
+            &format!("/{acme_again}"),
+            None,
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+        )
+        .await;
+    let merged = lead(&plant, acme).await;
+    assert_eq!(merged["phone"], "01 02 03 04 05");
+    assert_eq!(merged["email"], "a@acme.fr");
+    assert_eq!(merged["notes"], "second");
+    assert_eq!(merged["tags"], json!(["vip", "fr"]));
+    let history = merged["history"].as_array().expect("history");
+    let entry = history
+        .iter()
+        .find(|h| h["action"] == "merged")
+        .expect("merged entry");
+    assert_eq!(entry["data"]["merged"]["id"], acme_again);
+    assert_eq!(entry["data"]["merged"]["email"], "b@acme.fr");
+    // The merged phone now counts as the survivor's for duplicates.
+    plant
+        .refused(
+            Method::POST,
+            "",
+            Some(json!({"company": "X", "phone": "0102030405"})),
+            StatusCode::CONFLICT,
+            "CONFLICT",
+        )
+        .await;
+
+    // Follow-up: open leads untouched for N days get flagged.
+    plant.sql(&format!("UPDATE leads SET updated_at = '2020-01-01T00:00:00.000000Z' WHERE id IN ({delta}, {gamma})")).await;
+    let follow = plant
+        .ok(
+            Method::POST,
+            "/agents",
+            Some(json!({"name": "Follow", "type": "follow_up", "config": {"days": 7}})),
+            StatusCode::CREATED,
+        )
+        .await;
+    let run = plant
+        .ok(
+            Method::POST,
+            &format!("/agents/{}/restart", follow["id"]),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(run["changed"], 1, "{run}");
+    let flagged = lead(&plant, delta).await;
+    assert_eq!(flagged["tags"], json!(["follow_up"]));
+    assert_eq!(
+        flagged["updated_at"], "2020-01-01T00:00:00.000000Z",
+        "a flag is not a touch"
+    );
+    assert_eq!(
+        lead(&plant, gamma).await["tags"],
+        json!([]),
+        "lost leads need no follow-up"
+    );
+    let again = plant
+        .ok(
+            Method::POST,
+            &format!("/agents/{}/restart", follow["id"]),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(again["changed"], 0);
+
+    // Enricher: fills the empty fields from a configured URL, via Host::http.
+    let enricher = plant
+        .ok(Method::POST, "/agents", Some(json!({"name": "Enricher", "type": "enricher",
+            "config": {"url": format!("http://{addr}/broken"), "fields": ["website", "contact_name", "source"]}})), StatusCode::CREATED)
+        .await;
+    let enricher_id = enricher["id"].as_i64().expect("id");
+    let failed = plant
+        .ok(
+            Method::POST,
+            &format!("/agents/{enricher_id}/restart"),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(failed["outcome"], "failed");
+    assert!(
+        failed["errors"][0].as_str().expect("error").contains("404"),
+        "{failed}"
+    );
+    let broken = plant.get(&format!("/agents/{enricher_id}")).await;
+    assert_eq!(broken["status"], "error");
+    assert!(broken["last_error"]
+        .as_str()
+        .expect("error")
+        .contains("404"));
+    let event = loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("in time")
+            .expect("event");
+        if event.topic == "leads.agent.failed" {
+            break event.data.clone();
+        }
+    };
+    assert_eq!(event["id"], enricher_id);
+    assert_eq!(plant.get("/logs/errors").await["total"], 1);
+    plant
+        .refused(
+            Method::PUT,
+            &format!("/agents/{enricher_id}/status"),
+            Some(json!({"status": "active"})),
+            StatusCode::CONFLICT,
+            "CONFLICT",
+        )
+        .await;
+    plant
+        .ok(Method::PUT, &format!("/agents/{enricher_id}"), Some(json!({"config": {"url": format!("http://{addr}/enrich"), "fields": ["website", "contact_name", "source"]}})), StatusCode::OK)
+        .await;
+    let run = plant
+        .ok(
+            Method::POST,
+            &format!("/agents/{enricher_id}/restart"),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(
+        (
+            run["outcome"].as_str(),
+            run["examined"].as_i64(),
+            run["changed"].as_i64()
+        ),
+        (Some("ok"), Some(3), Some(2)),
+        "{run}"
+    );
+    let enriched = lead(&plant, acme).await;
+    assert_eq!(enriched["website"], "https://enriched.example");
+    assert_eq!(
+        enriched["contact_name"], "Alice",
+        "only empty fields are filled"
+    );
+    assert_eq!(
+        enriched["source"], "linkedin",
+        "a value of the wrong type is ignored"
+    );
+    assert_eq!(
+        plant.get(&format!("/agents/{enricher_id}")).await["status"],
+        "active"
+    );
+    let logs = plant.get(&format!("/agents/{enricher_id}/logs")).await;
+    assert_eq!(logs["total"], 2);
+    assert_eq!(logs["items"][1]["outcome"], "failed");
+    assert!(
+        plant.get("/logs/agents").await["total"]
+            .as_i64()
+            .expect("n")
+            >= 7
+    );
+
+    // A scheduled agent runs from the host's scheduler: a task on the
+    // plugin's run_agents job.
+    let stale = plant
+        .ok(Method::POST, "/agents", Some(json!({"name": "Stale", "type": "follow_up", "schedule": "1h", "config": {"days": 7, "tag": "stale"}})), StatusCode::CREATED)
+        .await;
+    assert!(stale["next_run_at"].is_string());
+    let task = json!({"id": "leads-agents", "name": "Leads agents", "type": "interval", "interval": {"hours": 1},
+        "job": "leads.run_agents", "enabled": true});
+    expect_status(
+        call(
+            &plant.server,
+            Method::POST,
+            "/system/tasks",
+            &plant.admin,
+            Some(task),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    expect_status(
+        call(
+            &plant.server,
+            Method::POST,
+            "/system/tasks/leads-agents/run",
+            &plant.admin,
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    plant
+        .wait_for(
+            "SELECT COUNT(*) FROM leads WHERE tags LIKE '%\"stale\"%'",
+            1,
+        )
+        .await;
+    let ran = plant.get(&format!("/agents/{}", stale["id"])).await;
+    assert!(ran["last_run_at"].is_string());
+    assert!(
+        ran["next_run_at"].as_str() > ran["last_run_at"].as_str(),
+        "next run an hour later: {ran}"
+    );
+
+    plant
+        .ok(
+            Method::PUT,
+            &format!("/agents/{}/status", stale["id"]),
+            Some(json!({"status": "inactive"})),
+            StatusCode::OK,
+        )
+        .await;
+    assert!(plant.get(&format!("/agents/{}", stale["id"])).await["next_run_at"].is_null());
+    plant
+        .refused(
+            Method::PUT,
+            &format!("/agents/{}/status", stale["id"]),
+            Some(json!({"status": "error"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+        )
+        .await;
+    assert_eq!(plant.get("/agents").await["total"], 6);
+    plant
+        .ok(
+            Method::DELETE,
+            &format!("/agents/{}", stale["id"]),
+            None,
+            StatusCode::NO_CONTENT,
+        )
+        .await;
+    plant
+        .refused(
+            Method::GET,
+            &format!("/agents/{}/logs", stale["id"]),
+            None,
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+        )
+        .await;
+    plant.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_csv_and_xlsx_and_import_csv() {
+    use calamine::{open_workbook_from_rs, Data, Reader, Xlsx};
+
+    let plant = start(None).await;
+    let acme = plant
+        .create(
+            json!({"company": "Acme, \"the\" SARL", "email": "a@acme.fr", "score": 70,
+            "tags": ["vip", "paris"], "notes": "line one\nline two", "source": "linkedin"}),
+        )
+        .await;
+    plant
+        .create(json!({"company": "Beta", "phone": "+33 1 23 45 67 89", "source": "salon"}))
+        .await;
+    plant
+        .create(json!({"company": "Gamma", "source": "linkedin", "score": 10}))
+        .await;
+
+    let response = plant
+        .send(Method::GET, "/export?format=csv&source=linkedin", None)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/csv; charset=utf-8"
+    );
+    assert!(response.headers()["content-disposition"]
+        .to_str()
+        .expect("h")
+        .contains("leads.csv"));
+    let text = response.text().await.expect("text");
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("id,company,contact_name,email,phone,website,source,niche_id,campaign_id,status,score,tags,notes,owner_id,converted_at,created_at,updated_at")
+    );
+    assert!(text.contains(&format!("{},\"Acme, \"\"the\"\" SARL\",,a@acme.fr,,,linkedin,,,new,70,vip;paris,\"line one\nline two\",", acme["id"])), "{text}");
+    assert!(text.contains(",Gamma,"));
+    assert!(!text.contains("Beta"), "filtered out");
+    plant
+        .refused(
+            Method::GET,
+            "/export?format=pdf",
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+        )
+        .await;
+
+    let response = plant
+        .send(Method::GET, "/export?format=xlsx&sort_by=company", None)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = response.bytes().await.expect("bytes").to_vec();
+    let mut workbook: Xlsx<_> =
+        open_workbook_from_rs(std::io::Cursor::new(bytes)).expect("an xlsx the reader opens");
+    let sheet = workbook.worksheet_range("Leads").expect("the Leads sheet");
+    let rows: Vec<Vec<Data>> = sheet.rows().map(|row| row.to_vec()).collect();
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[0][1], Data::String("company".into()));
+    assert_eq!(rows[1][1], Data::String("Acme, \"the\" SARL".into()));
+    assert_eq!(rows[1][10], Data::Float(70.0));
+    assert_eq!(rows[1][12], Data::String("line one\nline two".into()));
+    assert_eq!(rows[2][4], Data::String("+33 1 23 45 67 89".into()));
+    assert_eq!(rows[3][1], Data::String("Gamma".into()));
+
+    // Import: a header checked at upload, then the job, with per-line
+    // errors and duplicates.
+    let bad = plant
+        .server
+        .post(&format!("{API}/import"))
+        .bearer_auth(&plant.admin)
+        .header("content-type", "text/csv")
+        .body("name;colour\nx;y\n")
+        .send()
+        .await
+        .expect("send");
+    let bad = expect_error(bad, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR").await;
+    assert!(bad.to_string().contains("unknown column colour"), "{bad}");
+    let file = "company,email,phone,score,tags,status\n\
+                Delta,d@delta.fr,,40,b2b; x,\n\
+                Epsilon,,+33 6 00 00 00 01,,,contacted\n\
+                Copy of Acme,A@ACME.fr,,,,\n\
+                Delta again,D@delta.fr,,,,\n\
+                Broken,not-an-email,,,,\n\
+                Scored,,,high,,\n\
+                ,,,,,\n";
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(file.as_bytes().to_vec()).file_name("leads.csv"),
+    );
+    let response = plant
+        .server
+        .post(&format!("{API}/import"))
+        .bearer_auth(&plant.admin)
+        .multipart(form)
+        .send()
+        .await
+        .expect("send");
+    let import = expect_status(response, StatusCode::ACCEPTED).await;
+    let id = import["id"].as_i64().expect("id");
+    assert_eq!(import["rows_total"], 7);
+    plant
+        .wait_for(
+            &format!("SELECT COUNT(*) FROM leads_imports WHERE id = {id} AND status = 'completed'"),
+            1,
+        )
+        .await;
+    let done = plant.get(&format!("/import/{id}")).await;
+    assert_eq!(
+        (
+            done["rows_imported"].as_i64(),
+            done["rows_duplicate"].as_i64(),
+            done["rows_failed"].as_i64()
+        ),
+        (Some(2), Some(2), Some(3)),
+        "{done}"
+    );
+    let problems: Vec<(i64, String, String)> = done["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .map(|p| {
+            (
+                p["line"].as_i64().expect("line"),
+                p["kind"].as_str().expect("kind").to_string(),
+                p["message"].as_str().expect("message").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(problems.len(), 5, "{problems:?}");
+    assert_eq!((problems[0].0, problems[0].1.as_str()), (4, "duplicate"));
+    assert!(
+        problems[0].2.contains(&format!("lead {}", acme["id"])),
+        "{problems:?}"
+    );
+    assert_eq!((problems[1].0, problems[1].1.as_str()), (5, "duplicate"));
+    assert!(problems[1].2.contains("line 2"), "{problems:?}");
+    assert_eq!(problems[2].0, 6);
+    assert_eq!(done["problems"][2]["field"], "email");
+    assert_eq!(
+        (problems[3].0, done["problems"][3]["field"].as_str()),
+        (7, Some("score"))
+    );
+    assert_eq!(
+        (problems[4].0, done["problems"][4]["field"].as_str()),
+        (8, Some("company"))
+    );
+    let delta = plant.get("?search=delta").await;
+    assert_eq!(delta["items"][0]["tags"], json!(["b2b", "x"]));
+    assert_eq!(delta["items"][0]["source"], "import");
+    assert_eq!(delta["items"][0]["score"], 40);
+    assert_eq!(
+        plant.get("/status/contacted").await["items"][0]["company"],
+        "Epsilon"
+    );
+    assert!(plant.get("/logs?kind=import").await["items"][0]["message"]
+        .as_str()
+        .expect("m")
+        .contains("2 leads created"));
+    plant
+        .refused(
+            Method::GET,
+            "/import/999",
+            None,
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+        )
+        .await;
+    plant.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn created_and_converted_are_posted_signed_to_outbound_urls() {
+    let hook = Arc::new(Hook::default());
+    let addr = hook_server(hook.clone()).await;
+    let plant = start(Some(addr)).await;
+    plant
+        .ok(
+            Method::PUT,
+            "/settings/integrations",
+            Some(json!({"webhook_secret": SECRET,
+            "outbound_urls": [format!("http://{addr}/hook")], "outbound_events": ["converted"]})),
+            StatusCode::OK,
+        )
+        .await;
+    let lead = plant.create(json!({"company": "Outbound"})).await;
+    let id = lead["id"].as_i64().expect("id");
+    for status in ["contacted", "qualified", "converted"] {
+        plant
+            .ok(
+                Method::PUT,
+                &format!("/{id}"),
+                Some(json!({"status": status})),
+                StatusCode::OK,
+            )
+            .await;
+    }
+    for _ in 0..100 {
+        if !hook.bodies.lock().expect("lock").is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Only converted was asked for: created is not posted.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let bodies = hook.bodies.lock().expect("lock").clone();
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    let (signature, body) = &bodies[0];
+    assert_eq!(body["event"], "leads.converted");
+    assert_eq!(body["data"]["id"], id);
+    assert_eq!(body["data"]["status"], "converted");
+    assert_eq!(
+        signature.as_deref(),
+        Some(sign(body.to_string().as_bytes()).as_str())
+    );
+    plant.server.stop().await;
+}
