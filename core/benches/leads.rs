@@ -9,8 +9,8 @@
 //!    pool (the FTS triggers and indexes do their work as for API writes;
 //!    the API has no bulk route to time here).
 //! 2. Latency over HTTP, one request at a time, p50/p90/p99 of
-//!    [`SAMPLES`] requests: a list with full-text search + a status filter
-//!    + a sort by score (the word changes per request, each in 1/40 of
+//!    [`SAMPLES`] requests: a list with full-text search, a status filter
+//!    and a sort by score (the word changes per request, each in 1/40 of
 //!    the leads); a list with filters and a sort, no search;
 //!    `/stats/overview`.
 //! 3. `GET /export?format=csv` of all 200,000 leads: time, size, and the
