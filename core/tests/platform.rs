@@ -14,8 +14,11 @@ use serde_json::json;
 async fn every_failure_uses_the_standard_error_body() {
     let server = TestServer::start_with(|config| config.server.max_body_bytes = 1024).await;
 
-    let unknown = server.get("/no/such/route").send().await.expect("send");
-    let body = expect_error(unknown, StatusCode::NOT_FOUND, "NOT_FOUND").await;
+    let body = server
+        .anonymous()
+        .get("/no/such/route")
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
+        .await;
     assert!(body["error"]["message"]
         .as_str()
         .is_some_and(|m| m.contains("/no/such/route")));
@@ -30,13 +33,12 @@ async fn every_failure_uses_the_standard_error_body() {
     .await;
     assert_eq!(allow.as_ref().and_then(|v| v.to_str().ok()), Some("POST"));
 
-    let oversize = server
+    server
+        .anonymous()
         .post("/auth/register")
-        .json(&json!({"email": "a@b.co", "password": "x".repeat(4096)}))
-        .send()
-        .await
-        .expect("send");
-    expect_error(oversize, StatusCode::PAYLOAD_TOO_LARGE, "VALIDATION_ERROR").await;
+        .json(json!({"email": "a@b.co", "password": "x".repeat(4096)}))
+        .expect_error(StatusCode::PAYLOAD_TOO_LARGE, "VALIDATION_ERROR")
+        .await;
 
     server.stop().await;
 }

@@ -192,15 +192,12 @@ async fn a_hostile_migration_is_refused_at_every_entrance() {
         .expect("send");
     expect_error(reload, StatusCode::UNPROCESSABLE_ENTITY, "PLUGIN_ERROR").await;
     let answer = server
+        .anonymous()
         .post("/api/v1/intruder/sql")
-        .json(&json!({"sql": "SELECT COUNT(*) AS n FROM intruder_notes"}))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(
-        expect_status(answer, StatusCode::OK).await,
-        json!([{"n": 0}])
-    );
+        .json(json!({"sql": "SELECT COUNT(*) AS n FROM intruder_notes"}))
+        .expect(StatusCode::OK)
+        .await;
+    assert_eq!(answer, json!([{"n": 0}]));
     assert_eq!(host_state(&server).await, before);
 
     // Start-up: the hostile file is in the directory when the host starts.
@@ -257,13 +254,12 @@ async fn the_plugins_sql_cannot_reach_the_hosts_tables() {
         "SELECT name FROM sqlite_master",
         "SELECT * FROM pragma_table_info('users')",
     ] {
-        let answer = server
+        let body = server
+            .anonymous()
             .post("/api/v1/intruder/sql")
-            .json(&json!({"sql": attack}))
-            .send()
-            .await
-            .expect("send");
-        let body = expect_status(answer, StatusCode::FORBIDDEN).await;
+            .json(json!({"sql": attack}))
+            .expect(StatusCode::FORBIDDEN)
+            .await;
         assert!(body["refused"].is_string(), "{attack}: {body}");
         assert!(
             !body.to_string().contains("argon2"),

@@ -73,11 +73,11 @@ async fn listeners_get_another_plugins_events_in_order_and_one_panic_harms_no_on
     let admin = server.admin_token().await;
     let received = async || -> Value {
         let response = server
+            .anonymous()
             .get("/api/v1/listener/events")
-            .send()
-            .await
-            .expect("send");
-        expect_status(response, StatusCode::OK).await
+            .expect(StatusCode::OK)
+            .await;
+        response
     };
     // The start hook ran once the listener served.
     eventually("the start hook has run", async || {
@@ -165,12 +165,11 @@ async fn listeners_get_another_plugins_events_in_order_and_one_panic_harms_no_on
     assert_eq!(calm("delivered"), Some(4.0), "{metrics}");
     assert_eq!(calm("panicked"), None, "{metrics}");
     let calm_rows = server
+        .anonymous()
         .get("/api/v1/calm-listener/events")
-        .send()
-        .await
-        .expect("send");
-    let calm_texts: Vec<Value> = expect_status(calm_rows, StatusCode::OK)
-        .await
+        .expect(StatusCode::OK)
+        .await;
+    let calm_texts: Vec<Value> = calm_rows
         .as_array()
         .expect("rows")
         .iter()
@@ -187,8 +186,11 @@ async fn listeners_get_another_plugins_events_in_order_and_one_panic_harms_no_on
         ]
     );
     // The host and all three plugins carry on.
-    let ping = server.get("/api/v1/hello/ping").send().await.expect("send");
-    expect_status(ping, StatusCode::OK).await;
+    server
+        .anonymous()
+        .get("/api/v1/hello/ping")
+        .expect(StatusCode::OK)
+        .await;
     let state = server
         .get("/system/plugins/listener")
         .bearer_auth(&admin)
@@ -317,12 +319,11 @@ async fn a_unique_violation_is_a_409_naming_the_column_without_sql() {
     let dir = tempfile::tempdir().expect("dir");
     deploy(&testbed_variant(""), dir.path(), "libxcore_plugin_hello.so");
     let server = start_with_plugins(dir.path(), |_| {}).await;
-    let response = server
+    let body = server
+        .anonymous()
         .get("/api/v1/hello/conflict")
-        .send()
-        .await
-        .expect("send");
-    let body = expect_error(response, StatusCode::CONFLICT, "CONFLICT").await;
+        .expect_error(StatusCode::CONFLICT, "CONFLICT")
+        .await;
     assert_eq!(body["error"]["details"][0]["field"], "id", "{body}");
     let text = body.to_string().to_ascii_lowercase();
     for leak in [
@@ -354,24 +355,18 @@ async fn a_plugin_built_with_the_previous_sdk_still_loads_and_works() {
     assert_eq!(details["plugin_api_version"], "0.2.0");
 
     let ping = server
+        .anonymous()
         .get("/api/v1/legacy/ping")
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(
-        expect_status(ping, StatusCode::OK).await,
-        json!({"pong": true})
-    );
+        .expect(StatusCode::OK)
+        .await;
+    assert_eq!(ping, json!({"pong": true}));
     // 0.2's protocol: `execute` answers a bare count...
     let purge = server
+        .anonymous()
         .get("/api/v1/legacy/purge")
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(
-        expect_status(purge, StatusCode::OK).await,
-        json!({"deleted": 0})
-    );
+        .expect(StatusCode::OK)
+        .await;
+    assert_eq!(purge, json!({"deleted": 0}));
     // ...and a failure is text, which still names the refused table.
     let refused = server
         .get("/api/v1/legacy/refused")
@@ -445,11 +440,10 @@ async fn a_scaffolded_out_of_tree_plugin_builds_on_its_own_and_serves() {
         (list["total"].clone(), list["total_pages"].clone()),
         (json!(1), json!(1))
     );
-    let anonymous = server
+    server
+        .anonymous()
         .get("/api/v1/notes/items")
-        .send()
-        .await
-        .expect("send");
-    expect_error(anonymous, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
+        .expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR")
+        .await;
     server.stop().await;
 }

@@ -301,12 +301,11 @@ async fn plugin_calls_carry_the_callers_rights_and_sql_stays_in_the_plugins_tabl
         assert!(metrics.contains(&line), "{line}\n{metrics}");
     }
 
-    let stolen = server
+    let body = server
+        .anonymous()
         .get("/api/v1/hello/steal")
-        .send()
-        .await
-        .expect("send");
-    let body = expect_error(stolen, StatusCode::FORBIDDEN, "AUTHORIZATION_ERROR").await;
+        .expect_error(StatusCode::FORBIDDEN, "AUTHORIZATION_ERROR")
+        .await;
     assert!(
         body["error"]["message"]
             .as_str()
