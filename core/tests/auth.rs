@@ -14,12 +14,7 @@ use serde_json::{json, Value};
 use sqlx::Row;
 
 async fn me(server: &TestServer, token: &str) -> reqwest::Response {
-    server
-        .get("/auth/me")
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("send")
+    server.as_(token).get("/auth/me").send().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,12 +254,10 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
 
     // The rotated token is also accepted as the Bearer credential.
     let third = server
+        .as_(&second_refresh)
         .post("/auth/refresh")
-        .bearer_auth(&second_refresh)
-        .send()
-        .await
-        .expect("send");
-    let third = expect_status(third, StatusCode::OK).await;
+        .expect(StatusCode::OK)
+        .await;
     let third_refresh = third["refresh_token"]
         .as_str()
         .expect("refresh")
@@ -316,13 +309,11 @@ async fn logout_revokes_the_access_token_and_the_session() {
     let other = server.login("frank@example.com", "FrankPassw0rd").await;
     let token = access_token(&session);
 
-    let logout = server
+    server
+        .as_(&token)
         .post("/auth/logout")
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("send");
-    expect_status(logout, StatusCode::NO_CONTENT).await;
+        .expect(StatusCode::NO_CONTENT)
+        .await;
     let body = expect_error(
         me(&server, &token).await,
         StatusCode::UNAUTHORIZED,
@@ -424,13 +415,11 @@ async fn logout_refuses_the_sessions_other_access_tokens() {
     let other = server.login("milo@example.com", "MiloPassw0rd!").await;
     expect_status(me(&server, &access_token(&first)).await, StatusCode::OK).await;
 
-    let logout = server
+    server
+        .as_(&access_token(&second))
         .post("/auth/logout")
-        .bearer_auth(access_token(&second))
-        .send()
-        .await
-        .expect("send");
-    expect_status(logout, StatusCode::NO_CONTENT).await;
+        .expect(StatusCode::NO_CONTENT)
+        .await;
     assert_eq!(
         refused(me(&server, &access_token(&first)).await).await,
         "session revoked"
@@ -452,13 +441,11 @@ async fn deactivation_ends_tokens_for_good_even_after_reactivation() {
     expect_status(me(&server, &access_token(&before)).await, StatusCode::OK).await;
 
     for action in ["deactivate", "activate"] {
-        let response = server
+        server
+            .as_(&admin)
             .post(&format!("/admin/users/{user_id}/{action}"))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .expect("send");
-        expect_status(response, StatusCode::OK).await;
+            .expect(StatusCode::OK)
+            .await;
     }
     refused(me(&server, &access_token(&before)).await).await;
     refused(refresh(&server, &refresh_token(&before)).await).await;
@@ -476,25 +463,21 @@ async fn deactivation_ends_tokens_for_good_even_after_reactivation() {
     // login or rotation committing at the same moment) carries the old
     // token version and is refused on its own account.
     let missed = server.login("nora@example.com", "UserPassw0rd!").await;
-    let response = server
+    server
+        .as_(&admin)
         .post(&format!("/admin/users/{user_id}/deactivate"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("send");
-    expect_status(response, StatusCode::OK).await;
+        .expect(StatusCode::OK)
+        .await;
     sqlx::query("UPDATE refresh_tokens SET revoked_at = NULL WHERE user_id = $1")
         .bind(user_id)
         .execute(server.state.db.pool())
         .await
         .expect("un-revoke");
-    let response = server
+    server
+        .as_(&admin)
         .post(&format!("/admin/users/{user_id}/activate"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("send");
-    expect_status(response, StatusCode::OK).await;
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(
         refused(refresh(&server, &refresh_token(&missed)).await).await,
         "refresh token superseded; please log in again"
@@ -592,33 +575,27 @@ async fn password_update_checks_the_current_password_and_rotates_sessions() {
     let session = server.login("hank@example.com", "HankPassw0rd").await;
     let token = access_token(&session);
 
-    let wrong = server
+    let body = server
+        .as_(&token)
         .put("/auth/password/update")
-        .bearer_auth(&token)
-        .json(&json!({"current_password": "WrongPassw0rd", "new_password": "HankNewPassw0rd"}))
-        .send()
-        .await
-        .expect("send");
-    let body = expect_error(wrong, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR").await;
+        .json(json!({"current_password": "WrongPassw0rd", "new_password": "HankNewPassw0rd"}))
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
+        .await;
     assert_eq!(body["error"]["details"][0]["field"], "current_password");
 
-    let weak = server
+    server
+        .as_(&token)
         .put("/auth/password/update")
-        .bearer_auth(&token)
-        .json(&json!({"current_password": "HankPassw0rd", "new_password": "short"}))
-        .send()
-        .await
-        .expect("send");
-    expect_error(weak, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR").await;
+        .json(json!({"current_password": "HankPassw0rd", "new_password": "short"}))
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
+        .await;
 
-    let updated = server
+    let fresh = server
+        .as_(&token)
         .put("/auth/password/update")
-        .bearer_auth(&token)
-        .json(&json!({"current_password": "HankPassw0rd", "new_password": "HankNewPassw0rd"}))
-        .send()
-        .await
-        .expect("send");
-    let fresh = expect_status(updated, StatusCode::OK).await;
+        .json(json!({"current_password": "HankPassw0rd", "new_password": "HankNewPassw0rd"}))
+        .expect(StatusCode::OK)
+        .await;
     expect_status(me(&server, &access_token(&fresh)).await, StatusCode::OK).await;
     expect_error(
         me(&server, &token).await,

@@ -204,12 +204,7 @@ async fn rate_limits_apply_per_tier_with_headers_and_exemptions() {
 
     // An authenticated user has a per-user budget (4 here), an admin a larger one.
     let token = admin["access_token"].as_str().expect("token").to_string();
-    let response = server
-        .get("/auth/me")
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("send");
+    let response = server.as_(&token).get("/auth/me").send().await;
     assert_eq!(response.headers()["x-ratelimit-limit"], "50");
     expect_status(response, StatusCode::OK).await;
 
@@ -220,33 +215,21 @@ async fn rate_limits_apply_per_tier_with_headers_and_exemptions() {
         .expect("copy account");
     let user_token = xcore_token_for(&server, "u@example.com").await;
     for _ in 0..4 {
-        let response = server
-            .get("/auth/me")
-            .bearer_auth(&user_token)
-            .send()
-            .await
-            .expect("send");
+        let response = server.as_(&user_token).get("/auth/me").send().await;
         assert_eq!(response.headers()["x-ratelimit-limit"], "4");
         expect_status(response, StatusCode::OK).await;
     }
-    let over = server
+    server
+        .as_(&user_token)
         .get("/auth/me")
-        .bearer_auth(&user_token)
-        .send()
-        .await
-        .expect("send");
-    expect_error(over, StatusCode::TOO_MANY_REQUESTS, "RATE_LIMIT").await;
+        .expect_error(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMIT")
+        .await;
     // The admin's budget is separate from the user's.
-    expect_status(
-        server
-            .get("/auth/me")
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("send"),
-        StatusCode::OK,
-    )
-    .await;
+    server
+        .as_(&token)
+        .get("/auth/me")
+        .expect(StatusCode::OK)
+        .await;
     server.stop().await;
 }
 

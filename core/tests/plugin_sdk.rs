@@ -89,14 +89,12 @@ async fn listeners_get_another_plugins_events_in_order_and_one_panic_harms_no_on
     .await;
 
     for text in ["one", "panic", "two", "three"] {
-        let response = server
+        server
+            .as_(&admin)
             .post("/api/v1/hello/greetings")
-            .bearer_auth(&admin)
-            .json(&json!({ "text": text }))
-            .send()
-            .await
-            .expect("send");
-        expect_status(response, StatusCode::CREATED).await;
+            .json(json!({ "text": text }))
+            .expect(StatusCode::CREATED)
+            .await;
     }
     eventually("the listener has seen all four greetings", async || {
         let metrics = server.metrics_text().await;
@@ -192,11 +190,10 @@ async fn listeners_get_another_plugins_events_in_order_and_one_panic_harms_no_on
         .expect(StatusCode::OK)
         .await;
     let state = server
+        .as_(&admin)
         .get("/system/plugins/listener")
-        .bearer_auth(&admin)
         .send()
-        .await
-        .expect("send");
+        .await;
     assert_eq!(
         expect_status(state, StatusCode::OK).await["state"],
         "active"
@@ -345,12 +342,10 @@ async fn a_plugin_built_with_the_previous_sdk_still_loads_and_works() {
     let server = start_with_plugins(dir.path(), |_| {}).await;
     let admin = server.admin_token().await;
     let details = server
+        .as_(&admin)
         .get("/system/plugins/legacy")
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("send");
-    let details = expect_status(details, StatusCode::OK).await;
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(details["state"], "active", "{details}");
     assert_eq!(details["plugin_api_version"], "0.2.0");
 
@@ -418,24 +413,21 @@ async fn a_scaffolded_out_of_tree_plugin_builds_on_its_own_and_serves() {
     let admin = server.admin_token().await;
     let create = async |name: &str| {
         server
+            .as_(&admin)
             .post("/api/v1/notes/items")
-            .bearer_auth(&admin)
-            .json(&json!({ "name": name }))
+            .json(json!({ "name": name }))
             .send()
             .await
-            .expect("send")
     };
     let item = expect_status(create("first").await, StatusCode::CREATED).await;
     assert_eq!(item["name"], "first");
     let taken = expect_error(create("first").await, StatusCode::CONFLICT, "CONFLICT").await;
     assert_eq!(taken["error"]["details"][0]["field"], "name", "{taken}");
     let list = server
+        .as_(&admin)
         .get("/api/v1/notes/items?page=1&page_size=10")
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("send");
-    let list = expect_status(list, StatusCode::OK).await;
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(
         (list["total"].clone(), list["total_pages"].clone()),
         (json!(1), json!(1))

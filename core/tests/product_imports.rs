@@ -162,12 +162,11 @@ async fn suppliers_are_validated_created_listed_changed_and_deleted() {
     let admin = server.admin_token().await;
     let (_, user) = server.user_token("reader@example.com").await;
 
-    expect_error(
-        server.get(&path("/suppliers")).send().await.expect("send"),
-        StatusCode::UNAUTHORIZED,
-        "AUTHENTICATION_ERROR",
-    )
-    .await;
+    server
+        .anonymous()
+        .get(&path("/suppliers"))
+        .expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR")
+        .await;
     server
         .as_(&user)
         .get(&path("/suppliers"))
@@ -671,12 +670,11 @@ async fn uploads_that_cannot_be_read_are_refused_before_a_job_exists() {
         "AUTHORIZATION_ERROR",
     )
     .await;
-    expect_error(
-        server.post(&path("/imports")).send().await.expect("send"),
-        StatusCode::UNAUTHORIZED,
-        "AUTHENTICATION_ERROR",
-    )
-    .await;
+    server
+        .anonymous()
+        .post(&path("/imports"))
+        .expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR")
+        .await;
     // Not multipart, or broken multipart: 400.
     server
         .as_(&admin)
@@ -763,16 +761,11 @@ async fn uploads_that_cannot_be_read_are_refused_before_a_job_exists() {
         .get(&path("/analytics/dashboard"))
         .expect_error(StatusCode::FORBIDDEN, "AUTHORIZATION_ERROR")
         .await;
-    expect_error(
-        server
-            .get(&path("/analytics/dashboard"))
-            .send()
-            .await
-            .expect("send"),
-        StatusCode::UNAUTHORIZED,
-        "AUTHENTICATION_ERROR",
-    )
-    .await;
+    server
+        .anonymous()
+        .get(&path("/analytics/dashboard"))
+        .expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR")
+        .await;
     server
         .as_(&admin)
         .get(&path("/imports/424242"))

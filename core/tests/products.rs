@@ -8,9 +8,7 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use common::{deploy, expect_error, expect_status, plugin_library, TestServer};
+use common::{deploy, expect_error, expect_status, next_bus_event, plugin_library, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::Row;
@@ -155,21 +153,6 @@ fn detail_fields(body: &Value) -> Vec<String> {
         .collect()
 }
 
-async fn next_event(
-    events: &mut tokio::sync::broadcast::Receiver<Arc<xcore::events::Event>>,
-    topic: &str,
-) -> Value {
-    loop {
-        let event = tokio::time::timeout(std::time::Duration::from_secs(10), events.recv())
-            .await
-            .expect("event in time")
-            .expect("event");
-        if event.topic == topic {
-            return event.data.clone();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn products_crud_with_every_error_status_and_events() {
     let catalogue = start().await;
@@ -204,7 +187,7 @@ async fn products_crud_with_every_error_status_and_events() {
     assert!(created["created_at"]
         .as_str()
         .is_some_and(|t| t.ends_with('Z')));
-    let event = next_event(&mut events, "products.created").await;
+    let event = next_bus_event(&mut events, "products.created").await;
     assert_eq!(event["id"], id);
     assert_eq!(catalogue.get(&format!("/{id}")).await, created);
 
@@ -315,7 +298,7 @@ async fn products_crud_with_every_error_status_and_events() {
     assert_eq!(updated["created_at"], created["created_at"]);
     assert!(updated["updated_at"].as_str() > created["updated_at"].as_str());
     assert_eq!(
-        next_event(&mut events, "products.updated").await["stock"],
+        next_bus_event(&mut events, "products.updated").await["stock"],
         200
     );
     catalogue
@@ -465,7 +448,7 @@ async fn products_crud_with_every_error_status_and_events() {
             StatusCode::NO_CONTENT,
         )
         .await;
-    let deleted = next_event(&mut events, "products.deleted").await;
+    let deleted = next_bus_event(&mut events, "products.deleted").await;
     assert_eq!(deleted, json!({"id": id, "sku": "PROD-NEW-001"}));
     catalogue
         .refused(
@@ -993,7 +976,7 @@ async fn bulk_is_all_or_nothing_and_takes_ten_thousand() {
         (Some(1), Some(1))
     );
     assert_eq!(upsert["ids"][1], existing["id"]);
-    let summary = next_event(&mut events, "products.bulk").await;
+    let summary = next_bus_event(&mut events, "products.bulk").await;
     assert_eq!(summary["total"], 2);
     let changed = catalogue.get(&format!("/{}", existing["id"])).await;
     assert_eq!(changed["name"], "Renommé");
@@ -1049,7 +1032,7 @@ async fn bulk_is_all_or_nothing_and_takes_ten_thousand() {
         .await;
     assert_eq!(done["created"], 10_000);
     assert_eq!(done["ids"].as_array().map(Vec::len), Some(10_000));
-    let summary = next_event(&mut events, "products.bulk").await;
+    let summary = next_bus_event(&mut events, "products.bulk").await;
     assert_eq!(summary["created"], 10_000);
     assert_eq!(catalogue.count_rows().await, 10_002);
     let drafts = catalogue.get("/?status=draft&limit=1").await;

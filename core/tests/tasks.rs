@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{deploy, expect_error, expect_status, testbed_variant, TestServer};
+use common::{deploy, testbed_variant, TestServer};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -69,12 +69,11 @@ async fn tasks_are_validated_created_run_paused_resumed_edited_and_deleted() {
         .get("/system/tasks")
         .expect_error(StatusCode::FORBIDDEN, "AUTHORIZATION_ERROR")
         .await;
-    expect_error(
-        server.get("/system/tasks").send().await.expect("send"),
-        StatusCode::UNAUTHORIZED,
-        "AUTHENTICATION_ERROR",
-    )
-    .await;
+    server
+        .anonymous()
+        .get("/system/tasks")
+        .expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR")
+        .await;
 
     // Validation: one detail per field.
     for (body, field) in [
@@ -439,16 +438,11 @@ async fn a_plugin_runs_its_own_jobs_on_demand_one_run_at_a_time() {
     let server = TestServer::start_with(move |config| config.plugins.dir = plugins_dir).await;
     let admin = server.admin_token().await;
 
-    let refused = expect_error(
-        server
-            .get("/api/v1/hello/run-job?name=nope")
-            .send()
-            .await
-            .expect("send"),
-        StatusCode::CONFLICT,
-        "CONFLICT",
-    )
-    .await;
+    let refused = server
+        .anonymous()
+        .get("/api/v1/hello/run-job?name=nope")
+        .expect_error(StatusCode::CONFLICT, "CONFLICT")
+        .await;
     assert!(
         refused["error"]["message"]
             .as_str()
@@ -459,15 +453,11 @@ async fn a_plugin_runs_its_own_jobs_on_demand_one_run_at_a_time() {
     // `stamp` takes 0.3 s and stores one greeting per run. Five requests
     // in a burst: the first starts a run, the other four ask for one more.
     for _ in 0..5 {
-        let queued = expect_status(
-            server
-                .get("/api/v1/hello/run-job?name=stamp")
-                .send()
-                .await
-                .expect("send"),
-            StatusCode::ACCEPTED,
-        )
-        .await;
+        let queued = server
+            .anonymous()
+            .get("/api/v1/hello/run-job?name=stamp")
+            .expect(StatusCode::ACCEPTED)
+            .await;
         assert_eq!(queued["queued"], "stamp");
     }
     let stamps = || async {
@@ -493,15 +483,11 @@ async fn a_plugin_runs_its_own_jobs_on_demand_one_run_at_a_time() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(stamps().await, 2, "one run, then one more for the burst");
     // Idle again: the next request runs it once more.
-    expect_status(
-        server
-            .get("/api/v1/hello/run-job?name=stamp")
-            .send()
-            .await
-            .expect("send"),
-        StatusCode::ACCEPTED,
-    )
-    .await;
+    server
+        .anonymous()
+        .get("/api/v1/hello/run-job?name=stamp")
+        .expect(StatusCode::ACCEPTED)
+        .await;
     for _ in 0..50 {
         if stamps().await == 3 {
             server.stop().await;
