@@ -8,11 +8,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{deploy, testbed_variant, TestServer};
-use futures_util::{SinkExt, StreamExt};
+use common::{deploy, testbed_variant, ws, TestServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::Message;
 
 async fn task(server: &TestServer, token: &str, id: &str) -> Value {
     server
@@ -168,24 +166,18 @@ async fn tasks_are_validated_created_run_paused_resumed_edited_and_deleted() {
         .execute(server.state.db.pool())
         .await
         .expect("seed an expired session revocation");
-    let (mut socket, _) =
-        tokio_tungstenite::connect_async(format!("ws://{}/ws?token={admin}", server.addr))
-            .await
-            .expect("ws");
-    socket.next().await.expect("auth reply").expect("frame");
-    socket
-        .send(Message::Text(
-            json!({"type": "subscribe", "topics": ["task.*"]})
-                .to_string()
-                .into(),
-        ))
+    let mut socket = ws::connect(&server, &format!("?token={admin}")).await;
+    ws::next_json(&mut socket, Duration::from_secs(10))
         .await
-        .expect("subscribe");
-    socket
-        .next()
+        .expect("auth reply");
+    ws::send(
+        &mut socket,
+        json!({"type": "subscribe", "topics": ["task.*"]}),
+    )
+    .await;
+    ws::next_json(&mut socket, Duration::from_secs(10))
         .await
-        .expect("subscribe reply")
-        .expect("frame");
+        .expect("subscribe reply");
     let run = server
         .as_(&admin)
         .post("/system/tasks/ma_tache/run")
@@ -194,18 +186,7 @@ async fn tasks_are_validated_created_run_paused_resumed_edited_and_deleted() {
     assert_eq!(run["id"], "ma_tache");
     assert_eq!(run["status"], "running");
     assert!(run["started_at"].is_string());
-    let completed = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Some(Ok(Message::Text(text))) = socket.next().await {
-                let event: Value = serde_json::from_str(text.as_str()).expect("json");
-                if event["topic"] == "task.completed" {
-                    return event;
-                }
-            }
-        }
-    })
-    .await
-    .expect("task.completed in time");
+    let completed = ws::next_event(&mut socket, "task.completed").await;
     assert_eq!(completed["data"]["id"], "ma_tache");
     assert_eq!(
         completed["data"]["result"]["revoked_access_tokens"], 1,
