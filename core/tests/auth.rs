@@ -14,12 +14,7 @@ use serde_json::{json, Value};
 use sqlx::Row;
 
 async fn me(server: &TestServer, token: &str) -> reqwest::Response {
-    server
-        .get("/auth/me")
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("send")
+    server.as_(token).get("/auth/me").send().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,27 +33,20 @@ async fn register_creates_an_account_and_validates_every_field() {
     assert!(body.get("password_hash").is_none() && body.get("password").is_none());
 
     // The email is unique regardless of case.
-    let duplicate = server
+    server
+        .anonymous()
         .post("/auth/register")
-        .json(&json!({"email": "ALICE@example.com", "password": "SecurePassword123!"}))
-        .send()
-        .await
-        .expect("send");
-    expect_error(duplicate, StatusCode::CONFLICT, "CONFLICT").await;
+        .json(json!({"email": "ALICE@example.com", "password": "SecurePassword123!"}))
+        .expect_error(StatusCode::CONFLICT, "CONFLICT")
+        .await;
 
     // Both problems are reported, one details entry per field.
-    let invalid = server
+    let body = server
+        .anonymous()
         .post("/auth/register")
-        .json(&json!({"email": "not-an-email", "password": "short"}))
-        .send()
-        .await
-        .expect("send");
-    let body = expect_error(
-        invalid,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_ERROR",
-    )
-    .await;
+        .json(json!({"email": "not-an-email", "password": "short"}))
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
+        .await;
     let fields: Vec<&str> = body["error"]["details"]
         .as_array()
         .expect("details")
@@ -67,18 +55,12 @@ async fn register_creates_an_account_and_validates_every_field() {
         .collect();
     assert_eq!(fields, vec!["email", "password"]);
 
-    let missing = server
+    let body = server
+        .anonymous()
         .post("/auth/register")
-        .json(&json!({"email": "bob@example.com"}))
-        .send()
-        .await
-        .expect("send");
-    let body = expect_error(
-        missing,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_ERROR",
-    )
-    .await;
+        .json(json!({"email": "bob@example.com"}))
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
+        .await;
     assert_eq!(body["error"]["details"][0]["field"], "password");
 
     let malformed = server
@@ -140,13 +122,12 @@ async fn login_accepts_form_and_json_and_hides_which_part_was_wrong() {
         json!({"username": "CAROL@example.com", "password": "CarolPassw0rd"}),
         json!({"email": "carol@example.com", "password": "CarolPassw0rd"}),
     ] {
-        let response = server
+        server
+            .anonymous()
             .post("/auth/login")
-            .json(&body)
-            .send()
-            .await
-            .expect("send");
-        expect_status(response, StatusCode::OK).await;
+            .json(body)
+            .expect(StatusCode::OK)
+            .await;
     }
 
     let wrong_password = server
@@ -178,13 +159,12 @@ async fn login_accepts_form_and_json_and_hides_which_part_was_wrong() {
         unknown_user["error"]["message"]
     );
 
-    let empty = server
+    let body = server
+        .anonymous()
         .post("/auth/login")
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("send");
-    let body = expect_error(empty, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR").await;
+        .json(json!({}))
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
+        .await;
     assert_eq!(body["error"]["details"].as_array().map(Vec::len), Some(2));
 
     // An inactive account cannot log in, even with the right password.
@@ -193,13 +173,12 @@ async fn login_accepts_form_and_json_and_hides_which_part_was_wrong() {
         .execute(server.state.db.pool())
         .await
         .expect("deactivate");
-    let inactive = server
+    server
+        .anonymous()
         .post("/auth/login")
-        .json(&json!({"username": "carol@example.com", "password": "CarolPassw0rd"}))
-        .send()
-        .await
-        .expect("send");
-    expect_error(inactive, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
+        .json(json!({"username": "carol@example.com", "password": "CarolPassw0rd"}))
+        .expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR")
+        .await;
     server.stop().await;
 }
 
@@ -275,12 +254,10 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
 
     // The rotated token is also accepted as the Bearer credential.
     let third = server
+        .as_(&second_refresh)
         .post("/auth/refresh")
-        .bearer_auth(&second_refresh)
-        .send()
-        .await
-        .expect("send");
-    let third = expect_status(third, StatusCode::OK).await;
+        .expect(StatusCode::OK)
+        .await;
     let third_refresh = third["refresh_token"]
         .as_str()
         .expect("refresh")
@@ -288,45 +265,39 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
 
     // Replaying an already-used token is theft: 401, and the whole family,
     // including the latest token, dies with it.
-    let replay = server
+    server
+        .anonymous()
         .post("/auth/refresh")
-        .json(&json!({"refresh_token": first_refresh}))
-        .send()
-        .await
-        .expect("send");
-    expect_error(replay, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
-    let latest = server
+        .json(json!({"refresh_token": first_refresh}))
+        .expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR")
+        .await;
+    server
+        .anonymous()
         .post("/auth/refresh")
-        .json(&json!({"refresh_token": third_refresh}))
-        .send()
-        .await
-        .expect("send");
-    expect_error(latest, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
+        .json(json!({"refresh_token": third_refresh}))
+        .expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR")
+        .await;
 
     // Another session of the same user is unaffected.
     let other = server.login("erin@example.com", "ErinPassw0rd").await;
-    let other = server
+    server
+        .anonymous()
         .post("/auth/refresh")
-        .json(&json!({"refresh_token": other["refresh_token"]}))
-        .send()
-        .await
-        .expect("send");
-    expect_status(other, StatusCode::OK).await;
+        .json(json!({"refresh_token": other["refresh_token"]}))
+        .expect(StatusCode::OK)
+        .await;
 
-    let garbage = server
+    server
+        .anonymous()
         .post("/auth/refresh")
-        .json(&json!({"refresh_token": "garbage"}))
-        .send()
-        .await
-        .expect("send");
-    expect_error(garbage, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
-    let missing = server.post("/auth/refresh").send().await.expect("send");
-    expect_error(
-        missing,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_ERROR",
-    )
-    .await;
+        .json(json!({"refresh_token": "garbage"}))
+        .expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR")
+        .await;
+    server
+        .anonymous()
+        .post("/auth/refresh")
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
+        .await;
     server.stop().await;
 }
 
@@ -338,13 +309,11 @@ async fn logout_revokes_the_access_token_and_the_session() {
     let other = server.login("frank@example.com", "FrankPassw0rd").await;
     let token = access_token(&session);
 
-    let logout = server
+    server
+        .as_(&token)
         .post("/auth/logout")
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("send");
-    expect_status(logout, StatusCode::NO_CONTENT).await;
+        .expect(StatusCode::NO_CONTENT)
+        .await;
     let body = expect_error(
         me(&server, &token).await,
         StatusCode::UNAUTHORIZED,
@@ -352,13 +321,12 @@ async fn logout_revokes_the_access_token_and_the_session() {
     )
     .await;
     assert_eq!(body["error"]["message"], "token revoked");
-    let refresh = server
+    server
+        .anonymous()
         .post("/auth/refresh")
-        .json(&json!({"refresh_token": session["refresh_token"]}))
-        .send()
-        .await
-        .expect("send");
-    expect_error(refresh, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
+        .json(json!({"refresh_token": session["refresh_token"]}))
+        .expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR")
+        .await;
 
     // Logging out one session leaves the other alone.
     expect_status(me(&server, &access_token(&other)).await, StatusCode::OK).await;
@@ -447,13 +415,11 @@ async fn logout_refuses_the_sessions_other_access_tokens() {
     let other = server.login("milo@example.com", "MiloPassw0rd!").await;
     expect_status(me(&server, &access_token(&first)).await, StatusCode::OK).await;
 
-    let logout = server
+    server
+        .as_(&access_token(&second))
         .post("/auth/logout")
-        .bearer_auth(access_token(&second))
-        .send()
-        .await
-        .expect("send");
-    expect_status(logout, StatusCode::NO_CONTENT).await;
+        .expect(StatusCode::NO_CONTENT)
+        .await;
     assert_eq!(
         refused(me(&server, &access_token(&first)).await).await,
         "session revoked"
@@ -475,13 +441,11 @@ async fn deactivation_ends_tokens_for_good_even_after_reactivation() {
     expect_status(me(&server, &access_token(&before)).await, StatusCode::OK).await;
 
     for action in ["deactivate", "activate"] {
-        let response = server
+        server
+            .as_(&admin)
             .post(&format!("/admin/users/{user_id}/{action}"))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .expect("send");
-        expect_status(response, StatusCode::OK).await;
+            .expect(StatusCode::OK)
+            .await;
     }
     refused(me(&server, &access_token(&before)).await).await;
     refused(refresh(&server, &refresh_token(&before)).await).await;
@@ -499,25 +463,21 @@ async fn deactivation_ends_tokens_for_good_even_after_reactivation() {
     // login or rotation committing at the same moment) carries the old
     // token version and is refused on its own account.
     let missed = server.login("nora@example.com", "UserPassw0rd!").await;
-    let response = server
+    server
+        .as_(&admin)
         .post(&format!("/admin/users/{user_id}/deactivate"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("send");
-    expect_status(response, StatusCode::OK).await;
+        .expect(StatusCode::OK)
+        .await;
     sqlx::query("UPDATE refresh_tokens SET revoked_at = NULL WHERE user_id = $1")
         .bind(user_id)
         .execute(server.state.db.pool())
         .await
         .expect("un-revoke");
-    let response = server
+    server
+        .as_(&admin)
         .post(&format!("/admin/users/{user_id}/activate"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("send");
-    expect_status(response, StatusCode::OK).await;
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(
         refused(refresh(&server, &refresh_token(&missed)).await).await,
         "refresh token superseded; please log in again"
@@ -547,13 +507,12 @@ async fn password_reset_goes_through_the_outbox_and_ends_sessions() {
     let session = server.login("gina@example.com", "GinaPassw0rd").await;
 
     for email in ["gina@example.com", "unknown@example.com"] {
-        let response = server
+        server
+            .anonymous()
             .post("/auth/password/reset")
-            .json(&json!({"email": email}))
-            .send()
-            .await
-            .expect("send");
-        expect_status(response, StatusCode::ACCEPTED).await;
+            .json(json!({"email": email}))
+            .expect(StatusCode::ACCEPTED)
+            .await;
     }
     let unknown_messages =
         sqlx::query("SELECT COUNT(*) AS n FROM notification_outbox WHERE recipient = $1")
@@ -564,39 +523,35 @@ async fn password_reset_goes_through_the_outbox_and_ends_sessions() {
     assert_eq!(unknown_messages.get::<i64, _>("n"), 0);
     let token = outbox_token(&server, "gina@example.com").await;
 
-    let weak = server
+    server
+        .anonymous()
         .post("/auth/password/reset")
-        .json(&json!({"token": token, "new_password": "weak"}))
-        .send()
-        .await
-        .expect("send");
-    expect_error(weak, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR").await;
+        .json(json!({"token": token, "new_password": "weak"}))
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
+        .await;
 
-    let done = server
+    server
+        .anonymous()
         .post("/auth/password/reset")
-        .json(&json!({"token": token, "new_password": "GinaNewPassw0rd"}))
-        .send()
-        .await
-        .expect("send");
-    expect_status(done, StatusCode::OK).await;
+        .json(json!({"token": token, "new_password": "GinaNewPassw0rd"}))
+        .expect(StatusCode::OK)
+        .await;
 
-    let reused = server
+    let body = server
+        .anonymous()
         .post("/auth/password/reset")
-        .json(&json!({"token": token, "new_password": "GinaOtherPassw0rd"}))
-        .send()
-        .await
-        .expect("send");
-    let body = expect_error(reused, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR").await;
+        .json(json!({"token": token, "new_password": "GinaOtherPassw0rd"}))
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
+        .await;
     assert_eq!(body["error"]["details"][0]["field"], "token");
 
     // Old password out, new password in; the old session is over.
-    let old = server
+    server
+        .anonymous()
         .post("/auth/login")
-        .json(&json!({"username": "gina@example.com", "password": "GinaPassw0rd"}))
-        .send()
-        .await
-        .expect("send");
-    expect_error(old, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
+        .json(json!({"username": "gina@example.com", "password": "GinaPassw0rd"}))
+        .expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR")
+        .await;
     server.login("gina@example.com", "GinaNewPassw0rd").await;
     expect_error(
         me(&server, &access_token(&session)).await,
@@ -604,13 +559,12 @@ async fn password_reset_goes_through_the_outbox_and_ends_sessions() {
         "AUTHENTICATION_ERROR",
     )
     .await;
-    let refresh = server
+    server
+        .anonymous()
         .post("/auth/refresh")
-        .json(&json!({"refresh_token": session["refresh_token"]}))
-        .send()
-        .await
-        .expect("send");
-    expect_error(refresh, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
+        .json(json!({"refresh_token": session["refresh_token"]}))
+        .expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR")
+        .await;
     server.stop().await;
 }
 
@@ -621,33 +575,27 @@ async fn password_update_checks_the_current_password_and_rotates_sessions() {
     let session = server.login("hank@example.com", "HankPassw0rd").await;
     let token = access_token(&session);
 
-    let wrong = server
+    let body = server
+        .as_(&token)
         .put("/auth/password/update")
-        .bearer_auth(&token)
-        .json(&json!({"current_password": "WrongPassw0rd", "new_password": "HankNewPassw0rd"}))
-        .send()
-        .await
-        .expect("send");
-    let body = expect_error(wrong, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR").await;
+        .json(json!({"current_password": "WrongPassw0rd", "new_password": "HankNewPassw0rd"}))
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
+        .await;
     assert_eq!(body["error"]["details"][0]["field"], "current_password");
 
-    let weak = server
+    server
+        .as_(&token)
         .put("/auth/password/update")
-        .bearer_auth(&token)
-        .json(&json!({"current_password": "HankPassw0rd", "new_password": "short"}))
-        .send()
-        .await
-        .expect("send");
-    expect_error(weak, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR").await;
+        .json(json!({"current_password": "HankPassw0rd", "new_password": "short"}))
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
+        .await;
 
-    let updated = server
+    let fresh = server
+        .as_(&token)
         .put("/auth/password/update")
-        .bearer_auth(&token)
-        .json(&json!({"current_password": "HankPassw0rd", "new_password": "HankNewPassw0rd"}))
-        .send()
-        .await
-        .expect("send");
-    let fresh = expect_status(updated, StatusCode::OK).await;
+        .json(json!({"current_password": "HankPassw0rd", "new_password": "HankNewPassw0rd"}))
+        .expect(StatusCode::OK)
+        .await;
     expect_status(me(&server, &access_token(&fresh)).await, StatusCode::OK).await;
     expect_error(
         me(&server, &token).await,
@@ -655,13 +603,12 @@ async fn password_update_checks_the_current_password_and_rotates_sessions() {
         "AUTHENTICATION_ERROR",
     )
     .await;
-    let refresh = server
+    server
+        .anonymous()
         .post("/auth/refresh")
-        .json(&json!({"refresh_token": session["refresh_token"]}))
-        .send()
-        .await
-        .expect("send");
-    expect_error(refresh, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
+        .json(json!({"refresh_token": session["refresh_token"]}))
+        .expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR")
+        .await;
     server.login("hank@example.com", "HankNewPassw0rd").await;
     server.stop().await;
 }
@@ -785,13 +732,12 @@ async fn bump_and_poll(server: &TestServer) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_can_be_closed() {
     let server = TestServer::start_with(|config| config.auth.allow_registration = false).await;
-    let response = server
+    server
+        .anonymous()
         .post("/auth/register")
-        .json(&json!({"email": "x@example.com", "password": "SecurePassword123!"}))
-        .send()
-        .await
-        .expect("send");
-    expect_error(response, StatusCode::FORBIDDEN, "AUTHORIZATION_ERROR").await;
+        .json(json!({"email": "x@example.com", "password": "SecurePassword123!"}))
+        .expect_error(StatusCode::FORBIDDEN, "AUTHORIZATION_ERROR")
+        .await;
     server.stop().await;
 }
 

@@ -14,21 +14,24 @@ use serde_json::{json, Value};
 use sqlx::Row;
 
 use common::{
-    access_token, call, deploy, expect_error, expect_status, hello_variant, TestDatabase,
-    TestServer, ADMIN_EMAIL,
+    access_token, deploy, expect_error, expect_status, hello_variant, TestDatabase, TestServer,
+    ADMIN_EMAIL,
 };
 
 const PASSWORD: &str = "UserPassw0rd!";
 
 /// `GET path` as `token`: the status.
 async fn status(server: &TestServer, path: &str, token: &str) -> StatusCode {
-    call(server, Method::GET, path, token, None).await.status()
+    server.as_(token).get(path).send().await.status()
 }
 
 /// The error message of a 401 answer to `GET /auth/me`.
 async fn refused(server: &TestServer, token: &str) -> String {
-    let response = call(server, Method::GET, "/auth/me", token, None).await;
-    let body = expect_error(response, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
+    let body = server
+        .as_(token)
+        .get("/auth/me")
+        .expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR")
+        .await;
     body["error"]["message"]
         .as_str()
         .expect("message")
@@ -43,7 +46,12 @@ async fn send(
     body: Option<Value>,
     expected: StatusCode,
 ) -> Value {
-    expect_status(call(server, method, path, token, body).await, expected).await
+    server
+        .as_(token)
+        .request(method, path)
+        .json_opt(body)
+        .expect(expected)
+        .await
 }
 
 /// A role named `name` holding `permissions`; its id.
@@ -85,12 +93,12 @@ async fn logout_refuses_the_token_and_its_session_at_once() {
     let token = access_token(&tokens);
     // A second access token of the same session.
     let rotated = server
+        .anonymous()
         .post("/auth/refresh")
-        .json(&json!({"refresh_token": tokens["refresh_token"]}))
-        .send()
-        .await
-        .expect("send");
-    let sibling = access_token(&expect_status(rotated, StatusCode::OK).await);
+        .json(json!({"refresh_token": tokens["refresh_token"]}))
+        .expect(StatusCode::OK)
+        .await;
+    let sibling = access_token(&rotated);
     assert_eq!(status(&server, "/auth/me", &token).await, StatusCode::OK);
     assert_eq!(status(&server, "/auth/me", &sibling).await, StatusCode::OK);
 
@@ -138,13 +146,12 @@ async fn password_reset_refuses_older_tokens_at_once() {
     let server = TestServer::start().await;
     let (_, token) = server.user_token("rae@example.com").await;
     assert_eq!(status(&server, "/auth/me", &token).await, StatusCode::OK);
-    let requested = server
+    server
+        .anonymous()
         .post("/auth/password/reset")
-        .json(&json!({"email": "rae@example.com"}))
-        .send()
-        .await
-        .expect("send");
-    expect_status(requested, StatusCode::ACCEPTED).await;
+        .json(json!({"email": "rae@example.com"}))
+        .expect(StatusCode::ACCEPTED)
+        .await;
     let row =
         sqlx::query("SELECT body FROM notification_outbox WHERE recipient = $1 ORDER BY id DESC")
             .bind("rae@example.com")
@@ -156,13 +163,12 @@ async fn password_reset_refuses_older_tokens_at_once() {
         .lines()
         .find_map(|line| line.strip_prefix("Reset token: "))
         .expect("token line");
-    let completed = server
+    server
+        .anonymous()
         .post("/auth/password/reset")
-        .json(&json!({"token": reset, "new_password": "ResetPassw0rd!"}))
-        .send()
-        .await
-        .expect("send");
-    expect_status(completed, StatusCode::OK).await;
+        .json(json!({"token": reset, "new_password": "ResetPassw0rd!"}))
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(
         refused(&server, &token).await,
         "token superseded (password change or deactivation)"
@@ -459,12 +465,12 @@ async fn revocations_and_deletions_survive_a_restart() {
     let tokens = server.login("rex@example.com", PASSWORD).await;
     let token = access_token(&tokens);
     let rotated = server
+        .anonymous()
         .post("/auth/refresh")
-        .json(&json!({"refresh_token": tokens["refresh_token"]}))
-        .send()
-        .await
-        .expect("send");
-    let sibling = access_token(&expect_status(rotated, StatusCode::OK).await);
+        .json(json!({"refresh_token": tokens["refresh_token"]}))
+        .expect(StatusCode::OK)
+        .await;
+    let sibling = access_token(&rotated);
     send(
         &server,
         Method::POST,

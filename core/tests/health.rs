@@ -12,11 +12,11 @@ use xcore::db::Dialect;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_reports_database_disk_version_and_uptime() {
     let server = TestServer::start().await;
-    let body = expect_status(
-        server.get("/health").send().await.expect("send"),
-        StatusCode::OK,
-    )
-    .await;
+    let body = server
+        .anonymous()
+        .get("/health")
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(body["status"], "healthy");
     assert_eq!(body["checks"]["database"], true);
     assert_eq!(body["checks"]["disk"], true);
@@ -25,17 +25,17 @@ async fn health_reports_database_disk_version_and_uptime() {
     assert!(body["uptime"].is_u64());
     assert!(body["timestamp"].is_string());
 
-    let live = expect_status(
-        server.get("/health/live").send().await.expect("send"),
-        StatusCode::OK,
-    )
-    .await;
+    let live = server
+        .anonymous()
+        .get("/health/live")
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(live["status"], "alive");
-    let ready = expect_status(
-        server.get("/health/ready").send().await.expect("send"),
-        StatusCode::OK,
-    )
-    .await;
+    let ready = server
+        .anonymous()
+        .get("/health/ready")
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(ready["status"], "ready");
     server.stop().await;
 }
@@ -45,23 +45,26 @@ async fn health_is_unhealthy_with_503_when_the_database_is_down() {
     let server = TestServer::start().await;
     // Closing the pool is what a lost database looks like to the host.
     server.state.db.close().await;
-    let raw = server.get("/health").send().await.expect("send");
-    let body = expect_status(raw, StatusCode::SERVICE_UNAVAILABLE).await;
+    let body = server
+        .anonymous()
+        .get("/health")
+        .expect(StatusCode::SERVICE_UNAVAILABLE)
+        .await;
     assert_eq!(body["status"], "unhealthy");
     assert_eq!(body["checks"]["database"], false);
     assert_eq!(body["failed_check"], "database_connection");
-    let ready = expect_status(
-        server.get("/health/ready").send().await.expect("send"),
-        StatusCode::SERVICE_UNAVAILABLE,
-    )
-    .await;
+    let ready = server
+        .anonymous()
+        .get("/health/ready")
+        .expect(StatusCode::SERVICE_UNAVAILABLE)
+        .await;
     assert_eq!(ready["status"], "database_unavailable");
     assert_eq!(ready["failed_check"], "database_connection");
-    expect_status(
-        server.get("/health/live").send().await.expect("send"),
-        StatusCode::OK,
-    )
-    .await;
+    server
+        .anonymous()
+        .get("/health/live")
+        .expect(StatusCode::OK)
+        .await;
 }
 
 /// A connection outside the server's pool that holds what requests need:
@@ -141,20 +144,20 @@ async fn readiness_names_the_failing_check_while_the_database_is_locked() {
         "a held lock answers quickly, not after the busy timeout: {:?}",
         started.elapsed()
     );
-    let report = expect_status(
-        server.get("/health").send().await.expect("send"),
-        StatusCode::SERVICE_UNAVAILABLE,
-    )
-    .await;
+    let report = server
+        .anonymous()
+        .get("/health")
+        .expect(StatusCode::SERVICE_UNAVAILABLE)
+        .await;
     assert_eq!(report["status"], "unhealthy");
     assert_eq!(report["checks"]["database"], false);
     assert_eq!(report["failed_check"], failing, "{report}");
     // Liveness does no I/O: the process is fine.
-    expect_status(
-        server.get("/health/live").send().await.expect("send"),
-        StatusCode::OK,
-    )
-    .await;
+    server
+        .anonymous()
+        .get("/health/live")
+        .expect(StatusCode::OK)
+        .await;
 
     holder.release().await;
     let body = expect_status(ready().await, StatusCode::OK).await;
@@ -187,11 +190,11 @@ async fn readiness_names_the_failing_check_while_the_database_is_locked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crowd_of_health_probes_costs_the_database_one_probe() {
     let server = TestServer::start_with(|config| config.health.probe_reuse_ms = 60_000).await;
-    expect_status(
-        server.get("/health/ready").send().await.expect("send"),
-        StatusCode::OK,
-    )
-    .await;
+    server
+        .anonymous()
+        .get("/health/ready")
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(server.state.health_probe.runs(), 1);
     let crowd: Vec<_> = (0..32)
         .map(|index| {

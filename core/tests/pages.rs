@@ -18,7 +18,7 @@ use std::{
 };
 
 use browser::Browser;
-use common::{deploy, expect_error, expect_status, hello_variant, TestServer};
+use common::{deploy, expect_status, hello_variant, TestServer};
 use reqwest::{header, StatusCode};
 use serde_json::Value;
 
@@ -40,11 +40,11 @@ async fn text(server: &TestServer, path: &str) -> (StatusCode, header::HeaderMap
 }
 
 async fn openapi(server: &TestServer) -> Value {
-    expect_status(
-        server.get("/openapi.json").send().await.expect("send"),
-        StatusCode::OK,
-    )
-    .await
+    server
+        .anonymous()
+        .get("/openapi.json")
+        .expect(StatusCode::OK)
+        .await
 }
 
 /// Sends `path` byte for byte (reqwest would normalise `..` away) and
@@ -80,16 +80,11 @@ async fn home_page_shows_state_but_no_error_details() {
     .expect("write");
     let server = start(dir.path()).await;
     let admin = server.admin_token().await;
-    let broken = expect_status(
-        server
-            .get("/system/plugins/broken")
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .expect("send"),
-        StatusCode::OK,
-    )
-    .await;
+    let broken = server
+        .as_(&admin)
+        .get("/system/plugins/broken")
+        .expect(StatusCode::OK)
+        .await;
     let error = broken["last_error"]
         .as_str()
         .expect("the broken plugin has an error");
@@ -183,18 +178,16 @@ async fn static_files_are_cached_and_traversal_is_refused() {
         .expect("send");
     assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
 
-    expect_error(
-        server.get("/static/nope.css").send().await.expect("send"),
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-    )
-    .await;
-    expect_error(
-        server.get("/static/css").send().await.expect("send"),
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-    )
-    .await;
+    server
+        .anonymous()
+        .get("/static/nope.css")
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
+        .await;
+    server
+        .anonymous()
+        .get("/static/css")
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
+        .await;
 
     // `..` raw, percent-encoded, and with an encoded slash: all refused
     // before the file system is touched.
@@ -503,16 +496,11 @@ async fn browser_console_logs_in_disables_a_plugin_and_shows_the_event() {
         )
         .await;
     let admin = server.admin_token().await;
-    let plugin = expect_status(
-        server
-            .get("/system/plugins/hello")
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .expect("send"),
-        StatusCode::OK,
-    )
-    .await;
+    let plugin = server
+        .as_(&admin)
+        .get("/system/plugins/hello")
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(plugin["state"], "disabled");
     assert_eq!(plugin["active"], false);
     browser

@@ -14,8 +14,11 @@ use serde_json::json;
 async fn every_failure_uses_the_standard_error_body() {
     let server = TestServer::start_with(|config| config.server.max_body_bytes = 1024).await;
 
-    let unknown = server.get("/no/such/route").send().await.expect("send");
-    let body = expect_error(unknown, StatusCode::NOT_FOUND, "NOT_FOUND").await;
+    let body = server
+        .anonymous()
+        .get("/no/such/route")
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
+        .await;
     assert!(body["error"]["message"]
         .as_str()
         .is_some_and(|m| m.contains("/no/such/route")));
@@ -30,13 +33,12 @@ async fn every_failure_uses_the_standard_error_body() {
     .await;
     assert_eq!(allow.as_ref().and_then(|v| v.to_str().ok()), Some("POST"));
 
-    let oversize = server
+    server
+        .anonymous()
         .post("/auth/register")
-        .json(&json!({"email": "a@b.co", "password": "x".repeat(4096)}))
-        .send()
-        .await
-        .expect("send");
-    expect_error(oversize, StatusCode::PAYLOAD_TOO_LARGE, "VALIDATION_ERROR").await;
+        .json(json!({"email": "a@b.co", "password": "x".repeat(4096)}))
+        .expect_error(StatusCode::PAYLOAD_TOO_LARGE, "VALIDATION_ERROR")
+        .await;
 
     server.stop().await;
 }
@@ -202,12 +204,7 @@ async fn rate_limits_apply_per_tier_with_headers_and_exemptions() {
 
     // An authenticated user has a per-user budget (4 here), an admin a larger one.
     let token = admin["access_token"].as_str().expect("token").to_string();
-    let response = server
-        .get("/auth/me")
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("send");
+    let response = server.as_(&token).get("/auth/me").send().await;
     assert_eq!(response.headers()["x-ratelimit-limit"], "50");
     expect_status(response, StatusCode::OK).await;
 
@@ -218,33 +215,21 @@ async fn rate_limits_apply_per_tier_with_headers_and_exemptions() {
         .expect("copy account");
     let user_token = xcore_token_for(&server, "u@example.com").await;
     for _ in 0..4 {
-        let response = server
-            .get("/auth/me")
-            .bearer_auth(&user_token)
-            .send()
-            .await
-            .expect("send");
+        let response = server.as_(&user_token).get("/auth/me").send().await;
         assert_eq!(response.headers()["x-ratelimit-limit"], "4");
         expect_status(response, StatusCode::OK).await;
     }
-    let over = server
+    server
+        .as_(&user_token)
         .get("/auth/me")
-        .bearer_auth(&user_token)
-        .send()
-        .await
-        .expect("send");
-    expect_error(over, StatusCode::TOO_MANY_REQUESTS, "RATE_LIMIT").await;
+        .expect_error(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMIT")
+        .await;
     // The admin's budget is separate from the user's.
-    expect_status(
-        server
-            .get("/auth/me")
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("send"),
-        StatusCode::OK,
-    )
-    .await;
+    server
+        .as_(&token)
+        .get("/auth/me")
+        .expect(StatusCode::OK)
+        .await;
     server.stop().await;
 }
 

@@ -63,13 +63,11 @@ fn watching(dir: &Path) -> impl FnOnce(&mut Config) {
 }
 
 async fn plugin_listing(server: &TestServer, token: &str, id: &str) -> Option<Value> {
-    let response = server
+    let list = server
+        .as_(token)
         .get("/system/plugins")
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("send");
-    let list = expect_status(response, StatusCode::OK).await;
+        .expect(StatusCode::OK)
+        .await;
     list["items"]
         .as_array()
         .expect("items")
@@ -145,14 +143,7 @@ async fn a_hostile_migration_is_refused_at_every_entrance() {
             "{attack}: {body}"
         );
 
-        let by_path = server
-            .post("/system/plugins")
-            .bearer_auth(&admin)
-            .json(&json!({"name": "intruder", "version": "0.1.0", "source": source.display().to_string()}))
-            .send()
-            .await
-            .expect("send");
-        expect_error(by_path, StatusCode::UNPROCESSABLE_ENTITY, "PLUGIN_ERROR").await;
+        server.as_(&admin).post("/system/plugins").json(json!({"name": "intruder", "version": "0.1.0", "source": source.display().to_string()})).expect_error(StatusCode::UNPROCESSABLE_ENTITY, "PLUGIN_ERROR").await;
 
         deploy(&library, plugins.path(), INTRUDER);
         let refused = wait_for_state(&server, &admin, "intruder", "refused").await;
@@ -184,23 +175,18 @@ async fn a_hostile_migration_is_refused_at_every_entrance() {
         MIGRATION_VARIABLE,
         "UPDATE users SET full_name = 'pwned' WHERE id = 1",
     );
-    let reload = server
+    server
+        .as_(&admin)
         .post("/system/plugins/intruder/reload")
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("send");
-    expect_error(reload, StatusCode::UNPROCESSABLE_ENTITY, "PLUGIN_ERROR").await;
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "PLUGIN_ERROR")
+        .await;
     let answer = server
+        .anonymous()
         .post("/api/v1/intruder/sql")
-        .json(&json!({"sql": "SELECT COUNT(*) AS n FROM intruder_notes"}))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(
-        expect_status(answer, StatusCode::OK).await,
-        json!([{"n": 0}])
-    );
+        .json(json!({"sql": "SELECT COUNT(*) AS n FROM intruder_notes"}))
+        .expect(StatusCode::OK)
+        .await;
+    assert_eq!(answer, json!([{"n": 0}]));
     assert_eq!(host_state(&server).await, before);
 
     // Start-up: the hostile file is in the directory when the host starts.
@@ -257,13 +243,12 @@ async fn the_plugins_sql_cannot_reach_the_hosts_tables() {
         "SELECT name FROM sqlite_master",
         "SELECT * FROM pragma_table_info('users')",
     ] {
-        let answer = server
+        let body = server
+            .anonymous()
             .post("/api/v1/intruder/sql")
-            .json(&json!({"sql": attack}))
-            .send()
-            .await
-            .expect("send");
-        let body = expect_status(answer, StatusCode::FORBIDDEN).await;
+            .json(json!({"sql": attack}))
+            .expect(StatusCode::FORBIDDEN)
+            .await;
         assert!(body["refused"].is_string(), "{attack}: {body}");
         assert!(
             !body.to_string().contains("argon2"),
@@ -336,11 +321,11 @@ async fn a_corrupted_library_never_takes_the_host_down() {
             message.contains("crashed the checking process") || message.contains("ld.so"),
             "{section}: {message}"
         );
-        expect_status(
-            server.get("/health").send().await.expect("send"),
-            StatusCode::OK,
-        )
-        .await;
+        server
+            .anonymous()
+            .get("/health")
+            .expect(StatusCode::OK)
+            .await;
     }
 
     // Dropped into the watched directory: refused once, listed with the
@@ -368,11 +353,11 @@ async fn a_corrupted_library_never_takes_the_host_down() {
     deploy(&hello, plugins.path(), HELLO);
     let active = wait_for_state(&server, &admin, "hello", "active").await;
     assert_eq!(active["last_error"], Value::Null);
-    expect_status(
-        server.get("/api/v1/hello/ping").send().await.expect("send"),
-        StatusCode::OK,
-    )
-    .await;
+    server
+        .anonymous()
+        .get("/api/v1/hello/ping")
+        .expect(StatusCode::OK)
+        .await;
 
     // At start-up: the host comes up, the file is listed as refused.
     // Over a serving plugin: the reload is refused, the old code serves.
@@ -389,20 +374,20 @@ async fn a_corrupted_library_never_takes_the_host_down() {
     }
     assert_eq!(listed["state"], "active", "{listed}");
     assert!(listed["last_error"].is_string(), "{listed}");
-    expect_status(
-        server.get("/api/v1/hello/ping").send().await.expect("send"),
-        StatusCode::OK,
-    )
-    .await;
+    server
+        .anonymous()
+        .get("/api/v1/hello/ping")
+        .expect(StatusCode::OK)
+        .await;
     let db = server.stop().await;
     let server = TestServer::start_on(db, watching(plugins.path())).await;
     let admin = server.admin_token().await;
     let listed = wait_for_state(&server, &admin, "hello", "refused").await;
     assert!(listed["last_error"].is_string());
-    expect_status(
-        server.get("/health").send().await.expect("send"),
-        StatusCode::OK,
-    )
-    .await;
+    server
+        .anonymous()
+        .get("/health")
+        .expect(StatusCode::OK)
+        .await;
     server.stop().await;
 }

@@ -73,11 +73,11 @@ async fn listeners_get_another_plugins_events_in_order_and_one_panic_harms_no_on
     let admin = server.admin_token().await;
     let received = async || -> Value {
         let response = server
+            .anonymous()
             .get("/api/v1/listener/events")
-            .send()
-            .await
-            .expect("send");
-        expect_status(response, StatusCode::OK).await
+            .expect(StatusCode::OK)
+            .await;
+        response
     };
     // The start hook ran once the listener served.
     eventually("the start hook has run", async || {
@@ -89,14 +89,12 @@ async fn listeners_get_another_plugins_events_in_order_and_one_panic_harms_no_on
     .await;
 
     for text in ["one", "panic", "two", "three"] {
-        let response = server
+        server
+            .as_(&admin)
             .post("/api/v1/hello/greetings")
-            .bearer_auth(&admin)
-            .json(&json!({ "text": text }))
-            .send()
-            .await
-            .expect("send");
-        expect_status(response, StatusCode::CREATED).await;
+            .json(json!({ "text": text }))
+            .expect(StatusCode::CREATED)
+            .await;
     }
     eventually("the listener has seen all four greetings", async || {
         let metrics = server.metrics_text().await;
@@ -165,12 +163,11 @@ async fn listeners_get_another_plugins_events_in_order_and_one_panic_harms_no_on
     assert_eq!(calm("delivered"), Some(4.0), "{metrics}");
     assert_eq!(calm("panicked"), None, "{metrics}");
     let calm_rows = server
+        .anonymous()
         .get("/api/v1/calm-listener/events")
-        .send()
-        .await
-        .expect("send");
-    let calm_texts: Vec<Value> = expect_status(calm_rows, StatusCode::OK)
-        .await
+        .expect(StatusCode::OK)
+        .await;
+    let calm_texts: Vec<Value> = calm_rows
         .as_array()
         .expect("rows")
         .iter()
@@ -187,14 +184,16 @@ async fn listeners_get_another_plugins_events_in_order_and_one_panic_harms_no_on
         ]
     );
     // The host and all three plugins carry on.
-    let ping = server.get("/api/v1/hello/ping").send().await.expect("send");
-    expect_status(ping, StatusCode::OK).await;
+    server
+        .anonymous()
+        .get("/api/v1/hello/ping")
+        .expect(StatusCode::OK)
+        .await;
     let state = server
+        .as_(&admin)
         .get("/system/plugins/listener")
-        .bearer_auth(&admin)
         .send()
-        .await
-        .expect("send");
+        .await;
     assert_eq!(
         expect_status(state, StatusCode::OK).await["state"],
         "active"
@@ -317,12 +316,11 @@ async fn a_unique_violation_is_a_409_naming_the_column_without_sql() {
     let dir = tempfile::tempdir().expect("dir");
     deploy(&testbed_variant(""), dir.path(), "libxcore_plugin_hello.so");
     let server = start_with_plugins(dir.path(), |_| {}).await;
-    let response = server
+    let body = server
+        .anonymous()
         .get("/api/v1/hello/conflict")
-        .send()
-        .await
-        .expect("send");
-    let body = expect_error(response, StatusCode::CONFLICT, "CONFLICT").await;
+        .expect_error(StatusCode::CONFLICT, "CONFLICT")
+        .await;
     assert_eq!(body["error"]["details"][0]["field"], "id", "{body}");
     let text = body.to_string().to_ascii_lowercase();
     for leak in [
@@ -344,34 +342,26 @@ async fn a_plugin_built_with_the_previous_sdk_still_loads_and_works() {
     let server = start_with_plugins(dir.path(), |_| {}).await;
     let admin = server.admin_token().await;
     let details = server
+        .as_(&admin)
         .get("/system/plugins/legacy")
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("send");
-    let details = expect_status(details, StatusCode::OK).await;
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(details["state"], "active", "{details}");
     assert_eq!(details["plugin_api_version"], "0.2.0");
 
     let ping = server
+        .anonymous()
         .get("/api/v1/legacy/ping")
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(
-        expect_status(ping, StatusCode::OK).await,
-        json!({"pong": true})
-    );
+        .expect(StatusCode::OK)
+        .await;
+    assert_eq!(ping, json!({"pong": true}));
     // 0.2's protocol: `execute` answers a bare count...
     let purge = server
+        .anonymous()
         .get("/api/v1/legacy/purge")
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(
-        expect_status(purge, StatusCode::OK).await,
-        json!({"deleted": 0})
-    );
+        .expect(StatusCode::OK)
+        .await;
+    assert_eq!(purge, json!({"deleted": 0}));
     // ...and a failure is text, which still names the refused table.
     let refused = server
         .get("/api/v1/legacy/refused")
@@ -423,33 +413,29 @@ async fn a_scaffolded_out_of_tree_plugin_builds_on_its_own_and_serves() {
     let admin = server.admin_token().await;
     let create = async |name: &str| {
         server
+            .as_(&admin)
             .post("/api/v1/notes/items")
-            .bearer_auth(&admin)
-            .json(&json!({ "name": name }))
+            .json(json!({ "name": name }))
             .send()
             .await
-            .expect("send")
     };
     let item = expect_status(create("first").await, StatusCode::CREATED).await;
     assert_eq!(item["name"], "first");
     let taken = expect_error(create("first").await, StatusCode::CONFLICT, "CONFLICT").await;
     assert_eq!(taken["error"]["details"][0]["field"], "name", "{taken}");
     let list = server
+        .as_(&admin)
         .get("/api/v1/notes/items?page=1&page_size=10")
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("send");
-    let list = expect_status(list, StatusCode::OK).await;
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(
         (list["total"].clone(), list["total_pages"].clone()),
         (json!(1), json!(1))
     );
-    let anonymous = server
+    server
+        .anonymous()
         .get("/api/v1/notes/items")
-        .send()
-        .await
-        .expect("send");
-    expect_error(anonymous, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
+        .expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR")
+        .await;
     server.stop().await;
 }

@@ -8,7 +8,9 @@ mod common;
 
 use std::path::Path;
 
-use common::{deploy, expect_error, expect_status, hello_variant, testbed_variant, TestServer};
+use common::{
+    deploy, expect_error, expect_status, hello_variant, next_bus_event, testbed_variant, TestServer,
+};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -19,34 +21,6 @@ async fn start_with_plugins(dir: &Path) -> TestServer {
     TestServer::start_with(move |config| config.plugins.dir = dir.display().to_string()).await
 }
 
-async fn get_json(
-    server: &TestServer,
-    path: &str,
-    token: Option<&str>,
-    status: StatusCode,
-) -> Value {
-    let mut request = server.get(path);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    expect_status(request.send().await.expect("send"), status).await
-}
-
-async fn next_event(
-    events: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<xcore::events::Event>>,
-    topic: &str,
-) -> Value {
-    loop {
-        let event = tokio::time::timeout(std::time::Duration::from_secs(10), events.recv())
-            .await
-            .expect("event in time")
-            .expect("event");
-        if event.topic == topic {
-            return event.data.clone();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugins_load_at_start_and_serve_with_rbac() {
     let dir = tempfile::tempdir().expect("dir");
@@ -55,7 +29,11 @@ async fn plugins_load_at_start_and_serve_with_rbac() {
     let admin = server.admin_token().await;
     let (_, user) = server.user_token("plain@example.com").await;
 
-    let list = get_json(&server, "/system/plugins", Some(&admin), StatusCode::OK).await;
+    let list = server
+        .as_(&admin)
+        .get("/system/plugins")
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(list["total"], 1);
     let item = &list["items"][0];
     assert_eq!(item["id"], "hello");
@@ -63,13 +41,11 @@ async fn plugins_load_at_start_and_serve_with_rbac() {
     assert_eq!(item["api_prefix"], "/api/v1/hello");
     assert_eq!(item["tags"], json!(["fixture"]));
     assert!(item["loaded_at"].is_string());
-    let details = get_json(
-        &server,
-        "/system/plugins/hello",
-        Some(&admin),
-        StatusCode::OK,
-    )
-    .await;
+    let details = server
+        .as_(&admin)
+        .get("/system/plugins/hello")
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(details["state"], "active");
     assert_eq!(details["generation"], 1);
     assert_eq!(details["plugin_api_version"], xcore_plugin_sdk::SDK_VERSION);
@@ -79,74 +55,54 @@ async fn plugins_load_at_start_and_serve_with_rbac() {
         .as_array()
         .expect("routes")
         .contains(&json!("GET /api/v1/hello/ping")));
-    expect_error(
-        server
-            .get("/system/plugins/nope")
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .expect("send"),
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-    )
-    .await;
-    expect_error(
-        server
-            .get("/system/plugins")
-            .bearer_auth(&user)
-            .send()
-            .await
-            .expect("send"),
-        StatusCode::FORBIDDEN,
-        "AUTHORIZATION_ERROR",
-    )
-    .await;
-    expect_error(
-        server.get("/system/plugins").send().await.expect("send"),
-        StatusCode::UNAUTHORIZED,
-        "AUTHENTICATION_ERROR",
-    )
-    .await;
+    server
+        .as_(&admin)
+        .get("/system/plugins/nope")
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
+        .await;
+    server
+        .as_(&user)
+        .get("/system/plugins")
+        .expect_error(StatusCode::FORBIDDEN, "AUTHORIZATION_ERROR")
+        .await;
+    server
+        .anonymous()
+        .get("/system/plugins")
+        .expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR")
+        .await;
 
     // Public route, then the permission-guarded ones: 401, 403, 200.
-    let ping = get_json(&server, "/api/v1/hello/ping", None, StatusCode::OK).await;
+    let ping = server
+        .anonymous()
+        .get("/api/v1/hello/ping")
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(ping["message"], "pong");
-    expect_error(
-        server
-            .get("/api/v1/hello/greetings")
-            .send()
-            .await
-            .expect("send"),
-        StatusCode::UNAUTHORIZED,
-        "AUTHENTICATION_ERROR",
-    )
-    .await;
-    let forbidden = server
+    server
+        .anonymous()
         .get("/api/v1/hello/greetings")
-        .bearer_auth(&user)
-        .send()
-        .await
-        .expect("send");
-    let body = expect_error(forbidden, StatusCode::FORBIDDEN, "AUTHORIZATION_ERROR").await;
+        .expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR")
+        .await;
+    let body = server
+        .as_(&user)
+        .get("/api/v1/hello/greetings")
+        .expect_error(StatusCode::FORBIDDEN, "AUTHORIZATION_ERROR")
+        .await;
     assert!(body["error"]["message"]
         .as_str()
         .is_some_and(|m| m.contains("hello:read")));
     let created = server
+        .as_(&admin)
         .post("/api/v1/hello/greetings")
-        .bearer_auth(&admin)
-        .json(&json!({"text": "bonjour"}))
-        .send()
-        .await
-        .expect("send");
-    let created = expect_status(created, StatusCode::CREATED).await;
+        .json(json!({"text": "bonjour"}))
+        .expect(StatusCode::CREATED)
+        .await;
     assert_eq!(created["text"], "bonjour");
-    let list = get_json(
-        &server,
-        "/api/v1/hello/greetings",
-        Some(&admin),
-        StatusCode::OK,
-    )
-    .await;
+    let list = server
+        .as_(&admin)
+        .get("/api/v1/hello/greetings")
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(list["total"], 1);
     assert_eq!(list["items"][0]["text"], "bonjour");
 
@@ -179,22 +135,25 @@ async fn plugins_load_at_start_and_serve_with_rbac() {
         .as_str()
         .is_some_and(|m| m.contains("panicked")));
     assert_eq!(
-        get_json(&server, "/api/v1/hello/ping", None, StatusCode::OK).await["message"],
+        server
+            .anonymous()
+            .get("/api/v1/hello/ping")
+            .expect(StatusCode::OK)
+            .await["message"],
         "pong"
     );
-    expect_status(
-        server.get("/health").send().await.expect("send"),
-        StatusCode::OK,
-    )
-    .await;
+    server
+        .anonymous()
+        .get("/health")
+        .expect(StatusCode::OK)
+        .await;
 
     // Unknown paths and methods under the prefix.
-    expect_error(
-        server.get("/api/v1/hello/nope").send().await.expect("send"),
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-    )
-    .await;
+    server
+        .anonymous()
+        .get("/api/v1/hello/nope")
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
+        .await;
     let wrong = server
         .delete("/api/v1/hello/ping")
         .send()
@@ -235,47 +194,43 @@ async fn plugin_calls_carry_the_callers_rights_and_sql_stays_in_the_plugins_tabl
     let (_, user) = server.user_token("relay@example.com").await;
     let relay = |path: &str| format!("/api/v1/hello/relay?path={}", urlencode(path));
 
-    let answer = get_json(
-        &server,
-        &relay("/api/v1/hello/ping?x=1"),
-        None,
-        StatusCode::OK,
-    )
-    .await;
+    let answer = server
+        .anonymous()
+        .get(&relay("/api/v1/hello/ping?x=1"))
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(answer["status"], 200, "{answer}");
     assert_eq!(answer["body"]["message"], "pong");
 
     // The inner route needs hello:read: anonymous 401, a plain user 403,
     // the admin 200, exactly as over HTTP.
-    let answer = get_json(
-        &server,
-        &relay("/api/v1/hello/greetings"),
-        None,
-        StatusCode::OK,
-    )
-    .await;
+    let answer = server
+        .anonymous()
+        .get(&relay("/api/v1/hello/greetings"))
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(answer["status"], 401, "{answer}");
     assert_eq!(answer["body"]["error"]["code"], "AUTHENTICATION_ERROR");
-    let answer = get_json(
-        &server,
-        &relay("/api/v1/hello/greetings"),
-        Some(&user),
-        StatusCode::OK,
-    )
-    .await;
+    let answer = server
+        .as_(&user)
+        .get(&relay("/api/v1/hello/greetings"))
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(answer["status"], 403, "{answer}");
     assert_eq!(answer["body"]["error"]["code"], "AUTHORIZATION_ERROR");
-    let answer = get_json(
-        &server,
-        &relay("/api/v1/hello/greetings"),
-        Some(&admin),
-        StatusCode::OK,
-    )
-    .await;
+    let answer = server
+        .as_(&admin)
+        .get(&relay("/api/v1/hello/greetings"))
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(answer["status"], 200, "{answer}");
     assert_eq!(answer["body"]["total"], 0);
 
-    let answer = get_json(&server, &relay("/api/v1/nowhere/x"), None, StatusCode::OK).await;
+    let answer = server
+        .anonymous()
+        .get(&relay("/api/v1/nowhere/x"))
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(answer["status"], 404, "{answer}");
     assert_eq!(answer["body"]["error"]["code"], "NOT_FOUND");
 
@@ -285,7 +240,11 @@ async fn plugin_calls_carry_the_callers_rights_and_sql_stays_in_the_plugins_tabl
     for _ in 0..12 {
         looping = format!("/api/v1/hello/relay?path={}", urlencode(&looping));
     }
-    let answer = get_json(&server, &looping, None, StatusCode::OK).await;
+    let answer = server
+        .anonymous()
+        .get(&looping)
+        .expect(StatusCode::OK)
+        .await;
     assert!(
         answer.to_string().contains("nested more than 8 deep"),
         "{answer}"
@@ -301,12 +260,11 @@ async fn plugin_calls_carry_the_callers_rights_and_sql_stays_in_the_plugins_tabl
         assert!(metrics.contains(&line), "{line}\n{metrics}");
     }
 
-    let stolen = server
+    let body = server
+        .anonymous()
         .get("/api/v1/hello/steal")
-        .send()
-        .await
-        .expect("send");
-    let body = expect_error(stolen, StatusCode::FORBIDDEN, "AUTHORIZATION_ERROR").await;
+        .expect_error(StatusCode::FORBIDDEN, "AUTHORIZATION_ERROR")
+        .await;
     assert!(
         body["error"]["message"]
             .as_str()
@@ -314,7 +272,11 @@ async fn plugin_calls_carry_the_callers_rights_and_sql_stays_in_the_plugins_tabl
         "{body}"
     );
     assert_eq!(
-        get_json(&server, "/api/v1/hello/ping", None, StatusCode::OK).await["message"],
+        server
+            .anonymous()
+            .get("/api/v1/hello/ping")
+            .expect(StatusCode::OK)
+            .await["message"],
         "pong"
     );
     server.stop().await;
@@ -385,32 +347,28 @@ async fn disable_and_enable_survive_a_restart() {
     let mut events = server.state.events.subscribe();
 
     let disabled = server
+        .as_(&admin)
         .post("/system/plugins/hello/disable")
-        .bearer_auth(&admin)
         .send()
-        .await
-        .expect("send");
+        .await;
     assert_eq!(
         expect_status(disabled, StatusCode::OK).await,
         json!({"id": "hello", "active": false})
     );
     assert_eq!(
-        next_event(&mut events, "plugin.disabled").await["id"],
+        next_bus_event(&mut events, "plugin.disabled").await["id"],
         "hello"
     );
-    expect_error(
-        server.get("/api/v1/hello/ping").send().await.expect("send"),
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-    )
-    .await;
-    let active_only = get_json(
-        &server,
-        "/system/plugins?active_only=true",
-        Some(&admin),
-        StatusCode::OK,
-    )
-    .await;
+    server
+        .anonymous()
+        .get("/api/v1/hello/ping")
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
+        .await;
+    let active_only = server
+        .as_(&admin)
+        .get("/system/plugins?active_only=true")
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(active_only["total"], 0);
     let db = server.stop().await;
 
@@ -422,51 +380,45 @@ async fn disable_and_enable_survive_a_restart() {
     .await;
     let admin = server.admin_token().await;
     assert_eq!(
-        get_json(
-            &server,
-            "/system/plugins/hello",
-            Some(&admin),
-            StatusCode::OK
-        )
-        .await["state"],
+        server
+            .as_(&admin)
+            .get("/system/plugins/hello")
+            .expect(StatusCode::OK)
+            .await["state"],
         "disabled"
     );
-    expect_error(
-        server.get("/api/v1/hello/ping").send().await.expect("send"),
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-    )
-    .await;
+    server
+        .anonymous()
+        .get("/api/v1/hello/ping")
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
+        .await;
     let mut events = server.state.events.subscribe();
     let enabled = server
+        .as_(&admin)
         .post("/system/plugins/hello/enable")
-        .bearer_auth(&admin)
         .send()
-        .await
-        .expect("send");
+        .await;
     assert_eq!(
         expect_status(enabled, StatusCode::OK).await,
         json!({"id": "hello", "active": true})
     );
     assert_eq!(
-        next_event(&mut events, "plugin.enabled").await["id"],
+        next_bus_event(&mut events, "plugin.enabled").await["id"],
         "hello"
     );
     assert_eq!(
-        get_json(&server, "/api/v1/hello/ping", None, StatusCode::OK).await["message"],
+        server
+            .anonymous()
+            .get("/api/v1/hello/ping")
+            .expect(StatusCode::OK)
+            .await["message"],
         "pong"
     );
-    expect_error(
-        server
-            .post("/system/plugins/nope/enable")
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .expect("send"),
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-    )
-    .await;
+    server
+        .as_(&admin)
+        .post("/system/plugins/nope/enable")
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
+        .await;
     server.stop().await;
 }
 
@@ -477,48 +429,44 @@ async fn reload_serves_new_code_with_old_data_and_a_bad_build_is_refused() {
     let server = start_with_plugins(dir.path()).await;
     let admin = server.admin_token().await;
     let mut events = server.state.events.subscribe();
-    let created = server
+    server
+        .as_(&admin)
         .post("/api/v1/hello/greetings")
-        .bearer_auth(&admin)
-        .json(&json!({"text": "kept across reloads"}))
-        .send()
-        .await
-        .expect("send");
-    expect_status(created, StatusCode::CREATED).await;
+        .json(json!({"text": "kept across reloads"}))
+        .expect(StatusCode::CREATED)
+        .await;
 
     deploy(&testbed_variant("v2"), dir.path(), HELLO);
     let reloaded = server
+        .as_(&admin)
         .post("/system/plugins/hello/reload")
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("send");
-    let reloaded = expect_status(reloaded, StatusCode::OK).await;
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(reloaded["status"], "reloaded");
     assert_eq!(reloaded["generation"], 2);
     assert_eq!(
-        next_event(&mut events, "plugin.reloaded").await["generation"],
+        next_bus_event(&mut events, "plugin.reloaded").await["generation"],
         2
     );
     assert_eq!(
-        get_json(&server, "/api/v1/hello/ping", None, StatusCode::OK).await["message"],
+        server
+            .anonymous()
+            .get("/api/v1/hello/ping")
+            .expect(StatusCode::OK)
+            .await["message"],
         "pong v2"
     );
-    let list = get_json(
-        &server,
-        "/api/v1/hello/greetings",
-        Some(&admin),
-        StatusCode::OK,
-    )
-    .await;
+    let list = server
+        .as_(&admin)
+        .get("/api/v1/hello/greetings")
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(list["items"][0]["text"], "kept across reloads");
-    let details = get_json(
-        &server,
-        "/system/plugins/hello",
-        Some(&admin),
-        StatusCode::OK,
-    )
-    .await;
+    let details = server
+        .as_(&admin)
+        .get("/system/plugins/hello")
+        .expect(StatusCode::OK)
+        .await;
     assert!(details["last_reload"].is_string());
     assert_eq!(details["generation"], 2);
 
@@ -527,33 +475,33 @@ async fn reload_serves_new_code_with_old_data_and_a_bad_build_is_refused() {
     let cut = dir.path().join("cut.so");
     std::fs::write(&cut, &good[..good.len() / 3]).expect("write");
     deploy(&cut, dir.path(), HELLO);
-    let refused = server
+    let body = server
+        .as_(&admin)
         .post("/system/plugins/hello/reload")
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("send");
-    let body = expect_error(refused, StatusCode::UNPROCESSABLE_ENTITY, "PLUGIN_ERROR").await;
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "PLUGIN_ERROR")
+        .await;
     assert!(
         body["error"]["message"]
             .as_str()
             .is_some_and(|m| m.contains("truncated")),
         "{body}"
     );
-    assert!(next_event(&mut events, "plugin.failed").await["error"]
+    assert!(next_bus_event(&mut events, "plugin.failed").await["error"]
         .as_str()
         .is_some_and(|e| e.contains("truncated")));
     assert_eq!(
-        get_json(&server, "/api/v1/hello/ping", None, StatusCode::OK).await["message"],
+        server
+            .anonymous()
+            .get("/api/v1/hello/ping")
+            .expect(StatusCode::OK)
+            .await["message"],
         "pong v2"
     );
-    let details = get_json(
-        &server,
-        "/system/plugins/hello",
-        Some(&admin),
-        StatusCode::OK,
-    )
-    .await;
+    let details = server
+        .as_(&admin)
+        .get("/system/plugins/hello")
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(details["state"], "active");
     assert_eq!(details["generation"], 2);
     assert!(details["last_error"]
@@ -585,7 +533,11 @@ async fn bad_files_are_listed_with_their_error_and_never_stop_the_host() {
     let server = start_with_plugins(dir.path()).await;
     let admin = server.admin_token().await;
 
-    let list = get_json(&server, "/system/plugins", Some(&admin), StatusCode::OK).await;
+    let list = server
+        .as_(&admin)
+        .get("/system/plugins")
+        .expect(StatusCode::OK)
+        .await;
     let by_id = |id: &str| {
         list["items"]
             .as_array()
@@ -613,15 +565,17 @@ async fn bad_files_are_listed_with_their_error_and_never_stop_the_host() {
             "{id}: {plugin}"
         );
     }
-    let enable_failed = server
+    server
+        .as_(&admin)
         .post("/system/plugins/garbage/enable")
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("send");
-    expect_error(enable_failed, StatusCode::CONFLICT, "CONFLICT").await;
+        .expect_error(StatusCode::CONFLICT, "CONFLICT")
+        .await;
     assert_eq!(
-        get_json(&server, "/api/v1/hello/ping", None, StatusCode::OK).await["message"],
+        server
+            .anonymous()
+            .get("/api/v1/hello/ping")
+            .expect(StatusCode::OK)
+            .await["message"],
         "pong"
     );
     server.stop().await;
@@ -644,25 +598,21 @@ async fn prefix_and_dependency_conflicts_are_refused_with_the_names() {
     let server = start_with_plugins(dir.path()).await;
     let admin = server.admin_token().await;
 
-    let alias = get_json(
-        &server,
-        "/system/plugins/hello_alias",
-        Some(&admin),
-        StatusCode::OK,
-    )
-    .await;
+    let alias = server
+        .as_(&admin)
+        .get("/system/plugins/hello_alias")
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(alias["state"], "refused");
     assert_eq!(
         alias["last_error"],
         "api_prefix /api/v1/hello is already used by plugin hello"
     );
-    let needy = get_json(
-        &server,
-        "/system/plugins/hello_needy",
-        Some(&admin),
-        StatusCode::OK,
-    )
-    .await;
+    let needy = server
+        .as_(&admin)
+        .get("/system/plugins/hello_needy")
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(needy["state"], "refused");
     assert_eq!(
         needy["last_error"],
@@ -670,29 +620,26 @@ async fn prefix_and_dependency_conflicts_are_refused_with_the_names() {
     );
     // The first owner of the prefix is untouched.
     assert_eq!(
-        get_json(
-            &server,
-            "/system/plugins/hello",
-            Some(&admin),
-            StatusCode::OK
-        )
-        .await["state"],
+        server
+            .as_(&admin)
+            .get("/system/plugins/hello")
+            .expect(StatusCode::OK)
+            .await["state"],
         "active"
     );
     assert_eq!(
-        get_json(&server, "/api/v1/hello/ping", None, StatusCode::OK).await["plugin"],
+        server
+            .anonymous()
+            .get("/api/v1/hello/ping")
+            .expect(StatusCode::OK)
+            .await["plugin"],
         "hello"
     );
-    expect_error(
-        server
-            .get("/api/v1/hello-needy/ping")
-            .send()
-            .await
-            .expect("send"),
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-    )
-    .await;
+    server
+        .anonymous()
+        .get("/api/v1/hello-needy/ping")
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
+        .await;
     server.stop().await;
 }
 
@@ -704,13 +651,11 @@ async fn a_reload_to_an_abi_incompatible_build_is_refused_and_the_old_one_serves
     let admin = server.admin_token().await;
 
     deploy(&testbed_variant("abi-break"), dir.path(), HELLO);
-    let refused = server
+    let body = server
+        .as_(&admin)
         .post("/system/plugins/hello/reload")
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("send");
-    let body = expect_error(refused, StatusCode::UNPROCESSABLE_ENTITY, "PLUGIN_ERROR").await;
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "PLUGIN_ERROR")
+        .await;
     let message = body["error"]["message"].as_str().expect("message");
     assert!(
         message.contains("incompatible plugin-api layout"),
@@ -722,16 +667,18 @@ async fn a_reload_to_an_abi_incompatible_build_is_refused_and_the_old_one_serves
         message.len()
     );
     assert_eq!(
-        get_json(&server, "/api/v1/hello/ping", None, StatusCode::OK).await["message"],
+        server
+            .anonymous()
+            .get("/api/v1/hello/ping")
+            .expect(StatusCode::OK)
+            .await["message"],
         "pong"
     );
-    let details = get_json(
-        &server,
-        "/system/plugins/hello",
-        Some(&admin),
-        StatusCode::OK,
-    )
-    .await;
+    let details = server
+        .as_(&admin)
+        .get("/system/plugins/hello")
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(
         (details["state"].as_str(), details["generation"].as_u64()),
         (Some("active"), Some(1))
@@ -797,7 +744,11 @@ async fn install_by_upload_and_by_path_then_uninstall_with_and_without_purge() {
     );
     assert!(plugins_dir.path().join(HELLO).exists());
     assert_eq!(
-        get_json(&server, "/api/v1/hello/ping", None, StatusCode::OK).await["message"],
+        server
+            .anonymous()
+            .get("/api/v1/hello/ping")
+            .expect(StatusCode::OK)
+            .await["message"],
         "pong"
     );
     expect_error(
@@ -814,89 +765,52 @@ async fn install_by_upload_and_by_path_then_uninstall_with_and_without_purge() {
         .as_str()
         .is_some_and(|m| m.contains("already used by plugin hello")));
 
-    let created = server
+    server
+        .as_(&admin)
         .post("/api/v1/hello/greetings")
-        .bearer_auth(&admin)
-        .json(&json!({"text": "survives an uninstall"}))
-        .send()
-        .await
-        .expect("send");
-    expect_status(created, StatusCode::CREATED).await;
+        .json(json!({"text": "survives an uninstall"}))
+        .expect(StatusCode::CREATED)
+        .await;
 
     // Uninstall keeps the data; reinstalling by path finds it again.
-    expect_status(
-        server
-            .delete("/system/plugins/hello")
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .expect("send"),
-        StatusCode::NO_CONTENT,
-    )
-    .await;
+    server
+        .as_(&admin)
+        .delete("/system/plugins/hello")
+        .expect(StatusCode::NO_CONTENT)
+        .await;
     assert!(!plugins_dir.path().join(HELLO).exists());
-    expect_error(
-        server.get("/api/v1/hello/ping").send().await.expect("send"),
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-    )
-    .await;
-    expect_error(
-        server
-            .get("/system/plugins/hello")
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .expect("send"),
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-    )
-    .await;
+    server
+        .anonymous()
+        .get("/api/v1/hello/ping")
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
+        .await;
+    server
+        .as_(&admin)
+        .get("/system/plugins/hello")
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
+        .await;
 
     let source = sources.path().join("hello.so");
     std::fs::write(&source, &hello).expect("write");
-    let outside = server
+    let body = server
+        .as_(&admin)
         .post("/system/plugins")
-        .bearer_auth(&admin)
-        .json(&json!({"name": "hello", "source": "/etc/hostname", "version": "0.1.0"}))
-        .send()
-        .await
-        .expect("send");
-    let body = expect_error(
-        outside,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_ERROR",
-    )
-    .await;
+        .json(json!({"name": "hello", "source": "/etc/hostname", "version": "0.1.0"}))
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
+        .await;
     assert_eq!(body["error"]["details"][0]["field"], "source");
-    let wrong_name = server
+    server
+        .as_(&admin)
         .post("/system/plugins")
-        .bearer_auth(&admin)
-        .json(&json!({"name": "other", "source": source.display().to_string()}))
-        .send()
-        .await
-        .expect("send");
-    expect_error(
-        wrong_name,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_ERROR",
-    )
-    .await;
-    let by_path = server
-        .post("/system/plugins")
-        .bearer_auth(&admin)
-        .json(&json!({"name": "hello", "source": source.display().to_string(), "version": env!("CARGO_PKG_VERSION")}))
-        .send()
-        .await
-        .expect("send");
-    expect_status(by_path, StatusCode::CREATED).await;
-    let list = get_json(
-        &server,
-        "/api/v1/hello/greetings",
-        Some(&admin),
-        StatusCode::OK,
-    )
-    .await;
+        .json(json!({"name": "other", "source": source.display().to_string()}))
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
+        .await;
+    server.as_(&admin).post("/system/plugins").json(json!({"name": "hello", "source": source.display().to_string(), "version": env!("CARGO_PKG_VERSION")})).expect(StatusCode::CREATED).await;
+    let list = server
+        .as_(&admin)
+        .get("/api/v1/hello/greetings")
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(list["items"][0]["text"], "survives an uninstall");
 
     // Purge drops everything the plugin's SQL may own: a table named
@@ -914,13 +828,11 @@ async fn install_by_upload_and_by_path_then_uninstall_with_and_without_purge() {
             .await
             .expect(ddl);
     }
-    let purged = server
+    server
+        .as_(&admin)
         .delete("/system/plugins/hello?purge=true")
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("send");
-    expect_status(purged, StatusCode::NO_CONTENT).await;
+        .expect(StatusCode::NO_CONTENT)
+        .await;
     for table in ["hello_greetings", "hello", "hello_tags", "hello_tag_view"] {
         let gone = sqlx::query(&format!("SELECT COUNT(*) FROM {table}"))
             .fetch_one(server.state.db.pool())
@@ -933,17 +845,11 @@ async fn install_by_upload_and_by_path_then_uninstall_with_and_without_purge() {
             .await
             .expect("count");
     assert_eq!(history, 0);
-    expect_error(
-        server
-            .delete("/system/plugins/hello")
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .expect("send"),
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-    )
-    .await;
+    server
+        .as_(&admin)
+        .delete("/system/plugins/hello")
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
+        .await;
     server.stop().await;
 }
 
@@ -969,13 +875,11 @@ async fn a_plugin_that_keeps_panicking_is_quarantined_until_enabled() {
         server.get(path).send().await.expect("send");
     }
     assert_eq!(
-        get_json(
-            &server,
-            "/system/plugins/hello",
-            Some(&admin),
-            StatusCode::OK
-        )
-        .await["state"],
+        server
+            .as_(&admin)
+            .get("/system/plugins/hello")
+            .expect(StatusCode::OK)
+            .await["state"],
         "active"
     );
     for _ in 0..3 {
@@ -986,39 +890,38 @@ async fn a_plugin_that_keeps_panicking_is_quarantined_until_enabled() {
             .expect("send");
         expect_error(panic, StatusCode::INTERNAL_SERVER_ERROR, "PLUGIN_ERROR").await;
     }
-    let failed = next_event(&mut events, "plugin.failed").await;
+    let failed = next_bus_event(&mut events, "plugin.failed").await;
     assert_eq!(
         (failed["id"].as_str(), failed["quarantined"].as_bool()),
         (Some("hello"), Some(true))
     );
-    let details = get_json(
-        &server,
-        "/system/plugins/hello",
-        Some(&admin),
-        StatusCode::OK,
-    )
-    .await;
+    let details = server
+        .as_(&admin)
+        .get("/system/plugins/hello")
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(details["state"], "disabled");
     assert_eq!(
         details["last_error"],
         "quarantined after 3 consecutive panics"
     );
-    expect_error(
-        server.get("/api/v1/hello/ping").send().await.expect("send"),
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-    )
-    .await;
+    server
+        .anonymous()
+        .get("/api/v1/hello/ping")
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
+        .await;
 
-    let enabled = server
+    server
+        .as_(&admin)
         .post("/system/plugins/hello/enable")
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("send");
-    expect_status(enabled, StatusCode::OK).await;
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(
-        get_json(&server, "/api/v1/hello/ping", None, StatusCode::OK).await["message"],
+        server
+            .anonymous()
+            .get("/api/v1/hello/ping")
+            .expect(StatusCode::OK)
+            .await["message"],
         "pong"
     );
     // The streak starts over after an administrator's enable.
@@ -1030,13 +933,11 @@ async fn a_plugin_that_keeps_panicking_is_quarantined_until_enabled() {
             .expect("send");
     }
     assert_eq!(
-        get_json(
-            &server,
-            "/system/plugins/hello",
-            Some(&admin),
-            StatusCode::OK
-        )
-        .await["state"],
+        server
+            .as_(&admin)
+            .get("/system/plugins/hello")
+            .expect(StatusCode::OK)
+            .await["state"],
         "active"
     );
     server.stop().await;
@@ -1085,7 +986,7 @@ async fn the_watcher_installs_reloads_and_uninstalls_from_the_directory() {
     })
     .await;
     assert_eq!(
-        next_event(&mut events, "plugin.loaded").await["id"],
+        next_bus_event(&mut events, "plugin.loaded").await["id"],
         "hello"
     );
 
@@ -1095,7 +996,7 @@ async fn the_watcher_installs_reloads_and_uninstalls_from_the_directory() {
     })
     .await;
     assert_eq!(
-        next_event(&mut events, "plugin.reloaded").await["id"],
+        next_bus_event(&mut events, "plugin.reloaded").await["id"],
         "hello"
     );
 
@@ -1105,7 +1006,7 @@ async fn the_watcher_installs_reloads_and_uninstalls_from_the_directory() {
     })
     .await;
     assert_eq!(
-        next_event(&mut events, "plugin.uninstalled").await["purged"],
+        next_bus_event(&mut events, "plugin.uninstalled").await["purged"],
         false
     );
     server.stop().await;
@@ -1130,43 +1031,43 @@ async fn plugin_sections_set_the_prefix_the_first_state_and_the_config() {
     };
     let server = TestServer::start_with(configure.clone()).await;
     let admin = server.admin_token().await;
-    let details = get_json(
-        &server,
-        "/system/plugins/hello",
-        Some(&admin),
-        StatusCode::OK,
-    )
-    .await;
+    let details = server
+        .as_(&admin)
+        .get("/system/plugins/hello")
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(
         (details["state"].as_str(), details["api_prefix"].as_str()),
         (Some("disabled"), Some("/greeter"))
     );
-    expect_status(
-        server
-            .post("/system/plugins/hello/enable")
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .expect("send"),
-        StatusCode::OK,
-    )
-    .await;
-    let ping = get_json(&server, "/greeter/ping", None, StatusCode::OK).await;
+    server
+        .as_(&admin)
+        .post("/system/plugins/hello/enable")
+        .expect(StatusCode::OK)
+        .await;
+    let ping = server
+        .anonymous()
+        .get("/greeter/ping")
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(
         (ping["message"].as_str(), ping["greeting"].as_str()),
         (Some("pong"), Some("salut"))
     );
-    expect_error(
-        server.get("/api/v1/hello/ping").send().await.expect("send"),
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-    )
-    .await;
+    server
+        .anonymous()
+        .get("/api/v1/hello/ping")
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
+        .await;
     // "enabled = false" only decides the first start: the enable sticks.
     let db = server.stop().await;
     let server = TestServer::start_on(db, configure).await;
     assert_eq!(
-        get_json(&server, "/greeter/ping", None, StatusCode::OK).await["greeting"],
+        server
+            .anonymous()
+            .get("/greeter/ping")
+            .expect(StatusCode::OK)
+            .await["greeting"],
         "salut"
     );
     server.stop().await;

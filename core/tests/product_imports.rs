@@ -12,10 +12,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{call, deploy, expect_error, expect_status, plugin_library, TestServer};
+use common::{deploy, expect_error, expect_status, plugin_library, TestServer};
 use reqwest::{
     multipart::{Form, Part},
-    Method, StatusCode,
+    StatusCode,
 };
 use serde_json::{json, Value};
 
@@ -38,19 +38,20 @@ fn path(rest: &str) -> String {
 }
 
 async fn get(server: &TestServer, token: &str, rest: &str) -> Value {
-    expect_status(
-        call(server, Method::GET, &path(rest), token, None).await,
-        StatusCode::OK,
-    )
-    .await
+    server
+        .as_(token)
+        .get(&path(rest))
+        .expect(StatusCode::OK)
+        .await
 }
 
 async fn create_supplier(server: &TestServer, token: &str, body: Value) -> i64 {
-    let created = expect_status(
-        call(server, Method::POST, &path("/suppliers"), token, Some(body)).await,
-        StatusCode::CREATED,
-    )
-    .await;
+    let created = server
+        .as_(token)
+        .post(&path("/suppliers"))
+        .json(body)
+        .expect(StatusCode::CREATED)
+        .await;
     created["id"].as_i64().expect("supplier id")
 }
 
@@ -104,18 +105,11 @@ async fn finished(server: &TestServer, token: &str, id: i64) -> Value {
 }
 
 async fn start_import(server: &TestServer, token: &str, id: i64) -> Value {
-    let job = expect_status(
-        call(
-            server,
-            Method::POST,
-            &path(&format!("/imports/{id}/start")),
-            token,
-            None,
-        )
-        .await,
-        StatusCode::ACCEPTED,
-    )
-    .await;
+    let job = server
+        .as_(token)
+        .post(&path(&format!("/imports/{id}/start")))
+        .expect(StatusCode::ACCEPTED)
+        .await;
     // The run starts off the request and may already have ended, either
     // way, by the time the answer is written; callers check the outcome.
     assert!(
@@ -168,55 +162,39 @@ async fn suppliers_are_validated_created_listed_changed_and_deleted() {
     let admin = server.admin_token().await;
     let (_, user) = server.user_token("reader@example.com").await;
 
-    expect_error(
-        server.get(&path("/suppliers")).send().await.expect("send"),
-        StatusCode::UNAUTHORIZED,
-        "AUTHENTICATION_ERROR",
-    )
-    .await;
-    expect_error(
-        call(&server, Method::GET, &path("/suppliers"), &user, None).await,
-        StatusCode::FORBIDDEN,
-        "AUTHORIZATION_ERROR",
-    )
-    .await;
-    expect_error(
-        call(
-            &server,
-            Method::POST,
-            &path("/suppliers"),
-            &user,
-            Some(json!({"name": "Nope"})),
-        )
-        .await,
-        StatusCode::FORBIDDEN,
-        "AUTHORIZATION_ERROR",
-    )
-    .await;
+    server
+        .anonymous()
+        .get(&path("/suppliers"))
+        .expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR")
+        .await;
+    server
+        .as_(&user)
+        .get(&path("/suppliers"))
+        .expect_error(StatusCode::FORBIDDEN, "AUTHORIZATION_ERROR")
+        .await;
+    server
+        .as_(&user)
+        .post(&path("/suppliers"))
+        .json(json!({"name": "Nope"}))
+        .expect_error(StatusCode::FORBIDDEN, "AUTHORIZATION_ERROR")
+        .await;
 
     // Every problem is reported, each under its field.
-    let refused = expect_error(
-        call(
-            &server,
-            Method::POST,
-            &path("/suppliers"),
-            &admin,
-            Some(json!({
-                "email": "not-an-email",
-                "status": "sleeping",
-                "colour": "red",
-                "import_config": {
-                    "delimiter": "::",
-                    "encoding": "ebcdic",
-                    "mapping": {"ref": "sku", "nom": "label", "fournisseur": "supplier_id"}
-                }
-            })),
-        )
-        .await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_ERROR",
-    )
-    .await;
+    let refused = server
+        .as_(&admin)
+        .post(&path("/suppliers"))
+        .json(json!({
+            "email": "not-an-email",
+            "status": "sleeping",
+            "colour": "red",
+            "import_config": {
+                "delimiter": "::",
+                "encoding": "ebcdic",
+                "mapping": {"ref": "sku", "nom": "label", "fournisseur": "supplier_id"}
+            }
+        }))
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
+        .await;
     let fields = field_names(&refused);
     for expected in [
         "name",
@@ -234,36 +212,19 @@ async fn suppliers_are_validated_created_listed_changed_and_deleted() {
             "{expected} in {fields:?}"
         );
     }
-    expect_error(
-        call(
-            &server,
-            Method::POST,
-            &path("/suppliers"),
-            &admin,
-            Some(json!(["not", "an", "object"])),
-        )
-        .await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_ERROR",
-    )
-    .await;
+    server
+        .as_(&admin)
+        .post(&path("/suppliers"))
+        .json(json!(["not", "an", "object"]))
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
+        .await;
 
-    let created = expect_status(
-        call(
-            &server,
-            Method::POST,
-            &path("/suppliers"),
-            &admin,
-            Some(json!({
+    let created = server.as_(&admin).post(&path("/suppliers")).json(json!({
                 "name": "Fournisseur XYZ",
                 "email": "contact@fournisseur.com",
                 "import_type": "csv",
                 "import_config": {"delimiter": ";", "encoding": "utf-8", "mapping": {"ref": "sku", "nom": "name", "prix": "price"}}
-            })),
-        )
-        .await,
-        StatusCode::CREATED,
-    )
+            })).expect(StatusCode::CREATED)
     .await;
     let id = created["id"].as_i64().expect("id");
     assert_eq!(created["status"], "active");
@@ -271,19 +232,12 @@ async fn suppliers_are_validated_created_listed_changed_and_deleted() {
     assert_eq!(created["import_config"]["mapping"]["prix"], "price");
     assert!(created["created_at"].is_string());
     // Names are unique ignoring case.
-    expect_error(
-        call(
-            &server,
-            Method::POST,
-            &path("/suppliers"),
-            &admin,
-            Some(json!({"name": "fournisseur xyz"})),
-        )
-        .await,
-        StatusCode::CONFLICT,
-        "CONFLICT",
-    )
-    .await;
+    server
+        .as_(&admin)
+        .post(&path("/suppliers"))
+        .json(json!({"name": "fournisseur xyz"}))
+        .expect_error(StatusCode::CONFLICT, "CONFLICT")
+        .await;
     let other = create_supplier(
         &server,
         &admin,
@@ -304,63 +258,35 @@ async fn suppliers_are_validated_created_listed_changed_and_deleted() {
     let paged = get(&server, &admin, "/suppliers?page=2&page_size=2").await;
     assert_eq!(paged["total_pages"], 2, "{paged}");
     assert_eq!(paged["items"].as_array().expect("items").len(), 1);
-    expect_error(
-        call(
-            &server,
-            Method::GET,
-            &path("/suppliers?status=gone"),
-            &admin,
-            None,
-        )
-        .await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_ERROR",
-    )
-    .await;
+    server
+        .as_(&admin)
+        .get(&path("/suppliers?status=gone"))
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
+        .await;
 
     // A partial update changes what is sent, nothing else.
-    let changed = expect_status(
-        call(
-            &server,
-            Method::PUT,
-            &path(&format!("/suppliers/{id}")),
-            &admin,
-            Some(json!({"phone": "+33 1 23 45 67 89", "status": "inactive"})),
-        )
-        .await,
-        StatusCode::OK,
-    )
-    .await;
+    let changed = server
+        .as_(&admin)
+        .put(&path(&format!("/suppliers/{id}")))
+        .json(json!({"phone": "+33 1 23 45 67 89", "status": "inactive"}))
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(changed["phone"], "+33 1 23 45 67 89");
     assert_eq!(changed["status"], "inactive");
     assert_eq!(changed["email"], "contact@fournisseur.com");
     assert_eq!(changed["import_config"]["mapping"]["ref"], "sku");
-    expect_error(
-        call(
-            &server,
-            Method::PUT,
-            &path(&format!("/suppliers/{id}")),
-            &admin,
-            Some(json!({"name": "AUTRE"})),
-        )
-        .await,
-        StatusCode::CONFLICT,
-        "CONFLICT",
-    )
-    .await;
-    expect_error(
-        call(
-            &server,
-            Method::PUT,
-            &path(&format!("/suppliers/{id}")),
-            &admin,
-            Some(json!({"import_config": {"mapping": {"ref": "sku"}}})),
-        )
-        .await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_ERROR",
-    )
-    .await;
+    server
+        .as_(&admin)
+        .put(&path(&format!("/suppliers/{id}")))
+        .json(json!({"name": "AUTRE"}))
+        .expect_error(StatusCode::CONFLICT, "CONFLICT")
+        .await;
+    server
+        .as_(&admin)
+        .put(&path(&format!("/suppliers/{id}")))
+        .json(json!({"import_config": {"mapping": {"ref": "sku"}}}))
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
+        .await;
     let shown = get(&server, &admin, &format!("/suppliers/{id}")).await;
     assert_eq!(
         shown["status"], "inactive",
@@ -368,74 +294,35 @@ async fn suppliers_are_validated_created_listed_changed_and_deleted() {
     );
     assert_eq!(shown["name"], "Fournisseur XYZ");
 
-    expect_error(
-        call(
-            &server,
-            Method::GET,
-            &path("/suppliers/999999"),
-            &admin,
-            None,
-        )
-        .await,
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-    )
-    .await;
-    expect_error(
-        call(
-            &server,
-            Method::GET,
-            &path("/suppliers/999999/products"),
-            &admin,
-            None,
-        )
-        .await,
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-    )
-    .await;
+    server
+        .as_(&admin)
+        .get(&path("/suppliers/999999"))
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
+        .await;
+    server
+        .as_(&admin)
+        .get(&path("/suppliers/999999/products"))
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
+        .await;
     let none = get(&server, &admin, &format!("/suppliers/{third}/products")).await;
     assert_eq!(none["total"], 0);
 
     // Delete needs products:delete; an unused supplier goes.
-    expect_error(
-        call(
-            &server,
-            Method::DELETE,
-            &path(&format!("/suppliers/{other}")),
-            &user,
-            None,
-        )
-        .await,
-        StatusCode::FORBIDDEN,
-        "AUTHORIZATION_ERROR",
-    )
-    .await;
-    expect_status(
-        call(
-            &server,
-            Method::DELETE,
-            &path(&format!("/suppliers/{other}")),
-            &admin,
-            None,
-        )
-        .await,
-        StatusCode::NO_CONTENT,
-    )
-    .await;
-    expect_error(
-        call(
-            &server,
-            Method::GET,
-            &path(&format!("/suppliers/{other}")),
-            &admin,
-            None,
-        )
-        .await,
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-    )
-    .await;
+    server
+        .as_(&user)
+        .delete(&path(&format!("/suppliers/{other}")))
+        .expect_error(StatusCode::FORBIDDEN, "AUTHORIZATION_ERROR")
+        .await;
+    server
+        .as_(&admin)
+        .delete(&path(&format!("/suppliers/{other}")))
+        .expect(StatusCode::NO_CONTENT)
+        .await;
+    server
+        .as_(&admin)
+        .get(&path(&format!("/suppliers/{other}")))
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
+        .await;
     server.stop().await;
 }
 
@@ -518,32 +405,16 @@ MD-003;Lampe 10 \x80;9.99;0;noir\r\n";
     assert_eq!(files, 0);
 
     // Only a pending job starts.
-    expect_error(
-        call(
-            &server,
-            Method::POST,
-            &path(&format!("/imports/{id}/start")),
-            &admin,
-            None,
-        )
-        .await,
-        StatusCode::CONFLICT,
-        "CONFLICT",
-    )
-    .await;
-    expect_error(
-        call(
-            &server,
-            Method::POST,
-            &path("/imports/999999/start"),
-            &admin,
-            None,
-        )
-        .await,
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-    )
-    .await;
+    server
+        .as_(&admin)
+        .post(&path(&format!("/imports/{id}/start")))
+        .expect_error(StatusCode::CONFLICT, "CONFLICT")
+        .await;
+    server
+        .as_(&admin)
+        .post(&path("/imports/999999/start"))
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
+        .await;
 
     // The events, in order, for this job.
     let mut topics = Vec::new();
@@ -585,19 +456,11 @@ MD-003;Lampe 10 \x80;9.99;0;noir\r\n";
     );
 
     // A supplier with products cannot be deleted.
-    expect_error(
-        call(
-            &server,
-            Method::DELETE,
-            &path(&format!("/suppliers/{supplier}")),
-            &admin,
-            None,
-        )
-        .await,
-        StatusCode::CONFLICT,
-        "CONFLICT",
-    )
-    .await;
+    server
+        .as_(&admin)
+        .delete(&path(&format!("/suppliers/{supplier}")))
+        .expect_error(StatusCode::CONFLICT, "CONFLICT")
+        .await;
 
     let dashboard = get(&server, &admin, "/analytics/dashboard").await;
     assert_eq!(dashboard["total_products"], 3, "{dashboard}");
@@ -679,19 +542,11 @@ B-7,Last,5.00,0,\n";
             ),
         ]
     );
-    expect_error(
-        call(
-            &server,
-            Method::GET,
-            &path(&format!("/imports/{id}/logs?level=debug")),
-            &admin,
-            None,
-        )
-        .await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_ERROR",
-    )
-    .await;
+    server
+        .as_(&admin)
+        .get(&path(&format!("/imports/{id}/logs?level=debug")))
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
+        .await;
 
     let products = get(&server, &admin, &format!("/suppliers/{supplier}/products")).await;
     let mut skus: Vec<&str> = products["items"]
@@ -772,36 +627,20 @@ B-7,Last,5.00,0,\n";
         ("date_from=05/10/2025", "date_from"),
         ("date_to=2025-13-01", "date_to"),
     ] {
-        let refused = expect_error(
-            call(
-                &server,
-                Method::GET,
-                &path(&format!("/imports/jobs?{query}")),
-                &admin,
-                None,
-            )
-            .await,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "VALIDATION_ERROR",
-        )
-        .await;
+        let refused = server
+            .as_(&admin)
+            .get(&path(&format!("/imports/jobs?{query}")))
+            .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
+            .await;
         assert_eq!(field_names(&refused), vec![field], "{query}");
     }
-    let both = expect_error(
-        call(
-            &server,
-            Method::GET,
-            &path(&format!(
-                "/imports/jobs?date_from={tomorrow}&date_to={yesterday}&status=x"
-            )),
-            &admin,
-            None,
-        )
-        .await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_ERROR",
-    )
-    .await;
+    let both = server
+        .as_(&admin)
+        .get(&path(&format!(
+            "/imports/jobs?date_from={tomorrow}&date_to={yesterday}&status=x"
+        )))
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
+        .await;
     assert_eq!(field_names(&both), vec!["status", "date_to"]);
     server.stop().await;
 }
@@ -831,26 +670,18 @@ async fn uploads_that_cannot_be_read_are_refused_before_a_job_exists() {
         "AUTHORIZATION_ERROR",
     )
     .await;
-    expect_error(
-        server.post(&path("/imports")).send().await.expect("send"),
-        StatusCode::UNAUTHORIZED,
-        "AUTHENTICATION_ERROR",
-    )
-    .await;
+    server
+        .anonymous()
+        .post(&path("/imports"))
+        .expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR")
+        .await;
     // Not multipart, or broken multipart: 400.
-    expect_error(
-        call(
-            &server,
-            Method::POST,
-            &path("/imports"),
-            &admin,
-            Some(json!({"supplier_id": supplier})),
-        )
-        .await,
-        StatusCode::BAD_REQUEST,
-        "VALIDATION_ERROR",
-    )
-    .await;
+    server
+        .as_(&admin)
+        .post(&path("/imports"))
+        .json(json!({"supplier_id": supplier}))
+        .expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR")
+        .await;
     expect_error(
         server
             .post(&path("/imports"))
@@ -920,41 +751,26 @@ async fn uploads_that_cannot_be_read_are_refused_before_a_job_exists() {
     }
     let jobs = get(&server, &admin, "/imports/jobs").await;
     assert_eq!(jobs["total"], 0, "nothing refused left a job: {jobs}");
-    expect_error(
-        call(&server, Method::GET, &path("/imports/jobs"), &user, None).await,
-        StatusCode::FORBIDDEN,
-        "AUTHORIZATION_ERROR",
-    )
-    .await;
-    expect_error(
-        call(
-            &server,
-            Method::GET,
-            &path("/analytics/dashboard"),
-            &user,
-            None,
-        )
-        .await,
-        StatusCode::FORBIDDEN,
-        "AUTHORIZATION_ERROR",
-    )
-    .await;
-    expect_error(
-        server
-            .get(&path("/analytics/dashboard"))
-            .send()
-            .await
-            .expect("send"),
-        StatusCode::UNAUTHORIZED,
-        "AUTHENTICATION_ERROR",
-    )
-    .await;
-    expect_error(
-        call(&server, Method::GET, &path("/imports/424242"), &admin, None).await,
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-    )
-    .await;
+    server
+        .as_(&user)
+        .get(&path("/imports/jobs"))
+        .expect_error(StatusCode::FORBIDDEN, "AUTHORIZATION_ERROR")
+        .await;
+    server
+        .as_(&user)
+        .get(&path("/analytics/dashboard"))
+        .expect_error(StatusCode::FORBIDDEN, "AUTHORIZATION_ERROR")
+        .await;
+    server
+        .anonymous()
+        .get(&path("/analytics/dashboard"))
+        .expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR")
+        .await;
+    server
+        .as_(&admin)
+        .get(&path("/imports/424242"))
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
+        .await;
     server.stop().await;
 }
 

@@ -8,9 +8,7 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use common::{call, deploy, expect_error, expect_status, plugin_library, TestServer};
+use common::{deploy, expect_error, expect_status, next_bus_event, plugin_library, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::Row;
@@ -44,14 +42,12 @@ async fn start() -> Catalogue {
 
 impl Catalogue {
     async fn send(&self, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
-        call(
-            &self.server,
-            method,
-            &format!("{API}{path}"),
-            &self.admin,
-            body,
-        )
-        .await
+        self.server
+            .as_(&self.admin)
+            .request(method, &format!("{API}{path}"))
+            .json_opt(body)
+            .send()
+            .await
     }
 
     async fn ok(
@@ -88,38 +84,29 @@ impl Catalogue {
     async fn user_with(&self, email: &str, permissions: &[&str]) -> String {
         let (user_id, _) = self.server.user_token(email).await;
         let admin = &self.admin;
-        let role = expect_status(
-            call(
-                &self.server,
-                Method::POST,
-                "/admin/roles",
-                admin,
-                Some(json!({"name": format!("role_{}", user_id)})),
-            )
-            .await,
-            StatusCode::CREATED,
-        )
-        .await;
+        let role = self
+            .server
+            .as_(admin)
+            .post("/admin/roles")
+            .json(json!({"name": format!("role_{}", user_id)}))
+            .expect(StatusCode::CREATED)
+            .await;
         let role_id = role["id"].as_i64().expect("role id");
         for permission in permissions {
-            let response = call(
-                &self.server,
-                Method::POST,
-                &format!("/admin/roles/{role_id}/permissions/{permission}"),
-                admin,
-                None,
-            )
-            .await;
+            let response = self
+                .server
+                .as_(admin)
+                .post(&format!("/admin/roles/{role_id}/permissions/{permission}"))
+                .send()
+                .await;
             assert!(response.status().is_success(), "grant {permission}");
         }
-        let response = call(
-            &self.server,
-            Method::POST,
-            &format!("/admin/users/{user_id}/roles/{role_id}"),
-            admin,
-            None,
-        )
-        .await;
+        let response = self
+            .server
+            .as_(admin)
+            .post(&format!("/admin/users/{user_id}/roles/{role_id}"))
+            .send()
+            .await;
         assert!(response.status().is_success(), "assign role");
         common::access_token(&self.server.login(email, "UserPassw0rd!").await)
     }
@@ -166,21 +153,6 @@ fn detail_fields(body: &Value) -> Vec<String> {
         .collect()
 }
 
-async fn next_event(
-    events: &mut tokio::sync::broadcast::Receiver<Arc<xcore::events::Event>>,
-    topic: &str,
-) -> Value {
-    loop {
-        let event = tokio::time::timeout(std::time::Duration::from_secs(10), events.recv())
-            .await
-            .expect("event in time")
-            .expect("event");
-        if event.topic == topic {
-            return event.data.clone();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn products_crud_with_every_error_status_and_events() {
     let catalogue = start().await;
@@ -215,7 +187,7 @@ async fn products_crud_with_every_error_status_and_events() {
     assert!(created["created_at"]
         .as_str()
         .is_some_and(|t| t.ends_with('Z')));
-    let event = next_event(&mut events, "products.created").await;
+    let event = next_bus_event(&mut events, "products.created").await;
     assert_eq!(event["id"], id);
     assert_eq!(catalogue.get(&format!("/{id}")).await, created);
 
@@ -326,7 +298,7 @@ async fn products_crud_with_every_error_status_and_events() {
     assert_eq!(updated["created_at"], created["created_at"]);
     assert!(updated["updated_at"].as_str() > created["updated_at"].as_str());
     assert_eq!(
-        next_event(&mut events, "products.updated").await["stock"],
+        next_bus_event(&mut events, "products.updated").await["stock"],
         200
     );
     catalogue
@@ -413,34 +385,21 @@ async fn products_crud_with_every_error_status_and_events() {
     )
     .await;
     let (_, nobody) = catalogue.server.user_token("nobody@example.com").await;
-    expect_error(
-        call(
-            &catalogue.server,
-            Method::GET,
-            &format!("{API}/"),
-            &nobody,
-            None,
-        )
-        .await,
-        StatusCode::FORBIDDEN,
-        "AUTHORIZATION_ERROR",
-    )
-    .await;
+    catalogue
+        .server
+        .as_(&nobody)
+        .get(&format!("{API}/"))
+        .expect_error(StatusCode::FORBIDDEN, "AUTHORIZATION_ERROR")
+        .await;
     let reader = catalogue
         .user_with("reader@example.com", &["products:read"])
         .await;
-    expect_status(
-        call(
-            &catalogue.server,
-            Method::GET,
-            &format!("{API}/{id}"),
-            &reader,
-            None,
-        )
-        .await,
-        StatusCode::OK,
-    )
-    .await;
+    catalogue
+        .server
+        .as_(&reader)
+        .get(&format!("{API}/{id}"))
+        .expect(StatusCode::OK)
+        .await;
     for (method, path, body) in [
         (
             Method::POST,
@@ -461,37 +420,24 @@ async fn products_crud_with_every_error_status_and_events() {
             Some(json!({"name": "R"})),
         ),
     ] {
-        expect_error(
-            call(
-                &catalogue.server,
-                method,
-                &format!("{API}{path}"),
-                &reader,
-                body,
-            )
-            .await,
-            StatusCode::FORBIDDEN,
-            "AUTHORIZATION_ERROR",
-        )
-        .await;
+        catalogue
+            .server
+            .as_(&reader)
+            .request(method, &format!("{API}{path}"))
+            .json_opt(body)
+            .expect_error(StatusCode::FORBIDDEN, "AUTHORIZATION_ERROR")
+            .await;
     }
     // Writing is not deleting.
     let writer = catalogue
         .user_with("writer@example.com", &["products:read", "products:write"])
         .await;
-    expect_error(
-        call(
-            &catalogue.server,
-            Method::DELETE,
-            &format!("{API}/{id}"),
-            &writer,
-            None,
-        )
-        .await,
-        StatusCode::FORBIDDEN,
-        "AUTHORIZATION_ERROR",
-    )
-    .await;
+    catalogue
+        .server
+        .as_(&writer)
+        .delete(&format!("{API}/{id}"))
+        .expect_error(StatusCode::FORBIDDEN, "AUTHORIZATION_ERROR")
+        .await;
 
     // Delete.
     catalogue
@@ -502,7 +448,7 @@ async fn products_crud_with_every_error_status_and_events() {
             StatusCode::NO_CONTENT,
         )
         .await;
-    let deleted = next_event(&mut events, "products.deleted").await;
+    let deleted = next_bus_event(&mut events, "products.deleted").await;
     assert_eq!(deleted, json!({"id": id, "sku": "PROD-NEW-001"}));
     catalogue
         .refused(
@@ -696,11 +642,12 @@ async fn lists_page_filter_sort_and_search_with_the_full_text_index() {
     assert_eq!(past_the_end["total"], 7);
     assert!(skus(&past_the_end).is_empty());
     // The prefix alone is the list, as in the seed (`GET /products`).
-    let newest = expect_status(
-        call(&catalogue.server, Method::GET, API, &catalogue.admin, None).await,
-        StatusCode::OK,
-    )
-    .await;
+    let newest = catalogue
+        .server
+        .as_(&catalogue.admin)
+        .get(API)
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(newest["page_size"], 20);
     assert_eq!(newest["items"].as_array().map(Vec::len), Some(7));
 
@@ -1029,7 +976,7 @@ async fn bulk_is_all_or_nothing_and_takes_ten_thousand() {
         (Some(1), Some(1))
     );
     assert_eq!(upsert["ids"][1], existing["id"]);
-    let summary = next_event(&mut events, "products.bulk").await;
+    let summary = next_bus_event(&mut events, "products.bulk").await;
     assert_eq!(summary["total"], 2);
     let changed = catalogue.get(&format!("/{}", existing["id"])).await;
     assert_eq!(changed["name"], "Renommé");
@@ -1085,7 +1032,7 @@ async fn bulk_is_all_or_nothing_and_takes_ten_thousand() {
         .await;
     assert_eq!(done["created"], 10_000);
     assert_eq!(done["ids"].as_array().map(Vec::len), Some(10_000));
-    let summary = next_event(&mut events, "products.bulk").await;
+    let summary = next_bus_event(&mut events, "products.bulk").await;
     assert_eq!(summary["created"], 10_000);
     assert_eq!(catalogue.count_rows().await, 10_002);
     let drafts = catalogue.get("/?status=draft&limit=1").await;
@@ -1117,18 +1064,12 @@ async fn bulk_is_all_or_nothing_and_takes_ten_thousand() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plugin_loads_with_its_schema_and_routes() {
     let catalogue = start().await;
-    let details = expect_status(
-        call(
-            &catalogue.server,
-            Method::GET,
-            "/system/plugins/products",
-            &catalogue.admin,
-            None,
-        )
-        .await,
-        StatusCode::OK,
-    )
-    .await;
+    let details = catalogue
+        .server
+        .as_(&catalogue.admin)
+        .get("/system/plugins/products")
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(details["state"], "active", "{details}");
     let routes = details["routes"].as_array().expect("routes");
     for route in [

@@ -8,25 +8,16 @@ mod common;
 
 use std::time::Duration;
 
-use common::{call, deploy, expect_error, expect_status, testbed_variant, TestServer};
-use futures_util::{SinkExt, StreamExt};
-use reqwest::{Method, StatusCode};
+use common::{deploy, testbed_variant, ws, TestServer};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::Message;
 
 async fn task(server: &TestServer, token: &str, id: &str) -> Value {
-    expect_status(
-        call(
-            server,
-            Method::GET,
-            &format!("/system/tasks/{id}"),
-            token,
-            None,
-        )
-        .await,
-        StatusCode::OK,
-    )
-    .await
+    server
+        .as_(token)
+        .get(&format!("/system/tasks/{id}"))
+        .expect(StatusCode::OK)
+        .await
 }
 
 /// Polls until `condition` holds on the task, for up to 15 s.
@@ -53,11 +44,11 @@ async fn tasks_are_validated_created_run_paused_resumed_edited_and_deleted() {
     let admin = server.admin_token().await;
     let (_, user) = server.user_token("plain@example.com").await;
 
-    let list = expect_status(
-        call(&server, Method::GET, "/system/tasks", &admin, None).await,
-        StatusCode::OK,
-    )
-    .await;
+    let list = server
+        .as_(&admin)
+        .get("/system/tasks")
+        .expect(StatusCode::OK)
+        .await;
     let ids: Vec<&str> = list["items"]
         .as_array()
         .expect("items")
@@ -71,18 +62,16 @@ async fn tasks_are_validated_created_run_paused_resumed_edited_and_deleted() {
         assert!(builtin["next_run"].is_string(), "{builtin}");
         assert_eq!(builtin["builtin"], true);
     }
-    expect_error(
-        call(&server, Method::GET, "/system/tasks", &user, None).await,
-        StatusCode::FORBIDDEN,
-        "AUTHORIZATION_ERROR",
-    )
-    .await;
-    expect_error(
-        server.get("/system/tasks").send().await.expect("send"),
-        StatusCode::UNAUTHORIZED,
-        "AUTHENTICATION_ERROR",
-    )
-    .await;
+    server
+        .as_(&user)
+        .get("/system/tasks")
+        .expect_error(StatusCode::FORBIDDEN, "AUTHORIZATION_ERROR")
+        .await;
+    server
+        .anonymous()
+        .get("/system/tasks")
+        .expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR")
+        .await;
 
     // Validation: one detail per field.
     for (body, field) in [
@@ -115,38 +104,27 @@ async fn tasks_are_validated_created_run_paused_resumed_edited_and_deleted() {
             "id",
         ),
     ] {
-        let response = call(
-            &server,
-            Method::POST,
-            "/system/tasks",
-            &admin,
-            Some(body.clone()),
-        )
-        .await;
-        let error = expect_error(
-            response,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "VALIDATION_ERROR",
-        )
-        .await;
+        let error = server
+            .as_(&admin)
+            .post("/system/tasks")
+            .json(body.clone())
+            .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
+            .await;
         assert_eq!(
             error["error"]["details"][0]["field"], field,
             "{body}: {error}"
         );
     }
 
-    let created = call(
-        &server,
-        Method::POST,
-        "/system/tasks",
-        &admin,
-        Some(json!({
+    let created = server
+        .as_(&admin)
+        .post("/system/tasks")
+        .json(json!({
             "id": "ma_tache", "name": "Ma Tâche", "type": "interval",
             "interval": {"hours": 1}, "job": "core.purge_expired_tokens", "enabled": true
-        })),
-    )
-    .await;
-    let created = expect_status(created, StatusCode::CREATED).await;
+        }))
+        .expect(StatusCode::CREATED)
+        .await;
     assert_eq!(created["status"], "scheduled", "{created}");
     assert_eq!(
         created["interval"],
@@ -154,29 +132,14 @@ async fn tasks_are_validated_created_run_paused_resumed_edited_and_deleted() {
     );
     assert!(created["next_run"].is_string(), "{created}");
     assert_eq!(created["success_count"], 0);
-    let duplicate = call(
-        &server,
-        Method::POST,
-        "/system/tasks",
-        &admin,
-        Some(json!({"id": "ma_tache", "type": "interval", "interval": {"hours": 1}, "job": "core.purge_expired_tokens"})),
-    )
-    .await;
-    expect_error(duplicate, StatusCode::CONFLICT, "CONFLICT").await;
+    server.as_(&admin).post("/system/tasks").json(json!({"id": "ma_tache", "type": "interval", "interval": {"hours": 1}, "job": "core.purge_expired_tokens"})).expect_error(StatusCode::CONFLICT, "CONFLICT").await;
 
     // Pause and resume: next_run follows.
-    let paused = expect_status(
-        call(
-            &server,
-            Method::POST,
-            "/system/tasks/ma_tache/pause",
-            &admin,
-            None,
-        )
-        .await,
-        StatusCode::OK,
-    )
-    .await;
+    let paused = server
+        .as_(&admin)
+        .post("/system/tasks/ma_tache/pause")
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(
         paused,
         json!({"id": "ma_tache", "status": "paused", "next_run": null})
@@ -186,18 +149,11 @@ async fn tasks_are_validated_created_run_paused_resumed_edited_and_deleted() {
         (shown["status"].as_str(), shown["next_run"].is_null()),
         (Some("paused"), true)
     );
-    let resumed = expect_status(
-        call(
-            &server,
-            Method::POST,
-            "/system/tasks/ma_tache/resume",
-            &admin,
-            None,
-        )
-        .await,
-        StatusCode::OK,
-    )
-    .await;
+    let resumed = server
+        .as_(&admin)
+        .post("/system/tasks/ma_tache/resume")
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(resumed["status"], "scheduled");
     assert!(resumed["next_run"].is_string(), "{resumed}");
 
@@ -210,51 +166,27 @@ async fn tasks_are_validated_created_run_paused_resumed_edited_and_deleted() {
         .execute(server.state.db.pool())
         .await
         .expect("seed an expired session revocation");
-    let (mut socket, _) =
-        tokio_tungstenite::connect_async(format!("ws://{}/ws?token={admin}", server.addr))
-            .await
-            .expect("ws");
-    socket.next().await.expect("auth reply").expect("frame");
-    socket
-        .send(Message::Text(
-            json!({"type": "subscribe", "topics": ["task.*"]})
-                .to_string()
-                .into(),
-        ))
+    let mut socket = ws::connect(&server, &format!("?token={admin}")).await;
+    ws::next_json(&mut socket, Duration::from_secs(10))
         .await
-        .expect("subscribe");
-    socket
-        .next()
-        .await
-        .expect("subscribe reply")
-        .expect("frame");
-    let run = expect_status(
-        call(
-            &server,
-            Method::POST,
-            "/system/tasks/ma_tache/run",
-            &admin,
-            None,
-        )
-        .await,
-        StatusCode::OK,
+        .expect("auth reply");
+    ws::send(
+        &mut socket,
+        json!({"type": "subscribe", "topics": ["task.*"]}),
     )
     .await;
+    ws::next_json(&mut socket, Duration::from_secs(10))
+        .await
+        .expect("subscribe reply");
+    let run = server
+        .as_(&admin)
+        .post("/system/tasks/ma_tache/run")
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(run["id"], "ma_tache");
     assert_eq!(run["status"], "running");
     assert!(run["started_at"].is_string());
-    let completed = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Some(Ok(Message::Text(text))) = socket.next().await {
-                let event: Value = serde_json::from_str(text.as_str()).expect("json");
-                if event["topic"] == "task.completed" {
-                    return event;
-                }
-            }
-        }
-    })
-    .await
-    .expect("task.completed in time");
+    let completed = ws::next_event(&mut socket, "task.completed").await;
     assert_eq!(completed["data"]["id"], "ma_tache");
     assert_eq!(
         completed["data"]["result"]["revoked_access_tokens"], 1,
@@ -274,18 +206,12 @@ async fn tasks_are_validated_created_run_paused_resumed_edited_and_deleted() {
     assert!(after["runs"][0]["finished_at"].is_string());
 
     // Edit: a cron schedule; bad edits are refused and change nothing.
-    let edited = expect_status(
-        call(
-            &server,
-            Method::PUT,
-            "/system/tasks/ma_tache",
-            &admin,
-            Some(json!({"type": "cron", "schedule": "0 4 * * *", "name": "Nightly"})),
-        )
-        .await,
-        StatusCode::OK,
-    )
-    .await;
+    let edited = server
+        .as_(&admin)
+        .put("/system/tasks/ma_tache")
+        .json(json!({"type": "cron", "schedule": "0 4 * * *", "name": "Nightly"}))
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(edited["type"], "cron");
     assert_eq!(edited["name"], "Nightly");
     assert!(
@@ -294,48 +220,33 @@ async fn tasks_are_validated_created_run_paused_resumed_edited_and_deleted() {
             .is_some_and(|next| next.contains("T04:00:00")),
         "{edited}"
     );
-    let bad = call(
-        &server,
-        Method::PUT,
-        "/system/tasks/ma_tache",
-        &admin,
-        Some(json!({"schedule": "not cron"})),
-    )
-    .await;
-    expect_error(bad, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR").await;
+    server
+        .as_(&admin)
+        .put("/system/tasks/ma_tache")
+        .json(json!({"schedule": "not cron"}))
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
+        .await;
     assert_eq!(
         task(&server, &admin, "ma_tache").await["schedule"],
         "0 4 * * *"
     );
 
-    expect_error(
-        call(
-            &server,
-            Method::DELETE,
-            "/system/tasks/purge_expired_tokens",
-            &admin,
-            None,
-        )
-        .await,
-        StatusCode::CONFLICT,
-        "CONFLICT",
-    )
-    .await;
-    let deleted = call(
-        &server,
-        Method::DELETE,
-        "/system/tasks/ma_tache",
-        &admin,
-        None,
-    )
-    .await;
+    server
+        .as_(&admin)
+        .delete("/system/tasks/purge_expired_tokens")
+        .expect_error(StatusCode::CONFLICT, "CONFLICT")
+        .await;
+    let deleted = server
+        .as_(&admin)
+        .delete("/system/tasks/ma_tache")
+        .send()
+        .await;
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
-    expect_error(
-        call(&server, Method::GET, "/system/tasks/ma_tache", &admin, None).await,
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-    )
-    .await;
+    server
+        .as_(&admin)
+        .get("/system/tasks/ma_tache")
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
+        .await;
     server.stop().await;
 }
 
@@ -343,32 +254,17 @@ async fn tasks_are_validated_created_run_paused_resumed_edited_and_deleted() {
 async fn a_one_second_cron_task_fires_and_its_state_survives_a_restart() {
     let server = TestServer::start().await;
     let admin = server.admin_token().await;
-    let created = call(
-        &server,
-        Method::POST,
-        "/system/tasks",
-        &admin,
-        Some(json!({"id": "every_second", "type": "cron", "schedule": "* * * * * *", "job": "core.prune_task_runs"})),
-    )
-    .await;
-    expect_status(created, StatusCode::CREATED).await;
+    server.as_(&admin).post("/system/tasks").json(json!({"id": "every_second", "type": "cron", "schedule": "* * * * * *", "job": "core.prune_task_runs"})).expect(StatusCode::CREATED).await;
     let fired = task_until(&server, &admin, "every_second", "two scheduled runs", |t| {
         t["success_count"].as_i64().unwrap_or(0) >= 2
     })
     .await;
     assert_eq!(fired["runs"][0]["started_by"], "schedule", "{fired}");
-    expect_status(
-        call(
-            &server,
-            Method::POST,
-            "/system/tasks/every_second/pause",
-            &admin,
-            None,
-        )
-        .await,
-        StatusCode::OK,
-    )
-    .await;
+    server
+        .as_(&admin)
+        .post("/system/tasks/every_second/pause")
+        .expect(StatusCode::OK)
+        .await;
     // A run in flight at the pause may still finish.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let before = task(&server, &admin, "every_second").await;
@@ -385,18 +281,11 @@ async fn a_one_second_cron_task_fires_and_its_state_survives_a_restart() {
         "a paused task stays still"
     );
     assert_eq!(after["last_run"], before["last_run"]);
-    expect_status(
-        call(
-            &server,
-            Method::POST,
-            "/system/tasks/every_second/resume",
-            &admin,
-            None,
-        )
-        .await,
-        StatusCode::OK,
-    )
-    .await;
+    server
+        .as_(&admin)
+        .post("/system/tasks/every_second/resume")
+        .expect(StatusCode::OK)
+        .await;
     let counted = before["success_count"].as_i64().expect("count");
     task_until(
         &server,
@@ -421,29 +310,19 @@ async fn plugin_jobs_never_overlap_time_out_and_follow_their_plugin() {
     .await;
     let admin = server.admin_token().await;
     for (id, job) in [("hello_tick", "hello.tick"), ("hello_nap", "hello.nap")] {
-        let created = call(
-            &server,
-            Method::POST,
-            "/system/tasks",
-            &admin,
-            Some(json!({"id": id, "type": "interval", "interval": {"hours": 6}, "job": job})),
-        )
-        .await;
-        expect_status(created, StatusCode::CREATED).await;
+        server
+            .as_(&admin)
+            .post("/system/tasks")
+            .json(json!({"id": id, "type": "interval", "interval": {"hours": 6}, "job": job}))
+            .expect(StatusCode::CREATED)
+            .await;
     }
 
-    expect_status(
-        call(
-            &server,
-            Method::POST,
-            "/system/tasks/hello_tick/run",
-            &admin,
-            None,
-        )
-        .await,
-        StatusCode::OK,
-    )
-    .await;
+    server
+        .as_(&admin)
+        .post("/system/tasks/hello_tick/run")
+        .expect(StatusCode::OK)
+        .await;
     task_until(&server, &admin, "hello_tick", "the plugin job ran", |t| {
         t["success_count"] == 1
     })
@@ -451,31 +330,16 @@ async fn plugin_jobs_never_overlap_time_out_and_follow_their_plugin() {
 
     // The nap (1.5 s) overruns the 1 s timeout: recorded as failed, and
     // the task counts as running until the job's thread returns.
-    expect_status(
-        call(
-            &server,
-            Method::POST,
-            "/system/tasks/hello_nap/run",
-            &admin,
-            None,
-        )
-        .await,
-        StatusCode::OK,
-    )
-    .await;
-    expect_error(
-        call(
-            &server,
-            Method::POST,
-            "/system/tasks/hello_nap/run",
-            &admin,
-            None,
-        )
-        .await,
-        StatusCode::CONFLICT,
-        "CONFLICT",
-    )
-    .await;
+    server
+        .as_(&admin)
+        .post("/system/tasks/hello_nap/run")
+        .expect(StatusCode::OK)
+        .await;
+    server
+        .as_(&admin)
+        .post("/system/tasks/hello_nap/run")
+        .expect_error(StatusCode::CONFLICT, "CONFLICT")
+        .await;
     let failed = task_until(&server, &admin, "hello_nap", "timed out", |t| {
         t["failure_count"] == 1
     })
@@ -492,48 +356,26 @@ async fn plugin_jobs_never_overlap_time_out_and_follow_their_plugin() {
     .await;
 
     // The plugin's tasks stop with it and come back with it.
-    expect_status(
-        call(
-            &server,
-            Method::POST,
-            "/system/plugins/hello/disable",
-            &admin,
-            None,
-        )
-        .await,
-        StatusCode::OK,
-    )
-    .await;
+    server
+        .as_(&admin)
+        .post("/system/plugins/hello/disable")
+        .expect(StatusCode::OK)
+        .await;
     let inactive = task_until(&server, &admin, "hello_tick", "inactive", |t| {
         t["status"] == "inactive"
     })
     .await;
     assert!(inactive["next_run"].is_null(), "{inactive}");
-    expect_error(
-        call(
-            &server,
-            Method::POST,
-            "/system/tasks/hello_tick/run",
-            &admin,
-            None,
-        )
-        .await,
-        StatusCode::CONFLICT,
-        "CONFLICT",
-    )
-    .await;
-    expect_status(
-        call(
-            &server,
-            Method::POST,
-            "/system/plugins/hello/enable",
-            &admin,
-            None,
-        )
-        .await,
-        StatusCode::OK,
-    )
-    .await;
+    server
+        .as_(&admin)
+        .post("/system/tasks/hello_tick/run")
+        .expect_error(StatusCode::CONFLICT, "CONFLICT")
+        .await;
+    server
+        .as_(&admin)
+        .post("/system/plugins/hello/enable")
+        .expect(StatusCode::OK)
+        .await;
     let back = task_until(&server, &admin, "hello_tick", "scheduled again", |t| {
         t["status"] == "scheduled" && t["next_run"].is_string()
     })
@@ -541,28 +383,22 @@ async fn plugin_jobs_never_overlap_time_out_and_follow_their_plugin() {
     assert_eq!(back["success_count"], 1);
 
     // Uninstalled, its tasks go.
-    let uninstalled = call(
-        &server,
-        Method::DELETE,
-        "/system/plugins/hello",
-        &admin,
-        None,
-    )
-    .await;
+    let uninstalled = server
+        .as_(&admin)
+        .delete("/system/plugins/hello")
+        .send()
+        .await;
     assert!(
         uninstalled.status().is_success(),
         "{}",
         uninstalled.status()
     );
     for _ in 0..100 {
-        let gone = call(
-            &server,
-            Method::GET,
-            "/system/tasks/hello_tick",
-            &admin,
-            None,
-        )
-        .await;
+        let gone = server
+            .as_(&admin)
+            .get("/system/tasks/hello_tick")
+            .send()
+            .await;
         if gone.status() == StatusCode::NOT_FOUND {
             server.stop().await;
             return;
@@ -583,16 +419,11 @@ async fn a_plugin_runs_its_own_jobs_on_demand_one_run_at_a_time() {
     let server = TestServer::start_with(move |config| config.plugins.dir = plugins_dir).await;
     let admin = server.admin_token().await;
 
-    let refused = expect_error(
-        server
-            .get("/api/v1/hello/run-job?name=nope")
-            .send()
-            .await
-            .expect("send"),
-        StatusCode::CONFLICT,
-        "CONFLICT",
-    )
-    .await;
+    let refused = server
+        .anonymous()
+        .get("/api/v1/hello/run-job?name=nope")
+        .expect_error(StatusCode::CONFLICT, "CONFLICT")
+        .await;
     assert!(
         refused["error"]["message"]
             .as_str()
@@ -603,30 +434,19 @@ async fn a_plugin_runs_its_own_jobs_on_demand_one_run_at_a_time() {
     // `stamp` takes 0.3 s and stores one greeting per run. Five requests
     // in a burst: the first starts a run, the other four ask for one more.
     for _ in 0..5 {
-        let queued = expect_status(
-            server
-                .get("/api/v1/hello/run-job?name=stamp")
-                .send()
-                .await
-                .expect("send"),
-            StatusCode::ACCEPTED,
-        )
-        .await;
+        let queued = server
+            .anonymous()
+            .get("/api/v1/hello/run-job?name=stamp")
+            .expect(StatusCode::ACCEPTED)
+            .await;
         assert_eq!(queued["queued"], "stamp");
     }
     let stamps = || async {
-        let list = expect_status(
-            call(
-                &server,
-                Method::GET,
-                "/api/v1/hello/greetings?limit=100",
-                &admin,
-                None,
-            )
-            .await,
-            StatusCode::OK,
-        )
-        .await;
+        let list = server
+            .as_(&admin)
+            .get("/api/v1/hello/greetings?limit=100")
+            .expect(StatusCode::OK)
+            .await;
         list["items"]
             .as_array()
             .expect("items")
@@ -644,15 +464,11 @@ async fn a_plugin_runs_its_own_jobs_on_demand_one_run_at_a_time() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(stamps().await, 2, "one run, then one more for the burst");
     // Idle again: the next request runs it once more.
-    expect_status(
-        server
-            .get("/api/v1/hello/run-job?name=stamp")
-            .send()
-            .await
-            .expect("send"),
-        StatusCode::ACCEPTED,
-    )
-    .await;
+    server
+        .anonymous()
+        .get("/api/v1/hello/run-job?name=stamp")
+        .expect(StatusCode::ACCEPTED)
+        .await;
     for _ in 0..50 {
         if stamps().await == 3 {
             server.stop().await;

@@ -7,67 +7,17 @@ mod common;
 
 use std::time::Duration;
 
-use common::{deploy, testbed_variant, TestServer};
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
+use common::{
+    deploy, testbed_variant,
+    ws::{close_code, connect, next_event, next_json, send},
+    TestServer,
+};
+use futures_util::StreamExt;
+use serde_json::json;
 use tokio_tungstenite::{
     tungstenite::{protocol::frame::coding::CloseCode, Message},
-    MaybeTlsStream, WebSocketStream,
+    MaybeTlsStream,
 };
-
-type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn connect(server: &TestServer, query: &str) -> Socket {
-    let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws{query}", server.addr))
-        .await
-        .expect("upgrade");
-    socket
-}
-
-async fn send(socket: &mut Socket, command: Value) {
-    socket
-        .send(Message::Text(command.to_string().into()))
-        .await
-        .expect("send");
-}
-
-/// The next JSON message, skipping pings; `None` on close or silence.
-async fn next_json(socket: &mut Socket, wait: Duration) -> Option<Value> {
-    loop {
-        let message = tokio::time::timeout(wait, socket.next())
-            .await
-            .ok()??
-            .ok()?;
-        match message {
-            Message::Text(text) => return serde_json::from_str(text.as_str()).ok(),
-            Message::Close(_) => return None,
-            _ => {}
-        }
-    }
-}
-
-/// The next event on `topic`, skipping others.
-async fn next_event(socket: &mut Socket, topic: &str) -> Value {
-    loop {
-        let message = next_json(socket, Duration::from_secs(10))
-            .await
-            .unwrap_or_else(|| panic!("no {topic} event"));
-        if message["type"] == "event" && message["topic"] == topic {
-            return message;
-        }
-    }
-}
-
-/// Reads until the server closes; the close code.
-async fn close_code(socket: &mut Socket) -> Option<u16> {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(15), socket.next()).await {
-            Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f| u16::from(f.code)),
-            Ok(Some(Ok(_))) => {}
-            _ => return None,
-        }
-    }
-}
 
 async fn metric(server: &TestServer, line_start: &str) -> Option<f64> {
     let text = server.metrics_text().await;

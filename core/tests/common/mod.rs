@@ -4,6 +4,29 @@
 //! `XCORE_TEST_DATABASE_URL` points at a PostgreSQL server, a new database
 //! created on that server for this test and dropped afterwards. Every test
 //! therefore starts from an empty schema, on either backend.
+//!
+//! Writing a test:
+//!
+//! ```ignore
+//! let server = TestServer::start().await;
+//! let admin = server.admin_token().await;
+//! let role = server
+//!     .as_(&admin)
+//!     .post("/admin/roles")
+//!     .json(json!({"name": "manager"}))
+//!     .expect(StatusCode::CREATED)
+//!     .await; // the JSON body
+//! server
+//!     .anonymous()
+//!     .get("/admin/roles")
+//!     .expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR")
+//!     .await;
+//! let response = server.as_(&admin).get("/health").send().await; // headers
+//! server.stop().await;
+//! ```
+//!
+//! [`ws`] connects WebSocket clients and waits for their events;
+//! [`next_bus_event`] waits on the in-process event bus.
 
 #![allow(dead_code, missing_docs)]
 
@@ -278,6 +301,22 @@ impl TestServer {
             .expect("text")
     }
 
+    /// Requests sent with `token` as the bearer: the way to call the API.
+    pub fn as_(&self, token: &str) -> Caller<'_> {
+        Caller {
+            server: self,
+            token: Some(token.to_string()),
+        }
+    }
+
+    /// Requests sent without a token.
+    pub fn anonymous(&self) -> Caller<'_> {
+        Caller {
+            server: self,
+            token: None,
+        }
+    }
+
     /// An access token for the bootstrap admin.
     pub async fn admin_token(&self) -> String {
         access_token(&self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await)
@@ -291,7 +330,104 @@ impl TestServer {
     }
 }
 
-/// Sends `method path` with a bearer token and an optional JSON body.
+/// Who sends: made by [`TestServer::as_`] or [`TestServer::anonymous`];
+/// each method starts a [`TestRequest`].
+pub struct Caller<'a> {
+    server: &'a TestServer,
+    token: Option<String>,
+}
+
+impl Caller<'_> {
+    /// `method path`, for the methods without a shortcut below (or a
+    /// method that a table of routes holds).
+    pub fn request(&self, method: Method, path: &str) -> TestRequest {
+        let builder = self.server.request(method, path);
+        TestRequest {
+            builder: match &self.token {
+                Some(token) => builder.bearer_auth(token),
+                None => builder,
+            },
+        }
+    }
+
+    pub fn get(&self, path: &str) -> TestRequest {
+        self.request(Method::GET, path)
+    }
+
+    pub fn post(&self, path: &str) -> TestRequest {
+        self.request(Method::POST, path)
+    }
+
+    pub fn put(&self, path: &str) -> TestRequest {
+        self.request(Method::PUT, path)
+    }
+
+    pub fn patch(&self, path: &str) -> TestRequest {
+        self.request(Method::PATCH, path)
+    }
+
+    pub fn delete(&self, path: &str) -> TestRequest {
+        self.request(Method::DELETE, path)
+    }
+}
+
+/// One request: add a body or headers, then finish with
+/// [`expect`](Self::expect) (asserts the status, returns the JSON body),
+/// [`expect_error`](Self::expect_error) (asserts the standard error body
+/// and its code) or [`send`](Self::send) (the raw response).
+#[must_use = "a request does nothing until it is sent: finish with .expect(status).await, .expect_error(status, code).await or .send().await"]
+pub struct TestRequest {
+    builder: RequestBuilder,
+}
+
+impl TestRequest {
+    /// A JSON body.
+    pub fn json(self, body: impl serde::Serialize) -> Self {
+        Self {
+            builder: self.builder.json(&body),
+        }
+    }
+
+    /// A JSON body when there is one (tables of cases).
+    pub fn json_opt(self, body: Option<Value>) -> Self {
+        match body {
+            Some(body) => self.json(body),
+            None => self,
+        }
+    }
+
+    pub fn header(self, name: &str, value: &str) -> Self {
+        Self {
+            builder: self.builder.header(name, value),
+        }
+    }
+
+    /// Anything else reqwest can add (query, form, timeout...).
+    pub fn with(self, edit: impl FnOnce(RequestBuilder) -> RequestBuilder) -> Self {
+        Self {
+            builder: edit(self.builder),
+        }
+    }
+
+    /// Sends; the raw response (to read headers, or several times over).
+    pub async fn send(self) -> Response {
+        self.builder.send().await.expect("send")
+    }
+
+    /// Sends and asserts the status; the JSON body, see [`expect_status`].
+    pub async fn expect(self, status: StatusCode) -> Value {
+        expect_status(self.send().await, status).await
+    }
+
+    /// Sends and asserts a standard error body with `code`; the body, see
+    /// [`expect_error`].
+    pub async fn expect_error(self, status: StatusCode, code: &str) -> Value {
+        expect_error(self.send().await, status, code).await
+    }
+}
+
+/// Sends `method path` with a bearer token and an optional JSON body (the
+/// same as `server.as_(token).request(method, path).json_opt(body).send()`).
 pub async fn call(
     server: &TestServer,
     method: Method,
@@ -299,11 +435,12 @@ pub async fn call(
     token: &str,
     body: Option<Value>,
 ) -> Response {
-    let mut request = server.request(method, path).bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    request.send().await.expect("send")
+    server
+        .as_(token)
+        .request(method, path)
+        .json_opt(body)
+        .send()
+        .await
 }
 
 pub fn access_token(tokens: &Value) -> String {
@@ -405,4 +542,97 @@ pub fn deploy(source: &std::path::Path, dir: &std::path::Path, name: &str) {
     let temporary = dir.join(format!(".{name}.tmp"));
     std::fs::copy(source, &temporary).expect("copy plugin");
     std::fs::rename(&temporary, dir.join(name)).expect("rename plugin");
+}
+
+/// The next event on the in-process bus with `topic` (others skipped); its
+/// data. Subscribe (`server.state.events.subscribe()`) before the action.
+pub async fn next_bus_event(
+    events: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<xcore::events::Event>>,
+    topic: &str,
+) -> Value {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("event in time")
+            .expect("event");
+        if event.topic == topic {
+            return event.data.clone();
+        }
+    }
+}
+
+/// WebSocket clients of `/ws`.
+///
+/// ```ignore
+/// let mut socket = ws::connect(&server, &format!("?token={admin}")).await;
+/// ws::next_json(&mut socket, Duration::from_secs(5)).await; // the auth reply
+/// ws::send(&mut socket, json!({"type": "subscribe", "topics": ["user.*"]})).await;
+/// let event = ws::next_event(&mut socket, "user.created").await;
+/// ```
+pub mod ws {
+    use std::time::Duration;
+
+    use futures_util::{SinkExt, StreamExt};
+    use serde_json::Value;
+    use tokio_tungstenite::{tungstenite::Message, MaybeTlsStream, WebSocketStream};
+
+    use super::TestServer;
+
+    pub type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+    /// Opens `/ws{query}` (`query` is empty or starts with `?`).
+    pub async fn connect(server: &TestServer, query: &str) -> Socket {
+        let (socket, _) =
+            tokio_tungstenite::connect_async(format!("ws://{}/ws{query}", server.addr))
+                .await
+                .expect("upgrade");
+        socket
+    }
+
+    /// Sends one JSON command.
+    pub async fn send(socket: &mut Socket, command: Value) {
+        socket
+            .send(Message::Text(command.to_string().into()))
+            .await
+            .expect("send");
+    }
+
+    /// The next JSON message, skipping pings; `None` on close or silence.
+    pub async fn next_json(socket: &mut Socket, wait: Duration) -> Option<Value> {
+        loop {
+            let message = tokio::time::timeout(wait, socket.next())
+                .await
+                .ok()??
+                .ok()?;
+            match message {
+                Message::Text(text) => return serde_json::from_str(text.as_str()).ok(),
+                Message::Close(_) => return None,
+                _ => {}
+            }
+        }
+    }
+
+    /// The next event on `topic` (the whole message), skipping others;
+    /// panics after 10 s of silence.
+    pub async fn next_event(socket: &mut Socket, topic: &str) -> Value {
+        loop {
+            let message = next_json(socket, Duration::from_secs(10))
+                .await
+                .unwrap_or_else(|| panic!("no {topic} event"));
+            if message["type"] == "event" && message["topic"] == topic {
+                return message;
+            }
+        }
+    }
+
+    /// Reads until the server closes; the close code.
+    pub async fn close_code(socket: &mut Socket) -> Option<u16> {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(15), socket.next()).await {
+                Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f| u16::from(f.code)),
+                Ok(Some(Ok(_))) => {}
+                _ => return None,
+            }
+        }
+    }
 }

@@ -1,0 +1,182 @@
+//! Roles: list, create, rename, describe, delete, with the built-in
+//! roles' guards and every error status.
+
+use crate::common::TestServer;
+use crate::role_id;
+use reqwest::StatusCode;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_crud_with_builtin_guards() {
+    let server = TestServer::start().await;
+    let admin = server.admin_token().await;
+
+    let list = server
+        .as_(&admin)
+        .get("/admin/roles")
+        .expect(StatusCode::OK)
+        .await;
+    assert_eq!(list["total"], 2);
+    assert_eq!(list["skip"], 0);
+    assert_eq!(list["limit"], 20);
+    assert_eq!(list["has_more"], false);
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|r| r["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, vec!["admin", "user"]);
+    for role in list["items"].as_array().expect("items") {
+        assert_eq!(role["is_builtin"], true, "{role}");
+        assert!(
+            role["id"].is_i64() && role["created_at"].is_string(),
+            "{role}"
+        );
+        assert!(role["description"].is_string(), "{role}");
+    }
+
+    let manager = server
+        .as_(&admin)
+        .post("/admin/roles")
+        .json(json!({"name": "manager", "description": "Team lead"}))
+        .expect(StatusCode::CREATED)
+        .await;
+    assert_eq!(manager["name"], "manager");
+    assert_eq!(manager["description"], "Team lead");
+    assert_eq!(manager["is_builtin"], false);
+    let id = manager["id"].as_i64().expect("id");
+
+    server
+        .as_(&admin)
+        .post("/admin/roles")
+        .json(json!({"name": "manager"}))
+        .expect_error(StatusCode::CONFLICT, "CONFLICT")
+        .await;
+    let body = server
+        .as_(&admin)
+        .post("/admin/roles")
+        .json(json!({"name": "Bad Name"}))
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
+        .await;
+    assert_eq!(body["error"]["details"][0]["field"], "name");
+
+    let renamed = server
+        .as_(&admin)
+        .put(&format!("/admin/roles/{id}"))
+        .json(json!({"name": "lead", "description": "Leads"}))
+        .expect(StatusCode::OK)
+        .await;
+    assert_eq!(renamed["name"], "lead");
+    assert_eq!(renamed["description"], "Leads");
+    assert_eq!(renamed["users_count"], 0);
+    assert_eq!(renamed["permissions"], json!([]));
+    server
+        .as_(&admin)
+        .put(&format!("/admin/roles/{id}"))
+        .json(json!({"name": "user"}))
+        .expect_error(StatusCode::CONFLICT, "CONFLICT")
+        .await;
+    let body = server
+        .as_(&admin)
+        .put(&format!("/admin/roles/{id}"))
+        .json(json!({"name": "9lives"}))
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
+        .await;
+    assert_eq!(body["error"]["details"][0]["field"], "name");
+    server
+        .as_(&admin)
+        .put("/admin/roles/999999")
+        .json(json!({"description": "x"}))
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
+        .await;
+
+    let admin_id = role_id(&server, &admin, "admin").await;
+    let user_id = role_id(&server, &admin, "user").await;
+    let detail = server
+        .as_(&admin)
+        .get(&format!("/admin/roles/{admin_id}"))
+        .expect(StatusCode::OK)
+        .await;
+    assert_eq!(detail["users_count"], 1);
+    let granted: Vec<&str> = detail["permissions"]
+        .as_array()
+        .expect("perms")
+        .iter()
+        .map(|p| p["name"].as_str().expect("name"))
+        .collect();
+    assert!(
+        granted.contains(&"users:read") && granted.contains(&"plugins:manage"),
+        "{detail}"
+    );
+
+    for (path, body) in [
+        (format!("/admin/roles/{admin_id}"), json!({"name": "root"})),
+        (format!("/admin/roles/{user_id}"), json!({"name": "member"})),
+    ] {
+        server
+            .as_(&admin)
+            .put(&path)
+            .json(body)
+            .expect_error(StatusCode::CONFLICT, "CONFLICT")
+            .await;
+    }
+    let redescribed = server
+        .as_(&admin)
+        .put(&format!("/admin/roles/{user_id}"))
+        .json(json!({"description": "Members"}))
+        .expect(StatusCode::OK)
+        .await;
+    assert_eq!(redescribed["description"], "Members");
+    server
+        .as_(&admin)
+        .delete(&format!("/admin/roles/{admin_id}"))
+        .expect_error(StatusCode::CONFLICT, "CONFLICT")
+        .await;
+
+    // Deleting a held role takes it away from its holders.
+    let (holder, _) = server.user_token("holder@example.com").await;
+    server
+        .as_(&admin)
+        .post(&format!("/admin/users/{holder}/roles/{id}"))
+        .expect(StatusCode::OK)
+        .await;
+    let held = server
+        .as_(&admin)
+        .get(&format!("/admin/roles/{id}"))
+        .expect(StatusCode::OK)
+        .await;
+    assert_eq!(held["users_count"], 1);
+    server
+        .as_(&admin)
+        .delete(&format!("/admin/roles/{id}"))
+        .expect(StatusCode::NO_CONTENT)
+        .await;
+    let holder = server
+        .as_(&admin)
+        .get(&format!("/admin/users/{holder}"))
+        .expect(StatusCode::OK)
+        .await;
+    assert_eq!(holder["roles"], json!(["user"]));
+    server
+        .as_(&admin)
+        .get(&format!("/admin/roles/{id}"))
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
+        .await;
+    server
+        .as_(&admin)
+        .delete(&format!("/admin/roles/{id}"))
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
+        .await;
+    server
+        .as_(&admin)
+        .get("/admin/roles/abc")
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
+        .await;
+    server
+        .as_(&admin)
+        .get("/admin/roles?limit=101")
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
+        .await;
+    server.stop().await;
+}
