@@ -155,73 +155,6 @@ fn lead_values(n: usize, niche: i64) -> String {
     )
 }
 
-struct Latencies(Vec<Duration>);
-
-impl Latencies {
-    fn quantile(&self, q: f64) -> f64 {
-        let mut sorted = self.0.clone();
-        sorted.sort();
-        let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
-        sorted[index].as_secs_f64() * 1000.0
-    }
-
-    fn report(&self, what: &str) {
-        println!(
-            "{what:<62} p50 {:>7.2} ms   p90 {:>7.2} ms   p99 {:>7.2} ms",
-            self.quantile(0.5),
-            self.quantile(0.9),
-            self.quantile(0.99)
-        );
-    }
-}
-
-async fn measure(
-    client: &reqwest::Client,
-    token: &str,
-    urls: impl Iterator<Item = String>,
-) -> (Latencies, Vec<i64>) {
-    let mut latencies = Vec::new();
-    let mut totals = Vec::new();
-    for url in urls {
-        let started = Instant::now();
-        let response = client
-            .get(&url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("send");
-        let status = response.status();
-        let body: Value = response.json().await.expect("json");
-        latencies.push(started.elapsed());
-        assert!(status.is_success(), "{url}: {status} {body}");
-        totals.push(body["total"].as_i64().unwrap_or(1));
-    }
-    (Latencies(latencies), totals)
-}
-
-async fn create_database(admin_url: &str) -> (String, String) {
-    let name = format!("xcore_bench_{}", uuid::Uuid::new_v4().simple());
-    let admin = sqlx::PgPool::connect(admin_url).await.expect("connect");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await
-        .expect("create database");
-    admin.close().await;
-    let base = admin_url
-        .rsplit_once('/')
-        .map_or(admin_url, |(base, _)| base);
-    (format!("{base}/{name}"), name)
-}
-
-async fn drop_database(admin_url: &str, name: &str) {
-    if let Ok(admin) = sqlx::PgPool::connect(admin_url).await {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&admin)
-            .await;
-        admin.close().await;
-    }
-}
-
 async fn scalar(state: &AppState, sql: &str) -> i64 {
     use sqlx::Row;
     sqlx::query(sql)
@@ -312,37 +245,16 @@ async fn main() {
             ..Default::default()
         },
     );
-    let postgres = std::env::var("XCORE_BENCH_DATABASE_URL")
-        .ok()
-        .filter(|url| url.starts_with("postgres"));
-    let mut scratch = None;
-    if let Some(admin_url) = &postgres {
-        let (url, name) = create_database(admin_url).await;
-        config.database.url = url;
-        scratch = Some((admin_url.clone(), name));
-    }
-    let backend = if postgres.is_some() {
-        "PostgreSQL"
-    } else {
-        "SQLite"
-    };
-    let state = AppState::build(config).await.expect("state");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr: SocketAddr = listener.local_addr().expect("addr");
-    tokio::spawn(xcore::serve(
-        listener,
-        state.clone(),
-        std::future::pending(),
-    ));
-    let base = format!("http://{addr}");
+    let server = support::BenchServer::start(config, Duration::from_secs(600)).await;
+    let (state, base, client, token, backend, postgres_url) = (
+        server.state.clone(),
+        server.base.clone(),
+        server.client.clone(),
+        server.token.clone(),
+        server.backend,
+        server.postgres_url.clone(),
+    );
     let api = format!("{base}/api/v1/leads");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(600))
-        .build()
-        .expect("client");
-    let token = support::bench_token(&client, &base).await;
     println!(
         "xcore leads benchmark ({} cores, {backend}, {LEADS} leads)",
         std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -393,7 +305,7 @@ async fn main() {
         "seeded {LEADS} leads with SQL in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    if postgres.is_some() {
+    if postgres_url.is_some() {
         sqlx::query("VACUUM ANALYZE leads")
             .execute(state.db.pool())
             .await
@@ -505,8 +417,17 @@ async fn main() {
         delivered.load(Ordering::Relaxed)
     );
 
-    state.db.close().await;
-    if let Some((admin_url, name)) = scratch {
-        drop_database(&admin_url, &name).await;
-    }
+    server.stop().await;
+}
+
+/// Timed GETs of the standard list body, each with its `total`.
+async fn measure(
+    client: &reqwest::Client,
+    token: &str,
+    urls: impl Iterator<Item = String>,
+) -> (support::Latencies, Vec<i64>) {
+    support::measure_gets(client, Some(token), urls, |body| {
+        body["total"].as_i64().unwrap_or(1)
+    })
+    .await
 }

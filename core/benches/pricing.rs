@@ -21,13 +21,9 @@
 
 mod support;
 
-use std::{
-    net::SocketAddr,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use xcore::AppState;
 
 const STORES: [&str; 3] = ["mytek", "tunisianet", "spacenet"];
 const PER_STORE: usize = 100_000;
@@ -127,66 +123,6 @@ fn offer(store: usize, n: usize, bump: i64) -> Value {
     })
 }
 
-struct Latencies(Vec<Duration>);
-
-impl Latencies {
-    fn quantile(&self, q: f64) -> f64 {
-        let mut sorted = self.0.clone();
-        sorted.sort();
-        let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
-        sorted[index].as_secs_f64() * 1000.0
-    }
-
-    fn report(&self, what: &str) {
-        println!(
-            "{what:<64} p50 {:>7.2} ms   p90 {:>7.2} ms   p99 {:>7.2} ms",
-            self.quantile(0.5),
-            self.quantile(0.9),
-            self.quantile(0.99)
-        );
-    }
-}
-
-/// Times anonymous GETs; returns the latencies and the mean total.
-async fn measure(client: &reqwest::Client, urls: impl Iterator<Item = String>) -> (Latencies, i64) {
-    let mut latencies = Vec::new();
-    let mut totals = Vec::new();
-    for url in urls {
-        let started = Instant::now();
-        let response = client.get(&url).send().await.expect("send");
-        let status = response.status();
-        let body: Value = response.json().await.expect("json");
-        latencies.push(started.elapsed());
-        assert!(status.is_success(), "{url}: {status} {body}");
-        totals.push(body["meta"]["total_items"].as_i64().unwrap_or(0));
-    }
-    let mean = totals.iter().sum::<i64>() / totals.len().max(1) as i64;
-    (Latencies(latencies), mean)
-}
-
-async fn create_database(admin_url: &str) -> (String, String) {
-    let name = format!("xcore_bench_{}", uuid::Uuid::new_v4().simple());
-    let admin = sqlx::PgPool::connect(admin_url).await.expect("connect");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await
-        .expect("create database");
-    admin.close().await;
-    let base = admin_url
-        .rsplit_once('/')
-        .map_or(admin_url, |(base, _)| base);
-    (format!("{base}/{name}"), name)
-}
-
-async fn drop_database(admin_url: &str, name: &str) {
-    if let Ok(admin) = sqlx::PgPool::connect(admin_url).await {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&admin)
-            .await;
-        admin.close().await;
-    }
-}
-
 async fn send_batch(
     client: &reqwest::Client,
     token: &str,
@@ -227,39 +163,16 @@ async fn main() {
         )
         .expect("copy plugin");
     }
-    let mut config = support::bench_config(data.path(), plugins.path());
-    let postgres = std::env::var("XCORE_BENCH_DATABASE_URL")
-        .ok()
-        .filter(|url| url.starts_with("postgres"));
-    let mut scratch = None;
-    if let Some(admin_url) = &postgres {
-        let (url, name) = create_database(admin_url).await;
-        config.database.url = url;
-        scratch = Some((admin_url.clone(), name));
-    }
-    let backend = if postgres.is_some() {
-        "PostgreSQL"
-    } else {
-        "SQLite"
-    };
-    let config_url = config.database.url.clone();
-    let state = AppState::build(config).await.expect("state");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr: SocketAddr = listener.local_addr().expect("addr");
-    tokio::spawn(xcore::serve(
-        listener,
-        state.clone(),
-        std::future::pending(),
-    ));
-    let base = format!("http://{addr}");
+    let config = support::bench_config(data.path(), plugins.path());
+    let server = support::BenchServer::start(config, Duration::from_secs(300)).await;
+    let (base, client, token, backend, postgres_url) = (
+        server.base.clone(),
+        server.client.clone(),
+        server.token.clone(),
+        server.backend,
+        server.postgres_url.clone(),
+    );
     let api = format!("{base}/api/v1/pricing");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(300))
-        .build()
-        .expect("client");
-    let token = support::bench_token(&client, &base).await;
     println!(
         "xcore pricing benchmark ({} cores, {backend}, {} stores x {PER_STORE} offers)",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -294,7 +207,7 @@ async fn main() {
         sorted[sorted.len() / 2].as_secs_f64() * 1000.0,
         sorted[sorted.len() - 1].as_secs_f64() * 1000.0
     );
-    if let Some(url) = postgres.as_ref().map(|_| config_url.clone()) {
+    if let Some(url) = postgres_url.clone() {
         let pool = sqlx::PgPool::connect(&url).await.expect("connect");
         sqlx::query("VACUUM ANALYZE")
             .execute(&pool)
@@ -308,7 +221,7 @@ async fn main() {
     )
     .await;
 
-    // 2. Latencies.
+    // 2. support::Latencies.
     let (broad, hits) = measure(
         &client,
         (0..SAMPLES).map(|i| {
@@ -387,7 +300,19 @@ async fn main() {
         "process RSS (server and client): {:.1} MiB",
         support::rss_mib("self")
     );
-    if let Some((admin_url, name)) = scratch {
-        drop_database(&admin_url, &name).await;
-    }
+    server.stop().await;
+}
+
+/// Timed anonymous GETs of the public API, with the mean of the seed
+/// envelope's `meta.total_items`.
+async fn measure(
+    client: &reqwest::Client,
+    urls: impl Iterator<Item = String>,
+) -> (support::Latencies, i64) {
+    let (latencies, totals) = support::measure_gets(client, None, urls, |body| {
+        body["meta"]["total_items"].as_i64().unwrap_or(0)
+    })
+    .await;
+    let mean = totals.iter().sum::<i64>() / totals.len().max(1) as i64;
+    (latencies, mean)
 }

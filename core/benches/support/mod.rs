@@ -110,3 +110,160 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     values[values.len() / 2]
 }
+
+/// Request latencies of one kind, reported as p50/p90/p99 in ms.
+#[allow(dead_code)]
+pub struct Latencies(pub Vec<std::time::Duration>);
+
+#[allow(dead_code)]
+impl Latencies {
+    /// The `q` quantile in milliseconds.
+    pub fn quantile(&self, q: f64) -> f64 {
+        let mut sorted = self.0.clone();
+        sorted.sort();
+        let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+        sorted[index].as_secs_f64() * 1000.0
+    }
+
+    /// Prints one line: `what`, then p50, p90 and p99.
+    pub fn report(&self, what: &str) {
+        println!(
+            "{what:<64} p50 {:>7.2} ms   p90 {:>7.2} ms   p99 {:>7.2} ms",
+            self.quantile(0.5),
+            self.quantile(0.9),
+            self.quantile(0.99)
+        );
+    }
+}
+
+/// GETs each of `urls` one at a time (with `token` as Bearer when given),
+/// checks each answered 2xx, and returns the latencies and what `total`
+/// reads off each JSON body (the match count, to show a query's breadth).
+#[allow(dead_code)]
+pub async fn measure_gets(
+    client: &reqwest::Client,
+    token: Option<&str>,
+    urls: impl Iterator<Item = String>,
+    total: impl Fn(&serde_json::Value) -> i64,
+) -> (Latencies, Vec<i64>) {
+    let mut latencies = Vec::new();
+    let mut totals = Vec::new();
+    for url in urls {
+        let started = std::time::Instant::now();
+        let mut request = client.get(&url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("send");
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.expect("json");
+        latencies.push(started.elapsed());
+        assert!(status.is_success(), "{url}: {status} {body}");
+        totals.push(total(&body));
+    }
+    (Latencies(latencies), totals)
+}
+
+/// A fresh database on the PostgreSQL server at `admin_url`: its URL and
+/// name, for [`drop_database`].
+#[allow(dead_code)]
+pub async fn create_database(admin_url: &str) -> (String, String) {
+    let name = format!("xcore_bench_{}", uuid::Uuid::new_v4().simple());
+    let admin = sqlx::PgPool::connect(admin_url).await.expect("connect");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .expect("create database");
+    admin.close().await;
+    let base = admin_url
+        .rsplit_once('/')
+        .map_or(admin_url, |(base, _)| base);
+    (format!("{base}/{name}"), name)
+}
+
+/// Drops a database [`create_database`] made.
+#[allow(dead_code)]
+pub async fn drop_database(admin_url: &str, name: &str) {
+    if let Ok(admin) = sqlx::PgPool::connect(admin_url).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&admin)
+            .await;
+        admin.close().await;
+    }
+}
+
+/// A real listening server for a benchmark, on SQLite, or on a scratch
+/// PostgreSQL database when `XCORE_BENCH_DATABASE_URL` names a server;
+/// with a client and the bench admin's token.
+#[allow(dead_code)]
+pub struct BenchServer {
+    /// The server's state (its pool, for seeding by SQL).
+    pub state: xcore::AppState,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// The client the benchmark times.
+    pub client: reqwest::Client,
+    /// The bench admin's access token.
+    pub token: String,
+    /// `SQLite` or `PostgreSQL`, for the report.
+    pub backend: &'static str,
+    /// The scratch PostgreSQL database's URL, when on PostgreSQL.
+    pub postgres_url: Option<String>,
+    /// `(admin URL, name)` of the scratch database, dropped by `stop`.
+    scratch: Option<(String, String)>,
+}
+
+#[allow(dead_code)]
+impl BenchServer {
+    /// Starts the server with `config` and a client whose requests time out
+    /// after `client_timeout`.
+    pub async fn start(mut config: xcore::Config, client_timeout: std::time::Duration) -> Self {
+        let admin_url = std::env::var("XCORE_BENCH_DATABASE_URL")
+            .ok()
+            .filter(|url| url.starts_with("postgres"));
+        let mut scratch = None;
+        if let Some(admin_url) = admin_url {
+            let (url, name) = create_database(&admin_url).await;
+            config.database.url = url;
+            scratch = Some((admin_url, name));
+        }
+        let postgres_url = scratch.as_ref().map(|_| config.database.url.clone());
+        let state = xcore::AppState::build(config).await.expect("state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(xcore::serve(
+            listener,
+            state.clone(),
+            std::future::pending(),
+        ));
+        let base = format!("http://{addr}");
+        let client = reqwest::Client::builder()
+            .timeout(client_timeout)
+            .build()
+            .expect("client");
+        let token = bench_token(&client, &base).await;
+        Self {
+            state,
+            base,
+            client,
+            token,
+            backend: if scratch.is_some() {
+                "PostgreSQL"
+            } else {
+                "SQLite"
+            },
+            postgres_url,
+            scratch,
+        }
+    }
+
+    /// Closes the pool and drops the scratch database, if any.
+    pub async fn stop(self) {
+        self.state.db.close().await;
+        if let Some((admin_url, name)) = self.scratch {
+            drop_database(&admin_url, &name).await;
+        }
+    }
+}
