@@ -1,0 +1,316 @@
+//! A loaded plugin's life: disabled and enabled (and so across a
+//! restart), reloaded to new code with the old data, a bad or
+//! ABI-incompatible build refused while the old generation serves, and a
+//! plugin that keeps panicking quarantined until enabled.
+
+use crate::common::{
+    deploy, expect_error, expect_status, hello_variant, next_bus_event, testbed_variant, TestServer,
+};
+use crate::{start_with_plugins, HELLO};
+use reqwest::StatusCode;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disable_and_enable_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("dir");
+    deploy(&hello_variant(""), dir.path(), HELLO);
+    let server = start_with_plugins(dir.path()).await;
+    let admin = server.admin_token().await;
+    let mut events = server.state.events.subscribe();
+
+    let disabled = server
+        .as_(&admin)
+        .post("/system/plugins/hello/disable")
+        .send()
+        .await;
+    assert_eq!(
+        expect_status(disabled, StatusCode::OK).await,
+        json!({"id": "hello", "active": false})
+    );
+    assert_eq!(
+        next_bus_event(&mut events, "plugin.disabled").await["id"],
+        "hello"
+    );
+    server
+        .anonymous()
+        .get("/api/v1/hello/ping")
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
+        .await;
+    let active_only = server
+        .as_(&admin)
+        .get("/system/plugins?active_only=true")
+        .expect(StatusCode::OK)
+        .await;
+    assert_eq!(active_only["total"], 0);
+    let db = server.stop().await;
+
+    // The state is in the database: still disabled after a restart.
+    let dir_path = dir.path().to_path_buf();
+    let server = TestServer::start_on(db, move |config| {
+        config.plugins.dir = dir_path.display().to_string()
+    })
+    .await;
+    let admin = server.admin_token().await;
+    assert_eq!(
+        server
+            .as_(&admin)
+            .get("/system/plugins/hello")
+            .expect(StatusCode::OK)
+            .await["state"],
+        "disabled"
+    );
+    server
+        .anonymous()
+        .get("/api/v1/hello/ping")
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
+        .await;
+    let mut events = server.state.events.subscribe();
+    let enabled = server
+        .as_(&admin)
+        .post("/system/plugins/hello/enable")
+        .send()
+        .await;
+    assert_eq!(
+        expect_status(enabled, StatusCode::OK).await,
+        json!({"id": "hello", "active": true})
+    );
+    assert_eq!(
+        next_bus_event(&mut events, "plugin.enabled").await["id"],
+        "hello"
+    );
+    assert_eq!(
+        server
+            .anonymous()
+            .get("/api/v1/hello/ping")
+            .expect(StatusCode::OK)
+            .await["message"],
+        "pong"
+    );
+    server
+        .as_(&admin)
+        .post("/system/plugins/nope/enable")
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
+        .await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_serves_new_code_with_old_data_and_a_bad_build_is_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    deploy(&hello_variant(""), dir.path(), HELLO);
+    let server = start_with_plugins(dir.path()).await;
+    let admin = server.admin_token().await;
+    let mut events = server.state.events.subscribe();
+    server
+        .as_(&admin)
+        .post("/api/v1/hello/greetings")
+        .json(json!({"text": "kept across reloads"}))
+        .expect(StatusCode::CREATED)
+        .await;
+
+    deploy(&testbed_variant("v2"), dir.path(), HELLO);
+    let reloaded = server
+        .as_(&admin)
+        .post("/system/plugins/hello/reload")
+        .expect(StatusCode::OK)
+        .await;
+    assert_eq!(reloaded["status"], "reloaded");
+    assert_eq!(reloaded["generation"], 2);
+    assert_eq!(
+        next_bus_event(&mut events, "plugin.reloaded").await["generation"],
+        2
+    );
+    assert_eq!(
+        server
+            .anonymous()
+            .get("/api/v1/hello/ping")
+            .expect(StatusCode::OK)
+            .await["message"],
+        "pong v2"
+    );
+    let list = server
+        .as_(&admin)
+        .get("/api/v1/hello/greetings")
+        .expect(StatusCode::OK)
+        .await;
+    assert_eq!(list["items"][0]["text"], "kept across reloads");
+    let details = server
+        .as_(&admin)
+        .get("/system/plugins/hello")
+        .expect(StatusCode::OK)
+        .await;
+    assert!(details["last_reload"].is_string());
+    assert_eq!(details["generation"], 2);
+
+    // A truncated file is refused; generation 2 keeps serving.
+    let good = std::fs::read(dir.path().join(HELLO)).expect("read");
+    let cut = dir.path().join("cut.so");
+    std::fs::write(&cut, &good[..good.len() / 3]).expect("write");
+    deploy(&cut, dir.path(), HELLO);
+    let body = server
+        .as_(&admin)
+        .post("/system/plugins/hello/reload")
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "PLUGIN_ERROR")
+        .await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("truncated")),
+        "{body}"
+    );
+    assert!(next_bus_event(&mut events, "plugin.failed").await["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("truncated")));
+    assert_eq!(
+        server
+            .anonymous()
+            .get("/api/v1/hello/ping")
+            .expect(StatusCode::OK)
+            .await["message"],
+        "pong v2"
+    );
+    let details = server
+        .as_(&admin)
+        .get("/system/plugins/hello")
+        .expect(StatusCode::OK)
+        .await;
+    assert_eq!(details["state"], "active");
+    assert_eq!(details["generation"], 2);
+    assert!(details["last_error"]
+        .as_str()
+        .is_some_and(|e| e.contains("truncated")));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_to_an_abi_incompatible_build_is_refused_and_the_old_one_serves() {
+    let dir = tempfile::tempdir().expect("dir");
+    deploy(&hello_variant(""), dir.path(), HELLO);
+    let server = start_with_plugins(dir.path()).await;
+    let admin = server.admin_token().await;
+
+    deploy(&testbed_variant("abi-break"), dir.path(), HELLO);
+    let body = server
+        .as_(&admin)
+        .post("/system/plugins/hello/reload")
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "PLUGIN_ERROR")
+        .await;
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(
+        message.contains("incompatible plugin-api layout"),
+        "{message}"
+    );
+    assert!(
+        message.len() < 2000,
+        "the layout report is cut to its Error: lines ({} bytes)",
+        message.len()
+    );
+    assert_eq!(
+        server
+            .anonymous()
+            .get("/api/v1/hello/ping")
+            .expect(StatusCode::OK)
+            .await["message"],
+        "pong"
+    );
+    let details = server
+        .as_(&admin)
+        .get("/system/plugins/hello")
+        .expect(StatusCode::OK)
+        .await;
+    assert_eq!(
+        (details["state"].as_str(), details["generation"].as_u64()),
+        (Some("active"), Some(1))
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_keeps_panicking_is_quarantined_until_enabled() {
+    let dir = tempfile::tempdir().expect("dir");
+    deploy(&testbed_variant(""), dir.path(), HELLO);
+    let dir_path = dir.path().to_path_buf();
+    let server = TestServer::start_with(move |config| {
+        config.plugins.dir = dir_path.display().to_string();
+        config.plugins.quarantine_after_panics = 3;
+    })
+    .await;
+    let admin = server.admin_token().await;
+    let mut events = server.state.events.subscribe();
+
+    // A success in between resets the streak.
+    for path in [
+        "/api/v1/hello/panic",
+        "/api/v1/hello/panic",
+        "/api/v1/hello/ping",
+    ] {
+        server.get(path).send().await.expect("send");
+    }
+    assert_eq!(
+        server
+            .as_(&admin)
+            .get("/system/plugins/hello")
+            .expect(StatusCode::OK)
+            .await["state"],
+        "active"
+    );
+    for _ in 0..3 {
+        let panic = server
+            .get("/api/v1/hello/panic")
+            .send()
+            .await
+            .expect("send");
+        expect_error(panic, StatusCode::INTERNAL_SERVER_ERROR, "PLUGIN_ERROR").await;
+    }
+    let failed = next_bus_event(&mut events, "plugin.failed").await;
+    assert_eq!(
+        (failed["id"].as_str(), failed["quarantined"].as_bool()),
+        (Some("hello"), Some(true))
+    );
+    let details = server
+        .as_(&admin)
+        .get("/system/plugins/hello")
+        .expect(StatusCode::OK)
+        .await;
+    assert_eq!(details["state"], "disabled");
+    assert_eq!(
+        details["last_error"],
+        "quarantined after 3 consecutive panics"
+    );
+    server
+        .anonymous()
+        .get("/api/v1/hello/ping")
+        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
+        .await;
+
+    server
+        .as_(&admin)
+        .post("/system/plugins/hello/enable")
+        .expect(StatusCode::OK)
+        .await;
+    assert_eq!(
+        server
+            .anonymous()
+            .get("/api/v1/hello/ping")
+            .expect(StatusCode::OK)
+            .await["message"],
+        "pong"
+    );
+    // The streak starts over after an administrator's enable.
+    for _ in 0..2 {
+        server
+            .get("/api/v1/hello/panic")
+            .send()
+            .await
+            .expect("send");
+    }
+    assert_eq!(
+        server
+            .as_(&admin)
+            .get("/system/plugins/hello")
+            .expect(StatusCode::OK)
+            .await["state"],
+        "active"
+    );
+    server.stop().await;
+}
