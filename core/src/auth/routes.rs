@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::{
     extract::{FromRequest, Request, State},
-    http::{header, StatusCode},
+    http::StatusCode,
     response::IntoResponse,
     Form, Json,
 };
@@ -20,7 +20,7 @@ use super::{
 use crate::{
     auth::roles::USER_ROLE,
     error::{ApiError, ApiResult, FieldError},
-    http::extract::{json_rejection, ApiJson},
+    http::extract::{content_type, json_rejection, ApiJson},
 };
 
 /// `POST /auth/register` body.
@@ -109,12 +109,7 @@ impl<S: Send + Sync> FromRequest<S> for LoginBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let content_type = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or_default()
-            .to_ascii_lowercase();
+        let content_type = content_type(request.headers());
         if content_type.starts_with("application/x-www-form-urlencoded") {
             Form::<LoginRequest>::from_request(request, state)
                 .await

@@ -37,38 +37,38 @@ impl<'a> Migration<'a> {
     }
 }
 
+/// A host migration: its version, what it does, and the file of that name
+/// in both `migrations/sqlite/` and `migrations/postgres/`.
+macro_rules! core_migration {
+    ($version:literal, $name:literal, $file:literal) => {
+        Migration {
+            version: $version,
+            name: $name,
+            sqlite: include_str!(concat!("../../migrations/sqlite/", $file)),
+            postgres: include_str!(concat!("../../migrations/postgres/", $file)),
+        }
+    };
+}
+
 /// The host's own schema.
 pub const CORE_MIGRATIONS: &[Migration<'static>] = &[
-    Migration {
-        version: 1,
-        name: "users, rbac, tokens, password resets, outbox",
-        sqlite: include_str!("../../migrations/sqlite/0001_core.sql"),
-        postgres: include_str!("../../migrations/postgres/0001_core.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "plugin state",
-        sqlite: include_str!("../../migrations/sqlite/0002_plugins.sql"),
-        postgres: include_str!("../../migrations/postgres/0002_plugins.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "scheduled tasks and run history",
-        sqlite: include_str!("../../migrations/sqlite/0003_tasks.sql"),
-        postgres: include_str!("../../migrations/postgres/0003_tasks.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "revoked sessions, refresh-token versions",
-        sqlite: include_str!("../../migrations/sqlite/0004_session_revocation.sql"),
-        postgres: include_str!("../../migrations/postgres/0004_session_revocation.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "authentication change counter and log",
-        sqlite: include_str!("../../migrations/sqlite/0005_auth_changes.sql"),
-        postgres: include_str!("../../migrations/postgres/0005_auth_changes.sql"),
-    },
+    core_migration!(
+        1,
+        "users, rbac, tokens, password resets, outbox",
+        "0001_core.sql"
+    ),
+    core_migration!(2, "plugin state", "0002_plugins.sql"),
+    core_migration!(3, "scheduled tasks and run history", "0003_tasks.sql"),
+    core_migration!(
+        4,
+        "revoked sessions, refresh-token versions",
+        "0004_session_revocation.sql"
+    ),
+    core_migration!(
+        5,
+        "authentication change counter and log",
+        "0005_auth_changes.sql"
+    ),
 ];
 
 /// The ledger of applied migrations, created on first use.
@@ -85,9 +85,49 @@ pub const LEDGER_DDL: &str = "CREATE TABLE IF NOT EXISTS xcore_migrations (
 pub const RECORDED_CHECKSUM: &str =
     "SELECT checksum FROM xcore_migrations WHERE owner = $1 AND version = $2";
 
-/// Records an applied migration: owner, version, name, checksum, time.
-pub const RECORD_APPLIED: &str =
-    "INSERT INTO xcore_migrations (owner, version, name, checksum, applied_at) VALUES ($1, $2, $3, $4, $5)";
+/// Records `migration` of `owner` as applied in the transaction that ran
+/// it, commits, and logs it: the ledger row and the script's effects land
+/// together or not at all. Shared by the host's runner and the confined
+/// runner of plugin migrations. The statement is not cached: it runs once
+/// per migration, and a plugin migration's connection has an authorizer
+/// that a cached statement would outlive.
+///
+/// Generic over the driver because plugin migrations on SQLite run on a
+/// native connection (it carries the authorizer), the host's on `Any`.
+pub async fn commit_applied<DB>(
+    mut tx: sqlx::Transaction<'_, DB>,
+    owner: &str,
+    migration: &Migration<'_>,
+    checksum: &str,
+) -> Result<(), sqlx::Error>
+where
+    DB: sqlx::Database + sqlx::database::HasStatementCache,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'c> &'c mut <DB as sqlx::Database>::Connection: Executor<'c, Database = DB>,
+    i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    String: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    sqlx::query::<DB>(
+        "INSERT INTO xcore_migrations (owner, version, name, checksum, applied_at)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(owner.to_string())
+    .bind(migration.version)
+    .bind(migration.name.to_string())
+    .bind(checksum.to_string())
+    .bind(timestamp::now())
+    .persistent(false)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    tracing::info!(
+        owner,
+        version = migration.version,
+        name = migration.name,
+        "migration applied"
+    );
+    Ok(())
+}
 
 /// Arbitrary constant identifying xcore's migration lock in PostgreSQL.
 pub const ADVISORY_LOCK_KEY: i64 = 0x0078_636f_7265;
@@ -180,21 +220,7 @@ pub async fn apply_on(
                 );
             }
         }
-        sqlx::query(RECORD_APPLIED)
-            .bind(owner)
-            .bind(migration.version)
-            .bind(migration.name)
-            .bind(&checksum)
-            .bind(timestamp::now())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        tracing::info!(
-            owner,
-            version = migration.version,
-            name = migration.name,
-            "migration applied"
-        );
+        commit_applied(tx, owner, migration, &checksum).await?;
         applied += 1;
     }
     Ok(applied)

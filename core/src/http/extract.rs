@@ -73,6 +73,16 @@ where
     }
 }
 
+/// A request's media type, lower case, parameters included (`""` when
+/// absent or not text): what bodies that accept several encodings branch on.
+pub fn content_type(headers: &axum::http::HeaderMap) -> String {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
 /// Maps a JSON body rejection: malformed JSON is 400, a wrong content type
 /// 415, an oversize body 413, and well-formed JSON of the wrong shape 422
 /// with the field named.

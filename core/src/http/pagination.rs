@@ -131,6 +131,100 @@ pub fn window_and_sort(
     }
 }
 
+/// Declares a list route's query type: the route's own filters followed by
+/// the standard `skip`, `limit`, `sort_by` and `sort_order`. The type
+/// denies unknown parameters (a misspelt filter is a 422, never ignored),
+/// documents itself for OpenAPI (`params(TheQuery)` in `#[utoipa::path]`)
+/// and resolves its window and sort with [`window_and_sort`].
+///
+/// ```ignore
+/// list_query! {
+///     /// `GET /system/plugins` query.
+///     pub struct ListQuery {
+///         sort_by: "id (default), name, state or version",
+///         /// Only the plugins serving requests.
+///         #[serde(default)]
+///         active_only: bool,
+///     }
+/// }
+/// ```
+macro_rules! list_query {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            sort_by: $sort_doc:literal
+            $(, $(#[$field_meta:meta])* $field:ident : $type:ty)* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+        #[serde(deny_unknown_fields)]
+        #[into_params(parameter_in = Query)]
+        $vis struct $name {
+            $($(#[$field_meta])* $field: $type,)*
+            /// Items to skip (default 0).
+            #[param(minimum = 0)]
+            skip: Option<i64>,
+            /// Page size (default 20, max 100).
+            #[param(minimum = 1, maximum = 100)]
+            limit: Option<i64>,
+            #[doc = $sort_doc]
+            sort_by: Option<String>,
+            /// asc (default) or desc.
+            sort_order: Option<String>,
+        }
+
+        impl $name {
+            /// The requested window and sort, every bad parameter in one 422.
+            fn window_and_sort(
+                &self,
+                allowed: &[(&str, &'static str)],
+                default: (&'static str, $crate::http::pagination::SortOrder),
+            ) -> Result<
+                (
+                    $crate::http::pagination::PageRequest,
+                    &'static str,
+                    $crate::http::pagination::SortOrder,
+                ),
+                $crate::error::ApiError,
+            > {
+                $crate::http::pagination::window_and_sort(
+                    self.skip,
+                    self.limit,
+                    self.sort_by.as_deref(),
+                    self.sort_order.as_deref(),
+                    allowed,
+                    default,
+                )
+            }
+        }
+    };
+}
+pub(crate) use list_query;
+
+/// Sorts rows held in memory (plugins, tasks: few rows) by a resolved sort
+/// field. `by_field` compares two rows on `field` (anything it does not
+/// know compares equal); the id breaks ties, ascending unless the client
+/// sorted by id descending, so pages are stable.
+pub fn sort_in_memory<T, K: Ord + ?Sized>(
+    rows: &mut [T],
+    field: &str,
+    order: SortOrder,
+    by_field: impl Fn(&T, &T) -> std::cmp::Ordering,
+    id: impl Fn(&T) -> &K,
+) {
+    rows.sort_by(|a, b| {
+        let by_field = match order {
+            SortOrder::Asc => by_field(a, b),
+            SortOrder::Desc => by_field(a, b).reverse(),
+        };
+        by_field.then_with(|| match (field, order) {
+            ("id", SortOrder::Desc) => id(b).cmp(id(a)),
+            _ => id(a).cmp(id(b)),
+        })
+    });
+}
+
 /// The standard list body.
 #[derive(Debug, Serialize)]
 pub struct Page<T> {

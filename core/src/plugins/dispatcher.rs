@@ -396,7 +396,9 @@ async fn serve(state: &DispatchState, request: Request) -> Result<Response, ApiE
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            owned.invoke(&manager, &generation, context)
+            owned.lend(&generation, |call| {
+                call.invoke(&manager, &generation, context)
+            })
         })
         .await
         .map_err(ApiError::internal)?
@@ -430,18 +432,14 @@ struct OwnedCall {
 }
 
 impl OwnedCall {
-    fn invoke(
-        &self,
-        manager: &PluginManager,
-        generation: &Generation,
-        context: CallContext,
-    ) -> PluginResponse {
+    /// Lends this call as the borrowed [`RouteCall`] every entrance invokes.
+    fn lend<R>(&self, generation: &Generation, f: impl FnOnce(RouteCall<'_>) -> R) -> R {
         let params: Vec<(&str, &str)> = self
             .params
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_str()))
             .collect();
-        RouteCall {
+        f(RouteCall {
             route: self.route,
             pattern: &generation.spec(self.route).path,
             method: &self.method,
@@ -451,8 +449,7 @@ impl OwnedCall {
             headers: Some(&self.headers),
             extra_headers: &[],
             body: &self.body,
-        }
-        .invoke(manager, generation, context)
+        })
     }
 }
 

@@ -7,7 +7,7 @@ use std::{
 
 use axum::{
     extract::{DefaultBodyLimit, FromRef, FromRequest, Multipart, Request, State},
-    http::{header, StatusCode},
+    http::StatusCode,
     response::IntoResponse,
     routing::{get, post},
     Json, Router,
@@ -21,8 +21,8 @@ use crate::{
     config::Config,
     error::{ApiError, ApiResult},
     http::{
-        extract::{json_rejection, ApiPath, ApiQuery},
-        pagination::{window_and_sort, Page, SortOrder},
+        extract::{content_type, json_rejection, ApiPath, ApiQuery},
+        pagination::{list_query, sort_in_memory, Page, SortOrder},
     },
     rbac::permissions::{PluginsManage, Require},
 };
@@ -54,16 +54,14 @@ where
         .route("/system/plugins/{plugin_id}/reload", post(reload))
 }
 
-/// `GET /system/plugins` query.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    #[serde(default)]
-    active_only: bool,
-    skip: Option<i64>,
-    limit: Option<i64>,
-    sort_by: Option<String>,
-    sort_order: Option<String>,
+list_query! {
+    /// `GET /system/plugins` query.
+    pub struct ListQuery {
+        sort_by: "id (default), name, state or version",
+        /// Only the plugins serving requests.
+        #[serde(default)]
+        active_only: bool,
+    }
 }
 
 /// Sort fields of `GET /system/plugins`.
@@ -77,18 +75,10 @@ const SORTABLE: &[(&str, &str)] = &[
 /// Lists installed plugins (all of them: they are few).
 #[utoipa::path(
     get, path = "/system/plugins", tag = "plugins",
-    security(("bearer" = [])),
-    params(
-        ("active_only" = Option<bool>, Query, description = "Only the plugins serving requests"),
-        ("skip" = Option<i64>, Query, minimum = 0, description = "Items to skip (default 0)"),
-        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size (default 20, max 100)"),
-        ("sort_by" = Option<String>, Query, description = "id (default), name, state or version"),
-        ("sort_order" = Option<String>, Query, description = "asc (default) or desc"),
-    ),
+    params(ListQuery),
     responses(
         (status = 200, description = "Every installed plugin with its state and last error"),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
-        (status = 403, description = "Lacks `plugins:manage`", body = crate::error::ErrorBody),
+        PluginsManage,
     )
 )]
 pub async fn list(
@@ -96,51 +86,37 @@ pub async fn list(
     _: Require<PluginsManage>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let (window, field, order) = window_and_sort(
-        query.skip,
-        query.limit,
-        query.sort_by.as_deref(),
-        query.sort_order.as_deref(),
-        SORTABLE,
-        ("id", SortOrder::Asc),
-    )?;
+    let (window, field, order) = query.window_and_sort(SORTABLE, ("id", SortOrder::Asc))?;
     let mut items: Vec<_> = plugins
         .list()
         .await
         .into_iter()
         .filter(|plugin| !query.active_only || plugin.active)
         .collect();
-    // Few rows, sorted here; the id breaks ties so pages are stable.
-    items.sort_by(|a, b| {
-        let by_field = match field {
+    sort_in_memory(
+        &mut items,
+        field,
+        order,
+        |a, b| match field {
             "name" => a.name.cmp(&b.name),
             "state" => a.state.cmp(b.state),
             "version" => a.version.cmp(&b.version),
             _ => std::cmp::Ordering::Equal,
-        };
-        let by_field = match order {
-            SortOrder::Asc => by_field,
-            SortOrder::Desc => by_field.reverse(),
-        };
-        by_field.then_with(|| match (field, order) {
-            ("id", SortOrder::Desc) => b.id.cmp(&a.id),
-            _ => a.id.cmp(&b.id),
-        })
-    });
+        },
+        |item| item.id.as_str(),
+    );
     Ok(Json(Page::from_all(items, window)))
 }
 
 /// One plugin, with its state, error, generation and checksum.
 #[utoipa::path(
     get, path = "/system/plugins/{plugin_id}", tag = "plugins",
-    security(("bearer" = [])),
     params(
         ("plugin_id" = String, Path, description = "Plugin id"),
     ),
     responses(
         (status = 200, description = "The plugin: state, routes, last error, generation, checksum", body = crate::plugins::manager::PluginInfo),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
-        (status = 403, description = "Lacks `plugins:manage`", body = crate::error::ErrorBody),
+        PluginsManage,
         (status = 404, description = "No such plugin", body = crate::error::ErrorBody),
     )
 )]
@@ -155,14 +131,12 @@ pub async fn details(
 /// Serves the plugin again.
 #[utoipa::path(
     post, path = "/system/plugins/{plugin_id}/enable", tag = "plugins",
-    security(("bearer" = [])),
     params(
         ("plugin_id" = String, Path, description = "Plugin id"),
     ),
     responses(
         (status = 200, description = "Serving again"),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
-        (status = 403, description = "Lacks `plugins:manage`", body = crate::error::ErrorBody),
+        PluginsManage,
         (status = 404, description = "No such plugin", body = crate::error::ErrorBody),
         (status = 409, description = "Not loaded, or a dependency is not active", body = crate::error::ErrorBody),
     )
@@ -187,15 +161,13 @@ pub struct DisableQuery {
 /// Stops serving the plugin.
 #[utoipa::path(
     post, path = "/system/plugins/{plugin_id}/disable", tag = "plugins",
-    security(("bearer" = [])),
     params(
         ("plugin_id" = String, Path, description = "Plugin id"),
         ("cascade" = Option<bool>, Query, description = "Disable the plugins that depend on it too"),
     ),
     responses(
         (status = 200, description = "No longer serving"),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
-        (status = 403, description = "Lacks `plugins:manage`", body = crate::error::ErrorBody),
+        PluginsManage,
         (status = 404, description = "No such plugin", body = crate::error::ErrorBody),
         (status = 409, description = "Enabled plugins depend on it (pass cascade)", body = crate::error::ErrorBody),
     )
@@ -213,14 +185,12 @@ pub async fn disable(
 /// Loads the plugin's file again.
 #[utoipa::path(
     post, path = "/system/plugins/{plugin_id}/reload", tag = "plugins",
-    security(("bearer" = [])),
     params(
         ("plugin_id" = String, Path, description = "Plugin id"),
     ),
     responses(
         (status = 200, description = "The new generation serves"),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
-        (status = 403, description = "Lacks `plugins:manage`", body = crate::error::ErrorBody),
+        PluginsManage,
         (status = 404, description = "No such plugin", body = crate::error::ErrorBody),
         (status = 422, description = "The new file failed; the previous generation keeps serving", body = crate::error::ErrorBody),
     )
@@ -286,7 +256,6 @@ fn allowed_source(config: &Config, source: &str) -> Result<PathBuf, ApiError> {
 /// `{"name", "source", "version"}` naming a file in an allowed directory.
 #[utoipa::path(
     post, path = "/system/plugins", tag = "plugins",
-    security(("bearer" = [])),
     request_body(
         description = "JSON naming a file in `plugins.install_from`, or a multipart upload whose field `file` is the library",
         content(
@@ -296,8 +265,7 @@ fn allowed_source(config: &Config, source: &str) -> Result<PathBuf, ApiError> {
     ),
     responses(
         (status = 201, description = "Installed, enabled and serving"),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
-        (status = 403, description = "Lacks `plugins:manage`", body = crate::error::ErrorBody),
+        PluginsManage,
         (status = 409, description = "Already installed, or its prefix is taken", body = crate::error::ErrorBody),
         (status = 422, description = "Not a loadable plugin, or a path outside plugins.install_from", body = crate::error::ErrorBody),
     )
@@ -308,12 +276,7 @@ pub async fn install(
     _: Require<PluginsManage>,
     request: Request,
 ) -> ApiResult<impl IntoResponse> {
-    let content_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    let content_type = content_type(request.headers());
     let (bytes, expected_id, expected_version) = if content_type.starts_with("multipart/form-data")
     {
         let mut multipart = Multipart::from_request(request, &())
@@ -368,15 +331,13 @@ pub struct UninstallQuery {
 /// Uninstalls a plugin; its data stays unless `?purge=true`.
 #[utoipa::path(
     delete, path = "/system/plugins/{plugin_id}", tag = "plugins",
-    security(("bearer" = [])),
     params(
         ("plugin_id" = String, Path, description = "Plugin id"),
         ("purge" = Option<bool>, Query, description = "Also drop its tables, migrations and permissions"),
     ),
     responses(
         (status = 204, description = "Uninstalled"),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
-        (status = 403, description = "Lacks `plugins:manage`", body = crate::error::ErrorBody),
+        PluginsManage,
         (status = 404, description = "No such plugin", body = crate::error::ErrorBody),
         (status = 409, description = "Enabled plugins depend on it", body = crate::error::ErrorBody),
     )

@@ -17,7 +17,7 @@ use crate::{
     error::{ApiError, ApiResult, FieldError},
     http::{
         extract::{ApiJson, ApiQuery},
-        pagination::{window_and_sort, Page, SortOrder},
+        pagination::{list_query, Page, SortOrder},
     },
 };
 
@@ -41,15 +41,13 @@ fn from_row(row: &AnyRow) -> Result<Permission, sqlx::Error> {
     })
 }
 
-/// `GET /admin/permissions` query.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    skip: Option<i64>,
-    limit: Option<i64>,
-    resource: Option<String>,
-    sort_by: Option<String>,
-    sort_order: Option<String>,
+list_query! {
+    /// `GET /admin/permissions` query.
+    pub struct ListQuery {
+        sort_by: "name (default), resource, id or created_at",
+        /// Only this resource's permissions.
+        resource: Option<String>,
+    }
 }
 
 /// Sort fields of `GET /admin/permissions`: public name and column.
@@ -63,18 +61,10 @@ const SORTABLE: &[(&str, &str)] = &[
 /// Lists permissions by name, optionally for one resource.
 #[utoipa::path(
     get, path = "/admin/permissions", tag = "admin",
-    security(("bearer" = [])),
-    params(
-        ("skip" = Option<i64>, Query, minimum = 0, description = "Items to skip (default 0)"),
-        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size (default 20, max 100)"),
-        ("resource" = Option<String>, Query, description = "Only this resource's permissions"),
-        ("sort_by" = Option<String>, Query, description = "name (default), resource, id or created_at"),
-        ("sort_order" = Option<String>, Query, description = "asc (default) or desc"),
-    ),
+    params(ListQuery),
     responses(
         (status = 200, description = "A page of permissions"),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
-        (status = 403, description = "Lacks `roles:read`", body = crate::error::ErrorBody),
+        RolesRead,
         (status = 422, description = "Invalid query or body", body = crate::error::ErrorBody),
     )
 )]
@@ -83,14 +73,7 @@ pub async fn list(
     _: Require<RolesRead>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let (window, column, order) = window_and_sort(
-        query.skip,
-        query.limit,
-        query.sort_by.as_deref(),
-        query.sort_order.as_deref(),
-        SORTABLE,
-        ("name", SortOrder::Asc),
-    )?;
+    let (window, column, order) = query.window_and_sort(SORTABLE, ("name", SortOrder::Asc))?;
     let mut placeholders = Placeholders::default();
     let filter = match &query.resource {
         Some(_) => format!(" WHERE resource = {}", placeholders.next_placeholder()),
@@ -139,12 +122,10 @@ pub struct CreatePermission {
 /// Creates a permission (granted to admin).
 #[utoipa::path(
     post, path = "/admin/permissions", tag = "admin",
-    security(("bearer" = [])),
     request_body = CreatePermission,
     responses(
         (status = 201, description = "The permission (granted to admin)"),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
-        (status = 403, description = "Lacks `roles:write`", body = crate::error::ErrorBody),
+        RolesWrite,
         (status = 409, description = "The name is taken", body = crate::error::ErrorBody),
         (status = 422, description = "Invalid query or body", body = crate::error::ErrorBody),
     )

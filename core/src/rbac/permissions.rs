@@ -34,10 +34,49 @@ macro_rules! core_permissions {
                 const NAME: &'static str = $name;
                 const DESCRIPTION: &'static str = $description;
             }
+            /// In `#[utoipa::path(responses(...))]`: the route's 401 and 403.
+            impl utoipa::IntoResponses for $marker {
+                fn responses() -> std::collections::BTreeMap<
+                    String,
+                    utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+                > {
+                    refusals($name)
+                }
+            }
         )*
         /// Every permission the host itself defines: `(name, description)`.
         pub const CORE_PERMISSIONS: &[(&str, &str)] = &[$(($name, $description)),*];
     };
+}
+
+/// The answers of a route guarded by `permission` to a caller who may not
+/// use it, in the standard error body.
+fn refusals(
+    permission: &str,
+) -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::response::Response>>
+{
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let refusal = |description: String| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build()
+            .into()
+    };
+    [
+        (
+            "401".to_string(),
+            refusal("Missing or invalid access token".into()),
+        ),
+        ("403".to_string(), refusal(format!("Lacks `{permission}`"))),
+    ]
+    .into_iter()
+    .collect()
 }
 
 core_permissions! {

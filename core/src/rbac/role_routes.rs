@@ -21,7 +21,7 @@ use crate::{
     error::{ApiError, ApiResult},
     http::{
         extract::{ApiJson, ApiPath, ApiQuery},
-        pagination::{window_and_sort, Page, SortOrder},
+        pagination::{list_query, Page, SortOrder},
     },
 };
 
@@ -130,14 +130,11 @@ async fn role_detail(db: &Database, id: i64) -> Result<RoleDetail, ApiError> {
     })
 }
 
-/// `GET /admin/roles` query.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    skip: Option<i64>,
-    limit: Option<i64>,
-    sort_by: Option<String>,
-    sort_order: Option<String>,
+list_query! {
+    /// `GET /admin/roles` query.
+    pub struct ListQuery {
+        sort_by: "id (default), name or created_at",
+    }
 }
 
 /// Sort fields of `GET /admin/roles`: public name and column.
@@ -146,17 +143,10 @@ const SORTABLE: &[(&str, &str)] = &[("id", "id"), ("name", "name"), ("created_at
 /// Lists roles by id.
 #[utoipa::path(
     get, path = "/admin/roles", tag = "admin",
-    security(("bearer" = [])),
-    params(
-        ("skip" = Option<i64>, Query, minimum = 0, description = "Items to skip (default 0)"),
-        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size (default 20, max 100)"),
-        ("sort_by" = Option<String>, Query, description = "id (default), name or created_at"),
-        ("sort_order" = Option<String>, Query, description = "asc (default) or desc"),
-    ),
+    params(ListQuery),
     responses(
         (status = 200, description = "A page of roles"),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
-        (status = 403, description = "Lacks `roles:read`", body = crate::error::ErrorBody),
+        RolesRead,
         (status = 422, description = "Invalid query or body", body = crate::error::ErrorBody),
     )
 )]
@@ -165,14 +155,7 @@ pub async fn list(
     _: Require<RolesRead>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let (window, column, order) = window_and_sort(
-        query.skip,
-        query.limit,
-        query.sort_by.as_deref(),
-        query.sort_order.as_deref(),
-        SORTABLE,
-        ("id", SortOrder::Asc),
-    )?;
+    let (window, column, order) = query.window_and_sort(SORTABLE, ("id", SortOrder::Asc))?;
     let total: i64 = sqlx::query("SELECT COUNT(*) AS n FROM roles")
         .fetch_one(state.db.pool())
         .await?
@@ -203,12 +186,10 @@ pub struct CreateRole {
 /// Creates a role.
 #[utoipa::path(
     post, path = "/admin/roles", tag = "admin",
-    security(("bearer" = [])),
     request_body = CreateRole,
     responses(
         (status = 201, description = "The role"),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
-        (status = 403, description = "Lacks `roles:write`", body = crate::error::ErrorBody),
+        RolesWrite,
         (status = 409, description = "The name is taken", body = crate::error::ErrorBody),
         (status = 422, description = "Invalid query or body", body = crate::error::ErrorBody),
     )
@@ -236,14 +217,12 @@ pub async fn create(
 /// One role with its permissions and user count.
 #[utoipa::path(
     get, path = "/admin/roles/{role_id}", tag = "admin",
-    security(("bearer" = [])),
     params(
         ("role_id" = i64, Path, description = "Role id"),
     ),
     responses(
         (status = 200, description = "The role with its permissions and user count"),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
-        (status = 403, description = "Lacks `roles:read`", body = crate::error::ErrorBody),
+        RolesRead,
         (status = 404, description = "No such role", body = crate::error::ErrorBody),
     )
 )]
@@ -268,15 +247,13 @@ pub struct UpdateRole {
 /// Renames or re-describes a role.
 #[utoipa::path(
     put, path = "/admin/roles/{role_id}", tag = "admin",
-    security(("bearer" = [])),
     params(
         ("role_id" = i64, Path, description = "Role id"),
     ),
     request_body = UpdateRole,
     responses(
         (status = 200, description = "The updated role"),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
-        (status = 403, description = "Lacks `roles:write`", body = crate::error::ErrorBody),
+        RolesWrite,
         (status = 404, description = "No such role", body = crate::error::ErrorBody),
         (status = 409, description = "Name taken, or renaming a built-in role", body = crate::error::ErrorBody),
         (status = 422, description = "Invalid query or body", body = crate::error::ErrorBody),
@@ -314,14 +291,12 @@ pub async fn update(
 /// Deletes a role (its grants and assignments go with it).
 #[utoipa::path(
     delete, path = "/admin/roles/{role_id}", tag = "admin",
-    security(("bearer" = [])),
     params(
         ("role_id" = i64, Path, description = "Role id"),
     ),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
-        (status = 403, description = "Lacks `roles:write`", body = crate::error::ErrorBody),
+        RolesWrite,
         (status = 404, description = "No such role", body = crate::error::ErrorBody),
         (status = 409, description = "A built-in role", body = crate::error::ErrorBody),
     )
@@ -363,15 +338,13 @@ async fn find_permission(db: &Database, reference: &str) -> Result<(i64, String)
 /// Grants a permission to a role.
 #[utoipa::path(
     post, path = "/admin/roles/{role_id}/permissions/{permission}", tag = "admin",
-    security(("bearer" = [])),
     params(
         ("role_id" = i64, Path, description = "Role id"),
         ("permission" = String, Path, description = "Permission id or name"),
     ),
     responses(
         (status = 200, description = "The role with its permissions"),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
-        (status = 403, description = "Lacks `roles:write`", body = crate::error::ErrorBody),
+        RolesWrite,
         (status = 404, description = "No such role or permission", body = crate::error::ErrorBody),
     )
 )]
@@ -406,15 +379,13 @@ pub async fn grant(
 /// Revokes a permission from a role.
 #[utoipa::path(
     delete, path = "/admin/roles/{role_id}/permissions/{permission}", tag = "admin",
-    security(("bearer" = [])),
     params(
         ("role_id" = i64, Path, description = "Role id"),
         ("permission" = String, Path, description = "Permission id or name"),
     ),
     responses(
         (status = 204, description = "Revoked"),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
-        (status = 403, description = "Lacks `roles:write`", body = crate::error::ErrorBody),
+        RolesWrite,
         (status = 404, description = "No such role or permission, or not granted", body = crate::error::ErrorBody),
         (status = 409, description = "The admin role keeps every permission", body = crate::error::ErrorBody),
     )

@@ -26,7 +26,7 @@ use crate::{
     error::{ApiError, ApiResult},
     http::{
         extract::{ApiJson, ApiPath, ApiQuery},
-        pagination::{window_and_sort, Page, SortOrder},
+        pagination::{list_query, Page, SortOrder},
     },
 };
 
@@ -110,34 +110,24 @@ async fn find_user(db: &Database, id: i64) -> Result<UserItem, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("user {id} not found")))
 }
 
-/// `GET /admin/users` query.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    skip: Option<i64>,
-    limit: Option<i64>,
-    search: Option<String>,
-    is_active: Option<bool>,
-    sort_by: Option<String>,
-    sort_order: Option<String>,
+list_query! {
+    /// `GET /admin/users` query.
+    pub struct ListQuery {
+        sort_by: "id (default), email, full_name, created_at or last_login",
+        /// Substring of the email or full name.
+        search: Option<String>,
+        /// Only active or inactive accounts.
+        is_active: Option<bool>,
+    }
 }
 
 /// Lists users with search, filter, sort and paging.
 #[utoipa::path(
     get, path = "/admin/users", tag = "admin",
-    security(("bearer" = [])),
-    params(
-        ("skip" = Option<i64>, Query, minimum = 0, description = "Items to skip (default 0)"),
-        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size (default 20, max 100)"),
-        ("search" = Option<String>, Query, description = "Substring of the email or full name"),
-        ("is_active" = Option<bool>, Query, description = "Only active or inactive accounts"),
-        ("sort_by" = Option<String>, Query, pattern = "^(id|email|full_name|created_at|last_login)$", description = "id, email, full_name, created_at or last_login"),
-        ("sort_order" = Option<String>, Query, pattern = "^(asc|desc)$", description = "asc or desc"),
-    ),
+    params(ListQuery),
     responses(
         (status = 200, description = "A page of users"),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
-        (status = 403, description = "Lacks `users:read`", body = crate::error::ErrorBody),
+        UsersRead,
         (status = 422, description = "Invalid query or body", body = crate::error::ErrorBody),
     )
 )]
@@ -146,14 +136,7 @@ pub async fn list(
     _: Require<UsersRead>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let (window, column, order) = window_and_sort(
-        query.skip,
-        query.limit,
-        query.sort_by.as_deref(),
-        query.sort_order.as_deref(),
-        SORTABLE,
-        ("id", SortOrder::Asc),
-    )?;
+    let (window, column, order) = query.window_and_sort(SORTABLE, ("id", SortOrder::Asc))?;
     let mut placeholders = Placeholders::default();
     let mut conditions = Vec::new();
     let search = query
@@ -216,14 +199,12 @@ pub async fn list(
 /// One user.
 #[utoipa::path(
     get, path = "/admin/users/{user_id}", tag = "admin",
-    security(("bearer" = [])),
     params(
         ("user_id" = i64, Path, description = "User id"),
     ),
     responses(
         (status = 200, description = "The user"),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
-        (status = 403, description = "Lacks `users:read`", body = crate::error::ErrorBody),
+        UsersRead,
         (status = 404, description = "No such user", body = crate::error::ErrorBody),
     )
 )]
@@ -251,12 +232,10 @@ pub struct CreateUser {
 /// Creates an account with the given role(s), `user` by default.
 #[utoipa::path(
     post, path = "/admin/users", tag = "admin",
-    security(("bearer" = [])),
     request_body = CreateUser,
     responses(
         (status = 201, description = "The user"),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
-        (status = 403, description = "Lacks `users:write`", body = crate::error::ErrorBody),
+        UsersWrite,
         (status = 409, description = "The email is taken", body = crate::error::ErrorBody),
         (status = 422, description = "Invalid query or body", body = crate::error::ErrorBody),
     )
@@ -334,15 +313,13 @@ async fn is_last_active_admin(
 /// Gives a user a role (idempotent).
 #[utoipa::path(
     post, path = "/admin/users/{user_id}/roles/{role_id}", tag = "admin",
-    security(("bearer" = [])),
     params(
         ("user_id" = i64, Path, description = "User id"),
         ("role_id" = i64, Path, description = "Role id"),
     ),
     responses(
         (status = 200, description = "Role assigned"),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
-        (status = 403, description = "Lacks `users:write`", body = crate::error::ErrorBody),
+        UsersWrite,
         (status = 404, description = "No such user or role", body = crate::error::ErrorBody),
     )
 )]
@@ -375,15 +352,13 @@ pub async fn assign_role(
 /// Takes a role away from a user.
 #[utoipa::path(
     delete, path = "/admin/users/{user_id}/roles/{role_id}", tag = "admin",
-    security(("bearer" = [])),
     params(
         ("user_id" = i64, Path, description = "User id"),
         ("role_id" = i64, Path, description = "Role id"),
     ),
     responses(
         (status = 204, description = "Role removed"),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
-        (status = 403, description = "Lacks `users:write`", body = crate::error::ErrorBody),
+        UsersWrite,
         (status = 404, description = "No such user, role, or assignment", body = crate::error::ErrorBody),
         (status = 409, description = "Would remove the last active admin", body = crate::error::ErrorBody),
     )
@@ -421,14 +396,12 @@ pub async fn remove_role(
 /// deactivation stay dead).
 #[utoipa::path(
     post, path = "/admin/users/{user_id}/activate", tag = "admin",
-    security(("bearer" = [])),
     params(
         ("user_id" = i64, Path, description = "User id"),
     ),
     responses(
         (status = 200, description = "The user"),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
-        (status = 403, description = "Lacks `users:write`", body = crate::error::ErrorBody),
+        UsersWrite,
         (status = 404, description = "No such user", body = crate::error::ErrorBody),
     )
 )]
@@ -455,14 +428,12 @@ pub async fn activate(
 /// refused after a reactivation (the token version is bumped).
 #[utoipa::path(
     post, path = "/admin/users/{user_id}/deactivate", tag = "admin",
-    security(("bearer" = [])),
     params(
         ("user_id" = i64, Path, description = "User id"),
     ),
     responses(
         (status = 200, description = "The user"),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
-        (status = 403, description = "Lacks `users:write`", body = crate::error::ErrorBody),
+        UsersWrite,
         (status = 404, description = "No such user", body = crate::error::ErrorBody),
         (status = 409, description = "Would deactivate the last active admin or yourself", body = crate::error::ErrorBody),
     )

@@ -170,10 +170,29 @@ pub struct NewTask {
     pub enabled: bool,
 }
 
-/// `(kind, schedule, interval_secs, run_at)` columns of a schedule.
-pub(super) fn columns(
+/// Binds what a client defines of a task, in the column order `name, kind,
+/// schedule, interval_secs, run_at, job, enabled` that both the insert and
+/// the update use.
+pub(super) fn bind_definition<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    name: &'q str,
     schedule: &Schedule,
-) -> (&'static str, Option<String>, Option<i64>, Option<String>) {
+    job: &'q str,
+    enabled: bool,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let (kind, schedule, interval, run_at) = columns(schedule);
+    query
+        .bind(name)
+        .bind(kind)
+        .bind(schedule)
+        .bind(interval)
+        .bind(run_at)
+        .bind(job)
+        .bind(enabled)
+}
+
+/// `(kind, schedule, interval_secs, run_at)` columns of a schedule.
+fn columns(schedule: &Schedule) -> (&'static str, Option<String>, Option<i64>, Option<String>) {
     match schedule {
         Schedule::Cron(expression) => ("cron", Some(expression.clone()), None, None),
         Schedule::Interval(seconds) => (

@@ -22,7 +22,7 @@ use crate::{
     error::{ApiError, ApiResult, FieldError},
     http::{
         extract::{ApiJson, ApiPath, ApiQuery},
-        pagination::{window_and_sort, Page, SortOrder},
+        pagination::{list_query, sort_in_memory, Page, SortOrder},
     },
     rbac::permissions::{Require, TasksManage},
 };
@@ -48,17 +48,10 @@ where
 /// The tasks, paged and sorted.
 #[utoipa::path(
     get, path = "/system/tasks", tag = "tasks",
-    security(("bearer" = [])),
-    params(
-        ("skip" = Option<i64>, Query, minimum = 0, description = "Items to skip (default 0)"),
-        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size (default 20, max 100)"),
-        ("sort_by" = Option<String>, Query, description = "id (default), name, job, status or next_run"),
-        ("sort_order" = Option<String>, Query, description = "asc (default) or desc"),
-    ),
+    params(ListQuery),
     responses(
         (status = 200, description = "Every task with its schedule, state and counters"),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
-        (status = 403, description = "Lacks `tasks:manage`", body = crate::error::ErrorBody),
+        TasksManage,
     )
 )]
 pub async fn list(
@@ -66,47 +59,32 @@ pub async fn list(
     _: Require<TasksManage>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let (window, field, order) = window_and_sort(
-        query.skip,
-        query.limit,
-        query.sort_by.as_deref(),
-        query.sort_order.as_deref(),
-        SORTABLE,
-        ("id", SortOrder::Asc),
-    )?;
+    let (window, field, order) = query.window_and_sort(SORTABLE, ("id", SortOrder::Asc))?;
     let mut items = Vec::new();
     for task in tasks.records().await? {
         items.push(tasks.view(task).await);
     }
-    // Few rows, sorted here; the id breaks ties so pages are stable.
-    items.sort_by(|a, b| {
-        let by_field = match field {
+    sort_in_memory(
+        &mut items,
+        field,
+        order,
+        |a, b| match field {
             "name" => a.name.cmp(&b.name),
             "job" => a.job.cmp(&b.job),
             "status" => a.status.cmp(b.status),
             "next_run" => a.next_run.cmp(&b.next_run),
             _ => std::cmp::Ordering::Equal,
-        };
-        let by_field = match order {
-            SortOrder::Asc => by_field,
-            SortOrder::Desc => by_field.reverse(),
-        };
-        by_field.then_with(|| match (field, order) {
-            ("id", SortOrder::Desc) => b.id.cmp(&a.id),
-            _ => a.id.cmp(&b.id),
-        })
-    });
+        },
+        |item| item.id.as_str(),
+    );
     Ok(Json(Page::from_all(items, window)))
 }
 
-/// `GET /system/tasks` query.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    skip: Option<i64>,
-    limit: Option<i64>,
-    sort_by: Option<String>,
-    sort_order: Option<String>,
+list_query! {
+    /// `GET /system/tasks` query.
+    pub struct ListQuery {
+        sort_by: "id (default), name, job, status or next_run",
+    }
 }
 
 /// Sort fields of `GET /system/tasks`.
@@ -144,12 +122,10 @@ fn check_future(schedule: &Schedule) -> Result<(), FieldError> {
 /// Creates a task.
 #[utoipa::path(
     post, path = "/system/tasks", tag = "tasks",
-    security(("bearer" = [])),
     request_body = TaskInput,
     responses(
         (status = 201, description = "The task", body = super::TaskView),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
-        (status = 403, description = "Lacks `tasks:manage`", body = crate::error::ErrorBody),
+        TasksManage,
         (status = 409, description = "The id is taken", body = crate::error::ErrorBody),
         (status = 422, description = "Invalid schedule, job or id", body = crate::error::ErrorBody),
     )
@@ -212,14 +188,12 @@ pub async fn create(
 /// One task with its recent runs.
 #[utoipa::path(
     get, path = "/system/tasks/{task_id}", tag = "tasks",
-    security(("bearer" = [])),
     params(
         ("task_id" = String, Path, description = "Task id"),
     ),
     responses(
         (status = 200, description = "The task with its recent runs"),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
-        (status = 403, description = "Lacks `tasks:manage`", body = crate::error::ErrorBody),
+        TasksManage,
         (status = 404, description = "No such task", body = crate::error::ErrorBody),
     )
 )]
@@ -240,15 +214,13 @@ pub async fn details(
 /// `enabled`. The id cannot change, nor a built-in task's job.
 #[utoipa::path(
     put, path = "/system/tasks/{task_id}", tag = "tasks",
-    security(("bearer" = [])),
     params(
         ("task_id" = String, Path, description = "Task id"),
     ),
     request_body = TaskInput,
     responses(
         (status = 200, description = "The task", body = super::TaskView),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
-        (status = 403, description = "Lacks `tasks:manage`", body = crate::error::ErrorBody),
+        TasksManage,
         (status = 404, description = "No such task", body = crate::error::ErrorBody),
         (status = 422, description = "Invalid schedule or job", body = crate::error::ErrorBody),
     )
@@ -311,14 +283,12 @@ pub async fn update(
 /// Deletes a task and its history.
 #[utoipa::path(
     delete, path = "/system/tasks/{task_id}", tag = "tasks",
-    security(("bearer" = [])),
     params(
         ("task_id" = String, Path, description = "Task id"),
     ),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
-        (status = 403, description = "Lacks `tasks:manage`", body = crate::error::ErrorBody),
+        TasksManage,
         (status = 404, description = "No such task", body = crate::error::ErrorBody),
         (status = 409, description = "A built-in task", body = crate::error::ErrorBody),
     )
@@ -335,14 +305,12 @@ pub async fn remove(
 /// Runs a task now, in the background.
 #[utoipa::path(
     post, path = "/system/tasks/{task_id}/run", tag = "tasks",
-    security(("bearer" = [])),
     params(
         ("task_id" = String, Path, description = "Task id"),
     ),
     responses(
         (status = 200, description = "The run has started"),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
-        (status = 403, description = "Lacks `tasks:manage`", body = crate::error::ErrorBody),
+        TasksManage,
         (status = 404, description = "No such task", body = crate::error::ErrorBody),
         (status = 409, description = "Already running, or its plugin is not serving", body = crate::error::ErrorBody),
     )
@@ -361,14 +329,12 @@ pub async fn run(
 /// Pauses a task: it stops firing until resumed.
 #[utoipa::path(
     post, path = "/system/tasks/{task_id}/pause", tag = "tasks",
-    security(("bearer" = [])),
     params(
         ("task_id" = String, Path, description = "Task id"),
     ),
     responses(
         (status = 200, description = "`{\"id\", \"status\": \"paused\", \"next_run\"}`"),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
-        (status = 403, description = "Lacks `tasks:manage`", body = crate::error::ErrorBody),
+        TasksManage,
         (status = 404, description = "No such task", body = crate::error::ErrorBody),
     )
 )]
@@ -386,14 +352,12 @@ pub async fn pause(
 /// Resumes a paused task.
 #[utoipa::path(
     post, path = "/system/tasks/{task_id}/resume", tag = "tasks",
-    security(("bearer" = [])),
     params(
         ("task_id" = String, Path, description = "Task id"),
     ),
     responses(
         (status = 200, description = "`{\"id\", \"status\", \"next_run\"}`: scheduled again"),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
-        (status = 403, description = "Lacks `tasks:manage`", body = crate::error::ErrorBody),
+        TasksManage,
         (status = 404, description = "No such task", body = crate::error::ErrorBody),
     )
 )]

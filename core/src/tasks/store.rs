@@ -9,7 +9,7 @@ use crate::{
     error::{ApiError, ApiResult},
 };
 
-use super::model::{columns, NewTask, RunView, TaskRecord, TaskView};
+use super::model::{bind_definition, NewTask, RunView, TaskRecord, TaskView};
 use super::{Scheduler, RECENT_RUNS};
 
 impl Scheduler {
@@ -111,19 +111,17 @@ impl Scheduler {
     /// Creates a task; it fires at once if enabled.
     pub async fn create(&self, task: NewTask) -> ApiResult<TaskView> {
         let now = timestamp::now();
-        let (kind, schedule, interval, run_at) = columns(&task.schedule);
-        let inserted = sqlx::query(
-            "INSERT INTO tasks (id, name, kind, schedule, interval_secs, run_at, job, enabled, builtin, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+        let inserted = bind_definition(
+            sqlx::query(
+                "INSERT INTO tasks (name, kind, schedule, interval_secs, run_at, job, enabled, id, builtin, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+            ),
+            &task.name,
+            &task.schedule,
+            &task.job,
+            task.enabled,
         )
         .bind(&task.id)
-        .bind(&task.name)
-        .bind(kind)
-        .bind(schedule)
-        .bind(interval)
-        .bind(run_at)
-        .bind(&task.job)
-        .bind(task.enabled)
         .bind(false)
         .bind(&now)
         .execute(self.db.pool())
@@ -144,18 +142,16 @@ impl Scheduler {
 
     /// Saves a changed task and reschedules it.
     pub async fn update(&self, task: &TaskRecord) -> ApiResult<TaskView> {
-        let (kind, schedule, interval, run_at) = columns(&task.schedule);
-        sqlx::query(
-            "UPDATE tasks SET name = $1, kind = $2, schedule = $3, interval_secs = $4, run_at = $5,
-                job = $6, enabled = $7, updated_at = $8 WHERE id = $9",
+        bind_definition(
+            sqlx::query(
+                "UPDATE tasks SET name = $1, kind = $2, schedule = $3, interval_secs = $4, run_at = $5,
+                    job = $6, enabled = $7, updated_at = $8 WHERE id = $9",
+            ),
+            &task.name,
+            &task.schedule,
+            &task.job,
+            task.enabled,
         )
-        .bind(&task.name)
-        .bind(kind)
-        .bind(schedule)
-        .bind(interval)
-        .bind(run_at)
-        .bind(&task.job)
-        .bind(task.enabled)
         .bind(timestamp::now())
         .bind(&task.id)
         .execute(self.db.pool())

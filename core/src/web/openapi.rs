@@ -27,7 +27,7 @@ use axum::{
 };
 use serde_json::{json, Map, Value};
 use utoipa::{
-    openapi::security::{Http, HttpAuthScheme, SecurityScheme},
+    openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme},
     Modify, OpenApi,
 };
 use xcore_plugin_sdk::Manifest;
@@ -116,7 +116,11 @@ const METHODS: &[&str] = &[
 )]
 pub struct CoreApi;
 
-/// Adds the bearer scheme the core operations' `security` names.
+/// Adds the bearer scheme the core operations' `security` names, and
+/// requires it on every operation that can answer 403: a route guarded by a
+/// permission (`responses(UsersRead, ...)`, see `rbac::permissions`) only
+/// refuses an authenticated caller, so it needs the token. Routes that need
+/// a token but no permission (`/auth/me`) say `security` themselves.
 struct BearerScheme;
 
 impl Modify for BearerScheme {
@@ -128,6 +132,27 @@ impl Modify for BearerScheme {
             .components
             .get_or_insert_with(Default::default)
             .add_security_scheme(BEARER_SCHEME, SecurityScheme::Http(scheme));
+        let bearer = || {
+            vec![SecurityRequirement::new(
+                BEARER_SCHEME,
+                Vec::<String>::new(),
+            )]
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                if operation.security.is_none() && operation.responses.responses.contains_key("403")
+                {
+                    operation.security = Some(bearer());
+                }
+            }
+        }
     }
 }
 

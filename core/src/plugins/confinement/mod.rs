@@ -380,23 +380,9 @@ async fn migrate_sqlite(
                 problems.join("; ")
             ));
         }
-        sqlx::query(migrate::RECORD_APPLIED)
-            .bind(owner)
-            .bind(migration.version)
-            .bind(migration.name)
-            .bind(&checksum)
-            .bind(crate::db::timestamp::now())
-            .persistent(false)
-            .execute(&mut *tx)
+        migrate::commit_applied(tx, owner, migration, &checksum)
             .await
             .map_err(fail)?;
-        tx.commit().await.map_err(fail)?;
-        tracing::info!(
-            owner,
-            version = migration.version,
-            name = migration.name,
-            "migration applied"
-        );
         applied += 1;
     }
     Ok(applied)
