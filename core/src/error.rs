@@ -113,6 +113,25 @@ pub struct ErrorObject {
     pub request_id: String,
 }
 
+/// The standard error body: the one place it is rendered, for the host's
+/// own errors and for the structured errors plugins answer with.
+pub fn standard_body(
+    code: &str,
+    message: &str,
+    details: &[FieldError],
+    request_id: Option<&str>,
+) -> serde_json::Value {
+    json!({
+        "error": {
+            "code": code,
+            "message": message,
+            "details": details,
+            "timestamp": crate::db::timestamp::now(),
+            "request_id": request_id,
+        }
+    })
+}
+
 /// An error response in the making.
 #[derive(Debug)]
 pub struct ApiError {
@@ -313,15 +332,12 @@ impl IntoResponse for ApiError {
         }
         let mut response = (
             self.status,
-            Json(json!({
-                "error": {
-                    "code": self.code,
-                    "message": self.message,
-                    "details": self.details,
-                    "timestamp": crate::db::timestamp::now(),
-                    "request_id": request_id,
-                }
-            })),
+            Json(standard_body(
+                self.code.as_str(),
+                &self.message,
+                &self.details,
+                request_id.as_deref(),
+            )),
         )
             .into_response();
         let headers = response.headers_mut();

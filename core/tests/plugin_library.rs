@@ -80,7 +80,6 @@ async fn hello_host(server: &TestServer) -> PluginHost {
             manager: Weak::new(),
             outbound: OutboundHttp::new(Duration::from_secs(5), 1024 * 1024).expect("client"),
             http_allow: AllowList::default(),
-            sdk_version: SDK_VERSION.to_string(),
         },
     )
 }
@@ -141,7 +140,14 @@ async fn hello_loads_migrates_and_serves_through_the_ffi() {
 
     let call = |request: FfiRequest<'_>| {
         let response = instance.handle(request);
-        let body: Value = serde_json::from_slice(response.body.as_slice()).unwrap_or(Value::Null);
+        // An error crosses structured, with no body: the host renders it.
+        let body: Value = match response.error.as_ref().into_option() {
+            Some(error) => {
+                assert!(response.body.is_empty());
+                json!({"error": {"code": error.code.as_str(), "message": error.message.as_str()}})
+            }
+            None => serde_json::from_slice(response.body.as_slice()).unwrap_or(Value::Null),
+        };
         (response.status, body, response.panicked)
     };
     let (status, body, _) = call(request("GET", "/ping", &[], b""));

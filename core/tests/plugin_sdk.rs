@@ -10,9 +10,7 @@ mod common;
 use std::{path::Path, time::Duration};
 
 use axum::{http::StatusCode as AxumStatus, response::IntoResponse, routing::get, Router};
-use common::{
-    deploy, expect_error, expect_status, hello_variant, plugin_library, testbed_variant, TestServer,
-};
+use common::{deploy, expect_error, expect_status, hello_variant, testbed_variant, TestServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -331,46 +329,6 @@ async fn a_unique_violation_is_a_409_naming_the_column_without_sql() {
     ] {
         assert!(!text.contains(leak), "{leak} leaked: {body}");
     }
-    server.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_plugin_built_with_the_previous_sdk_still_loads_and_works() {
-    let dir = tempfile::tempdir().expect("dir");
-    let legacy = plugin_library("xcore-plugin-legacy", "xcore_plugin_legacy", "");
-    deploy(&legacy, dir.path(), "libxcore_plugin_legacy.so");
-    let server = start_with_plugins(dir.path(), |_| {}).await;
-    let admin = server.admin_token().await;
-    let details = server
-        .as_(&admin)
-        .get("/system/plugins/legacy")
-        .expect(StatusCode::OK)
-        .await;
-    assert_eq!(details["state"], "active", "{details}");
-    assert_eq!(details["plugin_api_version"], "0.2.0");
-
-    let ping = server
-        .anonymous()
-        .get("/api/v1/legacy/ping")
-        .expect(StatusCode::OK)
-        .await;
-    assert_eq!(ping, json!({"pong": true}));
-    // 0.2's protocol: `execute` answers a bare count...
-    let purge = server
-        .anonymous()
-        .get("/api/v1/legacy/purge")
-        .expect(StatusCode::OK)
-        .await;
-    assert_eq!(purge, json!({"deleted": 0}));
-    // ...and a failure is text, which still names the refused table.
-    let refused = server
-        .get("/api/v1/legacy/refused")
-        .send()
-        .await
-        .expect("send");
-    let refused = expect_status(refused, StatusCode::OK).await;
-    let text = refused["refused"].as_str().expect("text, not a JSON error");
-    assert!(!text.starts_with('{') && text.contains("users"), "{text}");
     server.stop().await;
 }
 

@@ -71,15 +71,57 @@ pub struct FfiResponse {
     pub status: u16,
     /// Extra headers as a JSON object of strings (`{}` when none).
     pub headers: RString,
-    /// Body bytes.
+    /// Body bytes: the whole body, or with `stream` its first chunk.
     pub body: RVec<u8>,
-    /// The handler panicked (the body is then a `PLUGIN_ERROR`); the host
+    /// The handler panicked (the error is then a `PLUGIN_ERROR`); the host
     /// counts these to quarantine a plugin that keeps panicking.
     pub panicked: bool,
+    /// A refusal or failure: the host renders the standard error body from
+    /// it (adding `timestamp` and `request_id`), once, and `body` is empty.
+    pub error: ROption<FfiError>,
+    /// The body goes on past `body`: the host pulls the rest with
+    /// [`PluginInstance::next_chunk`] under this id, and says
+    /// [`PluginInstance::close_stream`] when it stops early.
+    pub stream: ROption<u64>,
     /// Present only with the `abi-break-test` feature: a field the host does
     /// not know, so the layout check must refuse the library.
     #[cfg(feature = "abi-break-test")]
     pub layout_break: u64,
+}
+
+/// The parts of the standard error body a plugin chooses.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct FfiError {
+    /// Machine-readable code (`NOT_FOUND`, `VALIDATION_ERROR`, ...).
+    pub code: RString,
+    /// Message for people.
+    pub message: RString,
+    /// One entry per offending field.
+    pub details: RVec<FfiDetail>,
+}
+
+/// One offending field of an [`FfiError`].
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct FfiDetail {
+    /// The field, as the client named it.
+    pub field: RString,
+    /// What is wrong with it.
+    pub message: RString,
+}
+
+/// One pull of a streamed body.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub enum FfiChunk {
+    /// More bytes.
+    Data(RVec<u8>),
+    /// The body is complete; the stream is gone.
+    End,
+    /// The body cannot be completed (the reason is logged, the client sees
+    /// the transfer cut short); the stream is gone.
+    Failed(RString),
 }
 
 /// A name and a value: a path parameter, a query parameter or a header.
@@ -176,8 +218,15 @@ pub trait PluginInstance: Send + Sync {
     fn on_event(&self, event: RStr<'_>);
 
     /// Called once before the host drops the instance.
-    #[sabi(last_prefix_field)]
     fn shutdown(&self);
+
+    /// The next piece of streamed body `stream` (see [`FfiResponse::stream`]).
+    fn next_chunk(&self, stream: u64) -> FfiChunk;
+
+    /// The host will pull no more of `stream` (the client went away): the
+    /// plugin drops what produced it.
+    #[sabi(last_prefix_field)]
+    fn close_stream(&self, stream: u64);
 }
 
 /// A plugin instance as a boxed FFI object.

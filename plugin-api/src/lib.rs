@@ -19,7 +19,8 @@
 //! # Versions
 //!
 //! - This crate's version is the FFI contract: 0.2 since requests cross as
-//!   borrowed fields. A change to a type in [`ffi`] is a new minor, and
+//!   borrowed fields, 0.3 since errors cross structured and bodies may
+//!   stream. A change to a type in [`ffi`] is a new minor, and
 //!   abi_stable then refuses libraries of the other minors by layout.
 //! - The SDK's version is what [`ffi::PluginModule::api_version`] reports.
 //!   A host loads plugins built with any SDK from
@@ -32,9 +33,10 @@ pub mod ffi;
 /// The FFI contract version: this crate's.
 pub const FFI_CONTRACT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The oldest SDK whose plugins speak this contract: plugin-api 0.2, when
-/// SDK and contract were one crate.
-pub const OLDEST_COMPATIBLE_SDK: &str = "0.2.0";
+/// The oldest SDK whose plugins speak this contract: SDK 0.4, the first
+/// built on contract 0.3 (libraries of older SDKs carry contract 0.2 types
+/// and are refused by layout before their SDK version is read).
+pub const OLDEST_COMPATIBLE_SDK: &str = "0.4.0";
 
 /// Whether a library whose FFI types come from contract version `plugin`
 /// can be loaded: abi_stable's rule (0.y: the same minor), checked first so
@@ -80,26 +82,26 @@ mod tests {
     #[test]
     fn contracts_follow_abi_stable_rules() {
         use super::check_contract;
-        assert!(check_contract("0.2.0").is_ok());
-        assert!(check_contract("0.2.9").is_ok());
+        assert!(check_contract("0.3.0").is_ok());
+        assert!(check_contract("0.3.9").is_ok());
         assert_eq!(
-            check_contract("0.1.7"),
-            Err("built for plugin-api 0.1.7, host speaks 0.2.0".to_string())
+            check_contract("0.2.0"),
+            Err("built for plugin-api 0.2.0, host speaks 0.3.0".to_string())
         );
-        assert!(check_contract("0.3.0").is_err());
+        assert!(check_contract("0.4.0").is_err());
     }
 
     #[test]
     fn a_host_loads_sdks_from_the_oldest_compatible_up_to_its_own() {
-        assert!(check_compatible("0.3.0", "0.3.0").is_ok());
-        assert!(check_compatible("0.2.0", "0.3.4").is_ok());
-        assert!(check_compatible("0.3.7", "0.3.0").is_ok());
+        assert!(check_compatible("0.4.0", "0.4.0").is_ok());
+        assert!(check_compatible("0.4.0", "0.5.4").is_ok());
+        assert!(check_compatible("0.4.7", "0.4.0").is_ok());
         assert_eq!(
-            check_compatible("0.1.0", "0.3.0"),
-            Err("built for plugin-api 0.1.0, host speaks 0.3.0 (it loads plugins built with 0.2.0 to 0.3.0)".to_string())
+            check_compatible("0.3.0", "0.4.0"),
+            Err("built for plugin-api 0.3.0, host speaks 0.4.0 (it loads plugins built with 0.4.0 to 0.4.0)".to_string())
         );
-        assert!(check_compatible("0.4.0", "0.3.0").is_err());
-        assert!(check_compatible("1.0.0", "0.3.0").is_err());
-        assert!(check_compatible("garbage", "0.3.0").is_err());
+        assert!(check_compatible("0.5.0", "0.4.0").is_err());
+        assert!(check_compatible("1.0.0", "0.4.0").is_err());
+        assert!(check_compatible("garbage", "0.4.0").is_err());
     }
 }

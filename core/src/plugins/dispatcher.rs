@@ -47,8 +47,9 @@ use xcore_plugin_sdk::{
 };
 
 use super::{
-    generation::{Generation, PluginResponse, RouteMatch},
+    generation::{Generation, PluginError, PluginResponse, RouteMatch},
     manager::PluginManager,
+    streamed,
 };
 use crate::{
     auth::{
@@ -416,7 +417,10 @@ async fn serve(state: &DispatchState, request: Request) -> Result<Response, ApiE
         }
         .invoke(&state.plugins, &generation, context)
     };
-    Ok(labelled(to_response(answer, &request_id), label))
+    Ok(labelled(
+        to_response(answer, &request_id, &generation),
+        label,
+    ))
 }
 
 /// A matched route with owned inputs, for the blocking pool: the route is
@@ -487,13 +491,20 @@ fn labelled(mut response: Response, label: RouteLabel) -> Response {
     response
 }
 
-/// Step 4, HTTP: the response, with the stamped error body.
-fn to_response(answer: PluginResponse, request_id: &str) -> Response {
+/// Step 4, HTTP: the response; a structured error rendered as the standard
+/// body, a stream pulled from the plugin as the client reads.
+fn to_response(answer: PluginResponse, request_id: &str, generation: &Arc<Generation>) -> Response {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = stamp_error_body(status, answer.body, request_id);
-    let mut response = Response::new(Body::from(body));
+    let body = match (&answer.error, answer.stream) {
+        (Some(error), _) => {
+            Body::from(serde_json::to_vec(&error_body(error, request_id)).unwrap_or_default())
+        }
+        (None, Some(stream)) => streamed::body(generation.clone(), stream, answer.body),
+        (None, None) => Body::from(answer.body),
+    };
+    let mut response = Response::new(body);
     *response.status_mut() = status;
-    if answer.json {
+    if answer.json || answer.error.is_some() {
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -508,27 +519,6 @@ fn to_response(answer: PluginResponse, request_id: &str) -> Response {
         }
     }
     response
-}
-
-/// Step 4 of both entrances: a plugin's error body gets the host's
-/// `timestamp`, `request_id` and `details`, so clients see one error
-/// shape everywhere. Success bodies pass untouched.
-fn stamp_error_body(status: StatusCode, body: Vec<u8>, request_id: &str) -> Vec<u8> {
-    if status.as_u16() < 400 {
-        return body;
-    }
-    let Ok(mut value) = serde_json::from_slice::<Value>(&body) else {
-        return body;
-    };
-    let Some(error) = value.get_mut("error").and_then(Value::as_object_mut) else {
-        return body;
-    };
-    error.insert("timestamp".into(), crate::db::timestamp::now().into());
-    error.insert("request_id".into(), request_id.into());
-    error
-        .entry("details")
-        .or_insert_with(|| Value::Array(Vec::new()));
-    serde_json::to_vec(&value).unwrap_or(body)
 }
 
 /// The `Host::call` entrance: a plugin's call to another plugin's route
@@ -617,26 +607,66 @@ pub fn call_from_plugin(
     };
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     count(status);
-    let body = stamp_error_body(status, answer.body, &context.request_id);
+    let body = match (&answer.error, answer.stream) {
+        (Some(error), _) => error_body(error, &context.request_id),
+        (None, Some(stream)) => {
+            let body = drain_stream(&generation, stream, answer.body)?;
+            serde_json::from_slice(&body).unwrap_or(Value::Null)
+        }
+        (None, None) => serde_json::from_slice(&answer.body).unwrap_or(Value::Null),
+    };
     Ok(CallResponse {
         status: answer.status,
-        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        body,
     })
+}
+
+/// Largest streamed answer a `Host::call` reads whole.
+const MAX_CALLED_STREAM_BYTES: usize = 32 << 20;
+
+/// A streamed answer to `Host::call`, read whole (the caller gets JSON,
+/// not a stream); the stream is closed if it fails or grows too large.
+fn drain_stream(
+    generation: &Generation,
+    stream: u64,
+    mut body: Vec<u8>,
+) -> Result<Vec<u8>, String> {
+    loop {
+        match generation.next_chunk(stream)? {
+            Some(chunk) if body.len() + chunk.len() <= MAX_CALLED_STREAM_BYTES => {
+                body.extend_from_slice(&chunk);
+            }
+            Some(_) => {
+                generation.close_stream(stream);
+                return Err(format!(
+                    "the called route streamed more than {MAX_CALLED_STREAM_BYTES} bytes"
+                ));
+            }
+            None => return Ok(body),
+        }
+    }
+}
+
+/// A plugin's structured error as the standard body.
+fn error_body(error: &PluginError, request_id: &str) -> Value {
+    crate::error::standard_body(
+        &error.code,
+        &error.message,
+        &error.details,
+        Some(request_id),
+    )
 }
 
 /// A refusal as the calling plugin receives it: the standard error body.
 fn error_call_response(error: &ApiError, request_id: &str) -> CallResponse {
     CallResponse {
         status: error.status().as_u16(),
-        body: serde_json::json!({
-            "error": {
-                "code": error.code(),
-                "message": error.message(),
-                "details": error.details(),
-                "timestamp": crate::db::timestamp::now(),
-                "request_id": request_id,
-            }
-        }),
+        body: crate::error::standard_body(
+            error.code().as_str(),
+            error.message(),
+            error.details(),
+            Some(request_id),
+        ),
     }
 }
 

@@ -14,12 +14,12 @@ use std::sync::{
 
 use abi_stable::std_types::RStr;
 use xcore_plugin_sdk::{
-    ffi::{FfiRequest, InstanceBox},
+    ffi::{FfiChunk, FfiRequest, InstanceBox},
     manifest::RouteSpec,
     Manifest,
 };
 
-use crate::observability::metrics::intern_label;
+use crate::{error::FieldError, observability::metrics::intern_label};
 
 use super::{library::LoadedLibrary, prefix::is_within};
 
@@ -34,10 +34,40 @@ pub struct PluginResponse {
     pub json: bool,
     /// Other headers.
     pub headers: Vec<(String, String)>,
-    /// Body.
+    /// Body (with `stream`, its first bytes).
     pub body: Vec<u8>,
     /// The handler panicked.
     pub panicked: bool,
+    /// A standard error to render: the body is then empty.
+    pub error: Option<PluginError>,
+    /// The rest of the body is pulled with [`Generation::next_chunk`].
+    pub stream: Option<u64>,
+}
+
+impl PluginResponse {
+    /// An answer with no body and nothing else.
+    pub fn bare(status: u16) -> Self {
+        Self {
+            status,
+            json: false,
+            headers: Vec::new(),
+            body: Vec::new(),
+            panicked: false,
+            error: None,
+            stream: None,
+        }
+    }
+}
+
+/// The standard error a plugin answered with, in host memory.
+#[derive(Debug)]
+pub struct PluginError {
+    /// Its code, as the plugin chose it.
+    pub code: String,
+    /// Its message.
+    pub message: String,
+    /// Offending fields.
+    pub details: Vec<FieldError>,
 }
 
 /// One loaded, instantiated copy of a plugin.
@@ -165,13 +195,7 @@ impl Generation {
     /// Calls the plugin's handler and copies the answer into host memory.
     pub fn handle(&self, request: FfiRequest<'_>) -> PluginResponse {
         let Some(instance) = &self.instance else {
-            return PluginResponse {
-                status: 503,
-                json: false,
-                headers: Vec::new(),
-                body: Vec::new(),
-                panicked: false,
-            };
+            return PluginResponse::bare(503);
         };
         let response = instance.handle(request);
         let (json, headers) = match response.headers.as_str() {
@@ -192,6 +216,42 @@ impl Generation {
             headers,
             body: response.body.as_slice().to_vec(),
             panicked: response.panicked,
+            error: response
+                .error
+                .as_ref()
+                .into_option()
+                .map(|error| PluginError {
+                    code: error.code.to_string(),
+                    message: error.message.to_string(),
+                    details: error
+                        .details
+                        .iter()
+                        .map(|detail| {
+                            FieldError::new(detail.field.as_str(), detail.message.as_str())
+                        })
+                        .collect(),
+                }),
+            stream: response.stream.into_option(),
+        }
+    }
+
+    /// The next chunk of streamed body `stream`, copied into host memory:
+    /// `Ok(None)` at the end, `Err` when the plugin could not go on.
+    pub fn next_chunk(&self, stream: u64) -> Result<Option<Vec<u8>>, String> {
+        let Some(instance) = &self.instance else {
+            return Err("the plugin instance is gone".into());
+        };
+        match instance.next_chunk(stream) {
+            FfiChunk::Data(data) => Ok(Some(data.into_vec())),
+            FfiChunk::End => Ok(None),
+            FfiChunk::Failed(message) => Err(message.into_string()),
+        }
+    }
+
+    /// Tells the plugin that `stream` will not be read further.
+    pub fn close_stream(&self, stream: u64) {
+        if let Some(instance) = &self.instance {
+            instance.close_stream(stream);
         }
     }
 }
@@ -255,6 +315,21 @@ impl Drop for Generation {
             "generation closed"
         );
     }
+}
+
+/// What runs beside the dispatcher (on-demand jobs, event deliveries)
+/// needs from whoever owns the table of serving generations: the table,
+/// and the quarantine rule. The plugin manager implements it; taking this
+/// instead of the manager keeps those modules below it.
+pub trait Serving: Send + Sync {
+    /// The serving generations now.
+    fn table(&self) -> arc_swap::Guard<Arc<RouteTable>>;
+
+    /// Panics in a row that take a plugin out of service.
+    fn quarantine_after_panics(&self) -> u32;
+
+    /// Quarantines `id` in the background (the caller must not wait).
+    fn quarantine_later(&self, id: &str, streak: u32);
 }
 
 /// The enabled generations, longest prefix first.

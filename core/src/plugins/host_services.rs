@@ -50,9 +50,6 @@ pub struct PluginHost {
     manager: Weak<PluginManager>,
     outbound: OutboundHttp,
     http_allow: AllowList,
-    /// The plugin's SDK reads failures as a JSON `HostError` (0.3 on);
-    /// older ones get its text.
-    typed_errors: bool,
     runtime: tokio::runtime::Handle,
 }
 
@@ -66,8 +63,6 @@ pub struct HostParts {
     pub outbound: OutboundHttp,
     /// What this plugin may reach with it.
     pub http_allow: AllowList,
-    /// The SDK version the plugin was built with.
-    pub sdk_version: String,
 }
 
 impl PluginHost {
@@ -88,7 +83,6 @@ impl PluginHost {
             manager: parts.manager,
             outbound: parts.outbound,
             http_allow: parts.http_allow,
-            typed_errors: !parts.sdk_version.starts_with("0.2."),
             runtime: tokio::runtime::Handle::current(),
         }
     }
@@ -178,13 +172,9 @@ impl PluginHost {
         }
     }
 
-    /// A failure as this plugin's SDK reads it.
+    /// A failure as the plugin's SDK reads it: a JSON `HostError`.
     fn encode(&self, error: &HostError) -> String {
-        if self.typed_errors {
-            serde_json::to_string(error).unwrap_or_else(|_| error.to_string())
-        } else {
-            error.to_string()
-        }
+        serde_json::to_string(error).unwrap_or_else(|_| error.to_string())
     }
 }
 

@@ -48,5 +48,6 @@ pub mod probe;
 pub mod routes;
 pub mod scaffold;
 pub mod sql_guard;
+pub mod streamed;
 pub mod subscriptions;
 pub mod watcher;

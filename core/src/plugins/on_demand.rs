@@ -25,8 +25,8 @@ use std::{
 };
 
 use super::{
+    generation::Serving,
     job_runs::{self, JobRun},
-    manager::PluginManager,
 };
 
 /// What is running: `(plugin, job)` to "run again when done".
@@ -56,7 +56,7 @@ impl OnDemandJobs {
     /// run of the same job. Never waits for the run.
     pub fn request(
         self: &Arc<Self>,
-        manager: &Arc<PluginManager>,
+        manager: &Arc<dyn Serving>,
         plugin: &str,
         job: &str,
     ) -> Result<(), String> {
@@ -90,7 +90,7 @@ impl OnDemandJobs {
     }
 
     /// Runs the job until no further run was asked for.
-    async fn drive(&self, manager: Weak<PluginManager>, key: (String, String)) {
+    async fn drive(&self, manager: Weak<dyn Serving>, key: (String, String)) {
         let (plugin, job) = (key.0.as_str(), key.1.as_str());
         loop {
             // The serving generation at the time of each run: a reload in

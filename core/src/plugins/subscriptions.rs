@@ -28,7 +28,7 @@ use tokio::sync::{
 };
 use xcore_plugin_sdk::router::{topic_matches, Event as PluginEvent, START_SIGNAL};
 
-use super::{generation::Generation, manager::PluginManager};
+use super::generation::{Generation, Serving};
 use crate::events::{Event, EventBus};
 
 /// `xcore_plugin_events_total{plugin, outcome}`: delivered, failed,
@@ -90,7 +90,7 @@ pub fn report_failure(plugin: &str, kind: &str, topic: &str, message: &str, pani
 /// Starts delivering to `generation` if its manifest subscribes to topics
 /// or has a start hook; `queue` bounds the events waiting for it.
 pub fn start(
-    manager: &Arc<PluginManager>,
+    manager: &Arc<dyn Serving>,
     bus: &EventBus,
     metrics: &DeliveryMetrics,
     generation: &Arc<Generation>,
@@ -160,7 +160,7 @@ async fn forward(
 }
 
 struct Listener {
-    manager: Weak<PluginManager>,
+    manager: Weak<dyn Serving>,
     generation: Weak<Generation>,
     plugin: String,
     metrics: DeliveryMetrics,

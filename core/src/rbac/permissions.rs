@@ -49,16 +49,23 @@ macro_rules! core_permissions {
     };
 }
 
+/// The OpenAPI extension on a guarded route's 403 that names the
+/// permission it needs.
+pub const PERMISSION_EXTENSION: &str = "x-permission";
+
 /// The answers of a route guarded by `permission` to a caller who may not
-/// use it, in the standard error body.
+/// use it, in the standard error body. The 403 names the permission in
+/// [`PERMISSION_EXTENSION`], which also tells the OpenAPI document that the
+/// route needs the bearer token.
 fn refusals(
     permission: &str,
 ) -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::response::Response>>
 {
-    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-    let refusal = |description: String| {
+    use utoipa::openapi::{extensions::Extensions, ContentBuilder, Ref, ResponseBuilder};
+    let refusal = |description: String, extensions: Option<Extensions>| {
         ResponseBuilder::new()
             .description(description)
+            .extensions(extensions)
             .content(
                 "application/json",
                 ContentBuilder::new()
@@ -71,9 +78,19 @@ fn refusals(
     [
         (
             "401".to_string(),
-            refusal("Missing or invalid access token".into()),
+            refusal("Missing or invalid access token".into(), None),
         ),
-        ("403".to_string(), refusal(format!("Lacks `{permission}`"))),
+        (
+            "403".to_string(),
+            refusal(
+                format!("Lacks `{permission}`"),
+                Some(
+                    Extensions::builder()
+                        .add(PERMISSION_EXTENSION, permission)
+                        .build(),
+                ),
+            ),
+        ),
     ]
     .into_iter()
     .collect()

@@ -27,12 +27,17 @@ use axum::{
 };
 use serde_json::{json, Map, Value};
 use utoipa::{
-    openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme},
+    openapi::{
+        security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme},
+        RefOr,
+    },
     Modify, OpenApi,
 };
 use xcore_plugin_sdk::Manifest;
 
-use crate::{error::ApiError, plugins::manager::PluginManager};
+use crate::{
+    error::ApiError, plugins::manager::PluginManager, rbac::permissions::PERMISSION_EXTENSION,
+};
 
 /// The name of the bearer security scheme core operations refer to.
 pub const BEARER_SCHEME: &str = "bearer";
@@ -117,10 +122,10 @@ const METHODS: &[&str] = &[
 pub struct CoreApi;
 
 /// Adds the bearer scheme the core operations' `security` names, and
-/// requires it on every operation that can answer 403: a route guarded by a
-/// permission (`responses(UsersRead, ...)`, see `rbac::permissions`) only
-/// refuses an authenticated caller, so it needs the token. Routes that need
-/// a token but no permission (`/auth/me`) say `security` themselves.
+/// requires it on every route guarded by a permission (its responses list
+/// the permission marker, `responses(UsersRead, ...)`, whose 403 carries
+/// [`PERMISSION_EXTENSION`]). Routes that need a token but no permission
+/// (`/auth/me`) say `security` themselves.
 struct BearerScheme;
 
 impl Modify for BearerScheme {
@@ -147,8 +152,14 @@ impl Modify for BearerScheme {
                 &mut item.patch,
             ];
             for operation in operations.into_iter().flatten() {
-                if operation.security.is_none() && operation.responses.responses.contains_key("403")
-                {
+                let guarded = match operation.responses.responses.get("403") {
+                    Some(RefOr::T(refusal)) => refusal
+                        .extensions
+                        .as_ref()
+                        .is_some_and(|extensions| extensions.contains_key(PERMISSION_EXTENSION)),
+                    _ => false,
+                };
+                if operation.security.is_none() && guarded {
                     operation.security = Some(bearer());
                 }
             }
@@ -508,6 +519,25 @@ mod tests {
             document["paths"]["/system/plugins"]["get"]["security"],
             json!([{"bearer": []}])
         );
+        // Every route guarded by a permission needs the token and says
+        // which permission; a public route that may answer 403 does not.
+        let mut guarded = 0;
+        for (path, item) in document["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("item") {
+                let permission = &operation["responses"]["403"]["x-permission"];
+                if permission.is_string() {
+                    guarded += 1;
+                    assert_eq!(
+                        operation["security"],
+                        json!([{"bearer": []}]),
+                        "{method} {path}"
+                    );
+                }
+            }
+        }
+        assert!(guarded >= 30, "only {guarded} guarded operations");
+        let register = &document["paths"]["/auth/register"]["post"];
+        assert!(register.get("security").is_none(), "{register}");
     }
 
     #[test]

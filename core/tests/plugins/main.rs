@@ -7,7 +7,8 @@
 //! One test binary, one file per topic: [`serving`] (loading at start, the
 //! routes with the caller's rights, body limits, the plugin sections of the
 //! config), [`lifecycle`] (disable, enable, reload, quarantine) and
-//! [`install`] (bad files, conflicts, install and uninstall, the watcher).
+//! [`install`] (bad files, conflicts, install and uninstall, the watcher),
+//! [`streaming`] (structured errors, streamed bodies).
 //! This file: the helpers they share.
 
 #[path = "../common/mod.rs"]
@@ -16,6 +17,7 @@ mod common;
 mod install;
 mod lifecycle;
 mod serving;
+mod streaming;
 
 use common::TestServer;
 use std::path::Path;

@@ -18,7 +18,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::{
-    http::{Caller, Request, Response},
+    http::{read, Caller, Request, Response},
     openapi::Operation,
 };
 
@@ -130,26 +130,6 @@ fn read_fields<'v, T: DeserializeOwned>(
             }
         }
     }
-}
-
-/// `T` from a JSON value, or the path of the field that did not fit and
-/// serde's reason.
-pub(crate) fn read<T: DeserializeOwned>(value: Value) -> Result<T, (String, String)> {
-    serde_path_to_error::deserialize(value).map_err(|error| {
-        let path = error.path().to_string();
-        let message = error.into_inner().to_string();
-        // A missing or unknown field is reported at the parent ("."), with
-        // the field's name in the message between backticks.
-        let field = if path == "." || path.is_empty() {
-            message
-                .split('`')
-                .nth(1)
-                .map_or_else(|| "body".to_string(), str::to_string)
-        } else {
-            path
-        };
-        (field, message)
-    })
 }
 
 /// A path or query text as the JSON value it most likely is, so numeric

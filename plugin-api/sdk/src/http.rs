@@ -1,7 +1,11 @@
 //! Requests and responses as a plugin sees them, and the standard error
 //! and list bodies.
 
-use std::collections::BTreeMap;
+use std::{
+    borrow::Cow,
+    collections::BTreeMap,
+    sync::{Arc, Mutex, PoisonError},
+};
 
 use abi_stable::std_types::RStr;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -121,7 +125,7 @@ impl Request {
                 &format!("malformed JSON body: {error}"),
             )
         })?;
-        crate::extract::read(value).map_err(|(field, message)| Response::invalid(&field, &message))
+        read(value).map_err(|(field, message)| Response::invalid(&field, &message))
     }
 }
 
@@ -132,18 +136,89 @@ pub struct Response {
     pub status: u16,
     /// Extra headers.
     pub headers: Vec<(String, String)>,
-    /// Body bytes.
+    /// Body bytes (empty for an `error` or a `stream`).
     pub body: Vec<u8>,
+    /// A standard error: it crosses to the host as is, and the host renders
+    /// the body once with its `timestamp` and `request_id`. Read it as JSON
+    /// with [`Response::body_bytes`].
+    pub error: Option<StandardError>,
+    /// A body produced piece by piece (see [`Response::stream`]).
+    pub stream: Option<BodyStream>,
 }
+
+/// The parts of the standard error body a plugin chooses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StandardError {
+    /// Machine-readable code (`NOT_FOUND`, `VALIDATION_ERROR`, ...).
+    pub code: String,
+    /// Message for people.
+    pub message: String,
+    /// One entry per offending field.
+    pub details: Vec<ErrorDetail>,
+}
+
+/// One offending field of a [`StandardError`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ErrorDetail {
+    /// The field, as the client named it.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// What a streamed body is made of: chunks, or the reason it stopped.
+pub type Chunks = Box<dyn Iterator<Item = Result<Vec<u8>, String>> + Send>;
+
+/// A body produced piece by piece: the host pulls one chunk at a time while
+/// the client reads, so a large export never sits whole in memory. Clones
+/// share the one iterator (the first to take it owns it).
+#[derive(Clone)]
+pub struct BodyStream(Arc<Mutex<Option<Chunks>>>);
+
+impl BodyStream {
+    /// Wraps the chunks.
+    pub fn new(chunks: impl Iterator<Item = Result<Vec<u8>, String>> + Send + 'static) -> Self {
+        Self(Arc::new(Mutex::new(Some(Box::new(chunks)))))
+    }
+
+    /// Takes the chunks (once).
+    pub fn take(&self) -> Option<Chunks> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+
+    /// Runs the stream to its end, for a caller that wants the whole body
+    /// (tests, a plugin reading its own export).
+    pub fn collect(&self) -> Result<Vec<u8>, String> {
+        let mut body = Vec::new();
+        for chunk in self.take().into_iter().flatten() {
+            body.extend(chunk?);
+        }
+        Ok(body)
+    }
+}
+
+impl std::fmt::Debug for BodyStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BodyStream")
+    }
+}
+
+impl PartialEq for BodyStream {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for BodyStream {}
 
 impl Response {
     /// A JSON body.
     pub fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> Self {
         match serde_json::to_vec(value) {
             Ok(body) => Self {
-                status,
                 headers: vec![("content-type".into(), "application/json".into())],
                 body,
+                ..Self::empty(status)
             },
             Err(error) => Self::error(
                 500,
@@ -159,15 +234,64 @@ impl Response {
             status,
             headers: Vec::new(),
             body: Vec::new(),
+            error: None,
+            stream: None,
         }
     }
 
-    /// The standard error body; the host adds `timestamp` and `request_id`.
+    /// A body of `content_type` produced piece by piece by `chunks` while
+    /// the client reads it: memory stays bounded by one chunk, whatever the
+    /// size of the whole. An `Err` chunk ends the transfer early (the client
+    /// sees it cut short; the host logs the reason). The iterator runs on
+    /// the host's blocking pool, one `next` at a time, and is dropped when
+    /// the client goes away.
+    pub fn stream(
+        status: u16,
+        content_type: &str,
+        chunks: impl Iterator<Item = Result<Vec<u8>, String>> + Send + 'static,
+    ) -> Self {
+        Self {
+            headers: vec![("content-type".into(), content_type.into())],
+            stream: Some(BodyStream::new(chunks)),
+            ..Self::empty(status)
+        }
+    }
+
+    /// A JSON answer read back (a stored reply, another plugin's answer to
+    /// `Host::call`): a standard error body becomes a structured error
+    /// again, so the host renders it with this request's `timestamp` and
+    /// `request_id`; any other value is the JSON body.
+    pub fn from_json(status: u16, body: &Value) -> Self {
+        let error = &body["error"];
+        match (error["code"].as_str(), error["message"].as_str()) {
+            (Some(code), Some(message)) if status >= 400 => {
+                let details: Vec<(&str, &str)> = error["details"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|detail| {
+                        Some((detail["field"].as_str()?, detail["message"].as_str()?))
+                    })
+                    .collect();
+                Self::error_with_details(status, code, message, &details)
+            }
+            _ => Self::json(status, body),
+        }
+    }
+
+    /// The body as bytes: the standard error body (without the host's
+    /// `timestamp` and `request_id`) for an error, else `body`. A stream's
+    /// chunks are not read.
+    pub fn body_bytes(&self) -> Cow<'_, [u8]> {
+        match &self.error {
+            Some(error) => Cow::Owned(json!({ "error": error }).to_string().into_bytes()),
+            None => Cow::Borrowed(&self.body),
+        }
+    }
+
+    /// The standard error body, rendered by the host.
     pub fn error(status: u16, code: &str, message: &str) -> Self {
-        Self::json(
-            status,
-            &json!({"error": {"code": code, "message": message, "details": []}}),
-        )
+        Self::error_with_details(status, code, message, &[])
     }
 
     /// The standard error body with one detail per field, for any status:
@@ -179,14 +303,20 @@ impl Response {
         message: &str,
         details: &[(&str, &str)],
     ) -> Self {
-        let details: Vec<Value> = details
-            .iter()
-            .map(|(field, message)| json!({"field": field, "message": message}))
-            .collect();
-        Self::json(
-            status,
-            &json!({"error": {"code": code, "message": message, "details": details}}),
-        )
+        Self {
+            error: Some(StandardError {
+                code: code.into(),
+                message: message.into(),
+                details: details
+                    .iter()
+                    .map(|(field, message)| ErrorDetail {
+                        field: (*field).into(),
+                        message: (*message).into(),
+                    })
+                    .collect(),
+            }),
+            ..Self::empty(status)
+        }
     }
 
     /// 422 with one entry per field: `(field, message)`.
@@ -301,4 +431,24 @@ impl<T> ListBody<T> {
             total_pages: None,
         }
     }
+}
+
+/// `T` from a JSON value, or the path of the field that did not fit and
+/// serde's reason.
+pub(crate) fn read<T: DeserializeOwned>(value: Value) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        let message = error.into_inner().to_string();
+        // A missing or unknown field is reported at the parent ("."), with
+        // the field's name in the message between backticks.
+        let field = if path == "." || path.is_empty() {
+            message
+                .split('`')
+                .nth(1)
+                .map_or_else(|| "body".to_string(), str::to_string)
+        } else {
+            path
+        };
+        (field, message)
+    })
 }

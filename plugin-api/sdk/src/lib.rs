@@ -143,7 +143,10 @@ pub use host::{
     CallResponse, Dialect, Executed, Host, HostError, HttpRequest, HttpResponse, Level, Row,
     Statement,
 };
-pub use http::{Caller, HandlerResult, ListBody, Request, RequestHead, Response};
+pub use http::{
+    BodyStream, Caller, ErrorDetail, HandlerResult, ListBody, Request, RequestHead, Response,
+    StandardError,
+};
 pub use manifest::Manifest;
 pub use respond::{Created, IntoResponse, NoContent};
 pub use router::{Access, Event, Plugin, Router};

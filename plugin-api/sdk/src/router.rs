@@ -5,14 +5,18 @@
 
 use std::{
     cell::RefCell,
+    collections::HashMap,
     panic::{catch_unwind, AssertUnwindSafe},
-    sync::Once,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Mutex, Once, PoisonError,
+    },
 };
 
 use abi_stable::{
     prefix_type::{PrefixTypeTrait, WithMetadata},
     sabi_trait::TD_Opaque,
-    std_types::{RResult, RStr, RString},
+    std_types::{RNone, RResult, RSome, RStr, RString, RVec},
 };
 
 use serde::{Deserialize, Serialize};
@@ -21,11 +25,11 @@ use serde_json::Value;
 use crate::{
     extract::FromRequest,
     ffi::{
-        FfiRequest, FfiResponse, HostBox, InstanceBox, PluginInstance, PluginInstance_TO,
-        PluginModule, PluginModuleRef,
+        FfiChunk, FfiDetail, FfiError, FfiRequest, FfiResponse, HostBox, InstanceBox,
+        PluginInstance, PluginInstance_TO, PluginModule, PluginModuleRef,
     },
     host::{Host, HostOp},
-    http::{Request, RequestHead, Response},
+    http::{Chunks, Request, RequestHead, Response},
     manifest::{JobSpec, Manifest, RouteSpec},
     openapi::Operation,
     respond::IntoResponse,
@@ -450,14 +454,107 @@ fn take_panic_message() -> String {
         .unwrap_or_else(|| "the plugin panicked".to_string())
 }
 
-fn to_ffi(response: Response, panicked: bool) -> FfiResponse {
+/// A response as it crosses: an error structured, a stream registered in
+/// `streams` under a fresh id.
+fn to_ffi(response: Response, panicked: bool, streams: &Streams) -> FfiResponse {
+    let error = match response.error {
+        Some(error) => RSome(FfiError {
+            code: error.code.into(),
+            message: error.message.into(),
+            details: error
+                .details
+                .into_iter()
+                .map(|detail| FfiDetail {
+                    field: detail.field.into(),
+                    message: detail.message.into(),
+                })
+                .collect(),
+        }),
+        None => RNone,
+    };
+    let stream = match response.stream.and_then(|stream| stream.take()) {
+        Some(chunks) => RSome(streams.open(chunks)),
+        None => RNone,
+    };
     FfiResponse {
         status: response.status,
         headers: headers_json(&response.headers).into(),
         body: response.body.into(),
         panicked,
+        error,
+        stream,
         #[cfg(feature = "abi-break-test")]
         layout_break: 0,
+    }
+}
+
+/// The streamed bodies the host is still pulling, by id.
+#[derive(Default)]
+struct Streams {
+    next_id: AtomicU64,
+    state: Mutex<StreamTable>,
+}
+
+#[derive(Default)]
+struct StreamTable {
+    /// Streams between two pulls.
+    idle: HashMap<u64, Chunks>,
+    /// Streams the host closed while a pull of theirs was running: the
+    /// pull drops them instead of putting them back.
+    closed_while_pulled: std::collections::HashSet<u64>,
+}
+
+impl Streams {
+    fn open(&self, chunks: Chunks) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.lock().idle.insert(id, chunks);
+        id
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, StreamTable> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The next chunk of `id`. The iterator leaves the table while it
+    /// runs, so slow chunks of one stream never hold up the others.
+    fn next(&self, id: u64) -> FfiChunk {
+        let Some(mut chunks) = self.lock().idle.remove(&id) else {
+            return FfiChunk::Failed(format!("no open stream {id}").into());
+        };
+        match catch_unwind(AssertUnwindSafe(|| chunks.next())) {
+            Ok(Some(Ok(data))) => {
+                let mut table = self.lock();
+                if table.closed_while_pulled.remove(&id) {
+                    drop(table);
+                    let _ = catch_unwind(AssertUnwindSafe(move || drop(chunks)));
+                    return FfiChunk::End;
+                }
+                table.idle.insert(id, chunks);
+                FfiChunk::Data(RVec::from(data))
+            }
+            Ok(None) => FfiChunk::End,
+            Ok(Some(Err(message))) => FfiChunk::Failed(message.into()),
+            Err(_) => {
+                FfiChunk::Failed(format!("the stream panicked: {}", take_panic_message()).into())
+            }
+        }
+    }
+
+    /// Drops stream `id` now, or, if a pull of it is running (the host
+    /// gave up waiting for it), as soon as that pull ends.
+    fn close(&self, id: u64) {
+        let mut table = self.lock();
+        let chunks = table.idle.remove(&id);
+        if chunks.is_none() && id < self.next_id.load(Ordering::Relaxed) {
+            table.closed_while_pulled.insert(id);
+        }
+        drop(table);
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(chunks)));
+    }
+
+    fn close_all(&self) {
+        let all = std::mem::take(&mut self.lock().idle);
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(all)));
     }
 }
 
@@ -481,12 +578,13 @@ fn headers_json(headers: &[(String, String)]) -> String {
 
 /// Runs a handler with panics caught: a panic becomes a `PLUGIN_ERROR`
 /// answer flagged for the host's quarantine count.
-fn guarded(handler: impl FnOnce() -> Response) -> FfiResponse {
+fn guarded(streams: &Streams, handler: impl FnOnce() -> Response) -> FfiResponse {
     match catch_unwind(AssertUnwindSafe(handler)) {
-        Ok(response) => to_ffi(response, false),
+        Ok(response) => to_ffi(response, false, streams),
         Err(_) => to_ffi(
             Response::plugin_error(&format!("the plugin panicked: {}", take_panic_message())),
             true,
+            streams,
         ),
     }
 }
@@ -502,6 +600,7 @@ struct Instance<P: Plugin> {
     plugin: P,
     router: Router<P>,
     host: Host,
+    streams: Streams,
 }
 
 impl<P: Plugin> Instance<P> {
@@ -525,7 +624,7 @@ impl<P: Plugin> Instance<P> {
 
 impl<P: Plugin> PluginInstance for Instance<P> {
     fn handle(&self, request: FfiRequest<'_>) -> FfiResponse {
-        guarded(|| {
+        guarded(&self.streams, || {
             let owned = Request {
                 head: RequestHead::from_ffi(&request),
                 body: request.body.as_slice().to_vec(),
@@ -565,7 +664,16 @@ impl<P: Plugin> PluginInstance for Instance<P> {
     }
 
     fn shutdown(&self) {
+        self.streams.close_all();
         let _ = catch_unwind(AssertUnwindSafe(|| self.plugin.shutdown()));
+    }
+
+    fn next_chunk(&self, stream: u64) -> FfiChunk {
+        self.streams.next(stream)
+    }
+
+    fn close_stream(&self, stream: u64) {
+        self.streams.close(stream);
     }
 }
 
@@ -597,6 +705,7 @@ pub extern "C" fn instantiate<P: Plugin>(
             plugin,
             router: P::router(),
             host,
+            streams: Streams::default(),
         })
     }));
     match outcome {

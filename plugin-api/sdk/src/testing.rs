@@ -18,9 +18,9 @@ use abi_stable::{
 use serde_json::Value;
 
 use crate::{
-    ffi::{FfiCaller, FfiPair, FfiRequest, HostServices, HostServices_TO, InstanceBox},
+    ffi::{FfiCaller, FfiChunk, FfiPair, FfiRequest, HostServices, HostServices_TO, InstanceBox},
     host::{Dialect, HostOp},
-    http::{Caller, Response},
+    http::{Caller, ErrorDetail, Response, StandardError},
     manifest::Manifest,
     router::{full_manifest, instantiate, Plugin},
 };
@@ -215,10 +215,37 @@ impl TestPlugin {
         });
         let headers: BTreeMap<String, String> =
             serde_json::from_str(response.headers.as_str()).unwrap_or_default();
+        let mut body = response.body.into_vec();
+        // A stream is pulled to its end here, as the host would for a
+        // client that reads it all; a failure shows as a 500 error.
+        if let Some(stream) = response.stream.into_option() {
+            loop {
+                match self.instance.next_chunk(stream) {
+                    FfiChunk::Data(data) => body.extend_from_slice(&data),
+                    FfiChunk::End => break,
+                    FfiChunk::Failed(message) => {
+                        return Response::plugin_error(&format!("the stream failed: {message}"))
+                    }
+                }
+            }
+        }
         Response {
             status: response.status,
             headers: headers.into_iter().collect(),
-            body: response.body.into_vec(),
+            body,
+            error: response.error.into_option().map(|error| StandardError {
+                code: error.code.into_string(),
+                message: error.message.into_string(),
+                details: error
+                    .details
+                    .into_iter()
+                    .map(|detail| ErrorDetail {
+                        field: detail.field.into_string(),
+                        message: detail.message.into_string(),
+                    })
+                    .collect(),
+            }),
+            stream: None,
         }
     }
 

@@ -18,7 +18,7 @@
 use serde::{Deserialize, Serialize};
 use xcore_plugin_sdk::prelude::*;
 
-use crate::{customers::invalid, dates, flag, missing, nullable_id, Crm, Id, DELETE, READ, WRITE};
+use crate::{dates, flag, invalid, missing, nullable_id, Crm, Id, DELETE, READ, WRITE};
 
 /// The kinds of activity.
 const KINDS: [&str; 5] = ["call", "meeting", "task", "email", "note"];

@@ -22,7 +22,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use xcore_plugin_sdk::{prelude::*, Dialect, Row, Statement};
 
 use crate::{
-    activities::Activity, missing, nullable_id, opportunities::Opportunity, search, Crm, Id,
+    activities::Activity, invalid, missing, nullable_id, opportunities::Opportunity, search, Crm,
+    Id,
 };
 use crate::{dates, DELETE, READ, WRITE};
 
@@ -338,15 +339,6 @@ pub fn validate(input: &CustomerInput) -> Result<ValidCustomer, Vec<(String, Str
     })
 }
 
-/// The standard 422 for a list of `(field, message)`.
-pub fn invalid(problems: &[(String, String)]) -> Response {
-    let details: Vec<(&str, &str)> = problems
-        .iter()
-        .map(|(field, message)| (field.as_str(), message.as_str()))
-        .collect();
-    Response::validation(&details)
-}
-
 impl Crm {
     /// The customer `id`, or a 404.
     pub fn customer(&self, id: i64) -> Result<Customer, Response> {
@@ -645,64 +637,115 @@ impl Crm {
             "SELECT {COLUMNS} FROM crm_customers c {conditions} {keyset} c.id > ${after} \
              ORDER BY c.id LIMIT {EXPORT_BATCH}"
         );
-        let mut writer = csv::Writer::from_writer(Vec::new());
-        let header = [
-            "id",
-            "type",
-            "name",
-            "email",
-            "phone",
-            "company_id",
-            "address",
-            "tags",
-            "owner_id",
-            "notes",
-            "created_at",
-            "updated_at",
-        ];
-        writer.write_record(header).map_err(csv_error)?;
-        let mut last = 0_i64;
-        loop {
-            let mut batch_params = params.clone();
-            batch_params.push(json!(last));
-            let batch: Vec<Customer> = self.host.query_as(&sql, batch_params)?;
-            for customer in &batch {
-                let id = |value: Option<i64>| value.map(|id| id.to_string()).unwrap_or_default();
-                writer
-                    .write_record([
-                        customer.id.to_string().as_str(),
-                        &customer.kind,
-                        &customer.name,
-                        customer.email.as_deref().unwrap_or(""),
-                        customer.phone.as_deref().unwrap_or(""),
-                        &id(customer.company_id),
-                        customer.address.as_deref().unwrap_or(""),
-                        &customer.tags.join("|"),
-                        &id(customer.owner_id),
-                        customer.notes.as_deref().unwrap_or(""),
-                        &customer.created_at,
-                        &customer.updated_at,
-                    ])
-                    .map_err(csv_error)?;
+        // Streamed: one keyset batch per chunk, so memory stays at one
+        // batch whatever the number of customers. The first batch is read
+        // here, so a failing query is still an error status, not a cut.
+        let mut export = CustomerExport {
+            host: self.host.clone(),
+            sql,
+            params,
+            last: Some(0),
+            header: true,
+        };
+        let first = export.batch(0).map_err(|error| csv_error(&error))?;
+        let mut response = match export.last {
+            Some(_) => Response::stream(200, "text/csv; charset=utf-8", export),
+            None => {
+                let mut whole = Response::empty(200);
+                whole
+                    .headers
+                    .push(("content-type".into(), "text/csv; charset=utf-8".into()));
+                whole
             }
-            match batch.last() {
-                Some(customer) if batch.len() as i64 == EXPORT_BATCH => last = customer.id,
-                _ => break,
-            }
-        }
-        let body = writer
-            .into_inner()
-            .map_err(|error| csv_error(error.into_error()))?;
-        let mut response = Response::empty(200);
-        response.headers = vec![
-            ("content-type".into(), "text/csv; charset=utf-8".into()),
-            (
-                "content-disposition".into(),
-                "attachment; filename=\"customers.csv\"".into(),
-            ),
-        ];
-        response.body = body;
+        };
+        response.body = first;
+        response.headers.push((
+            "content-disposition".into(),
+            "attachment; filename=\"customers.csv\"".into(),
+        ));
         Ok(response)
+    }
+}
+
+/// The CSV export of customers as a stream: the header, then one chunk per
+/// batch of [`EXPORT_BATCH`] rows after the last id sent.
+struct CustomerExport {
+    host: Host,
+    sql: String,
+    params: Vec<Value>,
+    /// The last id sent; `None` once the last batch is out.
+    last: Option<i64>,
+    header: bool,
+}
+
+impl CustomerExport {
+    const HEADER: [&'static str; 12] = [
+        "id",
+        "type",
+        "name",
+        "email",
+        "phone",
+        "company_id",
+        "address",
+        "tags",
+        "owner_id",
+        "notes",
+        "created_at",
+        "updated_at",
+    ];
+
+    fn batch(&mut self, last: i64) -> Result<Vec<u8>, String> {
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        if std::mem::take(&mut self.header) {
+            writer
+                .write_record(Self::HEADER)
+                .map_err(|e| e.to_string())?;
+        }
+        let mut params = self.params.clone();
+        params.push(json!(last));
+        let batch: Vec<Customer> = self
+            .host
+            .query_as(&self.sql, params)
+            .map_err(|error| error.to_string())?;
+        for customer in &batch {
+            let id = |value: Option<i64>| value.map(|id| id.to_string()).unwrap_or_default();
+            writer
+                .write_record([
+                    customer.id.to_string().as_str(),
+                    &customer.kind,
+                    &customer.name,
+                    customer.email.as_deref().unwrap_or(""),
+                    customer.phone.as_deref().unwrap_or(""),
+                    &id(customer.company_id),
+                    customer.address.as_deref().unwrap_or(""),
+                    &customer.tags.join("|"),
+                    &id(customer.owner_id),
+                    customer.notes.as_deref().unwrap_or(""),
+                    &customer.created_at,
+                    &customer.updated_at,
+                ])
+                .map_err(|error| error.to_string())?;
+        }
+        self.last = match batch.last() {
+            Some(customer) if batch.len() as i64 == EXPORT_BATCH => Some(customer.id),
+            _ => None,
+        };
+        writer
+            .into_inner()
+            .map_err(|error| error.into_error().to_string())
+    }
+}
+
+impl Iterator for CustomerExport {
+    type Item = Result<Vec<u8>, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let last = self.last?;
+        let chunk = self.batch(last);
+        if chunk.is_err() {
+            self.last = None;
+        }
+        Some(chunk)
     }
 }
 

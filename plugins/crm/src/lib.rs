@@ -174,6 +174,15 @@ pub fn nullable_id(id: Option<i64>) -> Value {
     id.map_or(Value::Null, |id| Value::String(id.to_string()))
 }
 
+/// The standard 422 for a list of `(field, message)`.
+pub fn invalid(problems: &[(String, String)]) -> Response {
+    let details: Vec<(&str, &str)> = problems
+        .iter()
+        .map(|(field, message)| (field.as_str(), message.as_str()))
+        .collect();
+    Response::validation(&details)
+}
+
 /// The standard 404 for a missing `what`.
 pub fn missing(what: &str) -> Response {
     Response::not_found(&format!("no such {what}"))

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize, Serializer};
 use xcore_plugin_sdk::{prelude::*, Dialect, Statement};
 
-use crate::{customers::invalid, dates, missing, money, nullable_id, Crm, Id, DELETE, READ, WRITE};
+use crate::{dates, invalid, missing, money, nullable_id, Crm, Id, DELETE, READ, WRITE};
 
 /// Cents as the exact decimal JSON number.
 fn cents<S: Serializer>(value: &i64, serializer: S) -> Result<S::Ok, S::Error> {

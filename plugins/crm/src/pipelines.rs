@@ -19,7 +19,7 @@
 use serde::{Deserialize, Serialize};
 use xcore_plugin_sdk::{extract::FromRequest, openapi::Operation, prelude::*, Statement};
 
-use crate::{customers::invalid, flag, id_list, missing, Crm, Id, ADMIN, READ};
+use crate::{flag, id_list, invalid, missing, Crm, Id, ADMIN, READ};
 
 /// A stage of a pipeline.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]

@@ -2,13 +2,14 @@
 //! same query parameters as `GET /`), in id order, as CSV (UTF-8, comma,
 //! a header line) or as an Excel `.xlsx` workbook.
 //!
-//! Rows are read [`EXPORT_BATCH`] at a time by id (keyset, never OFFSET),
-//! so the database side and the rows held are bounded whatever the count;
-//! the `.xlsx` writer runs in constant-memory mode (rows go through a
-//! temporary file, not a sheet in memory). The file itself is built
-//! whole: a plugin answers with one body, the SDK has no streamed body
-//! across the plugin boundary, so the answer's size is the memory bound
-//! (about 40 MB of CSV for 200,000 leads; see BENCHMARKS.md).
+//! Both are streamed (`Response::stream`), so memory stays bounded whatever
+//! the number of leads:
+//! - CSV: rows are read [`EXPORT_BATCH`] at a time by id (keyset, never
+//!   OFFSET), one chunk per batch, while the client reads; the first batch
+//!   is read before answering, so a failing query is an error status;
+//! - `.xlsx`: the writer runs in constant-memory mode (rows go through a
+//!   temporary file) and saves the workbook to a temporary file, which is
+//!   then streamed in [`FILE_CHUNK`] pieces and deleted.
 
 use rust_xlsxwriter::Workbook;
 use xcore_plugin_sdk::prelude::*;
@@ -21,6 +22,9 @@ use crate::{
 
 /// Leads read per query.
 pub const EXPORT_BATCH: i64 = 2000;
+
+/// Bytes of a saved workbook sent per chunk.
+const FILE_CHUNK: usize = 64 * 1024;
 
 /// The exported columns, in order.
 pub const HEADER: [&str; 17] = [
@@ -83,6 +87,20 @@ fn cells(lead: &Lead) -> [Cell; 17] {
     ]
 }
 
+/// Up to [`EXPORT_BATCH`] leads `filter` selects after id `after`, in id
+/// order.
+fn batch_after(host: &Host, filter: &LeadFilter, after: i64) -> Result<Vec<Lead>, Response> {
+    let mut clause = filter.clause(host.dialect()?);
+    clause.push("l.id > {}", json!(after));
+    clause.params.push(json!(EXPORT_BATCH));
+    let sql = format!(
+        "SELECT {LEAD_COLUMNS} FROM leads l {} ORDER BY id LIMIT ${}",
+        clause.sql(),
+        clause.params.len()
+    );
+    Ok(host.query_as(&sql, clause.params)?)
+}
+
 /// Every lead `filter` selects, in id order, a batch at a time.
 fn export_batches(
     host: &Host,
@@ -91,15 +109,7 @@ fn export_batches(
 ) -> Result<(), Response> {
     let mut after = 0_i64;
     loop {
-        let mut clause = filter.clause(host.dialect()?);
-        clause.push("l.id > {}", json!(after));
-        clause.params.push(json!(EXPORT_BATCH));
-        let sql = format!(
-            "SELECT {LEAD_COLUMNS} FROM leads l {} ORDER BY id LIMIT ${}",
-            clause.sql(),
-            clause.params.len()
-        );
-        let batch: Vec<Lead> = host.query_as(&sql, clause.params)?;
+        let batch = batch_after(host, filter, after)?;
         let Some(last) = batch.last() else {
             return Ok(());
         };
@@ -115,12 +125,30 @@ fn failed(error: impl std::fmt::Display) -> Response {
     Response::plugin_error(&format!("cannot write the export: {error}"))
 }
 
-/// The CSV of the leads `filter` selects.
-fn csv_file(host: &Host, filter: &LeadFilter) -> Result<Vec<u8>, Response> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    writer.write_record(HEADER).map_err(failed)?;
-    export_batches(host, filter, |batch| {
-        for lead in batch {
+/// What a stream chunk reports when it cannot go on.
+fn reason(response: Response) -> String {
+    response
+        .error
+        .map_or_else(|| "the export failed".into(), |error| error.message)
+}
+
+/// The CSV of the leads a filter selects, a batch per chunk.
+struct CsvExport {
+    host: Host,
+    filter: LeadFilter,
+    /// The last id sent; `None` once the last batch is out.
+    after: Option<i64>,
+    header: bool,
+}
+
+impl CsvExport {
+    fn chunk(&mut self, after: i64) -> Result<Vec<u8>, Response> {
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        if std::mem::take(&mut self.header) {
+            writer.write_record(HEADER).map_err(failed)?;
+        }
+        let batch = batch_after(&self.host, &self.filter, after)?;
+        for lead in &batch {
             let row = cells(lead).map(|cell| match cell {
                 Cell::Text(text) => text,
                 Cell::Number(number) => number.to_string(),
@@ -128,13 +156,29 @@ fn csv_file(host: &Host, filter: &LeadFilter) -> Result<Vec<u8>, Response> {
             });
             writer.write_record(&row).map_err(failed)?;
         }
-        Ok(())
-    })?;
-    writer.into_inner().map_err(failed)
+        self.after = match batch.last() {
+            Some(last) if batch.len() as i64 == EXPORT_BATCH => Some(last.id),
+            _ => None,
+        };
+        writer.into_inner().map_err(|error| failed(error.error()))
+    }
 }
 
-/// The `.xlsx` workbook of the leads `filter` selects.
-fn xlsx_file(host: &Host, filter: &LeadFilter) -> Result<Vec<u8>, Response> {
+impl Iterator for CsvExport {
+    type Item = Result<Vec<u8>, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let after = self.after?;
+        let chunk = self.chunk(after).map_err(reason);
+        if chunk.is_err() {
+            self.after = None;
+        }
+        Some(chunk)
+    }
+}
+
+/// Saves the `.xlsx` workbook of the leads `filter` selects to `path`.
+fn save_xlsx(host: &Host, filter: &LeadFilter, path: &std::path::Path) -> Result<(), Response> {
     let mut workbook = Workbook::new();
     let sheet = workbook.add_worksheet_with_constant_memory();
     sheet.set_name("Leads").map_err(failed)?;
@@ -159,7 +203,48 @@ fn xlsx_file(host: &Host, filter: &LeadFilter) -> Result<Vec<u8>, Response> {
         }
         Ok(())
     })?;
-    workbook.save_to_buffer().map_err(failed)
+    workbook.save(path).map_err(failed)
+}
+
+/// A saved file sent in [`FILE_CHUNK`] pieces, deleted once dropped (sent
+/// whole, or the client went away).
+struct FileChunks {
+    file: std::fs::File,
+    path: std::path::PathBuf,
+}
+
+impl Iterator for FileChunks {
+    type Item = Result<Vec<u8>, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use std::io::Read;
+        let mut chunk = vec![0; FILE_CHUNK];
+        match self.file.read(&mut chunk) {
+            Ok(0) => None,
+            Ok(read) => {
+                chunk.truncate(read);
+                Some(Ok(chunk))
+            }
+            Err(error) => Some(Err(format!("cannot read the saved workbook: {error}"))),
+        }
+    }
+}
+
+impl Drop for FileChunks {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A temporary path no other export uses.
+fn scratch_path() -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!(
+        "xcore-leads-export-{}-{n}-{}.xlsx",
+        std::process::id(),
+        now().replace([':', '.'], "")
+    ))
 }
 
 impl Leads {
@@ -171,11 +256,26 @@ impl Leads {
             problems.add("format", "csv or xlsx");
         }
         problems.finish()?;
-        let (body, content_type) = if format == "csv" {
-            (
-                csv_file(&self.host, &params.filter)?,
-                "text/csv; charset=utf-8",
-            )
+        let mut response = if format == "csv" {
+            let mut export = CsvExport {
+                host: self.host.clone(),
+                filter: params.filter,
+                after: Some(0),
+                header: true,
+            };
+            let first = export.chunk(0)?;
+            let mut response = match export.after {
+                Some(_) => Response::stream(200, "text/csv; charset=utf-8", export),
+                None => {
+                    let mut whole = Response::empty(200);
+                    whole
+                        .headers
+                        .push(("content-type".into(), "text/csv; charset=utf-8".into()));
+                    whole
+                }
+            };
+            response.body = first;
+            response
         } else {
             // On a thread of its own: the writer uses `std::thread::scope`,
             // which registers a thread-local destructor of this library's
@@ -185,25 +285,30 @@ impl Leads {
             // while the library is loaded.
             let host = self.host.clone();
             let filter = params.filter.clone();
-            let body = std::thread::spawn(move || xlsx_file(&host, &filter))
+            let path = scratch_path();
+            let saved = path.clone();
+            let outcome = std::thread::spawn(move || save_xlsx(&host, &filter, &saved))
                 .join()
-                .map_err(|_| Response::plugin_error("the .xlsx writer panicked"))??;
-            (
-                body,
+                .map_err(|_| Response::plugin_error("the .xlsx writer panicked"));
+            if let Err(error) = outcome.and_then(|saved| saved) {
+                let _ = std::fs::remove_file(&path);
+                return Err(error);
+            }
+            let file = std::fs::File::open(&path).map_err(|error| {
+                let _ = std::fs::remove_file(&path);
+                failed(error)
+            })?;
+            Response::stream(
+                200,
                 "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                FileChunks { file, path },
             )
         };
-        Ok(Response {
-            status: 200,
-            headers: vec![
-                ("content-type".into(), content_type.into()),
-                (
-                    "content-disposition".into(),
-                    format!("attachment; filename=\"leads.{format}\""),
-                ),
-            ],
-            body,
-        })
+        response.headers.push((
+            "content-disposition".into(),
+            format!("attachment; filename=\"leads.{format}\""),
+        ));
+        Ok(response)
     }
 }
 

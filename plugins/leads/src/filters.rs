@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use xcore_plugin_sdk::{prelude::*, Dialect};
 
-use crate::{leads::STATUSES, search, Problems};
+use crate::{search, Problems, STATUSES};
 
 /// The filters of a lead list (query parameters) or of a campaign's
 /// `target` (a JSON object with the same fields).

@@ -341,7 +341,8 @@ impl Leads {
             }
             if let Some(conflict) = self.duplicate_of(&values, None)? {
                 duplicates += 1;
-                let body: Value = serde_json::from_slice(&conflict.body).unwrap_or_default();
+                let body: Value =
+                    serde_json::from_slice(&conflict.body_bytes()).unwrap_or_default();
                 let message = body["error"]["message"]
                     .as_str()
                     .unwrap_or("a duplicate")

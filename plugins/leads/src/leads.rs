@@ -17,10 +17,9 @@
 use serde::{Deserialize, Serialize};
 use xcore_plugin_sdk::{prelude::*, Statement};
 
-use crate::{filters::LeadFilter, json_text, nullable, Id, Leads, Problems, DELETE, READ, WRITE};
-
-/// Every status, in funnel order.
-pub const STATUSES: [&str; 5] = ["new", "contacted", "qualified", "converted", "lost"];
+use crate::{
+    filters::LeadFilter, json_text, nullable, Id, Leads, Problems, DELETE, READ, STATUSES, WRITE,
+};
 
 /// The columns of [`Lead`] (unqualified: every query reads one `leads l`).
 pub const LEAD_COLUMNS: &str = "id, company, contact_name, email, phone, website, source, \

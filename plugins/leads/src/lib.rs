@@ -43,6 +43,9 @@ pub mod webhooks;
 
 use xcore_plugin_sdk::{extract::FromRequest, openapi::Operation, prelude::*};
 
+/// Every lead status, in funnel order.
+pub const STATUSES: [&str; 5] = ["new", "contacted", "qualified", "converted", "lost"];
+
 /// Permission to read leads, niches, campaigns, agents, stats and logs.
 pub const READ: &str = "leads:read";
 /// Permission to create and change them.

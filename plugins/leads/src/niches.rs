@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use xcore_plugin_sdk::prelude::*;
 
-use crate::{json_text, leads::STATUSES, Id, Leads, Problems, DELETE, READ, WRITE};
+use crate::{json_text, Id, Leads, Problems, DELETE, READ, STATUSES, WRITE};
 
 /// A niche.
 #[derive(Serialize, Deserialize, ToSchema)]

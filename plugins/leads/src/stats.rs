@@ -18,9 +18,8 @@ use xcore_plugin_sdk::prelude::*;
 
 use crate::{
     campaigns::{Campaign, CAMPAIGN_COLUMNS},
-    leads::STATUSES,
     niches::{days_ago, rate},
-    Leads, READ,
+    Leads, READ, STATUSES,
 };
 
 #[derive(Deserialize)]

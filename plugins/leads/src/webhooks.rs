@@ -108,12 +108,11 @@ impl Leads {
             params![route, key],
         )?;
         if let Some(stored) = stored {
-            let mut response = Response::empty(stored.status as u16);
-            response.body = stored.body.into_bytes();
-            response.headers = vec![
-                ("content-type".into(), "application/json".into()),
-                ("idempotent-replay".into(), "true".into()),
-            ];
+            let body: Value = serde_json::from_str(&stored.body).unwrap_or(Value::Null);
+            let mut response = Response::from_json(stored.status as u16, &body);
+            response
+                .headers
+                .push(("idempotent-replay".into(), "true".into()));
             return Ok(response);
         }
         let response = handle();
@@ -127,7 +126,7 @@ impl Leads {
                     route,
                     key,
                     response.status,
-                    String::from_utf8_lossy(&response.body),
+                    String::from_utf8_lossy(&response.body_bytes()),
                     now()
                 ],
             )?;

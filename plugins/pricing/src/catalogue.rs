@@ -250,7 +250,7 @@ impl Pricing {
             Some(json!({"price": money::format_cents(cents)})),
         )?;
         if answer.status != 200 {
-            return Err(Response::json(answer.status, &answer.body));
+            return Err(Response::from_json(answer.status, &answer.body));
         }
         let product: UpdatedProduct = serde_json::from_value(answer.body).map_err(|_| {
             Response::plugin_error("the products plugin answered an unexpected body")

@@ -207,7 +207,7 @@ impl Pricing {
             Ok(_) => None,
             Err(FeedError::Message(message)) => Some(message.clone()),
             Err(FeedError::Response(response)) => Some(
-                serde_json::from_slice::<Value>(&response.body)
+                serde_json::from_slice::<Value>(&response.body_bytes())
                     .ok()
                     .and_then(|b| b["error"]["message"].as_str().map(str::to_string))
                     .unwrap_or_else(|| "the feed was refused".into()),

@@ -1190,7 +1190,7 @@ mod tests {
         let product = json!({"sku": "RACE", "name": "n", "price": 1});
         let response = plugin.request("POST", "/", Some(&product), None);
         assert_eq!(response.status, 409);
-        let body: Value = serde_json::from_slice(&response.body).expect("json");
+        let body: Value = serde_json::from_slice(&response.body_bytes()).expect("json");
         assert_eq!(body["error"]["code"], "CONFLICT");
         assert_eq!(body["error"]["details"][0]["field"], "sku");
         assert!(!body.to_string().contains("products_sku_key"), "{body}");
@@ -1233,7 +1233,7 @@ mod tests {
             None,
         );
         assert_eq!(response.status, 422);
-        let body: Value = serde_json::from_slice(&response.body).expect("json");
+        let body: Value = serde_json::from_slice(&response.body_bytes()).expect("json");
         let fields: Vec<&str> = body["error"]["details"]
             .as_array()
             .expect("details")
@@ -1277,7 +1277,7 @@ mod tests {
             None,
         );
         assert_eq!(response.status, 409);
-        let body: Value = serde_json::from_slice(&response.body).expect("json");
+        let body: Value = serde_json::from_slice(&response.body_bytes()).expect("json");
         assert_eq!(body["error"]["details"][0]["field"], "products[0].sku");
     }
 
@@ -1314,7 +1314,7 @@ mod tests {
             response.status,
             200,
             "{}",
-            String::from_utf8_lossy(&response.body)
+            String::from_utf8_lossy(&response.body_bytes())
         );
         let recorded = host.recorded();
         let transactions: Vec<&Vec<Statement>> = recorded

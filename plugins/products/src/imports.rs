@@ -795,20 +795,13 @@ fn combine(problems: Vec<Response>) -> Option<Response> {
         0 => None,
         1 => problems.into_iter().next(),
         _ => {
-            let details: Vec<Value> = problems
+            let details: Vec<(&str, &str)> = problems
                 .iter()
-                .filter_map(|problem| serde_json::from_slice::<Value>(&problem.body).ok())
-                .flat_map(|body| {
-                    body["error"]["details"]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_default()
-                })
+                .filter_map(|problem| problem.error.as_ref())
+                .flat_map(|error| &error.details)
+                .map(|detail| (detail.field.as_str(), detail.message.as_str()))
                 .collect();
-            Some(Response::json(
-                422,
-                &json!({"error": {"code": "VALIDATION_ERROR", "message": "Validation failed", "details": details}}),
-            ))
+            Some(Response::validation(&details))
         }
     }
 }

@@ -414,15 +414,16 @@ fn remove(products: &Products, Id(id): Id) -> Result<NoContent, Response> {
     let in_use = count("SELECT COUNT(*) FROM products WHERE supplier_id = $1")?;
     let imports = count("SELECT COUNT(*) FROM products_imports WHERE supplier_id = $1")?;
     if in_use > 0 || imports > 0 {
-        return Err(Response::json(
+        return Err(Response::error_with_details(
             409,
-            &json!({"error": {
-                "code": "CONFLICT",
-                "message": format!(
-                    "supplier {id} has {in_use} product(s) and {imports} import(s); set its status to inactive instead"
-                ),
-                "details": [{"products": in_use, "imports": imports}],
-            }}),
+            "CONFLICT",
+            &format!(
+                "supplier {id} has {in_use} product(s) and {imports} import(s); set its status to inactive instead"
+            ),
+            &[
+                ("products", &format!("{in_use} product(s) use this supplier")),
+                ("imports", &format!("{imports} import(s) came from this supplier")),
+            ],
         ));
     }
     // The foreign key from products_imports makes a concurrent upload
@@ -468,7 +469,7 @@ mod tests {
         };
         match validate(&body, partial) {
             Ok(_) => Vec::new(),
-            Err(response) => serde_json::from_slice::<Value>(&response.body).expect("json")
+            Err(response) => serde_json::from_slice::<Value>(&response.body_bytes()).expect("json")
                 ["error"]["details"]
                 .as_array()
                 .expect("details")

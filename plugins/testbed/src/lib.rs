@@ -4,8 +4,71 @@
 //! the variants the host must refuse, and an event listener. See the
 //! features in `Cargo.toml`.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use serde::{Deserialize, Serialize};
 use xcore_plugin_sdk::prelude::*;
+
+/// Producers of `/stream` bodies alive now: the host's tests watch it fall
+/// back when a client goes away mid-body.
+static OPEN_STREAMS: AtomicUsize = AtomicUsize::new(0);
+
+/// `/stream` query: `chunks` lines of `size` bytes each (`NNNNNNNN:xxx…\n`),
+/// `delay_ms` before each, failing or panicking after `fail_after` or
+/// `panic_after` chunks.
+#[derive(Deserialize, ToSchema)]
+struct StreamShape {
+    chunks: Option<usize>,
+    size: Option<usize>,
+    delay_ms: Option<u64>,
+    fail_after: Option<usize>,
+    panic_after: Option<usize>,
+}
+
+/// One `/stream` body in the making, counted in [`OPEN_STREAMS`].
+struct Lines {
+    next: usize,
+    shape: StreamShape,
+}
+
+impl Lines {
+    fn new(shape: StreamShape) -> Self {
+        OPEN_STREAMS.fetch_add(1, Ordering::SeqCst);
+        Self { next: 0, shape }
+    }
+}
+
+impl Iterator for Lines {
+    type Item = Result<Vec<u8>, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let index = self.next;
+        if index >= self.shape.chunks.unwrap_or(10) {
+            return None;
+        }
+        self.next += 1;
+        if let Some(delay) = self.shape.delay_ms {
+            std::thread::sleep(std::time::Duration::from_millis(delay));
+        }
+        if self.shape.fail_after == Some(index) {
+            return Some(Err(format!("failed on purpose after {index} chunks")));
+        }
+        if self.shape.panic_after == Some(index) {
+            panic!("the stream panicked on purpose after {index} chunks");
+        }
+        let size = self.shape.size.unwrap_or(16).max(10);
+        let mut line = format!("{index:08}:").into_bytes();
+        line.resize(size - 1, b'x');
+        line.push(b'\n');
+        Some(Ok(line))
+    }
+}
+
+impl Drop for Lines {
+    fn drop(&mut self) {
+        OPEN_STREAMS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// The instance.
 pub struct Testbed {
@@ -123,6 +186,12 @@ impl Plugin for Testbed {
                 panic!("hello panicked on purpose")
             })
             .get("/relay", Access::Public, Testbed::relay)
+            .get("/stream", Access::Public, |_: &Testbed, Query(shape): Query<StreamShape>| {
+                Response::stream(200, "text/plain", Lines::new(shape))
+            })
+            .get("/stream/open", Access::Public, |_: &Testbed| {
+                Json(json!({"open": OPEN_STREAMS.load(Ordering::SeqCst)}))
+            })
             // Accepts up to 4 MiB (more than the server's default), to
             // prove a route's own body limit is honoured.
             .post("/measure", Access::Public, |_: &Testbed, Body(body): Body| {

@@ -13,7 +13,7 @@ use xcore_plugin_sdk::{ffi::HostServices_TO, Manifest};
 use crate::plugins::{
     admission::{self, Entrance, Neighbour, Refusal},
     confinement::{Namespace, PluginDatabase},
-    generation::{Generation, RouteTable},
+    generation::{Generation, RouteTable, Serving},
     host_services::{HostParts, PluginHost},
     library::{self, LoadedLibrary},
     outbound_http::AllowList,
@@ -138,7 +138,6 @@ impl PluginManager {
                 manager: self.me.clone(),
                 outbound: self.outbound.clone(),
                 http_allow,
-                sdk_version: library.api_version.clone(),
             },
         );
         let instance = library
@@ -178,8 +177,9 @@ impl PluginManager {
     pub(super) fn go_live(&self, generation: Generation) -> Arc<Generation> {
         let generation = Arc::new(generation);
         if let Some(me) = self.me.upgrade() {
+            let serving: Arc<dyn Serving> = me;
             subscriptions::start(
-                &me,
+                &serving,
                 &self.events,
                 &self.deliveries,
                 &generation,

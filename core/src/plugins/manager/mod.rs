@@ -36,7 +36,7 @@ use tokio::sync::Mutex;
 
 use super::{
     admission::Refusal,
-    generation::{Generation, RouteTable},
+    generation::{Generation, RouteTable, Serving},
     on_demand::OnDemandJobs,
     outbound_http::OutboundHttp,
     prefix, probe,
@@ -163,11 +163,6 @@ pub fn id_of_file(name: &str) -> Option<&str> {
 }
 
 impl PluginManager {
-    /// The enabled generations, for the dispatcher.
-    pub fn table(&self) -> arc_swap::Guard<Arc<RouteTable>> {
-        self.table.load()
-    }
-
     /// The host's request metrics.
     pub fn request_metrics(&self) -> &Metrics {
         &self.metrics
@@ -192,7 +187,13 @@ impl PluginManager {
     /// [`super::on_demand`]); refused if no serving generation declares it.
     pub fn run_job_soon(&self, plugin: &str, job: &str) -> Result<(), String> {
         let me = self.me.upgrade().ok_or("the host is shutting down")?;
-        self.on_demand.request(&me, plugin, job)
+        let serving: Arc<dyn Serving> = me;
+        self.on_demand.request(&serving, plugin, job)
+    }
+
+    /// The enabled generations, for the dispatcher.
+    pub fn table(&self) -> arc_swap::Guard<Arc<RouteTable>> {
+        self.table.load()
     }
 
     /// Panics in a row that take a plugin out of service.
@@ -216,6 +217,20 @@ impl PluginManager {
                 );
             }
         });
+    }
+}
+
+impl Serving for PluginManager {
+    fn table(&self) -> arc_swap::Guard<Arc<RouteTable>> {
+        PluginManager::table(self)
+    }
+
+    fn quarantine_after_panics(&self) -> u32 {
+        PluginManager::quarantine_after_panics(self)
+    }
+
+    fn quarantine_later(&self, id: &str, streak: u32) {
+        PluginManager::quarantine_later(self, id, streak);
     }
 }
 
