@@ -141,7 +141,9 @@ pub struct Response {
     /// A standard error: it crosses to the host as is, and the host renders
     /// the body once with its `timestamp` and `request_id`. Read it as JSON
     /// with [`Response::body_bytes`].
-    pub error: Option<StandardError>,
+    /// (Boxed: handlers return `Result<_, Response>` everywhere, and the
+    /// error path should not make every such result large.)
+    pub error: Option<Box<StandardError>>,
     /// A body produced piece by piece (see [`Response::stream`]).
     pub stream: Option<BodyStream>,
 }
@@ -304,7 +306,7 @@ impl Response {
         details: &[(&str, &str)],
     ) -> Self {
         Self {
-            error: Some(StandardError {
+            error: Some(Box::new(StandardError {
                 code: code.into(),
                 message: message.into(),
                 details: details
@@ -314,7 +316,7 @@ impl Response {
                         message: (*message).into(),
                     })
                     .collect(),
-            }),
+            })),
             ..Self::empty(status)
         }
     }

@@ -233,17 +233,19 @@ impl TestPlugin {
             status: response.status,
             headers: headers.into_iter().collect(),
             body,
-            error: response.error.into_option().map(|error| StandardError {
-                code: error.code.into_string(),
-                message: error.message.into_string(),
-                details: error
-                    .details
-                    .into_iter()
-                    .map(|detail| ErrorDetail {
-                        field: detail.field.into_string(),
-                        message: detail.message.into_string(),
-                    })
-                    .collect(),
+            error: response.error.into_option().map(|error| {
+                Box::new(StandardError {
+                    code: error.code.into_string(),
+                    message: error.message.into_string(),
+                    details: error
+                        .details
+                        .into_iter()
+                        .map(|detail| ErrorDetail {
+                            field: detail.field.into_string(),
+                            message: detail.message.into_string(),
+                        })
+                        .collect(),
+                })
             }),
             stream: None,
         }
