@@ -19,9 +19,9 @@ mod sections;
 
 use layers::{env_override, merge, read_layer, set_dotted};
 pub use sections::{
-    AdminConfig, Argon2Config, AuthCacheConfig, AuthConfig, DatabaseConfig, HealthConfig,
-    LogConfig, LogFormat, PluginSettings, PluginsConfig, Profile, RateLimitConfig, ServerConfig,
-    TasksConfig, WebConfig, WebSocketConfig,
+    AdminConfig, Argon2Config, AuditConfig, AuthCacheConfig, AuthConfig, DatabaseConfig,
+    HealthConfig, LogConfig, LogFormat, PluginSettings, PluginsConfig, Profile, RateLimitConfig,
+    ServerConfig, TasksConfig, WebConfig, WebSocketConfig,
 };
 
 /// The secret shipped in `config/default.toml`: accepted in development only.
@@ -61,6 +61,8 @@ pub struct Config {
     pub tasks: TasksConfig,
     /// The pages and `/static`.
     pub web: WebConfig,
+    /// The audit log.
+    pub audit: AuditConfig,
 }
 
 /// Why the configuration could not be loaded; the message names the source.
@@ -168,6 +170,11 @@ impl Config {
             return Err(ConfigError(
                 "auth.argon2: memory_kib must be >= 8 * parallelism, iterations and parallelism >= 1"
                     .into(),
+            ));
+        }
+        if self.audit.retention_days == 0 {
+            return Err(ConfigError(
+                "audit.retention_days must be >= 1 (the audit log is pruned daily)".into(),
             ));
         }
         if self.auth.cache.poll_interval_ms == 0 {

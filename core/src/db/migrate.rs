@@ -69,6 +69,14 @@ pub const CORE_MIGRATIONS: &[Migration<'static>] = &[
         sqlite: include_str!("../../migrations/sqlite/0005_auth_changes.sql"),
         postgres: include_str!("../../migrations/postgres/0005_auth_changes.sql"),
     },
+    // 6 is taken by the API keys' migration, which lands separately: the
+    // runner needs increasing versions, not contiguous ones.
+    Migration {
+        version: 7,
+        name: "audit log",
+        sqlite: include_str!("../../migrations/sqlite/0007_audit_log.sql"),
+        postgres: include_str!("../../migrations/postgres/0007_audit_log.sql"),
+    },
 ];
 
 /// The ledger of applied migrations, created on first use.
