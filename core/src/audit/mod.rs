@@ -130,6 +130,15 @@ pub enum Actor<'a> {
     System,
 }
 
+impl<'a> From<&'a crate::auth::AuthUser> for Actor<'a> {
+    fn from(user: &'a crate::auth::AuthUser) -> Self {
+        Self::User {
+            id: user.id,
+            email: &user.email,
+        }
+    }
+}
+
 impl Actor<'_> {
     fn id(&self) -> Option<i64> {
         match self {
