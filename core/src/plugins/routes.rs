@@ -17,10 +17,13 @@ use serde_json::json;
 
 use super::manager::PluginManager;
 use crate::{
-    auth::Gate,
+    audit::{self, Entry},
+    auth::{AuthUser, Gate},
     config::Config,
+    db::Database,
     error::{ApiError, ApiResult},
     http::{
+        client_ip::ClientIp,
         extract::{json_rejection, ApiPath, ApiQuery},
         pagination::{window_and_sort, Page, SortOrder},
     },
@@ -37,6 +40,7 @@ where
     Arc<PluginManager>: FromRef<S>,
     Arc<Config>: FromRef<S>,
     Arc<Gate>: FromRef<S>,
+    Database: FromRef<S>,
 {
     Router::new()
         .route(
@@ -52,6 +56,25 @@ where
         .route("/system/plugins/{plugin_id}/enable", post(enable))
         .route("/system/plugins/{plugin_id}/disable", post(disable))
         .route("/system/plugins/{plugin_id}/reload", post(reload))
+}
+
+/// Records a plugin change after it succeeded: the manager's own steps
+/// (files, libraries, its tables) cannot share a transaction with the row
+/// (see [`crate::audit`]).
+async fn audited(
+    db: &Database,
+    user: &AuthUser,
+    ip: std::net::IpAddr,
+    action: &'static str,
+    plugin_id: &str,
+) {
+    audit::record(
+        db,
+        &Entry::new(user.into(), action)
+            .target("plugin", plugin_id)
+            .ip(ip),
+    )
+    .await;
 }
 
 /// `GET /system/plugins` query.
@@ -169,10 +192,13 @@ pub async fn details(
 )]
 pub async fn enable(
     State(plugins): State<Arc<PluginManager>>,
-    _: Require<PluginsManage>,
+    State(db): State<Database>,
+    ClientIp(ip): ClientIp,
+    caller: Require<PluginsManage>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<impl IntoResponse> {
     let plugin = plugins.enable(&id).await?;
+    audited(&db, &caller.user, ip, audit::PLUGIN_ENABLED, &id).await;
     Ok(Json(json!({"id": plugin.id, "active": plugin.active})))
 }
 
@@ -202,11 +228,14 @@ pub struct DisableQuery {
 )]
 pub async fn disable(
     State(plugins): State<Arc<PluginManager>>,
-    _: Require<PluginsManage>,
+    State(db): State<Database>,
+    ClientIp(ip): ClientIp,
+    caller: Require<PluginsManage>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<DisableQuery>,
 ) -> ApiResult<impl IntoResponse> {
     let plugin = plugins.disable(&id, query.cascade).await?;
+    audited(&db, &caller.user, ip, audit::PLUGIN_DISABLED, &id).await;
     Ok(Json(json!({"id": plugin.id, "active": plugin.active})))
 }
 
@@ -227,10 +256,13 @@ pub async fn disable(
 )]
 pub async fn reload(
     State(plugins): State<Arc<PluginManager>>,
-    _: Require<PluginsManage>,
+    State(db): State<Database>,
+    ClientIp(ip): ClientIp,
+    caller: Require<PluginsManage>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<impl IntoResponse> {
     let plugin = plugins.reload(&id).await?;
+    audited(&db, &caller.user, ip, audit::PLUGIN_RELOADED, &id).await;
     Ok(Json(json!({
         "id": plugin.id,
         "status": "reloaded",
@@ -305,7 +337,9 @@ fn allowed_source(config: &Config, source: &str) -> Result<PathBuf, ApiError> {
 pub async fn install(
     State(plugins): State<Arc<PluginManager>>,
     State(config): State<Arc<Config>>,
-    _: Require<PluginsManage>,
+    State(db): State<Database>,
+    ClientIp(ip): ClientIp,
+    caller: Require<PluginsManage>,
     request: Request,
 ) -> ApiResult<impl IntoResponse> {
     let content_type = request
@@ -349,6 +383,7 @@ pub async fn install(
     let plugin = plugins
         .install(&bytes, expected_id.as_deref(), expected_version.as_deref())
         .await?;
+    audited(&db, &caller.user, ip, audit::PLUGIN_INSTALLED, &plugin.id).await;
     Ok((
         StatusCode::CREATED,
         Json(
@@ -383,10 +418,13 @@ pub struct UninstallQuery {
 )]
 pub async fn uninstall(
     State(plugins): State<Arc<PluginManager>>,
-    _: Require<PluginsManage>,
+    State(db): State<Database>,
+    ClientIp(ip): ClientIp,
+    caller: Require<PluginsManage>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<UninstallQuery>,
 ) -> ApiResult<StatusCode> {
     plugins.uninstall(&id, query.purge).await?;
+    audited(&db, &caller.user, ip, audit::PLUGIN_UNINSTALLED, &id).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -9,6 +9,7 @@
 //! the manager's own writes (an install writing its file) no-ops and
 //! reports a refused file once, until it changes.
 
+use crate::audit::{self, Actor, Entry};
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
@@ -145,7 +146,21 @@ async fn apply(manager: &PluginManager, path: &Path) {
         },
     };
     match outcome {
-        Ok(action) => tracing::info!(plugin = id, action, "plugin directory change applied"),
+        Ok(action) => {
+            tracing::info!(plugin = id, action, "plugin directory change applied");
+            let action = match action {
+                "uninstalled" => audit::PLUGIN_UNINSTALLED,
+                "reloaded" => audit::PLUGIN_RELOADED,
+                _ => audit::PLUGIN_INSTALLED,
+            };
+            audit::record(
+                manager.database(),
+                &Entry::new(Actor::System, action)
+                    .target("plugin", id)
+                    .details(serde_json::json!({"source": "watcher"})),
+            )
+            .await;
+        }
         // The manager already recorded and published the failure.
         Err(error) => tracing::warn!(
             plugin = id,

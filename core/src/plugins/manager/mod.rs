@@ -168,6 +168,11 @@ impl PluginManager {
         self.table.load()
     }
 
+    /// The host's database (the watcher writes its audit rows there).
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
     /// The host's request metrics.
     pub fn request_metrics(&self) -> &Metrics {
         &self.metrics
