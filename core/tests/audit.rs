@@ -235,7 +235,11 @@ async fn role_permission_and_user_changes_are_recorded_with_their_actor() {
     let server = TestServer::start().await;
     let admin_tokens = server.login(ADMIN_EMAIL, common::ADMIN_PASSWORD).await;
     let admin = access_token(&admin_tokens);
-    let me = server.as_(&admin).get("/auth/me").expect(StatusCode::OK).await;
+    let me = server
+        .as_(&admin)
+        .get("/auth/me")
+        .expect(StatusCode::OK)
+        .await;
     let admin_id = me["id"].as_i64().expect("id");
     let as_admin = server.as_(&admin);
 
@@ -341,7 +345,12 @@ async fn role_permission_and_user_changes_are_recorded_with_their_actor() {
         ("user.activated", &user_target),
         ("role.deleted", &role_target),
     ] {
-        assert_row(one(&rows, action), ADMIN_EMAIL, Some(admin_id), Some(target));
+        assert_row(
+            one(&rows, action),
+            ADMIN_EMAIL,
+            Some(admin_id),
+            Some(target),
+        );
     }
     let permission = one(&rows, "permission.created");
     assert_eq!(permission["details"]["name"], "reports:read");
@@ -397,7 +406,11 @@ async fn task_changes_are_recorded() {
     // Deleting waits for no run: retry while the manual run still holds it.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let response = server.as_(&admin).delete("/system/tasks/nightly").send().await;
+        let response = server
+            .as_(&admin)
+            .delete("/system/tasks/nightly")
+            .send()
+            .await;
         if response.status() == StatusCode::NO_CONTENT {
             break;
         }
@@ -420,7 +433,11 @@ async fn task_changes_are_recorded() {
             "task.deleted"
         ]
     );
-    let admin_id = server.as_(&admin).get("/auth/me").expect(StatusCode::OK).await["id"]
+    let admin_id = server
+        .as_(&admin)
+        .get("/auth/me")
+        .expect(StatusCode::OK)
+        .await["id"]
         .as_i64()
         .expect("id");
     for row in &rows {
@@ -482,7 +499,11 @@ async fn plugin_changes_are_recorded_with_the_caller_or_system() {
         ],
         "{rows:#?}"
     );
-    let admin_id = server.as_(&admin).get("/auth/me").expect(StatusCode::OK).await["id"]
+    let admin_id = server
+        .as_(&admin)
+        .get("/auth/me")
+        .expect(StatusCode::OK)
+        .await["id"]
         .as_i64()
         .expect("id");
     for row in by_api {
@@ -779,13 +800,12 @@ async fn failed_logins_grow_the_log_no_faster_than_the_login_limit() {
         }
     }
     assert_eq!(limited, 7);
-    let failures: i64 = sqlx::query(
-        "SELECT COUNT(*) AS n FROM audit_log WHERE action = 'auth.login_failed'",
-    )
-    .fetch_one(server.state.db.pool())
-    .await
-    .expect("count")
-    .get("n");
+    let failures: i64 =
+        sqlx::query("SELECT COUNT(*) AS n FROM audit_log WHERE action = 'auth.login_failed'")
+            .fetch_one(server.state.db.pool())
+            .await
+            .expect("count")
+            .get("n");
     assert_eq!(failures, 3);
     server.stop().await;
 }
@@ -809,4 +829,23 @@ async fn the_client_address_comes_from_the_proxy_only_when_trusted() {
         assert_eq!(rows[0]["ip"], expected, "trusted: {trusted}");
         server.stop().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_email_tried_at_login_is_cut_to_an_email_length() {
+    let server = TestServer::start().await;
+    let huge = format!("{}@example.com", "a".repeat(20_000));
+    server
+        .anonymous()
+        .post("/auth/login")
+        .json(json!({"username": huge, "password": "guess-guess-1"}))
+        .expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR")
+        .await;
+    let admin = server.admin_token().await;
+    let rows = audit_rows(&server, &admin, "action=auth.login_failed").await;
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    let actor = rows[0]["actor"].as_str().expect("actor");
+    assert_eq!(actor.len(), 254);
+    assert!(huge.starts_with(actor));
+    server.stop().await;
 }

@@ -262,6 +262,16 @@ mod tests {
     }
 
     #[test]
+    fn audit_retention_is_set_by_env_and_never_zero() {
+        let load = |pairs: &[(&str, &str)]| Config::load_from(&repo_defaults(), None, &env(pairs));
+        assert_eq!(load(&[]).expect("loads").audit.retention_days, 90);
+        let set = load(&[("XCORE__AUDIT__RETENTION_DAYS", "7")]).expect("loads");
+        assert_eq!(set.audit.retention_days, 7);
+        let zero = load(&[("XCORE__AUDIT__RETENTION_DAYS", "0")]).unwrap_err();
+        assert!(zero.to_string().contains("audit.retention_days"), "{zero}");
+    }
+
+    #[test]
     fn production_refuses_the_development_secret() {
         let load = |pairs: &[(&str, &str)]| {
             Config::load_from(&repo_defaults(), None, &env(pairs)).expect("loads")
