@@ -849,3 +849,65 @@ async fn a_huge_email_tried_at_login_is_cut_to_an_email_length() {
     assert!(huge.starts_with(actor));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_log_table_transactional_changes_fail_whole_and_others_still_succeed() {
+    let server = TestServer::start().await;
+    let admin = server.admin_token().await;
+    // The log's table goes away under the server.
+    sqlx::query("ALTER TABLE audit_log RENAME TO audit_log_away")
+        .execute(server.state.db.pool())
+        .await
+        .expect("rename");
+
+    // Written in the change's transaction: the change fails whole.
+    server
+        .as_(&admin)
+        .post("/admin/roles")
+        .json(json!({"name": "unlogged"}))
+        .expect_error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR")
+        .await;
+    let roles = server
+        .as_(&admin)
+        .get("/admin/roles?limit=100")
+        .expect(StatusCode::OK)
+        .await;
+    assert!(
+        !roles["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .any(|role| role["name"] == "unlogged"),
+        "{roles}"
+    );
+    // Written after the fact: the done change still answers as done.
+    server
+        .as_(&admin)
+        .post("/system/tasks")
+        .json(json!({"id": "unlogged", "type": "cron", "schedule": "0 2 * * *", "job": "core.prune_task_runs"}))
+        .expect(StatusCode::CREATED)
+        .await;
+    server
+        .as_(&admin)
+        .get("/system/tasks/unlogged")
+        .expect(StatusCode::OK)
+        .await;
+    // A failed login is still refused as such, not as a server error.
+    server
+        .anonymous()
+        .post("/auth/login")
+        .json(json!({"username": ADMIN_EMAIL, "password": "guess-guess-1"}))
+        .expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR")
+        .await;
+
+    sqlx::query("ALTER TABLE audit_log_away RENAME TO audit_log")
+        .execute(server.state.db.pool())
+        .await
+        .expect("rename back");
+    let rows = audit_rows(&server, &admin, "").await;
+    assert!(
+        rows.iter().all(|row| row["action"] == "auth.login"),
+        "only the admin's login made it: {rows:#?}"
+    );
+    server.stop().await;
+}
