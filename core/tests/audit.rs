@@ -506,9 +506,13 @@ async fn plugin_changes_are_recorded_with_the_caller_or_system() {
         .await["id"]
         .as_i64()
         .expect("id");
-    for row in by_api {
+    for row in &by_api {
         assert_row(row, ADMIN_EMAIL, Some(admin_id), Some("plugin:hello"));
     }
+    assert!(by_api[0]["details"]["version"].is_string(), "{rows:#?}");
+    assert_eq!(by_api[1]["details"]["cascade"], false, "{rows:#?}");
+    assert!(by_api[3]["details"]["generation"].is_u64(), "{rows:#?}");
+    assert_eq!(by_api[4]["details"]["purge"], false, "{rows:#?}");
 
     // Dropped into the directory: the watcher installs it, as `system`.
     let system_installs = |rows: &[Value]| {

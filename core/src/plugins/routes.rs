@@ -67,12 +67,14 @@ async fn audited(
     ip: std::net::IpAddr,
     action: &'static str,
     plugin_id: &str,
+    details: serde_json::Value,
 ) {
     audit::record(
         db,
         &Entry::new(user.into(), action)
             .target("plugin", plugin_id)
-            .ip(ip),
+            .ip(ip)
+            .details(details),
     )
     .await;
 }
@@ -198,7 +200,7 @@ pub async fn enable(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<impl IntoResponse> {
     let plugin = plugins.enable(&id).await?;
-    audited(&db, &caller.user, ip, audit::PLUGIN_ENABLED, &id).await;
+    audited(&db, &caller.user, ip, audit::PLUGIN_ENABLED, &id, json!({})).await;
     Ok(Json(json!({"id": plugin.id, "active": plugin.active})))
 }
 
@@ -235,7 +237,15 @@ pub async fn disable(
     ApiQuery(query): ApiQuery<DisableQuery>,
 ) -> ApiResult<impl IntoResponse> {
     let plugin = plugins.disable(&id, query.cascade).await?;
-    audited(&db, &caller.user, ip, audit::PLUGIN_DISABLED, &id).await;
+    audited(
+        &db,
+        &caller.user,
+        ip,
+        audit::PLUGIN_DISABLED,
+        &id,
+        json!({"cascade": query.cascade}),
+    )
+    .await;
     Ok(Json(json!({"id": plugin.id, "active": plugin.active})))
 }
 
@@ -262,7 +272,15 @@ pub async fn reload(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<impl IntoResponse> {
     let plugin = plugins.reload(&id).await?;
-    audited(&db, &caller.user, ip, audit::PLUGIN_RELOADED, &id).await;
+    audited(
+        &db,
+        &caller.user,
+        ip,
+        audit::PLUGIN_RELOADED,
+        &id,
+        json!({"generation": plugin.generation}),
+    )
+    .await;
     Ok(Json(json!({
         "id": plugin.id,
         "status": "reloaded",
@@ -383,7 +401,15 @@ pub async fn install(
     let plugin = plugins
         .install(&bytes, expected_id.as_deref(), expected_version.as_deref())
         .await?;
-    audited(&db, &caller.user, ip, audit::PLUGIN_INSTALLED, &plugin.id).await;
+    audited(
+        &db,
+        &caller.user,
+        ip,
+        audit::PLUGIN_INSTALLED,
+        &plugin.id,
+        json!({"version": plugin.version}),
+    )
+    .await;
     Ok((
         StatusCode::CREATED,
         Json(
@@ -425,6 +451,14 @@ pub async fn uninstall(
     ApiQuery(query): ApiQuery<UninstallQuery>,
 ) -> ApiResult<StatusCode> {
     plugins.uninstall(&id, query.purge).await?;
-    audited(&db, &caller.user, ip, audit::PLUGIN_UNINSTALLED, &id).await;
+    audited(
+        &db,
+        &caller.user,
+        ip,
+        audit::PLUGIN_UNINSTALLED,
+        &id,
+        json!({"purge": query.purge}),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
