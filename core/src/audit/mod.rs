@@ -33,7 +33,7 @@ pub mod routes;
 use std::net::IpAddr;
 
 use serde_json::{Map, Value};
-use sqlx::{Any, Transaction};
+use sqlx::{any::AnyArguments, query::Query, Any, Transaction};
 
 use crate::db::{timestamp, Database};
 
@@ -247,11 +247,8 @@ fn details_text(entry: &Entry<'_>) -> String {
     }
 }
 
-/// Writes `entry` inside `tx`, the transaction of the change it records.
-pub async fn record_in(
-    tx: &mut Transaction<'_, Any>,
-    entry: &Entry<'_>,
-) -> Result<(), sqlx::Error> {
+/// The insert of `entry`, stamped now.
+fn insert<'q>(entry: &'q Entry<'_>) -> Query<'q, Any, AnyArguments<'q>> {
     sqlx::query(INSERT)
         .bind(timestamp::now())
         .bind(entry.actor.id())
@@ -260,24 +257,21 @@ pub async fn record_in(
         .bind(entry.target.as_deref())
         .bind(entry.ip.map(|ip| ip.to_string()))
         .bind(details_text(entry))
-        .execute(&mut **tx)
-        .await?;
+}
+
+/// Writes `entry` inside `tx`, the transaction of the change it records.
+pub async fn record_in(
+    tx: &mut Transaction<'_, Any>,
+    entry: &Entry<'_>,
+) -> Result<(), sqlx::Error> {
+    insert(entry).execute(&mut **tx).await?;
     Ok(())
 }
 
 /// Writes `entry` on its own, after the act succeeded; a failure is logged
 /// and swallowed (see the module docs for why).
 pub async fn record(db: &Database, entry: &Entry<'_>) {
-    let written = sqlx::query(INSERT)
-        .bind(timestamp::now())
-        .bind(entry.actor.id())
-        .bind(entry.actor.name())
-        .bind(entry.action)
-        .bind(entry.target.as_deref())
-        .bind(entry.ip.map(|ip| ip.to_string()))
-        .bind(details_text(entry))
-        .execute(db.pool())
-        .await;
+    let written = insert(entry).execute(db.pool()).await;
     if let Err(error) = written {
         // The action and target only: the details and the actor's email
         // are the log's business, not the server log's.

@@ -85,7 +85,7 @@ fn time_bound(field: &str, value: Option<&str>) -> Result<Option<String>, FieldE
         .transpose()
 }
 
-/// A filter's SQL and the value bound to it.
+/// A value bound to a filter's placeholder.
 enum Bound {
     Int(i64),
     Text(String),
