@@ -5,6 +5,7 @@
 //! the email tried and the client address), logouts, password changes and
 //! resets, user, role and permission changes, plugin lifecycle changes
 //! (by a user through the API, or by `system`: the directory watcher),
+//! accounts made with `xcore admin create-user` (by `system`),
 //! task changes, and API keys (see [`api_key`]).
 //!
 //! How a row is written:
@@ -103,7 +104,8 @@ pub const TASK_PAUSED: &str = "task.paused";
 /// A task was resumed.
 pub const TASK_RESUMED: &str = "task.resumed";
 
-/// The `actor` of rows the host writes on its own (the plugin watcher).
+/// The `actor` of rows the host writes on its own (the plugin watcher,
+/// `xcore admin create-user`).
 pub const SYSTEM_ACTOR: &str = "system";
 
 /// Longest `actor` text kept: an email's maximum length. A failed login's
@@ -126,7 +128,7 @@ pub enum Actor<'a> {
     /// Someone not authenticated naming an account: the email a failed
     /// login or a reset request gave (an account may or may not have it).
     Claimed(&'a str),
-    /// The host itself.
+    /// The host itself: the plugin watcher, the command line.
     System,
 }
 

@@ -9,7 +9,6 @@
 //! the manager's own writes (an install writing its file) no-ops and
 //! reports a refused file once, until it changes.
 
-use crate::audit::{self, Actor, Entry};
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
@@ -24,6 +23,7 @@ use super::{
     library::checksum,
     manager::{id_of_file, PluginManager},
 };
+use crate::audit::{self, Actor, Entry};
 
 /// How often pending paths are looked at.
 const TICK: Duration = Duration::from_millis(100);
