@@ -143,6 +143,7 @@ part_of_state! {
     Arc<PluginManager> => |state| state.plugins.clone();
     Arc<crate::tasks::Scheduler> => |state| state.tasks.clone();
     Arc<Config> => |state| state.config.clone();
+    Database => |state| state.db.clone();
     Arc<Metrics> => |state| state.metrics.clone();
     Arc<TokenService> => |state| state.tokens.clone();
     Option<Arc<RateLimits>> => |state| state.rate_limits.clone();
@@ -213,6 +214,7 @@ impl AppState {
             events.clone(),
             plugins.clone(),
             config.tasks.clone(),
+            config.audit.clone(),
         )
         .await
         .context("cannot start the task scheduler")?;
@@ -334,6 +336,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(auth::router())
         .merge(rbac::router())
+        .merge(crate::audit::routes::router())
         .merge(observability::router())
         .merge(plugins::routes::router())
         .merge(crate::events::ws::router())

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 use crate::{
     app::{self, AppState},
+    audit::{self, Actor, Entry},
     auth::{cache::AuthCache, password::PasswordHasher},
     config::Config,
     db::{migrate, Database},
@@ -239,6 +240,18 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 full_name.as_deref(),
             )
             .await?;
+            // The shell user is not an account: the row names the host.
+            audit::record(
+                &db,
+                &Entry::new(Actor::System, audit::USER_CREATED)
+                    .target("user", account.id)
+                    .details(serde_json::json!({
+                        "via": "command line",
+                        "email": account.email,
+                        "roles": [role],
+                    })),
+            )
+            .await;
             db.close().await;
             println!(
                 "created user {} ({}) with role {role}",

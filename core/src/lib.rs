@@ -18,6 +18,7 @@
 //! - [`auth`]: passwords, tokens, sessions, `/auth/*`, and the in-memory
 //!   cache every authenticated request is decided from.
 //! - [`rbac`]: permissions, roles, `/admin/*`.
+//! - [`audit`]: the audit log and `/admin/audit`.
 //! - [`observability`]: `/health*`, `/metrics`, logging.
 //! - [`plugins`]: the plugin manager, dispatcher and `/system/plugins`.
 //! - [`tasks`]: the scheduler and `/system/tasks`.
@@ -25,6 +26,7 @@
 //!   `/static`.
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -152,6 +152,22 @@ async fn migrate_is_idempotent_and_create_user_makes_an_admin() {
         .expect("send");
     let me = expect_status(me, StatusCode::OK).await;
     assert_eq!(me["roles"], json!(["admin"]));
+    // The audit log names the host, not an account, for the command line.
+    let audit = server
+        .client
+        .get(server.url("/admin/audit?action=user.created"))
+        .bearer_auth(tokens["access_token"].as_str().expect("token"))
+        .send()
+        .await
+        .expect("send");
+    let audit = expect_status(audit, StatusCode::OK).await;
+    assert_eq!(audit["total"], 1, "{audit}");
+    let row = &audit["items"][0];
+    assert_eq!(row["actor"], "system", "{row}");
+    assert_eq!(row["actor_id"], json!(null), "{row}");
+    assert_eq!(row["target"], format!("user:{}", me["id"]), "{row}");
+    assert_eq!(row["details"]["via"], "command line", "{row}");
+    assert!(!audit.to_string().contains("OpsPassw0rd!"), "{audit}");
     server.terminate();
 }
 

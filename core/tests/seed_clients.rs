@@ -160,7 +160,11 @@ async fn a_task_created_with_the_seeds_body_takes_its_job_from_its_id() {
     .await;
     let text = refused.to_string();
     assert!(text.contains("\"field\":\"job\""), "{refused}");
-    for builtin in ["core.purge_expired_tokens", "core.prune_task_runs"] {
+    for builtin in [
+        "core.purge_expired_tokens",
+        "core.prune_task_runs",
+        "core.prune_audit_log",
+    ] {
         assert!(text.contains(builtin), "the 422 lists the jobs: {refused}");
     }
     server.stop().await;
@@ -381,6 +385,10 @@ async fn every_host_list_pages_sorts_and_refuses_unknown_filters() {
         .iter()
         .map(|task| task["id"].as_str().expect("id"))
         .collect();
-    assert_eq!(ids, ["purge_expired_tokens", "prune_task_runs"], "{tasks}");
+    assert_eq!(
+        ids,
+        ["purge_expired_tokens", "prune_task_runs", "prune_audit_log"],
+        "{tasks}"
+    );
     server.stop().await;
 }

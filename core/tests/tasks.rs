@@ -55,7 +55,10 @@ async fn tasks_are_validated_created_run_paused_resumed_edited_and_deleted() {
         .iter()
         .map(|t| t["id"].as_str().expect("id"))
         .collect();
-    assert_eq!(ids, vec!["prune_task_runs", "purge_expired_tokens"]);
+    assert_eq!(
+        ids,
+        vec!["prune_audit_log", "prune_task_runs", "purge_expired_tokens"]
+    );
     for builtin in list["items"].as_array().expect("items") {
         assert_eq!(builtin["status"], "scheduled", "{builtin}");
         assert_eq!(builtin["type"], "cron");

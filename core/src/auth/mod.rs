@@ -51,6 +51,7 @@ where
     S: Clone + Send + Sync + 'static,
     Arc<AuthState>: FromRef<S>,
     Arc<Gate>: FromRef<S>,
+    Arc<Config>: FromRef<S>,
 {
     Router::new()
         .route("/auth/register", post(routes::register))

@@ -14,15 +14,32 @@ use super::{
     tokens::{random_token, token_hash},
     users,
 };
-use crate::{db::timestamp, error::ApiError};
+use std::net::IpAddr;
+
+use crate::{
+    audit::{self, Actor, Entry},
+    db::timestamp,
+    error::ApiError,
+};
 
 /// Creates a reset token for `email` and queues the message. Does nothing,
-/// silently, for an unknown or inactive account.
-pub async fn request(state: &AuthState, email: &str) -> Result<(), ApiError> {
+/// silently, for an unknown or inactive account (but for an audit row).
+pub async fn request(state: &AuthState, email: &str, ip: IpAddr) -> Result<(), ApiError> {
+    let refused = |account: &'static str| async move {
+        audit::record(
+            &state.db,
+            &Entry::new(Actor::Claimed(email), audit::PASSWORD_RESET_REQUESTED)
+                .ip(ip)
+                .details(serde_json::json!({"account": account})),
+        )
+        .await;
+    };
     let Some(account) = users::credentials_by_email(&state.db, email).await? else {
+        refused("unknown").await;
         return Ok(());
     };
     if !account.is_active {
+        refused("inactive").await;
         return Ok(());
     }
     let token = random_token();
@@ -61,6 +78,19 @@ pub async fn request(state: &AuthState, email: &str) -> Result<(), ApiError> {
     .fetch_one(&mut *tx)
     .await?
     .try_get("id")?;
+    audit::record_in(
+        &mut tx,
+        &Entry::new(
+            Actor::User {
+                id: account.id,
+                email,
+            },
+            audit::PASSWORD_RESET_REQUESTED,
+        )
+        .target("user", account.id)
+        .ip(ip),
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(
         user_id = account.id,
@@ -71,7 +101,12 @@ pub async fn request(state: &AuthState, email: &str) -> Result<(), ApiError> {
 }
 
 /// Completes a reset: checks the token, sets the password, ends every session.
-pub async fn complete(state: &AuthState, token: &str, new_password: &str) -> Result<(), ApiError> {
+pub async fn complete(
+    state: &AuthState,
+    token: &str,
+    new_password: &str,
+    ip: IpAddr,
+) -> Result<(), ApiError> {
     let mut tx = state.db.begin_write().await?;
     let now = timestamp::now();
     let row = sqlx::query(
@@ -108,6 +143,19 @@ pub async fn complete(state: &AuthState, token: &str, new_password: &str) -> Res
     let hash = state.passwords.hash(new_password).await?;
     users::set_password(&mut tx, user_id, &hash).await?;
     sessions::revoke_all_for_user(&mut tx, user_id).await?;
+    audit::record_in(
+        &mut tx,
+        &Entry::new(
+            Actor::User {
+                id: user_id,
+                email: &email,
+            },
+            audit::PASSWORD_RESET_COMPLETED,
+        )
+        .target("user", user_id)
+        .ip(ip),
+    )
+    .await?;
     // The token version moved: older tokens are refused from now on.
     state.auth.commit(tx, &[Change::User(user_id)]).await?;
     tracing::info!(user_id, "password reset completed");

@@ -18,9 +18,13 @@ use super::{
     password_reset, sessions, users, AuthState,
 };
 use crate::{
+    audit::{self, Actor, Entry},
     auth::roles::USER_ROLE,
     error::{ApiError, ApiResult, FieldError},
-    http::extract::{content_type, json_rejection, ApiJson},
+    http::{
+        client_ip::ClientIp,
+        extract::{content_type, json_rejection, ApiJson},
+    },
 };
 
 /// `POST /auth/register` body.
@@ -66,6 +70,7 @@ impl RegisterRequest {
 )]
 pub async fn register(
     State(state): State<Arc<AuthState>>,
+    ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<RegisterRequest>,
 ) -> ApiResult<impl IntoResponse> {
     if !state.config.auth.allow_registration {
@@ -85,6 +90,21 @@ pub async fn register(
     )
     .await?;
     tracing::info!(user_id = account.id, "user registered");
+    // After the fact: the account is created in a transaction of its own
+    // (shared with the command line and administrators).
+    audit::record(
+        &state.db,
+        &Entry::new(
+            Actor::User {
+                id: account.id,
+                email: &account.email,
+            },
+            audit::USER_REGISTERED,
+        )
+        .target("user", account.id)
+        .ip(ip),
+    )
+    .await;
     state.events.publish(
         "user.registered",
         json!({"user_id": account.id, "email": account.email}),
@@ -146,6 +166,7 @@ impl<S: Send + Sync> FromRequest<S> for LoginBody {
 )]
 pub async fn login(
     State(state): State<Arc<AuthState>>,
+    ClientIp(ip): ClientIp,
     LoginBody(body): LoginBody,
 ) -> ApiResult<impl IntoResponse> {
     let mut problems = Vec::new();
@@ -167,12 +188,35 @@ pub async fn login(
             account.as_ref().map(|a| a.password_hash.as_str()),
         )
         .await?;
+    // A failure changes nothing, so its row is written on its own; the
+    // email tried is kept (cut to an email's length), the password never.
+    let failed = |reason: &'static str| {
+        let state = state.clone();
+        let email = email.clone();
+        async move {
+            audit::record(
+                &state.db,
+                &Entry::new(Actor::Claimed(&email), audit::LOGIN_FAILED)
+                    .ip(ip)
+                    .details(json!({"reason": reason})),
+            )
+            .await;
+        }
+    };
     let account = match account {
         Some(account) if verified.matched() => account,
         // One message for "no such account" and "wrong password".
-        _ => return Err(ApiError::unauthenticated("incorrect email or password")),
+        Some(_) => {
+            failed("wrong_password").await;
+            return Err(ApiError::unauthenticated("incorrect email or password"));
+        }
+        None => {
+            failed("unknown_account").await;
+            return Err(ApiError::unauthenticated("incorrect email or password"));
+        }
     };
     if !account.is_active {
+        failed("deactivated").await;
         return Err(ApiError::unauthenticated("account is deactivated"));
     }
     if verified == Verified::YesButRehash {
@@ -187,6 +231,19 @@ pub async fn login(
         .bind(account.id)
         .execute(&mut *tx)
         .await?;
+    audit::record_in(
+        &mut tx,
+        &Entry::new(
+            Actor::User {
+                id: account.id,
+                email: &email,
+            },
+            audit::LOGIN,
+        )
+        .target("user", account.id)
+        .ip(ip),
+    )
+    .await?;
     // `/auth/me` shows the last login from the cache.
     state.auth.commit(tx, &[Change::User(account.id)]).await?;
     tracing::info!(user_id = account.id, "user logged in");
@@ -290,10 +347,27 @@ pub async fn refresh(
         (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
     )
 )]
-pub async fn logout(State(state): State<Arc<AuthState>>, user: AuthUser) -> ApiResult<StatusCode> {
+pub async fn logout(
+    State(state): State<Arc<AuthState>>,
+    ClientIp(ip): ClientIp,
+    user: AuthUser,
+) -> ApiResult<StatusCode> {
     let mut tx = state.db.begin_write().await?;
     sessions::revoke_access_token(&mut tx, &user.jti, user.id, user.token_expires_at).await?;
     let session = sessions::revoke_family(&state, &mut tx, &user.session, user.id).await?;
+    audit::record_in(
+        &mut tx,
+        &Entry::new(
+            Actor::User {
+                id: user.id,
+                email: &user.email,
+            },
+            audit::LOGOUT,
+        )
+        .target("user", user.id)
+        .ip(ip),
+    )
+    .await?;
     state
         .auth
         .commit(
@@ -342,11 +416,12 @@ pub enum ResetRequest {
 )]
 pub async fn password_reset(
     State(state): State<Arc<AuthState>>,
+    ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<ResetRequest>,
 ) -> ApiResult<impl IntoResponse> {
     match body {
         ResetRequest::Request { email } => {
-            password_reset::request(&state, &users::normalize_email(&email)).await?;
+            password_reset::request(&state, &users::normalize_email(&email), ip).await?;
             // The same answer whether or not the account exists.
             Ok((
                 StatusCode::ACCEPTED,
@@ -359,7 +434,7 @@ pub async fn password_reset(
             token,
             new_password,
         } => {
-            password_reset::complete(&state, &token, &new_password).await?;
+            password_reset::complete(&state, &token, &new_password, ip).await?;
             Ok((
                 StatusCode::OK,
                 Json(json!({"message": "password updated; please log in again"})),
@@ -389,6 +464,7 @@ pub struct PasswordUpdate {
 )]
 pub async fn password_update(
     State(state): State<Arc<AuthState>>,
+    ClientIp(ip): ClientIp,
     user: AuthUser,
     ApiJson(body): ApiJson<PasswordUpdate>,
 ) -> ApiResult<impl IntoResponse> {
@@ -434,6 +510,19 @@ pub async fn password_update(
     }
     sessions::revoke_all_for_user(&mut tx, user.id).await?;
     let pair = sessions::issue_pair(&state, &mut tx, user.id, version, None).await?;
+    audit::record_in(
+        &mut tx,
+        &Entry::new(
+            Actor::User {
+                id: user.id,
+                email: &user.email,
+            },
+            audit::PASSWORD_CHANGED,
+        )
+        .target("user", user.id)
+        .ip(ip),
+    )
+    .await?;
     // The token version moved: older tokens are refused from now on.
     state.auth.commit(tx, &[Change::User(user.id)]).await?;
     tracing::info!(user_id = user.id, "password changed");

@@ -19,9 +19,9 @@ mod sections;
 
 use layers::{env_override, merge, read_layer, set_dotted};
 pub use sections::{
-    AdminConfig, Argon2Config, AuthCacheConfig, AuthConfig, DatabaseConfig, HealthConfig,
-    LogConfig, LogFormat, PluginSettings, PluginsConfig, Profile, RateLimitConfig, ServerConfig,
-    TasksConfig, WebConfig, WebSocketConfig,
+    AdminConfig, Argon2Config, AuditConfig, AuthCacheConfig, AuthConfig, DatabaseConfig,
+    HealthConfig, LogConfig, LogFormat, PluginSettings, PluginsConfig, Profile, RateLimitConfig,
+    ServerConfig, TasksConfig, WebConfig, WebSocketConfig,
 };
 
 /// The secret shipped in `config/default.toml`: accepted in development only.
@@ -61,6 +61,8 @@ pub struct Config {
     pub tasks: TasksConfig,
     /// The pages and `/static`.
     pub web: WebConfig,
+    /// The audit log.
+    pub audit: AuditConfig,
 }
 
 /// Why the configuration could not be loaded; the message names the source.
@@ -170,6 +172,11 @@ impl Config {
                     .into(),
             ));
         }
+        if self.audit.retention_days == 0 {
+            return Err(ConfigError(
+                "audit.retention_days must be >= 1 (the audit log is pruned daily)".into(),
+            ));
+        }
         if self.auth.cache.poll_interval_ms == 0 {
             return Err(ConfigError(
                 "auth.cache.poll_interval_ms (XCORE_AUTH_CACHE_POLL_MS) must be >= 1".into(),
@@ -252,6 +259,16 @@ mod tests {
         let text = std::fs::read_to_string(repo_defaults()).expect("config/default.toml");
         let parsed: Config = toml::from_str(&text).expect("default.toml parses");
         assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn audit_retention_is_set_by_env_and_never_zero() {
+        let load = |pairs: &[(&str, &str)]| Config::load_from(&repo_defaults(), None, &env(pairs));
+        assert_eq!(load(&[]).expect("loads").audit.retention_days, 90);
+        let set = load(&[("XCORE__AUDIT__RETENTION_DAYS", "7")]).expect("loads");
+        assert_eq!(set.audit.retention_days, 7);
+        let zero = load(&[("XCORE__AUDIT__RETENTION_DAYS", "0")]).unwrap_err();
+        assert!(zero.to_string().contains("audit.retention_days"), "{zero}");
     }
 
     #[test]

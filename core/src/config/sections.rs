@@ -89,6 +89,21 @@ pub enum Profile {
     Development,
 }
 
+/// `[audit]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Days an audit-log row is kept; older rows are deleted by the
+    /// built-in `core.prune_audit_log` job. At least 1.
+    pub retention_days: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { retention_days: 90 }
+    }
+}
+
 /// `[server]`
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]

@@ -14,14 +14,10 @@
 
 use std::sync::Arc;
 
-use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr},
-    num::NonZeroU32,
-    time::Duration,
-};
+use std::{net::IpAddr, num::NonZeroU32, time::Duration};
 
 use axum::{
-    extract::{ConnectInfo, Request, State},
+    extract::{Request, State},
     http::{HeaderMap, HeaderName, HeaderValue, Method},
     middleware::Next,
     response::{IntoResponse, Response},
@@ -33,6 +29,7 @@ use governor::{
     Quota, RateLimiter,
 };
 
+use super::client_ip::client_ip;
 use crate::{
     auth::{roles::ADMIN_ROLE, tokens::TokenService},
     config::RateLimitConfig,
@@ -132,26 +129,6 @@ fn budget(snapshot: &StateSnapshot) -> Budget {
     }
 }
 
-/// The client address: the socket peer, or the first `X-Forwarded-For` hop
-/// when configured to trust a proxy.
-fn client_ip(request: &Request, trust_forwarded_for: bool) -> IpAddr {
-    if trust_forwarded_for {
-        let forwarded = request
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.split(',').next())
-            .and_then(|first| first.trim().parse().ok());
-        if let Some(ip) = forwarded {
-            return ip;
-        }
-    }
-    request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip())
-}
-
 fn is_credential_route(method: &Method, path: &str) -> bool {
     method == Method::POST && matches!(path, "/auth/login" | "/auth/register")
 }
@@ -183,7 +160,11 @@ pub async fn middleware(
     if limits.is_exempt(path) {
         return next.run(request).await;
     }
-    let ip = client_ip(&request, limits.config.trust_forwarded_for);
+    let ip = client_ip(
+        request.headers(),
+        request.extensions(),
+        limits.config.trust_forwarded_for,
+    );
     let claims = crate::auth::extract::bearer_token_of(request.headers())
         .and_then(|token| tokens.verify(token).ok())
         .and_then(|claims| {

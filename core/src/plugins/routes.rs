@@ -17,10 +17,13 @@ use serde_json::json;
 
 use super::manager::PluginManager;
 use crate::{
-    auth::Gate,
+    audit::{self, Entry},
+    auth::{AuthUser, Gate},
     config::Config,
+    db::Database,
     error::{ApiError, ApiResult},
     http::{
+        client_ip::ClientIp,
         extract::{content_type, json_rejection, ApiPath, ApiQuery},
         pagination::{list_query, sort_in_memory, Page, SortOrder},
     },
@@ -37,6 +40,7 @@ where
     Arc<PluginManager>: FromRef<S>,
     Arc<Config>: FromRef<S>,
     Arc<Gate>: FromRef<S>,
+    Database: FromRef<S>,
 {
     Router::new()
         .route(
@@ -52,6 +56,27 @@ where
         .route("/system/plugins/{plugin_id}/enable", post(enable))
         .route("/system/plugins/{plugin_id}/disable", post(disable))
         .route("/system/plugins/{plugin_id}/reload", post(reload))
+}
+
+/// Records a plugin change after it succeeded: the manager's own steps
+/// (files, libraries, its tables) cannot share a transaction with the row
+/// (see [`crate::audit`]).
+async fn audited(
+    db: &Database,
+    user: &AuthUser,
+    ip: std::net::IpAddr,
+    action: &'static str,
+    plugin_id: &str,
+    details: serde_json::Value,
+) {
+    audit::record(
+        db,
+        &Entry::new(user.into(), action)
+            .target("plugin", plugin_id)
+            .ip(ip)
+            .details(details),
+    )
+    .await;
 }
 
 list_query! {
@@ -143,10 +168,13 @@ pub async fn details(
 )]
 pub async fn enable(
     State(plugins): State<Arc<PluginManager>>,
-    _: Require<PluginsManage>,
+    State(db): State<Database>,
+    ClientIp(ip): ClientIp,
+    caller: Require<PluginsManage>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<impl IntoResponse> {
     let plugin = plugins.enable(&id).await?;
+    audited(&db, &caller.user, ip, audit::PLUGIN_ENABLED, &id, json!({})).await;
     Ok(Json(json!({"id": plugin.id, "active": plugin.active})))
 }
 
@@ -174,11 +202,22 @@ pub struct DisableQuery {
 )]
 pub async fn disable(
     State(plugins): State<Arc<PluginManager>>,
-    _: Require<PluginsManage>,
+    State(db): State<Database>,
+    ClientIp(ip): ClientIp,
+    caller: Require<PluginsManage>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<DisableQuery>,
 ) -> ApiResult<impl IntoResponse> {
     let plugin = plugins.disable(&id, query.cascade).await?;
+    audited(
+        &db,
+        &caller.user,
+        ip,
+        audit::PLUGIN_DISABLED,
+        &id,
+        json!({"cascade": query.cascade}),
+    )
+    .await;
     Ok(Json(json!({"id": plugin.id, "active": plugin.active})))
 }
 
@@ -197,10 +236,21 @@ pub async fn disable(
 )]
 pub async fn reload(
     State(plugins): State<Arc<PluginManager>>,
-    _: Require<PluginsManage>,
+    State(db): State<Database>,
+    ClientIp(ip): ClientIp,
+    caller: Require<PluginsManage>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<impl IntoResponse> {
     let plugin = plugins.reload(&id).await?;
+    audited(
+        &db,
+        &caller.user,
+        ip,
+        audit::PLUGIN_RELOADED,
+        &id,
+        json!({"generation": plugin.generation}),
+    )
+    .await;
     Ok(Json(json!({
         "id": plugin.id,
         "status": "reloaded",
@@ -273,7 +323,9 @@ fn allowed_source(config: &Config, source: &str) -> Result<PathBuf, ApiError> {
 pub async fn install(
     State(plugins): State<Arc<PluginManager>>,
     State(config): State<Arc<Config>>,
-    _: Require<PluginsManage>,
+    State(db): State<Database>,
+    ClientIp(ip): ClientIp,
+    caller: Require<PluginsManage>,
     request: Request,
 ) -> ApiResult<impl IntoResponse> {
     let content_type = content_type(request.headers());
@@ -312,6 +364,15 @@ pub async fn install(
     let plugin = plugins
         .install(&bytes, expected_id.as_deref(), expected_version.as_deref())
         .await?;
+    audited(
+        &db,
+        &caller.user,
+        ip,
+        audit::PLUGIN_INSTALLED,
+        &plugin.id,
+        json!({"version": plugin.version}),
+    )
+    .await;
     Ok((
         StatusCode::CREATED,
         Json(
@@ -344,10 +405,21 @@ pub struct UninstallQuery {
 )]
 pub async fn uninstall(
     State(plugins): State<Arc<PluginManager>>,
-    _: Require<PluginsManage>,
+    State(db): State<Database>,
+    ClientIp(ip): ClientIp,
+    caller: Require<PluginsManage>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<UninstallQuery>,
 ) -> ApiResult<StatusCode> {
     plugins.uninstall(&id, query.purge).await?;
+    audited(
+        &db,
+        &caller.user,
+        ip,
+        audit::PLUGIN_UNINSTALLED,
+        &id,
+        json!({"purge": query.purge}),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }

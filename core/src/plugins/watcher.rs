@@ -23,6 +23,7 @@ use super::{
     library::checksum,
     manager::{id_of_file, PluginManager},
 };
+use crate::audit::{self, Actor, Entry};
 
 /// How often pending paths are looked at.
 const TICK: Duration = Duration::from_millis(100);
@@ -145,7 +146,21 @@ async fn apply(manager: &PluginManager, path: &Path) {
         },
     };
     match outcome {
-        Ok(action) => tracing::info!(plugin = id, action, "plugin directory change applied"),
+        Ok(action) => {
+            tracing::info!(plugin = id, action, "plugin directory change applied");
+            let action = match action {
+                "uninstalled" => audit::PLUGIN_UNINSTALLED,
+                "reloaded" => audit::PLUGIN_RELOADED,
+                _ => audit::PLUGIN_INSTALLED,
+            };
+            audit::record(
+                manager.database(),
+                &Entry::new(Actor::System, action)
+                    .target("plugin", id)
+                    .details(serde_json::json!({"source": "watcher"})),
+            )
+            .await;
+        }
         // The manager already recorded and published the failure.
         Err(error) => tracing::warn!(
             plugin = id,

@@ -40,6 +40,7 @@ where
     S: Clone + Send + Sync + 'static,
     Arc<RbacState>: FromRef<S>,
     Arc<Gate>: FromRef<S>,
+    Arc<crate::config::Config>: FromRef<S>,
 {
     Router::new()
         .route(

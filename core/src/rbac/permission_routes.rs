@@ -13,9 +13,11 @@ use super::{
     store,
 };
 use crate::{
+    audit::{self, Entry},
     db::Placeholders,
     error::{ApiError, ApiResult, FieldError},
     http::{
+        client_ip::ClientIp,
         extract::{ApiJson, ApiQuery},
         pagination::{list_query, Page, SortOrder},
     },
@@ -132,7 +134,8 @@ pub struct CreatePermission {
 )]
 pub async fn create(
     State(state): State<Arc<RbacState>>,
-    _: Require<RolesWrite>,
+    ClientIp(ip): ClientIp,
+    caller: Require<RolesWrite>,
     ApiJson(body): ApiJson<CreatePermission>,
 ) -> ApiResult<impl IntoResponse> {
     let (resource, action) = parse_permission_name(&body.name).ok_or_else(|| {
@@ -169,6 +172,16 @@ pub async fn create(
         "core",
     )
     .await?;
+    // After the fact: the permission is created in a transaction of its own
+    // (shared with plugin registration).
+    audit::record(
+        &state.db,
+        &Entry::new((&caller.user).into(), audit::PERMISSION_CREATED)
+            .target("permission", id)
+            .ip(ip)
+            .details(serde_json::json!({"name": body.name})),
+    )
+    .await;
     let row = sqlx::query(
         "SELECT id, name, description, resource, action FROM permissions WHERE id = $1",
     )

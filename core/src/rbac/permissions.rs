@@ -103,6 +103,7 @@ core_permissions! {
     RolesWrite => "roles:write", "Create, change and delete roles and permissions, and grant permissions to roles";
     PluginsManage => "plugins:manage", "Install, enable, disable, reload and uninstall plugins";
     TasksManage => "tasks:manage", "Create, run, pause and resume scheduled tasks";
+    AuditRead => "audit:read", "Read the audit log";
 }
 
 /// The authenticated caller, checked to hold `P`: 401 without a valid token,

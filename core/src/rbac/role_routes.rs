@@ -16,10 +16,12 @@ use sqlx::{any::AnyRow, Row};
 use super::permissions::{Require, RolesRead, RolesWrite};
 use super::RbacState;
 use crate::{
+    audit::{self, Entry},
     auth::{changes::Change, roles::ADMIN_ROLE},
     db::{flag, timestamp, Database},
     error::{ApiError, ApiResult},
     http::{
+        client_ip::ClientIp,
         extract::{ApiJson, ApiPath, ApiQuery},
         pagination::{list_query, Page, SortOrder},
     },
@@ -196,11 +198,14 @@ pub struct CreateRole {
 )]
 pub async fn create(
     State(state): State<Arc<RbacState>>,
-    _: Require<RolesWrite>,
+    ClientIp(ip): ClientIp,
+    caller: Require<RolesWrite>,
     ApiJson(body): ApiJson<CreateRole>,
 ) -> ApiResult<impl IntoResponse> {
     check_role_name(&body.name)?;
     let now = timestamp::now();
+    // A transaction only so the audit row commits with the role.
+    let mut tx = state.db.begin_write().await?;
     let row = sqlx::query(
         "INSERT INTO roles (name, description, is_builtin, created_at, updated_at)
          VALUES ($1, $2, FALSE, $3, $3) RETURNING id, name, description, is_builtin, created_at",
@@ -208,10 +213,20 @@ pub async fn create(
     .bind(&body.name)
     .bind(&body.description)
     .bind(&now)
-    .fetch_one(state.db.pool())
+    .fetch_one(&mut *tx)
     .await
     .map_err(|error| name_taken(error, &body.name))?;
-    Ok((StatusCode::CREATED, Json(role_from_row(&row)?)))
+    let role = role_from_row(&row)?;
+    audit::record_in(
+        &mut tx,
+        &Entry::new((&caller.user).into(), audit::ROLE_CREATED)
+            .target("role", role.id)
+            .ip(ip)
+            .details(serde_json::json!({"name": role.name})),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(role)))
 }
 
 /// One role with its permissions and user count.
@@ -261,7 +276,8 @@ pub struct UpdateRole {
 )]
 pub async fn update(
     State(state): State<Arc<RbacState>>,
-    _: Require<RolesWrite>,
+    ClientIp(ip): ClientIp,
+    caller: Require<RolesWrite>,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<UpdateRole>,
 ) -> ApiResult<impl IntoResponse> {
@@ -283,6 +299,14 @@ pub async fn update(
         .execute(&mut *tx)
         .await
         .map_err(|error| name_taken(error, &name))?;
+    audit::record_in(
+        &mut tx,
+        &Entry::new((&caller.user).into(), audit::ROLE_UPDATED)
+            .target("role", id)
+            .ip(ip)
+            .details(serde_json::json!({"name": name, "previous_name": role.name})),
+    )
+    .await?;
     // Callers' role names come from the cache.
     state.auth.commit(tx, &[Change::Grants]).await?;
     Ok(Json(role_detail(&state.db, id).await?))
@@ -303,7 +327,8 @@ pub async fn update(
 )]
 pub async fn delete(
     State(state): State<Arc<RbacState>>,
-    _: Require<RolesWrite>,
+    ClientIp(ip): ClientIp,
+    caller: Require<RolesWrite>,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<StatusCode> {
     let role = find_role(&state.db, id).await?;
@@ -318,6 +343,14 @@ pub async fn delete(
         .bind(id)
         .execute(&mut *tx)
         .await?;
+    audit::record_in(
+        &mut tx,
+        &Entry::new((&caller.user).into(), audit::ROLE_DELETED)
+            .target("role", id)
+            .ip(ip)
+            .details(serde_json::json!({"name": role.name})),
+    )
+    .await?;
     // Its holders lose what it granted from the next request on.
     state.auth.commit(tx, &[Change::Grants]).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -350,11 +383,12 @@ async fn find_permission(db: &Database, reference: &str) -> Result<(i64, String)
 )]
 pub async fn grant(
     State(state): State<Arc<RbacState>>,
-    _: Require<RolesWrite>,
+    ClientIp(ip): ClientIp,
+    caller: Require<RolesWrite>,
     ApiPath((role_id, permission)): ApiPath<(i64, String)>,
 ) -> ApiResult<impl IntoResponse> {
-    find_role(&state.db, role_id).await?;
-    let (permission_id, _) = find_permission(&state.db, &permission).await?;
+    let role = find_role(&state.db, role_id).await?;
+    let (permission_id, permission_name) = find_permission(&state.db, &permission).await?;
     let mut tx = state.db.begin_write().await?;
     sqlx::query(
         "INSERT INTO role_permissions (role_id, permission_id) VALUES ($1, $2)
@@ -371,6 +405,14 @@ pub async fn grant(
         )),
         _ => error.into(),
     })?;
+    audit::record_in(
+        &mut tx,
+        &Entry::new((&caller.user).into(), audit::ROLE_PERMISSION_GRANTED)
+            .target("role", role_id)
+            .ip(ip)
+            .details(serde_json::json!({"role": role.name, "permission": permission_name})),
+    )
+    .await?;
     // The role's holders may use it from the next request on.
     state.auth.commit(tx, &[Change::Grants]).await?;
     Ok(Json(role_detail(&state.db, role_id).await?))
@@ -392,7 +434,8 @@ pub async fn grant(
 )]
 pub async fn revoke(
     State(state): State<Arc<RbacState>>,
-    _: Require<RolesWrite>,
+    ClientIp(ip): ClientIp,
+    caller: Require<RolesWrite>,
     ApiPath((role_id, permission)): ApiPath<(i64, String)>,
 ) -> ApiResult<StatusCode> {
     let role = find_role(&state.db, role_id).await?;
@@ -416,6 +459,14 @@ pub async fn revoke(
             role.name
         )));
     }
+    audit::record_in(
+        &mut tx,
+        &Entry::new((&caller.user).into(), audit::ROLE_PERMISSION_REVOKED)
+            .target("role", role_id)
+            .ip(ip)
+            .details(serde_json::json!({"role": role.name, "permission": name})),
+    )
+    .await?;
     // The role's holders are refused it from the next request on.
     state.auth.commit(tx, &[Change::Grants]).await?;
     Ok(StatusCode::NO_CONTENT)

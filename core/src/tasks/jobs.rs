@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use crate::{
-    config::TasksConfig,
+    config::{AuditConfig, TasksConfig},
     db::{timestamp, Database},
 };
 
@@ -16,6 +16,10 @@ pub const BUILTIN_JOBS: &[(&str, &str)] = &[
     (
         "core.prune_task_runs",
         "Keeps the newest tasks.history_per_task runs of each task",
+    ),
+    (
+        "core.prune_audit_log",
+        "Deletes audit-log rows older than audit.retention_days",
     ),
 ];
 
@@ -32,6 +36,12 @@ const BUILTIN_TASKS: &[(&str, &str, &str, &str)] = &[
         "Prune task run history",
         "30 3 * * *",
         "core.prune_task_runs",
+    ),
+    (
+        "prune_audit_log",
+        "Prune the audit log",
+        "45 3 * * *",
+        "core.prune_audit_log",
     ),
 ];
 
@@ -62,7 +72,12 @@ pub async fn ensure_builtin_tasks(db: &Database) -> anyhow::Result<()> {
 const CHANGE_LOG_RETENTION: chrono::Duration = chrono::Duration::hours(1);
 
 /// Runs built-in job `name`; `Ok` holds what it did.
-pub async fn run_builtin(name: &str, db: &Database, config: &TasksConfig) -> Result<Value, String> {
+pub async fn run_builtin(
+    name: &str,
+    db: &Database,
+    config: &TasksConfig,
+    audit: &AuditConfig,
+) -> Result<Value, String> {
     let failed = |error: sqlx::Error| error.to_string();
     match name {
         "core.purge_expired_tokens" => {
@@ -112,6 +127,12 @@ pub async fn run_builtin(name: &str, db: &Database, config: &TasksConfig) -> Res
             .await
             .map_err(failed)?;
             Ok(json!({"deleted_runs": done.rows_affected()}))
+        }
+        "core.prune_audit_log" => {
+            let deleted = crate::audit::prune(db, audit.retention_days)
+                .await
+                .map_err(failed)?;
+            Ok(json!({"deleted_rows": deleted}))
         }
         other => Err(format!("unknown built-in job {other}")),
     }

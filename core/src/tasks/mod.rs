@@ -51,7 +51,7 @@ use uuid::Uuid;
 
 use self::spec::Schedule;
 use crate::{
-    config::TasksConfig,
+    config::{AuditConfig, TasksConfig},
     db::{timestamp, Database},
     error::ApiError,
     events::EventBus,
@@ -68,6 +68,8 @@ pub struct Scheduler {
     events: EventBus,
     plugins: Arc<PluginManager>,
     config: TasksConfig,
+    /// What the audit-log retention job keeps.
+    audit: AuditConfig,
     /// Scheduler job ids of the tasks that fire now.
     registered: tokio::sync::Mutex<HashMap<String, Uuid>>,
     /// Tasks running now.
@@ -89,6 +91,7 @@ impl Scheduler {
         events: EventBus,
         plugins: Arc<PluginManager>,
         config: TasksConfig,
+        audit: AuditConfig,
     ) -> anyhow::Result<Arc<Self>> {
         let cron = JobScheduler::new().await?;
         let scheduler = Arc::new_cyclic(|me| Self {
@@ -97,6 +100,7 @@ impl Scheduler {
             events,
             plugins,
             config,
+            audit,
             registered: tokio::sync::Mutex::new(HashMap::new()),
             running: Mutex::new(HashSet::new()),
             me: me.clone(),

@@ -18,9 +18,13 @@ use super::{
     NewTask, Scheduler,
 };
 use crate::{
-    auth::Gate,
+    audit::{self, Entry},
+    auth::{AuthUser, Gate},
+    config::Config,
+    db::Database,
     error::{ApiError, ApiResult, FieldError},
     http::{
+        client_ip::ClientIp,
         extract::{ApiJson, ApiPath, ApiQuery},
         pagination::{list_query, sort_in_memory, Page, SortOrder},
     },
@@ -33,6 +37,8 @@ where
     S: Clone + Send + Sync + 'static,
     Arc<Scheduler>: FromRef<S>,
     Arc<Gate>: FromRef<S>,
+    Arc<Config>: FromRef<S>,
+    Database: FromRef<S>,
 {
     Router::new()
         .route("/system/tasks", get(list).post(create))
@@ -43,6 +49,25 @@ where
         .route("/system/tasks/{task_id}/run", post(run))
         .route("/system/tasks/{task_id}/pause", post(pause))
         .route("/system/tasks/{task_id}/resume", post(resume))
+}
+
+/// Records a task change after it succeeded: the scheduler keeps its own
+/// tables and transactions, so the row cannot share them (see
+/// [`crate::audit`]).
+async fn audited(
+    db: &Database,
+    user: &AuthUser,
+    ip: std::net::IpAddr,
+    action: &'static str,
+    task_id: &str,
+) {
+    audit::record(
+        db,
+        &Entry::new(user.into(), action)
+            .target("task", task_id)
+            .ip(ip),
+    )
+    .await;
 }
 
 /// The tasks, paged and sorted.
@@ -132,7 +157,9 @@ fn check_future(schedule: &Schedule) -> Result<(), FieldError> {
 )]
 pub async fn create(
     State(tasks): State<Arc<Scheduler>>,
-    _: Require<TasksManage>,
+    State(db): State<Database>,
+    ClientIp(ip): ClientIp,
+    caller: Require<TasksManage>,
     ApiJson(input): ApiJson<TaskInput>,
 ) -> ApiResult<impl IntoResponse> {
     let mut problems = Vec::new();
@@ -182,6 +209,7 @@ pub async fn create(
             enabled: input.enabled.unwrap_or(true),
         })
         .await?;
+    audited(&db, &caller.user, ip, audit::TASK_CREATED, &view.id).await;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -227,7 +255,9 @@ pub async fn details(
 )]
 pub async fn update(
     State(tasks): State<Arc<Scheduler>>,
-    _: Require<TasksManage>,
+    State(db): State<Database>,
+    ClientIp(ip): ClientIp,
+    caller: Require<TasksManage>,
     ApiPath(id): ApiPath<String>,
     ApiJson(input): ApiJson<TaskInput>,
 ) -> ApiResult<impl IntoResponse> {
@@ -277,7 +307,9 @@ pub async fn update(
     if !problems.is_empty() {
         return Err(ApiError::validation(problems));
     }
-    Ok(Json(tasks.update(&task).await?))
+    let view = tasks.update(&task).await?;
+    audited(&db, &caller.user, ip, audit::TASK_UPDATED, &id).await;
+    Ok(Json(view))
 }
 
 /// Deletes a task and its history.
@@ -295,10 +327,13 @@ pub async fn update(
 )]
 pub async fn remove(
     State(tasks): State<Arc<Scheduler>>,
-    _: Require<TasksManage>,
+    State(db): State<Database>,
+    ClientIp(ip): ClientIp,
+    caller: Require<TasksManage>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<impl IntoResponse> {
     tasks.delete(&id).await?;
+    audited(&db, &caller.user, ip, audit::TASK_DELETED, &id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -317,10 +352,13 @@ pub async fn remove(
 )]
 pub async fn run(
     State(tasks): State<Arc<Scheduler>>,
-    _: Require<TasksManage>,
+    State(db): State<Database>,
+    ClientIp(ip): ClientIp,
+    caller: Require<TasksManage>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<impl IntoResponse> {
     let started_at = tasks.run_now(&id).await?;
+    audited(&db, &caller.user, ip, audit::TASK_RUN, &id).await;
     Ok(Json(
         json!({"id": id, "status": "running", "started_at": started_at}),
     ))
@@ -340,10 +378,13 @@ pub async fn run(
 )]
 pub async fn pause(
     State(tasks): State<Arc<Scheduler>>,
-    _: Require<TasksManage>,
+    State(db): State<Database>,
+    ClientIp(ip): ClientIp,
+    caller: Require<TasksManage>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<impl IntoResponse> {
     let view = tasks.set_enabled(&id, false).await?;
+    audited(&db, &caller.user, ip, audit::TASK_PAUSED, &id).await;
     Ok(Json(
         json!({"id": view.id, "status": "paused", "next_run": view.next_run}),
     ))
@@ -363,10 +404,13 @@ pub async fn pause(
 )]
 pub async fn resume(
     State(tasks): State<Arc<Scheduler>>,
-    _: Require<TasksManage>,
+    State(db): State<Database>,
+    ClientIp(ip): ClientIp,
+    caller: Require<TasksManage>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<impl IntoResponse> {
     let view = tasks.set_enabled(&id, true).await?;
+    audited(&db, &caller.user, ip, audit::TASK_RESUMED, &id).await;
     Ok(Json(
         json!({"id": view.id, "status": view.status, "next_run": view.next_run}),
     ))

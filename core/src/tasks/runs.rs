@@ -177,7 +177,7 @@ impl Scheduler {
         if let Some(builtin) = jobs::BUILTIN_JOBS.iter().find(|(name, _)| *name == job) {
             let ran = tokio::time::timeout(
                 timeout,
-                jobs::run_builtin(builtin.0, &self.db, &self.config),
+                jobs::run_builtin(builtin.0, &self.db, &self.config, &self.audit),
             )
             .await;
             drop(guard);

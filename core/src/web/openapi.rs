@@ -81,6 +81,7 @@ const METHODS: &[&str] = &[
         crate::rbac::user_admin::remove_role,
         crate::rbac::user_admin::activate,
         crate::rbac::user_admin::deactivate,
+        crate::audit::routes::list,
         crate::plugins::routes::list,
         crate::plugins::routes::install,
         crate::plugins::routes::details,
@@ -111,7 +112,7 @@ const METHODS: &[&str] = &[
     modifiers(&BearerScheme),
     tags(
         (name = "auth", description = "Accounts, tokens and passwords"),
-        (name = "admin", description = "Users, roles and permissions"),
+        (name = "admin", description = "Users, roles, permissions and the audit log"),
         (name = "plugins", description = "Plugin lifecycle (`plugins:manage`)"),
         (name = "tasks", description = "Scheduled tasks (`tasks:manage`)"),
         (name = "events", description = "Live events over WebSocket"),

@@ -163,6 +163,11 @@ pub fn id_of_file(name: &str) -> Option<&str> {
 }
 
 impl PluginManager {
+    /// The host's database (the watcher writes its audit rows there).
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
     /// The host's request metrics.
     pub fn request_metrics(&self) -> &Metrics {
         &self.metrics
