@@ -69,6 +69,12 @@ pub const CORE_MIGRATIONS: &[Migration<'static>] = &[
         sqlite: include_str!("../../migrations/sqlite/0005_auth_changes.sql"),
         postgres: include_str!("../../migrations/postgres/0005_auth_changes.sql"),
     },
+    Migration {
+        version: 8,
+        name: "default grants plugins declared, applied once",
+        sqlite: include_str!("../../migrations/sqlite/0008_permission_defaults.sql"),
+        postgres: include_str!("../../migrations/postgres/0008_permission_defaults.sql"),
+    },
 ];
 
 /// The ledger of applied migrations, created on first use.

@@ -17,6 +17,7 @@ mod common;
 
 mod bulk;
 mod crud;
+mod default_grants;
 mod listing;
 
 use common::{deploy, expect_error, expect_status, plugin_library, TestServer};
