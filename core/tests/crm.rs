@@ -128,6 +128,8 @@ impl Crm {
         )
         .await;
         assert!(response.status().is_success(), "assign role");
+        // Exactly these: not the reads plugins grant the built-in role.
+        self.server.drop_user_role(&self.admin, user_id).await;
         let token = common::access_token(&self.server.login(email, "UserPassw0rd!").await);
         (user_id, token)
     }

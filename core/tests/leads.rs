@@ -212,6 +212,8 @@ impl Plant {
         )
         .await;
         assert!(response.status().is_success(), "assign role");
+        // Exactly these: not the reads plugins grant the built-in role.
+        self.server.drop_user_role(&self.admin, user_id).await;
         common::access_token(&self.server.login(email, "UserPassw0rd!").await)
     }
 

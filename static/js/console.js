@@ -125,7 +125,7 @@
       cell(row, plugin.version);
       badge(row, plugin.state);
       cell(row, plugin.api_prefix);
-      cell(row, plugin.routes.length, 'num');
+      cell(row, plugin.endpoints.length, 'num');
       cell(row, plugin.last_error, plugin.last_error ? 'last-error' : '');
       const actions = document.createElement('td');
       actions.className = 'actions';

@@ -72,6 +72,11 @@ pub const CORE_MIGRATIONS: &[Migration<'static>] = &[
     // 6 is the API keys' migration: the runner needs increasing versions,
     // not contiguous ones.
     core_migration!(7, "audit log", "0007_audit_log.sql"),
+    core_migration!(
+        8,
+        "default grants plugins declared, applied once",
+        "0008_permission_defaults.sql"
+    ),
 ];
 
 /// The ledger of applied migrations, created on first use.

@@ -20,7 +20,10 @@ use super::{
     prefix, probe,
     sql_guard::{Purpose, SqlScope},
 };
-use crate::error::{ApiError, ErrorCode};
+use crate::{
+    auth::roles::USER_ROLE,
+    error::{ApiError, ErrorCode},
+};
 
 /// How a library arrived: what it must then match.
 #[derive(Clone, Copy, Debug)]
@@ -197,6 +200,21 @@ fn check_manifest(manifest: &Manifest) -> Result<(), Refusal> {
                 dependency.id, dependency.version
             ))
         })?;
+    }
+    // A plugin knows the built-in `user` role only: the roles admins create
+    // mean what they decide, and `admin` holds every permission anyway.
+    for permission in &manifest.permissions {
+        if let Some(role) = permission
+            .default_roles
+            .iter()
+            .find(|role| role.as_str() != USER_ROLE)
+        {
+            return Err(Refusal::Manifest(format!(
+                "permission {}: default role {role:?} is not allowed; a plugin may only \
+                 grant its permissions to the built-in {USER_ROLE:?} role",
+                permission.name
+            )));
+        }
     }
     Ok(())
 }

@@ -114,3 +114,59 @@ pub async fn create_permission(
     auth.commit(tx, &[Change::Grants]).await?;
     Ok(id)
 }
+
+/// Grants `plugin`'s declared default grants, `(permission, role)` pairs,
+/// that were never applied before, and records them as applied; returns
+/// how many it granted. A recorded default is never granted again: an
+/// admin's revocation outlives restarts, reloads and upgrades (see
+/// migration 0008). Run after the permissions are registered.
+pub async fn apply_default_grants(
+    db: &Database,
+    auth: &AuthCache,
+    plugin: &str,
+    defaults: &[(&str, &str)],
+) -> Result<u64, ApiError> {
+    if defaults.is_empty() {
+        return Ok(0);
+    }
+    let now = timestamp::now();
+    let mut tx = db.begin_write().await?;
+    let mut granted = 0;
+    for (permission, role) in defaults {
+        // The record first: of two instances activating at once, only the
+        // one whose insert lands grants.
+        let first = sqlx::query(
+            "INSERT INTO permission_defaults (plugin, permission, role, applied_at)
+             VALUES ($1, $2, $3, $4) ON CONFLICT (plugin, permission, role) DO NOTHING",
+        )
+        .bind(plugin)
+        .bind(*permission)
+        .bind(*role)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if first == 0 {
+            continue;
+        }
+        granted += sqlx::query(
+            "INSERT INTO role_permissions (role_id, permission_id)
+             SELECT r.id, p.id FROM roles r CROSS JOIN permissions p
+             WHERE r.name = $1 AND p.name = $2 AND p.owner = $3
+             ON CONFLICT (role_id, permission_id) DO NOTHING",
+        )
+        .bind(*role)
+        .bind(*permission)
+        .bind(plugin)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    }
+    if granted == 0 {
+        tx.commit().await?;
+    } else {
+        // Plain users hold it from the next request on, on every instance.
+        auth.commit(tx, &[Change::Grants]).await?;
+    }
+    Ok(granted)
+}

@@ -159,7 +159,7 @@ pub async fn home(
         .await
         .into_iter()
         .map(|plugin| PluginRow {
-            routes: plugin.routes.len(),
+            routes: plugin.endpoints.len(),
             version: plugin.version.unwrap_or_else(|| "-".into()),
             prefix: plugin.api_prefix.unwrap_or_else(|| "-".into()),
             state: plugin.state,

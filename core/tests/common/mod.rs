@@ -322,6 +322,38 @@ impl TestServer {
         access_token(&self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await)
     }
 
+    /// Takes the built-in `user` role from `user_id` (as `admin`): the
+    /// account then holds only what other roles give it, none of the reads
+    /// plugins grant plain users. Log in again for a token that shows it.
+    pub async fn drop_user_role(&self, admin: &str, user_id: i64) {
+        let roles = self
+            .as_(admin)
+            .get("/admin/roles?limit=100")
+            .expect(StatusCode::OK)
+            .await;
+        let role = roles["items"]
+            .as_array()
+            .expect("roles")
+            .iter()
+            .find(|role| role["name"] == "user")
+            .and_then(|role| role["id"].as_i64())
+            .expect("the built-in user role");
+        self.as_(admin)
+            .delete(&format!("/admin/users/{user_id}/roles/{role}"))
+            .expect(StatusCode::NO_CONTENT)
+            .await;
+    }
+
+    /// Registers an account without the built-in `user` role (see
+    /// [`drop_user_role`](Self::drop_user_role)) and returns `(id, access
+    /// token)`: a signed-in caller with no permission at all.
+    pub async fn roleless_token(&self, admin: &str, email: &str) -> (i64, String) {
+        let (id, _) = self.user_token(email).await;
+        self.drop_user_role(admin, id).await;
+        let tokens = self.login(email, "UserPassw0rd!").await;
+        (id, access_token(&tokens))
+    }
+
     /// Registers a plain user and returns `(id, access token)`.
     pub async fn user_token(&self, email: &str) -> (i64, String) {
         let account = self.register(email, "UserPassw0rd!").await;

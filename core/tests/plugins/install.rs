@@ -365,3 +365,36 @@ async fn the_watcher_installs_reloads_and_uninstalls_from_the_directory() {
     );
     server.stop().await;
 }
+
+/// A plugin may grant its permissions by default to the built-in `user`
+/// role only: a library naming another role is refused before any of its
+/// permissions is registered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_default_grant_to_a_role_other_than_user_is_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    deploy(&testbed_variant("greedy-default"), dir.path(), HELLO);
+    let server = start_with_plugins(dir.path()).await;
+    let admin = server.admin_token().await;
+    let hello = server
+        .as_(&admin)
+        .get("/system/plugins/hello")
+        .expect(StatusCode::OK)
+        .await;
+    assert_eq!(hello["state"], "refused", "{hello}");
+    assert!(
+        hello["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("default role \"manager\" is not allowed")),
+        "{hello}"
+    );
+    let permissions = server
+        .as_(&admin)
+        .get("/admin/permissions?limit=100")
+        .expect(StatusCode::OK)
+        .await;
+    assert!(
+        !permissions.to_string().contains("hello:read"),
+        "{permissions}"
+    );
+    server.stop().await;
+}

@@ -8,7 +8,7 @@ use crate::common::{
 };
 use crate::{start_with_plugins, urlencode, HELLO};
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugins_load_at_start_and_serve_with_rbac() {
@@ -40,10 +40,35 @@ async fn plugins_load_at_start_and_serve_with_rbac() {
     assert_eq!(details["plugin_api_version"], xcore_plugin_sdk::SDK_VERSION);
     assert_eq!(details["checksum"].as_str().map(str::len), Some(64));
     assert_eq!(details["leaked_generations"], 0);
-    assert!(details["routes"]
-        .as_array()
-        .expect("routes")
-        .contains(&json!("GET /api/v1/hello/ping")));
+    // The seed's shape: `routes` are full paths, each once (GET and POST
+    // share /greetings); `endpoints` say the method and permission.
+    let routes = details["routes"].as_array().expect("routes");
+    assert!(routes.contains(&json!("/api/v1/hello/ping")), "{routes:?}");
+    let greetings = routes
+        .iter()
+        .filter(|route| *route == "/api/v1/hello/greetings")
+        .count();
+    assert_eq!(greetings, 1, "{routes:?}");
+    let endpoints = details["endpoints"].as_array().expect("endpoints");
+    for endpoint in [
+        json!({"method": "GET", "path": "/api/v1/hello/ping", "permission": null}),
+        json!({"method": "GET", "path": "/api/v1/hello/greetings", "permission": "hello:read"}),
+        json!({"method": "POST", "path": "/api/v1/hello/greetings", "permission": "hello:write"}),
+    ] {
+        assert!(endpoints.contains(&endpoint), "{endpoint} in {endpoints:?}");
+    }
+    // Every endpoint's path is a route, and every route some endpoint's.
+    let mut distinct: Vec<&Value> = Vec::new();
+    for path in endpoints.iter().map(|e| &e["path"]) {
+        if !distinct.contains(&path) {
+            distinct.push(path);
+        }
+    }
+    assert_eq!(routes.iter().collect::<Vec<_>>(), distinct);
+    assert!(
+        endpoints.len() > routes.len(),
+        "several methods share a path"
+    );
     server
         .as_(&admin)
         .get("/system/plugins/nope")

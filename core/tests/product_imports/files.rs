@@ -335,7 +335,7 @@ B-7,Last,5.00,0,\n";
 async fn uploads_that_cannot_be_read_are_refused_before_a_job_exists() {
     let (server, _dir) = start_server().await;
     let admin = server.admin_token().await;
-    let (_, user) = server.user_token("nobody@example.com").await;
+    let (_, user) = server.roleless_token(&admin, "nobody@example.com").await;
     let supplier = create_supplier(
         &server,
         &admin,

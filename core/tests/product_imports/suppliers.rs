@@ -9,7 +9,7 @@ use serde_json::json;
 async fn suppliers_are_validated_created_listed_changed_and_deleted() {
     let (server, _dir) = start_server().await;
     let admin = server.admin_token().await;
-    let (_, user) = server.user_token("reader@example.com").await;
+    let (_, user) = server.roleless_token(&admin, "reader@example.com").await;
 
     server
         .anonymous()

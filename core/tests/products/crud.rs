@@ -238,7 +238,10 @@ async fn products_crud_with_every_error_status_and_events() {
         "AUTHENTICATION_ERROR",
     )
     .await;
-    let (_, nobody) = catalogue.server.user_token("nobody@example.com").await;
+    let (_, nobody) = catalogue
+        .server
+        .roleless_token(&catalogue.admin, "nobody@example.com")
+        .await;
     catalogue
         .server
         .as_(&nobody)

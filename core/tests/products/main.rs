@@ -17,6 +17,7 @@ mod common;
 
 mod bulk;
 mod crud;
+mod default_grants;
 mod listing;
 
 use common::{deploy, expect_error, expect_status, plugin_library, TestServer};
@@ -124,6 +125,8 @@ impl Catalogue {
             .send()
             .await;
         assert!(response.status().is_success(), "assign role");
+        // Exactly these: not the reads plugins grant the built-in role.
+        self.server.drop_user_role(&self.admin, user_id).await;
         common::access_token(&self.server.login(email, "UserPassw0rd!").await)
     }
 
@@ -190,13 +193,22 @@ async fn the_plugin_loads_with_its_schema_and_routes() {
     assert_eq!(details["state"], "active", "{details}");
     let routes = details["routes"].as_array().expect("routes");
     for route in [
-        "GET /api/v1/products/",
-        "POST /api/v1/products/bulk",
-        "DELETE /api/v1/products/{id}",
-        "POST /api/v1/products/{id}/activate",
-        "GET /api/v1/products/categories",
+        "/api/v1/products/",
+        "/api/v1/products/bulk",
+        "/api/v1/products/{id}",
+        "/api/v1/products/{id}/activate",
+        "/api/v1/products/categories",
+        "/api/v1/products/suppliers",
     ] {
         assert!(routes.contains(&json!(route)), "{route} in {routes:?}");
+    }
+    let endpoints = details["endpoints"].as_array().expect("endpoints");
+    for endpoint in [
+        json!({"method": "GET", "path": "/api/v1/products/", "permission": "products:read"}),
+        json!({"method": "POST", "path": "/api/v1/products/bulk", "permission": "products:write"}),
+        json!({"method": "DELETE", "path": "/api/v1/products/{id}", "permission": "products:delete"}),
+    ] {
+        assert!(endpoints.contains(&endpoint), "{endpoint} in {endpoints:?}");
     }
     // The search index is the database's own full-text machinery.
     let pool = catalogue.server.state.db.pool();

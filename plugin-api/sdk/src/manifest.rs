@@ -69,6 +69,9 @@ pub struct Dependency {
     pub version: String,
 }
 
+/// The built-in role self-registered accounts get.
+pub const USER_ROLE: &str = "user";
+
 /// A permission a plugin defines.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PermissionSpec {
@@ -77,6 +80,11 @@ pub struct PermissionSpec {
     /// What it allows.
     #[serde(default)]
     pub description: String,
+    /// Built-in roles (only `user` so far; `admin` holds everything) the
+    /// host grants it to the first time it sees it. Admins may revoke it
+    /// afterwards: the host never grants a default twice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub default_roles: Vec<String>,
 }
 
 /// A route.
@@ -179,6 +187,19 @@ impl Manifest {
         self.permissions.push(PermissionSpec {
             name: name.into(),
             description: description.into(),
+            default_roles: Vec::new(),
+        });
+        self
+    }
+
+    /// Defines a permission the built-in `user` role gets when the plugin
+    /// is first installed (reads a plain user expects); admins may revoke
+    /// it, and the revocation sticks.
+    pub fn user_permission(mut self, name: &str, description: &str) -> Self {
+        self.permissions.push(PermissionSpec {
+            name: name.into(),
+            description: description.into(),
+            default_roles: vec![USER_ROLE.into()],
         });
         self
     }

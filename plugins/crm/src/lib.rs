@@ -81,7 +81,7 @@ impl Plugin for Crm {
             )
             .tags(&["crm", "customers", "domain"])
             .depends_on("products", "^0.1")
-            .permission(
+            .user_permission(
                 READ,
                 "Read customers, opportunities, activities and the dashboard",
             )

@@ -78,7 +78,7 @@ impl Plugin for Leads {
     fn manifest() -> Manifest {
         xcore_plugin_sdk::manifest!("leads", "Leads", "/api/v1/leads")
             .tags(&["leads", "domain"])
-            .permission(
+            .user_permission(
                 READ,
                 "Read leads, niches, campaigns, agents, stats and logs",
             )

@@ -87,7 +87,7 @@ impl Plugin for Pricing {
         )
         .tags(&["pricing", "domain"])
         .depends_on("products", ">=0.1.0")
-        .permission(READ, "Read prices, price history, stores and offers")
+        .user_permission(READ, "Read prices, price history, stores and offers")
         .permission(WRITE, "Change prices and discounts, send offers")
         .permission(ADMIN, "Manage stores and feeds, triage requests")
         .event("price_changed")

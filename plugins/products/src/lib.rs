@@ -92,7 +92,7 @@ impl Plugin for Products {
         .author("xcore")
         .description("Product catalogue: products, categories, suppliers and CSV imports")
         .tags(&["catalogue", "domain"])
-        .permission(READ, "Read products, categories, suppliers and imports")
+        .user_permission(READ, "Read products, categories, suppliers and imports")
         .permission(
             WRITE,
             "Create and change products, categories and suppliers",

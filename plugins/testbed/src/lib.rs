@@ -147,6 +147,11 @@ impl Plugin for Testbed {
             .permission("hello:read", "Read greetings")
             .permission("hello:write", "Write greetings")
             .event("greeted");
+        let mut manifest = manifest;
+        if cfg!(feature = "greedy-default") {
+            // A role admins made: not the plugin's to grant to.
+            manifest.permissions[0].default_roles = vec!["manager".into()];
+        }
         match IDENTITY.0 {
             "hello" => manifest.migration(1, "greetings table", HELLO_SQLITE, HELLO_POSTGRES),
             _ if LISTENS => Manifest::new(IDENTITY.0, "Listener", env!("CARGO_PKG_VERSION"), IDENTITY.1)

@@ -17,7 +17,11 @@
 //! that name the table; this module is what holds when it is parsed around.
 //!
 //! Parameters bind from JSON: null, bool, integer, float, string; arrays and
-//! objects bind as their JSON text. Rows come back as JSON objects.
+//! objects bind as their JSON text. On PostgreSQL a null binds as a text
+//! null (sqlx's Any driver has no untyped null), so a plugin casts it where
+//! the column is not text (`CAST($1 AS BIGINT)`); each combination of kinds
+//! gets its own prepared statement ([`keyed_sql`]). Rows come back as JSON
+//! objects.
 
 mod failures;
 pub mod namespace;
@@ -155,7 +159,8 @@ impl PluginDatabase {
                 }
             }
             Backend::Postgres { pool, .. } => {
-                let rows = bind_any(statement)?
+                let sql = keyed_sql(statement);
+                let rows = bind_any(&sql, statement)?
                     .fetch_all(pool)
                     .await
                     .map_err(|e| classify(owner, e))?;
@@ -184,7 +189,8 @@ impl PluginDatabase {
                 }
             }
             Backend::Postgres { pool, .. } => {
-                let done = bind_any(statement)?
+                let sql = keyed_sql(statement);
+                let done = bind_any(&sql, statement)?
                     .execute(pool)
                     .await
                     .map_err(|e| classify(owner, e))?;
@@ -216,7 +222,8 @@ impl PluginDatabase {
                 let mut tx = pool.begin().await.map_err(|e| classify(owner, e))?;
                 let mut results = Vec::with_capacity(statements.len());
                 for statement in statements {
-                    let rows = bind_any(statement)?
+                    let sql = keyed_sql(statement);
+                    let rows = bind_any(&sql, statement)?
                         .fetch_all(&mut *tx)
                         .await
                         .map_err(|e| classify(owner, e))?;
@@ -431,20 +438,21 @@ async fn schema_names(
     Ok(names.into_iter().collect())
 }
 
-/// A statement with its JSON parameters bound, for either driver.
-fn bind<DB>(
-    statement: &Statement,
-) -> Result<sqlx::query::Query<'_, DB, <DB as sqlx::Database>::Arguments<'_>>, HostError>
+/// `sql` with its JSON parameters bound, for either driver.
+fn bind<'q, DB>(
+    sql: &'q str,
+    params: &[Value],
+) -> Result<sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>, HostError>
 where
     DB: sqlx::Database,
-    for<'q> Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> bool: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> f64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    bool: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    f64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
-    let mut query = sqlx::query::<DB>(&statement.sql);
-    for param in &statement.params {
+    let mut query = sqlx::query::<DB>(sql);
+    for param in params {
         query = match param {
             Value::Null => query.bind(None::<String>),
             Value::Bool(flag) => query.bind(*flag),
@@ -461,17 +469,53 @@ where
     Ok(query)
 }
 
+/// SQLite types each value as it is bound, whatever the statement was
+/// first compiled with: the cached statement serves every kind of value.
 fn bind_sqlite(
     statement: &Statement,
 ) -> Result<sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments<'_>>, HostError> {
-    bind(statement)
+    bind(&statement.sql, &statement.params)
+}
+
+/// The SQL text sent to PostgreSQL: the plugin's, with a trailing comment
+/// naming the kind each parameter binds as.
+///
+/// PostgreSQL fixes a prepared statement's parameter types when it
+/// prepares it, and sqlx caches prepared statements per connection by SQL
+/// text alone; a statement prepared for a null (bound as text) and run
+/// again with an integer would send the integer's binary bytes as text
+/// ("invalid byte sequence for encoding UTF8: 0x00"), and an integer's
+/// statement run with a text would misread it the other way. With the
+/// kinds in the text, each combination gets its own prepared statement:
+/// every run behaves as on a fresh connection. A plugin that always binds
+/// the same kinds still prepares once; the comment is a few bytes.
+fn keyed_sql(statement: &Statement) -> String {
+    let mut sql = String::with_capacity(statement.sql.len() + statement.params.len() + 16);
+    sql.push_str(&statement.sql);
+    if statement.params.is_empty() {
+        return sql;
+    }
+    // On a line of its own: the plugin's SQL may end in a `--` comment.
+    sql.push_str("\n/* xcore:params ");
+    sql.extend(statement.params.iter().map(|param| match param {
+        Value::Null => 'n',
+        Value::Bool(_) => 'b',
+        Value::Number(number) if number.is_i64() => 'i',
+        Value::Number(_) => 'f',
+        Value::String(_) => 't',
+        Value::Array(_) | Value::Object(_) => 'j',
+    }));
+    sql.push_str(" */");
+    sql
 }
 
 /// PostgreSQL text cannot hold NUL: refused here as a value the database
 /// refuses (a 422 for the client) rather than the server's encoding error.
-fn bind_any(
+/// `sql` is [`keyed_sql`] of `statement`.
+fn bind_any<'q>(
+    sql: &'q str,
     statement: &Statement,
-) -> Result<sqlx::query::Query<'_, Any, sqlx::any::AnyArguments<'_>>, HostError> {
+) -> Result<sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>, HostError> {
     if let Some(index) = statement
         .params
         .iter()
@@ -483,7 +527,7 @@ fn bind_any(
         );
         return Err(HostError::CheckViolation { column: None });
     }
-    bind(statement)
+    bind(sql, &statement.params)
 }
 
 /// SQLite rows by each value's storage class.

@@ -125,6 +125,19 @@ impl PluginManager {
                 }
             }
         }
+        let defaults: Vec<(&str, &str)> = manifest
+            .permissions
+            .iter()
+            .flat_map(|permission| {
+                permission
+                    .default_roles
+                    .iter()
+                    .map(|role| (permission.name.as_str(), role.as_str()))
+            })
+            .collect();
+        store::apply_default_grants(&self.db, &self.auth, &manifest.id, &defaults)
+            .await
+            .map_err(|error| Refusal::Activation(format!("default grants: {}", error.message())))?;
         let http_allow =
             AllowList::parse(settings.map_or(&[][..], |settings| settings.http_allow.as_slice()))
                 .map_err(Refusal::Activation)?;

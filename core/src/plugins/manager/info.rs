@@ -32,8 +32,12 @@ pub struct PluginInfo {
     pub api_prefix: Option<String>,
     /// Tags.
     pub tags: Vec<String>,
-    /// Full route paths, `METHOD /prefix/path`.
+    /// Full paths it serves (`/prefix/path`, `{name}` for a parameter),
+    /// each once, in declaration order: the seed's shape. Methods and
+    /// permissions are in `endpoints`.
     pub routes: Vec<String>,
+    /// Every route: method, full path and the permission it needs.
+    pub endpoints: Vec<Endpoint>,
     /// Ids of the plugins it depends on.
     pub dependencies: Vec<String>,
     /// Permissions it defines.
@@ -53,6 +57,17 @@ pub struct PluginInfo {
     /// Earlier generations still mapped in memory: draining requests, or a
     /// library the C runtime would not unload (thread-local destructors).
     pub leaked_generations: usize,
+}
+
+/// One route of a plugin, as `/system/plugins/{id}` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Endpoint {
+    /// HTTP method, upper case.
+    pub method: String,
+    /// Full path, `/prefix/path`.
+    pub path: String,
+    /// The permission the caller needs; `null` for a public route.
+    pub permission: Option<String>,
 }
 
 impl PluginManager {
@@ -86,6 +101,22 @@ impl PluginManager {
         let generation = record.live.as_deref();
         let manifest = generation.map(|g| &g.manifest);
         let active = record.enabled && generation.is_some();
+        let endpoints: Vec<Endpoint> = generation
+            .map(|g| {
+                // The full paths are the metric labels the generation
+                // built once at load.
+                g.manifest
+                    .routes
+                    .iter()
+                    .zip(g.labels())
+                    .map(|(route, full_path)| Endpoint {
+                        method: route.method.clone(),
+                        path: (*full_path).to_string(),
+                        permission: route.permission.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         PluginInfo {
             id: id.to_string(),
             name: manifest.map_or_else(|| id.to_string(), |m| m.name.clone()),
@@ -105,18 +136,8 @@ impl PluginManager {
                 .map(|name| name.to_string_lossy().into_owned()),
             api_prefix: generation.map(|g| g.prefix.clone()),
             tags: manifest.map(|m| m.tags.clone()).unwrap_or_default(),
-            routes: generation
-                .map(|g| {
-                    // The full paths are the metric labels the generation
-                    // built once at load.
-                    g.manifest
-                        .routes
-                        .iter()
-                        .zip(g.labels())
-                        .map(|(route, full_path)| format!("{} {full_path}", route.method))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            routes: distinct_paths(&endpoints),
+            endpoints,
             dependencies: manifest
                 .map(|m| m.dependencies.iter().map(|d| d.id.clone()).collect())
                 .unwrap_or_default(),
@@ -149,4 +170,14 @@ impl PluginManager {
         paths.dedup();
         paths.len()
     }
+}
+
+/// Each endpoint's path once, first seen first (several methods share one).
+fn distinct_paths(endpoints: &[Endpoint]) -> Vec<String> {
+    let mut seen = std::collections::HashSet::with_capacity(endpoints.len());
+    endpoints
+        .iter()
+        .filter(|endpoint| seen.insert(endpoint.path.as_str()))
+        .map(|endpoint| endpoint.path.clone())
+        .collect()
 }

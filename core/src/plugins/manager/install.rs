@@ -129,7 +129,9 @@ impl PluginManager {
     /// Uninstalls: stops serving, forgets the state, deletes the file.
     /// With `purge`, also drops the plugin's tables and views (`<id>` and
     /// `<id>_*`, the names its SQL may use), its migration history and its
-    /// permissions.
+    /// permissions (with the record of their default grants, so a
+    /// reinstall grants them again). Without it, a reinstall finds its
+    /// permissions and an admin's changes to them as they were.
     pub async fn uninstall(&self, id: &str, purge: bool) -> Result<(), ApiError> {
         let mut records = self.records.lock().await;
         if !records.contains_key(id) {
@@ -154,6 +156,12 @@ impl PluginManager {
                 .execute(&mut *tx)
                 .await?;
             sqlx::query("DELETE FROM permissions WHERE owner = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            // The permissions are gone, so are the records of their
+            // default grants: a reinstall is a first install again.
+            sqlx::query("DELETE FROM permission_defaults WHERE plugin = $1")
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;

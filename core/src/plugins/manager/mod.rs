@@ -21,7 +21,7 @@ mod lifecycle;
 mod startup;
 mod storage;
 
-pub use info::PluginInfo;
+pub use info::{Endpoint, PluginInfo};
 
 use std::{
     collections::BTreeMap,
