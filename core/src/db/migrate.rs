@@ -69,6 +69,12 @@ pub const CORE_MIGRATIONS: &[Migration<'static>] = &[
         sqlite: include_str!("../../migrations/sqlite/0005_auth_changes.sql"),
         postgres: include_str!("../../migrations/postgres/0005_auth_changes.sql"),
     },
+    Migration {
+        version: 6,
+        name: "API keys",
+        sqlite: include_str!("../../migrations/sqlite/0006_api_keys.sql"),
+        postgres: include_str!("../../migrations/postgres/0006_api_keys.sql"),
+    },
 ];
 
 /// The ledger of applied migrations, created on first use.

@@ -52,7 +52,8 @@ use super::{
 };
 use crate::{
     auth::{
-        extract::{bearer_token, verify},
+        api_keys,
+        extract::{presented, verify, Presented},
         Gate,
     },
     config::Config,
@@ -138,7 +139,10 @@ impl RouteCall<'_> {
         for (name, value) in self.headers.into_iter().flatten() {
             // Credentials stay with the host: the plugin learns who calls
             // from `caller`, never the token or the session.
-            if name == header::AUTHORIZATION || name == header::COOKIE {
+            if name == header::AUTHORIZATION
+                || name == header::COOKIE
+                || name.as_str() == crate::auth::api_keys::HEADER
+            {
                 continue;
             }
             if let Ok(value) = value.to_str() {
@@ -465,11 +469,18 @@ async fn identify(
     parts: &axum::http::request::Parts,
     required: bool,
 ) -> Result<Option<Arc<Caller>>, ApiError> {
-    let Some(token) = bearer_token(parts) else {
-        return Ok(None);
+    let caller = match presented(&parts.headers) {
+        Ok(None) => return Ok(None),
+        Ok(Some(Presented::Bearer(token))) => verify(&state.gate, token)
+            .await
+            .map(|(_, user)| user.caller.clone()),
+        Ok(Some(Presented::ApiKey(key))) => api_keys::verify(&state.gate, key)
+            .await
+            .map(|keyed| keyed.caller()),
+        Err(error) => Err(error),
     };
-    match verify(&state.gate, token).await {
-        Ok((_, user)) => Ok(Some(user.caller.clone())),
+    match caller {
+        Ok(caller) => Ok(Some(caller)),
         Err(error) if required => Err(error),
         Err(_) => Ok(None),
     }
@@ -656,6 +667,10 @@ mod tests {
             HeaderValue::from_static("Bearer secret"),
         );
         headers.insert(header::COOKIE, HeaderValue::from_static("session=secret"));
+        headers.insert(
+            crate::auth::api_keys::HEADER,
+            HeaderValue::from_static("xk_secret"),
+        );
         let caller = Caller {
             user_id: 7,
             email: "a@example.com".into(),

@@ -50,7 +50,8 @@ const METHODS: &[&str] = &[
         description = "The xcore host: authentication, RBAC, plugins, tasks, events, health and \
             metrics, plus the routes of every enabled plugin (one tag per plugin). Errors \
             always use the `ErrorBody` shape. Send the access token from `POST /auth/login` \
-            as `Authorization: Bearer <token>`.",
+            as `Authorization: Bearer <token>`, or a key from `POST /auth/api-keys` as `X-API-Key: <key>` \
+            (not both; keys cannot manage credentials).",
     ),
     paths(
         crate::auth::routes::register,
@@ -60,6 +61,9 @@ const METHODS: &[&str] = &[
         crate::auth::routes::logout,
         crate::auth::routes::password_reset,
         crate::auth::routes::password_update,
+        crate::auth::api_keys::routes::list,
+        crate::auth::api_keys::routes::create,
+        crate::auth::api_keys::routes::revoke,
         crate::rbac::role_routes::list,
         crate::rbac::role_routes::create,
         crate::rbac::role_routes::get_one,
