@@ -175,6 +175,9 @@ pub async fn create_key(
         .auth
         .commit(tx, &[Change::ApiKey(minted.prefix.clone())])
         .await?;
+    // Held in memory from the start, so even the key's first request is
+    // counted in the API key rate-limit tier on this instance.
+    state.auth.api_key(&minted.prefix).await?;
     tracing::info!(user_id = user.id, key_id = view.id, "API key created");
     Ok(CreatedKey {
         view,
