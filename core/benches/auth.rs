@@ -27,6 +27,9 @@ use xcore::AppState;
 
 const ROUNDS: usize = 12;
 
+/// The credential header a route is measured with: `(name, value)`.
+type Credential<'a> = Option<(&'static str, &'a str)>;
+
 /// Builds the fixture in a target directory of its own, so the deployable
 /// `target/release` libraries stay untouched.
 fn build_release_plugin(workspace: &std::path::Path) -> std::path::PathBuf {
@@ -85,7 +88,7 @@ async fn main() {
     let jwt = Some(("authorization", bearer.as_str()));
     let api_key = Some(("x-api-key", key.as_str()));
 
-    let routes: [(&str, String, Option<(&'static str, &str)>); 6] = [
+    let routes: [(&str, String, Credential<'_>); 6] = [
         (
             "GET /api/v1/hello/ping (public)",
             format!("{base}/api/v1/hello/ping"),
