@@ -27,7 +27,7 @@ use axum::{
 };
 use serde_json::{json, Map, Value};
 use utoipa::{
-    openapi::security::{Http, HttpAuthScheme, SecurityScheme},
+    openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme},
     Modify, OpenApi,
 };
 use xcore_plugin_sdk::Manifest;
@@ -36,6 +36,9 @@ use crate::{error::ApiError, plugins::manager::PluginManager};
 
 /// The name of the bearer security scheme core operations refer to.
 pub const BEARER_SCHEME: &str = "bearer";
+
+/// The name of the API key security scheme (`X-API-Key`).
+pub const API_KEY_SCHEME: &str = "api_key";
 
 /// Operation keys of an OpenAPI path item.
 const METHODS: &[&str] = &[
@@ -128,10 +131,18 @@ impl Modify for BearerScheme {
         let mut scheme = Http::new(HttpAuthScheme::Bearer);
         scheme.bearer_format = Some("JWT".into());
         scheme.description = Some("The `access_token` from `POST /auth/login`.".into());
-        openapi
-            .components
-            .get_or_insert_with(Default::default)
-            .add_security_scheme(BEARER_SCHEME, SecurityScheme::Http(scheme));
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(BEARER_SCHEME, SecurityScheme::Http(scheme));
+        // The second entrance: accepted wherever `bearer` is, except by the
+        // routes that manage credentials (see crate::auth::api_keys).
+        components.add_security_scheme(
+            API_KEY_SCHEME,
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-API-Key",
+                "A key from `POST /auth/api-keys`; accepted wherever `bearer` is, except \
+                 by the routes that manage credentials (refresh, logout, password, API keys).",
+            ))),
+        );
     }
 }
 
