@@ -8,9 +8,13 @@
 //! 2. `GET /api/v1/hello/whoami`: plugin route needing `hello:read`,
 //!    answering from the caller the host hands over (no host calls);
 //! 3. `GET /auth/me`: the caller's profile;
-//! 4. `GET /system/plugins`: an admin route (`plugins:manage`).
+//! 4. `GET /system/plugins`: an admin route (`plugins:manage`);
+//! 5. `GET /auth/me` again, with an API key (`X-API-Key`) instead;
+//! 6. `GET /api/v1/hello/whoami` again, with that API key.
 //!
-//! The three authenticated routes use the bench administrator's token.
+//! The authenticated routes use the bench administrator's token, or an API
+//! key the administrator created with `hello:read`, so the same route is
+//! measured with a JWT and with a key in the same rounds.
 //! Numbers only: nothing fails on a slow machine. Client and server share
 //! the machine's cores, equally for every route.
 
@@ -18,10 +22,13 @@ mod support;
 
 use std::net::SocketAddr;
 
-use support::{median, throughput, CONNECTIONS, ROUND};
+use support::{median, throughput_with, CONNECTIONS, ROUND};
 use xcore::AppState;
 
 const ROUNDS: usize = 12;
+
+/// The credential header a route is measured with: `(name, value)`.
+type Credential<'a> = Option<(&'static str, &'a str)>;
 
 /// Builds the fixture in a target directory of its own, so the deployable
 /// `target/release` libraries stay untouched.
@@ -66,8 +73,22 @@ async fn main() {
         .build()
         .expect("client");
     let token = support::bench_token(&client, &base).await;
+    let created: serde_json::Value = client
+        .post(format!("{base}/auth/api-keys"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": "bench", "permissions": ["hello:read"]}))
+        .send()
+        .await
+        .expect("create key")
+        .json()
+        .await
+        .expect("key");
+    let key = created["key"].as_str().expect("key").to_string();
+    let bearer = format!("Bearer {token}");
+    let jwt = Some(("authorization", bearer.as_str()));
+    let api_key = Some(("x-api-key", key.as_str()));
 
-    let routes: [(&str, String, Option<&str>); 4] = [
+    let routes: [(&str, String, Credential<'_>); 6] = [
         (
             "GET /api/v1/hello/ping (public)",
             format!("{base}/api/v1/hello/ping"),
@@ -76,17 +97,23 @@ async fn main() {
         (
             "GET /api/v1/hello/whoami (hello:read)",
             format!("{base}/api/v1/hello/whoami"),
-            Some(&token),
+            jwt,
         ),
-        ("GET /auth/me", format!("{base}/auth/me"), Some(&token)),
+        ("GET /auth/me", format!("{base}/auth/me"), jwt),
         (
             "GET /system/plugins (plugins:manage)",
             format!("{base}/system/plugins"),
-            Some(&token),
+            jwt,
+        ),
+        ("GET /auth/me (API key)", format!("{base}/auth/me"), api_key),
+        (
+            "GET /api/v1/hello/whoami (API key)",
+            format!("{base}/api/v1/hello/whoami"),
+            api_key,
         ),
     ];
-    for (_, url, token) in &routes {
-        let answer = throughput(&client, url, *token).await;
+    for (_, url, credential) in &routes {
+        let answer = throughput_with(&client, url, *credential).await;
         assert!(answer > 0.0, "{url} answered no 200 while warming up");
     }
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); routes.len()];
@@ -95,8 +122,8 @@ async fn main() {
         let mut this_round = vec![0.0; routes.len()];
         for step in 0..routes.len() {
             let index = (round + step) % routes.len();
-            let (_, url, token) = &routes[index];
-            this_round[index] = throughput(&client, url, *token).await;
+            let (_, url, credential) = &routes[index];
+            this_round[index] = throughput_with(&client, url, *credential).await;
         }
         for (index, rate) in this_round.iter().enumerate() {
             rates[index].push(*rate);
@@ -118,6 +145,23 @@ async fn main() {
             "{name:<40} {:>8.0} req/s (median)  {:>5.2}x public (median of rounds; {lowest:.2}..{highest:.2})",
             median(rates[index].clone()),
             median(ratios[index].clone()),
+        );
+    }
+    // The same route with a key and with a JWT, round by round.
+    for (name, key_index, jwt_index) in [("GET /auth/me", 4, 2), ("GET /api/v1/hello/whoami", 5, 1)]
+    {
+        let per_round: Vec<f64> = rates[key_index]
+            .iter()
+            .zip(&rates[jwt_index])
+            .map(|(key, jwt)| key / jwt)
+            .collect();
+        let (lowest, highest) = (
+            per_round.iter().copied().fold(f64::INFINITY, f64::min),
+            per_round.iter().copied().fold(0.0, f64::max),
+        );
+        println!(
+            "{name:<40} API key / JWT throughput {:>5.2}x (median of rounds; {lowest:.2}..{highest:.2})",
+            median(per_round.clone()),
         );
     }
 }

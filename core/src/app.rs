@@ -238,9 +238,16 @@ impl AppState {
         ));
         let drain = Arc::new(Drain::default());
         let started_at = Instant::now();
+        let key_usage = Arc::new(auth::api_keys::usage::Usage::default());
+        auth::api_keys::usage::Usage::spawn_flusher(
+            &key_usage,
+            db.clone(),
+            Duration::from_secs(config.auth.api_keys.last_used_flush_secs.max(1)),
+        );
         let gate = Arc::new(Gate {
             tokens: tokens.clone(),
             auth: auth.clone(),
+            key_usage,
         });
         let parts = Parts {
             auth: Arc::new(AuthState {
@@ -421,6 +428,10 @@ pub async fn serve(
     )
     .await;
     state.tasks.stop().await;
+    // The API key uses noted since the last flush.
+    if let Err(error) = state.parts.gate.key_usage.flush(&state.db).await {
+        tracing::warn!(%error, "API keys: cannot write last_used_at");
+    }
     state.db.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -232,6 +232,30 @@ async fn no_password_token_or_hash_reaches_the_logs() {
         .await
         .expect("send");
     let rotated = expect_status(rotated, StatusCode::OK).await;
+    // An API key: created, used, and forged (right prefix, wrong secret).
+    let created = server
+        .client
+        .post(server.url("/auth/api-keys"))
+        .bearer_auth(rotated["access_token"].as_str().expect("access"))
+        .json(&json!({"name": "logs", "permissions": ["users:read"]}))
+        .send()
+        .await
+        .expect("send");
+    let api_key = expect_status(created, StatusCode::CREATED).await["key"]
+        .as_str()
+        .expect("key")
+        .to_string();
+    let api_secret = api_key.rsplit_once('_').expect("secret").1.to_string();
+    let forged = format!("{}{}", &api_key[..api_key.len() - 4], "AAAA");
+    for key in [&api_key, &forged] {
+        server
+            .client
+            .get(server.url("/admin/users"))
+            .header("x-api-key", key)
+            .send()
+            .await
+            .expect("send");
+    }
     // A token in the query string must not be logged either.
     server
         .client
@@ -261,6 +285,7 @@ async fn no_password_token_or_hash_reaches_the_logs() {
         "the log was captured: {log}"
     );
     assert!(log.contains("password reset requested"), "{log}");
+    assert!(log.contains("API key created"), "{log}");
     let secrets = [
         ("password", "BootPassw0rd!".to_string()),
         ("access token", access),
@@ -274,6 +299,8 @@ async fn no_password_token_or_hash_reaches_the_logs() {
             rotated["refresh_token"].as_str().expect("r").to_string(),
         ),
         ("argon2 hash", "$argon2".to_string()),
+        ("API key secret", api_secret),
+        ("forged API key", forged),
     ];
     for (what, secret) in secrets {
         assert!(!log.contains(&secret), "the log contains the {what}");

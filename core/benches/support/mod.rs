@@ -73,6 +73,23 @@ pub const ROUND: std::time::Duration = std::time::Duration::from_secs(1);
 /// arrived count.
 #[allow(dead_code)]
 pub async fn throughput(client: &reqwest::Client, url: &str, token: Option<&str>) -> f64 {
+    let bearer = token.map(|token| format!("Bearer {token}"));
+    throughput_with(
+        client,
+        url,
+        bearer.as_deref().map(|value| ("authorization", value)),
+    )
+    .await
+}
+
+/// [`throughput`] with one credential header `(name, value)` when given:
+/// a Bearer token, or an `X-API-Key`.
+#[allow(dead_code)]
+pub async fn throughput_with(
+    client: &reqwest::Client,
+    url: &str,
+    credential: Option<(&'static str, &str)>,
+) -> f64 {
     use std::sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -82,12 +99,12 @@ pub async fn throughput(client: &reqwest::Client, url: &str, token: Option<&str>
     let workers: Vec<_> = (0..CONNECTIONS)
         .map(|_| {
             let (client, url, done) = (client.clone(), url.to_string(), done.clone());
-            let token = token.map(str::to_string);
+            let credential = credential.map(|(name, value)| (name, value.to_string()));
             tokio::spawn(async move {
                 while std::time::Instant::now() < deadline {
                     let mut request = client.get(&url);
-                    if let Some(token) = &token {
-                        request = request.bearer_auth(token);
+                    if let Some((name, value)) = &credential {
+                        request = request.header(*name, value);
                     }
                     if let Ok(response) = request.send().await {
                         if response.status().is_success() && response.bytes().await.is_ok() {

@@ -31,10 +31,12 @@
 //! - a fill that read the database before an invalidation is not stored
 //!   (see `epoch`), so a slow fill cannot bring back what a change removed.
 //!
-//! API keys, when they land, fit the same shape: a map key id -> (owner
-//! user id, scopes, expiry, revoked) beside `users`, filled the same way, a
-//! `Change::ApiKey` kind evicting one entry, and the owner's entry here for
-//! the user's own state. Nothing else changes.
+//! - API keys (see [`super::api_keys`]): key prefix -> (id, owner, secret
+//!   hash, scopes, expiry, revoked), filled on first use (one query) and
+//!   evicted by `Change::ApiKey`; the owner's own state is their entry in
+//!   `users`. A prefix with no key is not remembered (memory would grow
+//!   with every made-up prefix); the rate limiter keeps such requests in
+//!   the anonymous tier.
 //!
 //! Direct SQL changes to these tables (by an operator) are seen once the
 //! counter is bumped: `UPDATE auth_state SET version = version + 1` makes
@@ -52,7 +54,10 @@ use std::{
 use sqlx::{Any, Row, Transaction};
 use xcore_plugin_sdk::Caller;
 
-use super::changes::{self, Change, Since};
+use super::{
+    api_keys::store::{self as key_store, CachedKey},
+    changes::{self, Change, Since},
+};
 use crate::{db::Database, error::ApiError};
 
 /// How many poll intervals a request tolerates without a successful poll
@@ -101,6 +106,8 @@ pub struct AuthCache {
     users: RwLock<HashMap<i64, Option<Arc<CachedUser>>>>,
     /// Role id -> role; `None`: to be loaded on next use.
     roles: RwLock<Option<Arc<HashMap<i64, Role>>>>,
+    /// API key prefix -> key (existing keys only).
+    api_keys: RwLock<HashMap<String, Arc<CachedKey>>>,
     /// Revoked `jti` -> unix seconds after which it no longer matters.
     revoked_tokens: RwLock<HashMap<String, i64>>,
     /// Revoked session id -> unix seconds after which it no longer matters.
@@ -143,6 +150,7 @@ impl AuthCache {
             db,
             users: RwLock::default(),
             roles: RwLock::default(),
+            api_keys: RwLock::default(),
             revoked_tokens: RwLock::default(),
             revoked_sessions: RwLock::default(),
             epoch: AtomicU64::new(0),
@@ -241,6 +249,11 @@ impl AuthCache {
                     users.remove(id);
                 }
                 Change::Grants => self.forget_grants(),
+                Change::ApiKey(prefix) => {
+                    let mut keys = write(&self.api_keys);
+                    self.epoch.fetch_add(1, Ordering::AcqRel);
+                    keys.remove(prefix);
+                }
                 Change::AccessToken { jti, expires_at } => {
                     write(&self.revoked_tokens).insert(jti.clone(), *expires_at);
                 }
@@ -297,6 +310,9 @@ impl AuthCache {
             }
         }
         self.forget_grants();
+        let mut keys = write(&self.api_keys);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        keys.clear();
         Ok(())
     }
 
@@ -381,6 +397,31 @@ impl AuthCache {
             }
             return Ok(user);
         }
+    }
+
+    /// The API key with `prefix`, from memory or (first use) the database;
+    /// `None` if there is none.
+    pub async fn api_key(&self, prefix: &str) -> Result<Option<Arc<CachedKey>>, sqlx::Error> {
+        if let Some(key) = self.cached_api_key(prefix) {
+            return Ok(Some(key));
+        }
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let Some(key) = key_store::load(&self.db, prefix).await?.map(Arc::new) else {
+            return Ok(None);
+        };
+        // Stored only if nothing was invalidated since the read began: a
+        // revocation committed meanwhile must not be undone by this fill.
+        let mut keys = write(&self.api_keys);
+        if self.epoch.load(Ordering::Acquire) == epoch {
+            keys.insert(prefix.to_string(), key.clone());
+        }
+        Ok(Some(key))
+    }
+
+    /// The API key with `prefix` if it is in memory; never reads the
+    /// database.
+    pub fn cached_api_key(&self, prefix: &str) -> Option<Arc<CachedKey>> {
+        read(&self.api_keys).get(prefix).cloned()
     }
 
     /// The role table, loaded when missing. Stored only if no invalidation

@@ -15,10 +15,6 @@ use sqlx::{Any, Row, Transaction};
 use crate::db::timestamp;
 
 /// One change to what a request may be decided on.
-///
-/// API keys, when they land, get a variant of their own (`ApiKey(key_id)`:
-/// the key was revoked, re-scoped or deleted) and a sibling map in the
-/// cache; the counter, the log and the poll stay as they are.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
     /// A user's state changed: existence, active flag, token version,
@@ -43,6 +39,9 @@ pub enum Change {
         /// Unix seconds.
         expires_at: i64,
     },
+    /// An API key changed (created, revoked): the cache forgets the entry
+    /// of this key prefix and reads it again on next use.
+    ApiKey(String),
 }
 
 impl Change {
@@ -52,6 +51,7 @@ impl Change {
             Self::Grants => "grants",
             Self::AccessToken { .. } => "jti",
             Self::Session { .. } => "session",
+            Self::ApiKey(_) => "api_key",
         }
     }
 
@@ -61,6 +61,7 @@ impl Change {
             Self::Grants => String::new(),
             Self::AccessToken { jti, .. } => jti.clone(),
             Self::Session { id, .. } => id.clone(),
+            Self::ApiKey(prefix) => prefix.clone(),
         }
     }
 
@@ -69,7 +70,7 @@ impl Change {
             Self::AccessToken { expires_at, .. } | Self::Session { expires_at, .. } => {
                 Some(*expires_at)
             }
-            Self::User(_) | Self::Grants => None,
+            Self::User(_) | Self::Grants | Self::ApiKey(_) => None,
         }
     }
 
@@ -88,6 +89,7 @@ impl Change {
                 id: subject,
                 expires_at: expires_at?,
             },
+            "api_key" => Self::ApiKey(subject),
             _ => return None,
         })
     }
@@ -205,13 +207,14 @@ mod tests {
                 id: "s".into(),
                 expires_at: 9,
             },
+            Change::ApiKey("0123abcd".into()),
         ] {
             assert_eq!(
                 Change::from_parts(change.kind(), change.subject(), change.expires_at()),
                 Some(change)
             );
         }
-        assert_eq!(Change::from_parts("api_key", "1".into(), None), None);
+        assert_eq!(Change::from_parts("webhook", "1".into(), None), None);
         assert_eq!(Change::from_parts("user", "x".into(), None), None);
     }
 }

@@ -1,8 +1,10 @@
 //! Authentication: argon2id passwords, HS256 access tokens, rotating refresh
 //! tokens, password reset, the `AuthUser` extractor every protected route
 //! uses, and the in-memory cache it is answered from (`cache`, kept right
-//! by the change log in `changes`).
+//! by the change log in `changes`), and API keys for machines
+//! (`api_keys`).
 
+pub mod api_keys;
 pub mod cache;
 pub mod changes;
 pub mod extract;
@@ -61,4 +63,12 @@ where
         .route("/auth/logout", post(routes::logout))
         .route("/auth/password/reset", post(routes::password_reset))
         .route("/auth/password/update", put(routes::password_update))
+        .route(
+            "/auth/api-keys",
+            get(api_keys::routes::list).post(api_keys::routes::create),
+        )
+        .route(
+            "/auth/api-keys/{id}",
+            axum::routing::delete(api_keys::routes::revoke),
+        )
 }

@@ -266,7 +266,8 @@ pub async fn me(
     State(state): State<Arc<AuthState>>,
     user: AuthUser,
 ) -> ApiResult<impl IntoResponse> {
-    // From the cache the extractor just read: no database work.
+    // From the cache the extractor just read: no database work. The
+    // permissions are the request's (narrowed to a key's scopes).
     let cached = state
         .auth
         .user(user.id)
@@ -278,7 +279,7 @@ pub async fn me(
         full_name: cached.full_name.clone(),
         is_active: cached.is_active,
         roles: cached.roles.iter().cloned().collect(),
-        permissions: cached.permissions.iter().cloned().collect(),
+        permissions: user.permissions.iter().cloned().collect(),
         last_login: cached.last_login.clone(),
         created_at: cached.created_at.clone(),
     }))
@@ -308,6 +309,13 @@ pub async fn refresh(
     request: Request,
 ) -> ApiResult<Json<sessions::Refreshed>> {
     let (parts, body) = request.into_parts();
+    if parts.headers.contains_key(super::api_keys::HEADER) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            crate::error::ErrorCode::AuthorizationError,
+            "an API key cannot refresh sessions",
+        ));
+    }
     let header_token = bearer_token(&parts).map(str::to_string);
     let bytes = axum::body::to_bytes(body, 16 * 1024)
         .await
@@ -352,9 +360,10 @@ pub async fn logout(
     ClientIp(ip): ClientIp,
     user: AuthUser,
 ) -> ApiResult<StatusCode> {
+    let (jti, expires_at, session) = user.session_token()?;
     let mut tx = state.db.begin_write().await?;
-    sessions::revoke_access_token(&mut tx, &user.jti, user.id, user.token_expires_at).await?;
-    let session = sessions::revoke_family(&state, &mut tx, &user.session, user.id).await?;
+    sessions::revoke_access_token(&mut tx, jti, user.id, expires_at).await?;
+    let session = sessions::revoke_family(&state, &mut tx, session, user.id).await?;
     audit::record_in(
         &mut tx,
         &Entry::new(
@@ -374,8 +383,8 @@ pub async fn logout(
             tx,
             &[
                 Change::AccessToken {
-                    jti: user.jti.clone(),
-                    expires_at: user.token_expires_at,
+                    jti: jti.to_string(),
+                    expires_at,
                 },
                 session,
             ],
@@ -468,6 +477,7 @@ pub async fn password_update(
     user: AuthUser,
     ApiJson(body): ApiJson<PasswordUpdate>,
 ) -> ApiResult<impl IntoResponse> {
+    user.session_token()?;
     let account = users::credentials_by_id(&state.db, user.id)
         .await?
         .ok_or_else(|| ApiError::unauthenticated("account no longer exists"))?;

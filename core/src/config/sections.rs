@@ -185,6 +185,8 @@ pub struct AuthConfig {
     pub argon2: Argon2Config,
     /// The in-process authentication cache.
     pub cache: AuthCacheConfig,
+    /// API keys for machines.
+    pub api_keys: ApiKeysConfig,
 }
 
 impl Default for AuthConfig {
@@ -198,6 +200,7 @@ impl Default for AuthConfig {
             min_password_length: 8,
             argon2: Argon2Config::default(),
             cache: AuthCacheConfig::default(),
+            api_keys: ApiKeysConfig::default(),
         }
     }
 }
@@ -213,6 +216,7 @@ impl fmt::Debug for AuthConfig {
             .field("min_password_length", &self.min_password_length)
             .field("argon2", &self.argon2)
             .field("cache", &self.cache)
+            .field("api_keys", &self.api_keys)
             .finish()
     }
 }
@@ -258,6 +262,24 @@ impl Default for AuthCacheConfig {
     }
 }
 
+/// `[auth.api_keys]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiKeysConfig {
+    /// How often the keys' `last_used_at` is written: a keyed request only
+    /// notes its use in memory, and each key used since the last write
+    /// costs one UPDATE per interval.
+    pub last_used_flush_secs: u64,
+}
+
+impl Default for ApiKeysConfig {
+    fn default() -> Self {
+        Self {
+            last_used_flush_secs: 60,
+        }
+    }
+}
+
 /// `[admin]`
 #[derive(Clone, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -290,6 +312,8 @@ pub struct RateLimitConfig {
     pub user_per_hour: u32,
     /// Admin role holders, per user.
     pub admin_per_hour: u32,
+    /// Requests made with an API key, per key (whoever owns it).
+    pub api_key_per_hour: u32,
     /// Login and register, per IP.
     pub auth_per_minute: u32,
     /// Never-limited path prefixes.
@@ -305,6 +329,7 @@ impl Default for RateLimitConfig {
             anonymous_per_hour: 100,
             user_per_hour: 1000,
             admin_per_hour: 10000,
+            api_key_per_hour: 3600,
             auth_per_minute: 5,
             exempt_paths: vec!["/health".into(), "/metrics".into(), "/static/".into()],
             trust_forwarded_for: false,

@@ -69,8 +69,7 @@ pub const CORE_MIGRATIONS: &[Migration<'static>] = &[
         "authentication change counter and log",
         "0005_auth_changes.sql"
     ),
-    // 6 is the API keys' migration: the runner needs increasing versions,
-    // not contiguous ones.
+    core_migration!(6, "API keys", "0006_api_keys.sql"),
     core_migration!(7, "audit log", "0007_audit_log.sql"),
     core_migration!(
         8,

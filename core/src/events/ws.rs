@@ -379,7 +379,8 @@ fn token_expiry(user: Option<&AuthUser>) -> tokio::time::Instant {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let left = user
-        .map(|u| u64::try_from(u.token_expires_at).unwrap_or(0))
+        .and_then(AuthUser::expires_at)
+        .map(|at| u64::try_from(at).unwrap_or(0))
         .unwrap_or(u64::MAX / 4)
         .saturating_sub(now_unix);
     tokio::time::Instant::now() + Duration::from_secs(left.min(365 * 24 * 3600))

@@ -3,11 +3,16 @@
 //! - anonymous clients per IP (`anonymous_per_hour`),
 //! - authenticated users per user id (`user_per_hour`, or `admin_per_hour`
 //!   for holders of the admin role),
+//! - requests with an API key per key (`api_key_per_hour`), whoever owns
+//!   it: a script has a budget of its own, apart from its owner's;
 //! - `POST /auth/login` and `/auth/register` per IP (`auth_per_minute`), on
 //!   top of the above: these are the brute-force targets.
 //!
-//! The tier comes from a signature-checked access token; a forged or expired
-//! token counts as anonymous. Every limited response carries
+//! The tier comes from a signature-checked access token, or from an API key
+//! this instance holds in memory whose secret matches (no database work
+//! here: a key not yet in memory, on its first request after a start, and
+//! a made-up key count as anonymous); a forged or expired token counts as
+//! anonymous. Every limited response carries
 //! `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`
 //! (unix seconds when the budget is whole again, or when to retry after a
 //! 429, which also carries `Retry-After`).
@@ -31,7 +36,7 @@ use governor::{
 
 use super::client_ip::client_ip;
 use crate::{
-    auth::{roles::ADMIN_ROLE, tokens::TokenService},
+    auth::{api_keys, extract::Presented, roles::ADMIN_ROLE, Gate},
     config::RateLimitConfig,
     error::ApiError,
 };
@@ -49,6 +54,7 @@ pub struct RateLimits {
     anonymous: KeyedLimiter<IpAddr>,
     user: KeyedLimiter<i64>,
     admin: KeyedLimiter<i64>,
+    api_key: KeyedLimiter<i64>,
     auth: KeyedLimiter<IpAddr>,
 }
 
@@ -88,6 +94,7 @@ impl RateLimits {
             anonymous: keyed(Quota::per_hour(nonzero(config.anonymous_per_hour))),
             user: keyed(Quota::per_hour(nonzero(config.user_per_hour))),
             admin: keyed(Quota::per_hour(nonzero(config.admin_per_hour))),
+            api_key: keyed(Quota::per_hour(nonzero(config.api_key_per_hour))),
             auth: keyed(Quota::per_minute(nonzero(config.auth_per_minute))),
         })
     }
@@ -104,6 +111,7 @@ impl RateLimits {
         self.anonymous.retain_recent();
         self.user.retain_recent();
         self.admin.retain_recent();
+        self.api_key.retain_recent();
         self.auth.retain_recent();
     }
 }
@@ -146,10 +154,40 @@ fn set_headers(headers: &mut HeaderMap, limit: u32, remaining: u32, reset_in: Du
     headers.insert(RESET_HEADER.clone(), HeaderValue::from(unix_in(reset_in)));
 }
 
+/// Whose budget a request spends.
+enum Tier {
+    Anonymous,
+    User(i64),
+    Admin(i64),
+    ApiKey(i64),
+}
+
+fn tier(gate: &Gate, headers: &HeaderMap) -> Tier {
+    match crate::auth::extract::presented(headers) {
+        Ok(Some(Presented::Bearer(token))) => gate
+            .tokens
+            .verify(token)
+            .ok()
+            .and_then(|claims| {
+                let id = claims.user_id()?;
+                Some(if claims.roles.iter().any(|r| r == ADMIN_ROLE) {
+                    Tier::Admin(id)
+                } else {
+                    Tier::User(id)
+                })
+            })
+            .unwrap_or(Tier::Anonymous),
+        Ok(Some(Presented::ApiKey(key))) => {
+            api_keys::peek(gate, key).map_or(Tier::Anonymous, Tier::ApiKey)
+        }
+        Ok(None) | Err(_) => Tier::Anonymous,
+    }
+}
+
 /// Applies the limits.
 pub async fn middleware(
     State(rate_limits): State<Option<Arc<RateLimits>>>,
-    State(tokens): State<Arc<TokenService>>,
+    State(gate): State<Arc<Gate>>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -165,17 +203,11 @@ pub async fn middleware(
         request.extensions(),
         limits.config.trust_forwarded_for,
     );
-    let claims = crate::auth::extract::bearer_token_of(request.headers())
-        .and_then(|token| tokens.verify(token).ok())
-        .and_then(|claims| {
-            claims
-                .user_id()
-                .map(|id| (id, claims.roles.iter().any(|r| r == ADMIN_ROLE)))
-        });
-    let general = match claims {
-        Some((user_id, true)) => check(&limits.admin, &user_id),
-        Some((user_id, false)) => check(&limits.user, &user_id),
-        None => check(&limits.anonymous, &ip),
+    let general = match tier(&gate, request.headers()) {
+        Tier::Admin(user_id) => check(&limits.admin, &user_id),
+        Tier::User(user_id) => check(&limits.user, &user_id),
+        Tier::ApiKey(key_id) => check(&limits.api_key, &key_id),
+        Tier::Anonymous => check(&limits.anonymous, &ip),
     };
     let credential = is_credential_route(request.method(), path).then(|| check(&limits.auth, &ip));
     // Report the tighter budget: the credential limit on login/register.

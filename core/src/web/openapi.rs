@@ -28,7 +28,9 @@ use axum::{
 use serde_json::{json, Map, Value};
 use utoipa::{
     openapi::{
-        security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme},
+        security::{
+            ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme,
+        },
         RefOr,
     },
     Modify, OpenApi,
@@ -41,6 +43,9 @@ use crate::{
 
 /// The name of the bearer security scheme core operations refer to.
 pub const BEARER_SCHEME: &str = "bearer";
+
+/// The name of the API key security scheme (`X-API-Key`).
+pub const API_KEY_SCHEME: &str = "api_key";
 
 /// Operation keys of an OpenAPI path item.
 const METHODS: &[&str] = &[
@@ -55,7 +60,8 @@ const METHODS: &[&str] = &[
         description = "The xcore host: authentication, RBAC, plugins, tasks, events, health and \
             metrics, plus the routes of every enabled plugin (one tag per plugin). Errors \
             always use the `ErrorBody` shape. Send the access token from `POST /auth/login` \
-            as `Authorization: Bearer <token>`.",
+            as `Authorization: Bearer <token>`, or a key from `POST /auth/api-keys` as `X-API-Key: <key>` \
+            (not both; keys cannot manage credentials).",
     ),
     paths(
         crate::auth::routes::register,
@@ -65,6 +71,9 @@ const METHODS: &[&str] = &[
         crate::auth::routes::logout,
         crate::auth::routes::password_reset,
         crate::auth::routes::password_update,
+        crate::auth::api_keys::routes::list,
+        crate::auth::api_keys::routes::create,
+        crate::auth::api_keys::routes::revoke,
         crate::rbac::role_routes::list,
         crate::rbac::role_routes::create,
         crate::rbac::role_routes::get_one,
@@ -134,10 +143,18 @@ impl Modify for BearerScheme {
         let mut scheme = Http::new(HttpAuthScheme::Bearer);
         scheme.bearer_format = Some("JWT".into());
         scheme.description = Some("The `access_token` from `POST /auth/login`.".into());
-        openapi
-            .components
-            .get_or_insert_with(Default::default)
-            .add_security_scheme(BEARER_SCHEME, SecurityScheme::Http(scheme));
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(BEARER_SCHEME, SecurityScheme::Http(scheme));
+        // The second entrance: accepted wherever `bearer` is, except by the
+        // routes that manage credentials (see crate::auth::api_keys).
+        components.add_security_scheme(
+            API_KEY_SCHEME,
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-API-Key",
+                "A key from `POST /auth/api-keys`; accepted wherever `bearer` is, except \
+                 by the routes that manage credentials (refresh, logout, password, API keys).",
+            ))),
+        );
         let bearer = || {
             vec![SecurityRequirement::new(
                 BEARER_SCHEME,

@@ -18,7 +18,8 @@ use super::{
 };
 use crate::{
     auth::{
-        extract::{bearer_token, verify},
+        api_keys,
+        extract::{presented, verify, Presented},
         Gate,
     },
     config::Config,
@@ -159,11 +160,18 @@ async fn identify(
     parts: &axum::http::request::Parts,
     required: bool,
 ) -> Result<Option<Arc<Caller>>, ApiError> {
-    let Some(token) = bearer_token(parts) else {
-        return Ok(None);
+    let caller = match presented(&parts.headers) {
+        Ok(None) => return Ok(None),
+        Ok(Some(Presented::Bearer(token))) => verify(&state.gate, token)
+            .await
+            .map(|(_, user)| user.caller.clone()),
+        Ok(Some(Presented::ApiKey(key))) => api_keys::verify(&state.gate, key)
+            .await
+            .map(|keyed| keyed.caller()),
+        Err(error) => Err(error),
     };
-    match verify(&state.gate, token).await {
-        Ok((_, user)) => Ok(Some(user.caller.clone())),
+    match caller {
+        Ok(caller) => Ok(Some(caller)),
         Err(error) if required => Err(error),
         Err(_) => Ok(None),
     }

@@ -57,7 +57,10 @@ impl RouteCall<'_> {
         for (name, value) in self.headers.into_iter().flatten() {
             // Credentials stay with the host: the plugin learns who calls
             // from `caller`, never the token or the session.
-            if name == header::AUTHORIZATION || name == header::COOKIE {
+            if name == header::AUTHORIZATION
+                || name == header::COOKIE
+                || name.as_str() == crate::auth::api_keys::HEADER
+            {
                 continue;
             }
             if let Ok(value) = value.to_str() {
@@ -184,6 +187,10 @@ mod tests {
             HeaderValue::from_static("Bearer secret"),
         );
         headers.insert(header::COOKIE, HeaderValue::from_static("session=secret"));
+        headers.insert(
+            crate::auth::api_keys::HEADER,
+            HeaderValue::from_static("xk_secret"),
+        );
         let caller = Caller {
             user_id: 7,
             email: "a@example.com".into(),
