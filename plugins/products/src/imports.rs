@@ -406,7 +406,8 @@ fn log_statement(import: i64, entries: &[(&str, Option<u64>, String)], now: &str
     let mut tuples = Vec::with_capacity(entries.len());
     for (level, line, message) in entries {
         let n = params.len();
-        // The cast: a NULL parameter is NULL text to PostgreSQL.
+        // The cast: the line is bound as text, NULL or not (see
+        // `fields::nullable_integer`).
         tuples.push(format!(
             "(${}, ${}, CAST(${} AS BIGINT), ${}, ${})",
             n + 1,
@@ -415,6 +416,7 @@ fn log_statement(import: i64, entries: &[(&str, Option<u64>, String)], now: &str
             n + 4,
             n + 5
         ));
+        let line = fields::nullable_integer(line.and_then(|line| i64::try_from(line).ok()));
         params.extend(params![import, level, line, message, now]);
     }
     Statement {
@@ -610,7 +612,7 @@ fn upload(
                 file.bytes.len(),
                 rows,
                 upload_token,
-                created_by,
+                fields::nullable_integer(created_by),
                 now
             ],
         ),

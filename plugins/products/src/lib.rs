@@ -8,7 +8,9 @@
 //!   [`suppliers`]);
 //! - CSV imports run by the plugin's `import` job (`/imports`, see
 //!   [`imports`]);
-//! - the dashboard (`/analytics/dashboard`, see [`analytics`]).
+//! - the dashboard (`/analytics/dashboard`, see [`analytics`]);
+//! - seed 003's camelCase names (`minPrice`, `categoryId`, `isActive`,
+//!   `clearCategory`...) next to the API's own (see [`seed_names`]).
 //!
 //! Events: `products.created`, `products.updated`, `products.deleted`,
 //! `products.bulk` and `products.import.*`; the ones that change prices
@@ -35,6 +37,7 @@ pub mod imports;
 pub mod money;
 pub mod price_changes;
 pub mod search;
+pub mod seed_names;
 pub mod suppliers;
 
 use std::{

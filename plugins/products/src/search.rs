@@ -1,13 +1,27 @@
 //! Full-text search over a product's SKU, name and description, with the
-//! database's own index: FTS5 on SQLite, a `tsvector` with a GIN index on
-//! PostgreSQL (see migration 1).
+//! database's own index: FTS5 on SQLite (migration 1), a `tsvector` with a
+//! GIN index on PostgreSQL (migration 2, [`postgres_migration`]).
 //!
 //! User text is never query syntax. It is cut into words (runs of letters
-//! and digits, so `PROD-001` is `prod` and `001`, the way both indexes
-//! tokenise it), each word is quoted, all words must match, and the last
-//! one matches as a prefix, so a search box finds "Clavier" while "clav" is
-//! still being typed. `"`, `*`, `AND`, `NEAR(`, `:*`, `!` and friends are
-//! just characters or words to look for.
+//! and digits, so `PROD-001` is `prod` and `001`), each word is quoted, all
+//! words must match, and the last one matches as a prefix, so a search box
+//! finds "Clavier" while "clav" is still being typed. `"`, `*`, `AND`,
+//! `NEAR(`, `:*`, `!` and friends are just characters or words to look for.
+//!
+//! # The same words on both databases
+//!
+//! A search must find the same rows on either database, so both indexes
+//! must cut a product's text into the same words. SQLite's `unicode61`
+//! tokenizer does what [`terms`] does: letters and digits, everything else
+//! separates, diacritics folded. PostgreSQL's parser does not: it keeps
+//! `KEY-001` as `key` and `-001` (a signed integer), `a.b` and `12.50` as
+//! one word, `a/b` as a path, so `search=KEY-001` found nothing there. Its
+//! document is therefore built from text already cut the SQLite way:
+//! ASCII punctuation and spaces become spaces, the letters SQLite folds are
+//! folded with `translate()` ([`FOLD_FROM`] → [`FOLD_TO`]), and only then
+//! does `to_tsvector('simple', ...)` split on the spaces. It stays a
+//! generated column, so every write (create, update, bulk, import) is
+//! searchable at once, whoever makes it.
 
 use xcore_plugin_sdk::Dialect;
 
@@ -16,15 +30,96 @@ pub const MAX_TERMS: usize = 16;
 /// Longest search text accepted, in characters.
 pub const MAX_SEARCH_CHARS: usize = 200;
 
-/// The words of a search, lower-cased.
+/// The words of a search, lower-cased, diacritics folded like the
+/// indexes fold them (see [`fold`]).
 pub fn terms(input: &str) -> Vec<String> {
     input
         .split(|c: char| !c.is_alphanumeric())
         .filter(|word| !word.is_empty())
         .take(MAX_TERMS)
-        .map(str::to_lowercase)
+        .map(|word| fold(&word.to_lowercase()))
         .collect()
 }
+
+/// Letters with diacritics, and (at the same position in [`FOLD_TO`]) the
+/// letter each folds to: exactly what SQLite's `unicode61
+/// remove_diacritics 2` tokenizer folds in Latin-1, Latin Extended-A/B and
+/// Latin Extended Additional (generated from SQLite itself). PostgreSQL's
+/// index folds with `translate()` over these, and search words are folded
+/// with them too, so "ecran" finds "Écran" on both databases. Letters
+/// SQLite keeps (`ø`, `ł`, `đ`, `œ`, `ß`) are kept on both.
+pub const FOLD_FROM: &str = "ÀÁÂÃÄÅÇÈÉÊËÌÍÎÏÑÒÓÔÕÖÙÚÛÜÝàáâãäåçèéêëìíîïñòóôõöù\
+    úûüýÿĀāĂăĄąĆćĈĉĊċČčĎďĒēĔĕĖėĘęĚěĜĝĞğĠġĢģĤĥĨĩĪīĬĭĮ\
+    įİĴĵĶķĹĺĻļĽľŃńŅņŇňŌōŎŏŐőŔŕŖŗŘřŚśŜŝŞşŠšŢţŤťŨũŪūŬŭ\
+    ŮůŰűŲųŴŵŶŷŸŹźŻżŽžſƠơƯưǍǎǏǐǑǒǓǔǕǖǗǘǙǚǛǜǞǟǦǧǨǩǪǫǬǭ\
+    ǰǴǵǸǹǺǻȀȁȂȃȄȅȆȇȈȉȊȋȌȍȎȏȐȑȒȓȔȕȖȗȘșȚțȞȟȦȧȨȩȪȫȬȭȮȯȰ\
+    ȱȲȳḀḁḂḃḄḅḆḇḈḉḊḋḌḍḎḏḐḑḒḓḔḕḖḗḘḙḚḛḜḝḞḟḠḡḢḣḤḥḦḧḨḩḪḫḬ\
+    ḭḮḯḰḱḲḳḴḵḶḷḸḹḺḻḼḽḾḿṀṁṂṃṄṅṆṇṈṉṊṋṌṍṎṏṐṑṒṓṔṕṖṗṘṙṚṛṜ\
+    ṝṞṟṠṡṢṣṤṥṦṧṨṩṪṫṬṭṮṯṰṱṲṳṴṵṶṷṸṹṺṻṼṽṾṿẀẁẂẃẄẅẆẇẈẉẊẋẌ\
+    ẍẎẏẐẑẒẓẔẕẖẗẘẙẛẠạẢảẤấẦầẨẩẪẫẬậẮắẰằẲẳẴẵẶặẸẹẺẻẼẽẾếỀề\
+    ỂểỄễỆệỈỉỊịỌọỎỏỐốỒồỔổỖỗỘộỚớỜờỞởỠỡỢợỤụỦủỨứỪừỬửỮữỰự\
+    ỲỳỴỵỶỷỸỹ";
+
+/// What each letter of [`FOLD_FROM`] folds to (one letter each).
+pub const FOLD_TO: &str = "aaaaaaceeeeiiiinooooouuuuyaaaaaaceeeeiiiinooooou\
+    uuuyyaaaaaaccccccccddeeeeeeeeeegggggggghhiiiiiii\
+    iijjkkllllllnnnnnnoooooorrrrrrssssssssttttuuuuuu\
+    uuuuuuwwyyyzzzzzzsoouuaaiioouuuuuuuuuuaaggkkoooo\
+    jggnnaaaaaaeeeeiiiioooorrrruuuusstthhaaeeooooooo\
+    oyyaabbbbbbccddddddddddeeeeeeeeeeffgghhhhhhhhhhi\
+    iiikkkkkkllllllllmmmmmmnnnnnnnnoooooooopppprrrrr\
+    rrrssssssssssttttttttuuuuuuuuuuvvvvwwwwwwwwwwxxx\
+    xyyzzzzzzhtwysaaaaaaaaaaaaaaaaaaaaaaaaeeeeeeeeee\
+    eeeeeeiiiioooooooooooooooooooooooouuuuuuuuuuuuuu\
+    yyyyyyyy";
+
+/// `text` with the letters of [`FOLD_FROM`] folded ([`FOLD_TO`]).
+pub fn fold(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii() {
+                return c;
+            }
+            FOLD_FROM
+                .chars()
+                .zip(FOLD_TO.chars())
+                .find(|(from, _)| *from == c)
+                .map_or(c, |(_, to)| to)
+        })
+        .collect()
+}
+
+/// PostgreSQL's search document of the product row: its SKU, name and
+/// description cut into words the way SQLite's index cuts them (see the
+/// module docs). ASCII only in the pattern, so the database's locale does
+/// not decide what a letter is.
+pub fn postgres_document() -> String {
+    format!(
+        "to_tsvector('simple', translate(regexp_replace(\
+         lower(sku || ' ' || name || ' ' || coalesce(description, '')), \
+         '[\\x01-\\x2F\\x3A-\\x40\\x5B-\\x60\\x7B-\\x7F]+', ' ', 'g'), \
+         '{FOLD_FROM}', '{FOLD_TO}'))"
+    )
+}
+
+/// Migration 2 (PostgreSQL): the search document rebuilt as
+/// [`postgres_document`] (migration 1's split `KEY-001` into `key` and
+/// `-001`). Dropping the column drops its index, recreated after; every
+/// stored row is recomputed once.
+pub fn postgres_migration() -> String {
+    format!(
+        "ALTER TABLE products DROP COLUMN search_vector;
+         ALTER TABLE products ADD COLUMN search_vector tsvector
+             GENERATED ALWAYS AS ({}) STORED;
+         CREATE INDEX products_search_idx ON products USING GIN (search_vector)",
+        postgres_document()
+    )
+}
+
+/// Migration 2 (SQLite): nothing to change, FTS5 already cuts words this
+/// way; the version exists so both databases share one history.
+pub const SQLITE_MIGRATION: &str =
+    "-- FTS5 (migration 1) already cuts words as search::terms does.\nSELECT 1";
 
 /// An FTS5 query: `"word" "word"*` (juxtaposed phrases are ANDed). Words
 /// hold only letters and digits, but are quoted anyway so that words like
@@ -117,6 +212,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_fold_table_pairs_one_letter_with_one_letter() {
+        assert_eq!(FOLD_FROM.chars().count(), FOLD_TO.chars().count());
+        assert!(FOLD_TO.chars().all(|c| c.is_ascii_lowercase()));
+        // translate() and the SQL literal need no quote or backslash.
+        assert!(!FOLD_FROM.contains(['\'', '\\']));
+        assert!(postgres_migration().contains("GENERATED ALWAYS AS (to_tsvector('simple'"));
+    }
+
+    #[test]
     fn user_text_becomes_quoted_words() {
         let words = terms("  Clavier  PROD-001 \"AND\" near( *x:*! ");
         assert_eq!(words, vec!["clavier", "prod", "001", "and", "near", "x"]);
@@ -129,7 +233,10 @@ mod tests {
             "'clavier' & 'prod' & '001' & 'and' & 'near' & 'x':*"
         );
         assert!(terms("--- !!").is_empty());
-        assert_eq!(terms("Café crème"), vec!["café", "crème"]);
+        assert_eq!(terms("Café CRÈME Ŝkoda"), vec!["cafe", "creme", "skoda"]);
+        // Letters SQLite does not fold stay as they are.
+        assert_eq!(terms("Smørrebrød Łódź"), vec!["smørrebrød", "łodz"]);
+        assert_eq!(terms("KEY-001"), vec!["key", "001"]);
         assert_eq!(terms(&"a ".repeat(50)).len(), MAX_TERMS);
     }
 }
