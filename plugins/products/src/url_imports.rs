@@ -27,10 +27,13 @@
 //! operator's. So the `import` job's run, once it has nothing left to
 //! import, waits for the next scheduled import (woken early by a new
 //! start, see [`Wake`]) and starts it when due. A run waits at most
-//! [`MAX_WAIT_PER_RUN`] and then asks for a fresh run of itself, so no
-//! run outlives the host's job timeout; one blocking thread is held while
-//! a scheduled import waits, and none otherwise. After a load (restart,
-//! reload) the start hook asks for a run if an import is scheduled.
+//! [`MAX_WAIT_PER_RUN`] and then asks for a fresh run of itself (the host
+//! runs it right after this one ends), so no run holds the instance long;
+//! one blocking thread is held while a scheduled import waits, and none
+//! otherwise. After a load (restart, reload) the start hook asks for a run
+//! if an import is scheduled. Several hosts on one PostgreSQL each wait;
+//! the first to start a due import owns it (the `pending` -> `running`
+//! update is the guard, then the claim, as for uploads).
 
 use std::{
     sync::{Condvar, Mutex},
@@ -52,9 +55,12 @@ use crate::{
 };
 
 /// Longest a run of the `import` job waits for a scheduled import before
-/// handing over to a fresh run (well under the host's default job timeout
-/// of 300 s).
-pub const MAX_WAIT_PER_RUN: Duration = Duration::from_secs(30);
+/// handing over to a fresh run. The host calls the plugin's `shutdown`
+/// only once no run holds the instance, so this bounds how long a waiting
+/// run delays a reload's release of the old library or the server's exit
+/// (and keeps runs far under the host's job timeout); the price is one
+/// indexed query per wait while an import is scheduled.
+pub const MAX_WAIT_PER_RUN: Duration = Duration::from_secs(5);
 
 /// Media types that are certainly not a CSV file (a login page, an API's
 /// error document...): refused before the supplier's mapping is tried.
@@ -423,4 +429,73 @@ pub fn wait_for_schedule(
         .unwrap_or(Duration::ZERO);
     products.wake.wait(mark, until_due.min(left));
     Ok(!products.stopping())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: Value) -> Result<UrlImport, Vec<String>> {
+        UrlImport::parse(body.as_object().expect("object"))
+            .map_err(|problems| problems.into_iter().map(|p| p.field).collect())
+    }
+
+    #[test]
+    fn a_url_import_request_is_read_whole() {
+        let request = parse(json!({
+            "supplier_id": 42, "import_type": "Full",
+            "file_url": " https://cdn.example.com/exports/import.csv?day=1 ",
+            "scheduled_at": "2025-10-06T04:00:00+02:00"
+        }))
+        .expect("valid");
+        assert_eq!(
+            request.url,
+            "https://cdn.example.com/exports/import.csv?day=1"
+        );
+        assert_eq!(
+            request.scheduled_at.as_deref(),
+            Some("2025-10-06T02:00:00.000000Z")
+        );
+        assert_eq!(request.filename(), "import.csv");
+        let bare =
+            parse(json!({"supplier_id": "7", "file_url": "http://h.example"})).expect("valid");
+        assert_eq!(
+            (bare.supplier_id, bare.filename()),
+            (7, "download.csv".into())
+        );
+        assert_eq!(
+            parse(json!({"supplier_id": -1, "file_url": "file:///etc/passwd",
+                "scheduled_at": "6 oct", "import_type": "delta", "extra": 1})),
+            Err(vec![
+                "extra".to_string(),
+                "supplier_id".into(),
+                "file_url".into(),
+                "scheduled_at".into(),
+                "import_type".into()
+            ])
+        );
+        assert_eq!(
+            parse(json!({})),
+            Err(vec!["supplier_id".to_string(), "file_url".into()])
+        );
+    }
+
+    #[test]
+    fn a_notify_ends_a_wait_started_before_it() {
+        let wake = std::sync::Arc::new(Wake::default());
+        let mark = wake.mark();
+        let waker = wake.clone();
+        let notifier = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            waker.notify();
+        });
+        let began = Instant::now();
+        wake.wait(mark, Duration::from_secs(30));
+        assert!(began.elapsed() < Duration::from_secs(10));
+        notifier.join().expect("notifier");
+        // A notify before the mark does not end a later wait early.
+        let began = Instant::now();
+        wake.wait(wake.mark(), Duration::from_millis(100));
+        assert!(began.elapsed() >= Duration::from_millis(100));
+    }
 }
