@@ -395,4 +395,31 @@ async fn a_scheduled_url_import_starts_by_itself_at_its_time() {
     let done = finished(&server, &admin, past["id"].as_i64().expect("id")).await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["rows_imported"], 2, "{done}");
+
+    // /start does not wait for a schedule an hour away.
+    let later = create(
+        &server,
+        &admin,
+        json!({
+            "supplier_id": supplier,
+            "file_url": feed.url("/feeds/scheduled.csv"),
+            "scheduled_at": (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339(),
+        }),
+    )
+    .await;
+    let later_id = later["id"].as_i64().expect("id");
+    assert_eq!(later["status"], "pending");
+    start_import(&server, &admin, later_id).await;
+    let done = finished(&server, &admin, later_id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    // SCH-001 exists: the row is skipped as a duplicate, nothing doubled.
+    assert_eq!(
+        (
+            done["rows_imported"].as_i64(),
+            done["rows_skipped"].as_i64()
+        ),
+        (Some(0), Some(1)),
+        "{done}"
+    );
+    assert_eq!(feed.asked().len(), 3, "{:?}", feed.asked());
 }
