@@ -9,9 +9,10 @@
 //! Runs on SQLite, or PostgreSQL with `XCORE_TEST_DATABASE_URL`.
 //!
 //! One test binary, one file per topic: [`suppliers`] (supplier CRUD),
-//! [`files`] (what an upload holds: mappings, bad rows, unreadable files)
-//! and [`jobs`] (resumed, batched and failed runs). This file: the helpers
-//! the topics share.
+//! [`files`] (what an upload holds: mappings, bad rows, unreadable files),
+//! [`jobs`] (resumed, batched and failed runs) and [`url_imports`] (files
+//! fetched from a URL through the allow list, on a schedule or not). This
+//! file: the helpers the topics share.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -19,6 +20,7 @@ mod common;
 mod files;
 mod jobs;
 mod suppliers;
+mod url_imports;
 
 use common::{deploy, expect_status, plugin_library, TestServer};
 use reqwest::{

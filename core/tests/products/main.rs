@@ -8,7 +8,10 @@
 //!
 //! One test binary, one file per topic: [`crud`] (products and categories,
 //! every error status, the events), [`listing`] (paging, filters, sorting,
-//! full-text search, exact money) and [`bulk`] (`POST /bulk`). This file:
+//! full-text search, exact money), [`bulk`] (`POST /bulk`), [`search`]
+//! (each kind of search, the same rows on both databases, every write
+//! searchable at once) and [`seed_names`] (seed 003's camelCase names).
+//! This file:
 //! the running catalogue the topics share, and the plugin's schema and
 //! routes once loaded.
 
@@ -19,6 +22,8 @@ mod bulk;
 mod crud;
 mod default_grants;
 mod listing;
+mod search;
+mod seed_names;
 
 use common::{deploy, expect_error, expect_status, plugin_library, TestServer};
 use reqwest::{Method, StatusCode};

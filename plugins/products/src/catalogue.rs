@@ -2,7 +2,9 @@
 //!
 //! - `GET /` lists with paging (`page`/`page_size` or `skip`/`limit`),
 //!   full-text `search` (see [`crate::search`]), filters (`supplier_id`,
-//!   `category_id`, `status`, `price_min`, `price_max`) and sorting
+//!   `category_id`, `status`, `is_active`, `price_min`, `price_max`; seed
+//!   003's spellings too, see [`crate::seed_names`]; any other parameter
+//!   is a 422) and sorting
 //!   (`sort_by` one of name, price, stock, created_at, updated_at;
 //!   `order`/`sort_order` asc or desc). Without `sort_by` a search is
 //!   ranked by relevance, and a plain list is newest first.
@@ -32,7 +34,9 @@ use crate::{
     },
     money,
     price_changes::PriceChange,
-    search, Id, JsonObject, Products, DELETE, READ, WRITE,
+    search,
+    seed_names::SeedQuery,
+    Id, JsonObject, Products, DELETE, READ, WRITE,
 };
 
 /// Most products in one `POST /bulk`.
@@ -74,8 +78,9 @@ fn sort_index(column: &str) -> Option<&'static str> {
         .map(|(_, _, index)| *index)
 }
 
-/// Adds the schema (migration 1: categories, products, full-text index)
-/// and the catalogue's events.
+/// Adds the schema (migration 1: categories, products, full-text index;
+/// migration 2: PostgreSQL's search words cut like SQLite's, see
+/// [`search`]) and the catalogue's events.
 pub fn declare(manifest: Manifest) -> Manifest {
     manifest
         .migration(
@@ -83,6 +88,12 @@ pub fn declare(manifest: Manifest) -> Manifest {
             "categories, products, full-text search",
             include_str!("../migrations/sqlite/0001_catalogue.sql"),
             include_str!("../migrations/postgres/0001_catalogue.sql"),
+        )
+        .migration(
+            2,
+            "search words cut the same way on both databases",
+            search::SQLITE_MIGRATION,
+            &search::postgres_migration(),
         )
         .event("created")
         .event("updated")
@@ -279,6 +290,10 @@ pub struct ListParams {
     /// Only products in this status.
     #[schema(value_type = Option<Status>)]
     status: Option<String>,
+    /// `true`: only active products; `false`: only the others (inactive
+    /// or draft). With `status`, both must agree.
+    #[schema(value_type = Option<bool>)]
+    is_active: Option<String>,
     /// Lowest price (inclusive, at most 2 decimals).
     #[schema(value_type = Option<f64>, minimum = 0)]
     price_min: Option<String>,
@@ -433,6 +448,7 @@ impl Products {
     }
     fn list(
         &self,
+        names: SeedQuery,
         window: Window,
         Query(params): Query<ListParams>,
     ) -> Result<ListBody<Product>, Response> {
@@ -442,7 +458,7 @@ impl Products {
             paged: true,
             ..window
         };
-        let query = ListQuery::parse(&params).map_err(|p| problems_response(&p))?;
+        let query = ListQuery::parse(&params).map_err(|p| problems_response(&names.respell(p)))?;
         let dialect = self.host.dialect()?;
         let mut params: Vec<Value> = Vec::new();
         // The page query ranks by relevance when no sort is asked for; the
@@ -486,11 +502,15 @@ impl Products {
             // SQLite has no statistics to know that (plugins cannot run
             // ANALYZE); a unary `+` keeps it off the status index for the
             // page. The count still uses it (a covering index scan).
-            let page = match dialect {
-                Dialect::Sqlite => "+p.status = ?",
-                Dialect::Postgres => "p.status = ?",
+            let (operator, value) = match status {
+                StatusFilter::Is(status) => ("=", status.as_str()),
+                StatusFilter::NotActive => ("<>", Status::Active.as_str()),
             };
-            filter(page, "p.status = ?", json!(status.as_str()));
+            let page = match dialect {
+                Dialect::Sqlite => format!("+p.status {operator} ?"),
+                Dialect::Postgres => format!("p.status {operator} ?"),
+            };
+            filter(&page, &format!("p.status {operator} ?"), json!(value));
         }
         if let Some(cents) = query.price_min {
             filter("p.price_cents >= ?", "p.price_cents >= ?", json!(cents));
@@ -850,7 +870,8 @@ fn update_statement(id: i64, patch: &ProductPatch, now: &str) -> Statement {
     let mut set = |column: &str, value: Value, cast: bool| {
         params.push(value);
         let placeholder = format!("${}", params.len());
-        // A NULL binds as text: PostgreSQL needs the cast into BIGINT.
+        // Nullable integers bind as text (see `fields::nullable_integer`):
+        // PostgreSQL needs the cast into BIGINT.
         assignments.push(if cast {
             format!("{column} = CAST({placeholder} AS BIGINT)")
         } else {
@@ -873,10 +894,10 @@ fn update_statement(id: i64, patch: &ProductPatch, now: &str) -> Statement {
         set("stock", json!(stock), false);
     }
     if let Some(supplier) = patch.supplier_id {
-        set("supplier_id", json!(supplier), true);
+        set("supplier_id", fields::nullable_integer(supplier), true);
     }
     if let Some(category) = patch.category_id {
-        set("category_id", json!(category), true);
+        set("category_id", fields::nullable_integer(category), true);
     }
     if let Some(status) = patch.status {
         set("status", json!(status.as_str()), false);
@@ -988,6 +1009,15 @@ impl<'a> BulkRequest<'a> {
     }
 }
 
+/// Which statuses a list keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StatusFilter {
+    /// `status=...` (or `is_active=true`: active).
+    Is(Status),
+    /// `is_active=false`: inactive or draft.
+    NotActive,
+}
+
 /// `GET /`'s filters and order, validated.
 #[derive(Debug)]
 struct ListQuery {
@@ -995,7 +1025,7 @@ struct ListQuery {
     search: Option<Vec<String>>,
     supplier_id: Option<i64>,
     category_id: Option<i64>,
-    status: Option<Status>,
+    status: Option<StatusFilter>,
     price_min: Option<i64>,
     price_max: Option<i64>,
     /// Column and direction.
@@ -1025,6 +1055,36 @@ impl ListQuery {
             }
             status
         });
+        let is_active = params.is_active.as_deref().and_then(|raw| {
+            let flag = match raw.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" => Some(true),
+                "false" | "0" => Some(false),
+                _ => None,
+            };
+            if flag.is_none() {
+                problems.push(FieldProblem::new("is_active", "must be true or false"));
+            }
+            flag
+        });
+        let status = match (status, is_active) {
+            (status, None) => status.map(StatusFilter::Is),
+            (None, Some(true)) => Some(StatusFilter::Is(Status::Active)),
+            (None, Some(false)) => Some(StatusFilter::NotActive),
+            (Some(status), Some(active)) if (status == Status::Active) == active => {
+                Some(StatusFilter::Is(status))
+            }
+            (Some(status), Some(_)) => {
+                problems.push(FieldProblem::new(
+                    "is_active",
+                    format!(
+                        "conflicts with status={}: true is status active, false is inactive \
+                         or draft",
+                        status.as_str()
+                    ),
+                ));
+                None
+            }
+        };
         let mut price = |name: &str, raw: &Option<String>| {
             let raw = raw.as_deref()?;
             money::parse_decimal(raw.trim())

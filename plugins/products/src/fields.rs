@@ -17,7 +17,9 @@
 //!   separated by `|` or whitespace (a CSV cell);
 //! - `attributes` is a JSON object, or a string holding one (a CSV cell);
 //! - unknown fields are refused, so a typo (`"prce"`) is not silently
-//!   dropped.
+//!   dropped;
+//! - seed 003's `categoryId`, `isActive` and (updates) `clearCategory` are
+//!   read as the API's names first (see [`crate::seed_names`]).
 //!
 //! Whether `category_id` and `supplier_id` exist needs the database; the
 //! catalogue checks that (see `catalogue`), not this module.
@@ -26,7 +28,7 @@ use serde::{de::DeserializeOwned, Deserialize, Deserializer, Serialize, Serializ
 use serde_json::{Map, Value};
 use xcore_plugin_sdk::{prelude::*, Statement};
 
-use crate::money;
+use crate::{money, seed_names};
 
 /// Longest SKU, in characters.
 pub const MAX_SKU_CHARS: usize = 64;
@@ -240,7 +242,11 @@ impl Reader {
             if !FIELDS.contains(&key.as_str()) {
                 self.problem(
                     key,
-                    format!("unknown field; known fields: {}", FIELDS.join(", ")),
+                    format!(
+                        "unknown field; known fields: {} (or seed 003's categoryId, isActive, \
+                         clearCategory)",
+                        FIELDS.join(", ")
+                    ),
                 );
             }
         }
@@ -414,7 +420,11 @@ pub fn check_url(url: &str) -> Result<(), String> {
 
 /// Validates a new product from a JSON object: every problem, or the draft.
 pub fn validate_new(object: &Map<String, Value>) -> Result<ProductDraft, Vec<FieldProblem>> {
-    let mut reader = Reader::default();
+    let (object, seed_problems) = seed_names::product_fields(object, false);
+    let object = object.as_ref();
+    let mut reader = Reader {
+        problems: seed_problems,
+    };
     reader.unknown_fields(object);
     let mut provided = FieldSet::default();
     for field in FIELDS {
@@ -475,7 +485,11 @@ pub fn validate_new(object: &Map<String, Value>) -> Result<ProductDraft, Vec<Fie
 /// `null` (or a blank string) clears `description`, `supplier_id` and
 /// `category_id` and is refused for the required fields.
 pub fn validate_patch(object: &Map<String, Value>) -> Result<ProductPatch, Vec<FieldProblem>> {
-    let mut reader = Reader::default();
+    let (object, seed_problems) = seed_names::product_fields(object, true);
+    let object = object.as_ref();
+    let mut reader = Reader {
+        problems: seed_problems,
+    };
     reader.unknown_fields(object);
     let mut patch = ProductPatch::default();
     for field in FIELDS {
@@ -550,6 +564,16 @@ fn values_tuple(row: usize) -> String {
     )
 }
 
+/// A nullable integer parameter, read back with `CAST($n AS BIGINT)`: the
+/// number is bound as text, like a NULL. The host binds a JSON null as NULL
+/// *text*, and PostgreSQL keeps a statement's parameter types from its
+/// first run on a connection: a statement first run with a NULL and then
+/// with a number would send the number's binary form to a text parameter
+/// ("invalid byte sequence"). Text either way keeps one type.
+pub fn nullable_integer<T: Into<i64>>(value: Option<T>) -> Value {
+    value.map_or(Value::Null, |value| Value::from(value.into().to_string()))
+}
+
 fn draft_params(draft: &ProductDraft, now: &str, params: &mut Vec<Value>) {
     params.extend([
         Value::from(draft.sku.as_str()),
@@ -560,8 +584,8 @@ fn draft_params(draft: &ProductDraft, now: &str, params: &mut Vec<Value>) {
             .map_or(Value::Null, Value::from),
         Value::from(draft.price_cents),
         Value::from(draft.stock),
-        draft.supplier_id.map_or(Value::Null, Value::from),
-        draft.category_id.map_or(Value::Null, Value::from),
+        nullable_integer(draft.supplier_id),
+        nullable_integer(draft.category_id),
         Value::from(draft.status.as_str()),
         Value::from(Value::from(draft.images.clone()).to_string()),
         Value::from(Value::Object(draft.attributes.clone()).to_string()),
@@ -727,6 +751,13 @@ pub struct NewProduct {
     images: Option<Vec<String>>,
     #[schema(value_type = Option<Object>)]
     attributes: Option<Map<String, Value>>,
+    /// Seed 003's name for `category_id` (both only with the same value).
+    #[serde(rename = "categoryId")]
+    #[schema(minimum = 1)]
+    category_id_seed: Option<i64>,
+    /// Seed 003: `true` is status `active`, `false` is `inactive`.
+    #[serde(rename = "isActive")]
+    is_active_seed: Option<bool>,
 }
 
 /// A partial update, as `PUT /{id}` takes it: only the fields given
@@ -754,6 +785,16 @@ pub struct ProductChanges {
     images: Option<Vec<String>>,
     #[schema(value_type = Option<Object>)]
     attributes: Option<Map<String, Value>>,
+    /// Seed 003's name for `category_id` (both only with the same value).
+    #[serde(rename = "categoryId")]
+    #[schema(minimum = 1)]
+    category_id_seed: Option<i64>,
+    /// Seed 003: `true` is status `active`, `false` is `inactive`.
+    #[serde(rename = "isActive")]
+    is_active_seed: Option<bool>,
+    /// Seed 003: `true` removes the category (as `category_id: null`).
+    #[serde(rename = "clearCategory")]
+    clear_category: Option<bool>,
 }
 
 #[cfg(test)]

@@ -3,6 +3,9 @@
 //!
 //! - `POST /imports` (or the seed's `POST /imports/create`),
 //!   `products:import`: `multipart/form-data` with `supplier_id` and `file`.
+//!   `POST /imports/create` also takes JSON with `supplier_id` and
+//!   `file_url` (and maybe `scheduled_at`): a file fetched when the job
+//!   runs, see [`crate::url_imports`].
 //!   The file is decoded with the supplier's encoding, its header checked
 //!   against the supplier's mapping and its rows counted while the client
 //!   waits (a file that cannot be read is a 422 now, not a failed job
@@ -88,7 +91,9 @@ use crate::{
     csv_source::{self, ImportConfig, Plan},
     fields,
     price_changes::PriceChange,
-    suppliers, Id, Products, IMPORT, READ,
+    suppliers,
+    url_imports::{self, ImportSource, UrlImport, UrlImportBody},
+    Id, Products, IMPORT, READ,
 };
 
 /// The job that runs started imports.
@@ -122,7 +127,7 @@ const LOGS_PER_STATEMENT: usize = 500;
 const JOB_COLUMNS: &str = "i.id, i.supplier_id, s.name AS supplier_name, i.filename, i.status, \
      i.file_bytes, i.rows_total, i.rows_processed, i.rows_imported, i.rows_skipped, \
      i.rows_failed, i.error, i.created_by, i.created_at, i.started_at, i.finished_at, \
-     i.heartbeat_at, i.updated_at";
+     i.heartbeat_at, i.updated_at, i.source_url, i.scheduled_at";
 
 const JOB_FROM: &str = "products_imports i JOIN products_suppliers s ON s.id = i.supplier_id";
 
@@ -141,7 +146,13 @@ pub fn declare(manifest: Manifest) -> Manifest {
             &migration("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER"),
             &migration("BIGSERIAL PRIMARY KEY", "BIGINT"),
         )
+        .migration(12, "imports from a URL", URL_MIGRATION, URL_MIGRATION)
 }
+
+/// Migration 12: where a URL import's file is, and when it starts by
+/// itself (see [`crate::url_imports`]); the same SQL on both databases.
+const URL_MIGRATION: &str = "ALTER TABLE products_imports ADD COLUMN source_url TEXT;
+    ALTER TABLE products_imports ADD COLUMN scheduled_at TEXT";
 
 fn migration(key: &str, integer: &str) -> String {
     format!(
@@ -214,9 +225,14 @@ pub fn routes(router: Router<Products>) -> Router<Products> {
         .doc(upload_form)
         .blocking()
         .max_body(MAX_UPLOAD_BYTES)
-        .post("/imports/create", Access::Requires(IMPORT), upload)
-        .summary("Upload a supplier CSV file (the seed's path; same as POST /imports)")
-        .doc(upload_form)
+        .post("/imports/create", Access::Requires(IMPORT), create)
+        .summary(
+            "Create an import of the CSV file at file_url, fetched when it runs, started at \
+             scheduled_at if given (the seed's path; a multipart upload works too)",
+        )
+        .doc(|op| {
+            op.request_body::<UrlImportBody>();
+        })
         .blocking()
         .max_body(MAX_UPLOAD_BYTES)
         .get("/imports/jobs", Access::Requires(READ), list)
@@ -282,6 +298,10 @@ pub struct Job {
     pub heartbeat_at: Option<String>,
     /// RFC 3339, UTC.
     pub updated_at: String,
+    /// Where the file is fetched from (URL imports; null for uploads).
+    pub source_url: Option<String>,
+    /// When it starts by itself (URL imports with a schedule).
+    pub scheduled_at: Option<String>,
 }
 
 impl Job {
@@ -406,7 +426,8 @@ fn log_statement(import: i64, entries: &[(&str, Option<u64>, String)], now: &str
     let mut tuples = Vec::with_capacity(entries.len());
     for (level, line, message) in entries {
         let n = params.len();
-        // The cast: a NULL parameter is NULL text to PostgreSQL.
+        // The cast: the line is bound as text, NULL or not (see
+        // `fields::nullable_integer`).
         tuples.push(format!(
             "(${}, ${}, CAST(${} AS BIGINT), ${}, ${})",
             n + 1,
@@ -415,6 +436,7 @@ fn log_statement(import: i64, entries: &[(&str, Option<u64>, String)], now: &str
             n + 4,
             n + 5
         ));
+        let line = fields::nullable_integer(line.and_then(|line| i64::try_from(line).ok()));
         params.extend(params![import, level, line, message, now]);
     }
     Statement {
@@ -489,6 +511,10 @@ struct Beat {
 /// for; if it moved, its run is alive and owns it. This holds the hook
 /// (off the request path) for at most about [`STALE_AFTER_SECS`].
 pub fn resume_after_load(products: &Products) -> Result<(), HostError> {
+    // A scheduled import needs a run to wait for it (url_imports).
+    if url_imports::next_scheduled(products)?.is_some() {
+        products.host.run_job(JOB)?;
+    }
     let sql = "SELECT id, claim, heartbeat_at FROM products_imports WHERE status = 'running'";
     let mut watched: Option<HashMap<i64, Option<String>>> = None;
     loop {
@@ -529,6 +555,100 @@ pub fn resume_after_load(products: &Products) -> Result<(), HostError> {
     }
 }
 
+fn create(
+    products: &Products,
+    caller: Option<Caller>,
+    source: ImportSource,
+) -> Result<Created<Job>, Response> {
+    match source {
+        ImportSource::File(form) => upload(products, caller, form),
+        ImportSource::Url(body) => create_from_url(products, caller, &body),
+    }
+}
+
+/// The supplier of a new import: it must exist (else a 422 naming
+/// `supplier_id`) and be active.
+fn import_supplier(products: &Products, supplier_id: i64) -> Result<ImportConfig, Response> {
+    let supplier = match suppliers::find(products, supplier_id) {
+        Ok(supplier) => supplier,
+        Err(response) if response.status == 404 => {
+            return Err(Response::invalid(
+                "supplier_id",
+                &format!("no supplier {supplier_id}"),
+            ))
+        }
+        Err(response) => return Err(response),
+    };
+    if supplier.status != "active" {
+        return Err(Response::invalid(
+            "supplier_id",
+            &format!("supplier {supplier_id} is inactive"),
+        ));
+    }
+    Ok(supplier.import_config)
+}
+
+/// `POST /imports/create` with JSON: a pending job without its file,
+/// fetched when it runs (see [`crate::url_imports`]).
+fn create_from_url(
+    products: &Products,
+    caller: Option<Caller>,
+    body: &serde_json::Map<String, Value>,
+) -> Result<Created<Job>, Response> {
+    let request = UrlImport::parse(body)
+        .map_err(|problems| crate::catalogue::problems_response(&problems))?;
+    let config = import_supplier(products, request.supplier_id)?;
+    let now = now();
+    let upload_token = token("url");
+    let created_by = caller.map(|caller| caller.user_id);
+    let note = match &request.scheduled_at {
+        Some(at) => format!(
+            "Import from {} created: fetched when it starts, scheduled at {at}",
+            request.url
+        ),
+        None => format!(
+            "Import from {} created: fetched when it is started",
+            request.url
+        ),
+    };
+    let results = products.host.transaction(vec![
+        Statement::new(
+            "INSERT INTO products_imports (supplier_id, filename, status, config, file_bytes, rows_total, upload_token, created_by, created_at, updated_at, source_url, scheduled_at)
+             VALUES ($1, $2, 'pending', $3, 0, 0, $4, CAST($5 AS BIGINT), $6, $6, $7, $8)",
+            params![
+                request.supplier_id,
+                request.filename(),
+                config.to_json().to_string(),
+                upload_token,
+                fields::nullable_integer(created_by),
+                now,
+                request.url,
+                request.scheduled_at
+            ],
+        ),
+        Statement::new(
+            "INSERT INTO products_import_logs (import_id, level, line, message, created_at)
+             SELECT id, 'info', CAST(NULL AS BIGINT), $2, $3 FROM products_imports WHERE upload_token = $1",
+            params![upload_token, note, now],
+        ),
+        Statement::new(
+            "SELECT id FROM products_imports WHERE upload_token = $1",
+            params![upload_token],
+        ),
+    ])?;
+    let created: Vec<Returned> = rows_as(results.last().map_or(&[][..], Vec::as_slice))?;
+    let id = created
+        .first()
+        .map(|row| row.id)
+        .ok_or_else(|| Response::plugin_error("the new import has no id"))?;
+    if request.scheduled_at.is_some() {
+        // A run waits for it (or starts it now if it is due).
+        products.wake.notify();
+        ask_for_run(products, "cannot ask for a run for a scheduled import");
+    }
+    Ok(Created(find_job(products, id)?))
+}
+
 fn upload(
     products: &Products,
     caller: Option<Caller>,
@@ -552,23 +672,7 @@ fn upload(
     if file.bytes.is_empty() {
         return Err(Response::invalid("file", "the file is empty"));
     }
-    let supplier = match suppliers::find(products, supplier_id) {
-        Ok(supplier) => supplier,
-        Err(response) if response.status == 404 => {
-            return Err(Response::invalid(
-                "supplier_id",
-                &format!("no supplier {supplier_id}"),
-            ))
-        }
-        Err(response) => return Err(response),
-    };
-    if supplier.status != "active" {
-        return Err(Response::invalid(
-            "supplier_id",
-            &format!("supplier {supplier_id} is inactive"),
-        ));
-    }
-    let config = supplier.import_config;
+    let config = import_supplier(products, supplier_id)?;
     let text = csv_source::decode(&file.bytes, config.encoding)
         .map_err(|message| Response::invalid("file", &message))?;
     let plan = Plan::new(&text, &config).map_err(|message| Response::invalid("file", &message))?;
@@ -610,7 +714,7 @@ fn upload(
                 file.bytes.len(),
                 rows,
                 upload_token,
-                created_by,
+                fields::nullable_integer(created_by),
                 now
             ],
         ),
@@ -668,7 +772,10 @@ fn start(products: &Products, Id(id): Id) -> Result<Response, Response> {
         ),
         Statement::new(
             "INSERT INTO products_import_logs (import_id, level, line, message, created_at)
-             SELECT id, 'info', CAST(NULL AS BIGINT), 'Import started: ' || CAST(rows_total AS TEXT) || ' products to process', $2
+             SELECT id, 'info', CAST(NULL AS BIGINT),
+                    CASE WHEN source_url IS NULL
+                         THEN 'Import started: ' || CAST(rows_total AS TEXT) || ' products to process'
+                         ELSE 'Import started: fetching ' || source_url END, $2
              FROM products_imports WHERE id = $1 AND status = 'running' AND started_at = $2",
             params![id, now],
         ),
@@ -682,6 +789,8 @@ fn start(products: &Products, Id(id): Id) -> Result<Response, Response> {
         )));
     };
     products.announce("import.started", started);
+    // A run waiting for a scheduled import takes this one first.
+    products.wake.notify();
     // If the run cannot be asked for now, the job is running with an
     // old-enough heartbeat soon: reading it asks again (see resume_stale).
     ask_for_run(products, "cannot ask for the import run now");
@@ -873,6 +982,9 @@ struct Claimed {
     skipped: i64,
     #[serde(rename = "rows_failed")]
     failed: i64,
+    /// Where the file is fetched from (URL imports).
+    #[serde(default)]
+    source_url: Option<String>,
 }
 
 /// Why a run stopped working on a job.
@@ -896,12 +1008,25 @@ impl From<HostError> for Stop {
 /// ones, until none is left to claim.
 pub fn run_pending(products: &Products) -> Result<(), HostError> {
     let claim = token("run");
-    while let Some(job) = claim_next(products, &claim)? {
+    let began = std::time::Instant::now();
+    loop {
+        let mark = products.wake.mark();
+        url_imports::start_due(products)?;
+        run_claimable(products, &claim)?;
+        if !url_imports::wait_for_schedule(products, began, mark)? {
+            return Ok(());
+        }
+    }
+}
+
+/// Runs every job this run can claim.
+fn run_claimable(products: &Products, claim: &str) -> Result<(), HostError> {
+    while let Some(job) = claim_next(products, claim)? {
         let id = job.id;
         let supplier_id = job.supplier_id;
-        match run_one(products, job, &claim) {
+        match run_one(products, job, claim) {
             Ok(()) | Err(Stop::LostClaim) => {}
-            Err(Stop::Failed(error)) => fail(products, id, supplier_id, &claim, &error)?,
+            Err(Stop::Failed(error)) => fail(products, id, supplier_id, claim, &error)?,
             Err(Stop::Storage(error)) => {
                 products.host.log(
                     Level::Error,
@@ -909,7 +1034,7 @@ pub fn run_pending(products: &Products) -> Result<(), HostError> {
                     json!({"import": id, "error": error.to_string()}),
                 );
                 let reason = "storage failed; the server log has the details";
-                fail(products, id, supplier_id, &claim, reason)?;
+                fail(products, id, supplier_id, claim, reason)?;
             }
         }
     }
@@ -924,7 +1049,7 @@ fn claim_next(products: &Products, claim: &str) -> Result<Option<Claimed>, HostE
                      WHERE status = 'running' AND (claim IS NULL OR heartbeat_at < $3)
                      ORDER BY id LIMIT 1)
            AND status = 'running' AND (claim IS NULL OR heartbeat_at < $3)
-         RETURNING id, supplier_id, config, rows_total, rows_processed, rows_imported, rows_skipped, rows_failed",
+         RETURNING id, supplier_id, config, rows_total, rows_processed, rows_imported, rows_skipped, rows_failed, source_url",
         params![claim, now(), stale_before],
     )
 }
@@ -936,15 +1061,17 @@ struct File {
 }
 
 fn run_one(products: &Products, mut job: Claimed, claim: &str) -> Result<(), Stop> {
-    let sql = "SELECT content FROM products_import_files WHERE import_id = $1";
-    let file: Option<File> = products.host.query_one_as(sql, params![job.id])?;
-    let content = file
-        .ok_or_else(|| Stop::Failed("the uploaded file is missing".into()))?
-        .content;
     let config = serde_json::from_str(&job.config)
         .ok()
         .and_then(|config| ImportConfig::from_json(&config).ok())
         .ok_or_else(|| Stop::Failed("the import's configuration is unreadable".into()))?;
+    let sql = "SELECT content FROM products_import_files WHERE import_id = $1";
+    let file: Option<File> = products.host.query_one_as(sql, params![job.id])?;
+    let content = match (file, job.source_url.clone()) {
+        (Some(file), _) => file.content,
+        (None, Some(url)) => store_fetched(products, &mut job, claim, &url, &config)?,
+        (None, None) => return Err(Stop::Failed("the uploaded file is missing".into())),
+    };
     let plan = Plan::new(&content, &config).map_err(Stop::Failed)?;
     let mut resumed = (job.processed > 0).then(|| {
         format!(
@@ -971,6 +1098,55 @@ fn run_one(products: &Products, mut job: Claimed, claim: &str) -> Result<(), Sto
         );
     }
     finish(products, &job, claim)
+}
+
+/// Fetches a URL import's file and stores it with its size and rows (in
+/// one transaction fenced by the claim), so the rows are counted and an
+/// interrupted run resumes on this very file; nothing is written if the
+/// file cannot be imported (see [`url_imports::fetch`]).
+fn store_fetched(
+    products: &Products,
+    job: &mut Claimed,
+    claim: &str,
+    url: &str,
+    config: &ImportConfig,
+) -> Result<String, Stop> {
+    let fetched = url_imports::fetch(products, url, config).map_err(Stop::Failed)?;
+    let now = now();
+    let rows = i64::try_from(fetched.rows).unwrap_or(i64::MAX);
+    let stored = products.host.transaction(vec![
+        Statement::new(
+            "UPDATE products_imports SET file_bytes = $2, rows_total = $3, heartbeat_at = $4, updated_at = $4,
+                 fence = CASE WHEN claim = $5 AND rows_processed = 0 THEN 1 ELSE NULL END
+             WHERE id = $1",
+            params![job.id, fetched.bytes, rows, now, claim],
+        ),
+        Statement::new(
+            "INSERT INTO products_import_files (import_id, content) VALUES ($1, $2)",
+            params![job.id, fetched.text],
+        ),
+        log_statement(
+            job.id,
+            &[(
+                "info",
+                None,
+                format!(
+                    "Fetched {url}: {} bytes, {} products to process",
+                    fetched.bytes, fetched.rows
+                ),
+            )],
+            &now,
+        ),
+    ]);
+    if let Err(error) = stored {
+        return if still_ours(products, job, claim)? {
+            Err(Stop::from(error))
+        } else {
+            Err(Stop::LostClaim)
+        };
+    }
+    job.rows_total = rows;
+    Ok(fetched.text)
 }
 
 /// Validates a batch's rows and checks them against the stored products:

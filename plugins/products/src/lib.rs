@@ -7,8 +7,11 @@
 //! - suppliers and their import configuration (`/suppliers`, see
 //!   [`suppliers`]);
 //! - CSV imports run by the plugin's `import` job (`/imports`, see
-//!   [`imports`]);
-//! - the dashboard (`/analytics/dashboard`, see [`analytics`]).
+//!   [`imports`]), uploaded or fetched from a URL, maybe at a scheduled
+//!   time (see [`url_imports`]);
+//! - the dashboard (`/analytics/dashboard`, see [`analytics`]);
+//! - seed 003's camelCase names (`minPrice`, `categoryId`, `isActive`,
+//!   `clearCategory`...) next to the API's own (see [`seed_names`]).
 //!
 //! Events: `products.created`, `products.updated`, `products.deleted`,
 //! `products.bulk` and `products.import.*`; the ones that change prices
@@ -35,7 +38,9 @@ pub mod imports;
 pub mod money;
 pub mod price_changes;
 pub mod search;
+pub mod seed_names;
 pub mod suppliers;
+pub mod url_imports;
 
 use std::{
     marker::PhantomData,
@@ -61,6 +66,8 @@ pub struct Products {
     /// Set by `shutdown`, so the start hook stops waiting for an
     /// interrupted import (see [`imports::resume_after_load`]).
     pub stopping: AtomicBool,
+    /// Wakes a run waiting for a scheduled import (see [`url_imports`]).
+    pub wake: url_imports::Wake,
 }
 
 impl Products {
@@ -121,11 +128,13 @@ impl Plugin for Products {
         Ok(Self {
             host,
             stopping: AtomicBool::new(false),
+            wake: url_imports::Wake::default(),
         })
     }
 
     fn shutdown(&self) {
         self.stopping.store(true, Ordering::Relaxed);
+        self.wake.notify();
     }
 }
 
