@@ -230,7 +230,7 @@ mod tests {
         assert_eq!(sku, "0042");
         let bad = Path::<i64>::from_request(&mut request(&[("id", "7x")], &[])).expect_err("bad");
         assert_eq!(bad.status, 422);
-        assert!(String::from_utf8_lossy(&bad.body).contains("\"field\":\"id\""));
+        assert!(String::from_utf8_lossy(&bad.body_bytes()).contains("\"field\":\"id\""));
         #[derive(Deserialize)]
         struct Pair {
             product: i64,
@@ -260,7 +260,7 @@ mod tests {
         let bad = Query::<Filters>::from_request(&mut request(&[], &[("min", "cheap")]))
             .expect_err("bad");
         assert_eq!(bad.status, 422);
-        let body = String::from_utf8_lossy(&bad.body).to_string();
+        let body = String::from_utf8_lossy(&bad.body_bytes()).to_string();
         assert!(body.contains("min"), "{body}");
         #[derive(Debug, Deserialize, ToSchema)]
         #[serde(deny_unknown_fields)]
@@ -270,7 +270,7 @@ mod tests {
         }
         let unknown = Query::<Strict>::from_request(&mut request(&[], &[("sort", "x")]))
             .expect_err("unknown");
-        assert!(String::from_utf8_lossy(&unknown.body).contains("sort"));
+        assert!(String::from_utf8_lossy(&unknown.body_bytes()).contains("sort"));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use xcore_plugin_sdk::{
 };
 
 fn body(response: &xcore_plugin_sdk::Response) -> Value {
-    serde_json::from_slice(&response.body).expect("json")
+    serde_json::from_slice(&response.body_bytes()).expect("json")
 }
 
 #[test]

@@ -92,16 +92,9 @@ impl SeedQuery {
         if self.renamed.is_empty() {
             return response;
         }
-        if let Ok(mut body) = serde_json::from_slice::<Value>(&response.body) {
-            if let Some(details) = body["error"]["details"].as_array_mut() {
-                for detail in details {
-                    if let Some(field) = detail["field"].as_str() {
-                        detail["field"] = json!(self.spelling(field));
-                    }
-                }
-            }
-            if let Ok(bytes) = serde_json::to_vec(&body) {
-                response.body = bytes;
+        if let Some(error) = response.error.as_mut() {
+            for detail in &mut error.details {
+                detail.field = self.spelling(&detail.field).to_string();
             }
         }
         response
