@@ -332,6 +332,48 @@ async fn a_unique_violation_is_a_409_naming_the_column_without_sql() {
     server.stop().await;
 }
 
+/// Seed clients' filters are never silently ignored on plugin lists either:
+/// a list route (one that pages through the SDK's `Window`) answers 422
+/// naming every query parameter its extractors do not document.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_list_refuses_a_query_parameter_it_does_not_know() {
+    let dir = tempfile::tempdir().expect("dir");
+    deploy(&testbed_variant(""), dir.path(), "libxcore_plugin_hello.so");
+    let server = start_with_plugins(dir.path(), |_| {}).await;
+    let admin = server.admin_token().await;
+    let listed = server
+        .as_(&admin)
+        .get("/api/v1/hello/greetings?limit=5&page=1&page_size=5")
+        .expect(StatusCode::OK)
+        .await;
+    assert_eq!(listed["page_size"], 5, "{listed}");
+    for (query, unknown) in [
+        ("colour=red", vec!["colour"]),
+        ("limit=5&Limit=6", vec!["Limit"]),
+        ("search=x&sortBy=id", vec!["search", "sortBy"]),
+    ] {
+        let body = server
+            .as_(&admin)
+            .get(&format!("/api/v1/hello/greetings?{query}"))
+            .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
+            .await;
+        let fields: Vec<&str> = body["error"]["details"]
+            .as_array()
+            .expect("details")
+            .iter()
+            .filter_map(|detail| detail["field"].as_str())
+            .collect();
+        assert_eq!(fields, unknown, "{query}: {body}");
+        assert!(
+            body["error"]["details"][0]["message"]
+                .as_str()
+                .is_some_and(|message| message.contains("skip, limit")),
+            "the known names are listed: {body}"
+        );
+    }
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scaffolded_out_of_tree_plugin_builds_on_its_own_and_serves() {
     let scratch = tempfile::tempdir().expect("scratch");

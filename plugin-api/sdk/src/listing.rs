@@ -100,6 +100,9 @@ impl<S: SortColumns> FromRequest for Sort<S> {
             json!({"name": "sort_order", "in": "query", "required": false,
             "schema": {"type": "string", "enum": ["asc", "desc"]}}),
         );
+        operation.add_parameter(json!({"name": "order", "in": "query", "required": false,
+            "description": "Seed spelling of `sort_order`",
+            "schema": {"type": "string", "enum": ["asc", "desc"]}}));
     }
 }
 

@@ -19,6 +19,9 @@ use utoipa::{
 /// What one route's handler documents.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Operation {
+    /// An extractor of the route checks the query's parameter names itself
+    /// (see [`Operation::checks_query_names`]).
+    own_query_check: bool,
     summary: Option<String>,
     request_body: Option<Value>,
     parameters: Vec<Value>,
@@ -88,6 +91,27 @@ impl Operation {
             }
             self.add_parameter(parameter);
         }
+    }
+
+    /// Says that an extractor of this route refuses unknown query
+    /// parameters itself (with its own messages): the router's check for
+    /// list routes then stands aside.
+    pub fn checks_query_names(&mut self) {
+        self.own_query_check = true;
+    }
+
+    /// Whether an extractor said [`Operation::checks_query_names`].
+    pub fn has_own_query_check(&self) -> bool {
+        self.own_query_check
+    }
+
+    /// The names of the query parameters documented so far.
+    pub fn query_parameter_names(&self) -> Vec<String> {
+        self.parameters
+            .iter()
+            .filter(|parameter| parameter["in"] == "query")
+            .filter_map(|parameter| parameter["name"].as_str().map(str::to_string))
+            .collect()
     }
 
     /// A parameter object; a later one with the same name and place wins.

@@ -150,6 +150,50 @@ struct Route<P> {
     spec: RouteSpec,
     handler: BoxedHandler<P>,
     operation: Operation,
+    /// For a list route (one that takes the [`Window`](crate::listing::Window)
+    /// extractor, which documents `skip`): every
+    /// query parameter its extractors document. Any other is a 422 naming
+    /// it, so a misspelt filter is never silently ignored.
+    known_query: Option<Vec<String>>,
+}
+
+/// The query parameters a list route accepts (see `Route::known_query`);
+/// `None` for other routes.
+fn known_query_of(operation: &Operation) -> Option<Vec<String>> {
+    if operation.has_own_query_check() {
+        return None;
+    }
+    let documented = operation.query_parameter_names();
+    documented
+        .iter()
+        .any(|name| name == "skip")
+        .then_some(documented)
+}
+
+/// The 422 for the query parameters of `request` that a list route does
+/// not know, if any.
+fn unknown_query(known: &[String], request: &Request) -> Option<Response> {
+    let unknown: Vec<(&str, String)> = request
+        .head
+        .query
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .filter(|name| !known.iter().any(|known| known == name))
+        .map(|name| {
+            (
+                name,
+                format!("unknown query parameter; known: {}", known.join(", ")),
+            )
+        })
+        .collect();
+    if unknown.is_empty() {
+        return None;
+    }
+    let details: Vec<(&str, &str)> = unknown
+        .iter()
+        .map(|(name, message)| (*name, message.as_str()))
+        .collect();
+    Some(Response::validation(&details))
 }
 
 /// Routes, jobs and event subscriptions, each declared once with its
@@ -197,6 +241,7 @@ impl<P: 'static> Router<P> {
         };
         let mut operation = Operation::default();
         H::document(&mut operation);
+        let known_query = known_query_of(&operation);
         // A later declaration of the same method and path replaces the
         // earlier one.
         self.routes.retain(|existing| {
@@ -206,6 +251,7 @@ impl<P: 'static> Router<P> {
             spec,
             handler: Box::new(move |plugin, request| handler.call(plugin, request)),
             operation,
+            known_query,
         });
         self
     }
@@ -240,6 +286,8 @@ impl<P: 'static> Router<P> {
     pub fn doc(mut self, describe: impl FnOnce(&mut Operation)) -> Self {
         if let Some(route) = self.routes.last_mut() {
             describe(&mut route.operation);
+            // A parameter documented here is one the route reads.
+            route.known_query = known_query_of(&route.operation);
         }
         self
     }
@@ -371,7 +419,13 @@ impl<P: 'static> Router<P> {
         // Otherwise a scan: a plugin has a handful of routes, and a scan
         // beats hashing or building an owned key.
         match hinted.or_else(|| self.routes.iter().find(matches)) {
-            Some(route) => (route.handler)(plugin, request),
+            Some(route) => {
+                let refused = route
+                    .known_query
+                    .as_deref()
+                    .and_then(|known| unknown_query(known, &request));
+                refused.unwrap_or_else(|| (route.handler)(plugin, request))
+            }
             None => Response::not_found(&format!("no route {} {}", head.method, head.route)),
         }
     }
@@ -811,6 +865,39 @@ mod handler_forms {
 
     fn json_window(window: Window, body: Value) -> Value {
         serde_json::json!({"limit": window.limit, "body": body})
+    }
+
+    #[test]
+    fn a_list_route_refuses_query_parameters_it_does_not_document() {
+        let router = Router::<Shop>::new()
+            .get("/list", Access::Public, |_: &Shop, window: Window| {
+                Json(json_window(window, Value::Null))
+            })
+            .get("/whole", Access::Public, whole);
+        let get = |route: &str, query: &[(&str, &str)]| {
+            let mut request = Request::default();
+            request.head.method = "GET".into();
+            request.head.route = route.into();
+            request.head.query = query
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect();
+            router.dispatch(&Shop, request)
+        };
+        assert_eq!(get("/list", &[("limit", "5"), ("page", "2")]).status, 200);
+        let refused = get("/list", &[("limit", "5"), ("colour", "red"), ("sort", "x")]);
+        assert_eq!(refused.status, 422);
+        let fields: Vec<&str> = refused
+            .error
+            .as_ref()
+            .expect("structured")
+            .details
+            .iter()
+            .map(|detail| detail.field.as_str())
+            .collect();
+        assert_eq!(fields, ["colour", "sort"]);
+        // A route that does not page reads what it wants.
+        assert_eq!(get("/whole", &[("anything", "1")]).status, 200);
     }
 
     #[test]

@@ -162,6 +162,8 @@ impl FromRequest for SeedQuery {
     }
 
     fn document(operation: &mut Operation) {
+        // Unknown names get this extractor's own 422 (with the seed names).
+        operation.checks_query_names();
         for (seed, api, schema) in [
             (
                 "name",
