@@ -9,7 +9,7 @@
 //!   subscriptions and the OpenAPI document.
 //! - [`router`]: the [`Plugin`] trait and the [`Router`]: routes, jobs and
 //!   event listeners declared once, with their handlers.
-//! - [`extract`]: what handlers take ([`Json`], [`Path`], [`Query`],
+//! - [`extract`]: what handlers take ([`Json`], [`Path`], [`Id`], [`Query`],
 //!   [`Caller`], [`listing::Window`], [`listing::Sort`],
 //!   [`multipart::Multipart`], ...); [`respond`]: what they return.
 //! - [`host`]: the host's services (typed SQL, events, outbound HTTP,
@@ -138,7 +138,7 @@ pub mod router;
 pub mod testing;
 pub mod time;
 
-pub use extract::{Body, Headers, Json, Path, Query};
+pub use extract::{Body, Headers, Id, Json, Path, Query};
 pub use host::{
     CallResponse, Dialect, Executed, Host, HostError, HttpRequest, HttpResponse, Level, Row,
     Statement,
@@ -171,7 +171,7 @@ pub mod prelude {
         multipart::Multipart,
         now, params, utoipa,
         utoipa::ToSchema,
-        Access, Body, Caller, Created, Event, Executed, Headers, Host, HostError, HttpRequest,
+        Access, Body, Caller, Created, Event, Executed, Headers, Host, HostError, HttpRequest, Id,
         IntoResponse, Json, Level, ListBody, Manifest, NoContent, Path, Plugin, Query, Request,
         Response, Router,
     };
