@@ -17,6 +17,7 @@
 //! - [`http`]: requests, responses, the standard error and list bodies;
 //!   [`listing`]: paging and sorting; [`time`]: the one clock and format.
 //! - [`openapi`]: the document generated from the route table.
+//! - [`search`]: search-box text as FTS5 and `to_tsquery` query text.
 //! - [`testing`]: handlers unit-tested in-process against a fake host.
 //!
 //! No axum, sqlx or tokio here: a plugin is a plain library the host calls.
@@ -135,6 +136,7 @@ pub mod multipart;
 pub mod openapi;
 pub mod respond;
 pub mod router;
+pub mod search;
 pub mod testing;
 pub mod time;
 

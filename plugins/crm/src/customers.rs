@@ -453,7 +453,7 @@ impl Crm {
             if text.chars().count() > search::MAX_SEARCH_CHARS {
                 return Err(Response::invalid("search", "is too long"));
             }
-            let terms = search::terms(text);
+            let terms = xcore_plugin_sdk::search::terms(text);
             if !terms.is_empty() {
                 let (condition, query) =
                     search::condition(self.host.dialect()?, &terms, params.len() + 1);

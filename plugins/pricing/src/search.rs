@@ -18,7 +18,11 @@
 //!   store's second, ...), so no store fills a page.
 
 use serde::{Deserialize, Serialize};
-use xcore_plugin_sdk::{prelude::*, Dialect};
+use xcore_plugin_sdk::{
+    prelude::*,
+    search::{fts5_word, tsquery_word},
+    Dialect,
+};
 
 use crate::{money, offers::flag, text, Pricing};
 
@@ -375,7 +379,7 @@ pub fn fts5_query(groups: &[Vec<String>]) -> String {
             let quoted: Vec<String> = group
                 .iter()
                 .map(|w| {
-                    let q = format!("\"{}\"", w.replace('"', "\"\""));
+                    let q = fts5_word(w);
                     if index == last && group.len() == 1 {
                         q + "*"
                     } else {
@@ -403,7 +407,7 @@ pub fn tsquery(groups: &[Vec<String>]) -> String {
             let quoted: Vec<String> = group
                 .iter()
                 .map(|w| {
-                    let q = format!("'{}'", w.replace('\'', "''").replace('\\', "\\\\"));
+                    let q = tsquery_word(w);
                     if index == last && group.len() == 1 {
                         q + ":*"
                     } else {
