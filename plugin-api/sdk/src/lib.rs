@@ -17,6 +17,7 @@
 //! - [`http`]: requests, responses, the standard error and list bodies;
 //!   [`listing`]: paging and sorting; [`time`]: the one clock and format.
 //! - [`openapi`]: the document generated from the route table.
+//! - [`money`]: exact amounts in hundredths from decimal text.
 //! - [`search`]: search-box text as FTS5 and `to_tsquery` query text.
 //! - [`testing`]: handlers unit-tested in-process against a fake host.
 //!
@@ -132,6 +133,7 @@ pub mod host;
 pub mod http;
 pub mod listing;
 pub mod manifest;
+pub mod money;
 pub mod multipart;
 pub mod openapi;
 pub mod respond;
