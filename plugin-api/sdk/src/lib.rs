@@ -15,7 +15,8 @@
 //! - [`host`]: the host's services (typed SQL, events, outbound HTTP,
 //!   calls to other plugins, jobs now) and the typed [`HostError`].
 //! - [`http`]: requests, responses, the standard error and list bodies;
-//!   [`listing`]: paging and sorting; [`time`]: the one clock and format.
+//!   [`listing`]: paging and sorting; [`time`]: the one clock and format;
+//!   [`keyset`]: an export of any size as a streamed body.
 //! - [`openapi`]: the document generated from the route table.
 //! - [`money`]: exact amounts in hundredths from decimal text.
 //! - [`search`]: search-box text as FTS5 and `to_tsquery` query text.
@@ -131,6 +132,7 @@
 pub mod extract;
 pub mod host;
 pub mod http;
+pub mod keyset;
 pub mod listing;
 pub mod manifest;
 pub mod money;

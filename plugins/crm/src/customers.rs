@@ -19,7 +19,7 @@
 //! customer's email is a 409 naming it and its holder.
 
 use serde::{Deserialize, Deserializer, Serialize};
-use xcore_plugin_sdk::{prelude::*, Dialect, Row, Statement};
+use xcore_plugin_sdk::{keyset, prelude::*, Dialect, Row, Statement};
 
 use crate::{
     activities::Activity, invalid, missing, nullable_id, opportunities::Opportunity, search, Crm,
@@ -627,38 +627,30 @@ impl Crm {
         Query(filters): Query<CustomerFilters>,
     ) -> Result<Response, Response> {
         let (conditions, params) = self.customer_conditions(&filters, &caller)?;
-        let keyset = if conditions.is_empty() {
+        let key_joint = if conditions.is_empty() {
             "WHERE"
         } else {
             "AND"
         };
         let after = params.len() + 1;
         let sql = format!(
-            "SELECT {COLUMNS} FROM crm_customers c {conditions} {keyset} c.id > ${after} \
+            "SELECT {COLUMNS} FROM crm_customers c {conditions} {key_joint} c.id > ${after} \
              ORDER BY c.id LIMIT {EXPORT_BATCH}"
         );
         // Streamed: one keyset batch per chunk, so memory stays at one
-        // batch whatever the number of customers. The first batch is read
-        // here, so a failing query is still an error status, not a cut.
+        // batch whatever the number of customers.
         let mut export = CustomerExport {
             host: self.host.clone(),
             sql,
             params,
-            last: Some(0),
             header: true,
         };
-        let first = export.batch(0).map_err(|error| csv_error(&error))?;
-        let mut response = match export.last {
-            Some(_) => Response::stream(200, "text/csv; charset=utf-8", export),
-            None => {
-                let mut whole = Response::empty(200);
-                whole
-                    .headers
-                    .push(("content-type".into(), "text/csv; charset=utf-8".into()));
-                whole
-            }
-        };
-        response.body = first;
+        let mut response = keyset::stream(
+            "text/csv; charset=utf-8",
+            move |last| export.batch(last),
+            |error| error,
+        )
+        .map_err(csv_error)?;
         response.headers.push((
             "content-disposition".into(),
             "attachment; filename=\"customers.csv\"".into(),
@@ -667,14 +659,12 @@ impl Crm {
     }
 }
 
-/// The CSV export of customers as a stream: the header, then one chunk per
-/// batch of [`EXPORT_BATCH`] rows after the last id sent.
+/// The CSV export of customers: the header, then one chunk per batch of
+/// [`EXPORT_BATCH`] rows after the last id sent.
 struct CustomerExport {
     host: Host,
     sql: String,
     params: Vec<Value>,
-    /// The last id sent; `None` once the last batch is out.
-    last: Option<i64>,
     header: bool,
 }
 
@@ -694,7 +684,8 @@ impl CustomerExport {
         "updated_at",
     ];
 
-    fn batch(&mut self, last: i64) -> Result<Vec<u8>, String> {
+    /// The rows after id `last` as CSV, and the id to read after next.
+    fn batch(&mut self, last: i64) -> Result<keyset::Batch, String> {
         let mut writer = csv::Writer::from_writer(Vec::new());
         if std::mem::take(&mut self.header) {
             writer
@@ -726,26 +717,14 @@ impl CustomerExport {
                 ])
                 .map_err(|error| error.to_string())?;
         }
-        self.last = match batch.last() {
+        let next = match batch.last() {
             Some(customer) if batch.len() as i64 == EXPORT_BATCH => Some(customer.id),
             _ => None,
         };
-        writer
+        let chunk = writer
             .into_inner()
-            .map_err(|error| error.into_error().to_string())
-    }
-}
-
-impl Iterator for CustomerExport {
-    type Item = Result<Vec<u8>, String>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let last = self.last?;
-        let chunk = self.batch(last);
-        if chunk.is_err() {
-            self.last = None;
-        }
-        Some(chunk)
+            .map_err(|error| error.into_error().to_string())?;
+        Ok((chunk, next))
     }
 }
 
