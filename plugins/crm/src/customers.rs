@@ -267,6 +267,28 @@ pub fn tag(raw: &str) -> Result<String, String> {
     Ok(tag)
 }
 
+/// The parameters of a customer write, `$1` to `$12` (the fields, then
+/// `now`), and `$13` the customer's `id` for an update: one order for the
+/// insert and the update, so they cannot drift apart.
+fn written(valid: &ValidCustomer, now: &str, id: Option<i64>) -> Vec<Value> {
+    let mut params = params![
+        valid.kind,
+        valid.name,
+        valid.email,
+        valid.phone,
+        valid.other_emails,
+        valid.other_phones,
+        nullable_id(valid.company_id),
+        valid.address,
+        valid.tags,
+        nullable_id(valid.owner_id),
+        valid.notes,
+        now
+    ];
+    params.extend(id.map(Value::from));
+    params
+}
+
 /// Checks every field at once; the 422 lists each problem. Database
 /// checks (the company, the email's holder) come after, in the handler.
 pub fn validate(input: &CustomerInput) -> Result<ValidCustomer, Vec<(String, String)>> {
@@ -511,23 +533,7 @@ impl Crm {
         );
         let customer: Customer = self
             .host
-            .query_row_as(
-                &sql,
-                params![
-                    valid.kind,
-                    valid.name,
-                    valid.email,
-                    valid.phone,
-                    valid.other_emails,
-                    valid.other_phones,
-                    nullable_id(valid.company_id),
-                    valid.address,
-                    valid.tags,
-                    nullable_id(valid.owner_id),
-                    valid.notes,
-                    now
-                ],
-            )
+            .query_row_as(&sql, written(&valid, &now, None))
             .map_err(|error| self.write_error(error, valid.email.as_deref()))?;
         self.announce("customer.created", &customer);
         Ok(Created(customer))
@@ -574,24 +580,7 @@ impl Crm {
         );
         let customer: Customer = self
             .host
-            .query_row_as(
-                &sql,
-                params![
-                    valid.kind,
-                    valid.name,
-                    valid.email,
-                    valid.phone,
-                    valid.other_emails,
-                    valid.other_phones,
-                    nullable_id(valid.company_id),
-                    valid.address,
-                    valid.tags,
-                    nullable_id(valid.owner_id),
-                    valid.notes,
-                    now(),
-                    id
-                ],
-            )
+            .query_row_as(&sql, written(&valid, &now(), Some(id)))
             .map_err(|error| self.write_error(error, valid.email.as_deref()))?;
         Ok(Json(customer))
     }
