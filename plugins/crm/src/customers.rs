@@ -25,7 +25,7 @@ use crate::{
     activities::Activity, invalid, missing, nullable_id, opportunities::Opportunity, search, Crm,
     Id,
 };
-use crate::{dates, DELETE, READ, WRITE};
+use crate::{dates, patched, DELETE, READ, WRITE};
 
 /// A customer as the API shows it.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -559,16 +559,7 @@ impl Crm {
         Json(patch): Json<Value>,
     ) -> Result<Json<Customer>, Response> {
         let current = self.customer(id)?;
-        let Value::Object(patch) = patch else {
-            return Err(Response::invalid("body", "must be a JSON object"));
-        };
-        let mut merged = serde_json::to_value(&current)
-            .map_err(|error| Response::plugin_error(&error.to_string()))?;
-        for (field, value) in patch {
-            merged[field] = value;
-        }
-        let input: CustomerInput = serde_json::from_value(merged)
-            .map_err(|error| Response::invalid("body", &error.to_string()))?;
+        let input: CustomerInput = patched(&current, patch)?;
         let valid = validate(&input).map_err(|problems| invalid(&problems))?;
         self.company_exists(valid.company_id, id)?;
         self.email_free(valid.email.as_deref(), id)?;

@@ -34,7 +34,7 @@ pub mod opportunities;
 pub mod pipelines;
 pub mod search;
 
-use serde::{Deserialize, Deserializer};
+use serde::{de::DeserializeOwned, Deserialize, Deserializer, Serialize};
 use xcore_plugin_sdk::prelude::*;
 
 /// Permission to read customers, pipelines, opportunities, activities and
@@ -164,6 +164,22 @@ pub fn invalid(problems: &[(String, String)]) -> Response {
     Response::validation(&details)
 }
 
+/// A partial update: the fields of the `patch` object over `current`,
+/// read as the input `I` a create takes, so an update is checked exactly
+/// like a create. 422 when the patch is not an object or the merge does
+/// not read.
+pub fn patched<I: DeserializeOwned>(current: &impl Serialize, patch: Value) -> Result<I, Response> {
+    let Value::Object(patch) = patch else {
+        return Err(Response::invalid("body", "must be a JSON object"));
+    };
+    let mut merged = serde_json::to_value(current)
+        .map_err(|error| Response::plugin_error(&error.to_string()))?;
+    for (field, value) in patch {
+        merged[field] = value;
+    }
+    serde_json::from_value(merged).map_err(|error| Response::invalid("body", &error.to_string()))
+}
+
 /// The standard 404 for a missing `what`.
 pub fn missing(what: &str) -> Response {
     Response::not_found(&format!("no such {what}"))
@@ -179,7 +195,38 @@ fn id_list(ids: &[i64]) -> String {
 mod tests {
     use xcore_plugin_sdk::testing::assert_routes_documented;
 
-    use super::Crm;
+    use serde::{Deserialize, Serialize};
+    use serde_json::json;
+
+    use super::{patched, Crm};
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Input {
+        name: String,
+        notes: Option<String>,
+    }
+
+    /// A patch changes the fields it names and keeps the others; what is
+    /// not an object, or does not read as the input, is a 422.
+    #[test]
+    fn a_patch_is_merged_over_the_current_row() {
+        let current = Input {
+            name: "Acme".into(),
+            notes: Some("old".into()),
+        };
+        let input: Input = patched(&current, json!({"notes": null})).expect("merged");
+        assert_eq!(
+            input,
+            Input {
+                name: "Acme".into(),
+                notes: None
+            }
+        );
+        let not_object = patched::<Input>(&current, json!([1])).expect_err("array");
+        assert_eq!(not_object.status, 422);
+        let wrong = patched::<Input>(&current, json!({"name": 5})).expect_err("type");
+        assert_eq!(wrong.status, 422);
+    }
 
     /// Every served route is documented (summary, success, path
     /// parameters), and the plugin's jobs are declared.
