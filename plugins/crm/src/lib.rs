@@ -63,12 +63,8 @@ impl Crm {
     /// Publishes `crm.<topic>`; a failure is logged, not returned: the
     /// write it reports has already happened.
     pub fn announce<T: serde::Serialize>(&self, topic: &str, data: &T) {
-        if let Err(error) = self.host.publish(topic, data) {
-            self.host.warn(
-                "cannot publish a crm event",
-                json!({"topic": topic, "error": error.to_string()}),
-            );
-        }
+        self.host
+            .publish_or_warn(topic, data, "cannot publish a crm event");
     }
 }
 
