@@ -195,6 +195,43 @@ impl FromRequest for Request {
     }
 }
 
+/// The `{id}` of a route: a positive integer. Anything else is a 404 (not
+/// a 422): no resource can have that id, so the answer is the one a
+/// missing row gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Id(pub i64);
+
+impl Id {
+    /// Reads the `{id}` parameter, or the 404 `message` when it is not a
+    /// positive integer: for an extractor of its own that names what is
+    /// missing (`"no product has this id"`).
+    pub fn read(request: &Request, message: &str) -> Result<i64, Response> {
+        request
+            .param("id")
+            .and_then(|raw| raw.parse::<i64>().ok())
+            .filter(|id| *id > 0)
+            .ok_or_else(|| Response::not_found(message))
+    }
+
+    /// Documents the `{id}` path parameter as a positive 64-bit integer.
+    pub fn document_parameter(operation: &mut Operation) {
+        operation.add_parameter(serde_json::json!({
+            "name": "id", "in": "path", "required": true,
+            "schema": {"type": "integer", "format": "int64", "minimum": 1},
+        }));
+    }
+}
+
+impl FromRequest for Id {
+    fn from_request(request: &mut Request) -> Result<Self, Response> {
+        Id::read(request, "nothing has this id").map(Id)
+    }
+
+    fn document(operation: &mut Operation) {
+        Id::document_parameter(operation);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde::Deserialize;
@@ -284,6 +321,26 @@ mod tests {
         assert_eq!(
             Option::<Caller>::from_request(&mut request(&[], &[])).ok(),
             Some(None)
+        );
+    }
+
+    #[test]
+    fn id_is_a_positive_integer_and_anything_else_is_a_404() {
+        let Id(id) = Id::from_request(&mut request(&[("id", "42")], &[])).expect("id");
+        assert_eq!(id, 42);
+        for raw in ["0", "-3", "x", "1.5", "99999999999999999999"] {
+            let missing = Id::from_request(&mut request(&[("id", raw)], &[])).expect_err(raw);
+            assert_eq!(missing.status, 404, "{raw}");
+            let body = String::from_utf8_lossy(&missing.body_bytes()).to_string();
+            assert!(body.contains("nothing has this id"), "{raw}: {body}");
+        }
+        let named = Id::read(&request(&[("id", "0")], &[]), "no product has this id");
+        let named = named.expect_err("zero");
+        let body = named.body_bytes();
+        assert!(String::from_utf8_lossy(&body).contains("no product has this id"));
+        assert!(
+            Id::from_request(&mut request(&[], &[])).is_err(),
+            "no id at all"
         );
     }
 }

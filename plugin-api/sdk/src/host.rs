@@ -511,6 +511,19 @@ impl Host {
         .map(|_| ())
     }
 
+    /// Publishes like [`Host::publish`], but a failure is logged as the
+    /// warning `warning` (with the topic and the error), not returned: for
+    /// an event reporting a write that has already happened, which a lost
+    /// event must not turn into an error answer.
+    pub fn publish_or_warn<T: Serialize>(&self, topic: &str, data: &T, warning: &str) {
+        if let Err(error) = self.publish(topic, data) {
+            self.warn(
+                warning,
+                serde_json::json!({"topic": topic, "error": error.to_string()}),
+            );
+        }
+    }
+
     /// Calls another plugin's route with the current caller's rights.
     pub fn call(
         &self,
@@ -586,4 +599,31 @@ fn read_row<T: DeserializeOwned>(value: Value) -> Result<T, HostError> {
     serde_json::from_value(value).map_err(|error| HostError::Other {
         message: format!("a row does not fit {}: {error}", std::any::type_name::<T>()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use abi_stable::sabi_trait::TD_Opaque;
+
+    use super::*;
+    use crate::{ffi::HostServices_TO, testing::FakeHost};
+
+    #[test]
+    fn a_failed_publish_is_a_warning_not_an_error() {
+        let fake = FakeHost::default();
+        let host = Host::new(HostServices_TO::from_value(fake.clone(), TD_Opaque));
+        host.publish_or_warn("created", &serde_json::json!({"id": 1}), "cannot publish");
+        // Keys that are not strings cannot be JSON: the publish fails.
+        let unencodable = BTreeMap::from([((1, 2), 3)]);
+        host.publish_or_warn("broken", &unencodable, "cannot publish a test event");
+        let recorded = fake.recorded();
+        assert_eq!(recorded.published.len(), 1);
+        assert_eq!(recorded.published[0].0, "created");
+        assert_eq!(
+            recorded.logs,
+            vec![(Level::Warn as u8, "cannot publish a test event".to_string())]
+        );
+    }
 }

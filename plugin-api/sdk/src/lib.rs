@@ -9,14 +9,17 @@
 //!   subscriptions and the OpenAPI document.
 //! - [`router`]: the [`Plugin`] trait and the [`Router`]: routes, jobs and
 //!   event listeners declared once, with their handlers.
-//! - [`extract`]: what handlers take ([`Json`], [`Path`], [`Query`],
+//! - [`extract`]: what handlers take ([`Json`], [`Path`], [`Id`], [`Query`],
 //!   [`Caller`], [`listing::Window`], [`listing::Sort`],
 //!   [`multipart::Multipart`], ...); [`respond`]: what they return.
 //! - [`host`]: the host's services (typed SQL, events, outbound HTTP,
 //!   calls to other plugins, jobs now) and the typed [`HostError`].
 //! - [`http`]: requests, responses, the standard error and list bodies;
-//!   [`listing`]: paging and sorting; [`time`]: the one clock and format.
+//!   [`listing`]: paging and sorting; [`time`]: the one clock and format;
+//!   [`keyset`]: an export of any size as a streamed body.
 //! - [`openapi`]: the document generated from the route table.
+//! - [`money`]: exact amounts in hundredths from decimal text.
+//! - [`search`]: search-box text as FTS5 and `to_tsquery` query text.
 //! - [`testing`]: handlers unit-tested in-process against a fake host.
 //!
 //! No axum, sqlx or tokio here: a plugin is a plain library the host calls.
@@ -129,16 +132,19 @@
 pub mod extract;
 pub mod host;
 pub mod http;
+pub mod keyset;
 pub mod listing;
 pub mod manifest;
+pub mod money;
 pub mod multipart;
 pub mod openapi;
 pub mod respond;
 pub mod router;
+pub mod search;
 pub mod testing;
 pub mod time;
 
-pub use extract::{Body, Headers, Json, Path, Query};
+pub use extract::{Body, Headers, Id, Json, Path, Query};
 pub use host::{
     CallResponse, Dialect, Executed, Host, HostError, HttpRequest, HttpResponse, Level, Row,
     Statement,
@@ -171,7 +177,7 @@ pub mod prelude {
         multipart::Multipart,
         now, params, utoipa,
         utoipa::ToSchema,
-        Access, Body, Caller, Created, Event, Executed, Headers, Host, HostError, HttpRequest,
+        Access, Body, Caller, Created, Event, Executed, Headers, Host, HostError, HttpRequest, Id,
         IntoResponse, Json, Level, ListBody, Manifest, NoContent, Path, Plugin, Query, Request,
         Response, Router,
     };

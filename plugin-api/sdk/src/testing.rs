@@ -283,6 +283,61 @@ impl TestPlugin {
     }
 }
 
+/// Asserts that `P`'s generated OpenAPI document matches its route table,
+/// and returns the manifest for the plugin's own further checks.
+///
+/// Every served route has an operation with a summary, a success (2xx)
+/// response and each `{name}` of its path as a path parameter; nothing is
+/// documented that is not served. Panics naming the first route that
+/// fails, so a plugin's test is one call.
+pub fn assert_routes_documented<P: Plugin>() -> Manifest {
+    let manifest = full_manifest::<P>();
+    let paths = manifest.openapi.clone().unwrap_or(Value::Null);
+    let paths = paths.as_object().expect("the manifest has OpenAPI paths");
+    for route in &manifest.routes {
+        let (method, path) = (&route.method, &route.path);
+        let operation = paths
+            .get(path)
+            .and_then(|item| item.get(method.to_ascii_lowercase()))
+            .unwrap_or_else(|| panic!("{method} {path} is not documented"));
+        let summary = operation["summary"].as_str();
+        assert!(
+            summary.is_some_and(|s| !s.is_empty()),
+            "{method} {path} has no summary"
+        );
+        let responses = operation["responses"].as_object();
+        assert!(
+            responses.is_some_and(|r| r.keys().any(|status| status.starts_with('2'))),
+            "{method} {path} documents no success"
+        );
+        let documented: Vec<&str> = operation["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["in"] == "path")
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        for segment in path.split('/') {
+            if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                assert!(
+                    documented.contains(&name),
+                    "{method} {path}: path parameter {name} is not documented"
+                );
+            }
+        }
+    }
+    for (path, item) in paths {
+        for method in item.as_object().into_iter().flat_map(|item| item.keys()) {
+            let served = manifest
+                .routes
+                .iter()
+                .any(|r| r.path == *path && r.method.eq_ignore_ascii_case(method));
+            assert!(served, "{method} {path} is documented but not served");
+        }
+    }
+    manifest
+}
+
 /// Matches `/items/{id}` style patterns segment by segment.
 pub fn match_route(pattern: &str, path: &str) -> Option<BTreeMap<String, String>> {
     let mut params = BTreeMap::new();
@@ -306,5 +361,56 @@ pub fn match_route(pattern: &str, path: &str) -> Option<BTreeMap<String, String>
             }
             _ => return None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{extract::Id, host::Host, router::Router, Access, Json, Path};
+
+    /// A plugin whose `{id}` route is documented only when `DOCUMENTED`.
+    struct Shop<const DOCUMENTED: bool>;
+
+    impl<const DOCUMENTED: bool> Shop<DOCUMENTED> {
+        fn show(&self, Id(id): Id) -> Json<i64> {
+            Json(id)
+        }
+
+        fn show_bare(&self, Path(id): Path<i64>) -> Json<i64> {
+            Json(id)
+        }
+    }
+
+    impl<const DOCUMENTED: bool> Plugin for Shop<DOCUMENTED> {
+        fn manifest() -> Manifest {
+            Manifest::new("shop", "Shop", "0.1.0", "/api/v1/shop")
+        }
+
+        fn router() -> Router<Self> {
+            let router = Router::new();
+            let router = if DOCUMENTED {
+                router.get("/items/{id}", Access::Public, Self::show)
+            } else {
+                router.get("/items/{id}", Access::Public, Self::show_bare)
+            };
+            router.summary("One item")
+        }
+
+        fn new(_host: Host, _config: Value) -> Result<Self, String> {
+            Ok(Shop)
+        }
+    }
+
+    #[test]
+    fn a_documented_route_table_passes_and_returns_the_manifest() {
+        let manifest = assert_routes_documented::<Shop<true>>();
+        assert_eq!(manifest.routes.len(), 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "GET /items/{id}: path parameter id is not documented")]
+    fn an_undocumented_path_parameter_fails() {
+        assert_routes_documented::<Shop<false>>();
     }
 }

@@ -18,7 +18,7 @@
 use serde::{Deserialize, Serialize};
 use xcore_plugin_sdk::prelude::*;
 
-use crate::{dates, flag, invalid, missing, nullable_id, Crm, Id, DELETE, READ, WRITE};
+use crate::{dates, flag, invalid, missing, nullable_id, patched, Crm, Id, DELETE, READ, WRITE};
 
 /// The kinds of activity.
 const KINDS: [&str; 5] = ["call", "meeting", "task", "email", "note"];
@@ -328,16 +328,7 @@ impl Crm {
         Json(patch): Json<Value>,
     ) -> Result<Json<Activity>, Response> {
         let current = self.activity(id)?;
-        let Value::Object(patch) = patch else {
-            return Err(Response::invalid("body", "must be a JSON object"));
-        };
-        let mut merged = serde_json::to_value(&current)
-            .map_err(|error| Response::plugin_error(&error.to_string()))?;
-        for (field, value) in patch {
-            merged[field] = value;
-        }
-        let input: ActivityInput = serde_json::from_value(merged)
-            .map_err(|error| Response::invalid("body", &error.to_string()))?;
+        let input: ActivityInput = patched(&current, patch)?;
         let (kind, subject, customer_id, due_at) = self.check_activity(&input)?;
         let done = input.done.unwrap_or(false);
         let now = now();

@@ -19,13 +19,13 @@
 //! customer's email is a 409 naming it and its holder.
 
 use serde::{Deserialize, Deserializer, Serialize};
-use xcore_plugin_sdk::{prelude::*, Dialect, Row, Statement};
+use xcore_plugin_sdk::{keyset, prelude::*, Dialect, Row, Statement};
 
 use crate::{
     activities::Activity, invalid, missing, nullable_id, opportunities::Opportunity, search, Crm,
     Id,
 };
-use crate::{dates, DELETE, READ, WRITE};
+use crate::{dates, patched, DELETE, READ, WRITE};
 
 /// A customer as the API shows it.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -267,6 +267,28 @@ pub fn tag(raw: &str) -> Result<String, String> {
     Ok(tag)
 }
 
+/// The parameters of a customer write, `$1` to `$12` (the fields, then
+/// `now`), and `$13` the customer's `id` for an update: one order for the
+/// insert and the update, so they cannot drift apart.
+fn written(valid: &ValidCustomer, now: &str, id: Option<i64>) -> Vec<Value> {
+    let mut params = params![
+        valid.kind,
+        valid.name,
+        valid.email,
+        valid.phone,
+        valid.other_emails,
+        valid.other_phones,
+        nullable_id(valid.company_id),
+        valid.address,
+        valid.tags,
+        nullable_id(valid.owner_id),
+        valid.notes,
+        now
+    ];
+    params.extend(id.map(Value::from));
+    params
+}
+
 /// Checks every field at once; the 422 lists each problem. Database
 /// checks (the company, the email's holder) come after, in the handler.
 pub fn validate(input: &CustomerInput) -> Result<ValidCustomer, Vec<(String, String)>> {
@@ -453,7 +475,7 @@ impl Crm {
             if text.chars().count() > search::MAX_SEARCH_CHARS {
                 return Err(Response::invalid("search", "is too long"));
             }
-            let terms = search::terms(text);
+            let terms = xcore_plugin_sdk::search::terms(text);
             if !terms.is_empty() {
                 let (condition, query) =
                     search::condition(self.host.dialect()?, &terms, params.len() + 1);
@@ -511,23 +533,7 @@ impl Crm {
         );
         let customer: Customer = self
             .host
-            .query_row_as(
-                &sql,
-                params![
-                    valid.kind,
-                    valid.name,
-                    valid.email,
-                    valid.phone,
-                    valid.other_emails,
-                    valid.other_phones,
-                    nullable_id(valid.company_id),
-                    valid.address,
-                    valid.tags,
-                    nullable_id(valid.owner_id),
-                    valid.notes,
-                    now
-                ],
-            )
+            .query_row_as(&sql, written(&valid, &now, None))
             .map_err(|error| self.write_error(error, valid.email.as_deref()))?;
         self.announce("customer.created", &customer);
         Ok(Created(customer))
@@ -553,16 +559,7 @@ impl Crm {
         Json(patch): Json<Value>,
     ) -> Result<Json<Customer>, Response> {
         let current = self.customer(id)?;
-        let Value::Object(patch) = patch else {
-            return Err(Response::invalid("body", "must be a JSON object"));
-        };
-        let mut merged = serde_json::to_value(&current)
-            .map_err(|error| Response::plugin_error(&error.to_string()))?;
-        for (field, value) in patch {
-            merged[field] = value;
-        }
-        let input: CustomerInput = serde_json::from_value(merged)
-            .map_err(|error| Response::invalid("body", &error.to_string()))?;
+        let input: CustomerInput = patched(&current, patch)?;
         let valid = validate(&input).map_err(|problems| invalid(&problems))?;
         self.company_exists(valid.company_id, id)?;
         self.email_free(valid.email.as_deref(), id)?;
@@ -574,24 +571,7 @@ impl Crm {
         );
         let customer: Customer = self
             .host
-            .query_row_as(
-                &sql,
-                params![
-                    valid.kind,
-                    valid.name,
-                    valid.email,
-                    valid.phone,
-                    valid.other_emails,
-                    valid.other_phones,
-                    nullable_id(valid.company_id),
-                    valid.address,
-                    valid.tags,
-                    nullable_id(valid.owner_id),
-                    valid.notes,
-                    now(),
-                    id
-                ],
-            )
+            .query_row_as(&sql, written(&valid, &now(), Some(id)))
             .map_err(|error| self.write_error(error, valid.email.as_deref()))?;
         Ok(Json(customer))
     }
@@ -627,38 +607,30 @@ impl Crm {
         Query(filters): Query<CustomerFilters>,
     ) -> Result<Response, Response> {
         let (conditions, params) = self.customer_conditions(&filters, &caller)?;
-        let keyset = if conditions.is_empty() {
+        let key_joint = if conditions.is_empty() {
             "WHERE"
         } else {
             "AND"
         };
         let after = params.len() + 1;
         let sql = format!(
-            "SELECT {COLUMNS} FROM crm_customers c {conditions} {keyset} c.id > ${after} \
+            "SELECT {COLUMNS} FROM crm_customers c {conditions} {key_joint} c.id > ${after} \
              ORDER BY c.id LIMIT {EXPORT_BATCH}"
         );
         // Streamed: one keyset batch per chunk, so memory stays at one
-        // batch whatever the number of customers. The first batch is read
-        // here, so a failing query is still an error status, not a cut.
+        // batch whatever the number of customers.
         let mut export = CustomerExport {
             host: self.host.clone(),
             sql,
             params,
-            last: Some(0),
             header: true,
         };
-        let first = export.batch(0).map_err(|error| csv_error(&error))?;
-        let mut response = match export.last {
-            Some(_) => Response::stream(200, "text/csv; charset=utf-8", export),
-            None => {
-                let mut whole = Response::empty(200);
-                whole
-                    .headers
-                    .push(("content-type".into(), "text/csv; charset=utf-8".into()));
-                whole
-            }
-        };
-        response.body = first;
+        let mut response = keyset::stream(
+            "text/csv; charset=utf-8",
+            move |last| export.batch(last),
+            |error| error,
+        )
+        .map_err(csv_error)?;
         response.headers.push((
             "content-disposition".into(),
             "attachment; filename=\"customers.csv\"".into(),
@@ -667,14 +639,12 @@ impl Crm {
     }
 }
 
-/// The CSV export of customers as a stream: the header, then one chunk per
-/// batch of [`EXPORT_BATCH`] rows after the last id sent.
+/// The CSV export of customers: the header, then one chunk per batch of
+/// [`EXPORT_BATCH`] rows after the last id sent.
 struct CustomerExport {
     host: Host,
     sql: String,
     params: Vec<Value>,
-    /// The last id sent; `None` once the last batch is out.
-    last: Option<i64>,
     header: bool,
 }
 
@@ -694,7 +664,8 @@ impl CustomerExport {
         "updated_at",
     ];
 
-    fn batch(&mut self, last: i64) -> Result<Vec<u8>, String> {
+    /// The rows after id `last` as CSV, and the id to read after next.
+    fn batch(&mut self, last: i64) -> Result<keyset::Batch, String> {
         let mut writer = csv::Writer::from_writer(Vec::new());
         if std::mem::take(&mut self.header) {
             writer
@@ -726,26 +697,14 @@ impl CustomerExport {
                 ])
                 .map_err(|error| error.to_string())?;
         }
-        self.last = match batch.last() {
+        let next = match batch.last() {
             Some(customer) if batch.len() as i64 == EXPORT_BATCH => Some(customer.id),
             _ => None,
         };
-        writer
+        let chunk = writer
             .into_inner()
-            .map_err(|error| error.into_error().to_string())
-    }
-}
-
-impl Iterator for CustomerExport {
-    type Item = Result<Vec<u8>, String>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let last = self.last?;
-        let chunk = self.batch(last);
-        if chunk.is_err() {
-            self.last = None;
-        }
-        Some(chunk)
+            .map_err(|error| error.into_error().to_string())?;
+        Ok((chunk, next))
     }
 }
 

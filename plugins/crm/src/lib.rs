@@ -34,8 +34,8 @@ pub mod opportunities;
 pub mod pipelines;
 pub mod search;
 
-use serde::{Deserialize, Deserializer};
-use xcore_plugin_sdk::{extract::FromRequest, openapi::Operation, prelude::*};
+use serde::{de::DeserializeOwned, Deserialize, Deserializer, Serialize};
+use xcore_plugin_sdk::prelude::*;
 
 /// Permission to read customers, pipelines, opportunities, activities and
 /// the dashboard.
@@ -63,12 +63,8 @@ impl Crm {
     /// Publishes `crm.<topic>`; a failure is logged, not returned: the
     /// write it reports has already happened.
     pub fn announce<T: serde::Serialize>(&self, topic: &str, data: &T) {
-        if let Err(error) = self.host.publish(topic, data) {
-            self.host.warn(
-                "cannot publish a crm event",
-                json!({"topic": topic, "error": error.to_string()}),
-            );
-        }
+        self.host
+            .publish_or_warn(topic, data, "cannot publish a crm event");
     }
 }
 
@@ -134,28 +130,9 @@ impl Plugin for Crm {
 
 xcore_plugin_sdk::export_plugin!(Crm);
 
-/// The `{id}` of a route: a positive integer. Anything else is a 404: no
-/// resource can have that id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Id(pub i64);
-
-impl FromRequest for Id {
-    fn from_request(request: &mut Request) -> Result<Self, Response> {
-        request
-            .param("id")
-            .and_then(|raw| raw.parse::<i64>().ok())
-            .filter(|id| *id > 0)
-            .map(Id)
-            .ok_or_else(|| Response::not_found("nothing has this id"))
-    }
-
-    fn document(operation: &mut Operation) {
-        operation.add_parameter(json!({
-            "name": "id", "in": "path", "required": true,
-            "schema": {"type": "integer", "format": "int64", "minimum": 1},
-        }));
-    }
-}
+/// The `{id}` of a route (a positive integer, anything else a 404), as
+/// every module of this plugin names it.
+pub use xcore_plugin_sdk::Id;
 
 /// Reads a flag as SQLite (0/1) and PostgreSQL (`true`/`false`) return it.
 pub fn flag<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
@@ -183,6 +160,22 @@ pub fn invalid(problems: &[(String, String)]) -> Response {
     Response::validation(&details)
 }
 
+/// A partial update: the fields of the `patch` object over `current`,
+/// read as the input `I` a create takes, so an update is checked exactly
+/// like a create. 422 when the patch is not an object or the merge does
+/// not read.
+pub fn patched<I: DeserializeOwned>(current: &impl Serialize, patch: Value) -> Result<I, Response> {
+    let Value::Object(patch) = patch else {
+        return Err(Response::invalid("body", "must be a JSON object"));
+    };
+    let mut merged = serde_json::to_value(current)
+        .map_err(|error| Response::plugin_error(&error.to_string()))?;
+    for (field, value) in patch {
+        merged[field] = value;
+    }
+    serde_json::from_value(merged).map_err(|error| Response::invalid("body", &error.to_string()))
+}
+
 /// The standard 404 for a missing `what`.
 pub fn missing(what: &str) -> Response {
     Response::not_found(&format!("no such {what}"))
@@ -196,51 +189,46 @@ fn id_list(ids: &[i64]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::Value;
-    use xcore_plugin_sdk::router::full_manifest;
+    use xcore_plugin_sdk::testing::assert_routes_documented;
 
-    use super::Crm;
+    use serde::{Deserialize, Serialize};
+    use serde_json::json;
 
-    /// Every served route has an operation with a summary and a success
-    /// response in the generated document, and its path parameters.
+    use super::{patched, Crm};
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Input {
+        name: String,
+        notes: Option<String>,
+    }
+
+    /// A patch changes the fields it names and keeps the others; what is
+    /// not an object, or does not read as the input, is a 422.
+    #[test]
+    fn a_patch_is_merged_over_the_current_row() {
+        let current = Input {
+            name: "Acme".into(),
+            notes: Some("old".into()),
+        };
+        let input: Input = patched(&current, json!({"notes": null})).expect("merged");
+        assert_eq!(
+            input,
+            Input {
+                name: "Acme".into(),
+                notes: None
+            }
+        );
+        let not_object = patched::<Input>(&current, json!([1])).expect_err("array");
+        assert_eq!(not_object.status, 422);
+        let wrong = patched::<Input>(&current, json!({"name": 5})).expect_err("type");
+        assert_eq!(wrong.status, 422);
+    }
+
+    /// Every served route is documented (summary, success, path
+    /// parameters), and the plugin's jobs are declared.
     #[test]
     fn every_route_has_an_openapi_operation() {
-        let manifest = full_manifest::<Crm>();
-        let paths = manifest.openapi.clone().unwrap_or(Value::Null);
-        let paths = paths.as_object().expect("openapi paths");
-        for route in &manifest.routes {
-            let operation = paths
-                .get(&route.path)
-                .and_then(|item| item.get(route.method.to_ascii_lowercase()))
-                .unwrap_or_else(|| panic!("{} {} is not documented", route.method, route.path));
-            assert!(
-                operation["summary"].as_str().is_some_and(|s| !s.is_empty()),
-                "{} {} has no summary",
-                route.method,
-                route.path
-            );
-            let responses = operation["responses"].as_object();
-            assert!(
-                responses.is_some_and(|r| r.keys().any(|status| status.starts_with('2'))),
-                "{} {} documents no success",
-                route.method,
-                route.path
-            );
-            for segment in route.path.split('/') {
-                if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                    let documented = operation["parameters"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .any(|p| p["in"] == "path" && p["name"] == name);
-                    assert!(
-                        documented,
-                        "{} {}: {name} undocumented",
-                        route.method, route.path
-                    );
-                }
-            }
-        }
+        let manifest = assert_routes_documented::<Crm>();
         assert!(manifest.jobs.iter().any(|job| job.name == "due_activities"));
         assert!(manifest.jobs.iter().any(|job| job.name == "import"));
     }

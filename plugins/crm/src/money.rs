@@ -3,7 +3,9 @@
 //! reads back exactly). Discounts are percentages with up to two decimals,
 //! kept in hundredths of a percent ("basis points").
 
-use serde_json::{Number, Value};
+use serde_json::Value;
+use xcore_plugin_sdk::money::parse_hundredths;
+pub use xcore_plugin_sdk::money::to_json;
 
 /// Largest amount, in cents: 999,999,999,999.99. Small enough that
 /// `cents / 100` as an `f64` prints back as the exact decimal.
@@ -29,7 +31,7 @@ pub fn parse(value: &Value) -> Result<i64, String> {
         Value::String(text) => text.trim().to_string(),
         _ => return Err("must be a number".into()),
     };
-    parse_hundredths(&text, MAX_CENTS)
+    parse_hundredths(&text, MAX_CENTS).map_err(|error| error.to_string())
 }
 
 /// Reads a discount percentage (`12.5` = 12.50 %) in hundredths of a
@@ -45,53 +47,11 @@ pub fn parse_discount(value: &Value) -> Result<i64, String> {
     }
 }
 
-/// `123`, `123.4`, `123.45`, `.5`, `12,50` as hundredths, at most `max`.
-fn parse_hundredths(text: &str, max: i64) -> Result<i64, String> {
-    if text.starts_with('-') {
-        return Err("must be >= 0".into());
-    }
-    let separator = if text.contains('.') { '.' } else { ',' };
-    let (whole, fraction) = text.split_once(separator).unwrap_or((text, ""));
-    let digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
-    if (whole.is_empty() && fraction.is_empty()) || !digits(whole) || !digits(fraction) {
-        return Err(format!(
-            "must be a decimal number such as 12.50, got {text:?}"
-        ));
-    }
-    let fraction = fraction.trim_end_matches('0');
-    if fraction.len() > 2 {
-        return Err("must have at most 2 decimals".into());
-    }
-    let whole = whole.trim_start_matches('0');
-    if whole.len() > 15 {
-        return Err("is too large".into());
-    }
-    let units: i64 = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().map_err(|_| "is too large")?
-    };
-    let cents: i64 = format!("{fraction:0<2}")
-        .parse()
-        .map_err(|_| "is not a number")?;
-    units
-        .checked_mul(100)
-        .and_then(|value| value.checked_add(cents))
-        .filter(|value| *value <= max)
-        .ok_or_else(|| "is too large".into())
-}
-
 /// `quantity × unit price − discount`, rounded half up to the cent.
 pub fn line_total(quantity: i64, unit_price_cents: i64, discount_bp: i64) -> Option<i64> {
     let gross = i128::from(quantity) * i128::from(unit_price_cents);
     let net = gross * i128::from(10_000 - discount_bp);
     i64::try_from((net + 5_000) / 10_000).ok()
-}
-
-/// Cents (or hundredths of a percent) as a JSON number that prints as the
-/// exact decimal.
-pub fn to_json(cents: i64) -> Value {
-    Number::from_f64(cents as f64 / 100.0).map_or(Value::Null, Value::Number)
 }
 
 /// A currency code: three upper-case ASCII letters (ISO 4217's shape).

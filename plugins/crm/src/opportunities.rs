@@ -484,7 +484,7 @@ impl Crm {
         if filters.mine == Some(true) {
             bind("o.owner_id = ?", json!(caller.user_id));
         }
-        for word in crate::search::terms(filters.search.as_deref().unwrap_or("")) {
+        for word in xcore_plugin_sdk::search::terms(filters.search.as_deref().unwrap_or("")) {
             bind("LOWER(o.title) LIKE ?", json!(format!("%{word}%")));
         }
         let clause = if conditions.is_empty() {

@@ -185,6 +185,26 @@ struct CampaignFields {
     webhook_url: Option<String>,
 }
 
+impl CampaignFields {
+    /// The parameters of a campaign write, `$1` to `$8` (the fields, then
+    /// the time), and `$9` the campaign's `id` for an update: one order for
+    /// the insert and the update.
+    fn params(&self, id: Option<i64>) -> Vec<Value> {
+        let mut params = params![
+            self.name,
+            nullable(self.niche_id),
+            self.channel,
+            self.template,
+            json_text::text(&self.target),
+            self.schedule,
+            self.webhook_url,
+            now()
+        ];
+        params.extend(id.map(Value::from));
+        params
+    }
+}
+
 /// The columns of [`Campaign`].
 pub const CAMPAIGN_COLUMNS: &str = "id, name, niche_id, channel, template, target, schedule, \
      webhook_url, status, created_at, updated_at";
@@ -344,15 +364,7 @@ impl Leads {
         &self,
         Json(input): Json<CampaignInput>,
     ) -> Result<Created<Campaign>, Response> {
-        let CampaignFields {
-            name,
-            niche_id,
-            channel,
-            template,
-            target,
-            schedule,
-            webhook_url,
-        } = self.checked(input, None)?;
+        let fields = self.checked(input, None)?;
         let campaign = self
             .host
             .query_row_as(
@@ -361,7 +373,7 @@ impl Leads {
                      webhook_url, status, created_at, updated_at) \
                      VALUES ($1, CAST($2 AS BIGINT), $3, $4, $5, $6, $7, 'draft', $8, $8) RETURNING {CAMPAIGN_COLUMNS}"
                 ),
-                params![name, nullable(niche_id), channel, template, json_text::text(&target), schedule, webhook_url, now()],
+                fields.params(None),
             )
             .map_err(Self::taken_campaign)?;
         Ok(Created(campaign))
@@ -373,20 +385,12 @@ impl Leads {
         Json(input): Json<CampaignInput>,
     ) -> Result<Json<Campaign>, Response> {
         let current = self.campaign(id)?;
-        let CampaignFields {
-            name,
-            niche_id,
-            channel,
-            template,
-            target,
-            schedule,
-            webhook_url,
-        } = self.checked(input, Some(&current))?;
+        let fields = self.checked(input, Some(&current))?;
         self.host
             .execute(
                 "UPDATE leads_campaigns SET name = $1, niche_id = CAST($2 AS BIGINT), channel = $3, template = $4, \
                  target = $5, schedule = $6, webhook_url = $7, updated_at = $8 WHERE id = $9",
-                params![name, nullable(niche_id), channel, template, json_text::text(&target), schedule, webhook_url, now(), id],
+                fields.params(Some(id)),
             )
             .map_err(Self::taken_campaign)?;
         Ok(Json(self.campaign(id)?))

@@ -12,7 +12,7 @@
 //!   then streamed in [`FILE_CHUNK`] pieces and deleted.
 
 use rust_xlsxwriter::Workbook;
-use xcore_plugin_sdk::prelude::*;
+use xcore_plugin_sdk::{keyset, prelude::*};
 
 use crate::{
     filters::LeadFilter,
@@ -136,13 +136,12 @@ fn reason(response: Response) -> String {
 struct CsvExport {
     host: Host,
     filter: LeadFilter,
-    /// The last id sent; `None` once the last batch is out.
-    after: Option<i64>,
     header: bool,
 }
 
 impl CsvExport {
-    fn chunk(&mut self, after: i64) -> Result<Vec<u8>, Response> {
+    /// The leads after id `after` as CSV, and the id to read after next.
+    fn chunk(&mut self, after: i64) -> Result<keyset::Batch, Response> {
         let mut writer = csv::Writer::from_writer(Vec::new());
         if std::mem::take(&mut self.header) {
             writer.write_record(HEADER).map_err(failed)?;
@@ -156,24 +155,12 @@ impl CsvExport {
             });
             writer.write_record(&row).map_err(failed)?;
         }
-        self.after = match batch.last() {
+        let next = match batch.last() {
             Some(last) if batch.len() as i64 == EXPORT_BATCH => Some(last.id),
             _ => None,
         };
-        writer.into_inner().map_err(|error| failed(error.error()))
-    }
-}
-
-impl Iterator for CsvExport {
-    type Item = Result<Vec<u8>, String>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let after = self.after?;
-        let chunk = self.chunk(after).map_err(reason);
-        if chunk.is_err() {
-            self.after = None;
-        }
-        Some(chunk)
+        let chunk = writer.into_inner().map_err(|error| failed(error.error()))?;
+        Ok((chunk, next))
     }
 }
 
@@ -260,22 +247,13 @@ impl Leads {
             let mut export = CsvExport {
                 host: self.host.clone(),
                 filter: params.filter,
-                after: Some(0),
                 header: true,
             };
-            let first = export.chunk(0)?;
-            let mut response = match export.after {
-                Some(_) => Response::stream(200, "text/csv; charset=utf-8", export),
-                None => {
-                    let mut whole = Response::empty(200);
-                    whole
-                        .headers
-                        .push(("content-type".into(), "text/csv; charset=utf-8".into()));
-                    whole
-                }
-            };
-            response.body = first;
-            response
+            keyset::stream(
+                "text/csv; charset=utf-8",
+                move |after| export.chunk(after),
+                reason,
+            )?
         } else {
             // On a thread of its own: the writer uses `std::thread::scope`,
             // which registers a thread-local destructor of this library's

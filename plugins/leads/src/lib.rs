@@ -41,7 +41,7 @@ pub mod signature;
 pub mod stats;
 pub mod webhooks;
 
-use xcore_plugin_sdk::{extract::FromRequest, openapi::Operation, prelude::*};
+use xcore_plugin_sdk::prelude::*;
 
 /// Every lead status, in funnel order.
 pub const STATUSES: [&str; 5] = ["new", "contacted", "qualified", "converted", "lost"];
@@ -65,12 +65,8 @@ impl Leads {
     /// Publishes `leads.<topic>`; a failure is logged, not returned: the
     /// write it reports has already happened.
     pub fn announce<T: serde::Serialize>(&self, topic: &str, data: &T) {
-        if let Err(error) = self.host.publish(topic, data) {
-            self.host.warn(
-                "cannot publish a leads event",
-                json!({"topic": topic, "error": error.to_string()}),
-            );
-        }
+        self.host
+            .publish_or_warn(topic, data, "cannot publish a leads event");
     }
 }
 
@@ -122,28 +118,9 @@ impl Plugin for Leads {
 
 xcore_plugin_sdk::export_plugin!(Leads);
 
-/// The `{id}` of a route: a positive integer. Anything else is a 404: no
-/// resource can have that id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Id(pub i64);
-
-impl FromRequest for Id {
-    fn from_request(request: &mut Request) -> Result<Self, Response> {
-        request
-            .param("id")
-            .and_then(|raw| raw.parse::<i64>().ok())
-            .filter(|id| *id > 0)
-            .map(Id)
-            .ok_or_else(|| Response::not_found("nothing has this id"))
-    }
-
-    fn document(operation: &mut Operation) {
-        operation.add_parameter(json!({
-            "name": "id", "in": "path", "required": true,
-            "schema": {"type": "integer", "format": "int64", "minimum": 1},
-        }));
-    }
-}
+/// The `{id}` of a route (a positive integer, anything else a 404), as
+/// every module of this plugin names it.
+pub use xcore_plugin_sdk::Id;
 
 /// An integer that may be absent, bound as text for `CAST($n AS BIGINT)`.
 ///
@@ -183,30 +160,16 @@ impl Problems {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::Value;
-    use xcore_plugin_sdk::router::full_manifest;
+    use xcore_plugin_sdk::testing::assert_routes_documented;
 
     use super::Leads;
 
-    /// Every served route has a documented operation with a summary and a
-    /// success response, and nothing is documented that is not served.
+    /// Every served route has a documented operation (summary, success,
+    /// path parameters), nothing is documented that is not served, and the
+    /// plugin's jobs are declared.
     #[test]
     fn every_route_has_an_openapi_operation() {
-        let manifest = full_manifest::<Leads>();
-        let paths = manifest.openapi.clone().unwrap_or(Value::Null);
-        let paths = paths.as_object().expect("openapi paths");
-        for route in &manifest.routes {
-            let operation = paths
-                .get(&route.path)
-                .and_then(|item| item.get(route.method.to_ascii_lowercase()))
-                .unwrap_or_else(|| panic!("{} {} is not documented", route.method, route.path));
-            assert!(
-                operation["summary"].as_str().is_some_and(|s| !s.is_empty()),
-                "{} {} has no summary",
-                route.method,
-                route.path
-            );
-        }
+        let manifest = assert_routes_documented::<Leads>();
         for job in ["send_campaigns", "run_agents", "import"] {
             assert!(manifest.jobs.iter().any(|j| j.name == job), "job {job}");
         }

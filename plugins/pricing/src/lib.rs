@@ -64,12 +64,8 @@ impl Pricing {
     /// Publishes `pricing.<topic>`; a failure is logged, not returned:
     /// the write it reports has already happened.
     pub fn announce<T: serde::Serialize>(&self, topic: &str, data: &T) {
-        if let Err(error) = self.host.publish(topic, data) {
-            self.host.warn(
-                "cannot publish a pricing event",
-                json!({"topic": topic, "error": error.to_string()}),
-            );
-        }
+        self.host
+            .publish_or_warn(topic, data, "cannot publish a pricing event");
     }
 }
 
@@ -144,19 +140,11 @@ pub struct ProductId(pub i64);
 
 impl FromRequest for ProductId {
     fn from_request(request: &mut Request) -> Result<Self, Response> {
-        request
-            .param("id")
-            .and_then(|raw| raw.parse::<i64>().ok())
-            .filter(|id| *id > 0)
-            .map(ProductId)
-            .ok_or_else(|| Response::not_found("no product has this id"))
+        Id::read(request, "no product has this id").map(ProductId)
     }
 
     fn document(operation: &mut Operation) {
-        operation.add_parameter(json!({
-            "name": "id", "in": "path", "required": true,
-            "schema": {"type": "integer", "format": "int64", "minimum": 1},
-        }));
+        Id::document_parameter(operation);
     }
 }
 
@@ -213,54 +201,15 @@ text_param!(
 
 #[cfg(test)]
 mod tests {
-    use serde_json::Value;
-    use xcore_plugin_sdk::router::full_manifest;
+    use xcore_plugin_sdk::testing::assert_routes_documented;
 
     use super::Pricing;
 
-    /// Every served route has an operation with a summary, a success
-    /// response and its path parameters.
+    /// Every served route is documented (summary, success, path
+    /// parameters), and pricing depends on and listens to products.
     #[test]
     fn every_route_has_an_openapi_operation() {
-        let manifest = full_manifest::<Pricing>();
-        let paths = manifest.openapi.clone().unwrap_or(Value::Null);
-        let paths = paths.as_object().expect("openapi paths");
-        for route in &manifest.routes {
-            let operation = paths
-                .get(&route.path)
-                .and_then(|item| item.get(route.method.to_ascii_lowercase()))
-                .unwrap_or_else(|| panic!("{} {} is not documented", route.method, route.path));
-            assert!(
-                operation["summary"].as_str().is_some_and(|s| !s.is_empty()),
-                "{} {} has no summary",
-                route.method,
-                route.path
-            );
-            let responses = operation["responses"].as_object();
-            assert!(
-                responses.is_some_and(|r| r.keys().any(|status| status.starts_with('2'))),
-                "{} {} documents no success",
-                route.method,
-                route.path
-            );
-            let documented: Vec<&str> = operation["parameters"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|p| p["in"] == "path")
-                .filter_map(|p| p["name"].as_str())
-                .collect();
-            for segment in route.path.split('/') {
-                if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                    assert!(
-                        documented.contains(&name),
-                        "{} {}: path parameter {name} is not documented",
-                        route.method,
-                        route.path
-                    );
-                }
-            }
-        }
+        let manifest = assert_routes_documented::<Pricing>();
         assert!(manifest.dependencies.iter().any(|d| d.id == "products"));
         assert!(manifest.subscriptions.iter().any(|s| s == "products.*"));
     }

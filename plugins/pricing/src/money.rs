@@ -2,7 +2,9 @@
 //! between (the products plugin's rules; its crate cannot be linked into
 //! this library, both export the plugin entry symbol).
 
-use serde_json::{Number, Value};
+use serde_json::Value;
+pub use xcore_plugin_sdk::money::{format_cents, to_json};
+use xcore_plugin_sdk::money::{parse_hundredths, DecimalError};
 
 /// Largest price accepted, in cents (the products plugin's bound).
 pub const MAX_CENTS: i64 = 99_999_999_999;
@@ -19,59 +21,22 @@ pub fn parse(value: &Value) -> Result<i64, String> {
     }
 }
 
-/// A price from decimal text.
+/// A price from decimal text (the SDK's rules), "too large" naming the
+/// bound.
 pub fn parse_decimal(text: &str) -> Result<i64, String> {
-    if text.starts_with('-') {
-        return Err("must be >= 0".into());
-    }
-    let separator = if text.contains('.') { '.' } else { ',' };
-    let (whole, fraction) = text.split_once(separator).unwrap_or((text, ""));
-    let digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
-    if (whole.is_empty() && fraction.is_empty()) || !digits(whole) || !digits(fraction) {
-        return Err(format!(
-            "must be a decimal number such as 12.50, got {text:?}"
-        ));
-    }
-    let fraction = fraction.trim_end_matches('0');
-    if fraction.len() > 2 {
-        return Err("must have at most 2 decimals".into());
-    }
-    let whole = whole.trim_start_matches('0');
-    if whole.len() > 12 {
-        return Err(too_large());
-    }
-    let units: i64 = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().map_err(|_| too_large())?
-    };
-    let cents: i64 = format!("{fraction:0<2}").parse().unwrap_or(0);
-    units
-        .checked_mul(100)
-        .and_then(|c| c.checked_add(cents))
-        .filter(|c| *c <= MAX_CENTS)
-        .ok_or_else(too_large)
+    parse_hundredths(text, MAX_CENTS).map_err(|error| match error {
+        DecimalError::TooLarge => too_large(),
+        other => other.to_string(),
+    })
 }
 
 fn too_large() -> String {
     format!("must be at most {}", format_cents(MAX_CENTS))
 }
 
-/// Cents as an exact JSON number: below [`MAX_CENTS`] the double nearest
-/// `cents / 100` prints back as the exact price.
-pub fn to_json(cents: i64) -> Value {
-    Number::from_f64(cents as f64 / 100.0).map_or(Value::Null, Value::Number)
-}
-
 /// Optional cents as a JSON number or `null`.
 pub fn to_json_opt(cents: Option<i64>) -> Value {
     cents.map_or(Value::Null, to_json)
-}
-
-/// Cents as decimal text (`1234.50`), for messages and for the products
-/// route, which takes text as exactly as numbers.
-pub fn format_cents(cents: i64) -> String {
-    format!("{}.{:02}", cents / 100, cents % 100)
 }
 
 /// `percent_hundredths` (1250 = 12.5 %) of `cents`, rounded half up to

@@ -18,7 +18,11 @@
 //!   store's second, ...), so no store fills a page.
 
 use serde::{Deserialize, Serialize};
-use xcore_plugin_sdk::{prelude::*, Dialect};
+use xcore_plugin_sdk::{
+    prelude::*,
+    search::{fts5_word, tsquery_word},
+    Dialect,
+};
 
 use crate::{money, offers::flag, text, Pricing};
 
@@ -367,34 +371,24 @@ enum Mode {
 /// `"a" ("b" OR "c") "d"*`: all groups must match, the last word (when it
 /// was not corrected) as a prefix.
 pub fn fts5_query(groups: &[Vec<String>]) -> String {
-    let last = groups.len().saturating_sub(1);
-    groups
-        .iter()
-        .enumerate()
-        .map(|(index, group)| {
-            let quoted: Vec<String> = group
-                .iter()
-                .map(|w| {
-                    let q = format!("\"{}\"", w.replace('"', "\"\""));
-                    if index == last && group.len() == 1 {
-                        q + "*"
-                    } else {
-                        q
-                    }
-                })
-                .collect();
-            if quoted.len() == 1 {
-                quoted[0].clone()
-            } else {
-                format!("({})", quoted.join(" OR "))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    all_groups(groups, fts5_word, "*", " OR ", " ")
 }
 
 /// `'a' & ('b' | 'c') & 'd':*` for PostgreSQL's `to_tsquery`.
 pub fn tsquery(groups: &[Vec<String>]) -> String {
+    all_groups(groups, tsquery_word, ":*", " | ", " & ")
+}
+
+/// Every group's words quoted by `quote` and joined by `or` (in
+/// parentheses when more than one), the groups joined by `and`; a last
+/// group of one word (not corrected) gets `prefix`.
+fn all_groups(
+    groups: &[Vec<String>],
+    quote: fn(&str) -> String,
+    prefix: &str,
+    or: &str,
+    and: &str,
+) -> String {
     let last = groups.len().saturating_sub(1);
     groups
         .iter()
@@ -403,9 +397,9 @@ pub fn tsquery(groups: &[Vec<String>]) -> String {
             let quoted: Vec<String> = group
                 .iter()
                 .map(|w| {
-                    let q = format!("'{}'", w.replace('\'', "''").replace('\\', "\\\\"));
+                    let q = quote(w);
                     if index == last && group.len() == 1 {
-                        q + ":*"
+                        q + prefix
                     } else {
                         q
                     }
@@ -414,11 +408,11 @@ pub fn tsquery(groups: &[Vec<String>]) -> String {
             if quoted.len() == 1 {
                 quoted[0].clone()
             } else {
-                format!("({})", quoted.join(" | "))
+                format!("({})", quoted.join(or))
             }
         })
         .collect::<Vec<_>>()
-        .join(" & ")
+        .join(and)
 }
 
 #[cfg(test)]
@@ -433,5 +427,9 @@ mod tests {
         ];
         assert_eq!(fts5_query(&groups), "(\"samsung\" OR \"samsong\") \"gal\"*");
         assert_eq!(tsquery(&groups), "('samsung' | 'samsong') & 'gal':*");
+        // A corrected last word is no prefix; a word alone at the end is.
+        let groups = vec![vec!["gal".to_string()], vec!["s2".into(), "s3".into()]];
+        assert_eq!(fts5_query(&groups), "\"gal\" (\"s2\" OR \"s3\")");
+        assert_eq!(tsquery(&groups), "'gal' & ('s2' | 's3')");
     }
 }

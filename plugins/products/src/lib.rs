@@ -79,12 +79,8 @@ impl Products {
     /// Publishes `<id>.<topic>`; a failure is logged, not returned: the
     /// write it reports has already happened.
     pub fn announce<T: serde::Serialize>(&self, topic: &str, data: &T) {
-        if let Err(error) = self.host.publish(topic, data) {
-            self.host.warn(
-                "cannot publish a products event",
-                json!({"topic": topic, "error": error.to_string()}),
-            );
-        }
+        self.host
+            .publish_or_warn(topic, data, "cannot publish a products event");
     }
 }
 
@@ -140,28 +136,9 @@ impl Plugin for Products {
 
 xcore_plugin_sdk::export_plugin!(Products);
 
-/// The `{id}` of a route: a positive integer. Anything else is a 404, not
-/// a 422: no resource can have that id, so there is nothing at the path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Id(pub i64);
-
-impl FromRequest for Id {
-    fn from_request(request: &mut Request) -> Result<Self, Response> {
-        request
-            .param("id")
-            .and_then(|raw| raw.parse::<i64>().ok())
-            .filter(|id| *id > 0)
-            .map(Id)
-            .ok_or_else(|| Response::not_found("nothing has this id"))
-    }
-
-    fn document(operation: &mut Operation) {
-        operation.add_parameter(json!({
-            "name": "id", "in": "path", "required": true,
-            "schema": {"type": "integer", "format": "int64", "minimum": 1},
-        }));
-    }
-}
+/// The `{id}` of a route (a positive integer, anything else a 404), as
+/// every module of this plugin names it.
+pub use xcore_plugin_sdk::Id;
 
 /// A JSON object body kept as its fields (400 when not JSON, 422 when not
 /// an object): products validates its inputs by hand, so every problem is
@@ -192,73 +169,29 @@ impl<T: ToSchema> FromRequest for JsonObject<T> {
 #[cfg(test)]
 mod tests {
     use serde_json::Value;
-    use xcore_plugin_sdk::router::full_manifest;
+    use xcore_plugin_sdk::testing::assert_routes_documented;
 
     use super::Products;
 
-    /// Every served route has an operation in the generated document, with
-    /// a summary, its responses and its path parameters, and nothing is
-    /// documented that is not served.
+    /// Every served route is documented (summary, success, path
+    /// parameters, nothing documented that is not served), every body a
+    /// route takes is documented, and imports resume after a load.
     #[test]
     fn every_route_has_an_openapi_operation() {
-        let manifest = full_manifest::<Products>();
+        let manifest = assert_routes_documented::<Products>();
         let paths = manifest.openapi.clone().unwrap_or(Value::Null);
-        let paths = paths.as_object().expect("openapi paths");
         for route in &manifest.routes {
-            let operation = paths
-                .get(&route.path)
-                .and_then(|item| item.get(route.method.to_ascii_lowercase()))
-                .unwrap_or_else(|| panic!("{} {} is not documented", route.method, route.path));
-            assert!(
-                operation["summary"].as_str().is_some_and(|s| !s.is_empty()),
-                "{} {} has no summary",
-                route.method,
-                route.path
-            );
-            let responses = operation["responses"].as_object();
-            assert!(
-                responses.is_some_and(|r| r.keys().any(|status| status.starts_with('2'))),
-                "{} {} documents no success",
-                route.method,
-                route.path
-            );
+            // Activating and starting take no body; every other write does.
             if matches!(route.method.as_str(), "POST" | "PUT")
                 && !route.path.ends_with("activate")
                 && !route.path.ends_with("/start")
             {
+                let operation = &paths[&route.path][route.method.to_ascii_lowercase()];
                 assert!(
                     operation["requestBody"]["content"].is_object(),
                     "{} {} documents no body",
                     route.method,
                     route.path
-                );
-            }
-            let documented: Vec<&str> = operation["parameters"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|p| p["in"] == "path")
-                .filter_map(|p| p["name"].as_str())
-                .collect();
-            for segment in route.path.split('/') {
-                if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                    assert!(
-                        documented.contains(&name),
-                        "{} {}: path parameter {name} is not documented",
-                        route.method,
-                        route.path
-                    );
-                }
-            }
-        }
-        for (path, item) in paths {
-            for method in item.as_object().expect("path item").keys() {
-                assert!(
-                    manifest
-                        .routes
-                        .iter()
-                        .any(|r| r.path == *path && r.method.eq_ignore_ascii_case(method)),
-                    "{method} {path} is documented but not served"
                 );
             }
         }

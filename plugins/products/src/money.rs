@@ -11,7 +11,8 @@
 //! [`MAX_CENTS`] so that every price prints back as the exact decimal it
 //! was given (see [`to_json`]).
 
-use serde_json::{Number, Value};
+use serde_json::Value;
+pub use xcore_plugin_sdk::money::{format_cents, to_json};
 
 /// Decimals a price may have.
 pub const MAX_DECIMALS: usize = 2;
@@ -113,18 +114,6 @@ pub fn parse_decimal(text: &str) -> Result<i64, String> {
         .and_then(|value| value.checked_add(cents))
         .filter(|value| *value <= MAX_CENTS)
         .ok_or_else(too_large)
-}
-
-/// The price as a JSON number. `cents / 100` rounds to the nearest double,
-/// and below [`MAX_CENTS`] doubles are dense enough that the shortest
-/// decimal printing back to it is the exact price (`10` -> `0.1`).
-pub fn to_json(cents: i64) -> Value {
-    Number::from_f64(cents as f64 / SCALE as f64).map_or(Value::Null, Value::Number)
-}
-
-/// The price as exact decimal text (`1234.50`), for messages.
-pub fn format_cents(cents: i64) -> String {
-    format!("{}.{:02}", cents / SCALE, cents % SCALE)
 }
 
 #[cfg(test)]

@@ -31,21 +31,21 @@
 //! tried first: 400 µs per row.)
 
 use unicode_normalization::UnicodeNormalization;
-use xcore_plugin_sdk::Dialect;
+use xcore_plugin_sdk::{
+    search::{fts5_query, tsquery},
+    Dialect,
+};
 
-/// Most words a search uses; the rest are ignored.
-pub const MAX_TERMS: usize = 16;
 /// Longest search text accepted, in characters.
 pub const MAX_SEARCH_CHARS: usize = 200;
 
-/// The words of a search, lower-cased, diacritics folded like the
-/// indexes fold them (see [`fold`]).
+/// The words of a search as the SDK cuts them
+/// ([`xcore_plugin_sdk::search::terms`]: lower-cased letters and digits),
+/// diacritics then folded like the indexes fold them (see [`fold`]).
 pub fn terms(input: &str) -> Vec<String> {
-    input
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|word| !word.is_empty())
-        .take(MAX_TERMS)
-        .map(|word| fold(&word.to_lowercase()))
+    xcore_plugin_sdk::search::terms(input)
+        .iter()
+        .map(|word| fold(word))
         .collect()
 }
 
@@ -103,44 +103,6 @@ pub fn postgres_migration() -> String {
 /// way; the version exists so both databases share one history.
 pub const SQLITE_MIGRATION: &str =
     "-- FTS5 (migration 1) already cuts words as search::terms does.\nSELECT 1";
-
-/// An FTS5 query: `"word" "word"*` (juxtaposed phrases are ANDed). Words
-/// hold only letters and digits, but are quoted anyway so that words like
-/// `and` or `near` stay words.
-pub fn fts5_query(terms: &[String]) -> String {
-    let last = terms.len().saturating_sub(1);
-    terms
-        .iter()
-        .enumerate()
-        .map(|(index, term)| {
-            let quoted = format!("\"{}\"", term.replace('"', "\"\""));
-            if index == last {
-                quoted + "*"
-            } else {
-                quoted
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// A PostgreSQL `to_tsquery` text: `'word' & 'word':*`.
-pub fn tsquery(terms: &[String]) -> String {
-    let last = terms.len().saturating_sub(1);
-    terms
-        .iter()
-        .enumerate()
-        .map(|(index, term)| {
-            let quoted = format!("'{}'", term.replace('\'', "''").replace('\\', "\\\\"));
-            if index == last {
-                quoted + ":*"
-            } else {
-                quoted
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" & ")
-}
 
 /// How a search filters (and maybe ranks) products aliased `p`, with the
 /// query text bound at placeholder `param`.
@@ -222,6 +184,7 @@ mod tests {
         // Letters SQLite does not fold stay as they are.
         assert_eq!(terms("Smørrebrød Łódź"), vec!["smørrebrød", "łodz"]);
         assert_eq!(terms("KEY-001"), vec!["key", "001"]);
-        assert_eq!(terms(&"a ".repeat(50)).len(), MAX_TERMS);
+        let most = xcore_plugin_sdk::search::MAX_TERMS;
+        assert_eq!(terms(&"a ".repeat(50)).len(), most);
     }
 }
