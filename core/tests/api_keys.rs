@@ -45,6 +45,18 @@ async fn create_key(server: &TestServer, token: &str, permissions: Value) -> Val
         .await
 }
 
+/// `xk_<prefix>_<secret>` as `("xk_<prefix>", secret)`. The secret is
+/// base64url and may itself hold underscores: it is everything after the
+/// second one.
+fn split_key(key: &str) -> (&str, &str) {
+    let second = key
+        .match_indices('_')
+        .nth(1)
+        .map(|(at, _)| at)
+        .expect("xk_<prefix>_<secret>");
+    (&key[..second], &key[second + 1..])
+}
+
 fn key_of(created: &Value) -> String {
     created["key"].as_str().expect("key").to_string()
 }
@@ -130,7 +142,8 @@ async fn the_seed_requests_create_list_use_and_revoke_a_key() {
     // GET /security/api-keys -> GET /auth/api-keys: never the secret.
     let response = server.as_(&admin).get("/auth/api-keys").send().await;
     let text = response.text().await.expect("text");
-    let secret = key.rsplit_once('_').expect("secret").1;
+    let (_, secret) = split_key(&key);
+    assert_eq!(secret.len(), 43, "a 256-bit secret: {key}");
     assert!(!text.contains(secret), "the list shows the secret: {text}");
     let list: Value = serde_json::from_str(&text).expect("json");
     assert_eq!(list["total"], 1);
@@ -320,13 +333,10 @@ async fn forged_truncated_and_misplaced_keys_are_refused() {
     let server = TestServer::start().await;
     let admin = server.admin_token().await;
     let key = key_of(&create_key(&server, &admin, json!(["users:read"])).await);
-    let (prefix, secret) = key.rsplit_once('_').expect("parts");
+    let (prefix, secret) = split_key(&key);
     // The right prefix with another valid-looking secret.
-    let other_secret = key_of(&create_key(&server, &admin, json!(["users:read"])).await)
-        .rsplit_once('_')
-        .expect("parts")
-        .1
-        .to_string();
+    let other = key_of(&create_key(&server, &admin, json!(["users:read"])).await);
+    let other_secret = split_key(&other).1.to_string();
     let wrong_secret = format!("{prefix}_{other_secret}");
     let truncated = key[..key.len() - 1].to_string();
     let no_secret = format!("{prefix}_");

@@ -245,7 +245,10 @@ async fn no_password_token_or_hash_reaches_the_logs() {
         .as_str()
         .expect("key")
         .to_string();
-    let api_secret = api_key.rsplit_once('_').expect("secret").1.to_string();
+    // `xk_<prefix>_<secret>`: the secret is base64url and may itself hold
+    // underscores, so it is everything after the second one.
+    let api_secret = api_key.splitn(3, '_').nth(2).expect("secret").to_string();
+    assert_eq!(api_secret.len(), 43, "a 256-bit secret: {api_key}");
     let forged = format!("{}{}", &api_key[..api_key.len() - 4], "AAAA");
     for key in [&api_key, &forged] {
         server
