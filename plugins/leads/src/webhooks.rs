@@ -108,8 +108,25 @@ impl Leads {
             params![route, key],
         )?;
         if let Some(stored) = stored {
-            let body: Value = serde_json::from_str(&stored.body).unwrap_or(Value::Null);
-            let mut response = Response::from_json(stored.status as u16, &body);
+            let status = stored.status as u16;
+            // A stored error becomes structured again (rendered with this
+            // request's id); any other answer is replayed byte for byte.
+            let mut response = match serde_json::from_str::<Value>(&stored.body) {
+                Ok(body) if status >= 400 => Response::from_json(status, &body),
+                Ok(_) => {
+                    let mut replayed = Response::empty(status);
+                    replayed
+                        .headers
+                        .push(("content-type".into(), "application/json".into()));
+                    replayed.body = stored.body.into_bytes();
+                    replayed
+                }
+                Err(_) => {
+                    let mut replayed = Response::empty(status);
+                    replayed.body = stored.body.into_bytes();
+                    replayed
+                }
+            };
             response
                 .headers
                 .push(("idempotent-replay".into(), "true".into()));
