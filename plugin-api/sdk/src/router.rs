@@ -553,8 +553,10 @@ struct Streams {
 struct StreamTable {
     /// Streams between two pulls.
     idle: HashMap<u64, Chunks>,
-    /// Streams the host closed while a pull of theirs was running: the
-    /// pull drops them instead of putting them back.
+    /// Streams whose iterator is running now (it is out of `idle`).
+    pulling: std::collections::HashSet<u64>,
+    /// Streams of `pulling` the host closed meanwhile: the pull drops
+    /// them instead of putting them back.
     closed_while_pulled: std::collections::HashSet<u64>,
 }
 
@@ -572,19 +574,27 @@ impl Streams {
     /// The next chunk of `id`. The iterator leaves the table while it
     /// runs, so slow chunks of one stream never hold up the others.
     fn next(&self, id: u64) -> FfiChunk {
-        let Some(mut chunks) = self.lock().idle.remove(&id) else {
-            return FfiChunk::Failed(format!("no open stream {id}").into());
+        let mut chunks = {
+            let mut table = self.lock();
+            let Some(chunks) = table.idle.remove(&id) else {
+                return FfiChunk::Failed(format!("no open stream {id}").into());
+            };
+            table.pulling.insert(id);
+            chunks
         };
-        match catch_unwind(AssertUnwindSafe(|| chunks.next())) {
-            Ok(Some(Ok(data))) => {
-                let mut table = self.lock();
-                if table.closed_while_pulled.remove(&id) {
-                    drop(table);
-                    let _ = catch_unwind(AssertUnwindSafe(move || drop(chunks)));
-                    return FfiChunk::End;
-                }
+        let pulled = catch_unwind(AssertUnwindSafe(|| chunks.next()));
+        let mut table = self.lock();
+        table.pulling.remove(&id);
+        let closed = table.closed_while_pulled.remove(&id);
+        match pulled {
+            Ok(Some(Ok(data))) if !closed => {
                 table.idle.insert(id, chunks);
                 FfiChunk::Data(RVec::from(data))
+            }
+            Ok(Some(Ok(_))) => {
+                drop(table);
+                let _ = catch_unwind(AssertUnwindSafe(move || drop(chunks)));
+                FfiChunk::End
             }
             Ok(None) => FfiChunk::End,
             Ok(Some(Err(message))) => FfiChunk::Failed(message.into()),
@@ -595,11 +605,12 @@ impl Streams {
     }
 
     /// Drops stream `id` now, or, if a pull of it is running (the host
-    /// gave up waiting for it), as soon as that pull ends.
+    /// gave up waiting for it), as soon as that pull ends. A stream that
+    /// already ended leaves nothing behind.
     fn close(&self, id: u64) {
         let mut table = self.lock();
         let chunks = table.idle.remove(&id);
-        if chunks.is_none() && id < self.next_id.load(Ordering::Relaxed) {
+        if table.pulling.contains(&id) {
             table.closed_while_pulled.insert(id);
         }
         drop(table);
@@ -607,7 +618,11 @@ impl Streams {
     }
 
     fn close_all(&self) {
-        let all = std::mem::take(&mut self.lock().idle);
+        let mut table = self.lock();
+        let all = std::mem::take(&mut table.idle);
+        let running: Vec<u64> = table.pulling.iter().copied().collect();
+        table.closed_while_pulled.extend(running);
+        drop(table);
         let _ = catch_unwind(AssertUnwindSafe(move || drop(all)));
     }
 }
@@ -836,6 +851,47 @@ mod tests {
             ROOT_MODULE_SYMBOL,
             abi_stable::library::ROOT_MODULE_LOADER_NAME
         );
+    }
+
+    #[test]
+    fn a_stream_closed_mid_pull_is_dropped_and_nothing_is_left_behind() {
+        use std::sync::{mpsc, Arc};
+
+        let streams = Arc::new(Streams::default());
+        // A stream whose second chunk waits for the test's signal.
+        let (go, wait) = mpsc::channel::<()>();
+        let mut sent = 0;
+        let chunks: Chunks = Box::new(std::iter::from_fn(move || {
+            sent += 1;
+            if sent == 2 {
+                wait.recv().ok()?;
+            }
+            Some(Ok(vec![b'x']))
+        }));
+        let id = streams.open(chunks);
+        assert_eq!(streams.next(id), FfiChunk::Data(RVec::from(vec![b'x'])));
+        let pulling = {
+            let streams = streams.clone();
+            std::thread::spawn(move || streams.next(id))
+        };
+        while !streams.lock().pulling.contains(&id) {
+            std::thread::yield_now();
+        }
+        streams.close(id);
+        go.send(()).expect("signal");
+        assert_eq!(pulling.join().expect("pull"), FfiChunk::End);
+        let table = streams.lock();
+        assert!(table.idle.is_empty() && table.pulling.is_empty());
+        assert!(table.closed_while_pulled.is_empty());
+        drop(table);
+
+        // Closing a stream that already ended, or never existed, keeps
+        // nothing.
+        let ended = streams.open(Box::new(std::iter::empty()));
+        assert_eq!(streams.next(ended), FfiChunk::End);
+        streams.close(ended);
+        streams.close(9_999);
+        assert!(streams.lock().closed_while_pulled.is_empty());
     }
 
     #[test]
