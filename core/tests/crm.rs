@@ -15,7 +15,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{call, deploy, expect_error, expect_status, plugin_library, TestServer};
+use common::{call, deploy, expect_error, expect_status, plugin_library, ws, TestServer};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -1186,6 +1186,21 @@ async fn activities_dashboard_and_the_due_event_over_websocket() {
         .await
         .expect("subscribe reply")
         .expect("frame");
+    // Two onlookers who may read the CRM: an administrator and a teammate.
+    // They get the team's events but not the seller's due activity.
+    let (_, teammate) = crm.user_with("teammate@example.com", &["crm:read"]).await;
+    let mut onlookers = Vec::new();
+    for token in [&crm.admin, &teammate] {
+        let mut onlooker = ws::connect(&crm.server, &format!("?token={token}")).await;
+        ws::next_json(&mut onlooker, Duration::from_secs(5)).await;
+        ws::send(
+            &mut onlooker,
+            json!({"type": "subscribe", "topics": ["crm.*"]}),
+        )
+        .await;
+        ws::next_json(&mut onlooker, Duration::from_secs(5)).await;
+        onlookers.push(onlooker);
+    }
 
     // The writes' events, in order, on the same socket.
     let other = crm
@@ -1282,6 +1297,36 @@ async fn activities_dashboard_and_the_due_event_over_websocket() {
     })
     .await;
     assert!(again.is_err(), "announced twice: {again:?}");
+    // The onlookers saw the team's events (their sockets work) and not the
+    // seller's due activity, which ran while the seller's socket waited.
+    for onlooker in &mut onlookers {
+        let topics = topics_until_silent(onlooker).await;
+        assert!(
+            topics.iter().any(|t| t == "crm.opportunity.lost"),
+            "{topics:?}"
+        );
+        assert!(
+            !topics.iter().any(|t| t == "crm.activity.due"),
+            "someone else's due activity reached an onlooker: {topics:?}"
+        );
+    }
+    // An activity created without an assignee is its creator's: the
+    // administrator's own socket gets this one.
+    let own = crm
+        .post(
+            "/activities",
+            json!({"type": "task", "subject": "Anyone", "customer_id": customer_id, "due_at": "2001-01-02"}),
+        )
+        .await;
+    let event = ws::next_event(&mut onlookers[0], "crm.activity.due").await;
+    assert_eq!(event["data"]["id"], own["id"]);
+    crm.ok(
+        Method::DELETE,
+        &format!("/activities/{}", own["id"]),
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
 
     // Done, updated, deleted; a reader cannot.
     let done = crm
@@ -1324,6 +1369,18 @@ async fn activities_dashboard_and_the_due_event_over_websocket() {
         "NOT_FOUND",
     )
     .await;
+}
+
+/// The topics of the events `socket` receives until it stays silent for a
+/// second.
+async fn topics_until_silent(socket: &mut ws::Socket) -> Vec<String> {
+    let mut topics = Vec::new();
+    while let Some(message) = ws::next_json(socket, Duration::from_secs(1)).await {
+        if let Some(topic) = message["topic"].as_str() {
+            topics.push(topic.to_string());
+        }
+    }
+    topics
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1187,6 +1187,166 @@ async fn webhooks_need_a_signature_and_are_idempotent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_accept_a_host_api_key_holding_leads_write() {
+    let plant = start(None).await;
+    let key_of = |token: String, permissions: Value| {
+        let server = &plant.server;
+        async move {
+            let created = server
+                .as_(&token)
+                .post("/auth/api-keys")
+                .json(json!({"name": "forms", "permissions": permissions}))
+                .expect(StatusCode::CREATED)
+                .await;
+            created["key"].as_str().expect("key").to_string()
+        }
+    };
+    let writer = key_of(plant.admin.clone(), json!(["leads:write"])).await;
+    let reader_token = plant.user_with("reader@example.com", &["leads:read"]).await;
+    let reader = key_of(reader_token, json!(["leads:read"])).await;
+    let keyed = |key: &str, path: &str, body: &Value, signature: Option<String>| {
+        let mut request = plant
+            .server
+            .post(&format!("{API}{path}"))
+            .header("content-type", "application/json")
+            .header("x-api-key", key)
+            .body(body.to_string());
+        if let Some(signature) = signature {
+            request = request.header("x-signature", signature);
+        }
+        request.send()
+    };
+    let form = json!({"company": "Clé SA", "email": "cle@form.fr"});
+
+    // No webhook secret is configured: the key alone is the credential.
+    let response = keyed(&writer, "/webhooks/leads", &form, None)
+        .await
+        .expect("send");
+    let created = expect_status(response, StatusCode::CREATED).await;
+    assert_eq!(created["source"], "webhook");
+    let update = json!({"campaign_id": 1, "lead_id": created["id"], "status": "opened"});
+    let response = keyed(&writer, "/webhooks/campaigns", &update, None)
+        .await
+        .expect("send");
+    expect_error(response, StatusCode::NOT_FOUND, "NOT_FOUND").await;
+
+    // A key without leads:write is a 403 naming it; a made-up key, or a
+    // revoked-looking one, identifies nobody: 401.
+    let other = json!({"company": "Lecteur SA", "email": "lecteur@form.fr"});
+    let response = keyed(&reader, "/webhooks/leads", &other, None)
+        .await
+        .expect("send");
+    let refused = expect_error(response, StatusCode::FORBIDDEN, "AUTHORIZATION_ERROR").await;
+    assert!(refused.to_string().contains("leads:write"), "{refused}");
+    let (prefix, _) = writer.rsplit_once('_').expect("key shape");
+    for forged in [format!("{prefix}_forged"), "xk_0000000000000000_x".into()] {
+        let response = keyed(&forged, "/webhooks/leads", &other, None)
+            .await
+            .expect("send");
+        expect_error(response, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
+    }
+    // The key is on the header only: in the query string it is nothing.
+    let response = plant
+        .server
+        .post(&format!("{API}/webhooks/leads?api_key={writer}"))
+        .header("content-type", "application/json")
+        .body(other.to_string())
+        .send()
+        .await
+        .expect("send");
+    expect_error(response, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
+    assert_eq!(plant.scalar("SELECT COUNT(*) FROM leads").await, 1);
+
+    // A reader's key with a good signature: the signature is enough.
+    plant
+        .ok(
+            Method::PUT,
+            "/settings/integrations",
+            Some(json!({"webhook_secret": SECRET})),
+            StatusCode::OK,
+        )
+        .await;
+    let response = keyed(
+        &reader,
+        "/webhooks/leads",
+        &other,
+        Some(sign(other.to_string().as_bytes())),
+    )
+    .await
+    .expect("send");
+    expect_status(response, StatusCode::CREATED).await;
+    let response = keyed(&reader, "/webhooks/leads", &form, Some("sha256=00".into()))
+        .await
+        .expect("send");
+    expect_error(response, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
+    assert_eq!(plant.scalar("SELECT COUNT(*) FROM leads").await, 2);
+    plant.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_auth_log_is_the_host_audit_log() {
+    let plant = start(None).await;
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let url = |path: &str| format!("http://{}{path}", plant.server.addr);
+    let response = no_redirects
+        .get(url(&format!(
+            "{API}/logs/auth?limit=1&action=user.&from=2026-01-01T00:00:00Z"
+        )))
+        .bearer_auth(&plant.admin)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), StatusCode::TEMPORARY_REDIRECT);
+    let location = response.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert_eq!(
+        location, "/admin/audit?action=auth.&limit=1&from=2026-01-01T00%3A00%3A00Z",
+        "the caller's action is replaced, the other filters kept"
+    );
+    // Followed, with the same credential: the host's rows, logins only.
+    let followed = plant
+        .server
+        .as_(&plant.admin)
+        .get(&format!("{API}/logs/auth"))
+        .expect(StatusCode::OK)
+        .await;
+    let actions: Vec<&str> = followed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|row| row["action"].as_str())
+        .collect();
+    assert!(actions.contains(&"auth.login"), "{followed}");
+    assert!(
+        actions.iter().all(|a| a.starts_with("auth.")),
+        "{actions:?}"
+    );
+    // The host decides who reads it: a leads reader without audit:read is
+    // refused at the host; nobody anonymous gets even the redirect.
+    let reader = plant.user_with("reader@example.com", &["leads:read"]).await;
+    let response = plant
+        .server
+        .get(&format!("{API}/logs/auth"))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .expect("send");
+    expect_error(response, StatusCode::FORBIDDEN, "AUTHORIZATION_ERROR").await;
+    let response = no_redirects
+        .get(url(&format!("{API}/logs/auth")))
+        .send()
+        .await
+        .expect("send");
+    expect_error(response, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
+    plant.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settings_stats_and_logs() {
     let plant = start(None).await;
     for (name, body, field) in [

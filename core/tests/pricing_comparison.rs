@@ -12,7 +12,7 @@ mod common;
 
 use std::{net::SocketAddr, time::Duration};
 
-use common::{call, deploy, expect_error, expect_status, plugin_library, TestServer};
+use common::{call, deploy, expect_error, expect_status, plugin_library, ws, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -875,6 +875,16 @@ async fn an_alert_is_delivered_once_per_crossing_over_websocket() {
         ))
         .await
         .expect("subscribe");
+    // Another user, who may read prices, watches every pricing event: they
+    // see the price drops, never the admin's alert.
+    let mut onlooker = ws::connect(&shop.server, &format!("?token={other}")).await;
+    ws::next_json(&mut onlooker, Duration::from_secs(5)).await;
+    ws::send(
+        &mut onlooker,
+        json!({"type": "subscribe", "topics": ["pricing.*"]}),
+    )
+    .await;
+    ws::next_json(&mut onlooker, Duration::from_secs(5)).await;
 
     // Another store goes under the target: one alert.
     shop.offers(
@@ -905,6 +915,18 @@ async fn an_alert_is_delivered_once_per_crossing_over_websocket() {
             .await
             .is_none(),
         "alerted twice"
+    );
+    let mut seen = Vec::new();
+    while let Some(message) = ws::next_json(&mut onlooker, Duration::from_secs(1)).await {
+        seen.extend(message["topic"].as_str().map(str::to_owned));
+    }
+    assert!(
+        seen.iter().any(|t| t == "pricing.price_dropped"),
+        "{seen:?}"
+    );
+    assert!(
+        !seen.iter().any(|t| t == "pricing.alert"),
+        "another user's alert reached them: {seen:?}"
     );
     // Back above, then under again: a new crossing, a new alert.
     shop.offers(

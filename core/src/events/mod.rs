@@ -32,6 +32,11 @@ pub struct Event {
     pub data: serde_json::Value,
     /// When it was published.
     pub timestamp: String,
+    /// The one user it is for (a price alert, an activity assigned to
+    /// someone): WebSocket clients get it only on that user's connections.
+    /// `None`: everyone allowed to read the topic.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to_user: Option<i64>,
     /// The WebSocket message, encoded once however many clients get it.
     #[serde(skip)]
     wire: OnceLock<Utf8Bytes>,
@@ -87,13 +92,26 @@ impl EventBus {
         Ok(Self { sender, published })
     }
 
-    /// Publishes an event; returns it. Having no subscriber is fine.
+    /// Publishes an event for everyone allowed to read its topic; returns
+    /// it. Having no subscriber is fine.
     pub fn publish(&self, topic: &str, data: serde_json::Value) -> Arc<Event> {
+        self.publish_for(None, topic, data)
+    }
+
+    /// Publishes an event for one user (`to_user`), or for everyone allowed
+    /// when `None`; returns it.
+    pub fn publish_for(
+        &self,
+        to_user: Option<i64>,
+        topic: &str,
+        data: serde_json::Value,
+    ) -> Arc<Event> {
         let event = Arc::new(Event {
             id: uuid::Uuid::new_v4().simple().to_string(),
             topic: topic.to_string(),
             data,
             timestamp: crate::db::timestamp::now(),
+            to_user,
             wire: OnceLock::new(),
         });
         self.published.with_label_values(&[topic]).inc();

@@ -9,7 +9,9 @@
 //!
 //! A client only receives the topics its permissions allow (see
 //! [`permission_for_topic`]), checked per event against the rights it
-//! authenticated with; the socket closes when its access token expires.
+//! authenticated with, and an event published for one user (a plugin's
+//! `Host::publish_to`) only on that user's sockets; the socket closes when
+//! its access token expires.
 //!
 //! Each socket has a reader loop (commands, bus events, pings) and a writer
 //! task fed by a bounded queue (`websocket.queue_capacity`). A client whose
@@ -199,10 +201,14 @@ pub fn permission_for_topic(topic: &str) -> Vec<String> {
     }
 }
 
-fn may_receive(user: &AuthUser, topic: &str) -> bool {
-    permission_for_topic(topic)
-        .iter()
-        .any(|permission| user.has_permission(permission))
+/// Whether `user` may receive `event`: the topic's permission, and for an
+/// event published for one user, being that user (an administrator does
+/// not see other people's private notices either).
+fn may_receive(user: &AuthUser, event: &super::Event) -> bool {
+    event.to_user.is_none_or(|addressee| addressee == user.id)
+        && permission_for_topic(&event.topic)
+            .iter()
+            .any(|permission| user.has_permission(permission))
 }
 
 /// Why the reader loop ended.
@@ -316,7 +322,7 @@ async fn serve(state: Arc<WsState>, socket: WebSocket, query_token: Option<Strin
                 event = events.recv() => match event {
                     Ok(event) => {
                         let Some(user) = &session.user else { continue };
-                        if session.wants(&event.topic) && may_receive(user, &event.topic) {
+                        if session.wants(&event.topic) && may_receive(user, &event) {
                             if let Some(ending) = push(Message::Text(event.wire())).await {
                                 break 'session ending;
                             }
@@ -543,6 +549,32 @@ mod tests {
             permission_for_topic("products.created"),
             vec!["products:read"]
         );
+    }
+
+    #[test]
+    fn an_event_for_one_user_reaches_only_that_user_with_the_permission() {
+        let user = |id: i64, permissions: &[&str]| AuthUser {
+            id,
+            email: format!("u{id}@example.com"),
+            roles: std::collections::BTreeSet::new(),
+            permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
+            credential: crate::auth::extract::Credential::Token {
+                jti: String::new(),
+                expires_at: 0,
+                session: String::new(),
+            },
+        };
+        let bus = EventBus::new(&Registry::new()).expect("bus");
+        let private = bus.publish_for(Some(7), "pricing.alert", json!({}));
+        let public = bus.publish("pricing.alert", json!({}));
+        let owner = user(7, &["pricing:read"]);
+        let administrator = user(1, &["pricing:read", "users:read", "plugins:manage"]);
+        let owner_without_the_right = user(7, &[]);
+        assert!(may_receive(&owner, &private));
+        assert!(!may_receive(&administrator, &private));
+        assert!(!may_receive(&owner_without_the_right, &private));
+        assert!(may_receive(&administrator, &public));
+        assert!(!may_receive(&owner_without_the_right, &public));
     }
 
     #[test]

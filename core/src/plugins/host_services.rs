@@ -122,9 +122,13 @@ impl PluginHost {
                 }
                 self.block_on(self.sql.transaction(&statements))
             }
-            HostOp::Publish { topic, data } => {
+            HostOp::Publish {
+                topic,
+                data,
+                to_user,
+            } => {
                 self.events
-                    .publish(&format!("{}.{topic}", self.plugin_id), data);
+                    .publish_for(to_user, &format!("{}.{topic}", self.plugin_id), data);
                 Ok(Value::Null)
             }
             HostOp::Call { method, path, body } => {

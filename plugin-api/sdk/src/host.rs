@@ -80,6 +80,11 @@ pub enum HostOp {
         topic: String,
         /// Payload.
         data: Value,
+        /// The one user the event is for, if any: WebSocket clients get it
+        /// only on that user's own connections. Absent from what SDKs
+        /// before 0.5 send, which makes their events public as before.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to_user: Option<i64>,
     },
     /// Calls another plugin's route with the current caller's rights.
     Call {
@@ -500,28 +505,66 @@ impl Host {
     }
 
     /// Publishes `<plugin id>.<topic>`; `data` is any serializable value.
+    /// Every WebSocket client allowed to read the topic receives it.
     pub fn publish<T: Serialize>(&self, topic: &str, data: &T) -> Result<(), HostError> {
+        self.publish_for(None, topic, data)
+    }
+
+    /// Publishes `<plugin id>.<topic>` for one user: WebSocket clients
+    /// receive it only on `user_id`'s own connections (which still need the
+    /// topic's permission), so a private notice (a price alert, a task
+    /// assigned to someone) never reaches the rest of the team. Plugins
+    /// subscribed to the topic receive it like any other event.
+    pub fn publish_to<T: Serialize>(
+        &self,
+        user_id: i64,
+        topic: &str,
+        data: &T,
+    ) -> Result<(), HostError> {
+        self.publish_for(Some(user_id), topic, data)
+    }
+
+    /// Publishes like [`Host::publish`] (or [`Host::publish_to`] when
+    /// `to_user` is set), but a failure is logged as the warning `warning`
+    /// (with the topic and the error), not returned: for an event
+    /// reporting a write that has already happened, which a lost event
+    /// must not turn into an error answer.
+    pub fn publish_or_warn<T: Serialize>(&self, topic: &str, data: &T, warning: &str) {
+        self.publish_for_or_warn(None, topic, data, warning);
+    }
+
+    /// [`Host::publish_or_warn`] for one user, or for everyone allowed when
+    /// `to_user` is `None`.
+    pub fn publish_for_or_warn<T: Serialize>(
+        &self,
+        to_user: Option<i64>,
+        topic: &str,
+        data: &T,
+        warning: &str,
+    ) {
+        if let Err(error) = self.publish_for(to_user, topic, data) {
+            self.warn(
+                warning,
+                serde_json::json!({"topic": topic, "error": error.to_string()}),
+            );
+        }
+    }
+
+    fn publish_for<T: Serialize>(
+        &self,
+        to_user: Option<i64>,
+        topic: &str,
+        data: &T,
+    ) -> Result<(), HostError> {
         let data = serde_json::to_value(data).map_err(|error| HostError::Other {
             message: format!("cannot encode the event: {error}"),
         })?;
         self.run::<Value>(&HostOp::Publish {
             topic: topic.into(),
             data,
+            to_user,
         })
         .map(|_| ())
-    }
-
-    /// Publishes like [`Host::publish`], but a failure is logged as the
-    /// warning `warning` (with the topic and the error), not returned: for
-    /// an event reporting a write that has already happened, which a lost
-    /// event must not turn into an error answer.
-    pub fn publish_or_warn<T: Serialize>(&self, topic: &str, data: &T, warning: &str) {
-        if let Err(error) = self.publish(topic, data) {
-            self.warn(
-                warning,
-                serde_json::json!({"topic": topic, "error": error.to_string()}),
-            );
-        }
     }
 
     /// Calls another plugin's route with the current caller's rights.

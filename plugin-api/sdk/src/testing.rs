@@ -89,7 +89,7 @@ impl HostServices for FakeHost {
             Err(error) => return RResult::RErr(format!("bad operation: {error}").into()),
         };
         let answer = match &op {
-            HostOp::Publish { topic, data } => {
+            HostOp::Publish { topic, data, .. } => {
                 if let Ok(mut recorded) = self.recorded.lock() {
                     recorded.published.push((topic.clone(), data.clone()));
                 }

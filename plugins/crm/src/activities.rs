@@ -10,10 +10,10 @@
 //!   partial; `done: true` stamps `done_at`);
 //! - the `due_activities` job (schedule it with `/system/tasks`, e.g.
 //!   every minute) publishes `crm.activity.due` once per due date for
-//!   every activity not done whose due time has come, with its
-//!   `assignee_id`. The host's WebSocket delivers plugin events to every
-//!   subscriber holding `crm:read`; the assignee's client recognises its
-//!   own by `assignee_id` (the bus has no per-user addressing).
+//!   every activity not done whose due time has come, to its assignee
+//!   alone (`Host::publish_to`: only the assignee's WebSocket connections
+//!   receive it). An activity nobody is assigned to is the team's: every
+//!   `crm:read` holder receives it.
 
 use serde::{Deserialize, Serialize};
 use xcore_plugin_sdk::prelude::*;
@@ -390,7 +390,12 @@ impl Crm {
                 params![false, now],
             )?;
             for activity in &due {
-                self.announce("activity.due", activity);
+                self.host.publish_for_or_warn(
+                    activity.assignee_id,
+                    "activity.due",
+                    activity,
+                    "cannot publish a crm event",
+                );
                 self.host.execute(
                     "UPDATE crm_activities SET notified_at = $1 WHERE id = $2",
                     params![now, activity.id],

@@ -4,9 +4,14 @@
 //! - `GET /logs`: everything, newest first (`level`, `kind` filters).
 //! - `GET /logs/agents`: the agents' lines; `GET /logs/errors`: errors.
 //!
-//! The seed's `/logs/auth` is the host's: logins, refreshes and
-//! revocations are the host's records, which it does not hand to plugins;
-//! the README points there instead of this plugin copying them.
+//! - `GET /logs/auth`: the seed's authentication log is the host's audit
+//!   log (logins, failed logins, logouts, password changes, API keys). The
+//!   host does not hand its records to plugins, and this plugin does not
+//!   copy them: the route answers `307` to `/admin/audit?action=auth.`
+//!   with the caller's other filters (`from`, `to`, `actor`, paging,
+//!   sorting), where the host checks `audit:read`. Clients that follow
+//!   redirects on the same origin (browsers, curl `-L`, most HTTP
+//!   libraries) keep their credentials and get the host's list body.
 
 use serde::{Deserialize, Serialize};
 use xcore_plugin_sdk::prelude::*;
@@ -132,4 +137,28 @@ pub fn routes(router: Router<Leads>) -> Router<Leads> {
             },
         )
         .summary("Errors")
+        .get("/logs/auth", Access::Requires(READ), auth_log)
+        .summary("The host's authentication log: a redirect to /admin/audit?action=auth.")
+        .doc(|op| {
+            op.empty_response(307, "Location: /admin/audit?action=auth. and the caller's other filters (the host checks audit:read)");
+        })
+}
+
+/// `GET /logs/auth`: `307` to the host's audit log, narrowed to
+/// authentication actions; the caller's own `action` is replaced, the rest
+/// of the query is carried over.
+fn auth_log(_: &Leads, request: Request) -> Response {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.append_pair("action", "auth.");
+    for (name, value) in &request.head.query {
+        if name != "action" {
+            query.append_pair(name, value);
+        }
+    }
+    let mut redirect = Response::empty(307);
+    redirect.headers.push((
+        "location".into(),
+        format!("/admin/audit?{}", query.finish()),
+    ));
+    redirect
 }

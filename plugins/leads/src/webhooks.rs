@@ -8,10 +8,16 @@
 //!   `{"campaign_id", "lead_id", "status"}` with `status` one of
 //!   `delivered`, `opened`, `responded`, `bounced`, `failed`.
 //!
-//! Both need `X-Signature: sha256=<hex>`, the HMAC-SHA256 of the raw body
-//! keyed by `webhook_secret` (`/settings/integrations`); a missing or bad
-//! signature, or no secret configured, is a 401. The host has no API keys
-//! yet: when it has, `X-API-Key` will be the other accepted credential.
+//! Both need one of two machine credentials:
+//! - the host's `X-API-Key` (or a Bearer token) whose holder has
+//!   `leads:write`; the host authenticates it before the plugin runs, so
+//!   the handler only checks the permission (403 naming it without);
+//! - `X-Signature: sha256=<hex>`, the HMAC-SHA256 of the raw body keyed by
+//!   `webhook_secret` (`/settings/integrations`).
+//!
+//! Neither, a bad signature, or a signature with no secret configured, is
+//! a 401. A caller lacking the permission can still send a good signature:
+//! the signature alone is enough, as for a partner with no account.
 //!
 //! An `Idempotency-Key` header makes a request idempotent: the first
 //! answer (any status below 500) is stored and a replay with the same key
@@ -23,7 +29,7 @@ use xcore_plugin_sdk::prelude::*;
 use crate::{
     leads::{LeadInput, LeadValues},
     settings::Integrations,
-    signature, Leads, Problems,
+    signature, Leads, Problems, WRITE,
 };
 
 /// Delivery statuses a partner may report.
@@ -71,8 +77,27 @@ struct StoredAnswer {
 }
 
 impl Leads {
-    /// 401 unless the body carries a good signature.
-    fn authenticate(&self, headers: &Headers, body: &[u8]) -> Result<(), Response> {
+    /// Accepts a caller holding `leads:write` (the host authenticated their
+    /// API key or token) or a good signature of the body; else 401, or 403
+    /// for a caller without the permission and no signature.
+    fn authenticate(
+        &self,
+        caller: Option<&Caller>,
+        headers: &Headers,
+        body: &[u8],
+    ) -> Result<(), Response> {
+        let permitted = |caller: &Caller| caller.permissions.iter().any(|held| held == WRITE);
+        match caller {
+            Some(caller) if permitted(caller) => return Ok(()),
+            Some(_) if !headers.0.contains_key("x-signature") => {
+                return Err(Response::error(
+                    403,
+                    "AUTHORIZATION_ERROR",
+                    &format!("missing permission {WRITE} (or send X-Signature instead)"),
+                ))
+            }
+            _ => {}
+        }
         let unauthorized = |message: &str| Response::error(401, "AUTHENTICATION_ERROR", message);
         let Some(secret) = self.settings::<Integrations>().webhook_secret else {
             return Err(unauthorized(
@@ -82,7 +107,11 @@ impl Leads {
         let header = headers
             .0
             .get("x-signature")
-            .ok_or_else(|| unauthorized("missing X-Signature: sha256=<HMAC-SHA256 of the body>"))?;
+            .ok_or_else(|| {
+                unauthorized(
+                    "send X-API-Key (a key with leads:write) or X-Signature: sha256=<HMAC-SHA256 of the body>",
+                )
+            })?;
         if signature::verify(&secret, body, header) {
             Ok(())
         } else {
@@ -151,8 +180,13 @@ impl Leads {
         Ok(response)
     }
 
-    fn webhook_lead(&self, headers: Headers, Body(body): Body) -> Result<Response, Response> {
-        self.authenticate(&headers, &body)?;
+    fn webhook_lead(
+        &self,
+        caller: Option<Caller>,
+        headers: Headers,
+        Body(body): Body,
+    ) -> Result<Response, Response> {
+        self.authenticate(caller.as_ref(), &headers, &body)?;
         self.idempotent("leads", &headers, || {
             let request = Request {
                 body: body.clone(),
@@ -193,8 +227,13 @@ impl Leads {
         })
     }
 
-    fn webhook_campaign(&self, headers: Headers, Body(body): Body) -> Result<Response, Response> {
-        self.authenticate(&headers, &body)?;
+    fn webhook_campaign(
+        &self,
+        caller: Option<Caller>,
+        headers: Headers,
+        Body(body): Body,
+    ) -> Result<Response, Response> {
+        self.authenticate(caller.as_ref(), &headers, &body)?;
         self.idempotent("campaigns", &headers, || {
             let request = Request { body: body.clone(), ..Request::default() };
             let update: DeliveryUpdate = match request.json() {
@@ -235,15 +274,17 @@ impl Leads {
     }
 }
 
-/// The webhook routes (public: the signature is the credential).
+/// The webhook routes (public to the host: the handler checks the key's
+/// permission or the signature).
 pub fn routes(router: Router<Leads>) -> Router<Leads> {
     router
         .post("/webhooks/leads", Access::Public, Leads::webhook_lead)
-        .summary("Create a lead from an external form (signed with X-Signature)")
+        .summary("Create a lead from an external form (X-API-Key with leads:write, or X-Signature)")
         .doc(|op| {
             op.request_body::<LeadInput>();
             op.response::<crate::leads::Lead>(201, "The lead");
-            op.error_response(401, "Missing or bad signature");
+            op.error_response(401, "No credential, or a bad signature");
+            op.error_response(403, "A key or token without leads:write, and no signature");
             op.error_response(409, "A duplicate lead");
         })
         .post(
@@ -251,10 +292,11 @@ pub fn routes(router: Router<Leads>) -> Router<Leads> {
             Access::Public,
             Leads::webhook_campaign,
         )
-        .summary("Record a delivery's status update (signed with X-Signature)")
+        .summary("Record a delivery's status update (X-API-Key with leads:write, or X-Signature)")
         .doc(|op| {
             op.request_body::<DeliveryUpdate>();
             op.response::<Delivery>(200, "The delivery");
-            op.error_response(401, "Missing or bad signature");
+            op.error_response(401, "No credential, or a bad signature");
+            op.error_response(403, "A key or token without leads:write, and no signature");
         })
 }

@@ -4,11 +4,9 @@
 //!
 //! After every offer batch (see [`crate::offers`]) the alerts on the
 //! batch's references are checked: when the best price crosses under the
-//! target, `pricing.alert` is published once (with the user's id); the
-//! alert re-arms when the price goes back to or above the target. The
-//! host's WebSocket sends a topic to every client allowed to read it
-//! (`pricing:read`): it has no per-user delivery, so clients filter on
-//! `user_id` (see the report and the README).
+//! target, `pricing.alert` is published once, for that user alone
+//! (`Host::publish_to`: only their own WebSocket connections receive it);
+//! the alert re-arms when the price goes back to or above the target.
 
 use serde::{Deserialize, Serialize};
 use xcore_plugin_sdk::{prelude::*, Statement};
@@ -203,7 +201,8 @@ impl Pricing {
         let results = self.host.transaction(statements)?;
         for ((alert, below), rows) in crossed.into_iter().zip(results) {
             if below && !rows.is_empty() {
-                self.announce(
+                self.host.publish_for_or_warn(
+                    Some(alert.user_id),
                     "alert",
                     &json!({
                         "alert_id": alert.id,
@@ -213,6 +212,7 @@ impl Pricing {
                         "target": money::to_json(alert.target_cents),
                         "boutique": alert.store,
                     }),
+                    "cannot publish a pricing alert",
                 );
             }
         }
