@@ -332,6 +332,14 @@ async fn customers_crud_search_filters_export_and_rbac() {
             .await),
         vec![acme_id, jane_id]
     );
+    // Searching sorts the matches (on PostgreSQL by an expression, off the
+    // name index): the same order both ways.
+    assert_eq!(
+        ids(&crm
+            .get("/customers?search=acm&sort_by=name&sort_order=desc")
+            .await),
+        vec![jane_id, acme_id]
+    );
     assert_eq!(ids(&crm.get("/customers?search=jane").await), vec![jane_id]);
     assert_eq!(
         ids(&crm.get("/customers?search=fabricant%20cl").await),
@@ -1486,4 +1494,296 @@ async fn customer_csv_import_keeps_good_rows_and_reports_bad_lines() {
         "NOT_FOUND",
     )
     .await;
+}
+
+/// The running totals as `key|figures` lines, and the same lines computed
+/// afresh from the deals: what every write must keep equal.
+async fn totals_and_recomputed(crm: &Crm) -> [Vec<String>; 4] {
+    let lines = |sql: &'static str| async move {
+        sqlx::query(sql)
+            .fetch_all(crm.server.state.db.pool())
+            .await
+            .expect("query")
+            .iter()
+            .map(|row| sqlx::Row::try_get::<String, _>(row, 0).expect("line"))
+            .collect::<Vec<_>>()
+    };
+    [
+        lines(
+            "SELECT currency || '|' || owner_key || '|' || status || '|' || stage_id || '|' || month \
+             || '|' || deals || '|' || amount_cents || '|' || weighted || '|' || unset_amount \
+             || '|' || cycle_seconds || '|' || cycle_deals FROM crm_deal_totals WHERE deals <> 0 \
+             ORDER BY 1",
+        )
+        .await,
+        lines(
+            "SELECT currency || '|' || owner_key || '|' || status || '|' || stage_id || '|' || month \
+             || '|' || deals || '|' || amount || '|' || weighted || '|' || unset_amount \
+             || '|' || cycle_seconds || '|' || cycle_deals FROM ( \
+             SELECT o.currency, CASE WHEN k.everyone = 1 THEN -1 ELSE COALESCE(o.owner_id, 0) END AS owner_key, \
+             o.status, o.stage_id, CASE WHEN o.status = 'open' THEN COALESCE(substr(o.expected_close, 1, 7), '') \
+             ELSE COALESCE(substr(o.closed_at, 1, 7), '') END AS month, COUNT(*) AS deals, \
+             CAST(SUM(o.amount_cents) AS BIGINT) AS amount, \
+             CAST(SUM(o.amount_cents * COALESCE(o.probability, 0)) AS BIGINT) AS weighted, \
+             CAST(SUM(CASE WHEN o.probability IS NULL THEN o.amount_cents ELSE 0 END) AS BIGINT) AS unset_amount, \
+             CAST(COALESCE(SUM(o.cycle_seconds), 0) AS BIGINT) AS cycle_seconds, COUNT(o.cycle_seconds) AS cycle_deals \
+             FROM crm_opportunities o CROSS JOIN (SELECT 0 AS everyone UNION ALL SELECT 1 AS everyone) k \
+             GROUP BY 1, 2, 3, 4, 5) fresh ORDER BY 1",
+        )
+        .await,
+        lines(
+            "SELECT currency || '|' || owner_key || '|' || customer_id || '|' || deals || '|' || revenue \
+             FROM crm_customer_revenue WHERE deals <> 0 ORDER BY 1",
+        )
+        .await,
+        lines(
+            "SELECT currency || '|' || owner_key || '|' || customer_id || '|' || deals || '|' || revenue FROM ( \
+             SELECT o.currency, CASE WHEN k.everyone = 1 THEN -1 ELSE COALESCE(o.owner_id, 0) END AS owner_key, \
+             o.customer_id, COUNT(*) AS deals, CAST(SUM(o.amount_cents) AS BIGINT) AS revenue \
+             FROM crm_opportunities o CROSS JOIN (SELECT 0 AS everyone UNION ALL SELECT 1 AS everyone) k \
+             WHERE o.status = 'won' GROUP BY 1, 2, 3) fresh ORDER BY 1",
+        )
+        .await,
+    ]
+}
+
+async fn assert_totals_match(crm: &Crm, after: &str) {
+    let [totals, fresh, revenue, fresh_revenue] = totals_and_recomputed(crm).await;
+    assert!(!fresh.is_empty(), "after {after}: no deals?");
+    assert_eq!(totals, fresh, "deal totals after {after}");
+    assert_eq!(revenue, fresh_revenue, "customer revenue after {after}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_totals_follow_every_write_and_can_be_rebuilt() {
+    let crm = start().await;
+    let (seller_id, seller) = crm
+        .user_with("seller@example.com", &["crm:read", "crm:write"])
+        .await;
+    let pipeline = crm.default_pipeline().await;
+    let pipeline_id = pipeline["id"].as_i64().expect("pipeline id");
+    let [qualified, proposal, negotiation] =
+        ["Qualified", "Proposal", "Negotiation"].map(|name| stage_id(&pipeline, name));
+    let mut customers = Vec::new();
+    for name in ["Alpha", "Beta", "Gamma"] {
+        let customer = crm
+            .post("/customers", json!({"type": "company", "name": name}))
+            .await;
+        customers.push(customer["id"].as_i64().expect("id"));
+    }
+    // Deals of two owners, two currencies, with and without their own
+    // probability and expected close.
+    let mut deals = Vec::new();
+    for (n, (customer, amount, currency, probability, close)) in [
+        (customers[0], 1000.5, "EUR", None, Some("2027-01-20")),
+        (customers[0], 250.0, "EUR", Some(80), Some("2027-02-01")),
+        (customers[1], 99.99, "USD", None, None),
+        (customers[1], 5000.0, "EUR", Some(10), Some("2027-01-05")),
+        (customers[2], 42.0, "EUR", None, Some("2027-03-31")),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut body = json!({"title": format!("Deal {n}"), "customer_id": customer,
+                              "amount": amount, "currency": currency});
+        if let Some(probability) = probability {
+            body["probability"] = json!(probability);
+        }
+        if let Some(close) = close {
+            body["expected_close"] = json!(close);
+        }
+        let token = if n % 2 == 0 { &crm.admin } else { &seller };
+        let created = expect_status(
+            crm.send(token, Method::POST, "/opportunities", Some(body))
+                .await,
+            StatusCode::CREATED,
+        )
+        .await;
+        deals.push(created["id"].as_i64().expect("id"));
+    }
+    assert_totals_match(&crm, "creating").await;
+
+    // Changes of amount, currency, owner, probability and expected close.
+    crm.ok(
+        Method::PUT,
+        &format!("/opportunities/{}", deals[0]),
+        Some(json!({"amount": 1500, "owner_id": seller_id, "probability": 30})),
+        StatusCode::OK,
+    )
+    .await;
+    crm.ok(
+        Method::PUT,
+        &format!("/opportunities/{}", deals[2]),
+        Some(json!({"currency": "EUR", "expected_close": "2027-06-30", "probability": null})),
+        StatusCode::OK,
+    )
+    .await;
+    assert_totals_match(&crm, "updates").await;
+
+    // Stage moves, won, lost, and a refused second close.
+    for (deal, stage) in [
+        (deals[0], proposal),
+        (deals[1], negotiation),
+        (deals[3], qualified),
+    ] {
+        crm.ok(
+            Method::POST,
+            &format!("/opportunities/{deal}/stage"),
+            Some(json!({"stage_id": stage})),
+            StatusCode::OK,
+        )
+        .await;
+    }
+    crm.ok(
+        Method::POST,
+        &format!("/opportunities/{}/won", deals[0]),
+        None,
+        StatusCode::OK,
+    )
+    .await;
+    crm.ok(
+        Method::POST,
+        &format!("/opportunities/{}/won", deals[2]),
+        None,
+        StatusCode::OK,
+    )
+    .await;
+    crm.ok(
+        Method::POST,
+        &format!("/opportunities/{}/lost", deals[1]),
+        Some(json!({"reason": "price"})),
+        StatusCode::OK,
+    )
+    .await;
+    crm.refused(
+        Method::POST,
+        &format!("/opportunities/{}/lost", deals[0]),
+        Some(json!({"reason": "late"})),
+        StatusCode::CONFLICT,
+        "CONFLICT",
+    )
+    .await;
+    assert_totals_match(&crm, "stage moves, won and lost").await;
+
+    // A stage deleted with its deals moved, then a deal deleted.
+    crm.ok(
+        Method::DELETE,
+        &format!("/pipelines/{pipeline_id}/stages/{qualified}?move_to={negotiation}"),
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    assert_totals_match(&crm, "a stage deleted with move_to").await;
+    crm.ok(
+        Method::DELETE,
+        &format!("/opportunities/{}", deals[4]),
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    assert_totals_match(&crm, "a deletion").await;
+
+    // Writers at the same time (the pool's connections in parallel): each
+    // queues on the totals lock, and nothing is counted twice or lost.
+    let mut racing = Vec::new();
+    for n in 0..6 {
+        let created = crm
+            .post(
+                "/opportunities",
+                json!({"title": format!("Race {n}"), "customer_id": customers[n % 3],
+                       "amount": 10 + n, "expected_close": "2027-05-01"}),
+            )
+            .await;
+        racing.push(created["id"].as_i64().expect("id"));
+    }
+    let writes = racing.iter().enumerate().flat_map(|(n, deal)| {
+        let stage = if n % 2 == 0 { proposal } else { negotiation };
+        [
+            (
+                Method::POST,
+                format!("/opportunities/{deal}/stage"),
+                json!({"stage_id": stage}),
+            ),
+            (
+                Method::PUT,
+                format!("/opportunities/{deal}"),
+                json!({"amount": 100 + n, "owner_id": seller_id}),
+            ),
+        ]
+    });
+    let crm_ref = &crm;
+    let answers = futures_util::future::join_all(writes.map(|(method, path, body)| async move {
+        crm_ref
+            .send(&crm_ref.admin, method, &path, Some(body))
+            .await
+    }))
+    .await;
+    for answer in answers {
+        assert_eq!(answer.status(), StatusCode::OK, "{:?}", answer.text().await);
+    }
+    assert_totals_match(&crm, "concurrent writes").await;
+
+    // The dashboard reads them: the seller's won deal is theirs, and the
+    // team's includes it.
+    let mine = crm.get(&format!("/dashboard?owner={seller_id}")).await;
+    assert_eq!(mine["top_customers"][0]["customer_id"], customers[0]);
+    assert_eq!(mine["average_deal_size"], json!(1500.0));
+    let team = crm.get("/dashboard").await;
+    assert_eq!(team["conversion_rate"], json!(66.67), "{team}");
+    crm.refused(
+        Method::GET,
+        "/dashboard?owner=-1",
+        None,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+
+    // Totals written wrong by hand are rebuilt by the job.
+    for sql in [
+        "DELETE FROM crm_deal_totals WHERE status = 'open'",
+        "UPDATE crm_customer_revenue SET revenue = revenue + 1",
+    ] {
+        sqlx::query(sql)
+            .execute(crm.server.state.db.pool())
+            .await
+            .expect("tamper");
+    }
+    let [totals, fresh, ..] = totals_and_recomputed(&crm).await;
+    assert_ne!(totals, fresh, "the tampering shows");
+    expect_status(
+        call(
+            &crm.server,
+            Method::POST,
+            "/system/tasks",
+            &crm.admin,
+            Some(
+                json!({"id": "crm_totals", "name": "Rebuild totals", "type": "interval",
+                        "interval": {"hours": 24}, "job": "crm.rebuild_totals"}),
+            ),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    expect_status(
+        call(
+            &crm.server,
+            Method::POST,
+            "/system/tasks/crm_totals/run",
+            &crm.admin,
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    for _ in 0..100 {
+        let [totals, fresh, revenue, fresh_revenue] = totals_and_recomputed(&crm).await;
+        if totals == fresh && revenue == fresh_revenue {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_totals_match(&crm, "the rebuild job").await;
 }

@@ -410,10 +410,15 @@ impl Crm {
         sort: Sort<CustomerSort>,
     ) -> Result<ListBody<Customer>, Response> {
         let (conditions, params) = self.customer_conditions(&filters, &caller)?;
-        let sql = format!(
-            "SELECT {COLUMNS} FROM crm_customers c {conditions} ORDER BY {}",
-            sort.order_by
-        );
+        let searching = filters
+            .search
+            .as_deref()
+            .is_some_and(|text| !xcore_plugin_sdk::search::terms(text).is_empty());
+        let order_by = match self.host.dialect()? {
+            Dialect::Postgres if searching => search::sorted_after_matching(&sort.order_by),
+            _ => sort.order_by,
+        };
+        let sql = format!("SELECT {COLUMNS} FROM crm_customers c {conditions} ORDER BY {order_by}");
         Ok(self.host.query_page(&sql, params, window)?)
     }
 

@@ -1,5 +1,10 @@
 //! `GET /dashboard`: what a sales manager opens first.
 //!
+//! The deal figures come from the running totals ([`crate::totals`]), so
+//! the dashboard costs the same with a thousand deals or a million; the
+//! activity counts come from the `(done, due_at)` index, since "overdue"
+//! moves with the clock.
+//!
 //! Money figures are for one currency (`?currency=`, default `EUR`):
 //! adding amounts in different currencies would be meaningless without
 //! rates, which the CRM does not have. `?owner=<user id>` narrows every
@@ -10,7 +15,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use xcore_plugin_sdk::prelude::*;
 
-use crate::{dates::Calendar, money, nullable_id, Crm, READ};
+use crate::{
+    dates::Calendar,
+    money, nullable_id,
+    totals::{self, Totals},
+    Crm, READ,
+};
 
 /// The dashboard's parameters.
 #[derive(Clone, Debug, Default, Deserialize, ToSchema)]
@@ -122,6 +132,11 @@ pub fn routes(router: Router<Crm>) -> Router<Crm> {
     router
         .get("/dashboard", Access::Requires(READ), Crm::dashboard)
         .summary("Pipeline value, won/lost, conversion, forecast, activities, top customers")
+        .job(
+            "rebuild_totals",
+            "Recomputes the dashboard's running totals from the opportunities (after rows were written by hand)",
+            |crm: &Crm| crm.host.transaction(Totals::rebuild()).map(|_| ()),
+        )
 }
 
 /// An integer from a row (SQLite and PostgreSQL type sums differently:
@@ -141,15 +156,6 @@ fn integer(row: &Row, column: &str) -> i64 {
     }
 }
 
-/// A float from a row (an average), if any.
-fn float(row: &Row, column: &str) -> Option<f64> {
-    match row.get(column) {
-        Some(Value::Number(number)) => number.as_f64(),
-        Some(Value::String(text)) => text.parse().ok(),
-        _ => None,
-    }
-}
-
 fn text(row: &Row, column: &str) -> String {
     row.get(column)
         .and_then(Value::as_str)
@@ -159,36 +165,60 @@ fn text(row: &Row, column: &str) -> String {
 
 use xcore_plugin_sdk::Row;
 
+/// Closed deals counted over one span.
+#[derive(Default)]
+struct ClosedSpan {
+    won: i64,
+    lost: i64,
+    revenue: i64,
+}
+
+impl ClosedSpan {
+    fn add(&mut self, won: bool, count: i64, amount: i64) {
+        if won {
+            self.won += count;
+            self.revenue += amount;
+        } else {
+            self.lost += count;
+        }
+    }
+
+    fn period(&self) -> Period {
+        Period {
+            won: self.won,
+            lost: self.lost,
+            revenue: money::to_json(self.revenue),
+        }
+    }
+}
+
+/// The closed deals' figures: ever, this quarter, this month, and the
+/// won deals' sales cycles.
+#[derive(Default)]
+struct Closed {
+    all: ClosedSpan,
+    quarter: ClosedSpan,
+    month: ClosedSpan,
+    cycle_seconds: i64,
+    cycle_deals: i64,
+}
+
 impl Crm {
     fn dashboard(&self, Query(query): Query<DashboardQuery>) -> Result<Json<Dashboard>, Response> {
         let currency = money::currency(query.currency.as_deref().unwrap_or("EUR"))
             .map_err(|message| Response::invalid("currency", &message))?;
+        if query.owner.is_some_and(|owner| owner < 1) {
+            return Err(Response::invalid("owner", "must be a user id"));
+        }
         let calendar = Calendar::at(chrono::Utc::now());
-        // $1 currency, $2 owner (NULL = everyone).
-        // Without an owner the condition is always true; the two SQL texts
-        // let each case use its own plan (the owner's index, or the
-        // covering scans).
-        let owner_filter = if query.owner.is_some() {
-            "o.owner_id = CAST($2 AS BIGINT)"
-        } else {
-            "CAST($2 AS BIGINT) IS NULL"
-        };
-        let owner = nullable_id(query.owner);
-        let base = params![currency, owner];
-        // One scan of the open deals (index-only, see migration 1), grouped
-        // by stage and expected close month; both views are summed here.
-        // Weighted values are in cents × percent until rounded once.
-        let open = self.host.query(
-            &format!(
-                "SELECT o.stage_id, o.expected_close, COUNT(*) AS count, \
-                 CAST(SUM(o.amount_cents) AS BIGINT) AS value, \
-                 CAST(SUM(CASE WHEN o.probability IS NULL THEN o.amount_cents ELSE 0 END) AS BIGINT) AS unset, \
-                 CAST(SUM(o.amount_cents * COALESCE(o.probability, 0)) AS BIGINT) AS weighted \
-                 FROM crm_opportunities o \
-                 WHERE o.status = 'open' AND o.currency = $1 AND {owner_filter} \
-                 GROUP BY o.stage_id, o.expected_close"
-            ),
-            base.clone(),
+        let owner_key = query.owner.unwrap_or(totals::EVERYONE);
+        // The running totals (see `totals`): a few rows per stage and
+        // month, whatever the number of deals.
+        let groups = self.host.query(
+            "SELECT status, stage_id, month, deals, amount_cents, weighted, unset_amount, \
+             cycle_seconds, cycle_deals FROM crm_deal_totals \
+             WHERE currency = $1 AND owner_key = $2 AND deals <> 0",
+            params![currency, owner_key],
         )?;
         let stages = self.host.query(
             "SELECT s.id, s.name, s.pipeline_id, s.probability FROM crm_stages s \
@@ -199,22 +229,47 @@ impl Crm {
             .iter()
             .map(|stage| (integer(stage, "id"), integer(stage, "probability")))
             .collect();
+        // Weighted values are in cents × percent until rounded once.
         let mut per_stage: BTreeMap<i64, (i64, i64, i64)> = BTreeMap::new();
         let mut per_month: BTreeMap<String, (i64, i64, i64)> = BTreeMap::new();
-        for row in &open {
-            let stage = integer(row, "stage_id");
-            // A deal without its own probability takes its stage's.
-            let weighted = integer(row, "weighted")
-                + integer(row, "unset") * stage_probability.get(&stage).copied().unwrap_or(0);
-            let (count, value) = (integer(row, "count"), integer(row, "value"));
-            let add = |sums: &mut (i64, i64, i64)| {
-                sums.0 += count;
-                sums.1 += value;
-                sums.2 += weighted;
-            };
-            add(per_stage.entry(stage).or_default());
-            if let Some(date) = row.get("expected_close").and_then(Value::as_str) {
-                add(per_month.entry(date.chars().take(7).collect()).or_default());
+        // Months are `YYYY-MM`: a close month at or after the period's
+        // first month is in the period.
+        let (this_month_start, this_quarter_start) = (&calendar.month[..7], &calendar.quarter[..7]);
+        let mut closed = Closed::default();
+        for row in &groups {
+            let (count, value) = (integer(row, "deals"), integer(row, "amount_cents"));
+            let month = text(row, "month");
+            match text(row, "status").as_str() {
+                "open" => {
+                    let stage = integer(row, "stage_id");
+                    // A deal without its own probability takes its stage's.
+                    let weighted = integer(row, "weighted")
+                        + integer(row, "unset_amount")
+                            * stage_probability.get(&stage).copied().unwrap_or(0);
+                    let add = |sums: &mut (i64, i64, i64)| {
+                        sums.0 += count;
+                        sums.1 += value;
+                        sums.2 += weighted;
+                    };
+                    add(per_stage.entry(stage).or_default());
+                    if !month.is_empty() {
+                        add(per_month.entry(month).or_default());
+                    }
+                }
+                status => {
+                    let won = status == "won";
+                    closed.all.add(won, count, value);
+                    if month.as_str() >= this_quarter_start {
+                        closed.quarter.add(won, count, value);
+                    }
+                    if month.as_str() >= this_month_start {
+                        closed.month.add(won, count, value);
+                    }
+                    if won {
+                        closed.cycle_seconds += integer(row, "cycle_seconds");
+                        closed.cycle_deals += integer(row, "cycle_deals");
+                    }
+                }
             }
         }
         let rounded = |weighted: i64| (weighted + 50) / 100;
@@ -245,54 +300,21 @@ impl Crm {
                 weighted_value: money::to_json(rounded(weighted)),
             })
             .collect();
-        // Seconds to close, stored when the deal closed, in days.
-        let cycle = "o.cycle_seconds / 86400.0";
-        // One scan of the closed deals for every closed figure.
-        let sum = |condition: &str, what: &str| {
-            format!(
-                "COALESCE(CAST(SUM(CASE WHEN {condition} THEN {what} ELSE 0 END) AS BIGINT), 0)"
-            )
-        };
-        let closed = self
-            .host
-            .query_one(
-                &format!(
-                    "SELECT {} AS won, {} AS lost, {} AS revenue, \
-                     {} AS month_won, {} AS month_lost, {} AS month_revenue, \
-                     {} AS quarter_won, {} AS quarter_lost, {} AS quarter_revenue, \
-                     CAST(AVG(CASE WHEN o.status = 'won' THEN {cycle} END) AS DOUBLE PRECISION) AS cycle \
-                     FROM crm_opportunities o WHERE o.status IN ('won', 'lost') \
-                     AND o.currency = $1 AND {owner_filter}",
-                    sum("o.status = 'won'", "1"),
-                    sum("o.status = 'lost'", "1"),
-                    sum("o.status = 'won'", "o.amount_cents"),
-                    sum("o.status = 'won' AND o.closed_at >= $3", "1"),
-                    sum("o.status = 'lost' AND o.closed_at >= $3", "1"),
-                    sum("o.status = 'won' AND o.closed_at >= $3", "o.amount_cents"),
-                    sum("o.status = 'won' AND o.closed_at >= $4", "1"),
-                    sum("o.status = 'lost' AND o.closed_at >= $4", "1"),
-                    sum("o.status = 'won' AND o.closed_at >= $4", "o.amount_cents"),
-                ),
-                params![currency, owner, calendar.month, calendar.quarter],
-            )?
-            .unwrap_or_default();
-        let period = |prefix: &str| Period {
-            won: integer(&closed, &format!("{prefix}won")),
-            lost: integer(&closed, &format!("{prefix}lost")),
-            revenue: money::to_json(integer(&closed, &format!("{prefix}revenue"))),
-        };
-        let this_month = period("month_");
-        let this_quarter = period("quarter_");
-        let (won, lost) = (integer(&closed, "won"), integer(&closed, "lost"));
+        let this_month = closed.month.period();
+        let this_quarter = closed.quarter.period();
+        let (won, lost) = (closed.all.won, closed.all.lost);
         let conversion_rate =
             (won + lost > 0).then(|| (won as f64 * 10_000.0 / (won + lost) as f64).round() / 100.0);
         let average_deal_size = if won > 0 {
-            money::to_json((integer(&closed, "revenue") + won / 2) / won)
+            money::to_json((closed.all.revenue + won / 2) / won)
         } else {
             Value::Null
         };
-        let average_sales_cycle_days =
-            float(&closed, "cycle").map(|days| (days * 100.0).round() / 100.0);
+        let average_sales_cycle_days = (closed.cycle_deals > 0).then(|| {
+            let days = closed.cycle_seconds as f64 / closed.cycle_deals as f64 / 86_400.0;
+            (days * 100.0).round() / 100.0
+        });
+        let owner = nullable_id(query.owner);
         let assignee_filter = if query.owner.is_some() {
             "a.assignee_id = CAST($5 AS BIGINT)"
         } else {
@@ -311,14 +333,11 @@ impl Crm {
         let top_customers = self
             .host
             .query(
-                &format!(
-                    "SELECT t.customer_id, c.name, t.deals, t.revenue FROM \
-                     (SELECT o.customer_id, COUNT(*) AS deals, CAST(SUM(o.amount_cents) AS BIGINT) AS revenue \
-                      FROM crm_opportunities o WHERE o.status = 'won' AND o.currency = $1 AND {owner_filter} \
-                      GROUP BY o.customer_id ORDER BY revenue DESC, o.customer_id LIMIT 10) t \
-                     JOIN crm_customers c ON c.id = t.customer_id ORDER BY t.revenue DESC, t.customer_id"
-                ),
-                base,
+                "SELECT r.customer_id, c.name, r.deals, r.revenue FROM crm_customer_revenue r \
+                 JOIN crm_customers c ON c.id = r.customer_id \
+                 WHERE r.currency = $1 AND r.owner_key = $2 AND r.deals > 0 \
+                 ORDER BY r.revenue DESC, r.customer_id LIMIT 10",
+                params![currency, owner_key],
             )?
             .iter()
             .map(|row| TopCustomer {

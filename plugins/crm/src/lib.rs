@@ -14,7 +14,9 @@
 //!   stage moves, won/lost and the stage history;
 //! - [`activities`]: calls, meetings, tasks, emails and notes, and the
 //!   `due_activities` job that publishes `crm.activity.due`;
-//! - [`dashboard`]: pipeline value, won/lost, forecast and activity counts;
+//! - [`dashboard`]: pipeline value, won/lost, forecast and activity counts,
+//!   read from [`totals`], the running totals every write of a deal keeps
+//!   (and the `rebuild_totals` job recomputes);
 //! - [`money`], [`search`], [`dates`]: exact amounts, full-text queries and
 //!   the date formats the API accepts.
 //!
@@ -33,6 +35,7 @@ pub mod money;
 pub mod opportunities;
 pub mod pipelines;
 pub mod search;
+pub mod totals;
 
 use serde::{de::DeserializeOwned, Deserialize, Deserializer, Serialize};
 use xcore_plugin_sdk::prelude::*;
@@ -92,6 +95,12 @@ impl Plugin for Crm {
                 "customers, pipelines, opportunities, activities, imports",
                 include_str!("../migrations/sqlite/0001_crm.sql"),
                 include_str!("../migrations/postgres/0001_crm.sql"),
+            )
+            .migration(
+                2,
+                "running totals of the opportunities for the dashboard",
+                include_str!("../migrations/sqlite/0002_totals.sql"),
+                include_str!("../migrations/postgres/0002_totals.sql"),
             )
             .event("customer.created")
             .event("opportunity.created")

@@ -25,7 +25,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize, Serializer};
 use xcore_plugin_sdk::{prelude::*, Dialect, Statement};
 
-use crate::{dates, invalid, missing, money, nullable_id, Crm, Id, DELETE, READ, WRITE};
+use crate::{
+    dates, invalid, missing, money, nullable_id, totals::Totals, Crm, Id, DELETE, READ, WRITE,
+};
 
 /// Cents as the exact decimal JSON number.
 fn cents<S: Serializer>(value: &i64, serializer: S) -> Result<S::Ok, S::Error> {
@@ -628,9 +630,14 @@ impl Crm {
             ),
             params![key, stage.id, caller.user_id, now],
         ));
-        let results = self.host.transaction(statements)?;
+        let results = self.host.transaction(Totals::after_creating(
+            "o.create_key = $1",
+            &params![key],
+            statements,
+        ))?;
+        // After the totals lock: the insert's `RETURNING id`.
         let id = results
-            .first()
+            .get(1)
             .and_then(|rows| rows.first())
             .and_then(|row| row.get("id").and_then(Value::as_i64))
             .ok_or_else(|| Response::plugin_error("the opportunity was not created"))?;
@@ -728,13 +735,14 @@ impl Crm {
             ));
             statements.extend(Self::line_statements("$1", json!(id), lines));
         }
-        self.host.transaction(statements)?;
+        self.host
+            .transaction(Totals::around("o.id = $1", &params![id], statements))?;
         self.opportunity(id).map(Json)
     }
 
     fn delete_opportunity(&self, Id(id): Id) -> Result<NoContent, Response> {
         self.opportunity(id)?;
-        self.host.transaction(vec![
+        let deleting = vec![
             Statement::new(
                 "DELETE FROM crm_activities WHERE opportunity_id = $1",
                 params![id],
@@ -748,7 +756,9 @@ impl Crm {
                 params![id],
             ),
             Statement::new("DELETE FROM crm_opportunities WHERE id = $1", params![id]),
-        ])?;
+        ];
+        self.host
+            .transaction(Totals::before_deleting("o.id = $1", &params![id], deleting))?;
         Ok(NoContent)
     }
 
@@ -770,7 +780,7 @@ impl Crm {
         });
         // The status guard makes a concurrent close lose cleanly: a deal
         // closed meanwhile is not moved again.
-        let results = self.host.transaction(vec![
+        let moving = vec![
             Statement::new(
                 "UPDATE crm_opportunities SET stage_id = $1, status = $2, lost_reason = $3, \
                  closed_at = $4, updated_at = $5, cycle_seconds = CAST($7 AS BIGINT) \
@@ -791,8 +801,14 @@ impl Crm {
                  WHERE id = $1 AND stage_id = $3 AND updated_at = $6",
                 params![opportunity.id, opportunity.stage_id, stage_id, status, caller.user_id, now],
             ),
-        ])?;
-        if results.first().is_none_or(Vec::is_empty) {
+        ];
+        let results = self.host.transaction(Totals::around(
+            "o.id = $1",
+            &params![opportunity.id],
+            moving,
+        ))?;
+        // After the lock and the subtraction: the update's `RETURNING id`.
+        if results.get(3).is_none_or(Vec::is_empty) {
             return Err(Response::conflict("the opportunity was closed meanwhile"));
         }
         let moved = self.opportunity(opportunity.id)?;

@@ -19,7 +19,7 @@
 use serde::{Deserialize, Serialize};
 use xcore_plugin_sdk::{extract::FromRequest, openapi::Operation, prelude::*, Statement};
 
-use crate::{flag, id_list, invalid, missing, Crm, Id, ADMIN, READ};
+use crate::{flag, id_list, invalid, missing, totals::Totals, Crm, Id, ADMIN, READ};
 
 /// A stage of a pipeline.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -531,6 +531,7 @@ impl Crm {
             params![stage_id],
         )?;
         let mut statements = Vec::new();
+        let mut moved_to = None;
         if used > 0 {
             let Some(target) = deletion.move_to else {
                 return Err(Response::error_with_details(
@@ -567,6 +568,7 @@ impl Crm {
                 "UPDATE crm_opportunities SET stage_id = $1, updated_at = $2 WHERE stage_id = $3",
                 params![target, now, stage_id],
             ));
+            moved_to = Some(target);
         }
         statements.push(Statement::new(
             "DELETE FROM crm_stages WHERE id = $1",
@@ -581,6 +583,9 @@ impl Crm {
         statements.extend(Self::reorder(
             &rest.iter().map(|s| s.id).collect::<Vec<_>>(),
         ));
+        if let Some(target) = moved_to {
+            statements = Totals::moving_stage(stage_id, target, statements);
+        }
         self.host.transaction(statements)?;
         Ok(NoContent)
     }

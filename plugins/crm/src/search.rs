@@ -26,6 +26,23 @@ pub fn condition(dialect: Dialect, terms: &[String], param: usize) -> (String, S
     }
 }
 
+/// `order_by` (`c.name ASC, c.id ASC`) with its leading column written as
+/// an expression no index serves (`(c.name || '') ASC, ...`), same order.
+///
+/// For a PostgreSQL search: with statistics, the planner otherwise walks
+/// the sort column's index and tests every row's `tsvector` until the page
+/// is full, which is quick when the matches sort first and reads most of
+/// the table when they sort last (240 ms for a word whose customers sort
+/// late, against 2.5 ms when they sort first, 100,000 customers). Taking
+/// the matches from the GIN index and sorting them costs the same for
+/// every word.
+pub fn sorted_after_matching(order_by: &str) -> String {
+    match order_by.split_once(' ') {
+        Some((column, rest)) if column != "c.id" => format!("({column} || '') {rest}"),
+        _ => order_by.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use xcore_plugin_sdk::search::terms;
@@ -41,5 +58,18 @@ mod tests {
         let (sql, query) = condition(Dialect::Postgres, &words, 2);
         assert_eq!(sql, "c.search_vector @@ to_tsquery('simple', $2)");
         assert_eq!(query, "'acme' & 'prod' & '001':*");
+    }
+
+    #[test]
+    fn only_the_leading_sort_column_becomes_an_expression() {
+        assert_eq!(
+            sorted_after_matching("c.name ASC, c.id ASC"),
+            "(c.name || '') ASC, c.id ASC"
+        );
+        assert_eq!(
+            sorted_after_matching("c.created_at DESC, c.id DESC"),
+            "(c.created_at || '') DESC, c.id DESC"
+        );
+        assert_eq!(sorted_after_matching("c.id ASC"), "c.id ASC");
     }
 }
