@@ -25,6 +25,12 @@ async fn status_of(request: reqwest::RequestBuilder) -> StatusCode {
     request.send().await.expect("send").status()
 }
 
+/// Asserts that `GET path` with `key` answers `expected`.
+async fn key_answers(server: &TestServer, key: &str, path: &str, expected: StatusCode) {
+    let status = status_of(keyed(server, Method::GET, path, key)).await;
+    assert_eq!(status, expected, "GET {path} with the key");
+}
+
 /// Sends and asserts a standard 401 with `message`.
 async fn refused(request: reqwest::RequestBuilder, message: &str) {
     let body = common::expect_error(
@@ -64,21 +70,10 @@ fn key_of(created: &Value) -> String {
 /// A user holding `users:read` and `roles:read` through a role of their
 /// own: `(user id, token, role id)`.
 async fn reader(server: &TestServer, admin: &str, email: &str) -> (i64, String, i64) {
+    let name = format!("reader-{}", email.len());
     let role = server
-        .as_(admin)
-        .post("/admin/roles")
-        .json(json!({"name": format!("reader-{}", email.len())}))
-        .expect(StatusCode::CREATED)
-        .await["id"]
-        .as_i64()
-        .expect("role id");
-    for permission in ["users:read", "roles:read"] {
-        server
-            .as_(admin)
-            .post(&format!("/admin/roles/{role}/permissions/{permission}"))
-            .expect(StatusCode::OK)
-            .await;
-    }
+        .create_role(admin, &name, &["users:read", "roles:read"])
+        .await;
     let (id, _) = server.user_token(email).await;
     server
         .as_(admin)
@@ -94,11 +89,7 @@ async fn reader(server: &TestServer, admin: &str, email: &str) -> (i64, String, 
 async fn the_seed_requests_create_list_use_and_revoke_a_key() {
     let server = TestServer::start().await;
     let admin = server.admin_token().await;
-    let me = server
-        .as_(&admin)
-        .get("/auth/me")
-        .expect(StatusCode::OK)
-        .await;
+    let me = server.me(&admin).await;
 
     // POST /security/api-keys -> POST /auth/api-keys
     let expires = (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339();
@@ -129,10 +120,7 @@ async fn the_seed_requests_create_list_use_and_revoke_a_key() {
     let as_key = common::expect_status(as_key, StatusCode::OK).await;
     assert_eq!(as_key["id"], me["id"]);
     assert_eq!(as_key["permissions"], json!(["users:read"]));
-    assert_eq!(
-        status_of(keyed(&server, Method::GET, "/admin/users", &key)).await,
-        StatusCode::OK
-    );
+    key_answers(&server, &key, "/admin/users", StatusCode::OK).await;
     assert_eq!(
         status_of(keyed(&server, Method::GET, "/admin/roles", &key)).await,
         StatusCode::FORBIDDEN,
@@ -170,10 +158,7 @@ async fn the_seed_requests_create_list_use_and_revoke_a_key() {
         .delete(&format!("/auth/api-keys/{id}"))
         .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
         .await;
-    assert_eq!(
-        status_of(keyed(&server, Method::GET, "/admin/users", &key)).await,
-        StatusCode::OK
-    );
+    key_answers(&server, &key, "/admin/users", StatusCode::OK).await;
 
     // DELETE /security/api-keys/:id -> DELETE /auth/api-keys/{id}: at once.
     server
@@ -295,10 +280,7 @@ async fn a_key_follows_its_owner_at_once() {
     let (user_id, token, role) = reader(&server, &admin, "script@example.com").await;
     let key = key_of(&create_key(&server, &token, json!(["users:read", "roles:read"])).await);
     for path in ["/admin/users", "/admin/roles"] {
-        assert_eq!(
-            status_of(keyed(&server, Method::GET, path, &key)).await,
-            StatusCode::OK
-        );
+        key_answers(&server, &key, path, StatusCode::OK).await;
     }
     // The owner loses a permission: so does the key, at the next request.
     server
@@ -306,14 +288,8 @@ async fn a_key_follows_its_owner_at_once() {
         .delete(&format!("/admin/roles/{role}/permissions/users:read"))
         .expect(StatusCode::NO_CONTENT)
         .await;
-    assert_eq!(
-        status_of(keyed(&server, Method::GET, "/admin/users", &key)).await,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        status_of(keyed(&server, Method::GET, "/admin/roles", &key)).await,
-        StatusCode::OK
-    );
+    key_answers(&server, &key, "/admin/users", StatusCode::FORBIDDEN).await;
+    key_answers(&server, &key, "/admin/roles", StatusCode::OK).await;
     // The owner is deactivated: the key stops at once.
     server
         .as_(&admin)
@@ -387,10 +363,7 @@ async fn forged_truncated_and_misplaced_keys_are_refused() {
         .await;
     }
     // The real key still works after all that.
-    assert_eq!(
-        status_of(keyed(&server, Method::GET, "/admin/users", &key)).await,
-        StatusCode::OK
-    );
+    key_answers(&server, &key, "/admin/users", StatusCode::OK).await;
     server.stop().await;
 }
 
@@ -439,10 +412,7 @@ async fn a_key_cannot_manage_credentials() {
     assert_eq!(list["total"], 1);
     assert_eq!(list["items"][0]["revoked_at"], Value::Null);
     server.admin_token().await;
-    assert_eq!(
-        status_of(keyed(&server, Method::GET, "/admin/users", &key)).await,
-        StatusCode::OK
-    );
+    key_answers(&server, &key, "/admin/users", StatusCode::OK).await;
     server.stop().await;
 }
 
@@ -458,10 +428,7 @@ async fn an_expired_key_is_refused() {
         .expect(StatusCode::CREATED)
         .await;
     let key = key_of(&created);
-    assert_eq!(
-        status_of(keyed(&server, Method::GET, "/admin/users", &key)).await,
-        StatusCode::OK
-    );
+    key_answers(&server, &key, "/admin/users", StatusCode::OK).await;
     let wait = (expires - chrono::Utc::now()).num_milliseconds().max(0) as u64 + 1_100;
     tokio::time::sleep(Duration::from_millis(wait)).await;
     refused(
@@ -479,11 +446,7 @@ async fn plugin_routes_take_keys_with_their_scopes() {
     let plugins_dir = dir.path().display().to_string();
     let server = TestServer::start_with(|config| config.plugins.dir = plugins_dir).await;
     let admin = server.admin_token().await;
-    let me = server
-        .as_(&admin)
-        .get("/auth/me")
-        .expect(StatusCode::OK)
-        .await;
+    let me = server.me(&admin).await;
     let reading = create_key(&server, &admin, json!(["hello:read"])).await;
     let other = key_of(&create_key(&server, &admin, json!(["users:read"])).await);
     let whoami = "/api/v1/hello/whoami";
@@ -605,10 +568,7 @@ async fn last_used_at_is_written_off_the_request_path() {
     let created = create_key(&server, &admin, json!(["users:read"])).await;
     let key = key_of(&created);
     for _ in 0..5 {
-        assert_eq!(
-            status_of(keyed(&server, Method::GET, "/admin/users", &key)).await,
-            StatusCode::OK
-        );
+        key_answers(&server, &key, "/admin/users", StatusCode::OK).await;
     }
     let stored = || async {
         sqlx::query("SELECT last_used_at FROM api_keys WHERE id = $1")

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{
     access_token, deploy, expect_status, hello_variant, next_bus_event, TestServer, ADMIN_EMAIL,
 };
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::Row;
 
@@ -93,20 +93,6 @@ async fn whole_table(server: &TestServer) -> String {
         .join("\n")
 }
 
-async fn outbox_token(server: &TestServer, email: &str) -> String {
-    let row =
-        sqlx::query("SELECT body FROM notification_outbox WHERE recipient = $1 ORDER BY id DESC")
-            .bind(email)
-            .fetch_one(server.state.db.pool())
-            .await
-            .expect("outbox message");
-    let body: String = row.get("body");
-    body.lines()
-        .find_map(|line| line.strip_prefix("Reset token: "))
-        .expect("token line")
-        .to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authentication_acts_are_recorded_without_any_secret() {
     let server = TestServer::start().await;
@@ -155,7 +141,7 @@ async fn authentication_acts_are_recorded_without_any_secret() {
             .expect(StatusCode::ACCEPTED)
             .await;
     }
-    let reset_token = outbox_token(&server, email).await;
+    let reset_token = server.outbox_reset_token(email).await;
     server
         .anonymous()
         .post("/auth/password/reset")
@@ -235,12 +221,7 @@ async fn role_permission_and_user_changes_are_recorded_with_their_actor() {
     let server = TestServer::start().await;
     let admin_tokens = server.login(ADMIN_EMAIL, common::ADMIN_PASSWORD).await;
     let admin = access_token(&admin_tokens);
-    let me = server
-        .as_(&admin)
-        .get("/auth/me")
-        .expect(StatusCode::OK)
-        .await;
-    let admin_id = me["id"].as_i64().expect("id");
+    let admin_id = server.me_id(&admin).await;
     let as_admin = server.as_(&admin);
 
     let role = as_admin
@@ -278,52 +259,26 @@ async fn role_permission_and_user_changes_are_recorded_with_their_actor() {
         .expect(StatusCode::CREATED)
         .await;
     let user_id = user["id"].as_i64().expect("user id");
+    let user_path = format!("/admin/users/{user_id}");
+    let assignment = format!("{user_path}/roles/{role_id}");
+    let deactivate = format!("{user_path}/deactivate");
+    let activate = format!("{user_path}/activate");
+    let role_path = format!("/admin/roles/{role_id}");
     for (method, path, status) in [
-        (
-            reqwest::Method::POST,
-            format!("/admin/users/{user_id}/roles/{role_id}"),
-            StatusCode::OK,
-        ),
-        (
-            reqwest::Method::DELETE,
-            format!("/admin/users/{user_id}/roles/{role_id}"),
-            StatusCode::NO_CONTENT,
-        ),
-        (
-            reqwest::Method::POST,
-            format!("/admin/users/{user_id}/deactivate"),
-            StatusCode::OK,
-        ),
-        (
-            reqwest::Method::POST,
-            format!("/admin/users/{user_id}/activate"),
-            StatusCode::OK,
-        ),
-        (
-            reqwest::Method::DELETE,
-            format!("/admin/roles/{role_id}"),
-            StatusCode::NO_CONTENT,
-        ),
+        (Method::POST, &assignment, StatusCode::OK),
+        (Method::DELETE, &assignment, StatusCode::NO_CONTENT),
+        (Method::POST, &deactivate, StatusCode::OK),
+        (Method::POST, &activate, StatusCode::OK),
+        (Method::DELETE, &role_path, StatusCode::NO_CONTENT),
     ] {
         server
             .as_(&admin)
-            .request(method, &path)
+            .request(method, path)
             .expect(status)
             .await;
     }
     // A refused change leaves no row: the built-in role cannot be deleted.
-    let roles = server
-        .as_(&admin)
-        .get("/admin/roles?limit=100")
-        .expect(StatusCode::OK)
-        .await;
-    let admin_role = roles["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .find(|role| role["name"] == "admin")
-        .and_then(|role| role["id"].as_i64())
-        .expect("admin role");
+    let admin_role = server.role_id(&admin, "admin").await;
     server
         .as_(&admin)
         .delete(&format!("/admin/roles/{admin_role}"))
@@ -433,13 +388,7 @@ async fn task_changes_are_recorded() {
             "task.deleted"
         ]
     );
-    let admin_id = server
-        .as_(&admin)
-        .get("/auth/me")
-        .expect(StatusCode::OK)
-        .await["id"]
-        .as_i64()
-        .expect("id");
+    let admin_id = server.me_id(&admin).await;
     for row in &rows {
         assert_row(row, ADMIN_EMAIL, Some(admin_id), Some("task:nightly"));
     }
@@ -499,13 +448,7 @@ async fn plugin_changes_are_recorded_with_the_caller_or_system() {
         ],
         "{rows:#?}"
     );
-    let admin_id = server
-        .as_(&admin)
-        .get("/auth/me")
-        .expect(StatusCode::OK)
-        .await["id"]
-        .as_i64()
-        .expect("id");
+    let admin_id = server.me_id(&admin).await;
     for row in &by_api {
         assert_row(row, ADMIN_EMAIL, Some(admin_id), Some("plugin:hello"));
     }

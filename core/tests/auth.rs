@@ -131,29 +131,17 @@ async fn login_accepts_form_and_json_and_hides_which_part_was_wrong() {
     }
 
     let wrong_password = server
+        .anonymous()
         .post("/auth/login")
-        .json(&json!({"username": "carol@example.com", "password": "nope-nope-1"}))
-        .send()
-        .await
-        .expect("send");
-    let wrong_password = expect_error(
-        wrong_password,
-        StatusCode::UNAUTHORIZED,
-        "AUTHENTICATION_ERROR",
-    )
-    .await;
+        .json(json!({"username": "carol@example.com", "password": "nope-nope-1"}))
+        .expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR")
+        .await;
     let unknown_user = server
+        .anonymous()
         .post("/auth/login")
-        .json(&json!({"username": "nobody@example.com", "password": "nope-nope-1"}))
-        .send()
-        .await
-        .expect("send");
-    let unknown_user = expect_error(
-        unknown_user,
-        StatusCode::UNAUTHORIZED,
-        "AUTHENTICATION_ERROR",
-    )
-    .await;
+        .json(json!({"username": "nobody@example.com", "password": "nope-nope-1"}))
+        .expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR")
+        .await;
     assert_eq!(
         wrong_password["error"]["message"],
         unknown_user["error"]["message"]
@@ -238,13 +226,12 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
         .expect("refresh")
         .to_string();
 
-    let rotated = server
+    let second = server
+        .anonymous()
         .post("/auth/refresh")
-        .json(&json!({"refresh_token": first_refresh}))
-        .send()
-        .await
-        .expect("send");
-    let second = expect_status(rotated, StatusCode::OK).await;
+        .json(json!({"refresh_token": first_refresh}))
+        .expect(StatusCode::OK)
+        .await;
     let second_refresh = second["refresh_token"]
         .as_str()
         .expect("refresh")
@@ -486,20 +473,6 @@ async fn deactivation_ends_tokens_for_good_even_after_reactivation() {
     server.stop().await;
 }
 
-async fn outbox_token(server: &TestServer, email: &str) -> String {
-    let row =
-        sqlx::query("SELECT body FROM notification_outbox WHERE recipient = $1 ORDER BY id DESC")
-            .bind(email)
-            .fetch_one(server.state.db.pool())
-            .await
-            .expect("outbox message");
-    let body: String = row.get("body");
-    body.lines()
-        .find_map(|line| line.strip_prefix("Reset token: "))
-        .expect("token line")
-        .to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_reset_goes_through_the_outbox_and_ends_sessions() {
     let server = TestServer::start().await;
@@ -521,7 +494,7 @@ async fn password_reset_goes_through_the_outbox_and_ends_sessions() {
             .await
             .expect("count");
     assert_eq!(unknown_messages.get::<i64, _>("n"), 0);
-    let token = outbox_token(&server, "gina@example.com").await;
+    let token = server.outbox_reset_token("gina@example.com").await;
 
     server
         .anonymous()

@@ -9,7 +9,7 @@
 
 mod common;
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::Row;
 
@@ -20,9 +20,17 @@ use common::{
 
 const PASSWORD: &str = "UserPassw0rd!";
 
+/// Why a token older than a password change or deactivation is refused.
+const SUPERSEDED: &str = "token superseded (password change or deactivation)";
+
 /// `GET path` as `token`: the status.
 async fn status(server: &TestServer, path: &str, token: &str) -> StatusCode {
     server.as_(token).get(path).send().await.status()
+}
+
+/// Asserts that `GET path` as `token` answers `expected`.
+async fn answers(server: &TestServer, path: &str, token: &str, expected: StatusCode) {
+    assert_eq!(status(server, path, token).await, expected, "GET {path}");
 }
 
 /// The error message of a 401 answer to `GET /auth/me`.
@@ -38,50 +46,29 @@ async fn refused(server: &TestServer, token: &str) -> String {
         .to_string()
 }
 
-async fn send(
-    server: &TestServer,
-    method: Method,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-    expected: StatusCode,
-) -> Value {
-    server
-        .as_(token)
-        .request(method, path)
-        .json_opt(body)
-        .expect(expected)
-        .await
+/// Gives user `id` the role `role` (as `admin`); the assignment's path.
+async fn assign(server: &TestServer, admin: &str, id: i64, role: i64) -> String {
+    let path = format!("/admin/users/{id}/roles/{role}");
+    server.as_(admin).post(&path).expect(StatusCode::OK).await;
+    path
 }
 
-/// A role named `name` holding `permissions`; its id.
-async fn role_with(server: &TestServer, admin: &str, name: &str, permissions: &[&str]) -> i64 {
-    let role = send(
-        server,
-        Method::POST,
-        "/admin/roles",
-        admin,
-        Some(json!({"name": name})),
-        StatusCode::CREATED,
-    )
-    .await;
-    let id = role["id"].as_i64().expect("role id");
-    for permission in permissions {
-        send(
-            server,
-            Method::POST,
-            &format!("/admin/roles/{id}/permissions/{permission}"),
-            admin,
-            None,
-            StatusCode::OK,
-        )
-        .await;
-    }
-    id
+/// The roles `GET /auth/me` shows `token`.
+async fn roles_of(server: &TestServer, token: &str) -> Value {
+    let me = server.me(token).await;
+    me["roles"].clone()
+}
+
+/// Whether `GET /auth/me` lists `permission` for `token`.
+async fn holds(server: &TestServer, token: &str, permission: &str) -> bool {
+    permissions_of(server, token)
+        .await
+        .iter()
+        .any(|held| held == permission)
 }
 
 async fn permissions_of(server: &TestServer, token: &str) -> Vec<String> {
-    let me = send(server, Method::GET, "/auth/me", token, None, StatusCode::OK).await;
+    let me = server.me(token).await;
     serde_json::from_value(me["permissions"].clone()).expect("permissions")
 }
 
@@ -99,18 +86,14 @@ async fn logout_refuses_the_token_and_its_session_at_once() {
         .expect(StatusCode::OK)
         .await;
     let sibling = access_token(&rotated);
-    assert_eq!(status(&server, "/auth/me", &token).await, StatusCode::OK);
-    assert_eq!(status(&server, "/auth/me", &sibling).await, StatusCode::OK);
+    answers(&server, "/auth/me", &token, StatusCode::OK).await;
+    answers(&server, "/auth/me", &sibling, StatusCode::OK).await;
 
-    send(
-        &server,
-        Method::POST,
-        "/auth/logout",
-        &token,
-        None,
-        StatusCode::NO_CONTENT,
-    )
-    .await;
+    server
+        .as_(&token)
+        .post("/auth/logout")
+        .expect(StatusCode::NO_CONTENT)
+        .await;
     assert_eq!(refused(&server, &token).await, "token revoked");
     assert_eq!(refused(&server, &sibling).await, "session revoked");
     server.stop().await;
@@ -120,24 +103,15 @@ async fn logout_refuses_the_token_and_its_session_at_once() {
 async fn password_change_refuses_older_tokens_at_once() {
     let server = TestServer::start().await;
     let (_, token) = server.user_token("pat@example.com").await;
-    assert_eq!(status(&server, "/auth/me", &token).await, StatusCode::OK);
-    let changed = send(
-        &server,
-        Method::PUT,
-        "/auth/password/update",
-        &token,
-        Some(json!({"current_password": PASSWORD, "new_password": "NewPassw0rd!!"})),
-        StatusCode::OK,
-    )
-    .await;
-    assert_eq!(
-        refused(&server, &token).await,
-        "token superseded (password change or deactivation)"
-    );
-    assert_eq!(
-        status(&server, "/auth/me", &access_token(&changed)).await,
-        StatusCode::OK
-    );
+    answers(&server, "/auth/me", &token, StatusCode::OK).await;
+    let changed = server
+        .as_(&token)
+        .put("/auth/password/update")
+        .json(json!({"current_password": PASSWORD, "new_password": "NewPassw0rd!!"}))
+        .expect(StatusCode::OK)
+        .await;
+    assert_eq!(refused(&server, &token).await, SUPERSEDED);
+    answers(&server, "/auth/me", &access_token(&changed), StatusCode::OK).await;
     server.stop().await;
 }
 
@@ -145,34 +119,21 @@ async fn password_change_refuses_older_tokens_at_once() {
 async fn password_reset_refuses_older_tokens_at_once() {
     let server = TestServer::start().await;
     let (_, token) = server.user_token("rae@example.com").await;
-    assert_eq!(status(&server, "/auth/me", &token).await, StatusCode::OK);
+    answers(&server, "/auth/me", &token, StatusCode::OK).await;
     server
         .anonymous()
         .post("/auth/password/reset")
         .json(json!({"email": "rae@example.com"}))
         .expect(StatusCode::ACCEPTED)
         .await;
-    let row =
-        sqlx::query("SELECT body FROM notification_outbox WHERE recipient = $1 ORDER BY id DESC")
-            .bind("rae@example.com")
-            .fetch_one(server.state.db.pool())
-            .await
-            .expect("outbox message");
-    let body: String = row.get("body");
-    let reset = body
-        .lines()
-        .find_map(|line| line.strip_prefix("Reset token: "))
-        .expect("token line");
+    let reset = server.outbox_reset_token("rae@example.com").await;
     server
         .anonymous()
         .post("/auth/password/reset")
         .json(json!({"token": reset, "new_password": "ResetPassw0rd!"}))
         .expect(StatusCode::OK)
         .await;
-    assert_eq!(
-        refused(&server, &token).await,
-        "token superseded (password change or deactivation)"
-    );
+    assert_eq!(refused(&server, &token).await, SUPERSEDED);
     server.stop().await;
 }
 
@@ -181,13 +142,10 @@ async fn deactivation_and_activation_apply_at_once() {
     let server = TestServer::start().await;
     let admin = server.admin_token().await;
     let (id, token) = server.user_token("dee@example.com").await;
-    assert_eq!(status(&server, "/auth/me", &token).await, StatusCode::OK);
+    answers(&server, "/auth/me", &token, StatusCode::OK).await;
     let path = format!("/admin/users/{id}/deactivate");
-    send(&server, Method::POST, &path, &admin, None, StatusCode::OK).await;
-    assert_eq!(
-        refused(&server, &token).await,
-        "token superseded (password change or deactivation)"
-    );
+    server.as_(&admin).post(&path).expect(StatusCode::OK).await;
+    assert_eq!(refused(&server, &token).await, SUPERSEDED);
     // Warm the cache with the deactivated state: a new token (its version
     // current) is refused for the account, not the version.
     let row = sqlx::query("SELECT token_version FROM users WHERE id = $1")
@@ -202,15 +160,12 @@ async fn deactivation_and_activation_apply_at_once() {
         .expect("issue");
     assert_eq!(refused(&server, &current).await, "account is deactivated");
     let path = format!("/admin/users/{id}/activate");
-    send(&server, Method::POST, &path, &admin, None, StatusCode::OK).await;
-    assert_eq!(status(&server, "/auth/me", &current).await, StatusCode::OK);
+    server.as_(&admin).post(&path).expect(StatusCode::OK).await;
+    answers(&server, "/auth/me", &current, StatusCode::OK).await;
     let fresh = access_token(&server.login("dee@example.com", PASSWORD).await);
-    assert_eq!(status(&server, "/auth/me", &fresh).await, StatusCode::OK);
+    answers(&server, "/auth/me", &fresh, StatusCode::OK).await;
     // The token from before the deactivation stays dead.
-    assert_eq!(
-        refused(&server, &token).await,
-        "token superseded (password change or deactivation)"
-    );
+    assert_eq!(refused(&server, &token).await, SUPERSEDED);
     server.stop().await;
 }
 
@@ -218,33 +173,19 @@ async fn deactivation_and_activation_apply_at_once() {
 async fn role_assignment_and_removal_apply_at_once() {
     let server = TestServer::start().await;
     let admin = server.admin_token().await;
-    let auditor = role_with(&server, &admin, "auditor", &["roles:read"]).await;
+    let auditor = server.create_role(&admin, "auditor", &["roles:read"]).await;
     let (id, token) = server.user_token("ann@example.com").await;
-    assert_eq!(
-        status(&server, "/admin/roles", &token).await,
-        StatusCode::FORBIDDEN
-    );
+    answers(&server, "/admin/roles", &token, StatusCode::FORBIDDEN).await;
 
-    let path = format!("/admin/users/{id}/roles/{auditor}");
-    send(&server, Method::POST, &path, &admin, None, StatusCode::OK).await;
-    assert_eq!(
-        status(&server, "/admin/roles", &token).await,
-        StatusCode::OK
-    );
+    let path = assign(&server, &admin, id, auditor).await;
+    answers(&server, "/admin/roles", &token, StatusCode::OK).await;
 
-    send(
-        &server,
-        Method::DELETE,
-        &path,
-        &admin,
-        None,
-        StatusCode::NO_CONTENT,
-    )
-    .await;
-    assert_eq!(
-        status(&server, "/admin/roles", &token).await,
-        StatusCode::FORBIDDEN
-    );
+    server
+        .as_(&admin)
+        .delete(&path)
+        .expect(StatusCode::NO_CONTENT)
+        .await;
+    answers(&server, "/admin/roles", &token, StatusCode::FORBIDDEN).await;
     server.stop().await;
 }
 
@@ -252,35 +193,21 @@ async fn role_assignment_and_removal_apply_at_once() {
 async fn grant_and_revoke_apply_at_once() {
     let server = TestServer::start().await;
     let admin = server.admin_token().await;
-    let auditor = role_with(&server, &admin, "auditor", &[]).await;
+    let auditor = server.create_role(&admin, "auditor", &[]).await;
     let (id, token) = server.user_token("gus@example.com").await;
-    let path = format!("/admin/users/{id}/roles/{auditor}");
-    send(&server, Method::POST, &path, &admin, None, StatusCode::OK).await;
-    assert_eq!(
-        status(&server, "/admin/users", &token).await,
-        StatusCode::FORBIDDEN
-    );
+    assign(&server, &admin, id, auditor).await;
+    answers(&server, "/admin/users", &token, StatusCode::FORBIDDEN).await;
 
     let grant = format!("/admin/roles/{auditor}/permissions/users:read");
-    send(&server, Method::POST, &grant, &admin, None, StatusCode::OK).await;
-    assert_eq!(
-        status(&server, "/admin/users", &token).await,
-        StatusCode::OK
-    );
+    server.as_(&admin).post(&grant).expect(StatusCode::OK).await;
+    answers(&server, "/admin/users", &token, StatusCode::OK).await;
 
-    send(
-        &server,
-        Method::DELETE,
-        &grant,
-        &admin,
-        None,
-        StatusCode::NO_CONTENT,
-    )
-    .await;
-    assert_eq!(
-        status(&server, "/admin/users", &token).await,
-        StatusCode::FORBIDDEN
-    );
+    server
+        .as_(&admin)
+        .delete(&grant)
+        .expect(StatusCode::NO_CONTENT)
+        .await;
+    answers(&server, "/admin/users", &token, StatusCode::FORBIDDEN).await;
     server.stop().await;
 }
 
@@ -288,39 +215,19 @@ async fn grant_and_revoke_apply_at_once() {
 async fn a_deleted_role_grants_nothing_from_the_next_request() {
     let server = TestServer::start().await;
     let admin = server.admin_token().await;
-    let auditor = role_with(&server, &admin, "auditor", &["roles:read"]).await;
+    let auditor = server.create_role(&admin, "auditor", &["roles:read"]).await;
     let (id, token) = server.user_token("del@example.com").await;
-    let path = format!("/admin/users/{id}/roles/{auditor}");
-    send(&server, Method::POST, &path, &admin, None, StatusCode::OK).await;
-    assert_eq!(
-        status(&server, "/admin/roles", &token).await,
-        StatusCode::OK
-    );
+    assign(&server, &admin, id, auditor).await;
+    answers(&server, "/admin/roles", &token, StatusCode::OK).await;
 
     let path = format!("/admin/roles/{auditor}");
-    send(
-        &server,
-        Method::DELETE,
-        &path,
-        &admin,
-        None,
-        StatusCode::NO_CONTENT,
-    )
-    .await;
-    assert_eq!(
-        status(&server, "/admin/roles", &token).await,
-        StatusCode::FORBIDDEN
-    );
-    let me = send(
-        &server,
-        Method::GET,
-        "/auth/me",
-        &token,
-        None,
-        StatusCode::OK,
-    )
-    .await;
-    assert_eq!(me["roles"], json!(["user"]));
+    server
+        .as_(&admin)
+        .delete(&path)
+        .expect(StatusCode::NO_CONTENT)
+        .await;
+    answers(&server, "/admin/roles", &token, StatusCode::FORBIDDEN).await;
+    assert_eq!(roles_of(&server, &token).await, json!(["user"]));
     server.stop().await;
 }
 
@@ -328,33 +235,20 @@ async fn a_deleted_role_grants_nothing_from_the_next_request() {
 async fn a_renamed_role_shows_its_new_name_at_once() {
     let server = TestServer::start().await;
     let admin = server.admin_token().await;
-    let auditor = role_with(&server, &admin, "auditor", &[]).await;
+    let auditor = server.create_role(&admin, "auditor", &[]).await;
     let (id, token) = server.user_token("ren@example.com").await;
-    let path = format!("/admin/users/{id}/roles/{auditor}");
-    send(&server, Method::POST, &path, &admin, None, StatusCode::OK).await;
-    let me = send(
-        &server,
-        Method::GET,
-        "/auth/me",
-        &token,
-        None,
-        StatusCode::OK,
-    )
-    .await;
-    assert_eq!(me["roles"], json!(["auditor", "user"]));
-    let path = format!("/admin/roles/{auditor}");
-    let body = Some(json!({"name": "inspector"}));
-    send(&server, Method::PUT, &path, &admin, body, StatusCode::OK).await;
-    let me = send(
-        &server,
-        Method::GET,
-        "/auth/me",
-        &token,
-        None,
-        StatusCode::OK,
-    )
-    .await;
-    assert_eq!(me["roles"], json!(["inspector", "user"]));
+    assign(&server, &admin, id, auditor).await;
+    assert_eq!(roles_of(&server, &token).await, json!(["auditor", "user"]));
+    server
+        .as_(&admin)
+        .put(&format!("/admin/roles/{auditor}"))
+        .json(json!({"name": "inspector"}))
+        .expect(StatusCode::OK)
+        .await;
+    assert_eq!(
+        roles_of(&server, &token).await,
+        json!(["inspector", "user"])
+    );
     server.stop().await;
 }
 
@@ -362,22 +256,20 @@ async fn a_renamed_role_shows_its_new_name_at_once() {
 async fn a_new_permission_reaches_admins_at_once() {
     let server = TestServer::start().await;
     let admin = server.admin_token().await;
-    assert!(!permissions_of(&server, &admin)
-        .await
-        .contains(&"reports:generate".to_string()));
-    let body = Some(json!({"name": "reports:generate"}));
-    send(
-        &server,
-        Method::POST,
-        "/admin/permissions",
-        &admin,
-        body,
-        StatusCode::CREATED,
-    )
-    .await;
-    assert!(permissions_of(&server, &admin)
-        .await
-        .contains(&"reports:generate".to_string()));
+    assert!(
+        !holds(&server, &admin, "reports:generate").await,
+        "reports:generate"
+    );
+    server
+        .as_(&admin)
+        .post("/admin/permissions")
+        .json(json!({"name": "reports:generate"}))
+        .expect(StatusCode::CREATED)
+        .await;
+    assert!(
+        holds(&server, &admin, "reports:generate").await,
+        "reports:generate"
+    );
     server.stop().await;
 }
 
@@ -400,40 +292,25 @@ async fn plugin_permissions_apply_when_registered_and_when_purged() {
     })
     .await;
     let admin = server.admin_token().await;
-    assert!(!permissions_of(&server, &admin)
-        .await
-        .contains(&"hello:read".to_string()));
+    assert!(!holds(&server, &admin, "hello:read").await, "hello:read");
 
     let source = sources.path().join("libxcore_plugin_hello.so");
-    let body = Some(json!({"name": "hello", "source": source.display().to_string()}));
-    send(
-        &server,
-        Method::POST,
-        "/system/plugins",
-        &admin,
-        body,
-        StatusCode::CREATED,
-    )
-    .await;
+    server
+        .as_(&admin)
+        .post("/system/plugins")
+        .json(json!({"name": "hello", "source": source.display().to_string()}))
+        .expect(StatusCode::CREATED)
+        .await;
     // The admin's cached grants gained the plugin's permissions.
-    assert_eq!(
-        status(&server, "/api/v1/hello/greetings", &admin).await,
-        StatusCode::OK
-    );
+    answers(&server, "/api/v1/hello/greetings", &admin, StatusCode::OK).await;
 
     let purge = "/system/plugins/hello?purge=true";
-    send(
-        &server,
-        Method::DELETE,
-        purge,
-        &admin,
-        None,
-        StatusCode::NO_CONTENT,
-    )
-    .await;
-    assert!(!permissions_of(&server, &admin)
-        .await
-        .contains(&"hello:read".to_string()));
+    server
+        .as_(&admin)
+        .delete(purge)
+        .expect(StatusCode::NO_CONTENT)
+        .await;
+    assert!(!holds(&server, &admin, "hello:read").await, "hello:read");
     server.stop().await;
 }
 
@@ -450,7 +327,7 @@ async fn refresh_reuse_refuses_the_familys_access_tokens_at_once() {
     };
     let second = rotate(first["refresh_token"].clone()).await.expect("send");
     let second = access_token(&expect_status(second, StatusCode::OK).await);
-    assert_eq!(status(&server, "/auth/me", &second).await, StatusCode::OK);
+    answers(&server, "/auth/me", &second, StatusCode::OK).await;
     // The spent refresh token again: reuse, the family is revoked.
     let reused = rotate(first["refresh_token"].clone()).await.expect("send");
     expect_error(reused, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
@@ -471,18 +348,14 @@ async fn revocations_and_deletions_survive_a_restart() {
         .expect(StatusCode::OK)
         .await;
     let sibling = access_token(&rotated);
-    send(
-        &server,
-        Method::POST,
-        "/auth/logout",
-        &token,
-        None,
-        StatusCode::NO_CONTENT,
-    )
-    .await;
+    server
+        .as_(&token)
+        .post("/auth/logout")
+        .expect(StatusCode::NO_CONTENT)
+        .await;
     let (_, doomed) = server.user_token("gone@example.com").await;
     let admin = server.admin_token().await;
-    assert_eq!(status(&server, "/auth/me", &admin).await, StatusCode::OK);
+    answers(&server, "/auth/me", &admin, StatusCode::OK).await;
     let db = server.stop().await;
 
     // Changed while no server ran: a user deleted by hand.
@@ -497,7 +370,7 @@ async fn revocations_and_deletions_survive_a_restart() {
     assert_eq!(refused(&server, &token).await, "token revoked");
     assert_eq!(refused(&server, &sibling).await, "session revoked");
     assert_eq!(refused(&server, &doomed).await, "invalid token");
-    assert_eq!(status(&server, "/auth/me", &admin).await, StatusCode::OK);
+    answers(&server, "/auth/me", &admin, StatusCode::OK).await;
     server.stop().await;
 }
 
@@ -506,73 +379,49 @@ async fn another_instance_applies_changes_at_its_next_poll() {
     let first = TestServer::start().await;
     let second = TestServer::start_on(TestDatabase::at(first.db.url.clone()), |_| {}).await;
     let admin = first.admin_token().await;
-    let auditor = role_with(&first, &admin, "auditor", &["roles:read"]).await;
+    let auditor = first.create_role(&admin, "auditor", &["roles:read"]).await;
     let (id, token) = first.user_token("two@example.com").await;
     let assign = format!("/admin/users/{id}/roles/{auditor}");
-    send(&first, Method::POST, &assign, &admin, None, StatusCode::OK).await;
+    first.as_(&admin).post(&assign).expect(StatusCode::OK).await;
     let other = access_token(&first.login("two@example.com", PASSWORD).await);
     // The second instance caches all of it.
-    assert_eq!(
-        status(&second, "/admin/roles", &token).await,
-        StatusCode::OK
-    );
-    assert_eq!(status(&second, "/auth/me", &other).await, StatusCode::OK);
+    answers(&second, "/admin/roles", &token, StatusCode::OK).await;
+    answers(&second, "/auth/me", &other, StatusCode::OK).await;
 
     // Changes on the first instance: a revoke, a logout.
     let revoke = format!("/admin/roles/{auditor}/permissions/roles:read");
-    send(
-        &first,
-        Method::DELETE,
-        &revoke,
-        &admin,
-        None,
-        StatusCode::NO_CONTENT,
-    )
-    .await;
-    send(
-        &first,
-        Method::POST,
-        "/auth/logout",
-        &other,
-        None,
-        StatusCode::NO_CONTENT,
-    )
-    .await;
+    first
+        .as_(&admin)
+        .delete(&revoke)
+        .expect(StatusCode::NO_CONTENT)
+        .await;
+    first
+        .as_(&other)
+        .post("/auth/logout")
+        .expect(StatusCode::NO_CONTENT)
+        .await;
     // Until it polls, the second instance decides on what it knew: the
     // bound documented for other instances.
-    assert_eq!(
-        status(&second, "/admin/roles", &token).await,
-        StatusCode::OK
-    );
+    answers(&second, "/admin/roles", &token, StatusCode::OK).await;
     second.state.auth.poll().await.expect("poll");
-    assert_eq!(
-        status(&second, "/admin/roles", &token).await,
-        StatusCode::FORBIDDEN
-    );
+    answers(&second, "/admin/roles", &token, StatusCode::FORBIDDEN).await;
     assert_eq!(refused(&second, &other).await, "token revoked");
 
     // A deactivation whose log rows were pruned before the second instance
     // read them: the hole in the log makes it reload everything.
     let deactivate = format!("/admin/users/{id}/deactivate");
-    send(
-        &first,
-        Method::POST,
-        &deactivate,
-        &admin,
-        None,
-        StatusCode::OK,
-    )
-    .await;
+    first
+        .as_(&admin)
+        .post(&deactivate)
+        .expect(StatusCode::OK)
+        .await;
     sqlx::query("DELETE FROM auth_changes")
         .execute(first.state.db.pool())
         .await
         .expect("prune");
-    assert_eq!(status(&second, "/auth/me", &token).await, StatusCode::OK);
+    answers(&second, "/auth/me", &token, StatusCode::OK).await;
     second.state.auth.poll().await.expect("poll");
-    assert_eq!(
-        refused(&second, &token).await,
-        "token superseded (password change or deactivation)"
-    );
+    assert_eq!(refused(&second, &token).await, SUPERSEDED);
     second.stop().await;
     first.stop().await;
 }
@@ -581,7 +430,7 @@ async fn another_instance_applies_changes_at_its_next_poll() {
 async fn the_bootstrap_admin_is_current_on_a_running_instance_after_another_starts() {
     let first = TestServer::start().await;
     let admin = first.admin_token().await;
-    assert_eq!(status(&first, "/auth/me", &admin).await, StatusCode::OK);
+    answers(&first, "/auth/me", &admin, StatusCode::OK).await;
     // Another instance starts with a new bootstrap password: it ends the
     // admin's sessions (the token version moves) on every instance.
     let second = TestServer::start_on(TestDatabase::at(first.db.url.clone()), |config| {
@@ -589,12 +438,9 @@ async fn the_bootstrap_admin_is_current_on_a_running_instance_after_another_star
     })
     .await;
     first.state.auth.poll().await.expect("poll");
-    assert_eq!(
-        refused(&first, &admin).await,
-        "token superseded (password change or deactivation)"
-    );
+    assert_eq!(refused(&first, &admin).await, SUPERSEDED);
     let fresh = access_token(&first.login(ADMIN_EMAIL, "RotatedAdm1n!").await);
-    assert_eq!(status(&first, "/auth/me", &fresh).await, StatusCode::OK);
+    answers(&first, "/auth/me", &fresh, StatusCode::OK).await;
     second.stop().await;
     first.stop().await;
 }

@@ -354,6 +354,91 @@ impl TestServer {
         (id, access_token(&tokens))
     }
 
+    /// `GET /auth/me` as `token`, asserted 200: the account, its roles and
+    /// permissions.
+    pub async fn me(&self, token: &str) -> Value {
+        self.as_(token).get("/auth/me").expect(StatusCode::OK).await
+    }
+
+    /// The id of the account `token` signs in as (`GET /auth/me`, 200).
+    pub async fn me_id(&self, token: &str) -> i64 {
+        self.me(token).await["id"].as_i64().expect("id")
+    }
+
+    /// `GET /system/plugins/{id}` as `token`, asserted 200: the plugin's
+    /// details (`state`, `generation`, `last_error`...).
+    pub async fn plugin_details(&self, token: &str, id: &str) -> Value {
+        self.as_(token)
+            .get(&format!("/system/plugins/{id}"))
+            .expect(StatusCode::OK)
+            .await
+    }
+
+    /// An anonymous `GET path` asserted 200 (a plugin's public route, such
+    /// as `/api/v1/hello/ping`): the JSON body.
+    pub async fn public_get(&self, path: &str) -> Value {
+        self.anonymous().get(path).expect(StatusCode::OK).await
+    }
+
+    /// Asserts that an anonymous `GET path` is a 404 `NOT_FOUND` (a
+    /// plugin's route while it is disabled or gone).
+    pub async fn assert_not_served(&self, path: &str) {
+        self.anonymous()
+            .get(path)
+            .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
+            .await;
+    }
+
+    /// The password-reset token in the newest outbox message to `email`
+    /// (after a `POST /auth/password/reset` for it).
+    pub async fn outbox_reset_token(&self, email: &str) -> String {
+        let body: String = sqlx::query_scalar(
+            "SELECT body FROM notification_outbox WHERE recipient = $1 ORDER BY id DESC",
+        )
+        .bind(email)
+        .fetch_one(self.state.db.pool())
+        .await
+        .expect("outbox message");
+        body.lines()
+            .find_map(|line| line.strip_prefix("Reset token: "))
+            .expect("token line")
+            .to_string()
+    }
+
+    /// The id of the role `name` (`GET /admin/roles?limit=100` as `token`).
+    pub async fn role_id(&self, token: &str, name: &str) -> i64 {
+        let roles = self
+            .as_(token)
+            .get("/admin/roles?limit=100")
+            .expect(StatusCode::OK)
+            .await;
+        roles["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .find(|role| role["name"] == name)
+            .and_then(|role| role["id"].as_i64())
+            .unwrap_or_else(|| panic!("the role {name} exists"))
+    }
+
+    /// Creates the role `name` holding `permissions` (as `admin`); its id.
+    pub async fn create_role(&self, admin: &str, name: &str, permissions: &[&str]) -> i64 {
+        let role = self
+            .as_(admin)
+            .post("/admin/roles")
+            .json(json!({"name": name}))
+            .expect(StatusCode::CREATED)
+            .await;
+        let id = role["id"].as_i64().expect("role id");
+        for permission in permissions {
+            self.as_(admin)
+                .post(&format!("/admin/roles/{id}/permissions/{permission}"))
+                .expect(StatusCode::OK)
+                .await;
+        }
+        id
+    }
+
     /// Registers a plain user and returns `(id, access token)`.
     pub async fn user_token(&self, email: &str) -> (i64, String) {
         let account = self.register(email, "UserPassw0rd!").await;
@@ -510,6 +595,16 @@ pub async fn expect_error(response: Response, status: StatusCode, code: &str) ->
     assert!(error["request_id"].is_string(), "request_id; body: {body}");
     assert!(error["details"].is_array(), "details; body: {body}");
     body
+}
+
+/// Asserts that a standard error body's `error.message` contains `needle`.
+pub fn assert_error_mentions(body: &Value, needle: &str) {
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(needle)),
+        "the error message should mention {needle:?}; body: {body}"
+    );
 }
 
 /// Builds the hello plugin with `features` (comma-separated, may be empty)

@@ -3,9 +3,10 @@
 //! by path, uninstall with and without purge, and the directory watcher.
 
 use crate::common::{
-    deploy, expect_error, expect_status, hello_variant, next_bus_event, testbed_variant, TestServer,
+    assert_error_mentions, deploy, expect_error, expect_status, hello_variant, next_bus_event,
+    testbed_variant, TestServer,
 };
-use crate::{eventually, start_with_plugins, HELLO};
+use crate::{eventually, serve_hello, start_with_plugins, HELLO, PING};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -69,14 +70,7 @@ async fn bad_files_are_listed_with_their_error_and_never_stop_the_host() {
         .post("/system/plugins/garbage/enable")
         .expect_error(StatusCode::CONFLICT, "CONFLICT")
         .await;
-    assert_eq!(
-        server
-            .anonymous()
-            .get("/api/v1/hello/ping")
-            .expect(StatusCode::OK)
-            .await["message"],
-        "pong"
-    );
+    assert_eq!(server.public_get(PING).await["message"], "pong");
     server.stop().await;
 }
 
@@ -97,21 +91,13 @@ async fn prefix_and_dependency_conflicts_are_refused_with_the_names() {
     let server = start_with_plugins(dir.path()).await;
     let admin = server.admin_token().await;
 
-    let alias = server
-        .as_(&admin)
-        .get("/system/plugins/hello_alias")
-        .expect(StatusCode::OK)
-        .await;
+    let alias = server.plugin_details(&admin, "hello_alias").await;
     assert_eq!(alias["state"], "refused");
     assert_eq!(
         alias["last_error"],
         "api_prefix /api/v1/hello is already used by plugin hello"
     );
-    let needy = server
-        .as_(&admin)
-        .get("/system/plugins/hello_needy")
-        .expect(StatusCode::OK)
-        .await;
+    let needy = server.plugin_details(&admin, "hello_needy").await;
     assert_eq!(needy["state"], "refused");
     assert_eq!(
         needy["last_error"],
@@ -119,26 +105,11 @@ async fn prefix_and_dependency_conflicts_are_refused_with_the_names() {
     );
     // The first owner of the prefix is untouched.
     assert_eq!(
-        server
-            .as_(&admin)
-            .get("/system/plugins/hello")
-            .expect(StatusCode::OK)
-            .await["state"],
+        server.plugin_details(&admin, "hello").await["state"],
         "active"
     );
-    assert_eq!(
-        server
-            .anonymous()
-            .get("/api/v1/hello/ping")
-            .expect(StatusCode::OK)
-            .await["plugin"],
-        "hello"
-    );
-    server
-        .anonymous()
-        .get("/api/v1/hello-needy/ping")
-        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
-        .await;
+    assert_eq!(server.public_get(PING).await["plugin"], "hello");
+    server.assert_not_served("/api/v1/hello-needy/ping").await;
     server.stop().await;
 }
 
@@ -170,9 +141,7 @@ async fn install_by_upload_and_by_path_then_uninstall_with_and_without_purge() {
     // Refused uploads never land in the plugins directory.
     let garbage = upload(vec![7u8; 4096]).await.expect("send");
     let body = expect_error(garbage, StatusCode::UNPROCESSABLE_ENTITY, "PLUGIN_ERROR").await;
-    assert!(body["error"]["message"]
-        .as_str()
-        .is_some_and(|m| m.contains("not an ELF")));
+    assert_error_mentions(&body, "not an ELF");
     let cut = upload(hello[..hello.len() / 2].to_vec())
         .await
         .expect("send");
@@ -185,12 +154,7 @@ async fn install_by_upload_and_by_path_then_uninstall_with_and_without_purge() {
     let needy = std::fs::read(testbed_variant("needs-ghost")).expect("read");
     let missing = upload(needy).await.expect("send");
     let body = expect_error(missing, StatusCode::UNPROCESSABLE_ENTITY, "PLUGIN_ERROR").await;
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("requires ghost ^1")),
-        "{body}"
-    );
+    assert_error_mentions(&body, "requires ghost ^1");
 
     let installed = upload(hello.clone()).await.expect("send");
     let installed = expect_status(installed, StatusCode::CREATED).await;
@@ -199,14 +163,7 @@ async fn install_by_upload_and_by_path_then_uninstall_with_and_without_purge() {
         (Some("hello"), Some("installed"))
     );
     assert!(plugins_dir.path().join(HELLO).exists());
-    assert_eq!(
-        server
-            .anonymous()
-            .get("/api/v1/hello/ping")
-            .expect(StatusCode::OK)
-            .await["message"],
-        "pong"
-    );
+    assert_eq!(server.public_get(PING).await["message"], "pong");
     expect_error(
         upload(hello.clone()).await.expect("send"),
         StatusCode::CONFLICT,
@@ -217,9 +174,7 @@ async fn install_by_upload_and_by_path_then_uninstall_with_and_without_purge() {
         .await
         .expect("send");
     let body = expect_error(alias, StatusCode::CONFLICT, "CONFLICT").await;
-    assert!(body["error"]["message"]
-        .as_str()
-        .is_some_and(|m| m.contains("already used by plugin hello")));
+    assert_error_mentions(&body, "already used by plugin hello");
 
     server
         .as_(&admin)
@@ -235,11 +190,7 @@ async fn install_by_upload_and_by_path_then_uninstall_with_and_without_purge() {
         .expect(StatusCode::NO_CONTENT)
         .await;
     assert!(!plugins_dir.path().join(HELLO).exists());
-    server
-        .anonymous()
-        .get("/api/v1/hello/ping")
-        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
-        .await;
+    server.assert_not_served(PING).await;
     server
         .as_(&admin)
         .get("/system/plugins/hello")
@@ -371,15 +322,8 @@ async fn the_watcher_installs_reloads_and_uninstalls_from_the_directory() {
 /// permissions is registered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_default_grant_to_a_role_other_than_user_is_refused() {
-    let dir = tempfile::tempdir().expect("dir");
-    deploy(&testbed_variant("greedy-default"), dir.path(), HELLO);
-    let server = start_with_plugins(dir.path()).await;
-    let admin = server.admin_token().await;
-    let hello = server
-        .as_(&admin)
-        .get("/system/plugins/hello")
-        .expect(StatusCode::OK)
-        .await;
+    let (_dir, server, admin) = serve_hello(&testbed_variant("greedy-default")).await;
+    let hello = server.plugin_details(&admin, "hello").await;
     assert_eq!(hello["state"], "refused", "{hello}");
     assert!(
         hello["last_error"]

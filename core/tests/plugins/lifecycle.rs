@@ -4,38 +4,28 @@
 //! plugin that keeps panicking quarantined until enabled.
 
 use crate::common::{
-    deploy, expect_error, expect_status, hello_variant, next_bus_event, testbed_variant, TestServer,
+    assert_error_mentions, deploy, hello_variant, next_bus_event, testbed_variant, TestServer,
 };
-use crate::{start_with_plugins, HELLO};
+use crate::{serve_hello, HELLO, PING};
 use reqwest::StatusCode;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disable_and_enable_survive_a_restart() {
-    let dir = tempfile::tempdir().expect("dir");
-    deploy(&hello_variant(""), dir.path(), HELLO);
-    let server = start_with_plugins(dir.path()).await;
-    let admin = server.admin_token().await;
+    let (dir, server, admin) = serve_hello(&hello_variant("")).await;
     let mut events = server.state.events.subscribe();
 
     let disabled = server
         .as_(&admin)
         .post("/system/plugins/hello/disable")
-        .send()
+        .expect(StatusCode::OK)
         .await;
-    assert_eq!(
-        expect_status(disabled, StatusCode::OK).await,
-        json!({"id": "hello", "active": false})
-    );
+    assert_eq!(disabled, json!({"id": "hello", "active": false}));
     assert_eq!(
         next_bus_event(&mut events, "plugin.disabled").await["id"],
         "hello"
     );
-    server
-        .anonymous()
-        .get("/api/v1/hello/ping")
-        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
-        .await;
+    server.assert_not_served(PING).await;
     let active_only = server
         .as_(&admin)
         .get("/system/plugins?active_only=true")
@@ -52,40 +42,22 @@ async fn disable_and_enable_survive_a_restart() {
     .await;
     let admin = server.admin_token().await;
     assert_eq!(
-        server
-            .as_(&admin)
-            .get("/system/plugins/hello")
-            .expect(StatusCode::OK)
-            .await["state"],
+        server.plugin_details(&admin, "hello").await["state"],
         "disabled"
     );
-    server
-        .anonymous()
-        .get("/api/v1/hello/ping")
-        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
-        .await;
+    server.assert_not_served(PING).await;
     let mut events = server.state.events.subscribe();
     let enabled = server
         .as_(&admin)
         .post("/system/plugins/hello/enable")
-        .send()
+        .expect(StatusCode::OK)
         .await;
-    assert_eq!(
-        expect_status(enabled, StatusCode::OK).await,
-        json!({"id": "hello", "active": true})
-    );
+    assert_eq!(enabled, json!({"id": "hello", "active": true}));
     assert_eq!(
         next_bus_event(&mut events, "plugin.enabled").await["id"],
         "hello"
     );
-    assert_eq!(
-        server
-            .anonymous()
-            .get("/api/v1/hello/ping")
-            .expect(StatusCode::OK)
-            .await["message"],
-        "pong"
-    );
+    assert_eq!(server.public_get(PING).await["message"], "pong");
     server
         .as_(&admin)
         .post("/system/plugins/nope/enable")
@@ -96,10 +68,7 @@ async fn disable_and_enable_survive_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_serves_new_code_with_old_data_and_a_bad_build_is_refused() {
-    let dir = tempfile::tempdir().expect("dir");
-    deploy(&hello_variant(""), dir.path(), HELLO);
-    let server = start_with_plugins(dir.path()).await;
-    let admin = server.admin_token().await;
+    let (dir, server, admin) = serve_hello(&hello_variant("")).await;
     let mut events = server.state.events.subscribe();
     server
         .as_(&admin)
@@ -120,25 +89,14 @@ async fn reload_serves_new_code_with_old_data_and_a_bad_build_is_refused() {
         next_bus_event(&mut events, "plugin.reloaded").await["generation"],
         2
     );
-    assert_eq!(
-        server
-            .anonymous()
-            .get("/api/v1/hello/ping")
-            .expect(StatusCode::OK)
-            .await["message"],
-        "pong v2"
-    );
+    assert_eq!(server.public_get(PING).await["message"], "pong v2");
     let list = server
         .as_(&admin)
         .get("/api/v1/hello/greetings")
         .expect(StatusCode::OK)
         .await;
     assert_eq!(list["items"][0]["text"], "kept across reloads");
-    let details = server
-        .as_(&admin)
-        .get("/system/plugins/hello")
-        .expect(StatusCode::OK)
-        .await;
+    let details = server.plugin_details(&admin, "hello").await;
     assert!(details["last_reload"].is_string());
     assert_eq!(details["generation"], 2);
 
@@ -152,28 +110,12 @@ async fn reload_serves_new_code_with_old_data_and_a_bad_build_is_refused() {
         .post("/system/plugins/hello/reload")
         .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "PLUGIN_ERROR")
         .await;
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("truncated")),
-        "{body}"
-    );
+    assert_error_mentions(&body, "truncated");
     assert!(next_bus_event(&mut events, "plugin.failed").await["error"]
         .as_str()
         .is_some_and(|e| e.contains("truncated")));
-    assert_eq!(
-        server
-            .anonymous()
-            .get("/api/v1/hello/ping")
-            .expect(StatusCode::OK)
-            .await["message"],
-        "pong v2"
-    );
-    let details = server
-        .as_(&admin)
-        .get("/system/plugins/hello")
-        .expect(StatusCode::OK)
-        .await;
+    assert_eq!(server.public_get(PING).await["message"], "pong v2");
+    let details = server.plugin_details(&admin, "hello").await;
     assert_eq!(details["state"], "active");
     assert_eq!(details["generation"], 2);
     assert!(details["last_error"]
@@ -184,10 +126,7 @@ async fn reload_serves_new_code_with_old_data_and_a_bad_build_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_to_an_abi_incompatible_build_is_refused_and_the_old_one_serves() {
-    let dir = tempfile::tempdir().expect("dir");
-    deploy(&hello_variant(""), dir.path(), HELLO);
-    let server = start_with_plugins(dir.path()).await;
-    let admin = server.admin_token().await;
+    let (dir, server, admin) = serve_hello(&hello_variant("")).await;
 
     deploy(&testbed_variant("abi-break"), dir.path(), HELLO);
     let body = server
@@ -205,19 +144,8 @@ async fn a_reload_to_an_abi_incompatible_build_is_refused_and_the_old_one_serves
         "the layout report is cut to its Error: lines ({} bytes)",
         message.len()
     );
-    assert_eq!(
-        server
-            .anonymous()
-            .get("/api/v1/hello/ping")
-            .expect(StatusCode::OK)
-            .await["message"],
-        "pong"
-    );
-    let details = server
-        .as_(&admin)
-        .get("/system/plugins/hello")
-        .expect(StatusCode::OK)
-        .await;
+    assert_eq!(server.public_get(PING).await["message"], "pong");
+    let details = server.plugin_details(&admin, "hello").await;
     assert_eq!(
         (details["state"].as_str(), details["generation"].as_u64()),
         (Some("active"), Some(1))
@@ -247,55 +175,35 @@ async fn a_plugin_that_keeps_panicking_is_quarantined_until_enabled() {
         server.get(path).send().await.expect("send");
     }
     assert_eq!(
-        server
-            .as_(&admin)
-            .get("/system/plugins/hello")
-            .expect(StatusCode::OK)
-            .await["state"],
+        server.plugin_details(&admin, "hello").await["state"],
         "active"
     );
     for _ in 0..3 {
-        let panic = server
+        server
+            .anonymous()
             .get("/api/v1/hello/panic")
-            .send()
-            .await
-            .expect("send");
-        expect_error(panic, StatusCode::INTERNAL_SERVER_ERROR, "PLUGIN_ERROR").await;
+            .expect_error(StatusCode::INTERNAL_SERVER_ERROR, "PLUGIN_ERROR")
+            .await;
     }
     let failed = next_bus_event(&mut events, "plugin.failed").await;
     assert_eq!(
         (failed["id"].as_str(), failed["quarantined"].as_bool()),
         (Some("hello"), Some(true))
     );
-    let details = server
-        .as_(&admin)
-        .get("/system/plugins/hello")
-        .expect(StatusCode::OK)
-        .await;
+    let details = server.plugin_details(&admin, "hello").await;
     assert_eq!(details["state"], "disabled");
     assert_eq!(
         details["last_error"],
         "quarantined after 3 consecutive panics"
     );
-    server
-        .anonymous()
-        .get("/api/v1/hello/ping")
-        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
-        .await;
+    server.assert_not_served(PING).await;
 
     server
         .as_(&admin)
         .post("/system/plugins/hello/enable")
         .expect(StatusCode::OK)
         .await;
-    assert_eq!(
-        server
-            .anonymous()
-            .get("/api/v1/hello/ping")
-            .expect(StatusCode::OK)
-            .await["message"],
-        "pong"
-    );
+    assert_eq!(server.public_get(PING).await["message"], "pong");
     // The streak starts over after an administrator's enable.
     for _ in 0..2 {
         server
@@ -305,11 +213,7 @@ async fn a_plugin_that_keeps_panicking_is_quarantined_until_enabled() {
             .expect("send");
     }
     assert_eq!(
-        server
-            .as_(&admin)
-            .get("/system/plugins/hello")
-            .expect(StatusCode::OK)
-            .await["state"],
+        server.plugin_details(&admin, "hello").await["state"],
         "active"
     );
     server.stop().await;

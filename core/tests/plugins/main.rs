@@ -19,14 +19,33 @@ mod lifecycle;
 mod serving;
 mod streaming;
 
-use common::TestServer;
+use common::{deploy, TestServer};
 use std::path::Path;
 
 pub(crate) const HELLO: &str = "libxcore_plugin_hello.so";
 
+/// hello's public route.
+pub(crate) const PING: &str = "/api/v1/hello/ping";
+
 pub(crate) async fn start_with_plugins(dir: &Path) -> TestServer {
     let dir = dir.to_path_buf();
     TestServer::start_with(move |config| config.plugins.dir = dir.display().to_string()).await
+}
+
+/// A plugins directory holding `library` as hello and a server started on
+/// it (keep the directory alive with the server).
+pub(crate) async fn serve_library(library: &Path) -> (tempfile::TempDir, TestServer) {
+    let dir = tempfile::tempdir().expect("dir");
+    deploy(library, dir.path(), HELLO);
+    let server = start_with_plugins(dir.path()).await;
+    (dir, server)
+}
+
+/// [`serve_library`] and the admin's token.
+pub(crate) async fn serve_hello(library: &Path) -> (tempfile::TempDir, TestServer, String) {
+    let (dir, server) = serve_library(library).await;
+    let admin = server.admin_token().await;
+    (dir, server, admin)
 }
 
 pub(crate) fn urlencode(text: &str) -> String {

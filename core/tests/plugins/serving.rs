@@ -4,18 +4,16 @@
 //! `[plugins.<id>]` sections (prefix, first state, config).
 
 use crate::common::{
-    deploy, expect_error, expect_status, hello_variant, testbed_variant, TestServer,
+    assert_error_mentions, deploy, expect_error, expect_status, hello_variant, testbed_variant,
+    TestServer,
 };
-use crate::{start_with_plugins, urlencode, HELLO};
+use crate::{serve_hello, urlencode, HELLO, PING};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugins_load_at_start_and_serve_with_rbac() {
-    let dir = tempfile::tempdir().expect("dir");
-    deploy(&testbed_variant(""), dir.path(), HELLO);
-    let server = start_with_plugins(dir.path()).await;
-    let admin = server.admin_token().await;
+    let (_dir, server, admin) = serve_hello(&testbed_variant("")).await;
     let (_, user) = server.user_token("plain@example.com").await;
 
     let list = server
@@ -30,11 +28,7 @@ async fn plugins_load_at_start_and_serve_with_rbac() {
     assert_eq!(item["api_prefix"], "/api/v1/hello");
     assert_eq!(item["tags"], json!(["fixture"]));
     assert!(item["loaded_at"].is_string());
-    let details = server
-        .as_(&admin)
-        .get("/system/plugins/hello")
-        .expect(StatusCode::OK)
-        .await;
+    let details = server.plugin_details(&admin, "hello").await;
     assert_eq!(details["state"], "active");
     assert_eq!(details["generation"], 1);
     assert_eq!(details["plugin_api_version"], xcore_plugin_sdk::SDK_VERSION);
@@ -86,12 +80,7 @@ async fn plugins_load_at_start_and_serve_with_rbac() {
         .await;
 
     // Public route, then the permission-guarded ones: 401, 403, 200.
-    let ping = server
-        .anonymous()
-        .get("/api/v1/hello/ping")
-        .expect(StatusCode::OK)
-        .await;
-    assert_eq!(ping["message"], "pong");
+    assert_eq!(server.public_get(PING).await["message"], "pong");
     server
         .anonymous()
         .get("/api/v1/hello/greetings")
@@ -102,9 +91,7 @@ async fn plugins_load_at_start_and_serve_with_rbac() {
         .get("/api/v1/hello/greetings")
         .expect_error(StatusCode::FORBIDDEN, "AUTHORIZATION_ERROR")
         .await;
-    assert!(body["error"]["message"]
-        .as_str()
-        .is_some_and(|m| m.contains("hello:read")));
+    assert_error_mentions(&body, "hello:read");
     let created = server
         .as_(&admin)
         .post("/api/v1/hello/greetings")
@@ -139,23 +126,13 @@ async fn plugins_load_at_start_and_serve_with_rbac() {
     assert_eq!(body["error"]["details"][0]["field"], "text");
 
     // A panic is a 500 PLUGIN_ERROR and the host keeps serving.
-    let panic = server
+    let body = server
+        .anonymous()
         .get("/api/v1/hello/panic")
-        .send()
-        .await
-        .expect("send");
-    let body = expect_error(panic, StatusCode::INTERNAL_SERVER_ERROR, "PLUGIN_ERROR").await;
-    assert!(body["error"]["message"]
-        .as_str()
-        .is_some_and(|m| m.contains("panicked")));
-    assert_eq!(
-        server
-            .anonymous()
-            .get("/api/v1/hello/ping")
-            .expect(StatusCode::OK)
-            .await["message"],
-        "pong"
-    );
+        .expect_error(StatusCode::INTERNAL_SERVER_ERROR, "PLUGIN_ERROR")
+        .await;
+    assert_error_mentions(&body, "panicked");
+    assert_eq!(server.public_get(PING).await["message"], "pong");
     server
         .anonymous()
         .get("/health")
@@ -201,52 +178,65 @@ async fn plugins_load_at_start_and_serve_with_rbac() {
 /// calls ends with an error; SQL outside the plugin's tables is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugin_calls_carry_the_callers_rights_and_sql_stays_in_the_plugins_tables() {
-    let dir = tempfile::tempdir().expect("dir");
-    deploy(&testbed_variant(""), dir.path(), HELLO);
-    let server = start_with_plugins(dir.path()).await;
-    let admin = server.admin_token().await;
+    let (_dir, server, admin) = serve_hello(&testbed_variant("")).await;
     let (_, user) = server.user_token("relay@example.com").await;
     let relay = |path: &str| format!("/api/v1/hello/relay?path={}", urlencode(path));
 
-    let answer = server
-        .anonymous()
-        .get(&relay("/api/v1/hello/ping?x=1"))
-        .expect(StatusCode::OK)
-        .await;
-    assert_eq!(answer["status"], 200, "{answer}");
-    assert_eq!(answer["body"]["message"], "pong");
-
     // The inner route needs hello:read: anonymous 401, a plain user 403,
-    // the admin 200, exactly as over HTTP.
-    let answer = server
-        .anonymous()
-        .get(&relay("/api/v1/hello/greetings"))
-        .expect(StatusCode::OK)
-        .await;
-    assert_eq!(answer["status"], 401, "{answer}");
-    assert_eq!(answer["body"]["error"]["code"], "AUTHENTICATION_ERROR");
-    let answer = server
-        .as_(&user)
-        .get(&relay("/api/v1/hello/greetings"))
-        .expect(StatusCode::OK)
-        .await;
-    assert_eq!(answer["status"], 403, "{answer}");
-    assert_eq!(answer["body"]["error"]["code"], "AUTHORIZATION_ERROR");
-    let answer = server
-        .as_(&admin)
-        .get(&relay("/api/v1/hello/greetings"))
-        .expect(StatusCode::OK)
-        .await;
-    assert_eq!(answer["status"], 200, "{answer}");
-    assert_eq!(answer["body"]["total"], 0);
-
-    let answer = server
-        .anonymous()
-        .get(&relay("/api/v1/nowhere/x"))
-        .expect(StatusCode::OK)
-        .await;
-    assert_eq!(answer["status"], 404, "{answer}");
-    assert_eq!(answer["body"]["error"]["code"], "NOT_FOUND");
+    // the admin 200, exactly as over HTTP; an unknown route is 404.
+    for (who, caller, path, status, field, expected) in [
+        (
+            "anonymous",
+            server.anonymous(),
+            "/api/v1/hello/ping?x=1",
+            200,
+            "/body/message",
+            json!("pong"),
+        ),
+        (
+            "anonymous",
+            server.anonymous(),
+            "/api/v1/hello/greetings",
+            401,
+            "/body/error/code",
+            json!("AUTHENTICATION_ERROR"),
+        ),
+        (
+            "a plain user",
+            server.as_(&user),
+            "/api/v1/hello/greetings",
+            403,
+            "/body/error/code",
+            json!("AUTHORIZATION_ERROR"),
+        ),
+        (
+            "the admin",
+            server.as_(&admin),
+            "/api/v1/hello/greetings",
+            200,
+            "/body/total",
+            json!(0),
+        ),
+        (
+            "anonymous",
+            server.anonymous(),
+            "/api/v1/nowhere/x",
+            404,
+            "/body/error/code",
+            json!("NOT_FOUND"),
+        ),
+    ] {
+        let answer = caller.get(&relay(path)).expect(StatusCode::OK).await;
+        assert_eq!(
+            answer["status"], status,
+            "{who} relayed to {path}: {answer}"
+        );
+        assert_eq!(
+            answer.pointer(field),
+            Some(&expected),
+            "{who} relayed to {path}: {answer}"
+        );
+    }
 
     // A relay to itself, forever: refused once calls nest too deep, and
     // the host keeps serving.
@@ -279,20 +269,8 @@ async fn plugin_calls_carry_the_callers_rights_and_sql_stays_in_the_plugins_tabl
         .get("/api/v1/hello/steal")
         .expect_error(StatusCode::FORBIDDEN, "AUTHORIZATION_ERROR")
         .await;
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("table users is outside plugin hello's tables")),
-        "{body}"
-    );
-    assert_eq!(
-        server
-            .anonymous()
-            .get("/api/v1/hello/ping")
-            .expect(StatusCode::OK)
-            .await["message"],
-        "pong"
-    );
+    assert_error_mentions(&body, "table users is outside plugin hello's tables");
+    assert_eq!(server.public_get(PING).await["message"], "pong");
     server.stop().await;
 }
 
@@ -367,11 +345,7 @@ async fn plugin_sections_set_the_prefix_the_first_state_and_the_config() {
     };
     let server = TestServer::start_with(configure.clone()).await;
     let admin = server.admin_token().await;
-    let details = server
-        .as_(&admin)
-        .get("/system/plugins/hello")
-        .expect(StatusCode::OK)
-        .await;
+    let details = server.plugin_details(&admin, "hello").await;
     assert_eq!(
         (details["state"].as_str(), details["api_prefix"].as_str()),
         (Some("disabled"), Some("/greeter"))
@@ -381,29 +355,17 @@ async fn plugin_sections_set_the_prefix_the_first_state_and_the_config() {
         .post("/system/plugins/hello/enable")
         .expect(StatusCode::OK)
         .await;
-    let ping = server
-        .anonymous()
-        .get("/greeter/ping")
-        .expect(StatusCode::OK)
-        .await;
+    let ping = server.public_get("/greeter/ping").await;
     assert_eq!(
         (ping["message"].as_str(), ping["greeting"].as_str()),
         (Some("pong"), Some("salut"))
     );
-    server
-        .anonymous()
-        .get("/api/v1/hello/ping")
-        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
-        .await;
+    server.assert_not_served(PING).await;
     // "enabled = false" only decides the first start: the enable sticks.
     let db = server.stop().await;
     let server = TestServer::start_on(db, configure).await;
     assert_eq!(
-        server
-            .anonymous()
-            .get("/greeter/ping")
-            .expect(StatusCode::OK)
-            .await["greeting"],
+        server.public_get("/greeter/ping").await["greeting"],
         "salut"
     );
     server.stop().await;

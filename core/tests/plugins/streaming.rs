@@ -5,7 +5,7 @@
 //! finished on the old library when a reload lands mid-body.
 
 use crate::common::{deploy, testbed_variant, TestServer};
-use crate::{eventually, start_with_plugins, HELLO};
+use crate::{eventually, serve_hello, serve_library, HELLO, PING};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -35,9 +35,7 @@ fn assert_lines(body: &[u8], count: usize, size: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streamed_body_arrives_whole_and_in_order_and_errors_come_back_rendered_once() {
-    let dir = tempfile::tempdir().expect("dir");
-    deploy(&testbed_variant(""), dir.path(), HELLO);
-    let server = start_with_plugins(dir.path()).await;
+    let (_dir, server) = serve_library(&testbed_variant("")).await;
 
     // 16 MiB in 4,096 chunks: more than any single buffer the host keeps.
     let response = server
@@ -94,9 +92,7 @@ async fn a_streamed_body_arrives_whole_and_in_order_and_errors_come_back_rendere
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_that_fails_or_panics_is_cut_short_and_the_host_serves_on() {
-    let dir = tempfile::tempdir().expect("dir");
-    deploy(&testbed_variant(""), dir.path(), HELLO);
-    let server = start_with_plugins(dir.path()).await;
+    let (_dir, server) = serve_library(&testbed_variant("")).await;
     for broken in ["fail_after=5", "panic_after=5"] {
         // The status may have left before the failure, or still sit in
         // the server's buffer with the first chunks when the connection is
@@ -116,29 +112,19 @@ async fn a_stream_that_fails_or_panics_is_cut_short_and_the_host_serves_on() {
             !complete,
             "{broken}: a cut-short body must not read as complete"
         );
-        server
-            .anonymous()
-            .get("/api/v1/hello/ping")
-            .expect(StatusCode::OK)
-            .await;
+        server.public_get(PING).await;
         assert_eq!(open_streams(&server).await, 0, "{broken}");
     }
     // Failing streams are not handler panics: nothing is quarantined.
     let admin = server.admin_token().await;
-    let details = server
-        .as_(&admin)
-        .get("/system/plugins/hello")
-        .expect(StatusCode::OK)
-        .await;
+    let details = server.plugin_details(&admin, "hello").await;
     assert_eq!(details["state"], "active", "{details}");
     server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_goes_away_mid_body_releases_the_producer() {
-    let dir = tempfile::tempdir().expect("dir");
-    deploy(&testbed_variant(""), dir.path(), HELLO);
-    let server = start_with_plugins(dir.path()).await;
+    let (_dir, server) = serve_library(&testbed_variant("")).await;
     // Endless in practice: 1,000,000 lines, 2 ms apart.
     let mut response = server
         .anonymous()
@@ -158,10 +144,7 @@ async fn a_client_that_goes_away_mid_body_releases_the_producer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_during_a_stream_lets_it_finish_on_the_old_library() {
-    let dir = tempfile::tempdir().expect("dir");
-    deploy(&testbed_variant(""), dir.path(), HELLO);
-    let server = start_with_plugins(dir.path()).await;
-    let admin = server.admin_token().await;
+    let (dir, server, admin) = serve_hello(&testbed_variant("")).await;
     // About 1.5 s of body.
     let mut response = server
         .anonymous()
@@ -182,14 +165,7 @@ async fn a_reload_during_a_stream_lets_it_finish_on_the_old_library() {
         .expect(StatusCode::OK)
         .await;
     assert_eq!(reloaded["generation"], 2);
-    assert_eq!(
-        server
-            .anonymous()
-            .get("/api/v1/hello/ping")
-            .expect(StatusCode::OK)
-            .await["message"],
-        "pong v2"
-    );
+    assert_eq!(server.public_get(PING).await["message"], "pong v2");
 
     while let Some(chunk) = response.chunk().await.expect("the rest of the body") {
         body.extend_from_slice(&chunk);

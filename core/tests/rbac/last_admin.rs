@@ -1,8 +1,7 @@
 //! Activation, deactivation and role changes never leave the install
 //! without an active administrator, even when two admins race.
 
-use crate::common::{access_token, TestServer};
-use crate::role_id;
+use crate::common::{access_token, assert_error_mentions, TestServer};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -10,14 +9,9 @@ use serde_json::json;
 async fn activation_and_role_guards_keep_the_install_administrable() {
     let server = TestServer::start().await;
     let admin = server.admin_token().await;
-    let me = server
-        .as_(&admin)
-        .get("/auth/me")
-        .expect(StatusCode::OK)
-        .await;
-    let admin_user = me["id"].as_i64().expect("id");
-    let admin_role = role_id(&server, &admin, "admin").await;
-    let user_role = role_id(&server, &admin, "user").await;
+    let admin_user = server.me_id(&admin).await;
+    let admin_role = server.role_id(&admin, "admin").await;
+    let user_role = server.role_id(&admin, "user").await;
 
     // The only admin can be neither deactivated (by itself or anyone) nor
     // stripped of the role.
@@ -71,12 +65,7 @@ async fn activation_and_role_guards_keep_the_install_administrable() {
         .json(json!({"refresh_token": old_refresh}))
         .expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR")
         .await;
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("revoked")),
-        "{body}"
-    );
+    assert_error_mentions(&body, "revoked");
     server
         .anonymous()
         .post("/auth/refresh")
@@ -148,28 +137,12 @@ async fn activation_and_role_guards_keep_the_install_administrable() {
 async fn an_operator_with_users_write_cannot_remove_the_last_admin() {
     let server = TestServer::start().await;
     let admin = server.admin_token().await;
-    let me = server
-        .as_(&admin)
-        .get("/auth/me")
-        .expect(StatusCode::OK)
-        .await;
-    let admin_user = me["id"].as_i64().expect("id");
-    let admin_role = role_id(&server, &admin, "admin").await;
+    let admin_user = server.me_id(&admin).await;
+    let admin_role = server.role_id(&admin, "admin").await;
 
     // An operator role: users:write but not admin.
-    let operator = server
-        .as_(&admin)
-        .post("/admin/roles")
-        .json(json!({"name": "operator"}))
-        .expect(StatusCode::CREATED)
-        .await;
-    let operator_role = operator["id"].as_i64().expect("id");
-    server
-        .as_(&admin)
-        .post(&format!(
-            "/admin/roles/{operator_role}/permissions/users:write"
-        ))
-        .expect(StatusCode::OK)
+    let operator_role = server
+        .create_role(&admin, "operator", &["users:write"])
         .await;
     let (operator_id, operator) = server.user_token("op@example.com").await;
     let (other_id, _) = server.user_token("other@example.com").await;
@@ -191,12 +164,7 @@ async fn an_operator_with_users_write_cannot_remove_the_last_admin() {
         .post(&format!("/admin/users/{admin_user}/deactivate"))
         .expect_error(StatusCode::CONFLICT, "CONFLICT")
         .await;
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("last active administrator")),
-        "{body}"
-    );
+    assert_error_mentions(&body, "last active administrator");
     server
         .as_(&operator)
         .delete(&format!("/admin/users/{admin_user}/roles/{admin_role}"))
@@ -227,12 +195,7 @@ async fn an_operator_with_users_write_cannot_remove_the_last_admin() {
         .post(&format!("/admin/users/{operator_id}/deactivate"))
         .expect_error(StatusCode::CONFLICT, "CONFLICT")
         .await;
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("your own account")),
-        "{body}"
-    );
+    assert_error_mentions(&body, "your own account");
 
     // Once a second admin is active, the first may be deactivated.
     server
@@ -258,13 +221,8 @@ async fn an_operator_with_users_write_cannot_remove_the_last_admin() {
 async fn two_admins_deactivating_each_other_at_once_leave_one_active() {
     let server = TestServer::start().await;
     let admin = server.admin_token().await;
-    let me = server
-        .as_(&admin)
-        .get("/auth/me")
-        .expect(StatusCode::OK)
-        .await;
-    let first = me["id"].as_i64().expect("id");
-    let admin_role = role_id(&server, &admin, "admin").await;
+    let first = server.me_id(&admin).await;
+    let admin_role = server.role_id(&admin, "admin").await;
     let (second, _) = server.user_token("second@example.com").await;
     server
         .as_(&admin)

@@ -19,21 +19,6 @@ use common::TestServer;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-pub(crate) async fn role_id(server: &TestServer, token: &str, name: &str) -> i64 {
-    let roles = server
-        .as_(token)
-        .get("/admin/roles?limit=100")
-        .expect(StatusCode::OK)
-        .await;
-    roles["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .find(|role| role["name"] == name)
-        .and_then(|role| role["id"].as_i64())
-        .expect("role exists")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_admin_route_needs_a_token_and_the_permission() {
     let server = TestServer::start().await;

@@ -2,7 +2,6 @@
 //! a user do.
 
 use crate::common::TestServer;
-use crate::role_id;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -60,11 +59,7 @@ async fn permissions_are_created_granted_and_revoked() {
     assert_eq!(all["has_more"], true);
 
     // A new permission belongs to admin at once.
-    let me = server
-        .as_(&admin)
-        .get("/auth/me")
-        .expect(StatusCode::OK)
-        .await;
+    let me = server.me(&admin).await;
     assert!(me["permissions"]
         .as_array()
         .expect("perms")
@@ -113,11 +108,7 @@ async fn permissions_are_created_granted_and_revoked() {
         .get("/admin/users")
         .expect(StatusCode::OK)
         .await;
-    let me = server
-        .as_(&user)
-        .get("/auth/me")
-        .expect(StatusCode::OK)
-        .await;
+    let me = server.me(&user).await;
     assert_eq!(me["roles"], json!(["auditor", "user"]));
     assert_eq!(me["permissions"], json!(["reports:generate", "users:read"]));
     let detail = server
@@ -158,7 +149,7 @@ async fn permissions_are_created_granted_and_revoked() {
         .delete("/admin/roles/999999/permissions/users:read")
         .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
         .await;
-    let admin_role = role_id(&server, &admin, "admin").await;
+    let admin_role = server.role_id(&admin, "admin").await;
     server
         .as_(&admin)
         .delete(&format!("/admin/roles/{admin_role}/permissions/users:read"))

@@ -2,7 +2,6 @@
 //! roles' guards and every error status.
 
 use crate::common::TestServer;
-use crate::role_id;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -91,8 +90,8 @@ async fn roles_crud_with_builtin_guards() {
         .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
         .await;
 
-    let admin_id = role_id(&server, &admin, "admin").await;
-    let user_id = role_id(&server, &admin, "user").await;
+    let admin_id = server.role_id(&admin, "admin").await;
+    let user_id = server.role_id(&admin, "user").await;
     let detail = server
         .as_(&admin)
         .get(&format!("/admin/roles/{admin_id}"))
