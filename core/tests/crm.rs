@@ -15,7 +15,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{call, deploy, expect_error, expect_status, plugin_library, ws, TestServer};
+use common::{call, expect_error, expect_status, ws, PluginApp};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -23,117 +23,22 @@ use tokio_tungstenite::tungstenite::Message;
 
 const API: &str = "/api/v1/crm";
 
-struct Crm {
-    server: TestServer,
-    admin: String,
-    _plugins: tempfile::TempDir,
+/// The host with the products and crm plugins.
+struct Crm(PluginApp);
+
+impl std::ops::Deref for Crm {
+    type Target = PluginApp;
+
+    fn deref(&self) -> &PluginApp {
+        &self.0
+    }
 }
 
 async fn start() -> Crm {
-    let plugins = tempfile::tempdir().expect("dir");
-    let products = plugin_library("xcore-plugin-products", "xcore_plugin_products", "");
-    deploy(&products, plugins.path(), "libxcore_plugin_products.so");
-    let crm = plugin_library("xcore-plugin-crm", "xcore_plugin_crm", "");
-    deploy(&crm, plugins.path(), "libxcore_plugin_crm.so");
-    let dir = plugins.path().to_path_buf();
-    let server =
-        TestServer::start_with(move |config| config.plugins.dir = dir.display().to_string()).await;
-    let admin = server.admin_token().await;
-    Crm {
-        server,
-        admin,
-        _plugins: plugins,
-    }
+    Crm(PluginApp::start(API, &["products", "crm"], |_| {}).await)
 }
 
 impl Crm {
-    async fn send(
-        &self,
-        token: &str,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> reqwest::Response {
-        call(&self.server, method, &format!("{API}{path}"), token, body).await
-    }
-
-    async fn ok(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-        status: StatusCode,
-    ) -> Value {
-        expect_status(self.send(&self.admin, method, path, body).await, status).await
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        self.ok(Method::GET, path, None, StatusCode::OK).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Value {
-        self.ok(Method::POST, path, Some(body), StatusCode::CREATED)
-            .await
-    }
-
-    async fn refused(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-        status: StatusCode,
-        code: &str,
-    ) -> Value {
-        expect_error(
-            self.send(&self.admin, method, path, body).await,
-            status,
-            code,
-        )
-        .await
-    }
-
-    /// A user holding exactly `permissions`; returns `(id, token)`.
-    async fn user_with(&self, email: &str, permissions: &[&str]) -> (i64, String) {
-        let (user_id, _) = self.server.user_token(email).await;
-        let role = expect_status(
-            call(
-                &self.server,
-                Method::POST,
-                "/admin/roles",
-                &self.admin,
-                Some(json!({"name": format!("role_{user_id}")})),
-            )
-            .await,
-            StatusCode::CREATED,
-        )
-        .await;
-        let role_id = role["id"].as_i64().expect("role id");
-        for permission in permissions {
-            let response = call(
-                &self.server,
-                Method::POST,
-                &format!("/admin/roles/{role_id}/permissions/{permission}"),
-                &self.admin,
-                None,
-            )
-            .await;
-            assert!(response.status().is_success(), "grant {permission}");
-        }
-        let response = call(
-            &self.server,
-            Method::POST,
-            &format!("/admin/users/{user_id}/roles/{role_id}"),
-            &self.admin,
-            None,
-        )
-        .await;
-        assert!(response.status().is_success(), "assign role");
-        // Exactly these: not the reads plugins grant the built-in role.
-        self.server.drop_user_role(&self.admin, user_id).await;
-        let token = common::access_token(&self.server.login(email, "UserPassw0rd!").await);
-        (user_id, token)
-    }
-
     async fn product(&self, sku: &str, price: f64) -> i64 {
         let created = expect_status(
             call(
@@ -252,7 +157,7 @@ async fn customers_crud_search_filters_export_and_rbac() {
 
     // A person of Acme, owned by the seller (who creates it).
     let jane = expect_status(
-        crm.send(
+        crm.send_as(
             &seller,
             Method::POST,
             "/customers",
@@ -277,13 +182,13 @@ async fn customers_crud_search_filters_export_and_rbac() {
 
     // A read-only user reads but cannot write or delete.
     let list = expect_status(
-        crm.send(&reader, Method::GET, "/customers", None).await,
+        crm.send_as(&reader, Method::GET, "/customers", None).await,
         StatusCode::OK,
     )
     .await;
     assert_eq!(list["total"], 3);
     expect_error(
-        crm.send(
+        crm.send_as(
             &reader,
             Method::POST,
             "/customers",
@@ -295,7 +200,7 @@ async fn customers_crud_search_filters_export_and_rbac() {
     )
     .await;
     expect_error(
-        crm.send(
+        crm.send_as(
             &reader,
             Method::PUT,
             &format!("/customers/{acme_id}"),
@@ -307,7 +212,7 @@ async fn customers_crud_search_filters_export_and_rbac() {
     )
     .await;
     expect_error(
-        crm.send(
+        crm.send_as(
             &seller,
             Method::DELETE,
             &format!("/customers/{globex_id}"),
@@ -357,7 +262,7 @@ async fn customers_crud_search_filters_export_and_rbac() {
     retail = ids(&crm.get("/customers?tag=ret").await);
     assert!(retail.is_empty(), "a tag matches whole");
     let mine = expect_status(
-        crm.send(&seller, Method::GET, "/customers?mine=true", None)
+        crm.send_as(&seller, Method::GET, "/customers?mine=true", None)
             .await,
         StatusCode::OK,
     )
@@ -507,7 +412,7 @@ async fn customers_crud_search_filters_export_and_rbac() {
 
     // CSV export: every customer, quoted, with a header.
     let response = crm
-        .send(&crm.admin, Method::GET, "/customers/export", None)
+        .send_as(&crm.admin, Method::GET, "/customers/export", None)
         .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.headers()["content-type"]
@@ -521,7 +426,7 @@ async fn customers_crud_search_filters_export_and_rbac() {
     assert!(csv.contains("Acme Industries,contact@acme.com"));
     assert!(csv.contains("vip|retail"));
     let filtered = crm
-        .send(
+        .send_as(
             &crm.admin,
             Method::GET,
             "/customers/export?type=person",
@@ -530,7 +435,7 @@ async fn customers_crud_search_filters_export_and_rbac() {
         .await;
     assert_eq!(filtered.text().await.expect("csv").lines().count(), 2);
     let by_reader = crm
-        .send(&reader, Method::GET, "/customers/export", None)
+        .send_as(&reader, Method::GET, "/customers/export", None)
         .await;
     assert_eq!(by_reader.status(), StatusCode::OK, "exporting is reading");
 
@@ -598,8 +503,7 @@ async fn pipelines_opportunities_lines_stages_won_and_lost() {
 
     // Lines priced from the catalogue, whatever the client says.
     let deal = expect_status(
-        crm.send(
-            &seller,
+        crm.send_as(&seller,
             Method::POST,
             "/opportunities",
             Some(json!({"title": "Office refit", "customer_id": customer_id, "expected_close": "2027-03-15",
@@ -664,8 +568,7 @@ async fn pipelines_opportunities_lines_stages_won_and_lost() {
         .contains("999999"));
     // Pricing reads the catalogue with the caller's rights.
     expect_error(
-        crm.send(
-            &no_catalogue,
+        crm.send_as(&no_catalogue,
             Method::POST,
             "/opportunities",
             Some(json!({"title": "Blind", "customer_id": customer_id, "lines": [{"product_id": keyboard}]})),
@@ -706,7 +609,7 @@ async fn pipelines_opportunities_lines_stages_won_and_lost() {
 
     // Filters, mine, sorting.
     let mine = expect_status(
-        crm.send(&seller, Method::GET, "/opportunities?mine=true", None)
+        crm.send_as(&seller, Method::GET, "/opportunities?mine=true", None)
             .await,
         StatusCode::OK,
     )
@@ -747,7 +650,7 @@ async fn pipelines_opportunities_lines_stages_won_and_lost() {
     )
     .await;
     let won = expect_status(
-        crm.send(
+        crm.send_as(
             &seller,
             Method::POST,
             &format!("/opportunities/{deal_id}/won"),
@@ -912,7 +815,7 @@ async fn pipelines_opportunities_lines_stages_won_and_lost() {
     )
     .await;
     expect_error(
-        crm.send(
+        crm.send_as(
             &seller,
             Method::POST,
             "/pipelines",
@@ -1091,7 +994,7 @@ async fn activities_dashboard_and_the_due_event_over_websocket() {
         .await;
     let overdue_id = overdue["id"].as_i64().expect("id");
     let mine = expect_status(
-        crm.send(&seller, Method::GET, "/activities?mine=true", None)
+        crm.send_as(&seller, Method::GET, "/activities?mine=true", None)
             .await,
         StatusCode::OK,
     )
@@ -1351,7 +1254,7 @@ async fn activities_dashboard_and_the_due_event_over_websocket() {
     assert!(ids(&crm.get("/activities?overdue=true").await).is_empty());
     let (_, reader) = crm.user_with("reader@example.com", &["crm:read"]).await;
     expect_error(
-        crm.send(
+        crm.send_as(
             &reader,
             Method::DELETE,
             &format!("/activities/{overdue_id}"),
@@ -1594,7 +1497,7 @@ async fn the_dashboard_totals_follow_every_write_and_can_be_rebuilt() {
         }
         let token = if n % 2 == 0 { &crm.admin } else { &seller };
         let created = expect_status(
-            crm.send(token, Method::POST, "/opportunities", Some(body))
+            crm.send_as(token, Method::POST, "/opportunities", Some(body))
                 .await,
             StatusCode::CREATED,
         )
@@ -1714,7 +1617,7 @@ async fn the_dashboard_totals_follow_every_write_and_can_be_rebuilt() {
     let crm_ref = &crm;
     let answers = futures_util::future::join_all(writes.map(|(method, path, body)| async move {
         crm_ref
-            .send(&crm_ref.admin, method, &path, Some(body))
+            .send_as(&crm_ref.admin, method, &path, Some(body))
             .await
     }))
     .await;

@@ -763,3 +763,141 @@ pub mod ws {
         }
     }
 }
+
+/// A server serving domain plugins built from this workspace, as an
+/// operator deploys them, with the requests every plugin's tests make
+/// under one prefix. A plugin's test file wraps it (`struct Crm(PluginApp)`
+/// with `Deref`) and adds what only that plugin needs.
+///
+/// ```ignore
+/// let app = PluginApp::start("/api/v1/crm", &["products", "crm"], |_| {}).await;
+/// let created = app.post("/customers", json!({"type": "person", "name": "Ada"})).await;
+/// let (_, reader) = app.user_with("reader@example.com", &["crm:read"]).await;
+/// app.send_as(&reader, Method::DELETE, "/customers/1", None).await;
+/// ```
+pub struct PluginApp {
+    /// The running host.
+    pub server: TestServer,
+    /// An administrator's access token.
+    pub admin: String,
+    /// The prefix the request helpers put before their paths.
+    pub api: &'static str,
+    _plugins: tempfile::TempDir,
+}
+
+impl PluginApp {
+    /// Builds each plugin `name` (package `xcore-plugin-<name>`), deploys
+    /// them into a fresh plugins directory, then starts a server on it
+    /// with `adjust` applied to the configuration.
+    pub async fn start(
+        api: &'static str,
+        plugins: &[&str],
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
+        let directory = tempfile::tempdir().expect("plugins dir");
+        for name in plugins {
+            let lib = format!("xcore_plugin_{name}");
+            let library = plugin_library(&format!("xcore-plugin-{name}"), &lib, "");
+            deploy(&library, directory.path(), &format!("lib{lib}.so"));
+        }
+        let dir = directory.path().display().to_string();
+        let server = TestServer::start_with(move |config| {
+            config.plugins.dir = dir;
+            adjust(config);
+        })
+        .await;
+        let admin = server.admin_token().await;
+        Self {
+            server,
+            admin,
+            api,
+            _plugins: directory,
+        }
+    }
+
+    /// `method api+path` as the holder of `token`.
+    pub async fn send_as(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Response {
+        self.server
+            .as_(token)
+            .request(method, &format!("{}{path}", self.api))
+            .json_opt(body)
+            .send()
+            .await
+    }
+
+    /// `method api+path` as the administrator.
+    pub async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Response {
+        self.send_as(&self.admin, method, path, body).await
+    }
+
+    /// As the administrator, expecting `status`; the JSON body.
+    pub async fn ok(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        status: StatusCode,
+    ) -> Value {
+        expect_status(self.send(method, path, body).await, status).await
+    }
+
+    /// `GET`, expecting 200.
+    pub async fn get(&self, path: &str) -> Value {
+        self.ok(Method::GET, path, None, StatusCode::OK).await
+    }
+
+    /// `POST`, expecting 201.
+    pub async fn post(&self, path: &str, body: Value) -> Value {
+        self.ok(Method::POST, path, Some(body), StatusCode::CREATED)
+            .await
+    }
+
+    /// As the administrator, expecting the error `status` and `code`; the
+    /// error body.
+    pub async fn refused(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        status: StatusCode,
+        code: &str,
+    ) -> Value {
+        expect_error(self.send(method, path, body).await, status, code).await
+    }
+
+    /// A user holding exactly `permissions` (a role of their own, without
+    /// the reads plugins grant the built-in `user` role); `(id, token)`.
+    pub async fn user_with(&self, email: &str, permissions: &[&str]) -> (i64, String) {
+        let (user_id, _) = self.server.user_token(email).await;
+        let role_id = self
+            .server
+            .create_role(&self.admin, &format!("role_{user_id}"), permissions)
+            .await;
+        self.server
+            .as_(&self.admin)
+            .post(&format!("/admin/users/{user_id}/roles/{role_id}"))
+            .expect(StatusCode::OK)
+            .await;
+        self.server.drop_user_role(&self.admin, user_id).await;
+        let token = access_token(&self.server.login(email, "UserPassw0rd!").await);
+        (user_id, token)
+    }
+
+    /// The first column of the first row of `sql`, an integer, read
+    /// straight from the database.
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        use sqlx::Row;
+        sqlx::query(sql)
+            .fetch_one(self.server.state.db.pool())
+            .await
+            .expect("query")
+            .try_get::<i64, _>(0)
+            .expect("an integer")
+    }
+}

@@ -248,7 +248,7 @@ async fn products_crud_with_every_error_status_and_events() {
         .get(&format!("{API}/"))
         .expect_error(StatusCode::FORBIDDEN, "AUTHORIZATION_ERROR")
         .await;
-    let reader = catalogue
+    let (_, reader) = catalogue
         .user_with("reader@example.com", &["products:read"])
         .await;
     catalogue
@@ -286,7 +286,7 @@ async fn products_crud_with_every_error_status_and_events() {
             .await;
     }
     // Writing is not deleting.
-    let writer = catalogue
+    let (_, writer) = catalogue
         .user_with("writer@example.com", &["products:read", "products:write"])
         .await;
     catalogue

@@ -25,17 +25,22 @@ mod listing;
 mod search;
 mod seed_names;
 
-use common::{deploy, expect_error, expect_status, plugin_library, TestServer};
+use common::PluginApp;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::Row;
 
 pub(crate) const API: &str = "/api/v1/products";
 
-pub(crate) struct Catalogue {
-    pub(crate) server: TestServer,
-    pub(crate) admin: String,
-    pub(crate) _plugins: tempfile::TempDir,
+/// The host with the products plugin.
+pub(crate) struct Catalogue(PluginApp);
+
+impl std::ops::Deref for Catalogue {
+    type Target = PluginApp;
+
+    fn deref(&self) -> &PluginApp {
+        &self.0
+    }
 }
 
 pub(crate) fn on_postgres() -> bool {
@@ -43,96 +48,13 @@ pub(crate) fn on_postgres() -> bool {
 }
 
 pub(crate) async fn start() -> Catalogue {
-    let plugins = tempfile::tempdir().expect("dir");
-    let library = plugin_library("xcore-plugin-products", "xcore_plugin_products", "");
-    deploy(&library, plugins.path(), "libxcore_plugin_products.so");
-    let dir = plugins.path().to_path_buf();
-    let server =
-        TestServer::start_with(move |config| config.plugins.dir = dir.display().to_string()).await;
-    let admin = server.admin_token().await;
-    Catalogue {
-        server,
-        admin,
-        _plugins: plugins,
-    }
+    Catalogue(PluginApp::start(API, &["products"], |_| {}).await)
 }
 
 impl Catalogue {
-    pub(crate) async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> reqwest::Response {
-        self.server
-            .as_(&self.admin)
-            .request(method, &format!("{API}{path}"))
-            .json_opt(body)
-            .send()
-            .await
-    }
-
-    pub(crate) async fn ok(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-        status: StatusCode,
-    ) -> Value {
-        expect_status(self.send(method, path, body).await, status).await
-    }
-
-    pub(crate) async fn get(&self, path: &str) -> Value {
-        self.ok(Method::GET, path, None, StatusCode::OK).await
-    }
-
     pub(crate) async fn create(&self, product: Value) -> Value {
         self.ok(Method::POST, "/", Some(product), StatusCode::CREATED)
             .await
-    }
-
-    pub(crate) async fn refused(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-        status: StatusCode,
-        code: &str,
-    ) -> Value {
-        expect_error(self.send(method, path, body).await, status, code).await
-    }
-
-    /// A user holding exactly `permissions`, through a role of their own.
-    pub(crate) async fn user_with(&self, email: &str, permissions: &[&str]) -> String {
-        let (user_id, _) = self.server.user_token(email).await;
-        let admin = &self.admin;
-        let role = self
-            .server
-            .as_(admin)
-            .post("/admin/roles")
-            .json(json!({"name": format!("role_{}", user_id)}))
-            .expect(StatusCode::CREATED)
-            .await;
-        let role_id = role["id"].as_i64().expect("role id");
-        for permission in permissions {
-            let response = self
-                .server
-                .as_(admin)
-                .post(&format!("/admin/roles/{role_id}/permissions/{permission}"))
-                .send()
-                .await;
-            assert!(response.status().is_success(), "grant {permission}");
-        }
-        let response = self
-            .server
-            .as_(admin)
-            .post(&format!("/admin/users/{user_id}/roles/{role_id}"))
-            .send()
-            .await;
-        assert!(response.status().is_success(), "assign role");
-        // Exactly these: not the reads plugins grant the built-in role.
-        self.server.drop_user_role(&self.admin, user_id).await;
-        common::access_token(&self.server.login(email, "UserPassw0rd!").await)
     }
 
     pub(crate) async fn supplier(&self, name: &str) -> i64 {
