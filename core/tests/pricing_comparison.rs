@@ -711,6 +711,287 @@ async fn the_public_api_searches_compares_and_lists_like_the_seed() {
     shop.server.stop().await;
 }
 
+/// One offer of [`a_broad_search_reads_only_what_the_page_needs`]'s
+/// catalogue: (reference, title, brand, price in cents, rank tier for
+/// `q=lampe`, or `None` when it does not match).
+fn lamp(store: usize, i: usize) -> (String, String, &'static str, i64, Option<u8>) {
+    let stores = ["MYTEK", "SPACENET", "TUNISIANET"];
+    // A third of the references are sold by every store.
+    let reference = if i % 3 == 0 {
+        format!("LAMP-{i}")
+    } else {
+        format!("{}-L{i}", stores[store])
+    };
+    // Distinct prices (9973 is prime), so the cheapest is never a tie.
+    let cents = ((i as i64 * 7919) % 9973) * 10 + store as i64 + 100;
+    let (title, brand, tier) = match i % 4 {
+        0 => (format!("Lampe de bureau {i}"), "Osram", Some(0)),
+        1 => (format!("Grande lampe {i}"), "Philips", Some(1)),
+        // Matches through the brand only ("lampe" is a prefix of it).
+        2 => (format!("Applique murale {i}"), "Lampex", Some(2)),
+        _ => (format!("Ampoule {i}"), "Osram", None),
+    };
+    (reference, title, brand, cents, tier)
+}
+
+/// What `/produits/?q=lampe` must list, by the seed's rules: matches
+/// de-duplicated by reference (cheapest kept), each store's ranked by
+/// (tier, price), interleaved store by store. (store name, reference).
+fn expected_lamps(per_store: usize) -> Vec<(String, String)> {
+    let names = ["Mytek", "Spacenet", "Tunisianet"];
+    let mut cheapest: std::collections::HashMap<String, (i64, usize)> = Default::default();
+    for store in 0..3 {
+        for i in 0..per_store {
+            let (reference, _, _, cents, tier) = lamp(store, i);
+            if tier.is_some() {
+                let best = cheapest.entry(reference).or_insert((cents, store));
+                if cents < best.0 {
+                    *best = (cents, store);
+                }
+            }
+        }
+    }
+    let lists: Vec<Vec<(u8, i64, String)>> = (0..3)
+        .map(|store| {
+            let mut list: Vec<(u8, i64, String)> = (0..per_store)
+                .map(|i| lamp(store, i))
+                .filter(|(reference, _, _, cents, tier)| {
+                    tier.is_some() && cheapest[reference] == (*cents, store)
+                })
+                .map(|(reference, _, _, cents, tier)| (tier.unwrap_or(9), cents, reference))
+                .collect();
+            list.sort();
+            list
+        })
+        .collect();
+    let mut order = Vec::new();
+    for turn in 0..per_store {
+        for (store, list) in lists.iter().enumerate() {
+            if let Some((_, _, reference)) = list.get(turn) {
+                order.push((names[store].to_string(), reference.clone()));
+            }
+        }
+    }
+    order
+}
+
+fn cards_of(page: &Value) -> Vec<(String, String)> {
+    page["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|card| {
+            (
+                card["boutique"].as_str().unwrap_or_default().to_string(),
+                card["reference"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// More matches than are ranked at once (500): each store's cheapest
+/// matches are read in price order, as far as the page (and the total's
+/// horizon, five pages further) needs. Same results as ranking them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broad_search_reads_only_what_the_page_needs() {
+    const PER_STORE: usize = 400;
+    let shop = start_with(Vec::new()).await;
+    for (id, nom) in [
+        ("mytek", "Mytek"),
+        ("tunisianet", "Tunisianet"),
+        ("spacenet", "Spacenet"),
+    ] {
+        shop.store(id, nom).await;
+    }
+    for (store, id) in ["mytek", "spacenet", "tunisianet"].iter().enumerate() {
+        let offers: Vec<Value> = (0..PER_STORE)
+            .map(|i| {
+                let (reference, title, brand, cents, _) = lamp(store, i);
+                json!({"reference": reference, "title": title, "brand": brand,
+                       "category_path": ["Maison", "Luminaires"],
+                       "price": format!("{}.{:02}", cents / 100, cents % 100)})
+            })
+            .collect();
+        shop.offers(id, Value::from(offers)).await;
+    }
+    let expected = expected_lamps(PER_STORE);
+    // 3 stores x 300 matches, a third shared: 700 results.
+    assert_eq!(expected.len(), 700);
+
+    let first = shop.public("/produits/?q=lampe").await;
+    assert_eq!(cards_of(&first), expected[..20], "{first}");
+    // Tier 0 (title starts with the word) first in every store.
+    assert!(first["data"][0]["nom"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("Lampe")));
+    // The total: a lower bound five pages ahead while there are more.
+    assert_eq!(
+        first["meta"],
+        json!({"page": 1, "total_pages": 6, "total_items": 120, "par_page": 20})
+    );
+    // A deep page: still the exact ranking, still no store twice in a row.
+    let deep = shop.public("/produits/?q=lampe&page=20").await;
+    assert_eq!(cards_of(&deep), expected[380..400], "{deep}");
+    for pair in cards_of(&deep).windows(2) {
+        assert_ne!(pair[0].0, pair[1].0);
+    }
+    // Five pages ahead (a lower bound), or exact when the engine found it
+    // cheaper to rank every match (SQLite, knowing there are only 900).
+    let total = deep["meta"]["total_items"].as_i64();
+    assert!(matches!(total, Some(500 | 700)), "{}", deep["meta"]);
+    // Near the end the total is exact.
+    let last = shop.public("/produits/?q=lampe&page=35").await;
+    assert_eq!(cards_of(&last), expected[680..700]);
+    assert_eq!(last["meta"]["total_items"], 700);
+    assert_eq!(last["meta"]["total_pages"], 35);
+    let past = shop.public("/produits/?q=lampe&page=36").await;
+    assert_eq!(past["data"], json!([]));
+    assert_eq!(past["meta"]["total_items"], 700);
+
+    // Browsing a category: each store's cheapest first, interleaved.
+    let browse = shop.public("/produits/?categorie=luminaires&page=2").await;
+    let cards = cards_of(&browse);
+    assert_eq!(cards.len(), 20);
+    for pair in cards.windows(2) {
+        assert_ne!(pair[0].0, pair[1].0);
+    }
+    // A price filter is applied before the page is cut.
+    let cheap = shop.public("/produits/?q=lampe&prix_max=5").await;
+    for card in cheap["data"].as_array().expect("data") {
+        assert!(
+            card["prix_min"].as_f64().is_some_and(|p| p <= 5.0),
+            "{card}"
+        );
+    }
+    let in_range: Vec<(String, String)> = expected
+        .iter()
+        .filter(|(store, reference)| {
+            let store = ["Mytek", "Spacenet", "Tunisianet"]
+                .iter()
+                .position(|s| s == store)
+                .unwrap_or(0);
+            (0..PER_STORE)
+                .map(|i| lamp(store, i))
+                .any(|(r, _, _, cents, _)| &r == reference && cents <= 500)
+        })
+        .cloned()
+        .collect();
+    assert_eq!(cheap["meta"]["total_items"], in_range.len());
+    shop.server.stop().await;
+}
+
+/// `/categories/` reads counts that the offer writes keep: a new offer,
+/// an offer moved to another category, a store deleted with its offers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn category_counts_follow_offer_writes() {
+    let shop = start_with(Vec::new()).await;
+    shop.store("mytek", "Mytek").await;
+    shop.store("spacenet", "Spacenet").await;
+    let tv = ["Image & Son", "Téléviseurs"];
+    let pc = ["Informatique", "Portables"];
+    shop.offers(
+        "mytek",
+        json!([offer("A1", "TV A1", "LG", &tv, 100.0), offer("A2", "TV A2", "LG", &tv, 200.0),
+               offer("A3", "PC A3", "HP", &pc, 300.0),
+               {"reference": "A4", "title": "Sans catégorie", "price": 5}]),
+    )
+    .await;
+    shop.offers("spacenet", json!([offer("A1", "TV A1", "LG", &tv, 90.0)]))
+        .await;
+    let counts = |page: &Value| -> Vec<(String, i64, Vec<(String, i64)>)> {
+        page["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .map(|c| {
+                let subs = c["sous_categories"]
+                    .as_array()
+                    .expect("subs")
+                    .iter()
+                    .map(|s| {
+                        (
+                            s["slug"].as_str().unwrap_or_default().to_string(),
+                            s["nombre_produits"].as_i64().unwrap_or(-1),
+                        )
+                    })
+                    .collect();
+                (
+                    c["slug"].as_str().unwrap_or_default().to_string(),
+                    c["nombre_produits"].as_i64().unwrap_or(-1),
+                    subs,
+                )
+            })
+            .collect()
+    };
+    let before = shop.public("/categories/").await;
+    assert_eq!(
+        counts(&before),
+        [
+            (
+                "image-son".into(),
+                3,
+                vec![("image-son/televiseurs".into(), 3)]
+            ),
+            (
+                "informatique".into(),
+                1,
+                vec![("informatique/portables".into(), 1)]
+            ),
+        ]
+    );
+    assert_eq!(before["data"][0]["nom"], "Image & Son");
+    // A2 moves to computers; an update of the same category counts once.
+    shop.offers(
+        "mytek",
+        json!([
+            offer("A2", "PC A2", "LG", &pc, 200.0),
+            offer("A1", "TV A1", "LG", &tv, 95.0)
+        ]),
+    )
+    .await;
+    let moved = shop.public("/categories/").await;
+    assert_eq!(
+        counts(&moved),
+        [
+            (
+                "image-son".into(),
+                2,
+                vec![("image-son/televiseurs".into(), 2)]
+            ),
+            (
+                "informatique".into(),
+                2,
+                vec![("informatique/portables".into(), 2)]
+            ),
+        ]
+    );
+    // A store's offers go with it.
+    shop.ok(
+        Method::DELETE,
+        "/stores/mytek",
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    let left = shop.public("/categories/").await;
+    assert_eq!(
+        counts(&left),
+        [(
+            "image-son".into(),
+            1,
+            vec![("image-son/televiseurs".into(), 1)]
+        )]
+    );
+    let gone = shop
+        .server
+        .get(&format!("{API}/categories/informatique/"))
+        .send()
+        .await
+        .expect("send");
+    expect_error(gone, StatusCode::NOT_FOUND, "NOT_FOUND").await;
+    shop.server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_are_taken_anonymously_and_triaged_by_admins() {
     let shop = start_with(Vec::new()).await;

@@ -12,7 +12,9 @@
 //! - the seed's public API (`/produits/`, `/categories/`, `/marques/`,
 //!   `/boutiques/`, `/demandes/`), anonymous, with the seed's list
 //!   envelope (see [`public`], [`search`], [`requests`]);
-//! - price alerts of signed-in users (`/alerts`, see [`alerts`]).
+//! - price alerts of signed-in users (`/alerts`, see [`alerts`]);
+//! - the seed's blog (`/blog/`, `/blog/{id}/` by slug), written by
+//!   `pricing:write` holders, its HTML sanitised on write (see [`blog`]).
 //!
 //! Events: `pricing.price_changed` (a catalogue price), `pricing.price_dropped`
 //! (an offer got cheaper), `pricing.alert` (a watched reference crossed
@@ -27,6 +29,7 @@
 //! shares.
 
 pub mod alerts;
+pub mod blog;
 pub mod catalogue;
 pub mod feeds;
 pub mod history;
@@ -103,6 +106,18 @@ impl Plugin for Pricing {
             include_str!("../migrations/sqlite/0002_alerts.sql"),
             include_str!("../migrations/postgres/0002_alerts.sql"),
         )
+        .migration(
+            3,
+            "blog articles",
+            include_str!("../migrations/sqlite/0003_blog.sql"),
+            include_str!("../migrations/postgres/0003_blog.sql"),
+        )
+        .migration(
+            4,
+            "offers in price order per store, category counts",
+            include_str!("../migrations/sqlite/0004_offer_search.sql"),
+            include_str!("../migrations/postgres/0004_offer_search.sql"),
+        )
     }
 
     fn router() -> Router<Self> {
@@ -114,6 +129,7 @@ impl Plugin for Pricing {
         let router = public::routes(router);
         let router = requests::routes(router);
         let router = alerts::routes(router);
+        let router = blog::routes(router);
         history::listeners(router)
     }
 

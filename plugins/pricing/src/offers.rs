@@ -23,7 +23,8 @@ pub const MAX_OFFERS: usize = 10_000;
 /// Body limit of `POST /stores/{store_id}/offers`.
 pub const MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
 
-/// Rows per INSERT (22 parameters each: under SQLite's 32,766).
+/// Rows per INSERT on PostgreSQL (23 parameters each). SQLite gets the
+/// whole batch as one JSON parameter instead (see [`upsert_json`]).
 const ROWS_PER_STATEMENT: usize = 500;
 
 /// More drops than this in one batch publish one summary event.
@@ -442,6 +443,103 @@ fn bind(value: Value, params: &mut Vec<Value>) -> String {
     format!("${}", params.len())
 }
 
+/// The SQL that reads column `index` of each row of the JSON array of
+/// arrays bound as `$1` (`value` is the row).
+fn json_rows(dialect: Dialect, columns: &[(&str, bool)]) -> String {
+    let (source, read): (&str, fn(usize, bool) -> String) = match dialect {
+        // `->>` gives SQL's own integer, text or null.
+        Dialect::Sqlite => ("json_each($1) WHERE true", |i, _| format!("value ->> {i}")),
+        Dialect::Postgres => ("json_array_elements($1::json) AS r(value)", |i, number| {
+            if number {
+                format!("CAST(value ->> {i} AS BIGINT)")
+            } else {
+                format!("value ->> {i}")
+            }
+        }),
+    };
+    let read: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, (_, number))| read(i, *number))
+        .collect();
+    // `WHERE true`: SQLite's parser needs it between `FROM json_each(..)`
+    // and `ON CONFLICT`.
+    format!("SELECT {} FROM {source}", read.join(", "))
+}
+
+/// The whole batch as one statement with one parameter, a JSON array of
+/// rows (SQLite). Multi-row `VALUES` with thousands of `$n` parameters
+/// cost SQLite (and sqlx's binding) time quadratic in the parameters of a
+/// statement: each `$n` is looked up by a linear scan of the statement's
+/// parameter names, when it is compiled and again when it is bound. That
+/// was most of a 10,000-offer batch's 6 s; this statement's text is also
+/// the same for every batch, so it is compiled once per connection.
+fn upsert_json(store: &str, drafts: &[OfferDraft], now: &str) -> Statement {
+    let rows: Vec<Value> = drafts
+        .iter()
+        .map(|draft| {
+            let d = derive(draft);
+            json!([
+                store,
+                draft.reference,
+                d.reference_key,
+                d.reference_slug,
+                draft.title,
+                d.title_key,
+                d.search_text,
+                draft.brand,
+                d.brand_key,
+                d.brand_slug,
+                d.category,
+                d.category_slug,
+                d.subcategory,
+                d.subcategory_slug,
+                Value::from(draft.category_path.clone()).to_string(),
+                draft.price_cents,
+                draft.old_price_cents,
+                d.discount_cents,
+                i64::from(draft.in_stock),
+                draft.url,
+                draft.image,
+                draft.description,
+                now,
+            ])
+        })
+        .collect();
+    let columns: Vec<(&str, bool)> = OFFER_COLUMNS
+        .split(',')
+        .map(str::trim)
+        .map(|c| {
+            (
+                c,
+                matches!(
+                    c,
+                    "price_cents" | "old_price_cents" | "discount_cents" | "in_stock"
+                ),
+            )
+        })
+        .collect();
+    Statement::new(
+        &format!(
+            "INSERT INTO pricing_offers ({OFFER_COLUMNS}) {} \
+             ON CONFLICT (store_id, reference) DO UPDATE SET {}",
+            json_rows(Dialect::Sqlite, &columns),
+            updates().join(", ")
+        ),
+        vec![Value::String(Value::from(rows).to_string())],
+    )
+}
+
+/// `column = excluded.column` for every column but the key.
+fn updates() -> Vec<String> {
+    OFFER_COLUMNS
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !matches!(*c, "store_id" | "reference"))
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect()
+}
+
 fn upsert_statement(store: &str, drafts: &[&OfferDraft], now: &str) -> Statement {
     let mut params = Vec::with_capacity(drafts.len() * 23);
     let mut tuples = Vec::with_capacity(drafts.len());
@@ -478,18 +576,33 @@ fn upsert_statement(store: &str, drafts: &[&OfferDraft], now: &str) -> Statement
         ];
         tuples.push(format!("({})", values.join(", ")));
     }
-    let updates: Vec<String> = OFFER_COLUMNS
-        .split(',')
-        .map(str::trim)
-        .filter(|c| !matches!(*c, "store_id" | "reference"))
-        .map(|c| format!("{c} = excluded.{c}"))
-        .collect();
+    let updates = updates();
     Statement::new(
         &format!(
             "INSERT INTO pricing_offers ({OFFER_COLUMNS}) VALUES {} \
              ON CONFLICT (store_id, reference) DO UPDATE SET {}",
             tuples.join(", "),
             updates.join(", ")
+        ),
+        params,
+    )
+}
+
+/// Adds `sign` (`+` or `-`) times the offers `offers` selects (a `WHERE`
+/// on `pricing_offers`) to the category counts: run before offers are
+/// replaced or deleted with `-`, after they are written with `+`, in the
+/// same transaction.
+pub fn count_categories(sign: char, offers: &str, params: Vec<Value>) -> Statement {
+    Statement::new(
+        &format!(
+            "INSERT INTO pricing_category_counts \
+             (category_slug, subcategory_slug, category, subcategory, n) \
+             SELECT category_slug, COALESCE(subcategory_slug, ''), MIN(category), \
+             MIN(subcategory), {sign}COUNT(*) FROM pricing_offers \
+             WHERE {offers} AND category_slug IS NOT NULL AND category_slug <> '' \
+             GROUP BY category_slug, COALESCE(subcategory_slug, '') \
+             ON CONFLICT (category_slug, subcategory_slug) \
+             DO UPDATE SET n = pricing_category_counts.n + excluded.n"
         ),
         params,
     )
@@ -512,25 +625,46 @@ impl Pricing {
         drafts: &[OfferDraft],
     ) -> Result<UpsertSummary, HostError> {
         let now = now();
+        let dialect = self.host.dialect()?;
         let references: Vec<&str> = drafts.iter().map(|d| d.reference.as_str()).collect();
         let sql = format!(
             "SELECT reference, price_cents FROM pricing_offers WHERE store_id = $1 \
              AND reference IN ({})",
-            json_strings(self.host.dialect()?, 2)
+            json_strings(dialect, 2)
         );
         let list = serde_json::to_string(&references).unwrap_or_default();
         let existing: HashMap<String, i64> = self
             .host
-            .query_as::<Existing>(&sql, params![store, list])?
+            .query_as::<Existing>(&sql, params![store, list.clone()])?
             .into_iter()
             .map(|row| (row.reference, row.price_cents))
             .collect();
-        let mut statements: Vec<Statement> = drafts
-            .iter()
-            .collect::<Vec<_>>()
-            .chunks(ROWS_PER_STATEMENT)
-            .map(|chunk| upsert_statement(store, chunk, &now))
-            .collect();
+        let mut statements = Vec::new();
+        if dialect == Dialect::Postgres {
+            // One batch of a store at a time (SQLite's write transactions
+            // already are): the category counts below read the offers
+            // before and after, which a concurrent batch must not change.
+            statements.push(Statement::new(
+                "SELECT id FROM pricing_stores WHERE id = $1 FOR UPDATE",
+                params![store],
+            ));
+        }
+        let batch = format!(
+            "store_id = $1 AND reference IN ({})",
+            json_strings(dialect, 2)
+        );
+        statements.push(count_categories('-', &batch, params![store, list.clone()]));
+        match dialect {
+            Dialect::Sqlite => statements.push(upsert_json(store, drafts, &now)),
+            Dialect::Postgres => statements.extend(
+                drafts
+                    .iter()
+                    .collect::<Vec<_>>()
+                    .chunks(ROWS_PER_STATEMENT)
+                    .map(|chunk| upsert_statement(store, chunk, &now)),
+            ),
+        }
+        statements.push(count_categories('+', &batch, params![store, list]));
         let mut summary = UpsertSummary {
             received: drafts.len(),
             ..UpsertSummary::default()
@@ -556,26 +690,29 @@ impl Pricing {
             }
         }
         summary.price_drops = drops.len();
-        for chunk in changes.chunks(ROWS_PER_STATEMENT) {
-            let mut params = Vec::with_capacity(chunk.len() * 4 + 2);
-            let store_param = bind(json!(store), &mut params);
-            let at = bind(json!(now), &mut params);
-            let tuples: Vec<String> = chunk
+        if !changes.is_empty() {
+            // The price records and the vocabulary as JSON too: the same
+            // statement text for every batch, one parameter.
+            let rows: Vec<Value> = changes
                 .iter()
-                .map(|(reference, old, new)| {
-                    let reference = bind(json!(reference), &mut params);
-                    let old = bind_number(*old, &mut params);
-                    let new = bind(json!(new), &mut params);
-                    format!("({store_param}, {reference}, {old}, {new}, {at})")
-                })
+                .map(|(reference, old, new)| json!([store, reference, old, new, now]))
                 .collect();
             statements.push(Statement::new(
                 &format!(
                     "INSERT INTO pricing_offer_prices (store_id, reference, old_price_cents, \
-                     new_price_cents, changed_at) VALUES {}",
-                    tuples.join(", ")
+                     new_price_cents, changed_at) {}",
+                    json_rows(
+                        dialect,
+                        &[
+                            ("store_id", false),
+                            ("reference", false),
+                            ("old_price_cents", true),
+                            ("new_price_cents", true),
+                            ("changed_at", false),
+                        ]
+                    )
                 ),
-                params,
+                vec![Value::String(Value::from(rows).to_string())],
             ));
         }
         let mut terms: HashSet<String> = HashSet::new();
@@ -583,18 +720,14 @@ impl Pricing {
             terms.extend(derive(draft).search_text.split(' ').map(str::to_string));
         }
         let terms: Vec<String> = terms.into_iter().filter(|t| !t.is_empty()).collect();
-        for chunk in terms.chunks(2_000) {
-            let mut params = Vec::with_capacity(chunk.len());
-            let tuples: Vec<String> = chunk
-                .iter()
-                .map(|term| format!("({})", bind(json!(term), &mut params)))
-                .collect();
+        if !terms.is_empty() {
             statements.push(Statement::new(
                 &format!(
-                    "INSERT INTO pricing_terms (term) VALUES {} ON CONFLICT (term) DO NOTHING",
-                    tuples.join(", ")
+                    "INSERT INTO pricing_terms (term) {} WHERE true \
+                     ON CONFLICT (term) DO NOTHING",
+                    json_strings(dialect, 1)
                 ),
-                params,
+                vec![Value::String(Value::from(terms).to_string())],
             ));
         }
         self.host.transaction(statements)?;

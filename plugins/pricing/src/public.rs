@@ -339,16 +339,13 @@ impl Pricing {
     }
 
     fn category_rows(&self) -> Result<Vec<CategoryRow>, HostError> {
-        // The counts come from the (category_slug, subcategory_slug) index
-        // alone; the names are read once per group, not once per offer.
+        // Kept by the offer writes (see `offers::count_categories`): fifty
+        // rows, whatever the number of offers.
         self.host.query_as(
-            "SELECT g.slug, g.sous_slug, g.n, \
-             (SELECT o.category FROM pricing_offers o WHERE o.category_slug = g.slug LIMIT 1) AS nom, \
-             (SELECT o.subcategory FROM pricing_offers o WHERE o.category_slug = g.slug \
-              AND o.subcategory_slug = g.sous_slug LIMIT 1) AS sous_nom \
-             FROM (SELECT category_slug AS slug, subcategory_slug AS sous_slug, COUNT(*) AS n \
-                   FROM pricing_offers WHERE category_slug IS NOT NULL AND category_slug <> '' \
-                   GROUP BY category_slug, subcategory_slug) g",
+            "SELECT category_slug AS slug, category AS nom, \
+             NULLIF(subcategory_slug, '') AS sous_slug, subcategory AS sous_nom, n \
+             FROM pricing_category_counts WHERE n > 0 \
+             ORDER BY category_slug, subcategory_slug",
             params![],
         )
     }

@@ -16,6 +16,23 @@
 //! - Results are de-duplicated by reference (the cheapest offer kept) and
 //!   interleaved round-robin across stores (each store's best, then each
 //!   store's second, ...), so no store fills a page.
+//!
+//! How a page is found, so that its cost follows the page rather than the
+//! number of matches (a word in a fifth of 300,000 offers):
+//! - each store's offers are read cheapest first from the index
+//!   `(store_id, price_cents, id)`, tier by tier, each tested on the row
+//!   (filters, text, and "no cheaper matching offer of the same
+//!   reference" through the reference index), until the store has its
+//!   share of the page; the stores' lists are interleaved here. Results
+//!   are read [`TOTAL_AHEAD`] pages further for the total, which is exact
+//!   when they end before and otherwise that horizon (a lower bound);
+//! - when a store's first offers hold too few matches (a narrow query),
+//!   or, on SQLite, the full-text index counts few matches, every match
+//!   is ranked at once in SQL instead (the exact total).
+//!
+//! SQLite tests the text on a row with `LIKE` on `search_text` (the
+//! folded words joined by single spaces, the tokens FTS5 indexes), as a
+//! correlated FTS5 lookup reruns the whole full-text query per row.
 
 use serde::{Deserialize, Serialize};
 use xcore_plugin_sdk::{
@@ -34,6 +51,24 @@ pub const MAX_PAGE: i64 = 100;
 const MAX_WORDS: usize = 8;
 /// Most vocabulary words a misspelt word stands for.
 const MAX_ALTERNATIVES: usize = 8;
+/// Sorts after every character: `word` + this bounds the words starting
+/// with `word`.
+const PAST: char = '\u{10FFFF}';
+/// A broad query's total is exact when its results end within this many
+/// pages after the one asked for; beyond, `total_items` says that many
+/// pages more (a lower bound): counting every match of a word in a fifth
+/// of the offers costs more than the page.
+pub const TOTAL_AHEAD: i64 = 5;
+/// SQLite: fewer full-text matches than this are all ranked at once.
+const EXACT_MAX: i64 = 500;
+/// Most offers a store's scan reads (or 40 per result wanted, if more)
+/// before the query counts as sparse and every match is ranked instead.
+const SCAN_BUDGET: i64 = 2_000;
+/// SQLite: at least this many, whatever the number of text matches.
+const MIN_SCAN_BUDGET: i64 = 250;
+/// SQLite: the full-text matches are counted up to this many; under it,
+/// ranking them all reads them from the full-text index first.
+const FTS_COUNT_CAP: i64 = 20_000;
 
 /// What to look for.
 #[derive(Clone, Debug, Default)]
@@ -125,19 +160,6 @@ pub struct Page {
     pub total: i64,
 }
 
-/// The `WHERE` conditions and their parameters.
-struct Conditions {
-    clauses: Vec<String>,
-    params: Vec<Value>,
-}
-
-impl Conditions {
-    fn bind(&mut self, value: Value) -> String {
-        self.params.push(value);
-        format!("${}", self.params.len())
-    }
-}
-
 #[derive(Deserialize)]
 struct Term {
     term: String,
@@ -186,9 +208,14 @@ impl Pricing {
         let mut all = Vec::with_capacity(words.len());
         for (index, word) in words.iter().enumerate() {
             let known: Option<Term> = if index == last {
+                // A range of the primary key (LIKE would read the whole
+                // vocabulary); words are letters and digits, compared as
+                // bytes (SQLite, and PostgreSQL's C collation), so every
+                // word starting with `word` sorts between the bounds.
                 self.host.query_one_as(
-                    "SELECT term FROM pricing_terms WHERE term LIKE $1 LIMIT 1",
-                    params![format!("{word}%")],
+                    "SELECT term FROM pricing_terms WHERE term >= $1 AND term < $2 \
+                     AND term LIKE $3 ORDER BY term LIMIT 1",
+                    params![word, format!("{word}{PAST}"), format!("{word}%")],
                 )?
             } else {
                 self.host.query_one_as(
@@ -206,12 +233,13 @@ impl Pricing {
             let first: String = word.chars().take(1).collect();
             let length = word.chars().count() as i64;
             let candidates: Vec<Term> = self.host.query_as(
-                "SELECT term FROM pricing_terms WHERE term LIKE $1 \
-                 AND LENGTH(term) BETWEEN $2 AND $3",
+                "SELECT term FROM pricing_terms WHERE term >= $1 AND term < $4 \
+                 AND term LIKE $1 || '%' AND LENGTH(term) BETWEEN $2 AND $3",
                 params![
-                    format!("{first}%"),
+                    first.clone(),
                     length - typos as i64,
-                    length + typos as i64
+                    length + typos as i64,
+                    format!("{first}{PAST}")
                 ],
             )?;
             let mut close: Vec<(usize, String)> = candidates
@@ -231,101 +259,82 @@ impl Pricing {
     }
 
     fn run(&self, dialect: Dialect, filters: &Filters, mode: Mode) -> Result<Page, HostError> {
-        let mut c = Conditions {
-            clauses: Vec::new(),
-            params: Vec::new(),
-        };
-        if let Some(slug) = &filters.categorie {
-            let slug = c.bind(json!(text::slugify(slug)));
-            c.clauses.push(format!(
-                "(o.category_slug = {slug} OR o.subcategory_slug = {slug})"
-            ));
+        let mut query = Query::new(dialect, filters, &mode);
+        let page = filters.page.clamp(1, MAX_PAGE);
+        if !query.round_robin {
+            // A reference: a few offers at most.
+            return self.exact(&query, page);
         }
-        if let Some(parent) = &filters.parent_category {
-            let parent = c.bind(json!(parent));
-            c.clauses.push(format!("o.category_slug = {parent}"));
-        }
-        if let Some((parent, sub)) = &filters.sub_category {
-            let parent = c.bind(json!(parent));
-            let sub = c.bind(json!(sub));
-            c.clauses.push(format!(
-                "o.category_slug = {parent} AND o.subcategory_slug = {sub}"
-            ));
-        }
-        if let Some(brand) = &filters.marque {
-            let key = c.bind(json!(brand.trim().to_lowercase()));
-            let slug = c.bind(json!(text::slugify(brand)));
-            c.clauses
-                .push(format!("(o.brand_key = {key} OR o.brand_slug = {slug})"));
-        }
-        if let Some(min) = filters.prix_min {
-            let min = c.bind(json!(min));
-            c.clauses.push(format!("o.price_cents >= {min}"));
-        }
-        if let Some(max) = filters.prix_max {
-            let max = c.bind(json!(max));
-            c.clauses.push(format!("o.price_cents <= {max}"));
-        }
-        if filters.en_promo {
-            c.clauses.push("o.discount_cents > 0".into());
-        }
-        let mut tier = "0".to_string();
-        let mut round_robin = true;
-        match &mode {
-            Mode::Browse => {}
-            Mode::Reference(key) => {
-                let key = c.bind(json!(key));
-                c.clauses.push(format!("o.reference_key = {key}"));
-                round_robin = false;
-            }
-            Mode::Text {
-                words,
-                alternatives,
-            } => {
-                let query = c.bind(json!(match dialect {
-                    Dialect::Sqlite => fts5_query(alternatives),
-                    Dialect::Postgres => tsquery(alternatives),
-                }));
-                c.clauses.push(match dialect {
-                    Dialect::Sqlite => format!(
-                        "o.id IN (SELECT rowid FROM pricing_offers_fts \
-                         WHERE pricing_offers_fts MATCH {query})"
-                    ),
-                    Dialect::Postgres => format!(
-                        "to_tsvector('simple', o.search_text) @@ to_tsquery('simple', {query})"
-                    ),
-                });
-                let phrase = words.join(" ");
-                let starts = c.bind(json!(format!("{phrase}%")));
-                let holds = c.bind(json!(format!("%{phrase}%")));
-                tier = format!(
-                    "CASE WHEN o.title_key LIKE {starts} THEN 0 \
-                     WHEN o.title_key LIKE {holds} THEN 1 ELSE 2 END"
-                );
+        if let (Some(fts), Dialect::Sqlite) = (&query.fts, dialect) {
+            // The text's matches, counted from the full-text index alone
+            // (cheap), up to a cap; few are all ranked at once.
+            let mut params = query.params.clone();
+            let limit = bind(&mut params, json!(FTS_COUNT_CAP));
+            let matches: i64 = self.host.query_scalar(
+                &format!(
+                    "SELECT COUNT(*) AS n FROM (SELECT rowid FROM pricing_offers_fts \
+                     WHERE pricing_offers_fts MATCH {fts} LIMIT {limit}) AS few"
+                ),
+                params,
+            )?;
+            query.text_matches = Some(matches);
+            if matches < EXACT_MAX {
+                return self.exact(&query, page);
             }
         }
-        let conditions = if c.clauses.is_empty() {
-            "1 = 1".to_string()
-        } else {
-            c.clauses.join(" AND ")
-        };
-        let order = if round_robin {
+        let mut stores: Vec<String> = self
+            .host
+            .query_as::<StoreRow>("SELECT id FROM pricing_stores", params![])?
+            .into_iter()
+            .map(|row| row.id)
+            .collect();
+        // The round-robin's order: store ids as bytes (as SQLite compares).
+        stores.sort();
+        if let Some(matches) = query.text_matches {
+            // The text alone already too rare for a store's scan to find
+            // its share within budget (the ids bound the number of offers
+            // from above, cheaply): rank every match.
+            let offers: i64 = self.host.query_scalar(
+                "SELECT COALESCE(MAX(id), 0) AS n FROM pricing_offers",
+                params![],
+            )?;
+            let share = ((page + TOTAL_AHEAD) * PAGE_SIZE)
+                .div_euclid(i64::try_from(stores.len()).unwrap_or(1).max(1))
+                + 1;
+            let rows_to_read = share.saturating_mul(offers) / matches.max(1);
+            if rows_to_read > scan_budget(&query, share) {
+                return self.exact(&query, page);
+            }
+        }
+        match self.scan_page(&query, &stores, page)? {
+            Some(found) => Ok(found),
+            // Too few matches in the offers read (a sparse query): rank
+            // every match through the full-text or filter indexes.
+            None => self.exact(&query, page),
+        }
+    }
+
+    /// Every match ranked, de-duplicated, numbered per store and counted,
+    /// then the page cut: exact, and as costly as the matches are many.
+    fn exact(&self, query: &Query, page: i64) -> Result<Page, HostError> {
+        let mut params = query.params.clone();
+        let source = query.exact_source();
+        let tier = query.on(&query.tier, "o");
+        let order = if query.round_robin {
             "k.turn, k.store_id, k.tier, k.price_cents, k.id"
         } else {
             "k.price_cents, k.id"
         };
-        let page = filters.page.clamp(1, MAX_PAGE);
-        let limit = c.bind(json!(PAGE_SIZE));
-        let offset = c.bind(json!((page - 1) * PAGE_SIZE));
+        let limit = bind(&mut params, json!(PAGE_SIZE));
+        let offset = bind(&mut params, json!((page - 1) * PAGE_SIZE));
         // A reference shared by several offers is one result, its
         // cheapest offer; an offer without a reference is its own.
         let sql = format!(
             "WITH matched AS (
                 SELECT o.id, o.store_id, o.price_cents, {tier} AS tier,
-                       ROW_NUMBER() OVER (PARTITION BY CASE WHEN o.reference_key = '' \
-                       THEN CAST(o.id AS TEXT) ELSE o.reference_key END \
+                       ROW_NUMBER() OVER (PARTITION BY {KEY} \
                        ORDER BY o.price_cents, o.id) AS copy
-                FROM pricing_offers o WHERE {conditions}
+                FROM {source}
              ), kept AS (
                 SELECT id, store_id, price_cents, tier,
                        ROW_NUMBER() OVER (PARTITION BY store_id ORDER BY tier, price_cents, id) AS turn
@@ -335,23 +344,454 @@ impl Pricing {
              FROM kept k JOIN pricing_offers o ON o.id = k.id JOIN pricing_stores s ON s.id = o.store_id
              ORDER BY {order} LIMIT {limit} OFFSET {offset}"
         );
-        let cards: Vec<Card> = self.host.query_as(&sql, c.params.clone())?;
+        let cards: Vec<Card> = self.host.query_as(&sql, params)?;
         let total = match cards.first() {
             Some(card) => card.total_count,
             None if page > 1 => {
                 // Past the last page: count without a window.
                 let count = format!(
-                    "SELECT COUNT(*) AS total FROM (SELECT DISTINCT CASE WHEN o.reference_key = '' \
-                     THEN CAST(o.id AS TEXT) ELSE o.reference_key END AS k \
-                     FROM pricing_offers o WHERE {conditions}) AS counted"
+                    "SELECT COUNT(*) AS total FROM (SELECT DISTINCT {KEY} AS k \
+                     FROM {source}) AS counted"
                 );
-                let mut params = c.params;
-                params.truncate(params.len() - 2);
-                self.host.query_scalar(&count, params)?
+                self.host.query_scalar(&count, query.params.clone())?
             }
             None => 0,
         };
         Ok(Page { cards, total })
+    }
+
+    /// The page from each store's cheapest matches read in price order
+    /// (index `pricing_offers_store_price_idx`), interleaved here: the work
+    /// is bounded by the page, not by the matches. The results are read
+    /// [`TOTAL_AHEAD`] pages further than the page, for the total: exact
+    /// when they end before, else that horizon. `None` when a store's
+    /// offers read within the budget held too few matches (a sparse
+    /// query): the caller ranks every match instead.
+    fn scan_page(
+        &self,
+        query: &Query,
+        stores: &[String],
+        page: i64,
+    ) -> Result<Option<Page>, HostError> {
+        let end = usize::try_from(page * PAGE_SIZE).unwrap_or(0);
+        let needed = usize::try_from((page + TOTAL_AHEAD) * PAGE_SIZE).unwrap_or(0);
+        if stores.is_empty() || end == 0 {
+            return Ok(Some(Page {
+                cards: Vec::new(),
+                total: 0,
+            }));
+        }
+        // Each store's first `turns` results; more when some store runs
+        // out before the page is full.
+        let mut turns = needed.div_ceil(stores.len());
+        // Per store: how many results were asked for, and those found
+        // (fewer than asked: the store has no more).
+        let mut lists: Vec<(usize, Vec<i64>)> = vec![(0, Vec::new()); stores.len()];
+        loop {
+            for (store, (asked, list)) in stores.iter().zip(lists.iter_mut()) {
+                let exhausted = list.len() < *asked;
+                if exhausted || *asked >= turns {
+                    continue;
+                }
+                match self.store_results(query, store, turns)? {
+                    Some(found) => *list = found,
+                    None => return Ok(None),
+                }
+                *asked = turns;
+            }
+            let placed: usize = lists.iter().map(|(_, l)| l.len().min(turns)).sum();
+            let open = lists.iter().filter(|(_, l)| l.len() >= turns).count();
+            if placed >= needed || open == 0 {
+                break;
+            }
+            turns += (needed - placed).div_ceil(open);
+        }
+        let placed: usize = lists.iter().map(|(_, l)| l.len().min(turns)).sum();
+        // Every store ran out before the horizon: the exact total.
+        let total = i64::try_from(placed.min(needed)).unwrap_or(i64::MAX);
+        // Round-robin: every store's first, then every store's second...
+        let mut order = Vec::with_capacity(needed);
+        for turn in 0..turns {
+            for (_, list) in &lists {
+                if let Some(id) = list.get(turn) {
+                    order.push(*id);
+                }
+            }
+        }
+        let size = usize::try_from(PAGE_SIZE).unwrap_or(0);
+        let ids: Vec<i64> = order.into_iter().skip(end - size).take(size).collect();
+        if ids.is_empty() {
+            return Ok(Some(Page {
+                cards: Vec::new(),
+                total,
+            }));
+        }
+        let list = match query.dialect {
+            Dialect::Sqlite => "SELECT value FROM json_each($1)",
+            Dialect::Postgres => {
+                "SELECT CAST(value AS BIGINT) FROM json_array_elements_text($1::json)"
+            }
+        };
+        let mut cards: Vec<Card> = self.host.query_as(
+            &format!(
+                "SELECT {CARD_COLUMNS} FROM pricing_offers o \
+                 JOIN pricing_stores s ON s.id = o.store_id WHERE o.id IN ({list})"
+            ),
+            params![Value::from(ids.clone()).to_string()],
+        )?;
+        cards.sort_by_key(|card| {
+            ids.iter()
+                .position(|id| id.to_string() == card.id)
+                .unwrap_or(usize::MAX)
+        });
+        Ok(Some(Page { cards, total }))
+    }
+
+    /// `store`'s first `wanted` results in rank order (tier, then price),
+    /// or all it has; `None` when a scan ran out of budget first.
+    fn store_results(
+        &self,
+        query: &Query,
+        store: &str,
+        wanted: usize,
+    ) -> Result<Option<Vec<i64>>, HostError> {
+        let budget = scan_budget(query, i64::try_from(wanted).unwrap_or(i64::MAX / 80));
+        let mut found: Vec<i64> = Vec::with_capacity(wanted);
+        let mut truncated: Option<bool> = None;
+        for tier in &query.tiers {
+            let want = wanted - found.len();
+            let rows = self.scan(query, store, tier, want, budget)?;
+            let short = rows.len() < want;
+            found.extend(rows);
+            if found.len() >= wanted {
+                break;
+            }
+            if short {
+                let cut = match truncated {
+                    Some(cut) => cut,
+                    None => {
+                        let cut = self.window_is_cut(query, store, budget)?;
+                        truncated = Some(cut);
+                        cut
+                    }
+                };
+                if cut {
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(Some(found))
+    }
+
+    /// The ids of `store`'s first `want` matches of `tier` among its
+    /// `budget` cheapest offers in the price range, cheapest first; each
+    /// the cheapest matching offer of its reference (de-duplication).
+    fn scan(
+        &self,
+        query: &Query,
+        store: &str,
+        tier: &str,
+        want: usize,
+        budget: i64,
+    ) -> Result<Vec<i64>, HostError> {
+        let mut params = query.params.clone();
+        let store = bind(&mut params, json!(store));
+        let window = query.window(&store);
+        let budget = bind(&mut params, json!(budget));
+        let want = bind(&mut params, json!(want));
+        let mut conditions = query.conditions("o", false);
+        if !tier.is_empty() {
+            conditions = format!("{conditions} AND {}", query.on(tier, "o"));
+        }
+        let others = query.conditions("o2", false);
+        let (indexed, order) = match query.dialect {
+            // SQLite's planner might prefer another index (and sort); the
+            // co-routine yields the window's rows in its order.
+            Dialect::Sqlite => ("INDEXED BY pricing_offers_store_price_idx", ""),
+            // PostgreSQL keeps the subquery's order without sorting again.
+            Dialect::Postgres => ("", "ORDER BY o.price_cents, o.id"),
+        };
+        let sql = format!(
+            "SELECT o.id FROM (
+                SELECT w.id, w.store_id, w.reference_key, w.price_cents, w.title_key,
+                       w.search_text, w.category_slug, w.subcategory_slug, w.brand_key,
+                       w.brand_slug, w.discount_cents
+                FROM pricing_offers w {indexed} WHERE {window}
+                ORDER BY w.price_cents, w.id LIMIT {budget}
+             ) o
+             WHERE {conditions} AND NOT EXISTS (
+                SELECT 1 FROM pricing_offers o2 WHERE o.reference_key <> '' \
+                AND o2.reference_key = o.reference_key \
+                AND (o2.price_cents < o.price_cents OR (o2.price_cents = o.price_cents AND o2.id < o.id)) \
+                AND {others})
+             {order} LIMIT {want}"
+        );
+        Ok(self
+            .host
+            .query_as::<IdRow>(&sql, params)?
+            .into_iter()
+            .map(|row| row.id)
+            .collect())
+    }
+
+    /// Whether `store` has more than `budget` offers in the price range
+    /// (so a scan of `budget` offers did not see them all).
+    fn window_is_cut(&self, query: &Query, store: &str, budget: i64) -> Result<bool, HostError> {
+        let mut params = query.params.clone();
+        let store = bind(&mut params, json!(store));
+        let window = query.window(&store);
+        let limit = bind(&mut params, json!(budget));
+        let seen: i64 = self.host.query_scalar(
+            &format!(
+                "SELECT COUNT(*) AS n FROM (SELECT 1 AS one FROM pricing_offers w \
+                 WHERE {window} LIMIT {limit}) AS windowed"
+            ),
+            params,
+        )?;
+        Ok(seen >= budget)
+    }
+}
+
+/// How many offers a store's scan reads for `wanted` results before the
+/// query counts as sparse.
+fn scan_budget(query: &Query, wanted: i64) -> i64 {
+    let budget = SCAN_BUDGET.max(wanted.saturating_mul(40));
+    match query.text_matches {
+        // Offers read in price order are scattered over the table; the
+        // full-text matches are read in table order. With few matches,
+        // ranking them all is cheaper than a long scan.
+        Some(matches) => budget.min(matches / 4).max(MIN_SCAN_BUDGET),
+        None => budget,
+    }
+}
+
+/// A result's de-duplication key: its reference, or (without one) itself.
+const KEY: &str = "CASE WHEN o.reference_key = '' THEN CAST(o.id AS TEXT) ELSE o.reference_key END";
+
+fn bind(params: &mut Vec<Value>, value: Value) -> String {
+    params.push(value);
+    format!("${}", params.len())
+}
+
+#[derive(Deserialize)]
+struct StoreRow {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct IdRow {
+    id: i64,
+}
+
+/// A search's SQL pieces. Conditions are written for an alias `@`
+/// ([`Query::on`] names it), so the same filters apply to a result and to
+/// the other offers of its reference.
+struct Query {
+    dialect: Dialect,
+    params: Vec<Value>,
+    /// Filter conditions (category, brand, prices, sale, reference).
+    filters: Vec<String>,
+    /// The text match through the full-text index.
+    text_index: Option<String>,
+    /// The text match tested on one row (the offers a scan reads).
+    text_row: Option<String>,
+    /// SQLite: the `MATCH` parameter.
+    fts: Option<String>,
+    /// The rank tier of a row (0: title starts with the phrase, 1: holds
+    /// it, 2: other matches).
+    tier: String,
+    /// Each tier as a condition, in rank order (`""`: no tiers).
+    tiers: Vec<String>,
+    prix_min: Option<String>,
+    prix_max: Option<String>,
+    round_robin: bool,
+    /// SQLite: the text's full-text matches, up to [`FTS_COUNT_CAP`].
+    text_matches: Option<i64>,
+}
+
+impl Query {
+    fn new(dialect: Dialect, filters: &Filters, mode: &Mode) -> Self {
+        let mut q = Self {
+            dialect,
+            params: Vec::new(),
+            filters: Vec::new(),
+            text_index: None,
+            text_row: None,
+            fts: None,
+            tier: "0".into(),
+            tiers: vec![String::new()],
+            prix_min: None,
+            prix_max: None,
+            round_robin: true,
+            text_matches: None,
+        };
+        if let Some(slug) = &filters.categorie {
+            let slug = q.bind(json!(text::slugify(slug)));
+            q.filters.push(format!(
+                "(@.category_slug = {slug} OR @.subcategory_slug = {slug})"
+            ));
+        }
+        if let Some(parent) = &filters.parent_category {
+            let parent = q.bind(json!(parent));
+            q.filters.push(format!("@.category_slug = {parent}"));
+        }
+        if let Some((parent, sub)) = &filters.sub_category {
+            let parent = q.bind(json!(parent));
+            let sub = q.bind(json!(sub));
+            q.filters.push(format!(
+                "@.category_slug = {parent} AND @.subcategory_slug = {sub}"
+            ));
+        }
+        if let Some(brand) = &filters.marque {
+            let key = q.bind(json!(brand.trim().to_lowercase()));
+            let slug = q.bind(json!(text::slugify(brand)));
+            q.filters
+                .push(format!("(@.brand_key = {key} OR @.brand_slug = {slug})"));
+        }
+        if let Some(min) = filters.prix_min {
+            let min = q.bind(json!(min));
+            q.filters.push(format!("@.price_cents >= {min}"));
+            q.prix_min = Some(min);
+        }
+        if let Some(max) = filters.prix_max {
+            let max = q.bind(json!(max));
+            q.filters.push(format!("@.price_cents <= {max}"));
+            q.prix_max = Some(max);
+        }
+        if filters.en_promo {
+            q.filters.push("@.discount_cents > 0".into());
+        }
+        match mode {
+            Mode::Browse => {}
+            Mode::Reference(key) => {
+                let key = q.bind(json!(key));
+                q.filters.push(format!("@.reference_key = {key}"));
+                q.round_robin = false;
+            }
+            Mode::Text {
+                words,
+                alternatives,
+            } => {
+                let matched = q.bind(json!(match dialect {
+                    Dialect::Sqlite => fts5_query(alternatives),
+                    Dialect::Postgres => tsquery(alternatives),
+                }));
+                match dialect {
+                    Dialect::Sqlite => {
+                        q.text_index = Some(format!(
+                            "@.id IN (SELECT rowid FROM pricing_offers_fts \
+                             WHERE pricing_offers_fts MATCH {matched})"
+                        ));
+                        q.fts = Some(matched);
+                        // The same test on one row: search_text is the
+                        // folded words joined by single spaces, the tokens
+                        // FTS5 indexes; words are letters and digits only.
+                        let last = alternatives.len().saturating_sub(1);
+                        let mut groups = Vec::new();
+                        for (index, group) in alternatives.iter().enumerate() {
+                            let prefix = index == last && group.len() == 1;
+                            let tests: Vec<String> = group
+                                .iter()
+                                .map(|word| {
+                                    if prefix {
+                                        let p = q.bind(json!(format!("% {word}%")));
+                                        format!("' ' || @.search_text LIKE {p}")
+                                    } else {
+                                        let p = q.bind(json!(format!("% {word} %")));
+                                        format!("' ' || @.search_text || ' ' LIKE {p}")
+                                    }
+                                })
+                                .collect();
+                            groups.push(format!("({})", tests.join(" OR ")));
+                        }
+                        q.text_row = Some(groups.join(" AND "));
+                    }
+                    Dialect::Postgres => {
+                        let test = format!(
+                            "to_tsvector('simple', @.search_text) @@ to_tsquery('simple', {matched})"
+                        );
+                        q.text_index = Some(test.clone());
+                        q.text_row = Some(test);
+                    }
+                }
+                let phrase = words.join(" ");
+                let starts = q.bind(json!(format!("{phrase}%")));
+                let holds = q.bind(json!(format!("%{phrase}%")));
+                q.tier = format!(
+                    "CASE WHEN @.title_key LIKE {starts} THEN 0 \
+                     WHEN @.title_key LIKE {holds} THEN 1 ELSE 2 END"
+                );
+                q.tiers = vec![
+                    format!("@.title_key LIKE {starts}"),
+                    format!("@.title_key NOT LIKE {starts} AND @.title_key LIKE {holds}"),
+                    format!("@.title_key NOT LIKE {holds}"),
+                ];
+            }
+        }
+        q
+    }
+
+    fn bind(&mut self, value: Value) -> String {
+        bind(&mut self.params, value)
+    }
+
+    /// `template` for alias `alias`.
+    fn on(&self, template: &str, alias: &str) -> String {
+        template.replace("@.", &format!("{alias}."))
+    }
+
+    /// Every condition on `alias`, the text through the full-text index
+    /// (`by_index`) or tested on the row; `1 = 1` when there is none.
+    fn conditions(&self, alias: &str, by_index: bool) -> String {
+        let text = if by_index {
+            &self.text_index
+        } else {
+            &self.text_row
+        };
+        let all: Vec<String> = self
+            .filters
+            .iter()
+            .chain(text.iter())
+            .map(|c| self.on(c, alias))
+            .collect();
+        if all.is_empty() {
+            "1 = 1".into()
+        } else {
+            all.join(" AND ")
+        }
+    }
+
+    /// The `FROM ... WHERE` of every match, as `o`. On SQLite, with fewer
+    /// text matches than [`FTS_COUNT_CAP`], the full-text index drives (its
+    /// matches in table order, each then filtered); otherwise the planner
+    /// picks (with a brand filter it would read every offer of the brand).
+    fn exact_source(&self) -> String {
+        match (&self.fts, self.text_matches) {
+            (Some(fts), Some(matches)) if matches < FTS_COUNT_CAP => {
+                let mut source = format!(
+                    "pricing_offers_fts CROSS JOIN pricing_offers o \
+                     WHERE o.id = pricing_offers_fts.rowid AND pricing_offers_fts MATCH {fts}"
+                );
+                for filter in &self.filters {
+                    source.push_str(" AND ");
+                    source.push_str(&self.on(filter, "o"));
+                }
+                source
+            }
+            _ => format!("pricing_offers o WHERE {}", self.conditions("o", true)),
+        }
+    }
+
+    /// A store's offers in the price range, as alias `w`.
+    fn window(&self, store: &str) -> String {
+        let mut window = format!("w.store_id = {store}");
+        if let Some(min) = &self.prix_min {
+            window.push_str(&format!(" AND w.price_cents >= {min}"));
+        }
+        if let Some(max) = &self.prix_max {
+            window.push_str(&format!(" AND w.price_cents <= {max}"));
+        }
+        window
     }
 }
 

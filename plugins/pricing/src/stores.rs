@@ -238,6 +238,7 @@ impl Pricing {
                 "DELETE FROM pricing_offer_prices WHERE store_id = $1",
                 params![id],
             ),
+            crate::offers::count_categories('-', "store_id = $1", params![id]),
             xcore_plugin_sdk::Statement::new(
                 "DELETE FROM pricing_offers WHERE store_id = $1",
                 params![id],
