@@ -10,54 +10,29 @@ mod common;
 
 use std::time::Duration;
 
-use common::{call, deploy, expect_error, expect_status, plugin_library, TestServer};
+use common::{call, expect_error, expect_status, PluginApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 const PRICING: &str = "/api/v1/pricing";
 const PRODUCTS: &str = "/api/v1/products";
 
-struct Shop {
-    server: TestServer,
-    admin: String,
-    _plugins: tempfile::TempDir,
+/// The host with the products and pricing plugins; paths are full.
+struct Shop(PluginApp);
+
+impl std::ops::Deref for Shop {
+    type Target = PluginApp;
+
+    fn deref(&self) -> &PluginApp {
+        &self.0
+    }
 }
 
 async fn start() -> Shop {
-    let plugins = tempfile::tempdir().expect("dir");
-    for (package, lib) in [
-        ("xcore-plugin-products", "xcore_plugin_products"),
-        ("xcore-plugin-pricing", "xcore_plugin_pricing"),
-    ] {
-        let library = plugin_library(package, lib, "");
-        deploy(&library, plugins.path(), &format!("lib{lib}.so"));
-    }
-    let dir = plugins.path().to_path_buf();
-    let server =
-        TestServer::start_with(move |config| config.plugins.dir = dir.display().to_string()).await;
-    let admin = server.admin_token().await;
-    Shop {
-        server,
-        admin,
-        _plugins: plugins,
-    }
+    Shop(PluginApp::start("", &["products", "pricing"], |_| {}).await)
 }
 
 impl Shop {
-    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
-        call(&self.server, method, path, &self.admin, body).await
-    }
-
-    async fn ok(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-        status: StatusCode,
-    ) -> Value {
-        expect_status(self.send(method, path, body).await, status).await
-    }
-
     async fn product(&self, sku: &str, price: Value) -> i64 {
         let product = self
             .ok(
@@ -230,7 +205,7 @@ async fn every_price_change_lands_in_the_history_whichever_way_it_was_made() {
     let history = shop.history(imported, 1).await;
     assert_eq!(history[0]["new_price"], json!(12.34));
     assert_eq!(history[0]["source"], "products.import");
-    shop.server.stop().await;
+    shop.0.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -299,7 +274,7 @@ async fn price_routes_check_their_input_and_rights() {
         "AUTHORIZATION_ERROR",
     )
     .await;
-    shop.server.stop().await;
+    shop.0.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -432,7 +407,7 @@ async fn discounts_are_exact_and_never_overlap_or_go_negative() {
         "NOT_FOUND",
     )
     .await;
-    shop.server.stop().await;
+    shop.0.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -464,5 +439,5 @@ async fn products_cannot_be_disabled_while_pricing_depends_on_it() {
         StatusCode::NOT_FOUND,
     )
     .await;
-    shop.server.stop().await;
+    shop.0.stop().await;
 }

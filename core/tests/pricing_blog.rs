@@ -12,36 +12,25 @@
 
 mod common;
 
-use common::{deploy, plugin_library, TestServer};
+use common::PluginApp;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 const API: &str = "/api/v1/pricing";
 
-struct Blog {
-    server: TestServer,
-    admin: String,
-    _plugins: tempfile::TempDir,
+/// The host with the products and pricing plugins.
+struct Blog(PluginApp);
+
+impl std::ops::Deref for Blog {
+    type Target = PluginApp;
+
+    fn deref(&self) -> &PluginApp {
+        &self.0
+    }
 }
 
 async fn start() -> Blog {
-    let plugins = tempfile::tempdir().expect("dir");
-    for (package, lib) in [
-        ("xcore-plugin-products", "xcore_plugin_products"),
-        ("xcore-plugin-pricing", "xcore_plugin_pricing"),
-    ] {
-        let library = plugin_library(package, lib, "");
-        deploy(&library, plugins.path(), &format!("lib{lib}.so"));
-    }
-    let dir = plugins.path().to_path_buf();
-    let server =
-        TestServer::start_with(move |config| config.plugins.dir = dir.display().to_string()).await;
-    let admin = server.admin_token().await;
-    Blog {
-        server,
-        admin,
-        _plugins: plugins,
-    }
+    Blog(PluginApp::start(API, &["products", "pricing"], |_| {}).await)
 }
 
 impl Blog {
@@ -339,7 +328,7 @@ async fn readers_see_published_articles_and_only_writers_write() {
         .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
         .await;
     assert_eq!(blog.editorial("").await["total"], 2);
-    blog.server.stop().await;
+    blog.0.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -431,7 +420,7 @@ async fn contenu_is_sanitised_and_the_resume_is_its_text() {
         .await;
     assert_eq!(changed["contenu"], "<p>Propre</p>");
     assert_eq!(changed["resume"], "Propre");
-    blog.server.stop().await;
+    blog.0.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -583,5 +572,5 @@ async fn pages_come_newest_first_and_bad_input_is_named() {
         .json(json!({"titre": "Énorme", "contenu": "a".repeat(3 * 1024 * 1024)}))
         .expect_error(StatusCode::PAYLOAD_TOO_LARGE, "VALIDATION_ERROR")
         .await;
-    blog.server.stop().await;
+    blog.0.stop().await;
 }

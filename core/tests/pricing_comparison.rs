@@ -12,78 +12,43 @@ mod common;
 
 use std::{net::SocketAddr, time::Duration};
 
-use common::{call, deploy, expect_error, expect_status, plugin_library, ws, TestServer};
+use common::{call, expect_error, expect_status, ws, PluginApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 const API: &str = "/api/v1/pricing";
 
-struct Shop {
-    server: TestServer,
-    admin: String,
-    _plugins: tempfile::TempDir,
+/// The host with the products and pricing plugins, pricing allowed to
+/// fetch from `allow`.
+struct Shop(PluginApp);
+
+impl std::ops::Deref for Shop {
+    type Target = PluginApp;
+
+    fn deref(&self) -> &PluginApp {
+        &self.0
+    }
 }
 
 async fn start_with(allow: Vec<String>) -> Shop {
-    let plugins = tempfile::tempdir().expect("dir");
-    for (package, lib) in [
-        ("xcore-plugin-products", "xcore_plugin_products"),
-        ("xcore-plugin-pricing", "xcore_plugin_pricing"),
-    ] {
-        let library = plugin_library(package, lib, "");
-        deploy(&library, plugins.path(), &format!("lib{lib}.so"));
-    }
-    let dir = plugins.path().to_path_buf();
-    let server = TestServer::start_with(move |config| {
-        config.plugins.dir = dir.display().to_string();
-        config.plugins.settings.insert(
-            "pricing".into(),
-            xcore::config::PluginSettings {
-                http_allow: allow,
-                ..Default::default()
-            },
-        );
-    })
-    .await;
-    let admin = server.admin_token().await;
-    Shop {
-        server,
-        admin,
-        _plugins: plugins,
-    }
+    Shop(
+        PluginApp::start(API, &["products", "pricing"], move |config| {
+            config.plugins.settings.insert(
+                "pricing".into(),
+                xcore::config::PluginSettings {
+                    http_allow: allow,
+                    ..Default::default()
+                },
+            );
+        })
+        .await,
+    )
 }
 
 impl Shop {
-    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
-        call(
-            &self.server,
-            method,
-            &format!("{API}{path}"),
-            &self.admin,
-            body,
-        )
-        .await
-    }
-
-    async fn ok(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-        status: StatusCode,
-    ) -> Value {
-        expect_status(self.send(method, path, body).await, status).await
-    }
-
     /// An anonymous GET of the public API.
     async fn public(&self, path: &str) -> Value {
-        let response = self
-            .server
-            .get(&format!("{API}{path}"))
-            .send()
-            .await
-            .expect("send");
-        expect_status(response, StatusCode::OK).await
+        self.server.public_get(&format!("{API}{path}")).await
     }
 
     async fn store(&self, id: &str, nom: &str) {
@@ -106,6 +71,9 @@ impl Shop {
         .await
     }
 }
+
+/// A category's slug and count, with its sub-categories' slugs and counts.
+type CategoryCount = (String, i64, Vec<(String, i64)>);
 
 fn offer(reference: &str, title: &str, brand: &str, path: &[&str], price: f64) -> Value {
     json!({"reference": reference, "title": title, "brand": brand, "category_path": path,
@@ -290,7 +258,7 @@ async fn stores_and_offer_batches() {
         "NOT_FOUND",
     )
     .await;
-    shop.server.stop().await;
+    shop.0.stop().await;
 }
 
 /// A feed server: `/feeds/mytek.json` and `/feeds/broken.json`.
@@ -466,7 +434,7 @@ async fn feeds_come_from_files_and_from_allowed_urls_only() {
     assert!(failed.data["error"]
         .as_str()
         .is_some_and(|e| e.contains("allow")));
-    shop.server.stop().await;
+    shop.0.stop().await;
 }
 
 /// Three stores; the same Galaxy S24 in all three; ten cables per store.
@@ -708,7 +676,7 @@ async fn the_public_api_searches_compares_and_lists_like_the_seed() {
         stores["data"][0],
         json!({"id": "mytek", "nom": "Mytek", "site_web": "https://mytek.tn"})
     );
-    shop.server.stop().await;
+    shop.0.stop().await;
 }
 
 /// One offer of [`a_broad_search_reads_only_what_the_page_needs`]'s
@@ -877,7 +845,7 @@ async fn a_broad_search_reads_only_what_the_page_needs() {
         .cloned()
         .collect();
     assert_eq!(cheap["meta"]["total_items"], in_range.len());
-    shop.server.stop().await;
+    shop.0.stop().await;
 }
 
 /// `/categories/` reads counts that the offer writes keep: a new offer,
@@ -898,7 +866,7 @@ async fn category_counts_follow_offer_writes() {
     .await;
     shop.offers("spacenet", json!([offer("A1", "TV A1", "LG", &tv, 90.0)]))
         .await;
-    let counts = |page: &Value| -> Vec<(String, i64, Vec<(String, i64)>)> {
+    let counts = |page: &Value| -> Vec<CategoryCount> {
         page["data"]
             .as_array()
             .expect("data")
@@ -989,7 +957,7 @@ async fn category_counts_follow_offer_writes() {
         .await
         .expect("send");
     expect_error(gone, StatusCode::NOT_FOUND, "NOT_FOUND").await;
-    shop.server.stop().await;
+    shop.0.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1054,7 +1022,7 @@ async fn requests_are_taken_anonymously_and_triaged_by_admins() {
         "VALIDATION_ERROR",
     )
     .await;
-    shop.server.stop().await;
+    shop.0.stop().await;
 }
 
 type Socket =
@@ -1239,5 +1207,5 @@ async fn an_alert_is_delivered_once_per_crossing_over_websocket() {
         StatusCode::NO_CONTENT,
     )
     .await;
-    shop.server.stop().await;
+    shop.0.stop().await;
 }

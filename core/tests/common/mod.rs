@@ -815,6 +815,11 @@ impl PluginApp {
         }
     }
 
+    /// Stops the server (its shutdown path: drains, closes sockets).
+    pub async fn stop(self) {
+        self.server.stop().await;
+    }
+
     /// `method api+path` as the holder of `token`.
     pub async fn send_as(
         &self,
