@@ -427,6 +427,34 @@ async fn another_instance_applies_changes_at_its_next_poll() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_with_the_same_bootstrap_password_rewrites_nothing() {
+    let first = TestServer::start().await;
+    let admin = first.admin_token().await;
+    let stored_hash = || async {
+        sqlx::query_scalar::<_, String>("SELECT password_hash FROM users WHERE email = $1")
+            .bind(ADMIN_EMAIL)
+            .fetch_one(first.state.db.pool())
+            .await
+            .expect("the admin's hash")
+    };
+    let before = stored_hash().await;
+    // Another instance starts with the same password: the stored hash
+    // still verifies, so it is neither rehashed nor rewritten, and the
+    // admin's sessions go on.
+    let second = TestServer::start_on(TestDatabase::at(first.db.url.clone()), |_| {}).await;
+    first.state.auth.poll().await.expect("poll");
+    assert_eq!(
+        stored_hash().await,
+        before,
+        "the hash is rewritten only when it no longer verifies"
+    );
+    answers(&first, "/auth/me", &admin, StatusCode::OK).await;
+    answers(&second, "/auth/me", &admin, StatusCode::OK).await;
+    second.stop().await;
+    first.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bootstrap_admin_is_current_on_a_running_instance_after_another_starts() {
     let first = TestServer::start().await;
     let admin = first.admin_token().await;

@@ -16,7 +16,10 @@ use std::{
 };
 
 use argon2::{
-    password_hash::{rand_core::OsRng, Output, ParamsString, PasswordHash, SaltString},
+    password_hash::{
+        rand_core::{OsRng, RngCore},
+        Output, ParamsString, PasswordHash, SaltString,
+    },
     Algorithm, Argon2, Block, Params, Version,
 };
 
@@ -127,14 +130,31 @@ impl PasswordHasher {
         )
         .map_err(|error| anyhow::anyhow!("invalid argon2 parameters: {error}"))?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let mut hasher = Self {
+        Ok(Self {
+            decoy_hash: Self::decoy(&params)?,
             params,
             min_length,
-            decoy_hash: String::new(),
             threads: HashingThreads::start(cores)?,
+        })
+    }
+
+    /// A PHC string with the current parameters, a random salt and a random
+    /// output, which no password can match (a 2^-256 chance): verifying
+    /// against it costs exactly what a real check costs, and building it
+    /// costs no hash (hashing a random password for it took about a third
+    /// of the server's start-up).
+    fn decoy(params: &Params) -> anyhow::Result<String> {
+        let salt = SaltString::generate(&mut OsRng);
+        let mut output = [0u8; Params::DEFAULT_OUTPUT_LEN];
+        OsRng.fill_bytes(&mut output);
+        let phc = PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(params).map_err(anyhow::Error::msg)?,
+            salt: Some(salt.as_salt()),
+            hash: Some(Output::new(&output).map_err(anyhow::Error::msg)?),
         };
-        hasher.decoy_hash = hasher.hash(&uuid::Uuid::new_v4().to_string()).await?;
-        Ok(hasher)
+        Ok(phc.to_string())
     }
 
     /// Hashes into a PHC string (`$argon2id$v=19$m=...,t=...,p=...$salt$hash`).
@@ -306,6 +326,41 @@ mod tests {
                 .await
                 .expect("verify"),
             Verified::No
+        );
+    }
+
+    #[tokio::test]
+    async fn the_decoy_costs_what_a_real_hash_costs_and_matches_nothing() {
+        let hasher = cheap().await;
+        let decoy = PasswordHash::new(&hasher.decoy_hash).expect("a PHC string");
+        let real = hasher.hash("Anything 1").await.expect("hash");
+        let real = PasswordHash::new(&real).expect("a PHC string");
+        assert_eq!(decoy.algorithm, real.algorithm);
+        assert_eq!(decoy.version, real.version);
+        let cost = |phc: &PasswordHash<'_>| {
+            let params = Params::try_from(phc).expect("params");
+            (params.m_cost(), params.t_cost(), params.p_cost())
+        };
+        assert_eq!(cost(&decoy), cost(&real), "the same work per check");
+        assert_eq!(
+            decoy.hash.map(|h| h.len()),
+            real.hash.map(|h| h.len()),
+            "the same output length"
+        );
+        // Checked to the end (no early error) and never a match.
+        for guess in ["", "Anything 1", &uuid::Uuid::new_v4().to_string()] {
+            assert_eq!(
+                hasher
+                    .verify(guess, Some(&hasher.decoy_hash))
+                    .await
+                    .expect("verify"),
+                Verified::No
+            );
+        }
+        assert_ne!(
+            cheap().await.decoy_hash,
+            hasher.decoy_hash,
+            "each start draws its own"
         );
     }
 

@@ -29,19 +29,53 @@ pub async fn ensure_admin(
     if let Some(problem) = passwords.check_policy("password", password, Some(&email)) {
         anyhow::bail!("bootstrap admin password {}", problem.message);
     }
-    let fresh_hash = passwords.hash(password).await?;
+    // On a restart the stored hash usually still verifies: checking it is
+    // one argon2 run, and hashing anew only when it does not (or on the
+    // first start) saves a second one on every restart.
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT password_hash FROM users WHERE email = $1")
+            .bind(&email)
+            .fetch_optional(db.pool())
+            .await?;
+    let stored_verifies = match &stored {
+        Some(hash) => passwords.verify(password, Some(hash)).await?.matched(),
+        None => false,
+    };
+    let mut fresh_hash = if stored_verifies {
+        None
+    } else {
+        Some(passwords.hash(password).await?)
+    };
     let now = timestamp::now();
     let mut tx = db.begin_write().await?;
-    let created = sqlx::query(
-        "INSERT INTO users (email, full_name, password_hash, is_active, token_version, created_at, updated_at)
-         VALUES ($1, 'Administrator', $2, TRUE, 0, $3, $3)
-         ON CONFLICT (email) DO NOTHING RETURNING id",
-    )
-    .bind(&email)
-    .bind(&fresh_hash)
-    .bind(&now)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let present: Option<i64> = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+        .bind(&email)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let created = match present {
+        Some(_) => None,
+        None => {
+            // Gone since the check above, or never there: a new account.
+            let hash = match fresh_hash.take() {
+                Some(hash) => hash,
+                None => passwords.hash(password).await?,
+            };
+            let inserted = sqlx::query(
+                "INSERT INTO users (email, full_name, password_hash, is_active, token_version, created_at, updated_at)
+                 VALUES ($1, 'Administrator', $2, TRUE, 0, $3, $3)
+                 ON CONFLICT (email) DO NOTHING RETURNING id",
+            )
+            .bind(&email)
+            .bind(&hash)
+            .bind(&now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            // Another instance starting at once may have inserted it first:
+            // then it is an existing account, below.
+            fresh_hash = Some(hash);
+            inserted
+        }
+    };
     let user_id: i64 = match created {
         Some(row) => row.try_get("id")?,
         None => {
@@ -50,9 +84,22 @@ pub async fn ensure_admin(
                 .fetch_one(&mut *tx)
                 .await?;
             let id: i64 = row.try_get("id")?;
-            let stored: String = row.try_get("password_hash")?;
-            if !passwords.verify(password, Some(&stored)).await?.matched() {
-                users::set_password(&mut tx, id, &fresh_hash)
+            let now_stored: String = row.try_get("password_hash")?;
+            // Changed since the check above: check what is there now.
+            let verifies = if stored.as_deref() == Some(now_stored.as_str()) {
+                stored_verifies
+            } else {
+                passwords
+                    .verify(password, Some(&now_stored))
+                    .await?
+                    .matched()
+            };
+            if !verifies {
+                let hash = match fresh_hash.take() {
+                    Some(hash) => hash,
+                    None => passwords.hash(password).await?,
+                };
+                users::set_password(&mut tx, id, &hash)
                     .await
                     .map_err(api_to_anyhow)?;
             }
