@@ -9,10 +9,16 @@
 //!    pool (the FTS triggers and indexes do their work as for API writes;
 //!    the API has no bulk route to time here).
 //! 2. Latency over HTTP, one request at a time, p50/p90/p99 of
-//!    [`SAMPLES`] requests: a list with full-text search, a status filter
-//!    and a sort by score (the word changes per request, each in 1/40 of
-//!    the leads); a list with filters and a sort, no search;
-//!    `/stats/overview`.
+//!    [`SAMPLES`] requests per line, for the lists users ask for: broad
+//!    and narrow, early and deep pages (a full-text search with a status
+//!    filter and a sort by score, the word changing per request, each in
+//!    1/40 of the leads; status + source sorted by created_at; the
+//!    unfiltered list; `/status/{status}`; a deep page sorted by
+//!    updated_at; a search alone; two words; source + score range), then
+//!    `/stats/overview`. Measured as loaded, then again after `ANALYZE`
+//!    (SQLite; production never has these statistics, a plugin cannot run
+//!    `ANALYZE`) or `VACUUM ANALYZE` (PostgreSQL, what autovacuum does
+//!    soon after a load).
 //! 3. `GET /export?format=csv` of all 200,000 leads: time, size, and the
 //!    growth of the process's resident memory while it runs (sampled
 //!    every 5 ms; the client discards the body as it arrives).
@@ -148,7 +154,9 @@ fn lead_values(n: usize, niche: i64) -> String {
          '{status}', {}, '[\"{town}\"]', 'prospect {noun} a {town} rencontre {}', {converted}, '{created}', '{created}')",
         mixed % 1000,
         mixed % 1000,
-        SOURCES[mixed % SOURCES.len()],
+        // Not `mixed % 5` like the status: the two would be the same key,
+        // and a status + source filter would match 40,000 leads or none.
+        SOURCES[(mixed / 5) % SOURCES.len()],
         niche,
         mixed % 101,
         TOWNS[(mixed / 7) % TOWNS.len()]
@@ -166,37 +174,94 @@ async fn scalar(state: &AppState, sql: &str) -> i64 {
 }
 
 async fn latencies(client: &reqwest::Client, token: &str, api: &str, when: &str) {
-    let (searched, totals) = measure(
-        client,
-        token,
-        (0..SAMPLES).map(|i| {
-            format!(
-                "{api}?search={}&status=new&sort_by=score&sort_order=desc&page_size=20",
-                NOUNS[i % NOUNS.len()]
-            )
-        }),
-    )
-    .await;
-    searched.report(&format!(
-        "list: search + status + sort score (~{} hits){when}",
-        totals.iter().sum::<i64>() / totals.len() as i64
-    ));
-    let (filtered, totals) = measure(
-        client,
-        token,
-        (0..SAMPLES).map(|i| {
-            format!(
-                "{api}?status=contacted&source={}&sort_by=created_at&page={}&page_size=20",
-                SOURCES[i % SOURCES.len()],
-                i % 20 + 1
-            )
-        }),
-    )
-    .await;
-    filtered.report(&format!(
-        "list: status + source + sort created_at, pages 1-20 (~{} hits){when}",
-        totals.iter().sum::<i64>() / totals.len() as i64
-    ));
+    // Each line: a label (with the mean total) and its URLs.
+    type Urls = Box<dyn Fn(usize) -> String>;
+    let lines: Vec<(&str, Urls)> = vec![
+        (
+            "list: search + status + sort score",
+            Box::new(move |i| {
+                format!(
+                    "?search={}&status=new&sort_by=score&sort_order=desc&page_size=20",
+                    NOUNS[i % NOUNS.len()]
+                )
+            }),
+        ),
+        (
+            "list: status + source + sort created_at, pages 1-20",
+            Box::new(move |i| {
+                format!(
+                    "?status=contacted&source={}&sort_by=created_at&page={}&page_size=20",
+                    SOURCES[i % SOURCES.len()],
+                    i % 20 + 1
+                )
+            }),
+        ),
+        (
+            "list: no filter, default sort, pages 1-20",
+            Box::new(move |i| format!("?page={}&page_size=20", i % 20 + 1)),
+        ),
+        (
+            "list: /status/{status}, default sort, pages 1-20",
+            Box::new(move |i| {
+                format!(
+                    "/status/{}?page={}&page_size=20",
+                    STATUSES[i % STATUSES.len()],
+                    i % 20 + 1
+                )
+            }),
+        ),
+        (
+            "list: status + sort updated_at, page 200",
+            Box::new(move |i| {
+                format!(
+                    "?status={}&sort_by=updated_at&page=200&page_size=20",
+                    STATUSES[i % STATUSES.len()]
+                )
+            }),
+        ),
+        (
+            "list: search, default sort, pages 1-5",
+            Box::new(move |i| {
+                format!(
+                    "?search={}&page={}&page_size=20",
+                    NOUNS[i % NOUNS.len()],
+                    i % 5 + 1
+                )
+            }),
+        ),
+        (
+            "list: search 2 words + sort company",
+            Box::new(move |i| {
+                format!(
+                    "?search={}%20{}&sort_by=company&sort_order=asc&page_size=20",
+                    NOUNS[i % NOUNS.len()],
+                    TOWNS[i % TOWNS.len()]
+                )
+            }),
+        ),
+        (
+            "list: source + score_min + sort score, pages 1-5",
+            Box::new(move |i| {
+                format!(
+                    "?source={}&score_min=90&sort_by=score&page={}&page_size=20",
+                    SOURCES[i % SOURCES.len()],
+                    i % 5 + 1
+                )
+            }),
+        ),
+    ];
+    for (label, query) in lines {
+        let (latencies, totals) = measure(
+            client,
+            token,
+            (0..SAMPLES).map(|i| format!("{api}{}", query(i))),
+        )
+        .await;
+        latencies.report(&format!(
+            "{label} (~{} hits){when}",
+            totals.iter().sum::<i64>() / totals.len() as i64
+        ));
+    }
     let (overview, _) = measure(
         client,
         token,
@@ -305,17 +370,6 @@ async fn main() {
         "seeded {LEADS} leads with SQL in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    if postgres_url.is_some() {
-        sqlx::query("VACUUM ANALYZE leads")
-            .execute(state.db.pool())
-            .await
-            .expect("analyze");
-    } else {
-        sqlx::query("ANALYZE")
-            .execute(state.db.pool())
-            .await
-            .expect("analyze");
-    }
     println!(
         "process RSS after seeding (server and client): {:.1} MiB",
         support::rss_mib("self")
@@ -328,7 +382,20 @@ async fn main() {
         (0..50).map(|i| format!("{api}?search={}&page_size=20", NOUNS[i % NOUNS.len()])),
     )
     .await;
+    // As loaded (SQLite never has statistics in production: a plugin
+    // cannot run ANALYZE), then after (VACUUM) ANALYZE, which PostgreSQL's
+    // autovacuum does soon after a load.
     latencies(&client, &token, &api, "").await;
+    let analyze = if postgres_url.is_some() {
+        "VACUUM ANALYZE leads"
+    } else {
+        "ANALYZE"
+    };
+    sqlx::query(analyze)
+        .execute(state.db.pool())
+        .await
+        .expect("analyze");
+    latencies(&client, &token, &api, &format!(" [after {analyze}]")).await;
 
     // 3. Export all leads as CSV, sampling RSS while it runs.
     let before = support::rss_mib("self");

@@ -2166,3 +2166,179 @@ async fn created_and_converted_are_posted_signed_to_outbound_urls() {
     );
     plant.server.stop().await;
 }
+
+/// One seeded lead of `list_pages_keep_the_order_on_every_plan`.
+#[derive(Clone, Debug)]
+struct Seeded {
+    id: i64,
+    status: &'static str,
+    source: &'static str,
+    score: i64,
+    company: String,
+    created_at: String,
+    updated_at: String,
+    words: Vec<&'static str>,
+}
+
+impl Seeded {
+    fn new(n: usize) -> Self {
+        const STATUSES: [&str; 7] = [
+            "new",
+            "new",
+            "new",
+            "contacted",
+            "qualified",
+            "converted",
+            "lost",
+        ];
+        const SOURCES: [&str; 3] = ["linkedin", "salon", "web"];
+        let mut words = Vec::new();
+        if n % 3 == 0 {
+            words.push("quartz");
+        }
+        if n % 50 == 7 {
+            words.push("zircon");
+        }
+        // Few distinct values in every sort column: the id decides ties.
+        Self {
+            id: 0,
+            status: STATUSES[n * 5 % STATUSES.len()],
+            source: SOURCES[n / 2 % SOURCES.len()],
+            score: (n % 5) as i64 * 25,
+            company: format!("Company{}", ["A", "B", "C", "D", "E", "F", "G"][n * 3 % 7]),
+            created_at: format!("2026-0{}-01T00:00:00.000000Z", n % 9 + 1),
+            updated_at: format!("2026-10-{:02}T00:00:00.000000Z", n % 4 + 10),
+            words,
+        }
+    }
+
+    fn key(&self, sort: &str) -> String {
+        match sort {
+            "created_at" => self.created_at.clone(),
+            "updated_at" => self.updated_at.clone(),
+            "score" => format!("{:03}", self.score),
+            "company" => self.company.clone(),
+            _ => self.status.to_string(),
+        }
+    }
+}
+
+/// Every list plan (an index walked in order, with or without other
+/// filters to skip, or the matches fetched and sorted; which one depends
+/// on the counts and the page) gives the same pages: the sort column, then
+/// the id in the same direction, and the same total.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_pages_keep_the_order_on_every_plan() {
+    const LEADS: usize = 1_500;
+    let plant = start(None).await;
+    let mut seeded: Vec<Seeded> = (0..LEADS).map(Seeded::new).collect();
+    for chunk in seeded
+        .chunks(500)
+        .map(<[Seeded]>::to_vec)
+        .collect::<Vec<_>>()
+    {
+        let rows: Vec<String> = chunk
+            .iter()
+            .map(|lead| {
+                format!(
+                    "('{}', 'Someone', '{}', '{}', {}, 'notes {} end', '{}', '{}')",
+                    lead.company,
+                    lead.source,
+                    lead.status,
+                    lead.score,
+                    lead.words.join(" "),
+                    lead.created_at,
+                    lead.updated_at
+                )
+            })
+            .collect();
+        plant
+            .sql(&format!(
+                "INSERT INTO leads (company, contact_name, source, status, score, notes, created_at, updated_at) VALUES {}",
+                rows.join(", ")
+            ))
+            .await;
+    }
+    // One multi-row INSERT after another: ids follow the order of the rows.
+    let first = plant.scalar("SELECT MIN(id) FROM leads").await;
+    assert_eq!(
+        plant.scalar("SELECT MAX(id) FROM leads").await,
+        first + LEADS as i64 - 1
+    );
+    for (n, lead) in seeded.iter_mut().enumerate() {
+        lead.id = first + n as i64;
+    }
+
+    type Keep = dyn Fn(&Seeded) -> bool;
+    let filters: [(&str, &Keep); 9] = [
+        ("", &|_| true),
+        ("status=new", &|l| l.status == "new"),
+        ("status=contacted&source=web", &|l| {
+            l.status == "contacted" && l.source == "web"
+        }),
+        ("source=salon", &|l| l.source == "salon"),
+        ("status=new&score_min=50", &|l| {
+            l.status == "new" && l.score >= 50
+        }),
+        ("search=quartz", &|l| l.words.contains(&"quartz")),
+        ("search=quartz&status=new", &|l| {
+            l.words.contains(&"quartz") && l.status == "new"
+        }),
+        ("search=zircon&status=new", &|l| {
+            l.words.contains(&"zircon") && l.status == "new"
+        }),
+        ("search=quartz&status=qualified&source=salon", &|l| {
+            l.words.contains(&"quartz") && l.status == "qualified" && l.source == "salon"
+        }),
+    ];
+    let mut checked = 0;
+    for (query, keep) in filters {
+        let matching: Vec<&Seeded> = seeded.iter().filter(|l| keep(l)).collect();
+        assert!(!matching.is_empty(), "{query} matches nothing");
+        for sort in ["created_at", "updated_at", "score", "company", "status"] {
+            for order in ["asc", "desc"] {
+                let mut expected = matching.clone();
+                expected.sort_by_key(|lead| (lead.key(sort), lead.id));
+                if order == "desc" {
+                    expected.reverse();
+                }
+                let total = expected.len();
+                // First page, a middle one, the last one (maybe short), past
+                // the end.
+                for skip in [0, total / 2, total.saturating_sub(7), total + 5] {
+                    let url =
+                        format!("?{query}&sort_by={sort}&sort_order={order}&skip={skip}&limit=10");
+                    let list = plant.get(&url).await;
+                    let ids: Vec<i64> = list["items"]
+                        .as_array()
+                        .expect("items")
+                        .iter()
+                        .map(|item| item["id"].as_i64().expect("id"))
+                        .collect();
+                    let wanted: Vec<i64> =
+                        expected.iter().skip(skip).take(10).map(|l| l.id).collect();
+                    assert_eq!(ids, wanted, "{url}");
+                    assert_eq!(list["total"], total, "{url}");
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 9 * 5 * 2 * 4);
+    // The same through /status/{status}.
+    let list = plant
+        .get("/status/new?sort_by=updated_at&skip=3&limit=4")
+        .await;
+    let mut expected: Vec<&Seeded> = seeded.iter().filter(|l| l.status == "new").collect();
+    expected.sort_by_key(|lead| std::cmp::Reverse((lead.key("updated_at"), lead.id)));
+    let wanted: Vec<i64> = expected.iter().skip(3).take(4).map(|l| l.id).collect();
+    let ids: Vec<i64> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|item| item["id"].as_i64().expect("id"))
+        .collect();
+    assert_eq!(ids, wanted);
+    assert_eq!(list["total"], expected.len());
+    plant.server.stop().await;
+}

@@ -590,13 +590,16 @@ impl Leads {
         let mut problems = Problems::default();
         filter.check("", &mut problems);
         problems.finish()?;
-        let clause = filter.clause(self.host.dialect()?);
-        let sql = format!(
-            "SELECT {LEAD_COLUMNS} FROM leads l {} ORDER BY {}",
-            clause.sql(),
-            sort.order_by
-        );
-        Ok(self.host.query_page(&sql, clause.params, window)?)
+        // `order_by` is `<column> <direction>, l.id <direction>`, the
+        // column one of `LeadSort`'s.
+        let first = sort.order_by.split(", ").next().unwrap_or_default();
+        let (column, direction) = first.rsplit_once(' ').unwrap_or((first, "ASC"));
+        Ok(crate::page::page(
+            &self.host,
+            filter,
+            (column, direction),
+            window,
+        )?)
     }
 
     fn get(&self, Id(id): Id) -> Result<Json<LeadDetails>, Response> {

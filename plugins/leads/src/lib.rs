@@ -21,7 +21,8 @@
 //! # Layout
 //!
 //! Each part owns its routes (`routes`) merged in [`Plugin::router`]; the
-//! schema is one migration per dialect (`migrations/`). This file holds
+//! schema is migrations per dialect (`migrations/`: 1 the tables, 2 the
+//! list indexes that `page` walks). This file holds
 //! what every part shares: permissions, the `{id}` extractor, events and
 //! the activity log.
 
@@ -34,6 +35,7 @@ pub mod imports;
 pub mod json_text;
 pub mod leads;
 pub mod niches;
+pub mod page;
 pub mod search;
 pub mod sending;
 pub mod settings;
@@ -86,6 +88,12 @@ impl Plugin for Leads {
                 "leads, niches, campaigns, deliveries, agents, activity, settings",
                 include_str!("../migrations/sqlite/0001_leads.sql"),
                 include_str!("../migrations/postgres/0001_leads.sql"),
+            )
+            .migration(
+                2,
+                "list indexes: status + sort column (+ source), status + id",
+                include_str!("../migrations/sqlite/0002_list_indexes.sql"),
+                include_str!("../migrations/postgres/0002_list_indexes.sql"),
             )
             .event("created")
             .event("status_changed")
