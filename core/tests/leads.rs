@@ -17,20 +17,24 @@ use std::{
 };
 
 use axum::{http::StatusCode as AxumStatus, routing::post, Router};
-use common::{call, deploy, expect_error, expect_status, plugin_library, TestServer};
+use common::{call, expect_error, expect_status, PluginApp};
 use hmac::{Hmac, Mac};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::Sha256;
-use sqlx::Row;
 
 const API: &str = "/api/v1/leads";
 const SECRET: &str = "webhook-secret-0123456789";
 
-struct Plant {
-    server: TestServer,
-    admin: String,
-    _plugins: tempfile::TempDir,
+/// The host with the leads plugin.
+struct Plant(PluginApp);
+
+impl std::ops::Deref for Plant {
+    type Target = PluginApp;
+
+    fn deref(&self) -> &PluginApp {
+        &self.0
+    }
 }
 
 /// What the local webhook server saw, and how many of the first requests
@@ -81,29 +85,20 @@ async fn hook_server(hook: Arc<Hook>) -> std::net::SocketAddr {
 }
 
 async fn start(allow: Option<std::net::SocketAddr>) -> Plant {
-    let plugins = tempfile::tempdir().expect("dir");
-    let library = plugin_library("xcore-plugin-leads", "xcore_plugin_leads", "");
-    deploy(&library, plugins.path(), "libxcore_plugin_leads.so");
-    let dir = plugins.path().to_path_buf();
-    let server = TestServer::start_with(move |config| {
-        config.plugins.dir = dir.display().to_string();
-        if let Some(addr) = allow {
-            config.plugins.settings.insert(
-                "leads".into(),
-                xcore::config::PluginSettings {
-                    http_allow: vec![format!("http://{addr}/")],
-                    ..Default::default()
-                },
-            );
-        }
-    })
-    .await;
-    let admin = server.admin_token().await;
-    Plant {
-        server,
-        admin,
-        _plugins: plugins,
-    }
+    Plant(
+        PluginApp::start(API, &["leads"], move |config| {
+            if let Some(addr) = allow {
+                config.plugins.settings.insert(
+                    "leads".into(),
+                    xcore::config::PluginSettings {
+                        http_allow: vec![format!("http://{addr}/")],
+                        ..Default::default()
+                    },
+                );
+            }
+        })
+        .await,
+    )
 }
 
 fn sign(body: &[u8]) -> String {
@@ -119,54 +114,9 @@ fn sign(body: &[u8]) -> String {
 }
 
 impl Plant {
-    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
-        call(
-            &self.server,
-            method,
-            &format!("{API}{path}"),
-            &self.admin,
-            body,
-        )
-        .await
-    }
-
-    async fn ok(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-        status: StatusCode,
-    ) -> Value {
-        expect_status(self.send(method, path, body).await, status).await
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        self.ok(Method::GET, path, None, StatusCode::OK).await
-    }
-
     async fn create(&self, lead: Value) -> Value {
         self.ok(Method::POST, "", Some(lead), StatusCode::CREATED)
             .await
-    }
-
-    async fn refused(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-        status: StatusCode,
-        code: &str,
-    ) -> Value {
-        expect_error(self.send(method, path, body).await, status, code).await
-    }
-
-    async fn scalar(&self, sql: &str) -> i64 {
-        sqlx::query(sql)
-            .fetch_one(self.server.state.db.pool())
-            .await
-            .expect("query")
-            .try_get::<i64, _>(0)
-            .expect("n")
     }
 
     async fn sql(&self, sql: &str) {
@@ -174,47 +124,6 @@ impl Plant {
             .execute(self.server.state.db.pool())
             .await
             .expect("statement");
-    }
-
-    /// A user holding exactly `permissions`, through a role of their own.
-    async fn user_with(&self, email: &str, permissions: &[&str]) -> String {
-        let (user_id, _) = self.server.user_token(email).await;
-        let role = expect_status(
-            call(
-                &self.server,
-                Method::POST,
-                "/admin/roles",
-                &self.admin,
-                Some(json!({"name": format!("role_{user_id}")})),
-            )
-            .await,
-            StatusCode::CREATED,
-        )
-        .await;
-        let role_id = role["id"].as_i64().expect("role id");
-        for permission in permissions {
-            let response = call(
-                &self.server,
-                Method::POST,
-                &format!("/admin/roles/{role_id}/permissions/{permission}"),
-                &self.admin,
-                None,
-            )
-            .await;
-            assert!(response.status().is_success(), "grant {permission}");
-        }
-        let response = call(
-            &self.server,
-            Method::POST,
-            &format!("/admin/users/{user_id}/roles/{role_id}"),
-            &self.admin,
-            None,
-        )
-        .await;
-        assert!(response.status().is_success(), "assign role");
-        // Exactly these: not the reads plugins grant the built-in role.
-        self.server.drop_user_role(&self.admin, user_id).await;
-        common::access_token(&self.server.login(email, "UserPassw0rd!").await)
     }
 
     async fn webhook(
@@ -479,7 +388,7 @@ async fn leads_crud_status_moves_and_duplicates() {
         .await;
     let anonymous = plant.server.get(API).send().await.expect("send");
     expect_error(anonymous, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
-    let reader = plant.user_with("reader@leads.test", &["leads:read"]).await;
+    let (_, reader) = plant.user_with("reader@leads.test", &["leads:read"]).await;
     expect_status(
         call(&plant.server, Method::GET, API, &reader, None).await,
         StatusCode::OK,
@@ -511,7 +420,7 @@ async fn leads_crud_status_moves_and_duplicates() {
         "AUTHORIZATION_ERROR",
     )
     .await;
-    plant.server.stop().await;
+    plant.0.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -653,7 +562,7 @@ async fn lists_search_filter_sort_and_page() {
             "NOT_FOUND",
         )
         .await;
-    plant.server.stop().await;
+    plant.0.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -819,7 +728,7 @@ async fn niches_with_stats_and_recommendations() {
             "NOT_FOUND",
         )
         .await;
-    plant.server.stop().await;
+    plant.0.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1049,7 +958,7 @@ async fn campaigns_send_through_the_host_with_a_retry() {
             "NOT_FOUND",
         )
         .await;
-    plant.server.stop().await;
+    plant.0.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1183,7 +1092,7 @@ async fn webhooks_need_a_signature_and_are_idempotent() {
         )
         .await;
     expect_error(response, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
-    plant.server.stop().await;
+    plant.0.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1202,7 +1111,7 @@ async fn webhooks_accept_a_host_api_key_holding_leads_write() {
         }
     };
     let writer = key_of(plant.admin.clone(), json!(["leads:write"])).await;
-    let reader_token = plant.user_with("reader@example.com", &["leads:read"]).await;
+    let (_, reader_token) = plant.user_with("reader@example.com", &["leads:read"]).await;
     let reader = key_of(reader_token, json!(["leads:read"])).await;
     let keyed = |key: &str, path: &str, body: &Value, signature: Option<String>| {
         let mut request = plant
@@ -1280,7 +1189,7 @@ async fn webhooks_accept_a_host_api_key_holding_leads_write() {
         .expect("send");
     expect_error(response, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
     assert_eq!(plant.scalar("SELECT COUNT(*) FROM leads").await, 2);
-    plant.server.stop().await;
+    plant.0.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1328,7 +1237,7 @@ async fn the_auth_log_is_the_host_audit_log() {
     );
     // The host decides who reads it: a leads reader without audit:read is
     // refused at the host; nobody anonymous gets even the redirect.
-    let reader = plant.user_with("reader@example.com", &["leads:read"]).await;
+    let (_, reader) = plant.user_with("reader@example.com", &["leads:read"]).await;
     let response = plant
         .server
         .get(&format!("{API}/logs/auth"))
@@ -1343,7 +1252,7 @@ async fn the_auth_log_is_the_host_audit_log() {
         .await
         .expect("send");
     expect_error(response, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
-    plant.server.stop().await;
+    plant.0.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1418,7 +1327,7 @@ async fn settings_stats_and_logs() {
         plant.get("/settings/scheduling").await["delivery_max_attempts"],
         3
     );
-    let reader = plant.user_with("reader@stats.test", &["leads:read"]).await;
+    let (_, reader) = plant.user_with("reader@stats.test", &["leads:read"]).await;
     expect_error(
         call(
             &plant.server,
@@ -1538,7 +1447,7 @@ async fn settings_stats_and_logs() {
     assert!(plant.get("/logs").await["total"].as_i64().expect("n") >= 6);
     assert_eq!(plant.get("/logs/errors").await["total"], 0);
     assert_eq!(plant.get("/logs/agents").await["total"], 0);
-    plant.server.stop().await;
+    plant.0.stop().await;
 }
 
 /// A lead's current row.
@@ -1945,7 +1854,7 @@ async fn agents_do_their_jobs_on_real_rows() {
             "NOT_FOUND",
         )
         .await;
-    plant.server.stop().await;
+    plant.0.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2117,7 +2026,7 @@ async fn export_csv_and_xlsx_and_import_csv() {
             "NOT_FOUND",
         )
         .await;
-    plant.server.stop().await;
+    plant.0.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2164,7 +2073,7 @@ async fn created_and_converted_are_posted_signed_to_outbound_urls() {
         signature.as_deref(),
         Some(sign(body.to_string().as_bytes()).as_str())
     );
-    plant.server.stop().await;
+    plant.0.stop().await;
 }
 
 /// One seeded lead of `list_pages_keep_the_order_on_every_plan`.
@@ -2340,5 +2249,5 @@ async fn list_pages_keep_the_order_on_every_plan() {
         .collect();
     assert_eq!(ids, wanted);
     assert_eq!(list["total"], expected.len());
-    plant.server.stop().await;
+    plant.0.stop().await;
 }
