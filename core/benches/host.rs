@@ -1,9 +1,15 @@
 //! Host benchmarks, run with `cargo bench -p xcore --bench host`.
 //!
-//! Starts the real release `xcore` binary on a fresh SQLite file and a free
-//! loopback port, with the default argon2id parameters, and reports:
-//! - cold start: process spawn to the first `/health` 200 (median of 5),
-//! - RSS at idle after start-up and after the login run (from /proc),
+//! Starts the real release `xcore` binary on a free loopback port, with the
+//! default argon2id parameters, and reports:
+//! - cold start: process spawn to the first `/health` 200 on a fresh
+//!   SQLite file without plugins (median of 5);
+//! - cold start as operators restart: the four domain plugins (products,
+//!   pricing, crm, leads) and hello deployed, on the database a first
+//!   start created and migrated, spawn to the first `/health/ready` 200
+//!   (median of 5), with issue 18's target beside it;
+//! - RSS at idle after start-up (both ways) and after the login run (from
+//!   /proc), with the target for the idle server with every plugin,
 //! - login latency over HTTP (sequential; p50, p90, p99) and what a native
 //!   argon2id verification with the same parameters costs in-process, so
 //!   the HTTP and database overhead shows as a ratio measured in this run.
@@ -15,6 +21,7 @@ mod support;
 
 use std::{
     net::TcpListener,
+    path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -25,6 +32,11 @@ const LOGINS: usize = 60;
 const COLD_STARTS: usize = 5;
 const PASSWORD: &str = "BenchPassw0rd!";
 const EMAIL: &str = "bench@example.com";
+/// What a product deployment runs: the four domain plugins and the example.
+const DEPLOYED: [&str; 5] = ["products", "pricing", "crm", "leads", "hello"];
+/// Issue 18's targets.
+const COLD_START_TARGET_MS: f64 = 50.0;
+const IDLE_RSS_TARGET_MIB: f64 = 30.0;
 
 struct Server {
     child: Child,
@@ -48,16 +60,39 @@ fn free_port() -> u16 {
 
 async fn start(client: &reqwest::Client) -> (Server, Duration) {
     let dir = tempfile::tempdir().expect("temp dir");
+    let (child, base, elapsed) = spawn(client, dir.path(), None, "/health").await;
+    (
+        Server {
+            child,
+            base,
+            _dir: dir,
+        },
+        elapsed,
+    )
+}
+
+/// Spawns `xcore serve` on the SQLite file `bench.db` in `data` (and the
+/// plugins in `plugins`, if any); returns once `ready_path` answers 200,
+/// with the time from spawn.
+async fn spawn(
+    client: &reqwest::Client,
+    data: &Path,
+    plugins: Option<&Path>,
+    ready_path: &str,
+) -> (Child, String, Duration) {
     let port = free_port();
+    let empty = data.join("no-plugins");
+    let plugins = plugins.map_or(empty, Path::to_path_buf);
     let started = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_xcore"))
         .arg("serve")
-        .current_dir(dir.path())
+        .current_dir(data)
         .env("XCORE_BIND", format!("127.0.0.1:{port}"))
         .env(
             "XCORE_DATABASE_URL",
-            format!("sqlite://{}/bench.db", dir.path().display()),
+            format!("sqlite://{}/bench.db", data.display()),
         )
+        .env("XCORE_PLUGINS_DIR", &plugins)
         .env(
             "XCORE_JWT_SECRET",
             "bench-secret-bench-secret-bench-secret-42",
@@ -72,7 +107,7 @@ async fn start(client: &reqwest::Client) -> (Server, Duration) {
         .expect("spawn xcore");
     let base = format!("http://127.0.0.1:{port}");
     loop {
-        if let Ok(response) = client.get(format!("{base}/health")).send().await {
+        if let Ok(response) = client.get(format!("{base}{ready_path}")).send().await {
             if response.status().is_success() {
                 break;
             }
@@ -83,15 +118,63 @@ async fn start(client: &reqwest::Client) -> (Server, Duration) {
         );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let elapsed = started.elapsed();
-    (
-        Server {
-            child,
-            base,
-            _dir: dir,
-        },
-        elapsed,
-    )
+    (child, base, started.elapsed())
+}
+
+/// Stops a server the way an operator's supervisor does (SIGTERM, then
+/// wait), so the next start finds the database as a restart would.
+fn stop(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+/// Cold starts with every plugin on an existing database; the durations
+/// and the idle RSS of the last one.
+async fn restarts_with_every_plugin(client: &reqwest::Client) -> (Vec<Duration>, f64, usize) {
+    let release = support::build_release_plugins(
+        &DEPLOYED
+            .map(|id| format!("xcore-plugin-{id}"))
+            .each_ref()
+            .map(String::as_str),
+    );
+    let plugins = tempfile::tempdir().expect("plugins dir");
+    for id in DEPLOYED {
+        let lib = format!("libxcore_plugin_{id}.so");
+        std::fs::copy(release.join(&lib), plugins.path().join(&lib)).expect("copy plugin");
+    }
+    let data = tempfile::tempdir().expect("data dir");
+    // The first start creates and migrates the database.
+    let (child, base, _) = spawn(client, data.path(), Some(plugins.path()), "/health/ready").await;
+    let token = support::bench_token(client, &base).await;
+    let listed: serde_json::Value = client
+        .get(format!("{base}/system/plugins"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("plugins")
+        .json()
+        .await
+        .expect("json");
+    let active = listed["items"].as_array().map_or(0, |items| {
+        items.iter().filter(|p| p["active"] == true).count()
+    });
+    stop(child);
+    let mut cold = Vec::new();
+    let mut idle_rss = f64::NAN;
+    for round in 0..COLD_STARTS {
+        let (child, _, elapsed) =
+            spawn(client, data.path(), Some(plugins.path()), "/health/ready").await;
+        cold.push(elapsed);
+        if round + 1 == COLD_STARTS {
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+            idle_rss = support::rss_mib(&child.id().to_string());
+        }
+        stop(child);
+    }
+    cold.sort();
+    (cold, idle_rss, active)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -114,6 +197,8 @@ async fn main() {
         drop(server);
     }
     cold.sort();
+
+    let (restarts, fleet_rss, active) = restarts_with_every_plugin(&client).await;
 
     let (server, _) = start(&client).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -166,8 +251,21 @@ async fn main() {
         ms(cold[0]),
         ms(cold[cold.len() - 1])
     );
+    let restart = ms(percentile(&restarts, 0.5));
     println!(
-        "RSS at idle after start: {idle_rss:.1} MiB; after {LOGINS} logins: {after_rss:.1} MiB"
+        "cold start with {} (active: {active}), existing database, to the first /health/ready 200: median {restart:.1} ms (min {:.1}, max {:.1}); target <= {COLD_START_TARGET_MS} ms: {}",
+        DEPLOYED.join(", "),
+        ms(restarts[0]),
+        ms(restarts[restarts.len() - 1]),
+        if restart <= COLD_START_TARGET_MS { "met" } else { "not met" }
+    );
+    println!(
+        "RSS at idle after start, no plugins: {idle_rss:.1} MiB; after {LOGINS} logins: {after_rss:.1} MiB"
+    );
+    println!(
+        "RSS at idle after start with {}: {fleet_rss:.1} MiB; target <= {IDLE_RSS_TARGET_MIB} MiB: {}",
+        DEPLOYED.join(", "),
+        if fleet_rss <= IDLE_RSS_TARGET_MIB { "met" } else { "not met" }
     );
     println!(
         "login over HTTP ({LOGINS} sequential, argon2id m={} KiB t={} p={}): p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms",

@@ -20,6 +20,24 @@ pub fn rss_mib(process: &str) -> f64 {
         .map_or(f64::NAN, |kib| kib / 1024.0)
 }
 
+/// Builds the release libraries of `packages` (`xcore-plugin-<id>`) into
+/// the workspace's `target/release`, where the benchmarks copy them from.
+#[allow(dead_code)]
+pub fn build_release_plugins(packages: &[&str]) -> std::path::PathBuf {
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = std::process::Command::new(cargo);
+    command
+        .current_dir(&workspace)
+        .args(["build", "--release", "--quiet"]);
+    for package in packages {
+        command.args(["-p", package]);
+    }
+    let status = command.status().expect("cargo build");
+    assert!(status.success(), "building the plugins failed");
+    workspace.join("target").join("release")
+}
+
 /// The configuration the benchmarks start from: development profile, a
 /// SQLite file in `data_dir`, plugins from `plugins_dir`, no rate limits,
 /// quiet logs, the bench administrator.

@@ -65,7 +65,14 @@ impl PluginManager {
             generation,
         )
         .await;
-        (Some(library::checksum(&bytes)), admitted)
+        // A loaded library carries the checksum `library::load` computed:
+        // hashing the file a second time cost as much as loading it (a
+        // release plugin with line tables is 20 to 30 MB).
+        let checksum = match &admitted {
+            Ok(library) => library.checksum.clone(),
+            Err(_) => library::checksum(&bytes),
+        };
+        (Some(checksum), admitted)
     }
 
     /// Checks it against the other plugins, confines its SQL, migrates,
