@@ -88,8 +88,14 @@ async fn hello_host(server: &TestServer) -> PluginHost {
 async fn hello_loads_migrates_and_serves_through_the_ffi() {
     let server = TestServer::start().await;
     let shadow = tempfile::tempdir().expect("shadow dir");
-    let loaded =
-        library::load(&hello_bytes(), shadow.path(), "libxcore_plugin_hello", 1).expect("loads");
+    let loaded = library::load(
+        &hello_bytes(),
+        None,
+        shadow.path(),
+        "libxcore_plugin_hello",
+        1,
+    )
+    .expect("loads");
     assert_eq!(loaded.manifest.id, "hello");
     assert_eq!(loaded.manifest.api_prefix, "/api/v1/hello");
     assert_eq!(loaded.api_version, SDK_VERSION);
@@ -283,7 +289,7 @@ fn bad_files_are_refused_with_their_reason() {
     let shadow = tempfile::tempdir().expect("shadow dir");
     let good = hello_bytes();
     let refuse = |bytes: &[u8]| {
-        library::load(bytes, shadow.path(), "bad", 1)
+        library::load(bytes, None, shadow.path(), "bad", 1)
             .expect_err("refused")
             .to_string()
     };
@@ -303,7 +309,7 @@ fn bad_files_are_refused_with_their_reason() {
         assert!(refuse(&libm).contains("not an xcore plugin"));
     }
     // The good one still loads after all that.
-    assert!(library::load(&good, shadow.path(), "good", 2).is_ok());
+    assert!(library::load(&good, None, shadow.path(), "good", 2).is_ok());
 }
 
 #[test]
@@ -311,8 +317,14 @@ fn generations_load_and_unload_repeatedly() {
     let shadow = tempfile::tempdir().expect("shadow dir");
     let bytes = hello_bytes();
     for generation in 0..30 {
-        let loaded = library::load(&bytes, shadow.path(), "libxcore_plugin_hello", generation)
-            .expect("loads");
+        let loaded = library::load(
+            &bytes,
+            None,
+            shadow.path(),
+            "libxcore_plugin_hello",
+            generation,
+        )
+        .expect("loads");
         assert_eq!(loaded.manifest.id, "hello");
     }
     assert!(std::fs::read_dir(shadow.path())

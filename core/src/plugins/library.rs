@@ -84,9 +84,12 @@ pub fn checksum(bytes: &[u8]) -> String {
 }
 
 /// Loads `bytes` (the content of a plugin file) as generation `generation`,
-/// through a shadow copy in `shadow_dir`.
+/// through a shadow copy in `shadow_dir`; `known_checksum` is the bytes'
+/// [`checksum`] when the caller has it already (hashing a release plugin
+/// costs about as much as loading it), else it is computed.
 pub fn load(
     bytes: &[u8],
+    known_checksum: Option<String>,
     shadow_dir: &Path,
     stem: &str,
     generation: u64,
@@ -146,7 +149,7 @@ pub fn load(
     Ok(LoadedLibrary {
         module,
         manifest,
-        checksum: checksum(bytes),
+        checksum: known_checksum.unwrap_or_else(|| checksum(bytes)),
         api_version,
         _library: library,
     })

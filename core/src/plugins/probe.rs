@@ -157,7 +157,8 @@ pub fn check_file(file: &Path) -> Result<String, String> {
     let bytes =
         std::fs::read(file).map_err(|error| format!("cannot read {}: {error}", file.display()))?;
     let scratch = std::env::temp_dir().join(format!("xcore-check-{}", std::process::id()));
-    let loaded = library::load(&bytes, &scratch, "check", 1).map_err(|error| error.to_string());
+    let loaded =
+        library::load(&bytes, None, &scratch, "check", 1).map_err(|error| error.to_string());
     let _ = std::fs::remove_dir_all(&scratch);
     let library = loaded?;
     Ok(format!(

@@ -218,3 +218,78 @@ async fn a_plugin_that_keeps_panicking_is_quarantined_until_enabled() {
     );
     server.stop().await;
 }
+
+/// A plugins directory with hello, and a checker that records each file
+/// it is asked about before running the real one; the log's path.
+fn counted_checker(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let log = dir.join("checks.log");
+    let script = dir.join("checker.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$3\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            env!("CARGO_BIN_EXE_xcore")
+        ),
+    )
+    .expect("script");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    (script, log)
+}
+
+fn checks(log: &std::path::Path) -> usize {
+    std::fs::read_to_string(log).map_or(0, |text| text.lines().count())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_loaded_before_skip_the_child_process_check_and_new_bytes_do_not() {
+    let plugins = tempfile::tempdir().expect("plugins");
+    let scratch = tempfile::tempdir().expect("scratch");
+    deploy(&hello_variant(""), plugins.path(), HELLO);
+    let (checker, log) = counted_checker(scratch.path());
+    let configure = |config: &mut xcore::Config| {
+        config.plugins.dir = plugins.path().display().to_string();
+        config.plugins.checker = checker.display().to_string();
+        config.plugins.watch = false;
+    };
+    let server = TestServer::start_with(configure).await;
+    assert_eq!(checks(&log), 1, "a first start checks the library");
+    let admin = server.admin_token().await;
+    server.public_get(PING).await;
+
+    // The same bytes again: a reload and a restart load them directly.
+    server
+        .as_(&admin)
+        .post("/system/plugins/hello/reload")
+        .expect(StatusCode::OK)
+        .await;
+    let server = TestServer::start_on(server.stop().await, configure).await;
+    server.public_get(PING).await;
+    assert_eq!(checks(&log), 1, "unchanged bytes are not checked again");
+
+    // New bytes are, whichever way they come: a reload of a changed file,
+    // and a restart after a file that failed the check.
+    let admin = server.admin_token().await;
+    deploy(&testbed_variant(""), plugins.path(), HELLO);
+    server
+        .as_(&admin)
+        .post("/system/plugins/hello/reload")
+        .expect(StatusCode::OK)
+        .await;
+    assert_eq!(checks(&log), 2, "a changed file is checked");
+    std::fs::write(plugins.path().join(HELLO), b"\x7fELF not really").expect("corrupt");
+    let refused = server
+        .as_(&admin)
+        .post("/system/plugins/hello/reload")
+        .send()
+        .await;
+    assert!(!refused.status().is_success(), "a corrupted file is refused");
+    let server = TestServer::start_on(server.stop().await, configure).await;
+    assert_eq!(
+        checks(&log),
+        4,
+        "a file refused last time is checked again at the next start"
+    );
+    server.stop().await;
+}

@@ -42,12 +42,14 @@ pub(super) fn neighbours(records: &BTreeMap<String, Record>, enabled_only: bool)
 
 impl PluginManager {
     /// Reads a library file and passes it through admission; also the
-    /// checksum of what was read, when it could be.
+    /// checksum of what was read, when it could be. `proven`: the checksum
+    /// of bytes of this plugin already loaded without incident.
     pub(super) async fn read_library(
         &self,
         id: &str,
         file: &Path,
         generation: u64,
+        proven: Option<&str>,
     ) -> (Option<String>, Result<LoadedLibrary, Refusal>) {
         let bytes = match std::fs::read(file) {
             Ok(bytes) => bytes,
@@ -63,6 +65,7 @@ impl PluginManager {
             &self.shadow_dir,
             &self.checker,
             generation,
+            proven,
         )
         .await;
         // A loaded library carries the checksum `library::load` computed:

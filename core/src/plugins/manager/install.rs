@@ -81,7 +81,8 @@ impl PluginManager {
         bytes: &[u8],
         entrance: Entrance<'_>,
     ) -> Result<PluginInfo, ApiError> {
-        let library = admission::admit(bytes, entrance, &self.shadow_dir, &self.checker, 1).await?;
+        let library =
+            admission::admit(bytes, entrance, &self.shadow_dir, &self.checker, 1, None).await?;
         let id = library.manifest.id.clone();
         if records.contains_key(&id) {
             return Err(Refusal::AlreadyInstalled(format!(

@@ -143,8 +143,14 @@ impl PluginManager {
             .get(id)
             .ok_or_else(|| ApiError::not_found(format!("plugin {id} not found")))?;
         let (file, number) = (record.file.clone(), record.generation + 1);
+        let proven = record
+            .live
+            .as_ref()
+            .map(|live| live.library().checksum.clone());
         let neighbours = neighbours(&records, false);
-        let (seen, admitted) = self.read_library(id, &file, number).await;
+        let (seen, admitted) = self
+            .read_library(id, &file, number, proven.as_deref())
+            .await;
         let outcome = match admitted {
             Ok(library) => self.activate(library, number, &neighbours).await,
             Err(refusal) => Err(refusal),

@@ -106,11 +106,10 @@ impl PluginManager {
         let mut libraries = BTreeMap::new();
         let found = manager.scan();
         // Admission runs each file in a child process first: in parallel.
-        let admitted = futures_util::future::join_all(
-            found
-                .iter()
-                .map(|(id, file)| manager.read_library(id, file, 1)),
-        )
+        let admitted = futures_util::future::join_all(found.iter().map(|(id, file)| {
+            let proven = saved.get(id).and_then(|state| state.proven.as_deref());
+            manager.read_library(id, file, 1, proven)
+        }))
         .await;
         for ((id, file), (seen, admitted)) in found.into_iter().zip(admitted) {
             // A plugin seen for the first time starts as its settings say;
@@ -121,10 +120,10 @@ impl PluginManager {
                 .get(&id)
                 .and_then(|s| s.enabled)
                 .unwrap_or(true);
-            let (installed_at, enabled) = saved
-                .get(&id)
-                .cloned()
-                .unwrap_or_else(|| (timestamp::now(), first_enabled));
+            let (installed_at, enabled) = saved.get(&id).map_or_else(
+                || (timestamp::now(), first_enabled),
+                |state| (state.installed_at.clone(), state.enabled),
+            );
             let mut record = Record {
                 file,
                 enabled,
@@ -241,17 +240,41 @@ impl PluginManager {
         found
     }
 
-    pub(super) async fn saved_state(&self) -> anyhow::Result<BTreeMap<String, (String, bool)>> {
-        let rows = sqlx::query("SELECT id, installed_at, enabled FROM plugins")
-            .fetch_all(self.db.pool())
-            .await?;
+    pub(super) async fn saved_state(&self) -> anyhow::Result<BTreeMap<String, SavedState>> {
+        let rows = sqlx::query(
+            "SELECT id, installed_at, enabled, checksum, loaded_at, last_error FROM plugins",
+        )
+        .fetch_all(self.db.pool())
+        .await?;
         rows.iter()
             .map(|row| {
+                let checksum: Option<String> = row.try_get("checksum")?;
+                let loaded_at: Option<String> = row.try_get("loaded_at")?;
+                let last_error: Option<String> = row.try_get("last_error")?;
+                let proven = checksum
+                    .filter(|checksum| !checksum.is_empty())
+                    .filter(|_| loaded_at.is_some() && last_error.is_none());
                 Ok((
                     row.try_get("id")?,
-                    (row.try_get("installed_at")?, flag(row, "enabled")?),
+                    SavedState {
+                        installed_at: row.try_get("installed_at")?,
+                        enabled: flag(row, "enabled")?,
+                        proven,
+                    },
                 ))
             })
             .collect()
     }
+}
+
+/// What the database remembers of a plugin across restarts.
+pub(super) struct SavedState {
+    /// When it was first installed.
+    installed_at: String,
+    /// An operator's enable or disable.
+    enabled: bool,
+    /// The checksum of the bytes last loaded without error, if the last
+    /// attempt loaded: the same file need not be checked in a child
+    /// process again.
+    proven: Option<String>,
 }
