@@ -133,6 +133,7 @@ pub fn main() -> ExitCode {
         }
     };
     logging::init(&config.log);
+    crate::allocator::return_large_allocations_to_the_system();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

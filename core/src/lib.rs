@@ -7,6 +7,7 @@
 //! # Layout
 //!
 //! - [`cli`]: the `xcore` command line (`serve`, `migrate`, `admin`).
+//! - [`allocator`]: large buffers go back to the system when freed.
 //! - [`mod@app`]: `AppState`, the router ([`app()`]) and [`serve`], which
 //!   drains at shutdown so every request it read gets an answer.
 //! - [`config`]: layered, typed configuration.
@@ -25,6 +26,7 @@
 //! - [`web`]: the pages (`/`, `/core-docs`, `/console`), `/openapi.json` and
 //!   `/static`.
 
+pub mod allocator;
 pub mod app;
 pub mod audit;
 pub mod auth;

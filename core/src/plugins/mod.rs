@@ -8,7 +8,7 @@
 //! - [`probe`]: the child process that loads a new library first.
 //! - [`elf`]: the structural check every file passes before `dlopen`.
 //! - [`library`]: one generation of a library: shadow copy, version
-//!   handshake, layout check, manifest (the only `unsafe` of the host).
+//!   handshake, layout check, manifest (`dlopen`: unsafe by nature).
 //! - [`generation`]: a loaded, instantiated generation and the route table.
 //! - [`manager`]: install, load at start, enable, disable, reload,
 //!   uninstall, quarantine; state kept in the database.
