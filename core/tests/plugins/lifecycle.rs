@@ -284,7 +284,10 @@ async fn bytes_loaded_before_skip_the_child_process_check_and_new_bytes_do_not()
         .post("/system/plugins/hello/reload")
         .send()
         .await;
-    assert!(!refused.status().is_success(), "a corrupted file is refused");
+    assert!(
+        !refused.status().is_success(),
+        "a corrupted file is refused"
+    );
     let server = TestServer::start_on(server.stop().await, configure).await;
     assert_eq!(
         checks(&log),
