@@ -15,10 +15,18 @@
 //!    - the same with a two-word search (prefix on the second word);
 //!    - a plain list: filter + sort, no search;
 //!    - `GET /{id}` of random products.
+//! 3. The search matrix ([`matrix`], [`MATRIX_SAMPLES`] requests per line):
+//!    words in about 1% (100 brands), 20% (5 ranges) and 60% (2 words) of
+//!    the products, each without and with `status=active`, by relevance,
+//!    price, name and newest, on page 1 and pages 40-49.
+//!    `XCORE_BENCH_ONLY=<text>` runs only the matrix lines whose label
+//!    holds the text; `XCORE_BENCH_KEEP=<file>` keeps a copy of the seeded
+//!    SQLite database (for the `sqlite3` shell).
 //!
-//!    On PostgreSQL the lines are measured twice: right after the loads,
-//!    before the server has statistics on the new rows, and again after
-//!    `VACUUM ANALYZE` (what autovacuum does soon after in a live system).
+//!    On PostgreSQL the lines of 2. are measured twice: right after the
+//!    loads, before the server has statistics on the new rows, and again
+//!    after `VACUUM ANALYZE` (what autovacuum does soon after in a live
+//!    system); the matrix only after.
 //!
 //! Numbers only: nothing fails on a slow machine. Client and server share
 //! the machine's cores.
@@ -32,6 +40,8 @@ use serde_json::{json, Value};
 const BULKS: usize = 10;
 const PER_BULK: usize = 10_000;
 const SAMPLES: usize = 400;
+/// Requests per line of the search matrix (48 lines).
+const MATRIX_SAMPLES: usize = 200;
 
 /// Nouns: each names 1/40 of the products.
 const NOUNS: [&str; 40] = [
@@ -108,6 +118,31 @@ const ADJECTIVES: [&str; 25] = [
 
 const STATUSES: [&str; 3] = ["active", "active", "inactive"];
 
+/// Syllables of the brand names: 10 x 10 = 100 brands, each naming 1/100
+/// of the products (the narrow words of the search matrix).
+const SYLLABLES: [&str; 10] = ["ka", "lo", "mi", "nu", "pe", "ro", "sa", "ti", "vo", "ze"];
+
+/// Ranges: each names 1/5 of the products (the broad words).
+const RANGES: [&str; 5] = ["bureau", "maison", "atelier", "studio", "voyage"];
+
+/// Words each in 3/5 of the products, independently (the widest words).
+const WIDE: [&str; 2] = ["livraison", "reparable"];
+
+/// The brand of product `n` (its words are not prefixes of other words:
+/// every brand ends in "x").
+fn brand(hash: u64) -> String {
+    let k = (hash % 100) as usize;
+    format!("{}{}x", SYLLABLES[k / 10], SYLLABLES[k % 10])
+}
+
+/// A second mix of `n`, independent of the first, for the matrix words.
+fn hash(n: usize) -> u64 {
+    let mut x = (n as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
 fn build_release_plugin(workspace: &std::path::Path) -> std::path::PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = std::process::Command::new(cargo)
@@ -131,13 +166,24 @@ fn product(n: usize) -> Value {
     let mixed = n.wrapping_mul(2_654_435_761) % 1_000_003;
     let noun = NOUNS[n % NOUNS.len()];
     let adjective = ADJECTIVES[mixed % ADJECTIVES.len()];
+    let h = hash(n);
+    let range = RANGES[((h >> 8) % 5) as usize];
+    let wide: Vec<&str> = WIDE
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| (h >> (16 + 8 * i)) % 5 < 3)
+        .map(|(_, word)| *word)
+        .collect();
     json!({
         "sku": format!("SKU-{n:06}"),
         "name": format!("{noun} {adjective} {}", mixed % 1000),
         "description": format!(
-            "Un {noun} {adjective} de la gamme {}, garanti deux ans, livre en {} jours.",
+            "Un {noun} {adjective} {} de la gamme {}, collection {range}, garanti deux ans, \
+             livre en {} jours. {}",
+            brand(h),
             mixed % 97,
-            mixed % 9 + 1
+            mixed % 9 + 1,
+            wide.join(" ")
         ),
         "price": format!("{}.{:02}", mixed % 2000, mixed % 100),
         "stock": mixed % 500,
@@ -207,6 +253,62 @@ async fn latencies(client: &reqwest::Client, token: &str, api: &str, when: &str)
     )
     .await;
     by_id.report(&format!("GET /{{id}}{when}"));
+}
+
+/// The search word of request `i` of a matrix line.
+type WordOf = fn(usize) -> String;
+/// The page of request `i` of a matrix line.
+type PageOf = fn(usize) -> usize;
+
+/// The search matrix: words matching about 1%, 20% and 60% of the
+/// products, each without and with a status filter, in each order
+/// (relevance, price, name, newest), on page 1 and on pages 40-49 (20 per
+/// page). The word changes per request where its breadth has several
+/// (100 brands, 5 ranges, 2 wide words). `XCORE_BENCH_ONLY=<text>` keeps
+/// the lines whose label holds the text.
+async fn matrix(client: &reqwest::Client, token: &str, api: &str, when: &str) {
+    let only = std::env::var("XCORE_BENCH_ONLY").unwrap_or_default();
+    let words: [(&str, WordOf); 3] = [
+        ("1%", |i| brand((i as u64).wrapping_mul(37))),
+        ("20%", |i| RANGES[i % RANGES.len()].to_string()),
+        ("60%", |i| WIDE[i % WIDE.len()].to_string()),
+    ];
+    let filters = [("", ""), (" + status", "&status=active")];
+    let orders = [
+        ("relevance", ""),
+        ("price", "&sort_by=price&order=asc"),
+        ("name", "&sort_by=name&order=asc"),
+        ("newest", "&sort_by=created_at&order=desc"),
+    ];
+    let pages: [(&str, PageOf); 2] = [("p1", |_| 1), ("p40-49", |i| 40 + i % 10)];
+    for (breadth, word) in words {
+        for (filter_name, filter) in filters {
+            for (order_name, order) in orders {
+                for (page_name, page) in pages {
+                    let label = format!("search {breadth}{filter_name}, {order_name}, {page_name}");
+                    if !label.contains(&only) {
+                        continue;
+                    }
+                    let (latencies, totals) = measure(
+                        client,
+                        token,
+                        (0..MATRIX_SAMPLES).map(|i| {
+                            format!(
+                                "{api}/?search={}{filter}{order}&page={}&page_size=20",
+                                word(i),
+                                page(i)
+                            )
+                        }),
+                    )
+                    .await;
+                    latencies.report(&format!(
+                        "{label} (~{} hits){when}",
+                        totals.iter().sum::<i64>() / totals.len() as i64
+                    ));
+                }
+            }
+        }
+    }
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -283,6 +385,18 @@ async fn main() {
         support::rss_mib("self")
     );
 
+    // A copy of the seeded SQLite database, to replay queries in the
+    // `sqlite3` shell: XCORE_BENCH_KEEP=<file>.
+    if let (None, Ok(keep)) = (&postgres_url, std::env::var("XCORE_BENCH_KEEP")) {
+        let url = format!("sqlite://{}/bench.db", data.path().display());
+        let pool = sqlx::SqlitePool::connect(&url).await.expect("connect");
+        sqlx::query(&format!("VACUUM INTO '{keep}'"))
+            .execute(&pool)
+            .await
+            .expect("vacuum into");
+        pool.close().await;
+    }
+
     // Warm-up: caches, the plugin's dialect lookup, connections.
     let _ = measure(
         &client,
@@ -292,7 +406,13 @@ async fn main() {
     .await;
 
     // 2. support::Latencies.
-    latencies(&client, &token, &api, "").await;
+    let only = std::env::var("XCORE_BENCH_ONLY").is_ok();
+    if !only {
+        latencies(&client, &token, &api, "").await;
+    }
+    if postgres_url.is_none() {
+        matrix(&client, &token, &api, "").await;
+    }
     if let Some(url) = postgres_url.clone() {
         // Right after the loads PostgreSQL has no statistics on the new
         // rows; autovacuum gathers them within a minute or so in a live
@@ -303,7 +423,11 @@ async fn main() {
             .await
             .expect("vacuum analyze");
         pool.close().await;
-        latencies(&client, &token, &api, " [after VACUUM ANALYZE]").await;
+        if !only {
+            latencies(&client, &token, &api, " [after VACUUM ANALYZE]").await;
+        }
+        // The matrix only in this state: the issue's target is after ANALYZE.
+        matrix(&client, &token, &api, " [analysed]").await;
     }
 
     server.stop().await;

@@ -10,7 +10,9 @@
 //! every error status, the events), [`listing`] (paging, filters, sorting,
 //! full-text search, exact money), [`bulk`] (`POST /bulk`), [`search`]
 //! (each kind of search, the same rows on both databases, every write
-//! searchable at once) and [`seed_names`] (seed 003's camelCase names).
+//! searchable at once), [`breadth`] (broad and narrow searches, early and
+//! deep pages, against pages computed from the rows; a bulk stores every
+//! field) and [`seed_names`] (seed 003's camelCase names).
 //! This file:
 //! the running catalogue the topics share, and the plugin's schema and
 //! routes once loaded.
@@ -18,6 +20,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod breadth;
 mod bulk;
 mod crud;
 mod default_grants;

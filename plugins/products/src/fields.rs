@@ -627,28 +627,79 @@ pub fn insert_many(drafts: &[&ProductDraft], now: &str, update: Option<FieldSet>
         "INSERT INTO products ({INSERT_COLUMNS}) VALUES {}",
         tuples.join(", ")
     );
-    if let Some(fields) = update {
-        let mut assignments: Vec<&str> = FIELDS
-            .iter()
-            .filter(|field| fields.contains(field) && **field != "sku")
-            .map(|field| match *field {
-                "name" => "name = excluded.name",
-                "description" => "description = excluded.description",
-                "price" => "price_cents = excluded.price_cents",
-                "stock" => "stock = excluded.stock",
-                "supplier_id" => "supplier_id = excluded.supplier_id",
-                "category_id" => "category_id = excluded.category_id",
-                "status" => "status = excluded.status",
-                "images" => "images = excluded.images",
-                _ => "attributes = excluded.attributes",
-            })
-            .collect();
-        assignments.push("updated_at = excluded.updated_at");
-        sql.push_str(" ON CONFLICT (sku) DO UPDATE SET ");
-        sql.push_str(&assignments.join(", "));
-    }
+    sql.push_str(&upsert_clause(update));
     sql.push_str(" RETURNING id, sku");
     Statement { sql, params }
+}
+
+/// ` ON CONFLICT (sku) DO UPDATE SET <the fields in update>, updated_at`,
+/// or nothing without `update`.
+fn upsert_clause(update: Option<FieldSet>) -> String {
+    let Some(fields) = update else {
+        return String::new();
+    };
+    let mut assignments: Vec<&str> = FIELDS
+        .iter()
+        .filter(|field| fields.contains(field) && **field != "sku")
+        .map(|field| match *field {
+            "name" => "name = excluded.name",
+            "description" => "description = excluded.description",
+            "price" => "price_cents = excluded.price_cents",
+            "stock" => "stock = excluded.stock",
+            "supplier_id" => "supplier_id = excluded.supplier_id",
+            "category_id" => "category_id = excluded.category_id",
+            "status" => "status = excluded.status",
+            "images" => "images = excluded.images",
+            _ => "attributes = excluded.attributes",
+        })
+        .collect();
+    assignments.push("updated_at = excluded.updated_at");
+    format!(
+        " ON CONFLICT (sku) DO UPDATE SET {}",
+        assignments.join(", ")
+    )
+}
+
+/// SQLite: one statement for any number of `drafts`, the rows bound as ONE
+/// parameter, a JSON array of rows (`[sku, name, ..., attributes]`) read
+/// with `json_each`; like [`insert_many`] otherwise (`update`, `RETURNING
+/// id, sku`). SQLite looks a `$n` parameter up by a linear scan of the
+/// statement's parameter list, both when it compiles the statement and
+/// when it binds each value, so a 500-row VALUES statement with 6,000
+/// parameters costs time quadratic in them; one parameter does not, and
+/// the statement's text is the same for every batch (compiled once per
+/// connection). `WHERE true` lets the parser tell `ON CONFLICT` from a
+/// join constraint.
+pub fn insert_json(drafts: &[&ProductDraft], now: &str, update: Option<FieldSet>) -> Statement {
+    let rows: Vec<Value> = drafts
+        .iter()
+        .map(|draft| {
+            let mut row = Vec::with_capacity(INSERT_PARAMS - 2);
+            draft_params(draft, now, &mut row);
+            row.truncate(INSERT_PARAMS - 2);
+            // The nullable integers as JSON numbers (text is for binding,
+            // see `nullable_integer`).
+            row[5] = draft.supplier_id.map_or(Value::Null, Value::from);
+            row[6] = draft.category_id.map_or(Value::Null, Value::from);
+            Value::Array(row)
+        })
+        .collect();
+    let columns: Vec<String> = (0..INSERT_PARAMS - 2)
+        .map(|i| format!("value ->> {i}"))
+        .collect();
+    let sql = format!(
+        "INSERT INTO products ({INSERT_COLUMNS}) SELECT {}, $2, $2 FROM json_each($1) \
+         WHERE true{} RETURNING id, sku",
+        columns.join(", "),
+        upsert_clause(update)
+    );
+    Statement {
+        sql,
+        params: vec![
+            Value::from(Value::Array(rows).to_string()),
+            Value::from(now),
+        ],
+    }
 }
 
 /// A stored product as the API answers it, read from its row: `price` an
