@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use xcore_plugin_sdk::{prelude::*, router::Handler};
+use xcore_plugin_sdk::{openapi::Operation, prelude::*, router::Handler};
 
 use crate::{
     money,
@@ -73,8 +73,8 @@ fn envelope(page: Page, number: i64) -> Value {
     })
 }
 
-/// Reads `page` (1..=100).
-fn page_number(raw: Option<&str>) -> Result<i64, Response> {
+/// Reads `page` (1..=100), as every public list of the seed does.
+pub(crate) fn page_number(raw: Option<&str>) -> Result<i64, Response> {
     match raw.map(str::trim).filter(|s| !s.is_empty()) {
         None => Ok(1),
         Some(raw) => raw
@@ -85,19 +85,44 @@ fn page_number(raw: Option<&str>) -> Result<i64, Response> {
     }
 }
 
-/// Registers `path` and `path/` (the seed's paths end with a slash, and
-/// clients drop it).
+/// Registers `path` and `path/` for anonymous readers (the seed's paths
+/// end with a slash, and clients drop it), each with its `errors`.
+pub(crate) fn both_slashes<H, Args>(
+    router: Router<Pricing>,
+    path: &str,
+    summary: &str,
+    handler: H,
+    errors: &[(u16, &str)],
+) -> Router<Pricing>
+where
+    H: Handler<Pricing, Args> + Copy,
+{
+    let document = |op: &mut Operation| {
+        for (status, description) in errors {
+            op.error_response(*status, description);
+        }
+    };
+    router
+        .get(path, Access::Public, handler)
+        .summary(summary)
+        .doc(document)
+        .get(&format!("{path}/"), Access::Public, handler)
+        .summary(summary)
+        .doc(document)
+}
+
+/// [`both_slashes`] for the seed's routes, whose only error is a 404.
 fn both<H, Args>(router: Router<Pricing>, path: &str, summary: &str, handler: H) -> Router<Pricing>
 where
     H: Handler<Pricing, Args> + Copy,
 {
-    router
-        .get(path, Access::Public, handler)
-        .summary(summary)
-        .doc(|op| op.error_response(404, "Nothing at this path"))
-        .get(&format!("{path}/"), Access::Public, handler)
-        .summary(summary)
-        .doc(|op| op.error_response(404, "Nothing at this path"))
+    both_slashes(
+        router,
+        path,
+        summary,
+        handler,
+        &[(404, "Nothing at this path")],
+    )
 }
 
 /// The routes.

@@ -30,9 +30,14 @@
 use std::collections::BTreeMap;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use xcore_plugin_sdk::{extract::FromRequest, openapi::Operation, prelude::*, router::Handler};
+use xcore_plugin_sdk::{extract::FromRequest, openapi::Operation, prelude::*};
 
-use crate::{offers::flag, search::MAX_PAGE, text, Pricing, WRITE};
+use crate::{
+    offers::flag,
+    public::{both_slashes, page_number},
+    search::MAX_PAGE,
+    text, Pricing, WRITE,
+};
 
 mod html;
 mod input;
@@ -273,42 +278,16 @@ impl FromRequest for ArticleSlug {
     }
 }
 
-/// Registers `path` and `path/` for anonymous readers (the seed's paths
-/// end with a slash, and clients drop it), each with its `errors`.
-fn both<H, Args>(
-    router: Router<Pricing>,
-    path: &str,
-    summary: &str,
-    handler: H,
-    errors: &[(u16, &str)],
-) -> Router<Pricing>
-where
-    H: Handler<Pricing, Args> + Copy,
-{
-    let document = |op: &mut Operation| {
-        for (status, description) in errors {
-            op.error_response(*status, description);
-        }
-    };
-    router
-        .get(path, Access::Public, handler)
-        .summary(summary)
-        .doc(document)
-        .get(&format!("{path}/"), Access::Public, handler)
-        .summary(summary)
-        .doc(document)
-}
-
 /// The routes.
 pub fn routes(router: Router<Pricing>) -> Router<Pricing> {
-    let router = both(
+    let router = both_slashes(
         router,
         "/blog",
         "Published blog articles, newest first (seed 002)",
         Pricing::blog,
         &[(422, "page is not an integer from 1 to 100")],
     );
-    let router = both(
+    let router = both_slashes(
         router,
         "/blog/{id}",
         "A published blog article by its slug (seed 002)",
@@ -420,18 +399,6 @@ impl EditedArticle {
     fn at(self, now: &str) -> Self {
         let editorial = self.editorial.at(&self.article.date_publication, now);
         Self { editorial, ..self }
-    }
-}
-
-/// Reads `page` (1..=100) as `/produits/` does.
-fn page_number(raw: Option<&str>) -> Result<i64, Response> {
-    match raw.map(str::trim).filter(|s| !s.is_empty()) {
-        None => Ok(1),
-        Some(raw) => raw
-            .parse::<i64>()
-            .ok()
-            .filter(|page| (1..=MAX_PAGE).contains(page))
-            .ok_or_else(|| Response::invalid("page", "must be an integer from 1 to 100")),
     }
 }
 
