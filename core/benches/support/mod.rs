@@ -146,6 +146,40 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
+/// How a measured figure compares with its target.
+#[allow(dead_code)]
+#[derive(Clone, Copy, Debug)]
+pub enum Goal {
+    /// Met when the measured figure is at most the target (latencies, memory).
+    AtMost(f64),
+    /// Met when the measured figure is at least the target (ratios, rates).
+    AtLeast(f64),
+}
+
+/// Prints one target line, `TARGET bench | what | target | measured | verdict`,
+/// and appends it to the file named by `XCORE_BENCH_TARGETS` when set, so
+/// the `all` benchmark can print every target of a run in one table.
+/// `unit` follows both numbers (`ms`, `MiB`, `x`, `s`).
+#[allow(dead_code)]
+pub fn report_target(bench: &str, what: &str, goal: Goal, measured: f64, unit: &str) {
+    let (target, met) = match goal {
+        Goal::AtMost(limit) => (format!("<= {limit} {unit}"), measured <= limit),
+        Goal::AtLeast(floor) => (format!(">= {floor} {unit}"), measured >= floor),
+    };
+    let verdict = if met { "met" } else { "NOT MET" };
+    let line = format!("{bench}\t{what}\t{target}\t{measured:.2} {unit}\t{verdict}");
+    println!("TARGET {}", line.replace('\t', " | "));
+    if let Some(path) = std::env::var_os("XCORE_BENCH_TARGETS") {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("the targets file");
+        writeln!(file, "{line}").expect("write the targets file");
+    }
+}
+
 /// Request latencies of one kind, reported as p50/p90/p99 in ms.
 #[allow(dead_code)]
 pub struct Latencies(pub Vec<std::time::Duration>);
