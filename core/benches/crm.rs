@@ -312,7 +312,7 @@ fn average(totals: &[i64]) -> i64 {
     totals.iter().sum::<i64>() / totals.len().max(1) as i64
 }
 
-async fn latencies(client: &reqwest::Client, token: &str, api: &str, when: &str) {
+async fn latencies(client: &reqwest::Client, token: &str, api: &str, when: &str, bench_name: &str) {
     let (searched, totals) = measure(
         client,
         token,
@@ -328,6 +328,12 @@ async fn latencies(client: &reqwest::Client, token: &str, api: &str, when: &str)
         "customers: search + type + sort name (~{} hits){when}",
         average(&totals)
     ));
+    searched.report_targets(
+        bench_name,
+        &format!("customers: search + type + sort name{when}"),
+        5.0,
+        20.0,
+    );
     let (filtered, totals) = measure(
         client,
         token,
@@ -344,6 +350,12 @@ async fn latencies(client: &reqwest::Client, token: &str, api: &str, when: &str)
         "customers: owner + type + sort created_at, pages 1-10 (~{} hits){when}",
         average(&totals)
     ));
+    filtered.report_targets(
+        bench_name,
+        &format!("customers: owner + type + sort created_at, pages 1-10{when}"),
+        5.0,
+        20.0,
+    );
     let (deals, totals) = measure(
         client,
         token,
@@ -359,6 +371,12 @@ async fn latencies(client: &reqwest::Client, token: &str, api: &str, when: &str)
         "opportunities: open + owner + sort amount (~{} hits){when}",
         average(&totals)
     ));
+    deals.report_targets(
+        bench_name,
+        &format!("opportunities: open + owner + sort amount{when}"),
+        5.0,
+        20.0,
+    );
     let (dashboard, _) = measure(
         client,
         token,
@@ -366,6 +384,14 @@ async fn latencies(client: &reqwest::Client, token: &str, api: &str, when: &str)
     )
     .await;
     dashboard.report(&format!("GET /dashboard (everyone){when}"));
+    // Issue 16's target for the dashboard.
+    support::report_target(
+        bench_name,
+        &format!("GET /dashboard{when}: p50"),
+        support::Goal::AtMost(50.0),
+        dashboard.quantile(0.5),
+        "ms",
+    );
     let (dashboard, _) = measure(
         client,
         token,
@@ -458,6 +484,7 @@ async fn main() {
         server.postgres_url.clone(),
     );
     let api = format!("{base}/api/v1/crm");
+    let bench_name = format!("crm ({backend})");
     println!(
         "xcore crm benchmark ({} cores, {backend}, {} customers, {} opportunities, {} activities)",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -519,7 +546,7 @@ async fn main() {
         }),
     )
     .await;
-    latencies(&client, &token, &api, "").await;
+    latencies(&client, &token, &api, "", &bench_name).await;
     if let Some(url) = postgres_url.clone() {
         let pool = sqlx::PgPool::connect(&url).await.expect("connect");
         for table in [
@@ -534,7 +561,14 @@ async fn main() {
                 .expect("vacuum analyze");
         }
         pool.close().await;
-        latencies(&client, &token, &api, " [after VACUUM ANALYZE]").await;
+        latencies(
+            &client,
+            &token,
+            &api,
+            " [after VACUUM ANALYZE]",
+            &bench_name,
+        )
+        .await;
     }
     export(&client, &token, &api).await;
 

@@ -173,7 +173,7 @@ async fn scalar(state: &AppState, sql: &str) -> i64 {
         .expect("integer")
 }
 
-async fn latencies(client: &reqwest::Client, token: &str, api: &str, when: &str) {
+async fn latencies(client: &reqwest::Client, token: &str, api: &str, when: &str, bench_name: &str) {
     // Each line: a label (with the mean total) and its URLs.
     type Urls = Box<dyn Fn(usize) -> String>;
     let lines: Vec<(&str, Urls)> = vec![
@@ -261,6 +261,7 @@ async fn latencies(client: &reqwest::Client, token: &str, api: &str, when: &str)
             "{label} (~{} hits){when}",
             totals.iter().sum::<i64>() / totals.len() as i64
         ));
+        latencies.report_targets(bench_name, &format!("{label}{when}"), 5.0, 20.0);
     }
     let (overview, _) = measure(
         client,
@@ -269,6 +270,14 @@ async fn latencies(client: &reqwest::Client, token: &str, api: &str, when: &str)
     )
     .await;
     overview.report(&format!("GET /stats/overview{when}"));
+    // Issue 17's target for the overview.
+    support::report_target(
+        bench_name,
+        &format!("GET /stats/overview{when}: p50"),
+        support::Goal::AtMost(50.0),
+        overview.quantile(0.5),
+        "ms",
+    );
 }
 
 /// A local webhook answering 200 to every delivery; counts them.
@@ -320,6 +329,7 @@ async fn main() {
         server.postgres_url.clone(),
     );
     let api = format!("{base}/api/v1/leads");
+    let bench_name = format!("leads ({backend})");
     println!(
         "xcore leads benchmark ({} cores, {backend}, {LEADS} leads)",
         std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -385,7 +395,7 @@ async fn main() {
     // As loaded (SQLite never has statistics in production: a plugin
     // cannot run ANALYZE), then after (VACUUM) ANALYZE, which PostgreSQL's
     // autovacuum does soon after a load.
-    latencies(&client, &token, &api, "").await;
+    latencies(&client, &token, &api, "", &bench_name).await;
     let analyze = if postgres_url.is_some() {
         "VACUUM ANALYZE leads"
     } else {
@@ -395,7 +405,14 @@ async fn main() {
         .execute(state.db.pool())
         .await
         .expect("analyze");
-    latencies(&client, &token, &api, &format!(" [after {analyze}]")).await;
+    latencies(
+        &client,
+        &token,
+        &api,
+        &format!(" [after {analyze}]"),
+        &bench_name,
+    )
+    .await;
 
     // 3. Export all leads as CSV, sampling RSS while it runs.
     let before = support::rss_mib("self");

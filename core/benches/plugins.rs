@@ -108,9 +108,16 @@ async fn main() {
         "plugin GET /api/v1/hello/ping:  {:>9.0} req/s (median)",
         median(plugin)
     );
+    let dispatch_ratio = median(ratios);
     println!(
-        "plugin / native:                {:>9.2}x (median of pairs; {lowest:.2}..{highest:.2})",
-        median(ratios)
+        "plugin / native:                {dispatch_ratio:>9.2}x (median of pairs; {lowest:.2}..{highest:.2})"
+    );
+    support::report_target(
+        "plugins",
+        "plugin route / native route, requests per second",
+        support::Goal::AtLeast(0.95),
+        dispatch_ratio,
+        "x",
     );
 
     // Reloads under load.
@@ -184,5 +191,20 @@ async fn main() {
         rss_after_batch[1],
         details["generation"],
         details["leaked_generations"]
+    );
+    support::report_target(
+        "plugins",
+        "RSS growth over the first 200 reloads under load",
+        support::Goal::AtMost(8.0),
+        (rss_after_batch[0] - rss_before) * support::MB_PER_MIB,
+        "MB",
+    );
+    support::report_target(
+        "plugins",
+        "RSS growth over the next 200 reloads",
+        // No growth, within the page granularity RSS is read at.
+        support::Goal::AtMost(0.5),
+        (rss_after_batch[1] - rss_after_batch[0]) * support::MB_PER_MIB,
+        "MB",
     );
 }

@@ -266,7 +266,7 @@ type PageOf = fn(usize) -> usize;
 /// page). The word changes per request where its breadth has several
 /// (100 brands, 5 ranges, 2 wide words). `XCORE_BENCH_ONLY=<text>` keeps
 /// the lines whose label holds the text.
-async fn matrix(client: &reqwest::Client, token: &str, api: &str, when: &str) {
+async fn matrix(client: &reqwest::Client, token: &str, api: &str, when: &str, bench_name: &str) {
     let only = std::env::var("XCORE_BENCH_ONLY").unwrap_or_default();
     let words: [(&str, WordOf); 3] = [
         ("1%", |i| brand((i as u64).wrapping_mul(37))),
@@ -305,6 +305,7 @@ async fn matrix(client: &reqwest::Client, token: &str, api: &str, when: &str) {
                         "{label} (~{} hits){when}",
                         totals.iter().sum::<i64>() / totals.len() as i64
                     ));
+                    latencies.report_targets(bench_name, &format!("{label}{when}"), 5.0, 20.0);
                 }
             }
         }
@@ -380,6 +381,14 @@ async fn main() {
         bulk_times[BULKS - 1].as_secs_f64() * 1000.0
     );
 
+    let bench_name = format!("products ({backend})");
+    support::report_target(
+        &bench_name,
+        &format!("POST /bulk of {PER_BULK} products, median of {BULKS} as the table grows"),
+        support::Goal::AtMost(1.0),
+        sorted[BULKS / 2].as_secs_f64(),
+        "s",
+    );
     println!(
         "process RSS after seeding (server and client): {:.1} MiB",
         support::rss_mib("self")
@@ -411,7 +420,7 @@ async fn main() {
         latencies(&client, &token, &api, "").await;
     }
     if postgres_url.is_none() {
-        matrix(&client, &token, &api, "").await;
+        matrix(&client, &token, &api, "", &bench_name).await;
     }
     if let Some(url) = postgres_url.clone() {
         // Right after the loads PostgreSQL has no statistics on the new
@@ -427,7 +436,7 @@ async fn main() {
             latencies(&client, &token, &api, " [after VACUUM ANALYZE]").await;
         }
         // The matrix only in this state: the target is after ANALYZE.
-        matrix(&client, &token, &api, " [analysed]").await;
+        matrix(&client, &token, &api, " [analysed]", &bench_name).await;
     }
 
     server.stop().await;

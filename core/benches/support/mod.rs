@@ -146,6 +146,10 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
+/// Megabytes (10^6 bytes, the unit the targets are written in) per MiB.
+#[allow(dead_code)]
+pub const MB_PER_MIB: f64 = 1.048_576;
+
 /// How a measured figure compares with its target.
 #[allow(dead_code)]
 #[derive(Clone, Copy, Debug)]
@@ -192,6 +196,14 @@ impl Latencies {
         sorted.sort();
         let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
         sorted[index].as_secs_f64() * 1000.0
+    }
+
+    /// Reports p50 and p99 against their targets (see [`report_target`]).
+    pub fn report_targets(&self, bench: &str, what: &str, p50_ms: f64, p99_ms: f64) {
+        let p50 = format!("{what}: p50");
+        report_target(bench, &p50, Goal::AtMost(p50_ms), self.quantile(0.5), "ms");
+        let p99 = format!("{what}: p99");
+        report_target(bench, &p99, Goal::AtMost(p99_ms), self.quantile(0.99), "ms");
     }
 
     /// Prints one line: `what`, then p50, p90 and p99.

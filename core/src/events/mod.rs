@@ -40,9 +40,20 @@ pub struct Event {
     /// The WebSocket message, encoded once however many clients get it.
     #[serde(skip)]
     wire: OnceLock<Utf8Bytes>,
+    /// The permissions that reveal the topic, worked out once for all
+    /// sockets rather than once per socket.
+    #[serde(skip)]
+    readers: OnceLock<Vec<String>>,
 }
 
 impl Event {
+    /// The permissions any one of which lets a client see this event
+    /// ([`ws::permission_for_topic`]).
+    pub fn reader_permissions(&self) -> &[String] {
+        self.readers
+            .get_or_init(|| ws::permission_for_topic(&self.topic))
+    }
+
     /// `{"type":"event","id","topic","data","timestamp"}`, as sent on `/ws`.
     pub fn wire(&self) -> Utf8Bytes {
         self.wire
@@ -113,6 +124,7 @@ impl EventBus {
             timestamp: crate::db::timestamp::now(),
             to_user,
             wire: OnceLock::new(),
+            readers: OnceLock::new(),
         });
         self.published.with_label_values(&[topic]).inc();
         // An error only means nobody is listening right now.

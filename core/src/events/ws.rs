@@ -206,7 +206,8 @@ pub fn permission_for_topic(topic: &str) -> Vec<String> {
 /// not see other people's private notices either).
 fn may_receive(user: &AuthUser, event: &super::Event) -> bool {
     event.to_user.is_none_or(|addressee| addressee == user.id)
-        && permission_for_topic(&event.topic)
+        && event
+            .reader_permissions()
             .iter()
             .any(|permission| user.has_permission(permission))
 }
@@ -278,16 +279,24 @@ async fn serve(state: Arc<WsState>, socket: WebSocket, query_token: Option<Strin
         }
         let auth_deadline = tokio::time::sleep(Duration::from_secs(config.auth_timeout_secs));
         tokio::pin!(auth_deadline);
+        // The futures below live across iterations: built inside
+        // `select!` they would register a timer entry and a watch waiter
+        // again on every wake-up, i.e. once per event per socket.
+        let shutting_down = async {
+            let _ = shutdown.wait_for(|closing| *closing).await;
+        };
+        tokio::pin!(shutting_down);
+        let token_expired = tokio::time::sleep_until(token_expiry(session.user.as_ref()));
+        tokio::pin!(token_expired);
         let ping_every = Duration::from_secs(config.ping_interval_secs.max(1));
         let mut pings =
             tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
         let mut last_heard = Instant::now();
         loop {
-            let expiry = token_expiry(session.user.as_ref());
             tokio::select! {
                 // `wait_for`, not `changed`: a socket upgraded after
                 // `close_all` (during the drain) closes at once too.
-                () = async { let _ = shutdown.wait_for(|closing| *closing).await; } => {
+                () = &mut shutting_down => {
                     break 'session Ending::Close(1001, "server shutting down".into(), "shutdown");
                 }
                 () = &mut auth_deadline, if session.user.is_none() => {
@@ -297,7 +306,7 @@ async fn serve(state: Arc<WsState>, socket: WebSocket, query_token: Option<Strin
                         "auth_timeout",
                     );
                 }
-                () = tokio::time::sleep_until(expiry), if session.user.is_some() => {
+                () = &mut token_expired, if session.user.is_some() => {
                     break 'session Ending::Close(CLOSE_AUTH_FAILED, "access token expired; reconnect with a fresh one".into(), "token_expired");
                 }
                 incoming = stream.next() => {
@@ -310,7 +319,12 @@ async fn serve(state: Arc<WsState>, socket: WebSocket, query_token: Option<Strin
                         }
                     };
                     last_heard = Instant::now();
-                    match command(&state, &mut session, text.as_str()).await {
+                    let reply = command(&state, &mut session, text.as_str()).await;
+                    // A command may have signed the client in (or in again).
+                    token_expired
+                        .as_mut()
+                        .reset(token_expiry(session.user.as_ref()));
+                    match reply {
                         Reply::Send(reply) => {
                             if let Some(ending) = push(reply).await {
                                 break 'session ending;
