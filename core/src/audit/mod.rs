@@ -29,7 +29,10 @@
 //! per address), and the built-in task `prune_audit_log` deletes rows older
 //! than `audit.retention_days` every day.
 
+mod caller;
 pub mod routes;
+
+pub use caller::Audited;
 
 use std::net::IpAddr;
 

@@ -18,6 +18,7 @@ use crate::{
     db::{timestamp, Database, Placeholders},
     error::{ApiError, ApiResult, FieldError},
     http::{
+        answers::Unauthenticated,
         extract::ApiQuery,
         pagination::{window_and_sort, Page, SortOrder},
     },
@@ -107,7 +108,7 @@ enum Bound {
     ),
     responses(
         (status = 200, description = "A page of audit rows: `id`, `timestamp`, `actor_id`, `actor`, `action`, `target`, `ip`, `details`"),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        Unauthenticated,
         (status = 403, description = "Lacks `audit:read`", body = crate::error::ErrorBody),
         (status = 422, description = "Invalid query", body = crate::error::ErrorBody),
     )

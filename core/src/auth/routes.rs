@@ -1,6 +1,6 @@
 //! `/auth/*` handlers.
 
-use std::sync::Arc;
+use std::{net::IpAddr, sync::Arc};
 
 use axum::{
     extract::{FromRequest, Request, State},
@@ -22,10 +22,19 @@ use crate::{
     auth::roles::USER_ROLE,
     error::{ApiError, ApiResult, FieldError},
     http::{
+        answers::{EmailTaken, Unauthenticated},
         client_ip::ClientIp,
         extract::{content_type, json_rejection, ApiJson},
     },
 };
+
+/// The audit entry of what a user did to their own account (register, log
+/// in or out, change the password): they are both actor and target.
+fn own_act<'a>(id: i64, email: &'a str, action: &'static str, ip: IpAddr) -> Entry<'a> {
+    Entry::new(Actor::User { id, email }, action)
+        .target("user", id)
+        .ip(ip)
+}
 
 /// `POST /auth/register` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -64,7 +73,7 @@ impl RegisterRequest {
     responses(
         (status = 201, description = "The account, with the `user` role"),
         (status = 403, description = "Self-registration is disabled", body = crate::error::ErrorBody),
-        (status = 409, description = "The email is taken", body = crate::error::ErrorBody),
+        EmailTaken,
         (status = 422, description = "Invalid email or password", body = crate::error::ErrorBody),
     )
 )]
@@ -94,15 +103,7 @@ pub async fn register(
     // (shared with the command line and administrators).
     audit::record(
         &state.db,
-        &Entry::new(
-            Actor::User {
-                id: account.id,
-                email: &account.email,
-            },
-            audit::USER_REGISTERED,
-        )
-        .target("user", account.id)
-        .ip(ip),
+        &own_act(account.id, &account.email, audit::USER_REGISTERED, ip),
     )
     .await;
     state.events.publish(
@@ -231,19 +232,7 @@ pub async fn login(
         .bind(account.id)
         .execute(&mut *tx)
         .await?;
-    audit::record_in(
-        &mut tx,
-        &Entry::new(
-            Actor::User {
-                id: account.id,
-                email: &email,
-            },
-            audit::LOGIN,
-        )
-        .target("user", account.id)
-        .ip(ip),
-    )
-    .await?;
+    audit::record_in(&mut tx, &own_act(account.id, &email, audit::LOGIN, ip)).await?;
     // `/auth/me` shows the last login from the cache.
     state.auth.commit(tx, &[Change::User(account.id)]).await?;
     tracing::info!(user_id = account.id, "user logged in");
@@ -259,7 +248,7 @@ pub async fn login(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller's profile, roles and permissions", body = super::users::Profile),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        Unauthenticated,
     )
 )]
 pub async fn me(
@@ -352,7 +341,7 @@ pub async fn refresh(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "The session's refresh and access tokens revoked"),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        Unauthenticated,
     )
 )]
 pub async fn logout(
@@ -364,19 +353,7 @@ pub async fn logout(
     let mut tx = state.db.begin_write().await?;
     sessions::revoke_access_token(&mut tx, jti, user.id, expires_at).await?;
     let session = sessions::revoke_family(&state, &mut tx, session, user.id).await?;
-    audit::record_in(
-        &mut tx,
-        &Entry::new(
-            Actor::User {
-                id: user.id,
-                email: &user.email,
-            },
-            audit::LOGOUT,
-        )
-        .target("user", user.id)
-        .ip(ip),
-    )
-    .await?;
+    audit::record_in(&mut tx, &own_act(user.id, &user.email, audit::LOGOUT, ip)).await?;
     state
         .auth
         .commit(
@@ -467,7 +444,7 @@ pub struct PasswordUpdate {
     request_body = PasswordUpdate,
     responses(
         (status = 200, description = "Password changed; a fresh token pair"),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        Unauthenticated,
         (status = 422, description = "Wrong current password or policy violation", body = crate::error::ErrorBody),
     )
 )]
@@ -522,15 +499,7 @@ pub async fn password_update(
     let pair = sessions::issue_pair(&state, &mut tx, user.id, version, None).await?;
     audit::record_in(
         &mut tx,
-        &Entry::new(
-            Actor::User {
-                id: user.id,
-                email: &user.email,
-            },
-            audit::PASSWORD_CHANGED,
-        )
-        .target("user", user.id)
-        .ip(ip),
+        &own_act(user.id, &user.email, audit::PASSWORD_CHANGED, ip),
     )
     .await?;
     // The token version moved: older tokens are refused from now on.

@@ -3,6 +3,7 @@
 //! extractors that reject in the standard body, the client's address, list pagination, rate limits,
 //! and the server loop with its shutdown drain.
 
+pub mod answers;
 pub mod client_ip;
 pub mod extract;
 pub mod pagination;

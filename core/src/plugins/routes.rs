@@ -17,13 +17,13 @@ use serde_json::json;
 
 use super::manager::PluginManager;
 use crate::{
-    audit::{self, Entry},
-    auth::{AuthUser, Gate},
+    audit::{self, Audited},
+    auth::Gate,
     config::Config,
     db::Database,
     error::{ApiError, ApiResult},
     http::{
-        client_ip::ClientIp,
+        answers::NoSuchPlugin,
         extract::{content_type, json_rejection, ApiPath, ApiQuery},
         pagination::{list_query, sort_in_memory, Page, SortOrder},
     },
@@ -58,27 +58,6 @@ where
         .route("/system/plugins/{plugin_id}/reload", post(reload))
 }
 
-/// Records a plugin change after it succeeded: the manager's own steps
-/// (files, libraries, its tables) cannot share a transaction with the row
-/// (see [`crate::audit`]).
-async fn audited(
-    db: &Database,
-    user: &AuthUser,
-    ip: std::net::IpAddr,
-    action: &'static str,
-    plugin_id: &str,
-    details: serde_json::Value,
-) {
-    audit::record(
-        db,
-        &Entry::new(user.into(), action)
-            .target("plugin", plugin_id)
-            .ip(ip)
-            .details(details),
-    )
-    .await;
-}
-
 list_query! {
     /// `GET /system/plugins` query.
     pub struct ListQuery {
@@ -87,6 +66,15 @@ list_query! {
         #[serde(default)]
         active_only: bool,
     }
+}
+
+/// `{plugin_id}`, for the annotations only: the handlers extract the bare
+/// string (see [`crate::rbac::paths`]).
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct PluginIdPath {
+    /// Plugin id
+    pub plugin_id: String,
 }
 
 /// Sort fields of `GET /system/plugins`.
@@ -136,13 +124,11 @@ pub async fn list(
 /// One plugin, with its state, error, generation and checksum.
 #[utoipa::path(
     get, path = "/system/plugins/{plugin_id}", tag = "plugins",
-    params(
-        ("plugin_id" = String, Path, description = "Plugin id"),
-    ),
+    params(PluginIdPath),
     responses(
         (status = 200, description = "The plugin: state, routes, last error, generation, checksum", body = crate::plugins::manager::PluginInfo),
         PluginsManage,
-        (status = 404, description = "No such plugin", body = crate::error::ErrorBody),
+        NoSuchPlugin,
     )
 )]
 pub async fn details(
@@ -156,25 +142,23 @@ pub async fn details(
 /// Serves the plugin again.
 #[utoipa::path(
     post, path = "/system/plugins/{plugin_id}/enable", tag = "plugins",
-    params(
-        ("plugin_id" = String, Path, description = "Plugin id"),
-    ),
+    params(PluginIdPath),
     responses(
         (status = 200, description = "Serving again"),
         PluginsManage,
-        (status = 404, description = "No such plugin", body = crate::error::ErrorBody),
+        NoSuchPlugin,
         (status = 409, description = "Not loaded, or a dependency is not active", body = crate::error::ErrorBody),
     )
 )]
 pub async fn enable(
     State(plugins): State<Arc<PluginManager>>,
-    State(db): State<Database>,
-    ClientIp(ip): ClientIp,
-    caller: Require<PluginsManage>,
+    caller: Audited<PluginsManage>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<impl IntoResponse> {
     let plugin = plugins.enable(&id).await?;
-    audited(&db, &caller.user, ip, audit::PLUGIN_ENABLED, &id, json!({})).await;
+    caller
+        .record(audit::PLUGIN_ENABLED, "plugin", &id, json!({}))
+        .await;
     Ok(Json(json!({"id": plugin.id, "active": plugin.active})))
 }
 
@@ -190,67 +174,59 @@ pub struct DisableQuery {
 #[utoipa::path(
     post, path = "/system/plugins/{plugin_id}/disable", tag = "plugins",
     params(
-        ("plugin_id" = String, Path, description = "Plugin id"),
+        PluginIdPath,
         ("cascade" = Option<bool>, Query, description = "Disable the plugins that depend on it too"),
     ),
     responses(
         (status = 200, description = "No longer serving"),
         PluginsManage,
-        (status = 404, description = "No such plugin", body = crate::error::ErrorBody),
+        NoSuchPlugin,
         (status = 409, description = "Enabled plugins depend on it (pass cascade)", body = crate::error::ErrorBody),
     )
 )]
 pub async fn disable(
     State(plugins): State<Arc<PluginManager>>,
-    State(db): State<Database>,
-    ClientIp(ip): ClientIp,
-    caller: Require<PluginsManage>,
+    caller: Audited<PluginsManage>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<DisableQuery>,
 ) -> ApiResult<impl IntoResponse> {
     let plugin = plugins.disable(&id, query.cascade).await?;
-    audited(
-        &db,
-        &caller.user,
-        ip,
-        audit::PLUGIN_DISABLED,
-        &id,
-        json!({"cascade": query.cascade}),
-    )
-    .await;
+    caller
+        .record(
+            audit::PLUGIN_DISABLED,
+            "plugin",
+            &id,
+            json!({"cascade": query.cascade}),
+        )
+        .await;
     Ok(Json(json!({"id": plugin.id, "active": plugin.active})))
 }
 
 /// Loads the plugin's file again.
 #[utoipa::path(
     post, path = "/system/plugins/{plugin_id}/reload", tag = "plugins",
-    params(
-        ("plugin_id" = String, Path, description = "Plugin id"),
-    ),
+    params(PluginIdPath),
     responses(
         (status = 200, description = "The new generation serves"),
         PluginsManage,
-        (status = 404, description = "No such plugin", body = crate::error::ErrorBody),
+        NoSuchPlugin,
         (status = 422, description = "The new file failed; the previous generation keeps serving", body = crate::error::ErrorBody),
     )
 )]
 pub async fn reload(
     State(plugins): State<Arc<PluginManager>>,
-    State(db): State<Database>,
-    ClientIp(ip): ClientIp,
-    caller: Require<PluginsManage>,
+    caller: Audited<PluginsManage>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<impl IntoResponse> {
     let plugin = plugins.reload(&id).await?;
-    audited(
-        &db,
-        &caller.user,
-        ip,
-        audit::PLUGIN_RELOADED,
-        &id,
-        json!({"generation": plugin.generation}),
-    )
-    .await;
+    caller
+        .record(
+            audit::PLUGIN_RELOADED,
+            "plugin",
+            &id,
+            json!({"generation": plugin.generation}),
+        )
+        .await;
     Ok(Json(json!({
         "id": plugin.id,
         "status": "reloaded",
@@ -323,9 +299,7 @@ fn allowed_source(config: &Config, source: &str) -> Result<PathBuf, ApiError> {
 pub async fn install(
     State(plugins): State<Arc<PluginManager>>,
     State(config): State<Arc<Config>>,
-    State(db): State<Database>,
-    ClientIp(ip): ClientIp,
-    caller: Require<PluginsManage>,
+    caller: Audited<PluginsManage>,
     request: Request,
 ) -> ApiResult<impl IntoResponse> {
     let content_type = content_type(request.headers());
@@ -364,15 +338,14 @@ pub async fn install(
     let plugin = plugins
         .install(&bytes, expected_id.as_deref(), expected_version.as_deref())
         .await?;
-    audited(
-        &db,
-        &caller.user,
-        ip,
-        audit::PLUGIN_INSTALLED,
-        &plugin.id,
-        json!({"version": plugin.version}),
-    )
-    .await;
+    caller
+        .record(
+            audit::PLUGIN_INSTALLED,
+            "plugin",
+            &plugin.id,
+            json!({"version": plugin.version}),
+        )
+        .await;
     Ok((
         StatusCode::CREATED,
         Json(
@@ -393,33 +366,30 @@ pub struct UninstallQuery {
 #[utoipa::path(
     delete, path = "/system/plugins/{plugin_id}", tag = "plugins",
     params(
-        ("plugin_id" = String, Path, description = "Plugin id"),
+        PluginIdPath,
         ("purge" = Option<bool>, Query, description = "Also drop its tables, migrations and permissions"),
     ),
     responses(
         (status = 204, description = "Uninstalled"),
         PluginsManage,
-        (status = 404, description = "No such plugin", body = crate::error::ErrorBody),
+        NoSuchPlugin,
         (status = 409, description = "Enabled plugins depend on it", body = crate::error::ErrorBody),
     )
 )]
 pub async fn uninstall(
     State(plugins): State<Arc<PluginManager>>,
-    State(db): State<Database>,
-    ClientIp(ip): ClientIp,
-    caller: Require<PluginsManage>,
+    caller: Audited<PluginsManage>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<UninstallQuery>,
 ) -> ApiResult<StatusCode> {
     plugins.uninstall(&id, query.purge).await?;
-    audited(
-        &db,
-        &caller.user,
-        ip,
-        audit::PLUGIN_UNINSTALLED,
-        &id,
-        json!({"purge": query.purge}),
-    )
-    .await;
+    caller
+        .record(
+            audit::PLUGIN_UNINSTALLED,
+            "plugin",
+            &id,
+            json!({"purge": query.purge}),
+        )
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }

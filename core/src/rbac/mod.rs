@@ -3,6 +3,7 @@
 //! roles, permissions and users.
 
 pub mod bootstrap;
+pub mod paths;
 pub mod permission_routes;
 pub mod permissions;
 pub mod role_routes;

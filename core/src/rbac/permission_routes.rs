@@ -17,6 +17,7 @@ use crate::{
     db::Placeholders,
     error::{ApiError, ApiResult, FieldError},
     http::{
+        answers::{InvalidInput, NameTaken},
         client_ip::ClientIp,
         extract::{ApiJson, ApiQuery},
         pagination::{list_query, Page, SortOrder},
@@ -67,7 +68,7 @@ const SORTABLE: &[(&str, &str)] = &[
     responses(
         (status = 200, description = "A page of permissions"),
         RolesRead,
-        (status = 422, description = "Invalid query or body", body = crate::error::ErrorBody),
+        InvalidInput,
     )
 )]
 pub async fn list(
@@ -128,8 +129,8 @@ pub struct CreatePermission {
     responses(
         (status = 201, description = "The permission (granted to admin)"),
         RolesWrite,
-        (status = 409, description = "The name is taken", body = crate::error::ErrorBody),
-        (status = 422, description = "Invalid query or body", body = crate::error::ErrorBody),
+        NameTaken,
+        InvalidInput,
     )
 )]
 pub async fn create(

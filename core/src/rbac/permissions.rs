@@ -11,9 +11,12 @@ use axum::{
     http::request::Parts,
 };
 
+use utoipa::IntoResponses;
+
 use crate::{
     auth::{AuthUser, Gate},
     error::ApiError,
+    http::answers::{error_answer, Answers, Unauthenticated},
 };
 
 /// A permission a marker type stands for.
@@ -36,10 +39,7 @@ macro_rules! core_permissions {
             }
             /// In `#[utoipa::path(responses(...))]`: the route's 401 and 403.
             impl utoipa::IntoResponses for $marker {
-                fn responses() -> std::collections::BTreeMap<
-                    String,
-                    utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
-                > {
+                fn responses() -> Answers {
                     refusals($name)
                 }
             }
@@ -57,43 +57,16 @@ pub const PERMISSION_EXTENSION: &str = "x-permission";
 /// use it, in the standard error body. The 403 names the permission in
 /// [`PERMISSION_EXTENSION`], which also tells the OpenAPI document that the
 /// route needs the bearer token.
-fn refusals(
-    permission: &str,
-) -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::response::Response>>
-{
-    use utoipa::openapi::{extensions::Extensions, ContentBuilder, Ref, ResponseBuilder};
-    let refusal = |description: String, extensions: Option<Extensions>| {
-        ResponseBuilder::new()
-            .description(description)
-            .extensions(extensions)
-            .content(
-                "application/json",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("ErrorBody")))
-                    .build(),
-            )
-            .build()
-            .into()
-    };
-    [
-        (
-            "401".to_string(),
-            refusal("Missing or invalid access token".into(), None),
-        ),
-        (
-            "403".to_string(),
-            refusal(
-                format!("Lacks `{permission}`"),
-                Some(
-                    Extensions::builder()
-                        .add(PERMISSION_EXTENSION, permission)
-                        .build(),
-                ),
-            ),
-        ),
-    ]
-    .into_iter()
-    .collect()
+fn refusals(permission: &str) -> Answers {
+    use utoipa::openapi::extensions::Extensions;
+    let mut answers = Unauthenticated::responses();
+    let forbidden = error_answer(format!("Lacks `{permission}`")).extensions(Some(
+        Extensions::builder()
+            .add(PERMISSION_EXTENSION, permission)
+            .build(),
+    ));
+    answers.insert("403".to_string(), forbidden.build().into());
+    answers
 }
 
 core_permissions! {

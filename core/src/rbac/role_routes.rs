@@ -13,6 +13,7 @@ use axum::{extract::State, http::StatusCode, response::IntoResponse, Json};
 use serde::{Deserialize, Serialize};
 use sqlx::{any::AnyRow, Row};
 
+use super::paths::{PermissionPath, RoleIdPath};
 use super::permissions::{Require, RolesRead, RolesWrite};
 use super::RbacState;
 use crate::{
@@ -21,6 +22,7 @@ use crate::{
     db::{flag, timestamp, Database},
     error::{ApiError, ApiResult},
     http::{
+        answers::{InvalidInput, NameTaken, NoSuchRole},
         client_ip::ClientIp,
         extract::{ApiJson, ApiPath, ApiQuery},
         pagination::{list_query, Page, SortOrder},
@@ -149,7 +151,7 @@ const SORTABLE: &[(&str, &str)] = &[("id", "id"), ("name", "name"), ("created_at
     responses(
         (status = 200, description = "A page of roles"),
         RolesRead,
-        (status = 422, description = "Invalid query or body", body = crate::error::ErrorBody),
+        InvalidInput,
     )
 )]
 pub async fn list(
@@ -192,8 +194,8 @@ pub struct CreateRole {
     responses(
         (status = 201, description = "The role"),
         RolesWrite,
-        (status = 409, description = "The name is taken", body = crate::error::ErrorBody),
-        (status = 422, description = "Invalid query or body", body = crate::error::ErrorBody),
+        NameTaken,
+        InvalidInput,
     )
 )]
 pub async fn create(
@@ -232,13 +234,11 @@ pub async fn create(
 /// One role with its permissions and user count.
 #[utoipa::path(
     get, path = "/admin/roles/{role_id}", tag = "admin",
-    params(
-        ("role_id" = i64, Path, description = "Role id"),
-    ),
+    params(RoleIdPath),
     responses(
         (status = 200, description = "The role with its permissions and user count"),
         RolesRead,
-        (status = 404, description = "No such role", body = crate::error::ErrorBody),
+        NoSuchRole,
     )
 )]
 pub async fn get_one(
@@ -262,16 +262,14 @@ pub struct UpdateRole {
 /// Renames or re-describes a role.
 #[utoipa::path(
     put, path = "/admin/roles/{role_id}", tag = "admin",
-    params(
-        ("role_id" = i64, Path, description = "Role id"),
-    ),
+    params(RoleIdPath),
     request_body = UpdateRole,
     responses(
         (status = 200, description = "The updated role"),
         RolesWrite,
-        (status = 404, description = "No such role", body = crate::error::ErrorBody),
+        NoSuchRole,
         (status = 409, description = "Name taken, or renaming a built-in role", body = crate::error::ErrorBody),
-        (status = 422, description = "Invalid query or body", body = crate::error::ErrorBody),
+        InvalidInput,
     )
 )]
 pub async fn update(
@@ -315,13 +313,11 @@ pub async fn update(
 /// Deletes a role (its grants and assignments go with it).
 #[utoipa::path(
     delete, path = "/admin/roles/{role_id}", tag = "admin",
-    params(
-        ("role_id" = i64, Path, description = "Role id"),
-    ),
+    params(RoleIdPath),
     responses(
         (status = 204, description = "Deleted"),
         RolesWrite,
-        (status = 404, description = "No such role", body = crate::error::ErrorBody),
+        NoSuchRole,
         (status = 409, description = "A built-in role", body = crate::error::ErrorBody),
     )
 )]
@@ -371,10 +367,7 @@ async fn find_permission(db: &Database, reference: &str) -> Result<(i64, String)
 /// Grants a permission to a role.
 #[utoipa::path(
     post, path = "/admin/roles/{role_id}/permissions/{permission}", tag = "admin",
-    params(
-        ("role_id" = i64, Path, description = "Role id"),
-        ("permission" = String, Path, description = "Permission id or name"),
-    ),
+    params(RoleIdPath, PermissionPath),
     responses(
         (status = 200, description = "The role with its permissions"),
         RolesWrite,
@@ -421,10 +414,7 @@ pub async fn grant(
 /// Revokes a permission from a role.
 #[utoipa::path(
     delete, path = "/admin/roles/{role_id}/permissions/{permission}", tag = "admin",
-    params(
-        ("role_id" = i64, Path, description = "Role id"),
-        ("permission" = String, Path, description = "Permission id or name"),
-    ),
+    params(RoleIdPath, PermissionPath),
     responses(
         (status = 204, description = "Revoked"),
         RolesWrite,

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::{Any, Row, Transaction};
 
+use super::paths::{RoleIdPath, UserIdPath};
 use super::permissions::{Require, UsersRead, UsersWrite};
 use super::RbacState;
 use crate::{
@@ -26,6 +27,7 @@ use crate::{
     db::{flag, like_pattern, Database, Dialect, Placeholders},
     error::{ApiError, ApiResult},
     http::{
+        answers::{EmailTaken, InvalidInput, NoSuchUser},
         client_ip::ClientIp,
         extract::{ApiJson, ApiPath, ApiQuery},
         pagination::{list_query, Page, SortOrder},
@@ -130,7 +132,7 @@ list_query! {
     responses(
         (status = 200, description = "A page of users"),
         UsersRead,
-        (status = 422, description = "Invalid query or body", body = crate::error::ErrorBody),
+        InvalidInput,
     )
 )]
 pub async fn list(
@@ -201,13 +203,11 @@ pub async fn list(
 /// One user.
 #[utoipa::path(
     get, path = "/admin/users/{user_id}", tag = "admin",
-    params(
-        ("user_id" = i64, Path, description = "User id"),
-    ),
+    params(UserIdPath),
     responses(
         (status = 200, description = "The user"),
         UsersRead,
-        (status = 404, description = "No such user", body = crate::error::ErrorBody),
+        NoSuchUser,
     )
 )]
 pub async fn get_one(
@@ -238,8 +238,8 @@ pub struct CreateUser {
     responses(
         (status = 201, description = "The user"),
         UsersWrite,
-        (status = 409, description = "The email is taken", body = crate::error::ErrorBody),
-        (status = 422, description = "Invalid query or body", body = crate::error::ErrorBody),
+        EmailTaken,
+        InvalidInput,
     )
 )]
 pub async fn create(
@@ -326,10 +326,7 @@ async fn is_last_active_admin(
 /// Gives a user a role (idempotent).
 #[utoipa::path(
     post, path = "/admin/users/{user_id}/roles/{role_id}", tag = "admin",
-    params(
-        ("user_id" = i64, Path, description = "User id"),
-        ("role_id" = i64, Path, description = "Role id"),
-    ),
+    params(UserIdPath, RoleIdPath),
     responses(
         (status = 200, description = "Role assigned"),
         UsersWrite,
@@ -374,10 +371,7 @@ pub async fn assign_role(
 /// Takes a role away from a user.
 #[utoipa::path(
     delete, path = "/admin/users/{user_id}/roles/{role_id}", tag = "admin",
-    params(
-        ("user_id" = i64, Path, description = "User id"),
-        ("role_id" = i64, Path, description = "Role id"),
-    ),
+    params(UserIdPath, RoleIdPath),
     responses(
         (status = 204, description = "Role removed"),
         UsersWrite,
@@ -427,13 +421,11 @@ pub async fn remove_role(
 /// deactivation stay dead).
 #[utoipa::path(
     post, path = "/admin/users/{user_id}/activate", tag = "admin",
-    params(
-        ("user_id" = i64, Path, description = "User id"),
-    ),
+    params(UserIdPath),
     responses(
         (status = 200, description = "The user"),
         UsersWrite,
-        (status = 404, description = "No such user", body = crate::error::ErrorBody),
+        NoSuchUser,
     )
 )]
 pub async fn activate(
@@ -467,13 +459,11 @@ pub async fn activate(
 /// refused after a reactivation (the token version is bumped).
 #[utoipa::path(
     post, path = "/admin/users/{user_id}/deactivate", tag = "admin",
-    params(
-        ("user_id" = i64, Path, description = "User id"),
-    ),
+    params(UserIdPath),
     responses(
         (status = 200, description = "The user"),
         UsersWrite,
-        (status = 404, description = "No such user", body = crate::error::ErrorBody),
+        NoSuchUser,
         (status = 409, description = "Would deactivate the last active admin or yourself", body = crate::error::ErrorBody),
     )
 )]

@@ -11,20 +11,20 @@ use axum::{
     Json, Router,
 };
 use chrono::Utc;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::{
     spec::{self, Schedule, TaskInput},
     NewTask, Scheduler,
 };
 use crate::{
-    audit::{self, Entry},
-    auth::{AuthUser, Gate},
+    audit::{self, Audited},
+    auth::Gate,
     config::Config,
     db::Database,
     error::{ApiError, ApiResult, FieldError},
     http::{
-        client_ip::ClientIp,
+        answers::NoSuchTask,
         extract::{ApiJson, ApiPath, ApiQuery},
         pagination::{list_query, sort_in_memory, Page, SortOrder},
     },
@@ -49,25 +49,6 @@ where
         .route("/system/tasks/{task_id}/run", post(run))
         .route("/system/tasks/{task_id}/pause", post(pause))
         .route("/system/tasks/{task_id}/resume", post(resume))
-}
-
-/// Records a task change after it succeeded: the scheduler keeps its own
-/// tables and transactions, so the row cannot share them (see
-/// [`crate::audit`]).
-async fn audited(
-    db: &Database,
-    user: &AuthUser,
-    ip: std::net::IpAddr,
-    action: &'static str,
-    task_id: &str,
-) {
-    audit::record(
-        db,
-        &Entry::new(user.into(), action)
-            .target("task", task_id)
-            .ip(ip),
-    )
-    .await;
 }
 
 /// The tasks, paged and sorted.
@@ -110,6 +91,15 @@ list_query! {
     pub struct ListQuery {
         sort_by: "id (default), name, job, status or next_run",
     }
+}
+
+/// `{task_id}`, for the annotations only: the handlers extract the bare
+/// string (see [`crate::rbac::paths`]).
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct TaskIdPath {
+    /// Task id
+    pub task_id: String,
 }
 
 /// Sort fields of `GET /system/tasks`.
@@ -157,9 +147,7 @@ fn check_future(schedule: &Schedule) -> Result<(), FieldError> {
 )]
 pub async fn create(
     State(tasks): State<Arc<Scheduler>>,
-    State(db): State<Database>,
-    ClientIp(ip): ClientIp,
-    caller: Require<TasksManage>,
+    caller: Audited<TasksManage>,
     ApiJson(input): ApiJson<TaskInput>,
 ) -> ApiResult<impl IntoResponse> {
     let mut problems = Vec::new();
@@ -209,20 +197,20 @@ pub async fn create(
             enabled: input.enabled.unwrap_or(true),
         })
         .await?;
-    audited(&db, &caller.user, ip, audit::TASK_CREATED, &view.id).await;
+    caller
+        .record(audit::TASK_CREATED, "task", &view.id, Value::Null)
+        .await;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
 /// One task with its recent runs.
 #[utoipa::path(
     get, path = "/system/tasks/{task_id}", tag = "tasks",
-    params(
-        ("task_id" = String, Path, description = "Task id"),
-    ),
+    params(TaskIdPath),
     responses(
         (status = 200, description = "The task with its recent runs"),
         TasksManage,
-        (status = 404, description = "No such task", body = crate::error::ErrorBody),
+        NoSuchTask,
     )
 )]
 pub async fn details(
@@ -242,22 +230,18 @@ pub async fn details(
 /// `enabled`. The id cannot change, nor a built-in task's job.
 #[utoipa::path(
     put, path = "/system/tasks/{task_id}", tag = "tasks",
-    params(
-        ("task_id" = String, Path, description = "Task id"),
-    ),
+    params(TaskIdPath),
     request_body = TaskInput,
     responses(
         (status = 200, description = "The task", body = super::TaskView),
         TasksManage,
-        (status = 404, description = "No such task", body = crate::error::ErrorBody),
+        NoSuchTask,
         (status = 422, description = "Invalid schedule or job", body = crate::error::ErrorBody),
     )
 )]
 pub async fn update(
     State(tasks): State<Arc<Scheduler>>,
-    State(db): State<Database>,
-    ClientIp(ip): ClientIp,
-    caller: Require<TasksManage>,
+    caller: Audited<TasksManage>,
     ApiPath(id): ApiPath<String>,
     ApiJson(input): ApiJson<TaskInput>,
 ) -> ApiResult<impl IntoResponse> {
@@ -308,57 +292,55 @@ pub async fn update(
         return Err(ApiError::validation(problems));
     }
     let view = tasks.update(&task).await?;
-    audited(&db, &caller.user, ip, audit::TASK_UPDATED, &id).await;
+    caller
+        .record(audit::TASK_UPDATED, "task", &id, Value::Null)
+        .await;
     Ok(Json(view))
 }
 
 /// Deletes a task and its history.
 #[utoipa::path(
     delete, path = "/system/tasks/{task_id}", tag = "tasks",
-    params(
-        ("task_id" = String, Path, description = "Task id"),
-    ),
+    params(TaskIdPath),
     responses(
         (status = 204, description = "Deleted"),
         TasksManage,
-        (status = 404, description = "No such task", body = crate::error::ErrorBody),
+        NoSuchTask,
         (status = 409, description = "A built-in task", body = crate::error::ErrorBody),
     )
 )]
 pub async fn remove(
     State(tasks): State<Arc<Scheduler>>,
-    State(db): State<Database>,
-    ClientIp(ip): ClientIp,
-    caller: Require<TasksManage>,
+    caller: Audited<TasksManage>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<impl IntoResponse> {
     tasks.delete(&id).await?;
-    audited(&db, &caller.user, ip, audit::TASK_DELETED, &id).await;
+    caller
+        .record(audit::TASK_DELETED, "task", &id, Value::Null)
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Runs a task now, in the background.
 #[utoipa::path(
     post, path = "/system/tasks/{task_id}/run", tag = "tasks",
-    params(
-        ("task_id" = String, Path, description = "Task id"),
-    ),
+    params(TaskIdPath),
     responses(
         (status = 200, description = "The run has started"),
         TasksManage,
-        (status = 404, description = "No such task", body = crate::error::ErrorBody),
+        NoSuchTask,
         (status = 409, description = "Already running, or its plugin is not serving", body = crate::error::ErrorBody),
     )
 )]
 pub async fn run(
     State(tasks): State<Arc<Scheduler>>,
-    State(db): State<Database>,
-    ClientIp(ip): ClientIp,
-    caller: Require<TasksManage>,
+    caller: Audited<TasksManage>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<impl IntoResponse> {
     let started_at = tasks.run_now(&id).await?;
-    audited(&db, &caller.user, ip, audit::TASK_RUN, &id).await;
+    caller
+        .record(audit::TASK_RUN, "task", &id, Value::Null)
+        .await;
     Ok(Json(
         json!({"id": id, "status": "running", "started_at": started_at}),
     ))
@@ -367,24 +349,22 @@ pub async fn run(
 /// Pauses a task: it stops firing until resumed.
 #[utoipa::path(
     post, path = "/system/tasks/{task_id}/pause", tag = "tasks",
-    params(
-        ("task_id" = String, Path, description = "Task id"),
-    ),
+    params(TaskIdPath),
     responses(
         (status = 200, description = "`{\"id\", \"status\": \"paused\", \"next_run\"}`"),
         TasksManage,
-        (status = 404, description = "No such task", body = crate::error::ErrorBody),
+        NoSuchTask,
     )
 )]
 pub async fn pause(
     State(tasks): State<Arc<Scheduler>>,
-    State(db): State<Database>,
-    ClientIp(ip): ClientIp,
-    caller: Require<TasksManage>,
+    caller: Audited<TasksManage>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<impl IntoResponse> {
     let view = tasks.set_enabled(&id, false).await?;
-    audited(&db, &caller.user, ip, audit::TASK_PAUSED, &id).await;
+    caller
+        .record(audit::TASK_PAUSED, "task", &id, Value::Null)
+        .await;
     Ok(Json(
         json!({"id": view.id, "status": "paused", "next_run": view.next_run}),
     ))
@@ -393,24 +373,22 @@ pub async fn pause(
 /// Resumes a paused task.
 #[utoipa::path(
     post, path = "/system/tasks/{task_id}/resume", tag = "tasks",
-    params(
-        ("task_id" = String, Path, description = "Task id"),
-    ),
+    params(TaskIdPath),
     responses(
         (status = 200, description = "`{\"id\", \"status\", \"next_run\"}`: scheduled again"),
         TasksManage,
-        (status = 404, description = "No such task", body = crate::error::ErrorBody),
+        NoSuchTask,
     )
 )]
 pub async fn resume(
     State(tasks): State<Arc<Scheduler>>,
-    State(db): State<Database>,
-    ClientIp(ip): ClientIp,
-    caller: Require<TasksManage>,
+    caller: Audited<TasksManage>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<impl IntoResponse> {
     let view = tasks.set_enabled(&id, true).await?;
-    audited(&db, &caller.user, ip, audit::TASK_RESUMED, &id).await;
+    caller
+        .record(audit::TASK_RESUMED, "task", &id, Value::Null)
+        .await;
     Ok(Json(
         json!({"id": view.id, "status": view.status, "next_run": view.next_run}),
     ))

@@ -147,6 +147,40 @@ pub fn routes(router: Router<Crm>) -> Router<Crm> {
         )
 }
 
+/// An input as [`Crm::check_activity`] accepted it.
+struct CheckedActivity {
+    kind: String,
+    subject: String,
+    /// Given, or the opportunity's.
+    customer_id: Option<i64>,
+    /// Normalized.
+    due_at: Option<String>,
+}
+
+impl CheckedActivity {
+    /// `$1` to `$9` of both the insert and the update: kind, subject,
+    /// notes, customer, opportunity, due time, assignee, done, done time
+    /// (the assignee and the done time are where the two differ).
+    fn params(
+        &self,
+        input: &ActivityInput,
+        assignee_id: Option<i64>,
+        done_at: Option<String>,
+    ) -> Vec<Value> {
+        params![
+            self.kind,
+            self.subject,
+            input.notes,
+            nullable_id(self.customer_id),
+            nullable_id(input.opportunity_id),
+            self.due_at,
+            nullable_id(assignee_id),
+            input.done.unwrap_or(false),
+            done_at
+        ]
+    }
+}
+
 impl Crm {
     /// Activities matching `tail` (`<condition> ORDER BY ... LIMIT ...`).
     pub fn activities_where(
@@ -224,10 +258,7 @@ impl Crm {
     }
 
     /// Checks an input; returns the kind, subject, customer and due time.
-    fn check_activity(
-        &self,
-        input: &ActivityInput,
-    ) -> Result<(String, String, Option<i64>, Option<String>), Response> {
+    fn check_activity(&self, input: &ActivityInput) -> Result<CheckedActivity, Response> {
         let mut problems: Vec<(String, String)> = Vec::new();
         let kind = input.kind.clone().unwrap_or_else(|| "task".into());
         if !KINDS.contains(&kind.as_str()) {
@@ -283,7 +314,12 @@ impl Crm {
             None => {}
         }
         if problems.is_empty() {
-            Ok((kind, subject, customer_id, due_at))
+            Ok(CheckedActivity {
+                kind,
+                subject,
+                customer_id,
+                due_at,
+            })
         } else {
             Err(invalid(&problems))
         }
@@ -294,31 +330,19 @@ impl Crm {
         caller: Caller,
         Json(input): Json<ActivityInput>,
     ) -> Result<Created<Activity>, Response> {
-        let (kind, subject, customer_id, due_at) = self.check_activity(&input)?;
-        let done = input.done.unwrap_or(false);
+        let checked = self.check_activity(&input)?;
         let now = now();
+        let assignee_id = input.assignee_id.unwrap_or(caller.user_id);
+        let done_at = input.done.unwrap_or(false).then(|| now.clone());
         let sql = format!(
             "INSERT INTO crm_activities (kind, subject, notes, customer_id, opportunity_id, due_at, \
              assignee_id, done, done_at, created_by, created_at, updated_at) \
              VALUES ($1, $2, $3, CAST($4 AS BIGINT), CAST($5 AS BIGINT), $6, CAST($7 AS BIGINT), $8, $9, $10, $11, $11) RETURNING {}",
             COLUMNS.replace("a.", "")
         );
-        let activity: Activity = self.host.query_row_as(
-            &sql,
-            params![
-                kind,
-                subject,
-                input.notes,
-                nullable_id(customer_id),
-                nullable_id(input.opportunity_id),
-                due_at,
-                nullable_id(Some(input.assignee_id.unwrap_or(caller.user_id))),
-                done,
-                done.then(|| now.clone()),
-                caller.user_id,
-                now
-            ],
-        )?;
+        let mut values = checked.params(&input, Some(assignee_id), done_at);
+        values.extend(params![caller.user_id, now]);
+        let activity: Activity = self.host.query_row_as(&sql, values)?;
         Ok(Created(activity))
     }
 
@@ -329,16 +353,15 @@ impl Crm {
     ) -> Result<Json<Activity>, Response> {
         let current = self.activity(id)?;
         let input: ActivityInput = patched(&current, patch)?;
-        let (kind, subject, customer_id, due_at) = self.check_activity(&input)?;
-        let done = input.done.unwrap_or(false);
+        let checked = self.check_activity(&input)?;
         let now = now();
-        let done_at = match (done, current.done) {
+        let done_at = match (input.done.unwrap_or(false), current.done) {
             (true, true) => current.done_at.clone(),
             (true, false) => Some(now.clone()),
             (false, _) => None,
         };
         // A new due time is announced again when it comes.
-        let renotify = due_at != current.due_at;
+        let renotify = checked.due_at != current.due_at;
         let sql = format!(
             "UPDATE crm_activities SET kind = $1, subject = $2, notes = $3, customer_id = CAST($4 AS BIGINT), \
              opportunity_id = CAST($5 AS BIGINT), due_at = $6, assignee_id = CAST($7 AS BIGINT), done = $8, done_at = $9, \
@@ -346,23 +369,9 @@ impl Crm {
              WHERE id = $12 RETURNING {}",
             COLUMNS.replace("a.", "")
         );
-        let activity: Activity = self.host.query_row_as(
-            &sql,
-            params![
-                kind,
-                subject,
-                input.notes,
-                nullable_id(customer_id),
-                nullable_id(input.opportunity_id),
-                due_at,
-                nullable_id(input.assignee_id),
-                done,
-                done_at,
-                renotify,
-                now,
-                id
-            ],
-        )?;
+        let mut values = checked.params(&input, input.assignee_id, done_at);
+        values.extend(params![renotify, now, id]);
+        let activity: Activity = self.host.query_row_as(&sql, values)?;
         Ok(Json(activity))
     }
 

@@ -38,22 +38,14 @@ pub const MAX_IMPORT_BYTES: u64 = 30 * 1024 * 1024;
 /// Counters are saved after this many rows.
 pub const PROGRESS_ROWS: usize = 500;
 
-/// Columns a file may have.
-const COLUMNS: [&str; 13] = [
-    "company",
-    "contact_name",
-    "email",
-    "phone",
-    "website",
-    "source",
-    "niche_id",
-    "campaign_id",
-    "status",
-    "score",
-    "tags",
-    "notes",
-    "owner_id",
-];
+/// Columns a file may have: the exported ones but those the database
+/// assigns (`id` first, the three timestamps last), so the two lists
+/// cannot drift apart.
+const COLUMNS: &[&str] = crate::export::HEADER
+    .split_at(1)
+    .1
+    .split_at(crate::export::HEADER.len() - 4)
+    .0;
 
 /// One problem with a line.
 #[derive(Clone, Serialize, Deserialize, ToSchema)]
@@ -419,4 +411,14 @@ pub fn routes(router: Router<Leads>) -> Router<Leads> {
             "Creates the leads of the pending CSV imports",
             Leads::run_imports,
         )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_file_may_have_the_exported_columns_the_database_does_not_assign() {
+        assert_eq!(super::COLUMNS.len(), 13);
+        assert_eq!(super::COLUMNS.first(), Some(&"company"));
+        assert_eq!(super::COLUMNS.last(), Some(&"owner_id"));
+    }
 }

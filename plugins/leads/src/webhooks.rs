@@ -180,22 +180,37 @@ impl Leads {
         Ok(response)
     }
 
+    /// What both webhooks do first: the credential or signature checked,
+    /// then, once per idempotency key, the body read as `T` (the standard
+    /// 400 or 422 when it is not one) and handed to `handle`.
+    fn webhook<T: serde::de::DeserializeOwned>(
+        &self,
+        route: &str,
+        caller: Option<Caller>,
+        headers: &Headers,
+        body: &[u8],
+        handle: impl FnOnce(T) -> Response,
+    ) -> Result<Response, Response> {
+        self.authenticate(caller.as_ref(), headers, body)?;
+        self.idempotent(route, headers, || {
+            let request = Request {
+                body: body.to_vec(),
+                ..Request::default()
+            };
+            match request.json() {
+                Ok(input) => handle(input),
+                Err(response) => response,
+            }
+        })
+    }
+
     fn webhook_lead(
         &self,
         caller: Option<Caller>,
         headers: Headers,
         Body(body): Body,
     ) -> Result<Response, Response> {
-        self.authenticate(caller.as_ref(), &headers, &body)?;
-        self.idempotent("leads", &headers, || {
-            let request = Request {
-                body: body.clone(),
-                ..Request::default()
-            };
-            let input: LeadInput = match request.json() {
-                Ok(input) => input,
-                Err(response) => return response,
-            };
+        self.webhook("leads", caller, &headers, &body, |input: LeadInput| {
             let mut values = LeadValues::blank();
             let mut problems = Problems::default();
             values.apply(&input, "", &mut problems);
@@ -233,13 +248,7 @@ impl Leads {
         headers: Headers,
         Body(body): Body,
     ) -> Result<Response, Response> {
-        self.authenticate(caller.as_ref(), &headers, &body)?;
-        self.idempotent("campaigns", &headers, || {
-            let request = Request { body: body.clone(), ..Request::default() };
-            let update: DeliveryUpdate = match request.json() {
-                Ok(update) => update,
-                Err(response) => return response,
-            };
+        self.webhook("campaigns", caller, &headers, &body, |update: DeliveryUpdate| {
             if !DELIVERY_STATUSES.contains(&update.status.as_str()) {
                 return Response::invalid(
                     "status",

@@ -9,6 +9,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde::{Deserialize, Serialize};
 use xcore_plugin_sdk::prelude::*;
 
+// Hello's guest book itself, table and answers, not a copy (see the file).
+#[path = "../../hello/src/greetings.rs"]
+mod greetings;
+
+use greetings::{Greeting, NewGreeting, POSTGRES_TABLE, SQLITE_TABLE};
+
 /// Producers of `/stream` bodies alive now: the host's tests watch it fall
 /// back when a client goes away mid-body.
 static OPEN_STREAMS: AtomicUsize = AtomicUsize::new(0);
@@ -107,24 +113,6 @@ const PING: &str = if cfg!(feature = "v2") {
     "pong"
 };
 
-/// Hello's table, byte for byte (a reload from hello to this fixture must
-/// find its migration already applied).
-const HELLO_SQLITE: &str = "CREATE TABLE hello_greetings (id INTEGER PRIMARY KEY AUTOINCREMENT, text TEXT NOT NULL, created_at TEXT NOT NULL)";
-const HELLO_POSTGRES: &str = "CREATE TABLE hello_greetings (id BIGSERIAL PRIMARY KEY, text TEXT NOT NULL, created_at TEXT NOT NULL)";
-
-#[derive(Serialize, Deserialize, ToSchema)]
-struct Greeting {
-    id: i64,
-    text: String,
-    created_at: String,
-}
-
-#[derive(Deserialize, ToSchema)]
-struct NewGreeting {
-    #[schema(min_length = 1, max_length = 280)]
-    text: String,
-}
-
 #[derive(Deserialize, ToSchema)]
 struct Target {
     path: Option<String>,
@@ -153,7 +141,7 @@ impl Plugin for Testbed {
             manifest.permissions[0].default_roles = vec!["manager".into()];
         }
         match IDENTITY.0 {
-            "hello" => manifest.migration(1, "greetings table", HELLO_SQLITE, HELLO_POSTGRES),
+            "hello" => manifest.migration(1, "greetings table", SQLITE_TABLE, POSTGRES_TABLE),
             _ if LISTENS => Manifest::new(IDENTITY.0, "Listener", env!("CARGO_PKG_VERSION"), IDENTITY.1)
                 .migration(
                     1,
@@ -242,20 +230,11 @@ impl Plugin for Testbed {
 
 impl Testbed {
     fn list(&self, window: Window) -> Result<ListBody<Greeting>, HostError> {
-        let sql = "SELECT * FROM hello_greetings ORDER BY id DESC";
-        self.host.query_page(sql, params![], window)
+        greetings::list(&self.host, window)
     }
 
-    /// Hello's rules, so the host's tests see hello's answers.
     fn create(&self, Json(new): Json<NewGreeting>) -> Result<Created<Greeting>, Response> {
-        let text = new.text.trim();
-        if !(1..=280).contains(&text.chars().count()) || text.contains('\0') {
-            return Err(Response::invalid("text", "1 to 280 characters, no NUL"));
-        }
-        let sql = "INSERT INTO hello_greetings (text, created_at) VALUES ($1, $2) RETURNING *";
-        let greeting: Greeting = self.host.query_row_as(sql, params![text, now()])?;
-        self.host.publish("greeted", &greeting)?;
-        Ok(Created(greeting))
+        greetings::create(&self.host, new)
     }
 
     fn relay(&self, Query(target): Query<Target>) -> Response {

@@ -21,6 +21,7 @@ use crate::{
     auth::{changes::Change, AuthState, AuthUser, Gate},
     error::{ApiError, ApiResult, ErrorCode, FieldError},
     http::{
+        answers::{ApiKeyRefused, Unauthenticated},
         client_ip::ClientIp,
         extract::{ApiJson, ApiPath},
     },
@@ -135,7 +136,7 @@ fn validate(
     request_body = CreateKey,
     responses(
         (status = 201, description = "The key; `key` is shown this once", body = CreatedKey),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
+        Unauthenticated,
         (status = 403, description = "A permission the caller lacks, or the request came with an API key", body = crate::error::ErrorBody),
         (status = 422, description = "Invalid name, permissions or expiry", body = crate::error::ErrorBody),
     )
@@ -203,8 +204,8 @@ pub async fn create_key(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller's keys, newest first", body = KeyList),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
-        (status = 403, description = "The request came with an API key", body = crate::error::ErrorBody),
+        Unauthenticated,
+        ApiKeyRefused,
     )
 )]
 pub async fn list(
@@ -235,8 +236,8 @@ pub async fn list(
     params(("id" = i64, Path, description = "The key's id")),
     responses(
         (status = 204, description = "Revoked (again, if it already was)"),
-        (status = 401, description = "Missing or invalid access token", body = crate::error::ErrorBody),
-        (status = 403, description = "The request came with an API key", body = crate::error::ErrorBody),
+        Unauthenticated,
+        ApiKeyRefused,
         (status = 404, description = "The caller has no such key", body = crate::error::ErrorBody),
     )
 )]
