@@ -16,6 +16,10 @@
 //!    query, and `/categories/`.
 //! 3. A 10,000-offer batch that updates existing offers (new prices).
 //!
+//! 4. One `TARGET` line per issue target (`support::report_target`): each
+//!    search's p50 (<= 10 ms), `/categories/`' p50 (<= 20 ms), each kind
+//!    of 10,000-offer batch (<= 1 s).
+//!
 //! Numbers only: nothing fails on a slow machine. Client and server share
 //! the machine's cores.
 
@@ -24,6 +28,15 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use support::{report_target, Goal};
+
+/// The name of this bench in target lines.
+const BENCH: &str = "pricing";
+/// The issue's targets: a search's p50, `/categories/`' p50 (ms), a batch
+/// of 10,000 offers (s).
+const SEARCH_P50_MS: f64 = 10.0;
+const CATEGORIES_P50_MS: f64 = 20.0;
+const BATCH_S: f64 = 1.0;
 
 const STORES: [&str; 3] = ["mytek", "tunisianet", "spacenet"];
 const PER_STORE: usize = 100_000;
@@ -207,6 +220,7 @@ async fn main() {
         sorted[sorted.len() / 2].as_secs_f64() * 1000.0,
         sorted[sorted.len() - 1].as_secs_f64() * 1000.0
     );
+    let median_batch = sorted[sorted.len() / 2].as_secs_f64();
     if let Some(url) = postgres_url.clone() {
         let pool = sqlx::PgPool::connect(&url).await.expect("connect");
         sqlx::query("VACUUM ANALYZE")
@@ -295,6 +309,43 @@ async fn main() {
     println!(
         "POST /stores/{{id}}/offers, {PER_BATCH} existing offers with new prices: {:.0} ms",
         update.as_secs_f64() * 1000.0
+    );
+    let searches = [
+        ("/produits/?q=<word in 1/5 of titles>&prix_max p50", &broad),
+        ("/produits/?q=<2 words>&marque&en_promo p50", &narrow),
+        ("/produits/?q=<reference> p50", &reference),
+        ("/produits/?q=<typo> <brand> p50", &typo),
+        ("/produits/?categorie&prix_min, no q p50", &browse),
+    ];
+    for (what, latencies) in searches {
+        report_target(
+            BENCH,
+            what,
+            Goal::AtMost(SEARCH_P50_MS),
+            latencies.quantile(0.5),
+            "ms",
+        );
+    }
+    report_target(
+        BENCH,
+        "/categories/ p50",
+        Goal::AtMost(CATEGORIES_P50_MS),
+        categories.quantile(0.5),
+        "ms",
+    );
+    report_target(
+        BENCH,
+        "batch of 10,000 new offers (median)",
+        Goal::AtMost(BATCH_S),
+        median_batch,
+        "s",
+    );
+    report_target(
+        BENCH,
+        "batch of 10,000 existing offers, new prices",
+        Goal::AtMost(BATCH_S),
+        update.as_secs_f64(),
+        "s",
     );
     println!(
         "process RSS (server and client): {:.1} MiB",
