@@ -6,9 +6,10 @@
 //! with the change and is written by [`super::record`] once it succeeded.
 //! Every such handler took the same three extractors (the database, the
 //! client's address, the permission check) only to pass them on to that
-//! row; this one extractor stands for the three.
+//! row; this one extractor stands for the three. The admin routes, whose
+//! rows commit with the change, take it too for [`Audited::record_in`].
 
-use std::{marker::PhantomData, net::IpAddr, sync::Arc};
+use std::{fmt::Display, marker::PhantomData, net::IpAddr, sync::Arc};
 
 use axum::{
     extract::{FromRef, FromRequestParts},
@@ -16,7 +17,9 @@ use axum::{
 };
 use serde_json::Value;
 
-use super::{record, Entry};
+use sqlx::{Any, Transaction};
+
+use super::{record, record_in, Entry};
 use crate::{
     auth::{AuthUser, Gate},
     config::Config,
@@ -43,12 +46,35 @@ impl<P: Permission> Audited<P> {
     /// Records that the caller did `action` to `kind:id`, with `details`
     /// (`Value::Null` for none); a failure is logged, not answered (see
     /// [`super::record`]).
-    pub async fn record(&self, action: &'static str, kind: &str, id: &str, details: Value) {
-        let entry = Entry::new((&self.user).into(), action)
+    pub async fn record(&self, action: &'static str, kind: &str, id: impl Display, details: Value) {
+        record(&self.db, &self.entry(action, kind, id, details)).await;
+    }
+
+    /// The same row written in the change's own transaction `tx`, so it
+    /// commits (or rolls back) with the change: the admin routes' way.
+    pub async fn record_in(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        action: &'static str,
+        kind: &str,
+        id: impl Display,
+        details: Value,
+    ) -> Result<(), sqlx::Error> {
+        record_in(tx, &self.entry(action, kind, id, details)).await
+    }
+
+    /// The caller's row, from their address.
+    fn entry(
+        &self,
+        action: &'static str,
+        kind: &str,
+        id: impl Display,
+        details: Value,
+    ) -> Entry<'_> {
+        Entry::new((&self.user).into(), action)
             .target(kind, id)
             .ip(self.ip)
-            .details(details);
-        record(&self.db, &entry).await;
+            .details(details)
     }
 }
 

@@ -42,6 +42,7 @@ where
     Arc<RbacState>: FromRef<S>,
     Arc<Gate>: FromRef<S>,
     Arc<crate::config::Config>: FromRef<S>,
+    Database: FromRef<S>,
 {
     Router::new()
         .route(

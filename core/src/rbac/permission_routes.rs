@@ -13,12 +13,11 @@ use super::{
     store,
 };
 use crate::{
-    audit::{self, Entry},
+    audit::{self, Audited},
     db::Placeholders,
     error::{ApiError, ApiResult, FieldError},
     http::{
         answers::{InvalidInput, NameTaken},
-        client_ip::ClientIp,
         extract::{ApiJson, ApiQuery},
         pagination::{list_query, Page, SortOrder},
     },
@@ -135,8 +134,7 @@ pub struct CreatePermission {
 )]
 pub async fn create(
     State(state): State<Arc<RbacState>>,
-    ClientIp(ip): ClientIp,
-    caller: Require<RolesWrite>,
+    caller: Audited<RolesWrite>,
     ApiJson(body): ApiJson<CreatePermission>,
 ) -> ApiResult<impl IntoResponse> {
     let (resource, action) = parse_permission_name(&body.name).ok_or_else(|| {
@@ -175,14 +173,14 @@ pub async fn create(
     .await?;
     // After the fact: the permission is created in a transaction of its own
     // (shared with plugin registration).
-    audit::record(
-        &state.db,
-        &Entry::new((&caller.user).into(), audit::PERMISSION_CREATED)
-            .target("permission", id)
-            .ip(ip)
-            .details(serde_json::json!({"name": body.name})),
-    )
-    .await;
+    caller
+        .record(
+            audit::PERMISSION_CREATED,
+            "permission",
+            id,
+            serde_json::json!({"name": body.name}),
+        )
+        .await;
     let row = sqlx::query(
         "SELECT id, name, description, resource, action FROM permissions WHERE id = $1",
     )

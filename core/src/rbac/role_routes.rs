@@ -17,13 +17,12 @@ use super::paths::{PermissionPath, RoleIdPath};
 use super::permissions::{Require, RolesRead, RolesWrite};
 use super::RbacState;
 use crate::{
-    audit::{self, Entry},
+    audit::{self, Audited},
     auth::{changes::Change, roles::ADMIN_ROLE},
     db::{flag, timestamp, Database},
     error::{ApiError, ApiResult},
     http::{
         answers::{InvalidInput, NameTaken, NoSuchRole},
-        client_ip::ClientIp,
         extract::{ApiJson, ApiPath, ApiQuery},
         pagination::{list_query, Page, SortOrder},
     },
@@ -200,8 +199,7 @@ pub struct CreateRole {
 )]
 pub async fn create(
     State(state): State<Arc<RbacState>>,
-    ClientIp(ip): ClientIp,
-    caller: Require<RolesWrite>,
+    caller: Audited<RolesWrite>,
     ApiJson(body): ApiJson<CreateRole>,
 ) -> ApiResult<impl IntoResponse> {
     check_role_name(&body.name)?;
@@ -219,14 +217,15 @@ pub async fn create(
     .await
     .map_err(|error| name_taken(error, &body.name))?;
     let role = role_from_row(&row)?;
-    audit::record_in(
-        &mut tx,
-        &Entry::new((&caller.user).into(), audit::ROLE_CREATED)
-            .target("role", role.id)
-            .ip(ip)
-            .details(serde_json::json!({"name": role.name})),
-    )
-    .await?;
+    caller
+        .record_in(
+            &mut tx,
+            audit::ROLE_CREATED,
+            "role",
+            role.id,
+            serde_json::json!({"name": role.name}),
+        )
+        .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(role)))
 }
@@ -274,8 +273,7 @@ pub struct UpdateRole {
 )]
 pub async fn update(
     State(state): State<Arc<RbacState>>,
-    ClientIp(ip): ClientIp,
-    caller: Require<RolesWrite>,
+    caller: Audited<RolesWrite>,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<UpdateRole>,
 ) -> ApiResult<impl IntoResponse> {
@@ -297,14 +295,15 @@ pub async fn update(
         .execute(&mut *tx)
         .await
         .map_err(|error| name_taken(error, &name))?;
-    audit::record_in(
-        &mut tx,
-        &Entry::new((&caller.user).into(), audit::ROLE_UPDATED)
-            .target("role", id)
-            .ip(ip)
-            .details(serde_json::json!({"name": name, "previous_name": role.name})),
-    )
-    .await?;
+    caller
+        .record_in(
+            &mut tx,
+            audit::ROLE_UPDATED,
+            "role",
+            id,
+            serde_json::json!({"name": name, "previous_name": role.name}),
+        )
+        .await?;
     // Callers' role names come from the cache.
     state.auth.commit(tx, &[Change::Grants]).await?;
     Ok(Json(role_detail(&state.db, id).await?))
@@ -323,8 +322,7 @@ pub async fn update(
 )]
 pub async fn delete(
     State(state): State<Arc<RbacState>>,
-    ClientIp(ip): ClientIp,
-    caller: Require<RolesWrite>,
+    caller: Audited<RolesWrite>,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<StatusCode> {
     let role = find_role(&state.db, id).await?;
@@ -339,14 +337,15 @@ pub async fn delete(
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    audit::record_in(
-        &mut tx,
-        &Entry::new((&caller.user).into(), audit::ROLE_DELETED)
-            .target("role", id)
-            .ip(ip)
-            .details(serde_json::json!({"name": role.name})),
-    )
-    .await?;
+    caller
+        .record_in(
+            &mut tx,
+            audit::ROLE_DELETED,
+            "role",
+            id,
+            serde_json::json!({"name": role.name}),
+        )
+        .await?;
     // Its holders lose what it granted from the next request on.
     state.auth.commit(tx, &[Change::Grants]).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -376,8 +375,7 @@ async fn find_permission(db: &Database, reference: &str) -> Result<(i64, String)
 )]
 pub async fn grant(
     State(state): State<Arc<RbacState>>,
-    ClientIp(ip): ClientIp,
-    caller: Require<RolesWrite>,
+    caller: Audited<RolesWrite>,
     ApiPath((role_id, permission)): ApiPath<(i64, String)>,
 ) -> ApiResult<impl IntoResponse> {
     let role = find_role(&state.db, role_id).await?;
@@ -398,14 +396,15 @@ pub async fn grant(
         )),
         _ => error.into(),
     })?;
-    audit::record_in(
-        &mut tx,
-        &Entry::new((&caller.user).into(), audit::ROLE_PERMISSION_GRANTED)
-            .target("role", role_id)
-            .ip(ip)
-            .details(serde_json::json!({"role": role.name, "permission": permission_name})),
-    )
-    .await?;
+    caller
+        .record_in(
+            &mut tx,
+            audit::ROLE_PERMISSION_GRANTED,
+            "role",
+            role_id,
+            serde_json::json!({"role": role.name, "permission": permission_name}),
+        )
+        .await?;
     // The role's holders may use it from the next request on.
     state.auth.commit(tx, &[Change::Grants]).await?;
     Ok(Json(role_detail(&state.db, role_id).await?))
@@ -424,8 +423,7 @@ pub async fn grant(
 )]
 pub async fn revoke(
     State(state): State<Arc<RbacState>>,
-    ClientIp(ip): ClientIp,
-    caller: Require<RolesWrite>,
+    caller: Audited<RolesWrite>,
     ApiPath((role_id, permission)): ApiPath<(i64, String)>,
 ) -> ApiResult<StatusCode> {
     let role = find_role(&state.db, role_id).await?;
@@ -449,14 +447,15 @@ pub async fn revoke(
             role.name
         )));
     }
-    audit::record_in(
-        &mut tx,
-        &Entry::new((&caller.user).into(), audit::ROLE_PERMISSION_REVOKED)
-            .target("role", role_id)
-            .ip(ip)
-            .details(serde_json::json!({"role": role.name, "permission": name})),
-    )
-    .await?;
+    caller
+        .record_in(
+            &mut tx,
+            audit::ROLE_PERMISSION_REVOKED,
+            "role",
+            role_id,
+            serde_json::json!({"role": role.name, "permission": name}),
+        )
+        .await?;
     // The role's holders are refused it from the next request on.
     state.auth.commit(tx, &[Change::Grants]).await?;
     Ok(StatusCode::NO_CONTENT)

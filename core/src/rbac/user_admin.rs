@@ -18,7 +18,7 @@ use super::paths::{RoleIdPath, UserIdPath};
 use super::permissions::{Require, UsersRead, UsersWrite};
 use super::RbacState;
 use crate::{
-    audit::{self, Entry},
+    audit::{self, Audited},
     auth::{
         changes::Change,
         roles::{ADMIN_ROLE, USER_ROLE},
@@ -28,7 +28,6 @@ use crate::{
     error::{ApiError, ApiResult},
     http::{
         answers::{EmailTaken, InvalidInput, NoSuchUser},
-        client_ip::ClientIp,
         extract::{ApiJson, ApiPath, ApiQuery},
         pagination::{list_query, Page, SortOrder},
     },
@@ -244,8 +243,7 @@ pub struct CreateUser {
 )]
 pub async fn create(
     State(state): State<Arc<RbacState>>,
-    ClientIp(ip): ClientIp,
-    caller: Require<UsersWrite>,
+    caller: Audited<UsersWrite>,
     ApiJson(body): ApiJson<CreateUser>,
 ) -> ApiResult<impl IntoResponse> {
     let roles: Vec<String> = match (body.roles, body.role) {
@@ -266,14 +264,14 @@ pub async fn create(
     tracing::info!(user_id = account.id, "user created by an administrator");
     // After the fact: the account is created in a transaction of its own
     // (shared with registration and the command line).
-    audit::record(
-        &state.db,
-        &Entry::new((&caller.user).into(), audit::USER_CREATED)
-            .target("user", account.id)
-            .ip(ip)
-            .details(json!({"email": account.email, "roles": roles})),
-    )
-    .await;
+    caller
+        .record(
+            audit::USER_CREATED,
+            "user",
+            account.id,
+            json!({"email": account.email, "roles": roles}),
+        )
+        .await;
     Ok((
         StatusCode::CREATED,
         Json(find_user(&state.db, account.id).await?),
@@ -335,8 +333,7 @@ async fn is_last_active_admin(
 )]
 pub async fn assign_role(
     State(state): State<Arc<RbacState>>,
-    ClientIp(ip): ClientIp,
-    caller: Require<UsersWrite>,
+    caller: Audited<UsersWrite>,
     ApiPath((user_id, role_id)): ApiPath<(i64, i64)>,
 ) -> ApiResult<impl IntoResponse> {
     find_user(&state.db, user_id).await?;
@@ -354,14 +351,15 @@ pub async fn assign_role(
             }
             _ => error.into(),
         })?;
-    audit::record_in(
-        &mut tx,
-        &Entry::new((&caller.user).into(), audit::USER_ROLE_ASSIGNED)
-            .target("user", user_id)
-            .ip(ip)
-            .details(json!({"role": role})),
-    )
-    .await?;
+    caller
+        .record_in(
+            &mut tx,
+            audit::USER_ROLE_ASSIGNED,
+            "user",
+            user_id,
+            json!({"role": role}),
+        )
+        .await?;
     // The user holds the role's permissions from the next request on.
     state.auth.commit(tx, &[Change::User(user_id)]).await?;
     tracing::info!(user_id, role = role.as_str(), "role assigned");
@@ -381,8 +379,7 @@ pub async fn assign_role(
 )]
 pub async fn remove_role(
     State(state): State<Arc<RbacState>>,
-    ClientIp(ip): ClientIp,
-    caller: Require<UsersWrite>,
+    caller: Audited<UsersWrite>,
     ApiPath((user_id, role_id)): ApiPath<(i64, i64)>,
 ) -> ApiResult<StatusCode> {
     find_user(&state.db, user_id).await?;
@@ -404,14 +401,15 @@ pub async fn remove_role(
             "user {user_id} does not have the role {role}"
         )));
     }
-    audit::record_in(
-        &mut tx,
-        &Entry::new((&caller.user).into(), audit::USER_ROLE_REMOVED)
-            .target("user", user_id)
-            .ip(ip)
-            .details(json!({"role": role})),
-    )
-    .await?;
+    caller
+        .record_in(
+            &mut tx,
+            audit::USER_ROLE_REMOVED,
+            "user",
+            user_id,
+            json!({"role": role}),
+        )
+        .await?;
     // The role's permissions are refused from the next request on.
     state.auth.commit(tx, &[Change::User(user_id)]).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -430,8 +428,7 @@ pub async fn remove_role(
 )]
 pub async fn activate(
     State(state): State<Arc<RbacState>>,
-    ClientIp(ip): ClientIp,
-    caller: Require<UsersWrite>,
+    caller: Audited<UsersWrite>,
     ApiPath(user_id): ApiPath<i64>,
 ) -> ApiResult<impl IntoResponse> {
     find_user(&state.db, user_id).await?;
@@ -441,13 +438,15 @@ pub async fn activate(
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
-    audit::record_in(
-        &mut tx,
-        &Entry::new((&caller.user).into(), audit::USER_ACTIVATED)
-            .target("user", user_id)
-            .ip(ip),
-    )
-    .await?;
+    caller
+        .record_in(
+            &mut tx,
+            audit::USER_ACTIVATED,
+            "user",
+            user_id,
+            serde_json::Value::Null,
+        )
+        .await?;
     // New logins work from the next request on (older tokens stay dead:
     // their version is gone).
     state.auth.commit(tx, &[Change::User(user_id)]).await?;
@@ -469,8 +468,7 @@ pub async fn activate(
 )]
 pub async fn deactivate(
     State(state): State<Arc<RbacState>>,
-    ClientIp(ip): ClientIp,
-    caller: Require<UsersWrite>,
+    caller: Audited<UsersWrite>,
     ApiPath(user_id): ApiPath<i64>,
 ) -> ApiResult<impl IntoResponse> {
     if caller.user.id == user_id {
@@ -492,13 +490,15 @@ pub async fn deactivate(
     // the version bump and the revoked refresh tokens make it permanent.
     users::invalidate_tokens(&mut tx, user_id).await?;
     sessions::revoke_all_for_user(&mut tx, user_id).await?;
-    audit::record_in(
-        &mut tx,
-        &Entry::new((&caller.user).into(), audit::USER_DEACTIVATED)
-            .target("user", user_id)
-            .ip(ip),
-    )
-    .await?;
+    caller
+        .record_in(
+            &mut tx,
+            audit::USER_DEACTIVATED,
+            "user",
+            user_id,
+            serde_json::Value::Null,
+        )
+        .await?;
     // Every token of the user is refused from the next request on.
     state.auth.commit(tx, &[Change::User(user_id)]).await?;
     tracing::info!(user_id, "user deactivated");

@@ -18,7 +18,9 @@
 use serde::{Deserialize, Serialize};
 use xcore_plugin_sdk::prelude::*;
 
-use crate::{dates, flag, invalid, missing, nullable_id, patched, Crm, Id, DELETE, READ, WRITE};
+use crate::{
+    dates, flag, invalid, missing, nullable_id, patched, Clause, Crm, Id, DELETE, READ, WRITE,
+};
 
 /// The kinds of activity.
 const KINDS: [&str; 5] = ["call", "meeting", "task", "email", "note"];
@@ -207,18 +209,13 @@ impl Crm {
         window: Window,
         sort: Sort<ActivitySort>,
     ) -> Result<ListBody<Activity>, Response> {
-        let mut conditions: Vec<String> = Vec::new();
-        let mut params: Vec<Value> = Vec::new();
-        let mut bind = |condition: &str, value: Value| {
-            params.push(value);
-            conditions.push(condition.replace('?', &format!("${}", params.len())));
-        };
+        let mut clause = Clause::default();
         if filters.mine == Some(true) {
-            bind("a.assignee_id = ?", json!(caller.user_id));
+            clause.bind("a.assignee_id = ?", json!(caller.user_id));
         }
         if filters.overdue == Some(true) {
-            bind("a.done = ? AND a.due_at IS NOT NULL", json!(false));
-            bind("a.due_at < ?", json!(now()));
+            clause.bind("a.done = ? AND a.due_at IS NOT NULL", json!(false));
+            clause.bind("a.due_at < ?", json!(now()));
         }
         if let Some(kind) = filters.kind.as_deref() {
             if !KINDS.contains(&kind) {
@@ -227,25 +224,17 @@ impl Crm {
                     "must be call, meeting, task, email or note",
                 ));
             }
-            bind("a.kind = ?", json!(kind));
+            clause.bind("a.kind = ?", json!(kind));
         }
         if let Some(done) = filters.done {
-            bind("a.done = ?", json!(done));
+            clause.bind("a.done = ?", json!(done));
         }
-        for (column, value) in [
+        clause.ids([
             ("a.customer_id", filters.customer_id),
             ("a.opportunity_id", filters.opportunity_id),
             ("a.assignee_id", filters.assignee_id),
-        ] {
-            if let Some(value) = value {
-                bind(&format!("{column} = ?"), json!(value));
-            }
-        }
-        let clause = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", conditions.join(" AND "))
-        };
+        ]);
+        let (clause, params) = clause.finish();
         let sql = format!(
             "SELECT {COLUMNS} FROM crm_activities a {clause} ORDER BY {}",
             sort.order_by
@@ -302,16 +291,10 @@ impl Crm {
                 "customer_id".into(),
                 "an activity concerns a customer or an opportunity".into(),
             )),
-            Some(id) => {
-                let exists: i64 = self.host.query_scalar(
-                    "SELECT COUNT(*) FROM crm_customers WHERE id = $1",
-                    params![id],
-                )?;
-                if exists == 0 {
-                    problems.push(("customer_id".into(), "no such customer".into()));
-                }
+            Some(id) if !self.customer_exists(id)? => {
+                problems.push(("customer_id".into(), "no such customer".into()))
             }
-            None => {}
+            _ => {}
         }
         if problems.is_empty() {
             Ok(CheckedActivity {

@@ -25,7 +25,7 @@ use crate::{
     activities::Activity, invalid, missing, nullable_id, opportunities::Opportunity, search, Crm,
     Id,
 };
-use crate::{dates, patched, DELETE, READ, WRITE};
+use crate::{dates, patched, Clause, DELETE, READ, WRITE};
 
 /// A customer as the API shows it.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -422,18 +422,22 @@ impl Crm {
         Ok(self.host.query_page(&sql, params, window)?)
     }
 
+    /// Whether customer `id` exists: activities and deals must name one.
+    pub fn customer_exists(&self, id: i64) -> Result<bool, HostError> {
+        let count: i64 = self.host.query_scalar(
+            "SELECT COUNT(*) FROM crm_customers WHERE id = $1",
+            params![id],
+        )?;
+        Ok(count > 0)
+    }
+
     /// The `WHERE` clause (possibly empty) and its parameters for `filters`.
     pub fn customer_conditions(
         &self,
         filters: &CustomerFilters,
         caller: &Caller,
     ) -> Result<(String, Vec<Value>), Response> {
-        let mut conditions: Vec<String> = Vec::new();
-        let mut params: Vec<Value> = Vec::new();
-        let mut bind = |condition: &str, value: Value, params: &mut Vec<Value>| {
-            params.push(value);
-            conditions.push(condition.replace('?', &format!("${}", params.len())));
-        };
+        let mut clause = Clause::default();
         if let Some(kind) = filters.kind.as_deref() {
             if kind != "company" && kind != "person" {
                 return Err(Response::invalid("type", "must be company or person"));
@@ -445,36 +449,32 @@ impl Crm {
                 Dialect::Sqlite => "+c.type",
                 Dialect::Postgres => "c.type",
             };
-            bind(&format!("{column} = ?"), json!(kind), &mut params);
+            clause.bind(&format!("{column} = ?"), json!(kind));
         }
         if let Some(raw) = filters.tag.as_deref() {
             let tag = tag(raw).map_err(|message| Response::invalid("tag", &message))?;
             // Tags hold no LIKE wildcard but `_`, escaped here.
             let pattern = format!("%\"{}\"%", tag.replace('_', "\\_"));
-            bind("c.tags LIKE ? ESCAPE '\\'", json!(pattern), &mut params);
+            clause.bind("c.tags LIKE ? ESCAPE '\\'", json!(pattern));
         }
         if filters.mine == Some(true) {
-            bind("c.owner_id = ?", json!(caller.user_id), &mut params);
+            clause.bind("c.owner_id = ?", json!(caller.user_id));
         }
         if let Some(owner) = filters.owner_id {
-            bind("c.owner_id = ?", json!(owner), &mut params);
+            clause.bind("c.owner_id = ?", json!(owner));
         }
         if let Some(company) = filters.company_id {
-            bind("c.company_id = ?", json!(company), &mut params);
+            clause.bind("c.company_id = ?", json!(company));
         }
         if let Some(raw) = filters.created_from.as_deref() {
             let from = dates::instant(raw).map_err(|m| Response::invalid("created_from", &m))?;
-            bind("c.created_at >= ?", json!(from), &mut params);
+            clause.bind("c.created_at >= ?", json!(from));
         }
         if let Some(raw) = filters.created_to.as_deref() {
             let to = dates::range_end(raw).map_err(|m| Response::invalid("created_to", &m))?;
             // A date means the whole day: before the next midnight.
             let operator = if raw.contains('T') { "<=" } else { "<" };
-            bind(
-                &format!("c.created_at {operator} ?"),
-                json!(to),
-                &mut params,
-            );
+            clause.bind(&format!("c.created_at {operator} ?"), json!(to));
         }
         if let Some(text) = filters.search.as_deref() {
             if text.chars().count() > search::MAX_SEARCH_CHARS {
@@ -483,17 +483,11 @@ impl Crm {
             let terms = xcore_plugin_sdk::search::terms(text);
             if !terms.is_empty() {
                 let (condition, query) =
-                    search::condition(self.host.dialect()?, &terms, params.len() + 1);
-                params.push(json!(query));
-                conditions.push(condition);
+                    search::condition(self.host.dialect()?, &terms, clause.params.len() + 1);
+                clause.push(condition, json!(query));
             }
         }
-        let clause = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", conditions.join(" AND "))
-        };
-        Ok((clause, params))
+        Ok(clause.finish())
     }
 
     fn show_customer(&self, Id(id): Id) -> Result<Json<CustomerDetail>, Response> {

@@ -26,7 +26,8 @@ use serde::{Deserialize, Serialize, Serializer};
 use xcore_plugin_sdk::{prelude::*, Dialect, Statement};
 
 use crate::{
-    dates, invalid, missing, money, nullable_id, totals::Totals, Crm, Id, DELETE, READ, WRITE,
+    dates, invalid, missing, money, nullable_id, totals::Totals, Clause, Crm, Id, DELETE, READ,
+    WRITE,
 };
 
 /// Cents as the exact decimal JSON number.
@@ -446,12 +447,7 @@ impl Crm {
         window: Window,
         sort: Sort<OpportunitySort>,
     ) -> Result<ListBody<Opportunity>, Response> {
-        let mut conditions: Vec<String> = Vec::new();
-        let mut params: Vec<Value> = Vec::new();
-        let mut bind = |condition: &str, value: Value| {
-            params.push(value);
-            conditions.push(condition.replace('?', &format!("${}", params.len())));
-        };
+        let mut clause = Clause::default();
         if let Some(status) = filters.status.as_deref() {
             if !matches!(status, "open" | "won" | "lost") {
                 return Err(Response::invalid("status", "must be open, won or lost"));
@@ -471,29 +467,21 @@ impl Crm {
                 }
                 _ => "o.status",
             };
-            bind(&format!("{column} = ?"), json!(status));
+            clause.bind(&format!("{column} = ?"), json!(status));
         }
-        for (column, value) in [
+        clause.ids([
             ("o.pipeline_id", filters.pipeline_id),
             ("o.stage_id", filters.stage_id),
             ("o.customer_id", filters.customer_id),
             ("o.owner_id", filters.owner_id),
-        ] {
-            if let Some(value) = value {
-                bind(&format!("{column} = ?"), json!(value));
-            }
-        }
+        ]);
         if filters.mine == Some(true) {
-            bind("o.owner_id = ?", json!(caller.user_id));
+            clause.bind("o.owner_id = ?", json!(caller.user_id));
         }
         for word in xcore_plugin_sdk::search::terms(filters.search.as_deref().unwrap_or("")) {
-            bind("LOWER(o.title) LIKE ?", json!(format!("%{word}%")));
+            clause.bind("LOWER(o.title) LIKE ?", json!(format!("%{word}%")));
         }
-        let clause = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", conditions.join(" AND "))
-        };
+        let (clause, params) = clause.finish();
         let sql = format!("{SELECT} {clause} ORDER BY {}", sort.order_by);
         Ok(self.host.query_page(&sql, params, window)?)
     }
@@ -552,15 +540,10 @@ impl Crm {
         };
         match input.customer_id {
             None => problems.push(("customer_id".into(), "is required".into())),
-            Some(id) => {
-                let exists: i64 = self.host.query_scalar(
-                    "SELECT COUNT(*) FROM crm_customers WHERE id = $1",
-                    params![id],
-                )?;
-                if exists == 0 {
-                    problems.push(("customer_id".into(), "no such customer".into()));
-                }
+            Some(id) if !self.customer_exists(id)? => {
+                problems.push(("customer_id".into(), "no such customer".into()))
             }
+            Some(_) => {}
         }
         if problems.is_empty() {
             Ok((amount, currency, expected_close))

@@ -836,18 +836,6 @@ impl Leads {
         Ok((name, kind, config, schedule))
     }
 
-    fn taken_agent(error: HostError) -> Response {
-        match error {
-            HostError::UniqueViolation { .. } => Response::error_with_details(
-                409,
-                "CONFLICT",
-                "an agent with this name already exists",
-                &[("name", "already used")],
-            ),
-            other => other.into(),
-        }
-    }
-
     fn create_agent(&self, Json(input): Json<AgentInput>) -> Result<Created<Agent>, Response> {
         let (name, kind, config, schedule) = self.checked_agent(input, None)?;
         // A scheduled agent is due at once: the next tick of the job runs it.
@@ -861,7 +849,7 @@ impl Leads {
                 ),
                 params![name, kind, config.to_string(), schedule, next, now()],
             )
-            .map_err(Self::taken_agent)?;
+            .map_err(crate::name_taken("an agent"))?;
         Ok(Created(agent))
     }
 
@@ -879,7 +867,7 @@ impl Leads {
                  next_run_at = CASE WHEN status = 'active' THEN $4 ELSE NULL END, updated_at = $5 WHERE id = $6",
                 params![name, config.to_string(), schedule, next, now(), id],
             )
-            .map_err(Self::taken_agent)?;
+            .map_err(crate::name_taken("an agent"))?;
         Ok(Json(self.agent(id)?))
     }
 

@@ -348,18 +348,6 @@ impl Leads {
         })
     }
 
-    fn taken_campaign(error: HostError) -> Response {
-        match error {
-            HostError::UniqueViolation { .. } => Response::error_with_details(
-                409,
-                "CONFLICT",
-                "a campaign with this name already exists",
-                &[("name", "already used")],
-            ),
-            other => other.into(),
-        }
-    }
-
     fn create_campaign(
         &self,
         Json(input): Json<CampaignInput>,
@@ -375,7 +363,7 @@ impl Leads {
                 ),
                 fields.params(None),
             )
-            .map_err(Self::taken_campaign)?;
+            .map_err(crate::name_taken("a campaign"))?;
         Ok(Created(campaign))
     }
 
@@ -392,7 +380,7 @@ impl Leads {
                  target = $5, schedule = $6, webhook_url = $7, updated_at = $8 WHERE id = $9",
                 fields.params(Some(id)),
             )
-            .map_err(Self::taken_campaign)?;
+            .map_err(crate::name_taken("a campaign"))?;
         Ok(Json(self.campaign(id)?))
     }
 

@@ -166,6 +166,21 @@ impl Problems {
     }
 }
 
+/// The 409 of a write refused by a unique name (niches, campaigns and
+/// agents each have one): `what` is the thing named, with its article
+/// ("a campaign"). Any other host error passes through.
+pub fn name_taken(what: &'static str) -> impl Fn(HostError) -> Response {
+    move |error| match error {
+        HostError::UniqueViolation { .. } => Response::error_with_details(
+            409,
+            "CONFLICT",
+            &format!("{what} with this name already exists"),
+            &[("name", "already used")],
+        ),
+        other => other.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use xcore_plugin_sdk::testing::assert_routes_documented;

@@ -133,18 +133,6 @@ impl Leads {
         problems.finish()
     }
 
-    fn taken_name(error: HostError) -> Response {
-        match error {
-            HostError::UniqueViolation { .. } => Response::error_with_details(
-                409,
-                "CONFLICT",
-                "a niche with this name already exists",
-                &[("name", "already used")],
-            ),
-            other => other.into(),
-        }
-    }
-
     fn create_niche(&self, Json(input): Json<NicheInput>) -> Result<Created<Niche>, Response> {
         Self::check_niche(&input, true)?;
         let now = now();
@@ -162,7 +150,7 @@ impl Leads {
                     now
                 ],
             )
-            .map_err(Self::taken_name)?;
+            .map_err(crate::name_taken("a niche"))?;
         Ok(Created(niche))
     }
 
@@ -185,7 +173,7 @@ impl Leads {
                     id
                 ],
             )
-            .map_err(Self::taken_name)?;
+            .map_err(crate::name_taken("a niche"))?;
         Ok(Json(self.niche(id)?))
     }
 
