@@ -42,12 +42,18 @@ async fn refused(request: reqwest::RequestBuilder, message: &str) {
     assert_eq!(body["error"]["message"], message, "{body}");
 }
 
+/// Asserts that `GET path` with `key` is a standard 401 with `message`.
+async fn key_refused(server: &TestServer, key: &str, path: &str, message: &str) {
+    refused(keyed(server, Method::GET, path, key), message).await;
+}
+
 async fn create_key(server: &TestServer, token: &str, permissions: Value) -> Value {
     server
-        .as_(token)
-        .post("/auth/api-keys")
-        .json(json!({"name": "ci", "permissions": permissions}))
-        .expect(StatusCode::CREATED)
+        .create_as(
+            token,
+            "/auth/api-keys",
+            json!({"name": "ci", "permissions": permissions}),
+        )
         .await
 }
 
@@ -76,9 +82,7 @@ async fn reader(server: &TestServer, admin: &str, email: &str) -> (i64, String, 
         .await;
     let (id, _) = server.user_token(email).await;
     server
-        .as_(admin)
-        .post(&format!("/admin/users/{id}/roles/{role}"))
-        .expect(StatusCode::OK)
+        .post_as(admin, &format!("/admin/users/{id}/roles/{role}"))
         .await;
     // A token minted after the role was given.
     let token = access_token(&server.login(email, "UserPassw0rd!").await);
@@ -94,12 +98,11 @@ async fn the_seed_requests_create_list_use_and_revoke_a_key() {
     // POST /security/api-keys -> POST /auth/api-keys
     let expires = (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339();
     let created = server
-        .as_(&admin)
-        .post("/auth/api-keys")
-        .json(
+        .create_as(
+            &admin,
+            "/auth/api-keys",
             json!({"name": "nightly export", "permissions": ["users:read"], "expires_at": expires}),
         )
-        .expect(StatusCode::CREATED)
         .await;
     let key = key_of(&created);
     let id = created["id"].as_i64().expect("id");
@@ -147,11 +150,7 @@ async fn the_seed_requests_create_list_use_and_revoke_a_key() {
 
     // Another user sees none of it and cannot revoke it.
     let (_, other) = server.user_token("other@example.com").await;
-    let theirs = server
-        .as_(&other)
-        .get("/auth/api-keys")
-        .expect(StatusCode::OK)
-        .await;
+    let theirs = server.get_as(&other, "/auth/api-keys").await;
     assert_eq!(theirs["total"], 0);
     server
         .as_(&other)
@@ -162,25 +161,13 @@ async fn the_seed_requests_create_list_use_and_revoke_a_key() {
 
     // DELETE /security/api-keys/:id -> DELETE /auth/api-keys/{id}: at once.
     server
-        .as_(&admin)
-        .delete(&format!("/auth/api-keys/{id}"))
-        .expect(StatusCode::NO_CONTENT)
+        .delete_as(&admin, &format!("/auth/api-keys/{id}"))
         .await;
-    refused(
-        keyed(&server, Method::GET, "/admin/users", &key),
-        "API key revoked",
-    )
-    .await;
-    let list = server
-        .as_(&admin)
-        .get("/auth/api-keys")
-        .expect(StatusCode::OK)
-        .await;
+    key_refused(&server, &key, "/admin/users", "API key revoked").await;
+    let list = server.get_as(&admin, "/auth/api-keys").await;
     assert!(list["items"][0]["revoked_at"].is_string(), "{list}");
     server
-        .as_(&admin)
-        .delete(&format!("/auth/api-keys/{id}"))
-        .expect(StatusCode::NO_CONTENT)
+        .delete_as(&admin, &format!("/auth/api-keys/{id}"))
         .await;
     server
         .as_(&admin)
@@ -264,10 +251,11 @@ async fn creation_is_checked_and_writes_nothing_when_refused() {
     // A quoted, non-ASCII name is stored as given.
     let name = "l'export \"nocturne\" é";
     let created = server
-        .as_(&token)
-        .post("/auth/api-keys")
-        .json(json!({"name": name, "permissions": ["users:read"]}))
-        .expect(StatusCode::CREATED)
+        .create_as(
+            &token,
+            "/auth/api-keys",
+            json!({"name": name, "permissions": ["users:read"]}),
+        )
         .await;
     assert_eq!(created["name"], name);
     server.stop().await;
@@ -284,23 +272,18 @@ async fn a_key_follows_its_owner_at_once() {
     }
     // The owner loses a permission: so does the key, at the next request.
     server
-        .as_(&admin)
-        .delete(&format!("/admin/roles/{role}/permissions/users:read"))
-        .expect(StatusCode::NO_CONTENT)
+        .delete_as(
+            &admin,
+            &format!("/admin/roles/{role}/permissions/users:read"),
+        )
         .await;
     key_answers(&server, &key, "/admin/users", StatusCode::FORBIDDEN).await;
     key_answers(&server, &key, "/admin/roles", StatusCode::OK).await;
     // The owner is deactivated: the key stops at once.
     server
-        .as_(&admin)
-        .post(&format!("/admin/users/{user_id}/deactivate"))
-        .expect(StatusCode::OK)
+        .post_as(&admin, &format!("/admin/users/{user_id}/deactivate"))
         .await;
-    refused(
-        keyed(&server, Method::GET, "/admin/roles", &key),
-        "account is deactivated",
-    )
-    .await;
+    key_refused(&server, &key, "/admin/roles", "account is deactivated").await;
     server.stop().await;
 }
 
@@ -327,11 +310,7 @@ async fn forged_truncated_and_misplaced_keys_are_refused() {
         "",
     ] {
         // One message for every shape of wrong key.
-        refused(
-            keyed(&server, Method::GET, "/admin/users", forged),
-            "invalid API key",
-        )
-        .await;
+        key_refused(&server, forged, "/admin/users", "invalid API key").await;
     }
     // A key is no Bearer token, and the query string is no entrance.
     refused(
@@ -404,11 +383,7 @@ async fn a_key_cannot_manage_credentials() {
         .await;
     }
     // None of it happened: one key, unrevoked; the password unchanged.
-    let list = server
-        .as_(&admin)
-        .get("/auth/api-keys")
-        .expect(StatusCode::OK)
-        .await;
+    let list = server.get_as(&admin, "/auth/api-keys").await;
     assert_eq!(list["total"], 1);
     assert_eq!(list["items"][0]["revoked_at"], Value::Null);
     server.admin_token().await;
@@ -422,20 +397,13 @@ async fn an_expired_key_is_refused() {
     let admin = server.admin_token().await;
     let expires = chrono::Utc::now() + chrono::Duration::seconds(2);
     let created = server
-        .as_(&admin)
-        .post("/auth/api-keys")
-        .json(json!({"name": "short", "permissions": ["users:read"], "expires_at": expires.to_rfc3339()}))
-        .expect(StatusCode::CREATED)
+        .create_as(&admin, "/auth/api-keys", json!({"name": "short", "permissions": ["users:read"], "expires_at": expires.to_rfc3339()}))
         .await;
     let key = key_of(&created);
     key_answers(&server, &key, "/admin/users", StatusCode::OK).await;
     let wait = (expires - chrono::Utc::now()).num_milliseconds().max(0) as u64 + 1_100;
     tokio::time::sleep(Duration::from_millis(wait)).await;
-    refused(
-        keyed(&server, Method::GET, "/admin/users", &key),
-        "API key expired",
-    )
-    .await;
+    key_refused(&server, &key, "/admin/users", "API key expired").await;
     server.stop().await;
 }
 
@@ -466,22 +434,18 @@ async fn plugin_routes_take_keys_with_their_scopes() {
         "AUTHORIZATION_ERROR",
     )
     .await;
-    refused(
-        keyed(&server, Method::GET, whoami, "xk_0123456789abcdef_nope"),
+    key_refused(
+        &server,
+        "xk_0123456789abcdef_nope",
+        whoami,
         "invalid API key",
     )
     .await;
     let id = reading["id"].as_i64().expect("id");
     server
-        .as_(&admin)
-        .delete(&format!("/auth/api-keys/{id}"))
-        .expect(StatusCode::NO_CONTENT)
+        .delete_as(&admin, &format!("/auth/api-keys/{id}"))
         .await;
-    refused(
-        keyed(&server, Method::GET, whoami, &key_of(&reading)),
-        "API key revoked",
-    )
-    .await;
+    key_refused(&server, &key_of(&reading), whoami, "API key revoked").await;
     server.stop().await;
 }
 
@@ -498,9 +462,7 @@ async fn another_instance_refuses_a_revoked_key_after_its_poll() {
         StatusCode::OK
     );
     first
-        .as_(&admin)
-        .delete(&format!("/auth/api-keys/{}", created["id"]))
-        .expect(StatusCode::NO_CONTENT)
+        .delete_as(&admin, &format!("/auth/api-keys/{}", created["id"]))
         .await;
     // Test servers poll only when told (common::test_config): before its
     // poll the second instance still decides from memory...
@@ -510,11 +472,7 @@ async fn another_instance_refuses_a_revoked_key_after_its_poll() {
     );
     // ...and after it, the change log has evicted the key.
     second.state.auth.poll().await.expect("poll");
-    refused(
-        keyed(&second, Method::GET, "/admin/users", &key),
-        "API key revoked",
-    )
-    .await;
+    key_refused(&second, &key, "/admin/users", "API key revoked").await;
     second.stop().await;
     first.stop().await;
 }
@@ -582,11 +540,7 @@ async fn last_used_at_is_written_off_the_request_path() {
     // The default flush interval is a minute: no request wrote the row...
     assert_eq!(stored().await, None);
     // ...yet this instance shows the use at once.
-    let list = server
-        .as_(&admin)
-        .get("/auth/api-keys")
-        .expect(StatusCode::OK)
-        .await;
+    let list = server.get_as(&admin, "/auth/api-keys").await;
     let shown = list["items"][0]["last_used_at"]
         .as_str()
         .expect("shown")
@@ -595,11 +549,7 @@ async fn last_used_at_is_written_off_the_request_path() {
     let db = server.stop().await;
     let server = TestServer::start_on(db, |_| {}).await;
     let admin = server.admin_token().await;
-    let list = server
-        .as_(&admin)
-        .get("/auth/api-keys")
-        .expect(StatusCode::OK)
-        .await;
+    let list = server.get_as(&admin, "/auth/api-keys").await;
     assert_eq!(list["items"][0]["last_used_at"], shown.as_str());
     server.stop().await;
 }
@@ -651,18 +601,17 @@ async fn last_used_at_flushes_on_its_interval() {
             .expect("send");
     }
     server
-        .as_(&admin)
-        .delete(&format!("/auth/api-keys/{id}"))
-        .expect(StatusCode::NO_CONTENT)
+        .delete_as(&admin, &format!("/auth/api-keys/{id}"))
         .await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let rows = loop {
         let log = server
-            .as_(&admin)
-            .get("/admin/audit?action=api_key.&sort_by=id&sort_order=asc&limit=100")
-            .expect(StatusCode::OK)
+            .get_as(
+                &admin,
+                "/admin/audit?action=api_key.&sort_by=id&sort_order=asc&limit=100",
+            )
             .await;
-        let rows: Vec<Value> = log["items"].as_array().expect("items").clone();
+        let rows: Vec<Value> = common::items(&log).clone();
         let used = rows
             .iter()
             .filter(|row| row["action"] == "api_key.used")

@@ -21,13 +21,14 @@ async fn audit_rows(server: &TestServer, token: &str, query: &str) -> Vec<Value>
     loop {
         let separator = if query.is_empty() { "" } else { "&" };
         let page = server
-            .as_(token)
-            .get(&format!(
+            .get_as(
+                token,
+                &format!(
                 "/admin/audit?{query}{separator}sort_by=id&sort_order=asc&limit=100&skip={skip}"
-            ))
-            .expect(StatusCode::OK)
+            ),
+            )
             .await;
-        let items = page["items"].as_array().expect("items").clone();
+        let items = common::items(&page).clone();
         skip += items.len();
         rows.extend(items);
         if page["has_more"] != true {
@@ -121,17 +122,14 @@ async fn authentication_acts_are_recorded_without_any_secret() {
     let token = access_token(&tokens);
 
     let changed = server
-        .as_(&token)
-        .put("/auth/password/update")
-        .json(json!({"current_password": first, "new_password": second}))
-        .expect(StatusCode::OK)
+        .put_as(
+            &token,
+            "/auth/password/update",
+            json!({"current_password": first, "new_password": second}),
+        )
         .await;
     let token = access_token(&changed);
-    server
-        .as_(&token)
-        .post("/auth/logout")
-        .expect(StatusCode::NO_CONTENT)
-        .await;
+    server.logout(&token).await;
 
     for who in [email, "ghost@example.com"] {
         server
@@ -231,32 +229,37 @@ async fn role_permission_and_user_changes_are_recorded_with_their_actor() {
         .await;
     let role_id = role["id"].as_i64().expect("role id");
     server
-        .as_(&admin)
-        .put(&format!("/admin/roles/{role_id}"))
-        .json(json!({"name": "reviewers"}))
-        .expect(StatusCode::OK)
+        .put_as(
+            &admin,
+            &format!("/admin/roles/{role_id}"),
+            json!({"name": "reviewers"}),
+        )
         .await;
     server
-        .as_(&admin)
-        .post("/admin/permissions")
-        .json(json!({"name": "reports:read", "description": "Read reports"}))
-        .expect(StatusCode::CREATED)
+        .create_as(
+            &admin,
+            "/admin/permissions",
+            json!({"name": "reports:read", "description": "Read reports"}),
+        )
         .await;
     server
-        .as_(&admin)
-        .post(&format!("/admin/roles/{role_id}/permissions/reports:read"))
-        .expect(StatusCode::OK)
+        .post_as(
+            &admin,
+            &format!("/admin/roles/{role_id}/permissions/reports:read"),
+        )
         .await;
     server
-        .as_(&admin)
-        .delete(&format!("/admin/roles/{role_id}/permissions/reports:read"))
-        .expect(StatusCode::NO_CONTENT)
+        .delete_as(
+            &admin,
+            &format!("/admin/roles/{role_id}/permissions/reports:read"),
+        )
         .await;
     let user = server
-        .as_(&admin)
-        .post("/admin/users")
-        .json(json!({"email": "bob@example.com", "password": "BobPassw0rd!", "name": "Bob"}))
-        .expect(StatusCode::CREATED)
+        .create_as(
+            &admin,
+            "/admin/users",
+            json!({"email": "bob@example.com", "password": "BobPassw0rd!", "name": "Bob"}),
+        )
         .await;
     let user_id = user["id"].as_i64().expect("user id");
     let user_path = format!("/admin/users/{user_id}");
@@ -340,22 +343,18 @@ async fn task_changes_are_recorded() {
     let server = TestServer::start().await;
     let admin = server.admin_token().await;
     server
-        .as_(&admin)
-        .post("/system/tasks")
-        .json(json!({"id": "nightly", "type": "cron", "schedule": "0 2 * * *", "job": "core.prune_task_runs"}))
-        .expect(StatusCode::CREATED)
+        .create_as(&admin, "/system/tasks", json!({"id": "nightly", "type": "cron", "schedule": "0 2 * * *", "job": "core.prune_task_runs"}))
         .await;
     server
-        .as_(&admin)
-        .put("/system/tasks/nightly")
-        .json(json!({"name": "Nightly prune"}))
-        .expect(StatusCode::OK)
+        .put_as(
+            &admin,
+            "/system/tasks/nightly",
+            json!({"name": "Nightly prune"}),
+        )
         .await;
     for step in ["pause", "resume", "run"] {
         server
-            .as_(&admin)
-            .post(&format!("/system/tasks/nightly/{step}"))
-            .expect(StatusCode::OK)
+            .post_as(&admin, &format!("/system/tasks/nightly/{step}"))
             .await;
     }
     // Deleting waits for no run: retry while the manual run still holds it.
@@ -421,16 +420,10 @@ async fn plugin_changes_are_recorded_with_the_caller_or_system() {
     expect_status(installed, StatusCode::CREATED).await;
     for step in ["disable", "enable", "reload"] {
         server
-            .as_(&admin)
-            .post(&format!("/system/plugins/hello/{step}"))
-            .expect(StatusCode::OK)
+            .post_as(&admin, &format!("/system/plugins/hello/{step}"))
             .await;
     }
-    server
-        .as_(&admin)
-        .delete("/system/plugins/hello")
-        .expect(StatusCode::NO_CONTENT)
-        .await;
+    server.delete_as(&admin, "/system/plugins/hello").await;
     let rows = audit_rows(&server, &admin, "action=plugin.").await;
     let by_api: Vec<&Value> = rows.iter().filter(|r| r["actor"] != "system").collect();
     let actions: Vec<&str> = by_api
@@ -538,11 +531,7 @@ async fn the_log_filters_pages_sorts_and_refuses_bad_queries() {
     assert!(future.is_empty());
 
     // Paging and the default order: newest first.
-    let page = server
-        .as_(&admin)
-        .get("/admin/audit?limit=4&skip=4")
-        .expect(StatusCode::OK)
-        .await;
+    let page = server.get_as(&admin, "/admin/audit?limit=4&skip=4").await;
     assert_eq!(page["total"], 6, "reading the log adds no row: {page}");
     assert_eq!(
         (
@@ -555,29 +544,22 @@ async fn the_log_filters_pages_sorts_and_refuses_bad_queries() {
         (Some(4), Some(4), Some(2), Some(2), Some(false)),
         "{page}"
     );
-    let first_page = server
-        .as_(&admin)
-        .get("/admin/audit?limit=4")
-        .expect(StatusCode::OK)
-        .await;
-    let ids: Vec<i64> = first_page["items"]
-        .as_array()
-        .expect("items")
+    let first_page = server.get_as(&admin, "/admin/audit?limit=4").await;
+    let ids: Vec<i64> = common::items(&first_page)
         .iter()
-        .chain(page["items"].as_array().expect("items"))
+        .chain(common::items(&page))
         .map(|row| row["id"].as_i64().expect("id"))
         .collect();
     let mut newest_first = ids.clone();
     newest_first.sort_unstable_by(|a, b| b.cmp(a));
     assert_eq!(ids, newest_first);
     let by_action = server
-        .as_(&admin)
-        .get("/admin/audit?sort_by=action&sort_order=asc&limit=100")
-        .expect(StatusCode::OK)
+        .get_as(
+            &admin,
+            "/admin/audit?sort_by=action&sort_order=asc&limit=100",
+        )
         .await;
-    let actions: Vec<&str> = by_action["items"]
-        .as_array()
-        .expect("items")
+    let actions: Vec<&str> = common::items(&by_action)
         .iter()
         .map(|row| row["action"].as_str().expect("action"))
         .collect();
@@ -651,26 +633,20 @@ async fn only_holders_of_audit_read_may_read_the_log() {
     );
     // Granted through a role (not only to admins), it works at once.
     let role = server
-        .as_(&admin)
-        .post("/admin/roles")
-        .json(json!({"name": "auditor"}))
-        .expect(StatusCode::CREATED)
+        .create_as(&admin, "/admin/roles", json!({"name": "auditor"}))
         .await;
     let role_id = role["id"].as_i64().expect("id");
     server
-        .as_(&admin)
-        .post(&format!("/admin/roles/{role_id}/permissions/audit:read"))
-        .expect(StatusCode::OK)
+        .post_as(
+            &admin,
+            &format!("/admin/roles/{role_id}/permissions/audit:read"),
+        )
         .await;
     server
-        .as_(&admin)
-        .post(&format!("/admin/users/{dave_id}/roles/{role_id}"))
-        .expect(StatusCode::OK)
+        .post_as(&admin, &format!("/admin/users/{dave_id}/roles/{role_id}"))
         .await;
     let page = server
-        .as_(&dave)
-        .get("/admin/audit?action=user.role_assigned")
-        .expect(StatusCode::OK)
+        .get_as(&dave, "/admin/audit?action=user.role_assigned")
         .await;
     assert_eq!(page["total"], 1, "{page}");
     assert_eq!(page["items"][0]["target"], format!("user:{dave_id}"));
@@ -700,9 +676,7 @@ async fn the_retention_task_deletes_old_rows_only() {
 
     let mut events = server.state.events.subscribe();
     server
-        .as_(&admin)
-        .post("/system/tasks/prune_audit_log/run")
-        .expect(StatusCode::OK)
+        .post_as(&admin, "/system/tasks/prune_audit_log/run")
         .await;
     let completed = loop {
         let data = next_bus_event(&mut events, "task.completed").await;
@@ -814,31 +788,18 @@ async fn without_the_log_table_transactional_changes_fail_whole_and_others_still
         .json(json!({"name": "unlogged"}))
         .expect_error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR")
         .await;
-    let roles = server
-        .as_(&admin)
-        .get("/admin/roles?limit=100")
-        .expect(StatusCode::OK)
-        .await;
+    let roles = server.get_as(&admin, "/admin/roles?limit=100").await;
     assert!(
-        !roles["items"]
-            .as_array()
-            .expect("items")
+        !common::items(&roles)
             .iter()
             .any(|role| role["name"] == "unlogged"),
         "{roles}"
     );
     // Written after the fact: the done change still answers as done.
     server
-        .as_(&admin)
-        .post("/system/tasks")
-        .json(json!({"id": "unlogged", "type": "cron", "schedule": "0 2 * * *", "job": "core.prune_task_runs"}))
-        .expect(StatusCode::CREATED)
+        .create_as(&admin, "/system/tasks", json!({"id": "unlogged", "type": "cron", "schedule": "0 2 * * *", "job": "core.prune_task_runs"}))
         .await;
-    server
-        .as_(&admin)
-        .get("/system/tasks/unlogged")
-        .expect(StatusCode::OK)
-        .await;
+    server.get_as(&admin, "/system/tasks/unlogged").await;
     // A failed login is still refused as such, not as a server error.
     server
         .anonymous()

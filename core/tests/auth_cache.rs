@@ -49,7 +49,7 @@ async fn refused(server: &TestServer, token: &str) -> String {
 /// Gives user `id` the role `role` (as `admin`); the assignment's path.
 async fn assign(server: &TestServer, admin: &str, id: i64, role: i64) -> String {
     let path = format!("/admin/users/{id}/roles/{role}");
-    server.as_(admin).post(&path).expect(StatusCode::OK).await;
+    server.post_as(admin, &path).await;
     path
 }
 
@@ -79,21 +79,12 @@ async fn logout_refuses_the_token_and_its_session_at_once() {
     let tokens = server.login("lou@example.com", PASSWORD).await;
     let token = access_token(&tokens);
     // A second access token of the same session.
-    let rotated = server
-        .anonymous()
-        .post("/auth/refresh")
-        .json(json!({"refresh_token": tokens["refresh_token"]}))
-        .expect(StatusCode::OK)
-        .await;
+    let rotated = server.refresh(&tokens).await;
     let sibling = access_token(&rotated);
     answers(&server, "/auth/me", &token, StatusCode::OK).await;
     answers(&server, "/auth/me", &sibling, StatusCode::OK).await;
 
-    server
-        .as_(&token)
-        .post("/auth/logout")
-        .expect(StatusCode::NO_CONTENT)
-        .await;
+    server.logout(&token).await;
     assert_eq!(refused(&server, &token).await, "token revoked");
     assert_eq!(refused(&server, &sibling).await, "session revoked");
     server.stop().await;
@@ -105,10 +96,11 @@ async fn password_change_refuses_older_tokens_at_once() {
     let (_, token) = server.user_token("pat@example.com").await;
     answers(&server, "/auth/me", &token, StatusCode::OK).await;
     let changed = server
-        .as_(&token)
-        .put("/auth/password/update")
-        .json(json!({"current_password": PASSWORD, "new_password": "NewPassw0rd!!"}))
-        .expect(StatusCode::OK)
+        .put_as(
+            &token,
+            "/auth/password/update",
+            json!({"current_password": PASSWORD, "new_password": "NewPassw0rd!!"}),
+        )
         .await;
     assert_eq!(refused(&server, &token).await, SUPERSEDED);
     answers(&server, "/auth/me", &access_token(&changed), StatusCode::OK).await;
@@ -144,7 +136,7 @@ async fn deactivation_and_activation_apply_at_once() {
     let (id, token) = server.user_token("dee@example.com").await;
     answers(&server, "/auth/me", &token, StatusCode::OK).await;
     let path = format!("/admin/users/{id}/deactivate");
-    server.as_(&admin).post(&path).expect(StatusCode::OK).await;
+    server.post_as(&admin, &path).await;
     assert_eq!(refused(&server, &token).await, SUPERSEDED);
     // Warm the cache with the deactivated state: a new token (its version
     // current) is refused for the account, not the version.
@@ -160,7 +152,7 @@ async fn deactivation_and_activation_apply_at_once() {
         .expect("issue");
     assert_eq!(refused(&server, &current).await, "account is deactivated");
     let path = format!("/admin/users/{id}/activate");
-    server.as_(&admin).post(&path).expect(StatusCode::OK).await;
+    server.post_as(&admin, &path).await;
     answers(&server, "/auth/me", &current, StatusCode::OK).await;
     let fresh = access_token(&server.login("dee@example.com", PASSWORD).await);
     answers(&server, "/auth/me", &fresh, StatusCode::OK).await;
@@ -180,11 +172,7 @@ async fn role_assignment_and_removal_apply_at_once() {
     let path = assign(&server, &admin, id, auditor).await;
     answers(&server, "/admin/roles", &token, StatusCode::OK).await;
 
-    server
-        .as_(&admin)
-        .delete(&path)
-        .expect(StatusCode::NO_CONTENT)
-        .await;
+    server.delete_as(&admin, &path).await;
     answers(&server, "/admin/roles", &token, StatusCode::FORBIDDEN).await;
     server.stop().await;
 }
@@ -199,14 +187,10 @@ async fn grant_and_revoke_apply_at_once() {
     answers(&server, "/admin/users", &token, StatusCode::FORBIDDEN).await;
 
     let grant = format!("/admin/roles/{auditor}/permissions/users:read");
-    server.as_(&admin).post(&grant).expect(StatusCode::OK).await;
+    server.post_as(&admin, &grant).await;
     answers(&server, "/admin/users", &token, StatusCode::OK).await;
 
-    server
-        .as_(&admin)
-        .delete(&grant)
-        .expect(StatusCode::NO_CONTENT)
-        .await;
+    server.delete_as(&admin, &grant).await;
     answers(&server, "/admin/users", &token, StatusCode::FORBIDDEN).await;
     server.stop().await;
 }
@@ -221,11 +205,7 @@ async fn a_deleted_role_grants_nothing_from_the_next_request() {
     answers(&server, "/admin/roles", &token, StatusCode::OK).await;
 
     let path = format!("/admin/roles/{auditor}");
-    server
-        .as_(&admin)
-        .delete(&path)
-        .expect(StatusCode::NO_CONTENT)
-        .await;
+    server.delete_as(&admin, &path).await;
     answers(&server, "/admin/roles", &token, StatusCode::FORBIDDEN).await;
     assert_eq!(roles_of(&server, &token).await, json!(["user"]));
     server.stop().await;
@@ -240,10 +220,11 @@ async fn a_renamed_role_shows_its_new_name_at_once() {
     assign(&server, &admin, id, auditor).await;
     assert_eq!(roles_of(&server, &token).await, json!(["auditor", "user"]));
     server
-        .as_(&admin)
-        .put(&format!("/admin/roles/{auditor}"))
-        .json(json!({"name": "inspector"}))
-        .expect(StatusCode::OK)
+        .put_as(
+            &admin,
+            &format!("/admin/roles/{auditor}"),
+            json!({"name": "inspector"}),
+        )
         .await;
     assert_eq!(
         roles_of(&server, &token).await,
@@ -261,10 +242,11 @@ async fn a_new_permission_reaches_admins_at_once() {
         "reports:generate"
     );
     server
-        .as_(&admin)
-        .post("/admin/permissions")
-        .json(json!({"name": "reports:generate"}))
-        .expect(StatusCode::CREATED)
+        .create_as(
+            &admin,
+            "/admin/permissions",
+            json!({"name": "reports:generate"}),
+        )
         .await;
     assert!(
         holds(&server, &admin, "reports:generate").await,
@@ -296,20 +278,13 @@ async fn plugin_permissions_apply_when_registered_and_when_purged() {
 
     let source = sources.path().join("libxcore_plugin_hello.so");
     server
-        .as_(&admin)
-        .post("/system/plugins")
-        .json(json!({"name": "hello", "source": source.display().to_string()}))
-        .expect(StatusCode::CREATED)
+        .install_plugin(&admin, "hello", &source.display().to_string())
         .await;
     // The admin's cached grants gained the plugin's permissions.
     answers(&server, "/api/v1/hello/greetings", &admin, StatusCode::OK).await;
 
     let purge = "/system/plugins/hello?purge=true";
-    server
-        .as_(&admin)
-        .delete(purge)
-        .expect(StatusCode::NO_CONTENT)
-        .await;
+    server.delete_as(&admin, purge).await;
     assert!(!holds(&server, &admin, "hello:read").await, "hello:read");
     server.stop().await;
 }
@@ -341,18 +316,9 @@ async fn revocations_and_deletions_survive_a_restart() {
     server.register("rex@example.com", PASSWORD).await;
     let tokens = server.login("rex@example.com", PASSWORD).await;
     let token = access_token(&tokens);
-    let rotated = server
-        .anonymous()
-        .post("/auth/refresh")
-        .json(json!({"refresh_token": tokens["refresh_token"]}))
-        .expect(StatusCode::OK)
-        .await;
+    let rotated = server.refresh(&tokens).await;
     let sibling = access_token(&rotated);
-    server
-        .as_(&token)
-        .post("/auth/logout")
-        .expect(StatusCode::NO_CONTENT)
-        .await;
+    server.logout(&token).await;
     let (_, doomed) = server.user_token("gone@example.com").await;
     let admin = server.admin_token().await;
     answers(&server, "/auth/me", &admin, StatusCode::OK).await;
@@ -382,7 +348,7 @@ async fn another_instance_applies_changes_at_its_next_poll() {
     let auditor = first.create_role(&admin, "auditor", &["roles:read"]).await;
     let (id, token) = first.user_token("two@example.com").await;
     let assign = format!("/admin/users/{id}/roles/{auditor}");
-    first.as_(&admin).post(&assign).expect(StatusCode::OK).await;
+    first.post_as(&admin, &assign).await;
     let other = access_token(&first.login("two@example.com", PASSWORD).await);
     // The second instance caches all of it.
     answers(&second, "/admin/roles", &token, StatusCode::OK).await;
@@ -390,16 +356,8 @@ async fn another_instance_applies_changes_at_its_next_poll() {
 
     // Changes on the first instance: a revoke, a logout.
     let revoke = format!("/admin/roles/{auditor}/permissions/roles:read");
-    first
-        .as_(&admin)
-        .delete(&revoke)
-        .expect(StatusCode::NO_CONTENT)
-        .await;
-    first
-        .as_(&other)
-        .post("/auth/logout")
-        .expect(StatusCode::NO_CONTENT)
-        .await;
+    first.delete_as(&admin, &revoke).await;
+    first.logout(&other).await;
     // Until it polls, the second instance decides on what it knew: the
     // bound documented for other instances.
     answers(&second, "/admin/roles", &token, StatusCode::OK).await;
@@ -410,11 +368,7 @@ async fn another_instance_applies_changes_at_its_next_poll() {
     // A deactivation whose log rows were pruned before the second instance
     // read them: the hole in the log makes it reload everything.
     let deactivate = format!("/admin/users/{id}/deactivate");
-    first
-        .as_(&admin)
-        .post(&deactivate)
-        .expect(StatusCode::OK)
-        .await;
+    first.post_as(&admin, &deactivate).await;
     sqlx::query("DELETE FROM auth_changes")
         .execute(first.state.db.pool())
         .await

@@ -15,7 +15,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{call, expect_error, expect_status, ws, PluginApp};
+use common::{expect_error, expect_status, ws, PluginApp};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -23,16 +23,10 @@ use tokio_tungstenite::tungstenite::Message;
 
 const API: &str = "/api/v1/crm";
 
-/// The host with the products and crm plugins.
-struct Crm(PluginApp);
-
-impl std::ops::Deref for Crm {
-    type Target = PluginApp;
-
-    fn deref(&self) -> &PluginApp {
-        &self.0
-    }
-}
+common::plugin_app!(
+    /// The host with the products and crm plugins.
+    Crm
+);
 
 async fn start() -> Crm {
     Crm(PluginApp::start(API, &["products", "crm"], |_| {}).await)
@@ -40,26 +34,31 @@ async fn start() -> Crm {
 
 impl Crm {
     async fn product(&self, sku: &str, price: f64) -> i64 {
-        let created = expect_status(
-            call(
-                &self.server,
-                Method::POST,
-                "/api/v1/products",
+        let created = self
+            .server
+            .create_as(
                 &self.admin,
-                Some(json!({"sku": sku, "name": format!("Product {sku}"), "price": price, "stock": 5})),
+                "/api/v1/products",
+                json!({"sku": sku, "name": format!("Product {sku}"), "price": price, "stock": 5}),
             )
-            .await,
-            StatusCode::CREATED,
-        )
-        .await;
+            .await;
         created["id"].as_i64().expect("product id")
+    }
+
+    /// Marks the opportunity `id` won (200); the opportunity.
+    async fn win(&self, id: impl std::fmt::Display) -> Value {
+        self.action(&format!("/opportunities/{id}/won"), None).await
+    }
+
+    /// Marks the opportunity `id` lost for `reason` (200); the opportunity.
+    async fn lose(&self, id: impl std::fmt::Display, reason: &str) -> Value {
+        let path = format!("/opportunities/{id}/lost");
+        self.action(&path, json!({"reason": reason})).await
     }
 
     async fn default_pipeline(&self) -> Value {
         let pipelines = self.get("/pipelines").await;
-        pipelines["items"]
-            .as_array()
-            .expect("items")
+        common::items(&pipelines)
             .iter()
             .find(|p| p["is_default"] == true)
             .cloned()
@@ -68,9 +67,7 @@ impl Crm {
 }
 
 fn ids(list: &Value) -> Vec<i64> {
-    list["items"]
-        .as_array()
-        .expect("items")
+    common::items(list)
         .iter()
         .map(|item| item["id"].as_i64().expect("id"))
         .collect()
@@ -112,12 +109,10 @@ async fn customers_crud_search_filters_export_and_rbac() {
 
     // A taken email (any case) is a 409 naming it and its holder.
     let taken = crm
-        .refused(
+        .conflict(
             Method::POST,
             "/customers",
-            Some(json!({"type": "person", "name": "Other", "email": "CONTACT@acme.com"})),
-            StatusCode::CONFLICT,
-            "CONFLICT",
+            json!({"type": "person", "name": "Other", "email": "CONTACT@acme.com"}),
         )
         .await;
     let message = taken["error"]["message"].as_str().expect("message");
@@ -129,12 +124,10 @@ async fn customers_crud_search_filters_export_and_rbac() {
 
     // Every problem at once.
     let invalid = crm
-        .refused(
+        .invalid(
             Method::POST,
             "/customers",
-            Some(json!({"type": "robot", "name": " ", "email": "nope", "tags": ["a\"b"]})),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "VALIDATION_ERROR",
+            json!({"type": "robot", "name": " ", "email": "nope", "tags": ["a\"b"]}),
         )
         .await;
     let fields: Vec<&str> = invalid["error"]["details"]
@@ -146,12 +139,10 @@ async fn customers_crud_search_filters_export_and_rbac() {
     for field in ["type", "name", "email", "tags"] {
         assert!(fields.contains(&field), "{field} in {fields:?}");
     }
-    crm.refused(
+    crm.invalid(
         Method::POST,
         "/customers",
-        Some(json!({"type": "person", "name": "Jane", "company_id": 999_999})),
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_ERROR",
+        json!({"type": "person", "name": "Jane", "company_id": 999_999}),
     )
     .await;
 
@@ -187,40 +178,20 @@ async fn customers_crud_search_filters_export_and_rbac() {
     )
     .await;
     assert_eq!(list["total"], 3);
-    expect_error(
-        crm.send_as(
-            &reader,
-            Method::POST,
-            "/customers",
-            Some(json!({"name": "X"})),
-        )
-        .await,
-        StatusCode::FORBIDDEN,
-        "AUTHORIZATION_ERROR",
+    crm.forbidden_as(&reader, Method::POST, "/customers", json!({"name": "X"}))
+        .await;
+    crm.forbidden_as(
+        &reader,
+        Method::PUT,
+        &format!("/customers/{acme_id}"),
+        json!({"name": "X"}),
     )
     .await;
-    expect_error(
-        crm.send_as(
-            &reader,
-            Method::PUT,
-            &format!("/customers/{acme_id}"),
-            Some(json!({"name": "X"})),
-        )
-        .await,
-        StatusCode::FORBIDDEN,
-        "AUTHORIZATION_ERROR",
-    )
-    .await;
-    expect_error(
-        crm.send_as(
-            &seller,
-            Method::DELETE,
-            &format!("/customers/{globex_id}"),
-            None,
-        )
-        .await,
-        StatusCode::FORBIDDEN,
-        "AUTHORIZATION_ERROR",
+    crm.forbidden_as(
+        &seller,
+        Method::DELETE,
+        &format!("/customers/{globex_id}"),
+        None,
     )
     .await;
     let _ = reader_id;
@@ -289,30 +260,12 @@ async fn customers_crud_search_filters_export_and_rbac() {
         crm.get("/customers?created_to=2000-01-01").await["total"],
         0
     );
-    crm.refused(
-        Method::GET,
-        "/customers?created_from=yesterday",
-        None,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_ERROR",
-    )
-    .await;
-    crm.refused(
-        Method::GET,
-        "/customers?type=robot",
-        None,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_ERROR",
-    )
-    .await;
-    crm.refused(
-        Method::GET,
-        "/customers?sort_by=password",
-        None,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_ERROR",
-    )
-    .await;
+    crm.invalid(Method::GET, "/customers?created_from=yesterday", None)
+        .await;
+    crm.invalid(Method::GET, "/customers?type=robot", None)
+        .await;
+    crm.invalid(Method::GET, "/customers?sort_by=password", None)
+        .await;
 
     // Sorting and paging.
     let by_name = crm.get("/customers?sort_by=name&order=desc").await;
@@ -329,40 +282,21 @@ async fn customers_crud_search_filters_export_and_rbac() {
 
     // Update (partial), the email rule on update, 404s.
     let updated = crm
-        .ok(
-            Method::PUT,
+        .put(
             &format!("/customers/{globex_id}"),
-            Some(json!({"phone": "0102030405", "tags": ["prospect"]})),
-            StatusCode::OK,
+            json!({"phone": "0102030405", "tags": ["prospect"]}),
         )
         .await;
     assert_eq!(updated["name"], "Globex");
     assert_eq!(updated["phone"], "0102030405");
     assert_eq!(updated["tags"], json!(["prospect"]));
-    crm.refused(
-        Method::PUT,
+    crm.put_conflict(
         &format!("/customers/{globex_id}"),
-        Some(json!({"email": "jane@acme.com"})),
-        StatusCode::CONFLICT,
-        "CONFLICT",
+        json!({"email": "jane@acme.com"}),
     )
     .await;
-    crm.refused(
-        Method::GET,
-        "/customers/999999",
-        None,
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-    )
-    .await;
-    crm.refused(
-        Method::GET,
-        "/customers/abc",
-        None,
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-    )
-    .await;
+    crm.not_found(Method::GET, "/customers/999999").await;
+    crm.not_found(Method::GET, "/customers/abc").await;
     crm.refused(
         Method::PUT,
         "/customers/999999",
@@ -385,13 +319,7 @@ async fn customers_crud_search_filters_export_and_rbac() {
             json!({"title": "Old deal", "customer_id": acme_id, "amount": 10}),
         )
         .await;
-    crm.ok(
-        Method::POST,
-        &format!("/opportunities/{}/lost", lost["id"]),
-        Some(json!({"reason": "price"})),
-        StatusCode::OK,
-    )
-    .await;
+    crm.lose(&lost["id"], "price").await;
     crm.post(
         "/activities",
         json!({"type": "call", "subject": "Intro call", "customer_id": acme_id}),
@@ -441,29 +369,9 @@ async fn customers_crud_search_filters_export_and_rbac() {
 
     // Delete: 409 while deals refer to it; a customer without is gone, its
     // people detached.
-    crm.refused(
-        Method::DELETE,
-        &format!("/customers/{acme_id}"),
-        None,
-        StatusCode::CONFLICT,
-        "CONFLICT",
-    )
-    .await;
-    crm.ok(
-        Method::DELETE,
-        &format!("/customers/{globex_id}"),
-        None,
-        StatusCode::NO_CONTENT,
-    )
-    .await;
-    crm.refused(
-        Method::GET,
-        &format!("/customers/{globex_id}"),
-        None,
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-    )
-    .await;
+    crm.conflict(Method::DELETE, &format!("/customers/{acme_id}"), None)
+        .await;
+    crm.remove(&format!("/customers/{globex_id}")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -530,18 +438,13 @@ async fn pipelines_opportunities_lines_stages_won_and_lost() {
     assert_eq!(deal["amount"], 509.79, "the lines' exact total");
 
     // A catalogue price change does not touch existing lines.
-    expect_status(
-        call(
-            &crm.server,
-            Method::PUT,
-            &format!("/api/v1/products/{keyboard}"),
+    crm.server
+        .put_as(
             &crm.admin,
-            Some(json!({"price": 59.99})),
+            &format!("/api/v1/products/{keyboard}"),
+            json!({"price": 59.99}),
         )
-        .await,
-        StatusCode::OK,
-    )
-    .await;
+        .await;
     assert_eq!(
         crm.get(&format!("/opportunities/{deal_id}")).await["lines"][0]["unit_price"],
         49.99
@@ -549,13 +452,11 @@ async fn pipelines_opportunities_lines_stages_won_and_lost() {
 
     // A product that does not exist is a 422 naming the line.
     let missing = crm
-        .refused(
+        .invalid(
             Method::POST,
             "/opportunities",
-            Some(json!({"title": "Ghost", "customer_id": customer_id,
-                        "lines": [{"product_id": keyboard}, {"product_id": 999_999}]})),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "VALIDATION_ERROR",
+            json!({"title": "Ghost", "customer_id": customer_id,
+                        "lines": [{"product_id": keyboard}, {"product_id": 999_999}]}),
         )
         .await;
     assert_eq!(
@@ -567,15 +468,11 @@ async fn pipelines_opportunities_lines_stages_won_and_lost() {
         .expect("m")
         .contains("999999"));
     // Pricing reads the catalogue with the caller's rights.
-    expect_error(
-        crm.send_as(&no_catalogue,
-            Method::POST,
-            "/opportunities",
-            Some(json!({"title": "Blind", "customer_id": customer_id, "lines": [{"product_id": keyboard}]})),
-        )
-        .await,
-        StatusCode::FORBIDDEN,
-        "AUTHORIZATION_ERROR",
+    crm.forbidden_as(
+        &no_catalogue,
+        Method::POST,
+        "/opportunities",
+        json!({"title": "Blind", "customer_id": customer_id, "lines": [{"product_id": keyboard}]}),
     )
     .await;
     // Without lines, the amount is the client's, exact; other 422s.
@@ -590,15 +487,11 @@ async fn pipelines_opportunities_lines_stages_won_and_lost() {
     assert_eq!(plain["currency"], "USD");
     assert_eq!(plain["probability"], 60, "its own probability");
     let bad = crm
-        .refused(
+        .invalid(
             Method::POST,
             "/opportunities",
-            Some(
-                json!({"title": "", "customer_id": 999_999, "amount": 1.234, "currency": "EURO",
+            json!({"title": "", "customer_id": 999_999, "amount": 1.234, "currency": "EURO",
                         "probability": 101, "expected_close": "soon"}),
-            ),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "VALIDATION_ERROR",
         )
         .await;
     assert_eq!(
@@ -632,21 +525,17 @@ async fn pipelines_opportunities_lines_stages_won_and_lost() {
 
     // Stage moves, recorded with who and when.
     let moved = crm
-        .ok(
-            Method::POST,
+        .action(
             &format!("/opportunities/{deal_id}/stage"),
-            Some(json!({"stage_id": proposal})),
-            StatusCode::OK,
+            json!({"stage_id": proposal}),
         )
         .await;
     assert_eq!(moved["stage_id"], proposal);
     assert_eq!(moved["probability"], 50);
-    crm.refused(
+    crm.invalid(
         Method::POST,
         &format!("/opportunities/{deal_id}/stage"),
-        Some(json!({"stage_id": stage_id(&pipeline, "Won")})),
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_ERROR",
+        json!({"stage_id": stage_id(&pipeline, "Won")}),
     )
     .await;
     let won = expect_status(
@@ -669,25 +558,17 @@ async fn pipelines_opportunities_lines_stages_won_and_lost() {
         ("lost", json!({"reason": "changed mind"})),
         ("won", json!({})),
     ] {
-        crm.refused(
+        crm.conflict(
             Method::POST,
             &format!("/opportunities/{deal_id}/{path}"),
-            Some(body),
-            StatusCode::CONFLICT,
-            "CONFLICT",
+            body,
         )
         .await;
     }
-    crm.refused(
-        Method::PUT,
-        &format!("/opportunities/{deal_id}"),
-        Some(json!({"title": "x"})),
-        StatusCode::CONFLICT,
-        "CONFLICT",
-    )
-    .await;
+    crm.put_conflict(&format!("/opportunities/{deal_id}"), json!({"title": "x"}))
+        .await;
     let history = crm.get(&format!("/opportunities/{deal_id}/history")).await;
-    let entries = history["items"].as_array().expect("items");
+    let entries = common::items(&history);
     assert_eq!(entries.len(), 3, "{history}");
     assert_eq!(entries[0]["to_stage"], "Lead");
     assert!(entries[0]["from_stage_id"].is_null());
@@ -704,30 +585,19 @@ async fn pipelines_opportunities_lines_stages_won_and_lost() {
 
     // Lost needs a reason and is terminal too.
     let plain_id = plain["id"].as_i64().expect("id");
-    crm.refused(
+    crm.invalid(
         Method::POST,
         &format!("/opportunities/{plain_id}/lost"),
-        Some(json!({"reason": " "})),
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_ERROR",
+        json!({"reason": " "}),
     )
     .await;
-    let lost = crm
-        .ok(
-            Method::POST,
-            &format!("/opportunities/{plain_id}/lost"),
-            Some(json!({"reason": "Too expensive"})),
-            StatusCode::OK,
-        )
-        .await;
+    let lost = crm.lose(plain_id, "Too expensive").await;
     assert_eq!(lost["status"], "lost");
     assert_eq!(lost["lost_reason"], "Too expensive");
-    crm.refused(
+    crm.conflict(
         Method::POST,
         &format!("/opportunities/{plain_id}/won"),
         None,
-        StatusCode::CONFLICT,
-        "CONFLICT",
     )
     .await;
 
@@ -740,58 +610,45 @@ async fn pipelines_opportunities_lines_stages_won_and_lost() {
         .await;
     let open_id = open["id"].as_i64().expect("id");
     let updated = crm
-        .ok(
-            Method::PUT,
+        .put(
             &format!("/opportunities/{open_id}"),
-            Some(json!({"lines": [{"product_id": keyboard, "quantity": 1}]})),
-            StatusCode::OK,
+            json!({"lines": [{"product_id": keyboard, "quantity": 1}]}),
         )
         .await;
     assert_eq!(updated["title"], "Renewal");
     assert_eq!(updated["amount"], 59.99, "today's catalogue price");
-    crm.refused(
+    crm.invalid(
         Method::PUT,
         &format!("/opportunities/{open_id}"),
-        Some(json!({"stage_id": proposal})),
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_ERROR",
+        json!({"stage_id": proposal}),
     )
     .await;
 
     // A stage in use cannot be deleted without move_to; with it, deals move.
-    crm.refused(
+    crm.conflict(
         Method::DELETE,
         &format!("/pipelines/{pipeline_id}/stages/{lead}"),
         None,
-        StatusCode::CONFLICT,
-        "CONFLICT",
     )
     .await;
-    crm.refused(
+    crm.invalid(
         Method::DELETE,
         &format!("/pipelines/{pipeline_id}/stages/{lead}?move_to={lead}"),
         None,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_ERROR",
     )
     .await;
-    crm.refused(
+    crm.conflict(
         Method::DELETE,
         &format!(
             "/pipelines/{pipeline_id}/stages/{}",
             stage_id(&pipeline, "Won")
         ),
         None,
-        StatusCode::CONFLICT,
-        "CONFLICT",
     )
     .await;
-    crm.ok(
-        Method::DELETE,
-        &format!("/pipelines/{pipeline_id}/stages/{lead}?move_to={qualified}"),
-        None,
-        StatusCode::NO_CONTENT,
-    )
+    crm.delete(&format!(
+        "/pipelines/{pipeline_id}/stages/{lead}?move_to={qualified}"
+    ))
     .await;
     assert_eq!(
         crm.get(&format!("/opportunities/{open_id}")).await["stage_id"],
@@ -806,24 +663,17 @@ async fn pipelines_opportunities_lines_stages_won_and_lost() {
     assert_eq!(after["stages"][0]["position"], 1);
 
     // Pipelines: validation, creation, stages added and moved, crm:admin.
-    crm.refused(
+    crm.invalid(
         Method::POST,
         "/pipelines",
-        Some(json!({"name": "Bad", "stages": [{"name": "Only"}]})),
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_ERROR",
+        json!({"name": "Bad", "stages": [{"name": "Only"}]}),
     )
     .await;
-    expect_error(
-        crm.send_as(
-            &seller,
-            Method::POST,
-            "/pipelines",
-            Some(json!({"name": "Mine", "stages": []})),
-        )
-        .await,
-        StatusCode::FORBIDDEN,
-        "AUTHORIZATION_ERROR",
+    crm.forbidden_as(
+        &seller,
+        Method::POST,
+        "/pipelines",
+        json!({"name": "Mine", "stages": []}),
     )
     .await;
     let partners = crm
@@ -847,37 +697,24 @@ async fn pipelines_opportunities_lines_stages_won_and_lost() {
     let partners_id = partners["id"].as_i64().expect("id");
     // Renamed, made the default (the former default stops being one), back.
     let renamed = crm
-        .ok(
-            Method::PUT,
+        .put(
             &format!("/pipelines/{partners_id}"),
-            Some(json!({"name": "Partners EU", "is_default": true})),
-            StatusCode::OK,
+            json!({"name": "Partners EU", "is_default": true}),
         )
         .await;
     assert_eq!(renamed["name"], "Partners EU");
     assert_eq!(crm.default_pipeline().await["id"], partners_id);
-    crm.refused(
-        Method::DELETE,
-        &format!("/pipelines/{partners_id}"),
-        None,
-        StatusCode::CONFLICT,
-        "CONFLICT",
-    )
-    .await;
-    crm.ok(
-        Method::PUT,
+    crm.conflict(Method::DELETE, &format!("/pipelines/{partners_id}"), None)
+        .await;
+    crm.put(
         &format!("/pipelines/{pipeline_id}"),
-        Some(json!({"is_default": true})),
-        StatusCode::OK,
+        json!({"is_default": true}),
     )
     .await;
     assert_eq!(crm.default_pipeline().await["id"], pipeline_id);
-    crm.refused(
-        Method::PUT,
+    crm.put_conflict(
         &format!("/pipelines/{partners_id}"),
-        Some(json!({"name": "Sales"})),
-        StatusCode::CONFLICT,
-        "CONFLICT",
+        json!({"name": "Sales"}),
     )
     .await;
     let grown = crm
@@ -895,62 +732,24 @@ async fn pipelines_opportunities_lines_stages_won_and_lost() {
     assert_eq!(names, ["Contact", "Demo", "Signed", "Dropped"]);
     let demo = stage_id(&grown, "Demo");
     let reordered = crm
-        .ok(
-            Method::PUT,
+        .put(
             &format!("/pipelines/{partners_id}/stages/{demo}"),
-            Some(json!({"position": 1, "probability": 45})),
-            StatusCode::OK,
+            json!({"position": 1, "probability": 45}),
         )
         .await;
     assert_eq!(reordered["stages"][0]["name"], "Demo");
     assert_eq!(reordered["stages"][0]["probability"], 45);
     // A stage of another pipeline is refused.
-    crm.refused(
+    crm.invalid(
         Method::POST,
         &format!("/opportunities/{open_id}/stage"),
-        Some(json!({"stage_id": demo})),
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_ERROR",
+        json!({"stage_id": demo}),
     )
     .await;
-    crm.refused(
-        Method::DELETE,
-        &format!("/pipelines/{pipeline_id}"),
-        None,
-        StatusCode::CONFLICT,
-        "CONFLICT",
-    )
-    .await;
-    crm.ok(
-        Method::DELETE,
-        &format!("/pipelines/{partners_id}"),
-        None,
-        StatusCode::NO_CONTENT,
-    )
-    .await;
-    crm.refused(
-        Method::GET,
-        &format!("/pipelines/{partners_id}"),
-        None,
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-    )
-    .await;
-    crm.ok(
-        Method::DELETE,
-        &format!("/opportunities/{open_id}"),
-        None,
-        StatusCode::NO_CONTENT,
-    )
-    .await;
-    crm.refused(
-        Method::GET,
-        &format!("/opportunities/{open_id}"),
-        None,
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-    )
-    .await;
+    crm.conflict(Method::DELETE, &format!("/pipelines/{pipeline_id}"), None)
+        .await;
+    crm.remove(&format!("/pipelines/{partners_id}")).await;
+    crm.remove(&format!("/opportunities/{open_id}")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -969,12 +768,10 @@ async fn activities_dashboard_and_the_due_event_over_websocket() {
     let deal_id = deal["id"].as_i64().expect("id");
 
     // Activities: validation, linking, mine and overdue.
-    crm.refused(
+    crm.invalid(
         Method::POST,
         "/activities",
-        Some(json!({"type": "lunch", "subject": ""})),
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_ERROR",
+        json!({"type": "lunch", "subject": ""}),
     )
     .await;
     let linked = crm
@@ -1014,14 +811,8 @@ async fn activities_dashboard_and_the_due_event_over_websocket() {
             .await),
         vec![linked["id"].as_i64().expect("id")]
     );
-    crm.refused(
-        Method::GET,
-        "/activities?type=lunch",
-        None,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_ERROR",
-    )
-    .await;
+    crm.invalid(Method::GET, "/activities?type=lunch", None)
+        .await;
 
     // The dashboard.
     let dashboard = crm.get("/dashboard").await;
@@ -1031,26 +822,14 @@ async fn activities_dashboard_and_the_due_event_over_websocket() {
     assert_eq!(dashboard["forecast"][0]["month"], "2027-01");
     assert_eq!(dashboard["activities_overdue"], 1);
     assert!(dashboard["conversion_rate"].is_null());
-    crm.ok(
-        Method::POST,
-        &format!("/opportunities/{deal_id}/won"),
-        None,
-        StatusCode::OK,
-    )
-    .await;
+    crm.win(deal_id).await;
     let lost = crm
         .post(
             "/opportunities",
             json!({"title": "Small", "customer_id": customer_id, "amount": 10}),
         )
         .await;
-    crm.ok(
-        Method::POST,
-        &format!("/opportunities/{}/lost", lost["id"]),
-        Some(json!({"reason": "budget"})),
-        StatusCode::OK,
-    )
-    .await;
+    crm.lose(&lost["id"], "budget").await;
     let dashboard = crm.get("/dashboard").await;
     assert_eq!(dashboard["pipeline_value"], 0.0);
     assert_eq!(dashboard["this_month"]["won"], 1);
@@ -1069,14 +848,8 @@ async fn activities_dashboard_and_the_due_event_over_websocket() {
         narrowed["activities_overdue"], 1,
         "the call is the seller's"
     );
-    crm.refused(
-        Method::GET,
-        "/dashboard?currency=euros",
-        None,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_ERROR",
-    )
-    .await;
+    crm.invalid(Method::GET, "/dashboard?currency=euros", None)
+        .await;
 
     // The due activity reaches its assignee over a WebSocket, once.
     let (mut socket, _) =
@@ -1124,20 +897,12 @@ async fn activities_dashboard_and_the_due_event_over_websocket() {
         )
         .await;
     let pipeline = crm.default_pipeline().await;
-    crm.ok(
-        Method::POST,
+    crm.action(
         &format!("/opportunities/{}/stage", evented["id"]),
-        Some(json!({"stage_id": stage_id(&pipeline, "Proposal")})),
-        StatusCode::OK,
+        json!({"stage_id": stage_id(&pipeline, "Proposal")}),
     )
     .await;
-    crm.ok(
-        Method::POST,
-        &format!("/opportunities/{}/lost", evented["id"]),
-        Some(json!({"reason": "timing"})),
-        StatusCode::OK,
-    )
-    .await;
+    crm.lose(&evented["id"], "timing").await;
     let topics = tokio::time::timeout(Duration::from_secs(10), async {
         let mut topics = Vec::new();
         while let Some(Ok(message)) = socket.next().await {
@@ -1166,19 +931,9 @@ async fn activities_dashboard_and_the_due_event_over_websocket() {
             "crm.opportunity.lost"
         ]
     );
-    expect_status(
-        call(
-            &crm.server,
-            Method::POST,
-            "/system/tasks",
-            &crm.admin,
-            Some(
-                json!({"id": "crm_due", "name": "Due activities", "type": "interval",
+    crm.create_task(
+        json!({"id": "crm_due", "name": "Due activities", "type": "interval",
                         "interval": {"seconds": 1}, "job": "crm.due_activities"}),
-            ),
-        )
-        .await,
-        StatusCode::CREATED,
     )
     .await;
     let event = tokio::time::timeout(Duration::from_secs(15), async {
@@ -1231,55 +986,25 @@ async fn activities_dashboard_and_the_due_event_over_websocket() {
         .await;
     let event = ws::next_event(&mut onlookers[0], "crm.activity.due").await;
     assert_eq!(event["data"]["id"], own["id"]);
-    crm.ok(
-        Method::DELETE,
-        &format!("/activities/{}", own["id"]),
-        None,
-        StatusCode::NO_CONTENT,
-    )
-    .await;
+    crm.delete(&format!("/activities/{}", own["id"])).await;
 
     // Done, updated, deleted; a reader cannot.
     let done = crm
-        .ok(
-            Method::PUT,
-            &format!("/activities/{overdue_id}"),
-            Some(json!({"done": true})),
-            StatusCode::OK,
-        )
+        .put(&format!("/activities/{overdue_id}"), json!({"done": true}))
         .await;
     assert_eq!(done["done"], true);
     assert!(done["done_at"].is_string());
     assert_eq!(done["subject"], "Call back");
     assert!(ids(&crm.get("/activities?overdue=true").await).is_empty());
     let (_, reader) = crm.user_with("reader@example.com", &["crm:read"]).await;
-    expect_error(
-        crm.send_as(
-            &reader,
-            Method::DELETE,
-            &format!("/activities/{overdue_id}"),
-            None,
-        )
-        .await,
-        StatusCode::FORBIDDEN,
-        "AUTHORIZATION_ERROR",
-    )
-    .await;
-    crm.ok(
+    crm.forbidden_as(
+        &reader,
         Method::DELETE,
         &format!("/activities/{overdue_id}"),
         None,
-        StatusCode::NO_CONTENT,
     )
     .await;
-    crm.refused(
-        Method::GET,
-        &format!("/activities/{overdue_id}"),
-        None,
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-    )
-    .await;
+    crm.remove(&format!("/activities/{overdue_id}")).await;
 }
 
 /// The topics of the events `socket` receives until it stays silent for a
@@ -1389,14 +1114,7 @@ async fn customer_csv_import_keeps_good_rows_and_reports_bad_lines() {
     let bob = crm.get("/customers?search=bob").await;
     assert_eq!(bob["items"][0]["company_id"], company);
     assert_eq!(crm.get("/customers/imports").await["total"], 1);
-    crm.refused(
-        Method::GET,
-        "/customers/imports/999",
-        None,
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-    )
-    .await;
+    crm.not_found(Method::GET, "/customers/imports/999").await;
 }
 
 /// The running totals as `key|figures` lines, and the same lines computed
@@ -1507,18 +1225,14 @@ async fn the_dashboard_totals_follow_every_write_and_can_be_rebuilt() {
     assert_totals_match(&crm, "creating").await;
 
     // Changes of amount, currency, owner, probability and expected close.
-    crm.ok(
-        Method::PUT,
+    crm.put(
         &format!("/opportunities/{}", deals[0]),
-        Some(json!({"amount": 1500, "owner_id": seller_id, "probability": 30})),
-        StatusCode::OK,
+        json!({"amount": 1500, "owner_id": seller_id, "probability": 30}),
     )
     .await;
-    crm.ok(
-        Method::PUT,
+    crm.put(
         &format!("/opportunities/{}", deals[2]),
-        Some(json!({"currency": "EUR", "expected_close": "2027-06-30", "probability": null})),
-        StatusCode::OK,
+        json!({"currency": "EUR", "expected_close": "2027-06-30", "probability": null}),
     )
     .await;
     assert_totals_match(&crm, "updates").await;
@@ -1529,61 +1243,30 @@ async fn the_dashboard_totals_follow_every_write_and_can_be_rebuilt() {
         (deals[1], negotiation),
         (deals[3], qualified),
     ] {
-        crm.ok(
-            Method::POST,
+        crm.action(
             &format!("/opportunities/{deal}/stage"),
-            Some(json!({"stage_id": stage})),
-            StatusCode::OK,
+            json!({"stage_id": stage}),
         )
         .await;
     }
-    crm.ok(
-        Method::POST,
-        &format!("/opportunities/{}/won", deals[0]),
-        None,
-        StatusCode::OK,
-    )
-    .await;
-    crm.ok(
-        Method::POST,
-        &format!("/opportunities/{}/won", deals[2]),
-        None,
-        StatusCode::OK,
-    )
-    .await;
-    crm.ok(
-        Method::POST,
-        &format!("/opportunities/{}/lost", deals[1]),
-        Some(json!({"reason": "price"})),
-        StatusCode::OK,
-    )
-    .await;
-    crm.refused(
+    crm.win(deals[0]).await;
+    crm.win(deals[2]).await;
+    crm.lose(deals[1], "price").await;
+    crm.conflict(
         Method::POST,
         &format!("/opportunities/{}/lost", deals[0]),
-        Some(json!({"reason": "late"})),
-        StatusCode::CONFLICT,
-        "CONFLICT",
+        json!({"reason": "late"}),
     )
     .await;
     assert_totals_match(&crm, "stage moves, won and lost").await;
 
     // A stage deleted with its deals moved, then a deal deleted.
-    crm.ok(
-        Method::DELETE,
-        &format!("/pipelines/{pipeline_id}/stages/{qualified}?move_to={negotiation}"),
-        None,
-        StatusCode::NO_CONTENT,
-    )
+    crm.delete(&format!(
+        "/pipelines/{pipeline_id}/stages/{qualified}?move_to={negotiation}"
+    ))
     .await;
     assert_totals_match(&crm, "a stage deleted with move_to").await;
-    crm.ok(
-        Method::DELETE,
-        &format!("/opportunities/{}", deals[4]),
-        None,
-        StatusCode::NO_CONTENT,
-    )
-    .await;
+    crm.delete(&format!("/opportunities/{}", deals[4])).await;
     assert_totals_match(&crm, "a deletion").await;
 
     // Writers at the same time (the pool's connections in parallel): each
@@ -1633,14 +1316,7 @@ async fn the_dashboard_totals_follow_every_write_and_can_be_rebuilt() {
     assert_eq!(mine["average_deal_size"], json!(1500.0));
     let team = crm.get("/dashboard").await;
     assert_eq!(team["conversion_rate"], json!(66.67), "{team}");
-    crm.refused(
-        Method::GET,
-        "/dashboard?owner=-1",
-        None,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_ERROR",
-    )
-    .await;
+    crm.invalid(Method::GET, "/dashboard?owner=-1", None).await;
 
     // Totals written wrong by hand are rebuilt by the job.
     for sql in [
@@ -1654,33 +1330,12 @@ async fn the_dashboard_totals_follow_every_write_and_can_be_rebuilt() {
     }
     let [totals, fresh, ..] = totals_and_recomputed(&crm).await;
     assert_ne!(totals, fresh, "the tampering shows");
-    expect_status(
-        call(
-            &crm.server,
-            Method::POST,
-            "/system/tasks",
-            &crm.admin,
-            Some(
-                json!({"id": "crm_totals", "name": "Rebuild totals", "type": "interval",
+    crm.create_task(
+        json!({"id": "crm_totals", "name": "Rebuild totals", "type": "interval",
                         "interval": {"hours": 24}, "job": "crm.rebuild_totals"}),
-            ),
-        )
-        .await,
-        StatusCode::CREATED,
     )
     .await;
-    expect_status(
-        call(
-            &crm.server,
-            Method::POST,
-            "/system/tasks/crm_totals/run",
-            &crm.admin,
-            None,
-        )
-        .await,
-        StatusCode::OK,
-    )
-    .await;
+    crm.run_task("crm_totals").await;
     for _ in 0..100 {
         let [totals, fresh, revenue, fresh_revenue] = totals_and_recomputed(&crm).await;
         if totals == fresh && revenue == fresh_revenue {

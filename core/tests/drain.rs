@@ -324,31 +324,46 @@ fn report(name: &str, total: &Tally) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keep_alive_clients_get_an_answer_to_every_request_during_shutdown() {
+/// Starts a server that lingers [`TEST_LINGER_MS`] and drains for
+/// `timeout_secs`, shuts it down under load (see [`shut_down_under_load`]),
+/// prints the tally as `name` and asserts that every request sent was
+/// answered.
+async fn drain_run(
+    name: &str,
+    timeout_secs: u64,
+    idle_sends_when: fn(&AppState) -> bool,
+) -> (Tally, Vec<Option<Answer>>) {
     let server = TestServer::start_with(|config| {
         config.server.shutdown_linger_ms = TEST_LINGER_MS;
-        config.server.shutdown_timeout_secs = 60;
+        config.server.shutdown_timeout_secs = timeout_secs;
     })
     .await;
-    let (total, last_answers) =
-        shut_down_under_load(server, |state| state.is_shutting_down()).await;
-    report("drain", &total);
-
+    let (total, last_answers) = shut_down_under_load(server, idle_sends_when).await;
+    report(name, &total);
     assert_eq!(total.lost, 0, "requests sent but never answered: {total:?}");
     assert_eq!(total.sent, total.answered, "{total:?}");
-    assert_eq!(
-        total.statuses.keys().copied().collect::<Vec<_>>(),
-        vec![200],
-        "before the deadline every request is served: {total:?}"
-    );
-    // Every connection, active or idle, ended after a response that said so.
+    (total, last_answers)
+}
+
+/// Every connection, active or idle, ended after a response that said so.
+fn assert_every_connection_closed_cleanly(total: &Tally) {
     assert_eq!(
         total.closed_cleanly,
         (ACTIVE_CLIENTS + IDLE_CLIENTS) as u64,
         "{total:?}"
     );
     assert_eq!(total.closed_badly, 0, "{total:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_clients_get_an_answer_to_every_request_during_shutdown() {
+    let (total, last_answers) = drain_run("drain", 60, |state| state.is_shutting_down()).await;
+    assert_eq!(
+        total.statuses.keys().copied().collect::<Vec<_>>(),
+        vec![200],
+        "before the deadline every request is served: {total:?}"
+    );
+    assert_every_connection_closed_cleanly(&total);
     for answer in last_answers {
         let answer = answer.expect("the idle connection's request was answered");
         assert_eq!(answer.status, 200);
@@ -360,17 +375,8 @@ async fn keep_alive_clients_get_an_answer_to_every_request_during_shutdown() {
 async fn after_the_drain_deadline_requests_get_503_and_connection_close() {
     // A zero deadline: the drain is past it as soon as it starts, while the
     // linger still keeps idle connections open to answer them.
-    let server = TestServer::start_with(|config| {
-        config.server.shutdown_linger_ms = TEST_LINGER_MS;
-        config.server.shutdown_timeout_secs = 0;
-    })
-    .await;
     let (total, last_answers) =
-        shut_down_under_load(server, |state| state.is_past_drain_deadline()).await;
-    report("deadline", &total);
-
-    assert_eq!(total.lost, 0, "requests sent but never answered: {total:?}");
-    assert_eq!(total.sent, total.answered, "{total:?}");
+        drain_run("deadline", 0, |state| state.is_past_drain_deadline()).await;
     assert!(
         total
             .statuses
@@ -382,12 +388,7 @@ async fn after_the_drain_deadline_requests_get_503_and_connection_close() {
         total.bad_503s, 0,
         "503s carry Retry-After and the standard body"
     );
-    assert_eq!(
-        total.closed_cleanly,
-        (ACTIVE_CLIENTS + IDLE_CLIENTS) as u64,
-        "{total:?}"
-    );
-    assert_eq!(total.closed_badly, 0, "{total:?}");
+    assert_every_connection_closed_cleanly(&total);
     for answer in last_answers {
         let answer = answer.expect("the idle connection's request was answered");
         assert_eq!(answer.status, 503, "{answer:?}");

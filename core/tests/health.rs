@@ -12,11 +12,7 @@ use xcore::db::Dialect;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_reports_database_disk_version_and_uptime() {
     let server = TestServer::start().await;
-    let body = server
-        .anonymous()
-        .get("/health")
-        .expect(StatusCode::OK)
-        .await;
+    let body = server.public_get("/health").await;
     assert_eq!(body["status"], "healthy");
     assert_eq!(body["checks"]["database"], true);
     assert_eq!(body["checks"]["disk"], true);
@@ -25,17 +21,9 @@ async fn health_reports_database_disk_version_and_uptime() {
     assert!(body["uptime"].is_u64());
     assert!(body["timestamp"].is_string());
 
-    let live = server
-        .anonymous()
-        .get("/health/live")
-        .expect(StatusCode::OK)
-        .await;
+    let live = server.public_get("/health/live").await;
     assert_eq!(live["status"], "alive");
-    let ready = server
-        .anonymous()
-        .get("/health/ready")
-        .expect(StatusCode::OK)
-        .await;
+    let ready = server.public_get("/health/ready").await;
     assert_eq!(ready["status"], "ready");
     server.stop().await;
 }
@@ -60,11 +48,7 @@ async fn health_is_unhealthy_with_503_when_the_database_is_down() {
         .await;
     assert_eq!(ready["status"], "database_unavailable");
     assert_eq!(ready["failed_check"], "database_connection");
-    server
-        .anonymous()
-        .get("/health/live")
-        .expect(StatusCode::OK)
-        .await;
+    server.public_get("/health/live").await;
 }
 
 /// A connection outside the server's pool that holds what requests need:
@@ -153,11 +137,7 @@ async fn readiness_names_the_failing_check_while_the_database_is_locked() {
     assert_eq!(report["checks"]["database"], false);
     assert_eq!(report["failed_check"], failing, "{report}");
     // Liveness does no I/O: the process is fine.
-    server
-        .anonymous()
-        .get("/health/live")
-        .expect(StatusCode::OK)
-        .await;
+    server.public_get("/health/live").await;
 
     holder.release().await;
     let body = expect_status(ready().await, StatusCode::OK).await;
@@ -190,11 +170,7 @@ async fn readiness_names_the_failing_check_while_the_database_is_locked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crowd_of_health_probes_costs_the_database_one_probe() {
     let server = TestServer::start_with(|config| config.health.probe_reuse_ms = 60_000).await;
-    server
-        .anonymous()
-        .get("/health/ready")
-        .expect(StatusCode::OK)
-        .await;
+    server.public_get("/health/ready").await;
     assert_eq!(server.state.health_probe.runs(), 1);
     let crowd: Vec<_> = (0..32)
         .map(|index| {

@@ -17,7 +17,7 @@ use std::{
 };
 
 use axum::{http::StatusCode as AxumStatus, routing::post, Router};
-use common::{call, expect_error, expect_status, PluginApp};
+use common::{detail_fields, expect_error, expect_status, next_bus_event, PluginApp};
 use hmac::{Hmac, Mac};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -26,16 +26,10 @@ use sha2::Sha256;
 const API: &str = "/api/v1/leads";
 const SECRET: &str = "webhook-secret-0123456789";
 
-/// The host with the leads plugin.
-struct Plant(PluginApp);
-
-impl std::ops::Deref for Plant {
-    type Target = PluginApp;
-
-    fn deref(&self) -> &PluginApp {
-        &self.0
-    }
-}
+common::plugin_app!(
+    /// The host with the leads plugin.
+    Plant
+);
 
 /// What the local webhook server saw, and how many of the first requests
 /// it refuses with a 500.
@@ -115,8 +109,7 @@ fn sign(body: &[u8]) -> String {
 
 impl Plant {
     async fn create(&self, lead: Value) -> Value {
-        self.ok(Method::POST, "", Some(lead), StatusCode::CREATED)
-            .await
+        self.post("", lead).await
     }
 
     async fn sql(&self, sql: &str) {
@@ -148,6 +141,12 @@ impl Plant {
         request.send().await.expect("send")
     }
 
+    /// [`webhook`](Self::webhook) with `body` signed with [`SECRET`].
+    async fn signed(&self, path: &str, body: &Value, key: Option<&str>) -> reqwest::Response {
+        let signature = sign(body.to_string().as_bytes());
+        self.webhook(path, body, Some(signature), key).await
+    }
+
     async fn wait_for(&self, sql: &str, expected: i64) {
         for _ in 0..200 {
             if self.scalar(sql).await == expected {
@@ -163,20 +162,9 @@ impl Plant {
 }
 
 fn companies(list: &Value) -> Vec<String> {
-    list["items"]
-        .as_array()
-        .expect("items")
+    common::items(list)
         .iter()
         .map(|item| item["company"].as_str().expect("company").to_string())
-        .collect()
-}
-
-fn detail_fields(body: &Value) -> Vec<String> {
-    body["error"]["details"]
-        .as_array()
-        .expect("details")
-        .iter()
-        .map(|d| d["field"].as_str().expect("field").to_string())
         .collect()
 }
 
@@ -194,53 +182,34 @@ async fn leads_crud_status_moves_and_duplicates() {
     let id = acme["id"].as_i64().expect("id");
     assert_eq!(acme["status"], "new");
     assert_eq!(acme["tags"], json!(["b2b", "paris"]));
-    let event = loop {
-        let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
-            .await
-            .expect("event in time")
-            .expect("event");
-        if event.topic == "leads.created" {
-            break event.data.clone();
-        }
-    };
+    let event = next_bus_event(&mut events, "leads.created").await;
     assert_eq!(event["id"], id);
 
     // Every bad field at once.
     let bad = plant
-        .refused(Method::POST, "", Some(json!({"company": "", "email": "nope", "phone": "12", "score": 101, "status": "won"})),
-            StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
+        .invalid(
+            Method::POST,
+            "",
+            json!({"company": "", "email": "nope", "phone": "12", "score": 101, "status": "won"}),
+        )
         .await;
     let fields = detail_fields(&bad);
     for field in ["company", "email", "phone", "score", "status"] {
         assert!(fields.contains(&field.to_string()), "{field}: {bad}");
     }
     plant
-        .refused(
-            Method::POST,
-            "",
-            Some(json!({"company": "X", "niche_id": 999})),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "VALIDATION_ERROR",
-        )
+        .invalid(Method::POST, "", json!({"company": "X", "niche_id": 999}))
         .await;
     plant
-        .refused(
-            Method::POST,
-            "",
-            Some(json!({"company": "X", "colour": "red"})),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "VALIDATION_ERROR",
-        )
+        .invalid(Method::POST, "", json!({"company": "X", "colour": "red"}))
         .await;
 
     // Duplicates: same email ignoring case, same phone digits.
     let duplicate = plant
-        .refused(
+        .conflict(
             Method::POST,
             "",
-            Some(json!({"company": "Other", "email": "alice@ACME.fr"})),
-            StatusCode::CONFLICT,
-            "CONFLICT",
+            json!({"company": "Other", "email": "alice@ACME.fr"}),
         )
         .await;
     let message = duplicate["error"]["message"].as_str().expect("message");
@@ -250,12 +219,10 @@ async fn leads_crud_status_moves_and_duplicates() {
     );
     assert_eq!(detail_fields(&duplicate), ["email"]);
     let duplicate = plant
-        .refused(
+        .conflict(
             Method::POST,
             "",
-            Some(json!({"company": "Other", "phone": "+33612345678"})),
-            StatusCode::CONFLICT,
-            "CONFLICT",
+            json!({"company": "Other", "phone": "+33612345678"}),
         )
         .await;
     assert_eq!(detail_fields(&duplicate), ["phone"]);
@@ -264,35 +231,18 @@ async fn leads_crud_status_moves_and_duplicates() {
         .await;
     let beta_id = beta["id"].as_i64().expect("id");
     plant
-        .refused(
-            Method::PUT,
-            &format!("/{beta_id}"),
-            Some(json!({"email": "ALICE@acme.fr"})),
-            StatusCode::CONFLICT,
-            "CONFLICT",
-        )
+        .put_conflict(&format!("/{beta_id}"), json!({"email": "ALICE@acme.fr"}))
         .await;
 
     // Status moves.
     let forbidden = plant
-        .refused(
-            Method::PUT,
-            &format!("/{id}"),
-            Some(json!({"status": "converted"})),
-            StatusCode::CONFLICT,
-            "CONFLICT",
-        )
+        .put_conflict(&format!("/{id}"), json!({"status": "converted"}))
         .await;
     let message = forbidden["error"]["message"].as_str().expect("message");
     assert!(message.contains("contacted, lost"), "{message}");
     for status in ["contacted", "qualified", "converted"] {
         let moved = plant
-            .ok(
-                Method::PUT,
-                &format!("/{id}"),
-                Some(json!({"status": status})),
-                StatusCode::OK,
-            )
+            .put(&format!("/{id}"), json!({"status": status}))
             .await;
         assert_eq!(moved["status"], status);
     }
@@ -306,13 +256,7 @@ async fn leads_crud_status_moves_and_duplicates() {
         .collect();
     assert_eq!(history, ["new", "contacted", "qualified", "converted"]);
     let final_move = plant
-        .refused(
-            Method::PUT,
-            &format!("/{id}"),
-            Some(json!({"status": "lost"})),
-            StatusCode::CONFLICT,
-            "CONFLICT",
-        )
+        .put_conflict(&format!("/{id}"), json!({"status": "lost"}))
         .await;
     assert!(final_move["error"]["message"]
         .as_str()
@@ -320,30 +264,20 @@ async fn leads_crud_status_moves_and_duplicates() {
         .contains("converted is final"));
     // Any non-final status may be lost; lost is final too.
     plant
-        .ok(
-            Method::PUT,
+        .put(
             &format!("/{beta_id}"),
-            Some(json!({"status": "lost", "notes": "no budget"})),
-            StatusCode::OK,
+            json!({"status": "lost", "notes": "no budget"}),
         )
         .await;
     plant
-        .refused(
-            Method::PUT,
-            &format!("/{beta_id}"),
-            Some(json!({"status": "new"})),
-            StatusCode::CONFLICT,
-            "CONFLICT",
-        )
+        .put_conflict(&format!("/{beta_id}"), json!({"status": "new"}))
         .await;
 
     // Partial update; an empty string clears.
     let changed = plant
-        .ok(
-            Method::PUT,
+        .put(
             &format!("/{beta_id}"),
-            Some(json!({"website": "https://beta.io", "notes": ""})),
-            StatusCode::OK,
+            json!({"website": "https://beta.io", "notes": ""}),
         )
         .await;
     assert_eq!(changed["website"], "https://beta.io");
@@ -351,89 +285,32 @@ async fn leads_crud_status_moves_and_duplicates() {
     assert_eq!(changed["email"], "bob@beta.io");
 
     // Delete, 404s, RBAC.
+    plant.remove(&format!("/{beta_id}")).await;
     plant
-        .ok(
-            Method::DELETE,
-            &format!("/{beta_id}"),
-            None,
-            StatusCode::NO_CONTENT,
-        )
+        .not_found(Method::DELETE, &format!("/{beta_id}"))
         .await;
-    plant
-        .refused(
-            Method::GET,
-            &format!("/{beta_id}"),
-            None,
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-        )
-        .await;
-    plant
-        .refused(
-            Method::DELETE,
-            &format!("/{beta_id}"),
-            None,
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-        )
-        .await;
-    plant
-        .refused(
-            Method::GET,
-            "/abc",
-            None,
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-        )
-        .await;
+    plant.not_found(Method::GET, "/abc").await;
     let anonymous = plant.server.get(API).send().await.expect("send");
     expect_error(anonymous, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
     let (_, reader) = plant.user_with("reader@leads.test", &["leads:read"]).await;
     expect_status(
-        call(&plant.server, Method::GET, API, &reader, None).await,
+        plant.send_as(&reader, Method::GET, "", None).await,
         StatusCode::OK,
     )
     .await;
-    expect_error(
-        call(
-            &plant.server,
-            Method::POST,
-            API,
-            &reader,
-            Some(json!({"company": "Nope"})),
-        )
-        .await,
-        StatusCode::FORBIDDEN,
-        "AUTHORIZATION_ERROR",
-    )
-    .await;
-    expect_error(
-        call(
-            &plant.server,
-            Method::DELETE,
-            &format!("{API}/{id}"),
-            &reader,
-            None,
-        )
-        .await,
-        StatusCode::FORBIDDEN,
-        "AUTHORIZATION_ERROR",
-    )
-    .await;
+    plant
+        .forbidden_as(&reader, Method::POST, "", json!({"company": "Nope"}))
+        .await;
+    plant
+        .forbidden_as(&reader, Method::DELETE, &format!("/{id}"), None)
+        .await;
     plant.0.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_search_filter_sort_and_page() {
     let plant = start(None).await;
-    let niche = plant
-        .ok(
-            Method::POST,
-            "/niches",
-            Some(json!({"name": "Restaurants"})),
-            StatusCode::CREATED,
-        )
-        .await;
+    let niche = plant.post("/niches", json!({"name": "Restaurants"})).await;
     let niche_id = niche["id"].as_i64().expect("id");
     for (company, score, source, notes, tags) in [
         (
@@ -520,15 +397,7 @@ async fn lists_search_filter_sort_and_page() {
         "?created_from=yesterday",
         "?limit=0",
     ] {
-        plant
-            .refused(
-                Method::GET,
-                bad,
-                None,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "VALIDATION_ERROR",
-            )
-            .await;
+        plant.invalid(Method::GET, bad, None).await;
     }
 
     // /status/{status} takes the same filters.
@@ -536,12 +405,7 @@ async fn lists_search_filter_sort_and_page() {
         .as_i64()
         .expect("id");
     plant
-        .ok(
-            Method::PUT,
-            &format!("/{first}"),
-            Some(json!({"status": "contacted"})),
-            StatusCode::OK,
-        )
+        .put(&format!("/{first}"), json!({"status": "contacted"}))
         .await;
     let contacted = plant.get("/status/contacted").await;
     assert_eq!(companies(&contacted), ["Acme"]);
@@ -553,15 +417,7 @@ async fn lists_search_filter_sort_and_page() {
         companies(&plant.get("/status/new?sort_by=score&limit=1").await),
         ["Café de Flore"]
     );
-    plant
-        .refused(
-            Method::GET,
-            "/status/won",
-            None,
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-        )
-        .await;
+    plant.not_found(Method::GET, "/status/won").await;
     plant.0.stop().await;
 }
 
@@ -569,40 +425,28 @@ async fn lists_search_filter_sort_and_page() {
 async fn niches_with_stats_and_recommendations() {
     let plant = start(None).await;
     let niche = plant
-        .ok(
-            Method::POST,
+        .post(
             "/niches",
-            Some(json!({"name": "SaaS", "description": "B2B software",
-            "criteria": {"size": "10-50", "regions": ["FR"]}})),
-            StatusCode::CREATED,
+            json!({"name": "SaaS", "description": "B2B software",
+            "criteria": {"size": "10-50", "regions": ["FR"]}}),
         )
         .await;
     let niche_id = niche["id"].as_i64().expect("id");
     assert_eq!(niche["criteria"]["regions"], json!(["FR"]));
     plant
-        .refused(
-            Method::POST,
-            "/niches",
-            Some(json!({"name": "SaaS"})),
-            StatusCode::CONFLICT,
-            "CONFLICT",
-        )
+        .conflict(Method::POST, "/niches", json!({"name": "SaaS"}))
         .await;
     plant
-        .refused(
+        .invalid(
             Method::POST,
             "/niches",
-            Some(json!({"name": "X", "criteria": [1]})),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "VALIDATION_ERROR",
+            json!({"name": "X", "criteria": [1]}),
         )
         .await;
     let renamed = plant
-        .ok(
-            Method::PUT,
+        .put(
             &format!("/niches/{niche_id}"),
-            Some(json!({"description": "Logiciels"})),
-            StatusCode::OK,
+            json!({"description": "Logiciels"}),
         )
         .await;
     assert_eq!(renamed["name"], "SaaS");
@@ -625,22 +469,12 @@ async fn niches_with_stats_and_recommendations() {
     for id in &ids[..2] {
         for status in ["contacted", "qualified", "converted"] {
             plant
-                .ok(
-                    Method::PUT,
-                    &format!("/{id}"),
-                    Some(json!({"status": status})),
-                    StatusCode::OK,
-                )
+                .put(&format!("/{id}"), json!({"status": status}))
                 .await;
         }
     }
     plant
-        .ok(
-            Method::PUT,
-            &format!("/{}", ids[3]),
-            Some(json!({"status": "lost"})),
-            StatusCode::OK,
-        )
+        .put(&format!("/{}", ids[3]), json!({"status": "lost"}))
         .await;
     plant
         .sql(&format!(
@@ -686,48 +520,11 @@ async fn niches_with_stats_and_recommendations() {
     );
 
     plant
-        .refused(
-            Method::DELETE,
-            &format!("/niches/{niche_id}"),
-            None,
-            StatusCode::CONFLICT,
-            "CONFLICT",
-        )
+        .conflict(Method::DELETE, &format!("/niches/{niche_id}"), None)
         .await;
-    let empty = plant
-        .ok(
-            Method::POST,
-            "/niches",
-            Some(json!({"name": "Empty"})),
-            StatusCode::CREATED,
-        )
-        .await;
-    plant
-        .ok(
-            Method::DELETE,
-            &format!("/niches/{}", empty["id"]),
-            None,
-            StatusCode::NO_CONTENT,
-        )
-        .await;
-    plant
-        .refused(
-            Method::GET,
-            &format!("/niches/{}", empty["id"]),
-            None,
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-        )
-        .await;
-    plant
-        .refused(
-            Method::GET,
-            "/niches/999/stats",
-            None,
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-        )
-        .await;
+    let empty = plant.post("/niches", json!({"name": "Empty"})).await;
+    plant.remove(&format!("/niches/{}", empty["id"])).await;
+    plant.not_found(Method::GET, "/niches/999/stats").await;
     plant.0.stop().await;
 }
 
@@ -738,29 +535,15 @@ async fn campaigns_send_through_the_host_with_a_retry() {
     let addr = hook_server(hook.clone()).await;
     let plant = start(Some(addr)).await;
     plant
-        .ok(
-            Method::PUT,
-            "/settings/integrations",
-            Some(json!({"webhook_secret": SECRET})),
-            StatusCode::OK,
-        )
+        .put("/settings/integrations", json!({"webhook_secret": SECRET}))
         .await;
     plant
-        .ok(
-            Method::PUT,
+        .put(
             "/settings/scheduling",
-            Some(json!({"delivery_max_attempts": 3, "delivery_backoff_ms": 10})),
-            StatusCode::OK,
+            json!({"delivery_max_attempts": 3, "delivery_backoff_ms": 10}),
         )
         .await;
-    let niche = plant
-        .ok(
-            Method::POST,
-            "/niches",
-            Some(json!({"name": "Bakeries"})),
-            StatusCode::CREATED,
-        )
-        .await;
+    let niche = plant.post("/niches", json!({"name": "Bakeries"})).await;
     let niche_id = niche["id"].as_i64().expect("id");
     for (company, email, score) in [
         ("Boulangerie Paul", "paul@bread.fr", 70),
@@ -779,15 +562,11 @@ async fn campaigns_send_through_the_host_with_a_retry() {
 
     // Templates are checked on save.
     let bad = plant
-        .refused(
+        .invalid(
             Method::POST,
             "/campaigns",
-            Some(
-                json!({"name": "C", "channel": "fax", "template": "Hi {{name}}",
+            json!({"name": "C", "channel": "fax", "template": "Hi {{name}}",
             "target": {"score_min": 500, "colour": 1}}),
-            ),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "VALIDATION_ERROR",
         )
         .await;
     let fields = detail_fields(&bad);
@@ -796,36 +575,28 @@ async fn campaigns_send_through_the_host_with_a_retry() {
     }
     assert!(bad.to_string().contains("{{name}}"), "{bad}");
     let campaign = plant
-        .ok(Method::POST, "/campaigns", Some(json!({"name": "Hiver", "niche_id": niche_id, "channel": "email",
-            "template": "Bonjour {{ company }}, score {{score}} ({{niche}})", "target": {"score_min": 50}})),
-            StatusCode::CREATED)
+        .post("/campaigns", json!({"name": "Hiver", "niche_id": niche_id, "channel": "email",
+            "template": "Bonjour {{ company }}, score {{score}} ({{niche}})", "target": {"score_min": 50}}))
         .await;
     let id = campaign["id"].as_i64().expect("id");
     assert_eq!(campaign["status"], "draft");
     plant
-        .refused(
-            Method::PUT,
+        .put_conflict(
             &format!("/campaigns/{id}/status"),
-            Some(json!({"status": "paused"})),
-            StatusCode::CONFLICT,
-            "CONFLICT",
+            json!({"status": "paused"}),
         )
         .await;
     plant
-        .refused(
+        .invalid(
             Method::PUT,
             &format!("/campaigns/{id}/status"),
-            Some(json!({"status": "active"})),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "VALIDATION_ERROR",
+            json!({"status": "active"}),
         )
         .await;
     plant
-        .ok(
-            Method::PUT,
+        .put(
             &format!("/campaigns/{id}"),
-            Some(json!({"webhook_url": format!("http://{addr}/hook")})),
-            StatusCode::OK,
+            json!({"webhook_url": format!("http://{addr}/hook")}),
         )
         .await;
     let stats = plant.get(&format!("/campaigns/{id}/stats")).await;
@@ -833,11 +604,9 @@ async fn campaigns_send_through_the_host_with_a_retry() {
     assert_eq!(stats["contacted"], 0);
 
     let active = plant
-        .ok(
-            Method::PUT,
+        .put(
             &format!("/campaigns/{id}/status"),
-            Some(json!({"status": "active"})),
-            StatusCode::OK,
+            json!({"status": "active"}),
         )
         .await;
     assert_eq!(active["status"], "active");
@@ -848,7 +617,7 @@ async fn campaigns_send_through_the_host_with_a_retry() {
         )
         .await;
     let deliveries = plant.get(&format!("/campaigns/{id}/deliveries")).await;
-    let items = deliveries["items"].as_array().expect("items");
+    let items = common::items(&deliveries);
     assert!(
         items.iter().all(|d| d["status"] == "delivered"),
         "{deliveries}"
@@ -874,14 +643,7 @@ async fn campaigns_send_through_the_host_with_a_retry() {
 
     // A partner reports a response, signed.
     let update = json!({"campaign_id": id, "lead_id": first["lead_id"], "status": "responded"});
-    let response = plant
-        .webhook(
-            "/webhooks/campaigns",
-            &update,
-            Some(sign(update.to_string().as_bytes())),
-            None,
-        )
-        .await;
+    let response = plant.signed("/webhooks/campaigns", &update, None).await;
     assert_eq!(
         expect_status(response, StatusCode::OK).await["status"],
         "responded"
@@ -895,45 +657,30 @@ async fn campaigns_send_through_the_host_with_a_retry() {
 
     // Moves after active; completed is final.
     plant
-        .ok(
-            Method::PUT,
+        .put(
             &format!("/campaigns/{id}/status"),
-            Some(json!({"status": "paused"})),
-            StatusCode::OK,
+            json!({"status": "paused"}),
         )
         .await;
     plant
-        .ok(
-            Method::PUT,
+        .put(
             &format!("/campaigns/{id}/status"),
-            Some(json!({"status": "active"})),
-            StatusCode::OK,
+            json!({"status": "active"}),
         )
         .await;
     plant
-        .refused(
-            Method::DELETE,
-            &format!("/campaigns/{id}"),
-            None,
-            StatusCode::CONFLICT,
-            "CONFLICT",
-        )
+        .conflict(Method::DELETE, &format!("/campaigns/{id}"), None)
         .await;
     plant
-        .ok(
-            Method::PUT,
+        .put(
             &format!("/campaigns/{id}/status"),
-            Some(json!({"status": "completed"})),
-            StatusCode::OK,
+            json!({"status": "completed"}),
         )
         .await;
     let final_move = plant
-        .refused(
-            Method::PUT,
+        .put_conflict(
             &format!("/campaigns/{id}/status"),
-            Some(json!({"status": "active"})),
-            StatusCode::CONFLICT,
-            "CONFLICT",
+            json!({"status": "active"}),
         )
         .await;
     assert!(final_move["error"]["message"]
@@ -941,23 +688,7 @@ async fn campaigns_send_through_the_host_with_a_retry() {
         .expect("m")
         .contains("completed is final"));
     assert_eq!(plant.get("/campaigns").await["total"], 1);
-    plant
-        .ok(
-            Method::DELETE,
-            &format!("/campaigns/{id}"),
-            None,
-            StatusCode::NO_CONTENT,
-        )
-        .await;
-    plant
-        .refused(
-            Method::GET,
-            &format!("/campaigns/{id}"),
-            None,
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-        )
-        .await;
+    plant.remove(&format!("/campaigns/{id}")).await;
     plant.0.stop().await;
 }
 
@@ -967,29 +698,20 @@ async fn webhooks_need_a_signature_and_are_idempotent() {
     let form = json!({"company": "Formulaire SA", "email": "contact@form.fr"});
     let raw = form.to_string();
     // No secret configured yet: nothing is accepted.
-    let response = plant
-        .webhook("/webhooks/leads", &form, Some(sign(raw.as_bytes())), None)
-        .await;
+    let response = plant.signed("/webhooks/leads", &form, None).await;
     expect_error(response, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
 
     // Settings: 422 naming the field; the secret never comes back.
     let bad = plant
-        .refused(
+        .invalid(
             Method::PUT,
             "/settings/integrations",
-            Some(json!({"webhook_secret": "short", "outbound_urls": ["ftp://x"]})),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "VALIDATION_ERROR",
+            json!({"webhook_secret": "short", "outbound_urls": ["ftp://x"]}),
         )
         .await;
     assert_eq!(detail_fields(&bad), ["webhook_secret", "outbound_urls[0]"]);
     let saved = plant
-        .ok(
-            Method::PUT,
-            "/settings/integrations",
-            Some(json!({"webhook_secret": SECRET})),
-            StatusCode::OK,
-        )
+        .put("/settings/integrations", json!({"webhook_secret": SECRET}))
         .await;
     assert_eq!(saved["webhook_secret"], "********");
     let read = plant.get("/settings/integrations").await;
@@ -998,11 +720,9 @@ async fn webhooks_need_a_signature_and_are_idempotent() {
     assert!(!read.to_string().contains(SECRET));
     // A PUT without the secret (or with the mask) keeps it.
     plant
-        .ok(
-            Method::PUT,
+        .put(
             "/settings/integrations",
-            Some(json!({"webhook_secret": "********", "outbound_events": ["created"]})),
-            StatusCode::OK,
+            json!({"webhook_secret": "********", "outbound_events": ["created"]}),
         )
         .await;
 
@@ -1019,25 +739,11 @@ async fn webhooks_need_a_signature_and_are_idempotent() {
     expect_error(response, StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR").await;
     assert_eq!(plant.scalar("SELECT COUNT(*) FROM leads").await, 0);
 
-    let response = plant
-        .webhook(
-            "/webhooks/leads",
-            &form,
-            Some(sign(raw.as_bytes())),
-            Some("form-1"),
-        )
-        .await;
+    let response = plant.signed("/webhooks/leads", &form, Some("form-1")).await;
     let created = expect_status(response, StatusCode::CREATED).await;
     assert_eq!(created["source"], "webhook");
     // The replay answers the same and creates nothing.
-    let response = plant
-        .webhook(
-            "/webhooks/leads",
-            &form,
-            Some(sign(raw.as_bytes())),
-            Some("form-1"),
-        )
-        .await;
+    let response = plant.signed("/webhooks/leads", &form, Some("form-1")).await;
     assert_eq!(
         response
             .headers()
@@ -1049,24 +755,10 @@ async fn webhooks_need_a_signature_and_are_idempotent() {
     assert_eq!(replayed, created);
     assert_eq!(plant.scalar("SELECT COUNT(*) FROM leads").await, 1);
     // A new key is a new request: here a duplicate.
-    let response = plant
-        .webhook(
-            "/webhooks/leads",
-            &form,
-            Some(sign(raw.as_bytes())),
-            Some("form-2"),
-        )
-        .await;
+    let response = plant.signed("/webhooks/leads", &form, Some("form-2")).await;
     expect_error(response, StatusCode::CONFLICT, "CONFLICT").await;
     let bad = json!({"company": ""});
-    let response = plant
-        .webhook(
-            "/webhooks/leads",
-            &bad,
-            Some(sign(bad.to_string().as_bytes())),
-            None,
-        )
-        .await;
+    let response = plant.signed("/webhooks/leads", &bad, None).await;
     expect_error(
         response,
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -1074,14 +766,7 @@ async fn webhooks_need_a_signature_and_are_idempotent() {
     )
     .await;
     let update = json!({"campaign_id": 1, "lead_id": 1, "status": "responded"});
-    let response = plant
-        .webhook(
-            "/webhooks/campaigns",
-            &update,
-            Some(sign(update.to_string().as_bytes())),
-            None,
-        )
-        .await;
+    let response = plant.signed("/webhooks/campaigns", &update, None).await;
     expect_error(response, StatusCode::NOT_FOUND, "NOT_FOUND").await;
     let response = plant
         .webhook(
@@ -1102,10 +787,11 @@ async fn webhooks_accept_a_host_api_key_holding_leads_write() {
         let server = &plant.server;
         async move {
             let created = server
-                .as_(&token)
-                .post("/auth/api-keys")
-                .json(json!({"name": "forms", "permissions": permissions}))
-                .expect(StatusCode::CREATED)
+                .create_as(
+                    &token,
+                    "/auth/api-keys",
+                    json!({"name": "forms", "permissions": permissions}),
+                )
                 .await;
             created["key"].as_str().expect("key").to_string()
         }
@@ -1168,12 +854,7 @@ async fn webhooks_accept_a_host_api_key_holding_leads_write() {
 
     // A reader's key with a good signature: the signature is enough.
     plant
-        .ok(
-            Method::PUT,
-            "/settings/integrations",
-            Some(json!({"webhook_secret": SECRET})),
-            StatusCode::OK,
-        )
+        .put("/settings/integrations", json!({"webhook_secret": SECRET}))
         .await;
     let response = keyed(
         &reader,
@@ -1220,13 +901,9 @@ async fn the_auth_log_is_the_host_audit_log() {
     // Followed, with the same credential: the host's rows, logins only.
     let followed = plant
         .server
-        .as_(&plant.admin)
-        .get(&format!("{API}/logs/auth"))
-        .expect(StatusCode::OK)
+        .get_as(&plant.admin, &format!("{API}/logs/auth"))
         .await;
-    let actions: Vec<&str> = followed["items"]
-        .as_array()
-        .expect("items")
+    let actions: Vec<&str> = common::items(&followed)
         .iter()
         .filter_map(|row| row["action"].as_str())
         .collect();
@@ -1238,14 +915,9 @@ async fn the_auth_log_is_the_host_audit_log() {
     // The host decides who reads it: a leads reader without audit:read is
     // refused at the host; nobody anonymous gets even the redirect.
     let (_, reader) = plant.user_with("reader@example.com", &["leads:read"]).await;
-    let response = plant
-        .server
-        .get(&format!("{API}/logs/auth"))
-        .bearer_auth(&reader)
-        .send()
-        .await
-        .expect("send");
-    expect_error(response, StatusCode::FORBIDDEN, "AUTHORIZATION_ERROR").await;
+    plant
+        .forbidden_as(&reader, Method::GET, "/logs/auth", None)
+        .await;
     let response = no_redirects
         .get(url(&format!("{API}/logs/auth")))
         .send()
@@ -1287,23 +959,15 @@ async fn settings_stats_and_logs() {
         ),
     ] {
         let bad = plant
-            .refused(
-                Method::PUT,
-                &format!("/settings/{name}"),
-                Some(body),
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "VALIDATION_ERROR",
-            )
+            .invalid(Method::PUT, &format!("/settings/{name}"), body)
             .await;
         assert_eq!(detail_fields(&bad), [field], "{name}: {bad}");
     }
     assert_eq!(plant.get("/settings/general").await["timezone"], "UTC");
     let saved = plant
-        .ok(
-            Method::PUT,
+        .put(
             "/settings/general",
-            Some(json!({"company_name": "BerinIA", "timezone": "Europe/Paris"})),
-            StatusCode::OK,
+            json!({"company_name": "BerinIA", "timezone": "Europe/Paris"}),
         )
         .await;
     assert_eq!(saved["lead_retention_days"], 365);
@@ -1312,11 +976,9 @@ async fn settings_stats_and_logs() {
         "BerinIA"
     );
     plant
-        .ok(
-            Method::PUT,
+        .put(
             "/settings/notifications",
-            Some(json!({"email_enabled": true, "recipients": ["ops@berinia.fr"]})),
-            StatusCode::OK,
+            json!({"email_enabled": true, "recipients": ["ops@berinia.fr"]}),
         )
         .await;
     assert_eq!(
@@ -1328,19 +990,9 @@ async fn settings_stats_and_logs() {
         3
     );
     let (_, reader) = plant.user_with("reader@stats.test", &["leads:read"]).await;
-    expect_error(
-        call(
-            &plant.server,
-            Method::GET,
-            &format!("{API}/settings/general"),
-            &reader,
-            None,
-        )
-        .await,
-        StatusCode::FORBIDDEN,
-        "AUTHORIZATION_ERROR",
-    )
-    .await;
+    plant
+        .forbidden_as(&reader, Method::GET, "/settings/general", None)
+        .await;
 
     let mut ids = Vec::new();
     for (company, source) in [("A", "web"), ("B", "web"), ("C", "salon"), ("D", "web")] {
@@ -1354,29 +1006,14 @@ async fn settings_stats_and_logs() {
     }
     for status in ["contacted", "qualified", "converted"] {
         plant
-            .ok(
-                Method::PUT,
-                &format!("/{}", ids[0]),
-                Some(json!({"status": status})),
-                StatusCode::OK,
-            )
+            .put(&format!("/{}", ids[0]), json!({"status": status}))
             .await;
     }
     plant
-        .ok(
-            Method::PUT,
-            &format!("/{}", ids[1]),
-            Some(json!({"status": "contacted"})),
-            StatusCode::OK,
-        )
+        .put(&format!("/{}", ids[1]), json!({"status": "contacted"}))
         .await;
     plant
-        .ok(
-            Method::PUT,
-            &format!("/{}", ids[2]),
-            Some(json!({"status": "lost"})),
-            StatusCode::OK,
-        )
+        .put(&format!("/{}", ids[2]), json!({"status": "lost"}))
         .await;
 
     let overview = plant.get("/stats/overview").await;
@@ -1428,15 +1065,7 @@ async fn settings_stats_and_logs() {
         ))
         .await;
     assert_eq!(plant.get("/stats/period/year").await["leads"], 3);
-    plant
-        .refused(
-            Method::GET,
-            "/stats/period/decade",
-            None,
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-        )
-        .await;
+    plant.not_found(Method::GET, "/stats/period/decade").await;
 
     let logs = plant.get("/logs?kind=lead").await;
     assert_eq!(logs["total"], 4);
@@ -1478,13 +1107,11 @@ async fn agents_do_their_jobs_on_real_rows() {
 
     // Configs are checked against the type.
     let bad = plant
-        .refused(
+        .invalid(
             Method::POST,
             "/agents",
-            Some(json!({"name": "s", "type": "scorer", "schedule": "soon",
-            "config": {"rules": [{"field": "colour", "op": "like", "points": 500}], "extra": 1}})),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "VALIDATION_ERROR",
+            json!({"name": "s", "type": "scorer", "schedule": "soon",
+            "config": {"rules": [{"field": "colour", "op": "like", "points": 500}], "extra": 1}}),
         )
         .await;
     let fields = detail_fields(&bad);
@@ -1517,12 +1144,10 @@ async fn agents_do_their_jobs_on_real_rows() {
         ("oracle", json!({}), "type"),
     ] {
         let bad = plant
-            .refused(
+            .invalid(
                 Method::POST,
                 "/agents",
-                Some(json!({"name": kind, "type": kind, "config": config})),
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "VALIDATION_ERROR",
+                json!({"name": kind, "type": kind, "config": config}),
             )
             .await;
         assert!(
@@ -1533,16 +1158,12 @@ async fn agents_do_their_jobs_on_real_rows() {
 
     // Scorer: rules to scores.
     let scorer = plant
-        .ok(
-            Method::POST,
+        .post(
             "/agents",
-            Some(
-                json!({"name": "Scorer", "type": "scorer", "config": {"base": 10, "rules": [
+            json!({"name": "Scorer", "type": "scorer", "config": {"base": 10, "rules": [
             {"field": "source", "op": "equals", "value": "LinkedIn", "points": 50},
             {"field": "tags", "op": "equals", "value": "vip", "points": 20},
             {"field": "email", "op": "present", "points": 10}]}}),
-            ),
-            StatusCode::CREATED,
         )
         .await;
     assert_eq!(
@@ -1550,12 +1171,7 @@ async fn agents_do_their_jobs_on_real_rows() {
         (Some("active"), Some("manual"))
     );
     let run = plant
-        .ok(
-            Method::POST,
-            &format!("/agents/{}/restart", scorer["id"]),
-            None,
-            StatusCode::OK,
-        )
+        .action(&format!("/agents/{}/restart", scorer["id"]), None)
         .await;
     assert_eq!(
         (
@@ -1571,23 +1187,13 @@ async fn agents_do_their_jobs_on_real_rows() {
 
     // Qualifier: thresholds to statuses, through the allowed moves only.
     plant
-        .ok(
-            Method::PUT,
-            &format!("/{acme}"),
-            Some(json!({"status": "contacted"})),
-            StatusCode::OK,
-        )
+        .put(&format!("/{acme}"), json!({"status": "contacted"}))
         .await;
     let qualifier = plant
-        .ok(Method::POST, "/agents", Some(json!({"name": "Qualifier", "type": "qualifier", "config": {"qualify_at": 80, "lose_below": 15}})), StatusCode::CREATED)
+        .post("/agents", json!({"name": "Qualifier", "type": "qualifier", "config": {"qualify_at": 80, "lose_below": 15}}))
         .await;
     let run = plant
-        .ok(
-            Method::POST,
-            &format!("/agents/{}/restart", qualifier["id"]),
-            None,
-            StatusCode::OK,
-        )
+        .action(&format!("/agents/{}/restart", qualifier["id"]), None)
         .await;
     assert_eq!(run["changed"], 2, "{run}");
     assert_eq!(lead(&plant, acme).await["status"], "qualified");
@@ -1596,30 +1202,17 @@ async fn agents_do_their_jobs_on_real_rows() {
 
     // Deduplicator: same company and domain, merged into the oldest.
     let dedup = plant
-        .ok(
-            Method::POST,
+        .post(
             "/agents",
-            Some(json!({"name": "Dedup", "type": "deduplicator", "config": {}})),
-            StatusCode::CREATED,
+            json!({"name": "Dedup", "type": "deduplicator", "config": {}}),
         )
         .await;
     let run = plant
-        .ok(
-            Method::POST,
-            &format!("/agents/{}/restart", dedup["id"]),
-            None,
-            StatusCode::OK,
-        )
+        .action(&format!("/agents/{}/restart", dedup["id"]), None)
         .await;
     assert_eq!(run["changed"], 1, "{run}");
     plant
-        .refused(
-            Method::GET,
-            &format!("/{acme_again}"),
-            None,
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-        )
+        .not_found(Method::GET, &format!("/{acme_again}"))
         .await;
     let merged = lead(&plant, acme).await;
     assert_eq!(merged["phone"], "01 02 03 04 05");
@@ -1635,32 +1228,23 @@ async fn agents_do_their_jobs_on_real_rows() {
     assert_eq!(entry["data"]["merged"]["email"], "b@acme.fr");
     // The merged phone now counts as the survivor's for duplicates.
     plant
-        .refused(
+        .conflict(
             Method::POST,
             "",
-            Some(json!({"company": "X", "phone": "0102030405"})),
-            StatusCode::CONFLICT,
-            "CONFLICT",
+            json!({"company": "X", "phone": "0102030405"}),
         )
         .await;
 
     // Follow-up: open leads untouched for N days get flagged.
     plant.sql(&format!("UPDATE leads SET updated_at = '2020-01-01T00:00:00.000000Z' WHERE id IN ({delta}, {gamma})")).await;
     let follow = plant
-        .ok(
-            Method::POST,
+        .post(
             "/agents",
-            Some(json!({"name": "Follow", "type": "follow_up", "config": {"days": 7}})),
-            StatusCode::CREATED,
+            json!({"name": "Follow", "type": "follow_up", "config": {"days": 7}}),
         )
         .await;
     let run = plant
-        .ok(
-            Method::POST,
-            &format!("/agents/{}/restart", follow["id"]),
-            None,
-            StatusCode::OK,
-        )
+        .action(&format!("/agents/{}/restart", follow["id"]), None)
         .await;
     assert_eq!(run["changed"], 1, "{run}");
     let flagged = lead(&plant, delta).await;
@@ -1675,28 +1259,18 @@ async fn agents_do_their_jobs_on_real_rows() {
         "lost leads need no follow-up"
     );
     let again = plant
-        .ok(
-            Method::POST,
-            &format!("/agents/{}/restart", follow["id"]),
-            None,
-            StatusCode::OK,
-        )
+        .action(&format!("/agents/{}/restart", follow["id"]), None)
         .await;
     assert_eq!(again["changed"], 0);
 
     // Enricher: fills the empty fields from a configured URL, via Host::http.
     let enricher = plant
-        .ok(Method::POST, "/agents", Some(json!({"name": "Enricher", "type": "enricher",
-            "config": {"url": format!("http://{addr}/broken"), "fields": ["website", "contact_name", "source"]}})), StatusCode::CREATED)
+        .post("/agents", json!({"name": "Enricher", "type": "enricher",
+            "config": {"url": format!("http://{addr}/broken"), "fields": ["website", "contact_name", "source"]}}))
         .await;
     let enricher_id = enricher["id"].as_i64().expect("id");
     let failed = plant
-        .ok(
-            Method::POST,
-            &format!("/agents/{enricher_id}/restart"),
-            None,
-            StatusCode::OK,
-        )
+        .action(&format!("/agents/{enricher_id}/restart"), None)
         .await;
     assert_eq!(failed["outcome"], "failed");
     assert!(
@@ -1709,36 +1283,20 @@ async fn agents_do_their_jobs_on_real_rows() {
         .as_str()
         .expect("error")
         .contains("404"));
-    let event = loop {
-        let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
-            .await
-            .expect("in time")
-            .expect("event");
-        if event.topic == "leads.agent.failed" {
-            break event.data.clone();
-        }
-    };
+    let event = next_bus_event(&mut events, "leads.agent.failed").await;
     assert_eq!(event["id"], enricher_id);
     assert_eq!(plant.get("/logs/errors").await["total"], 1);
     plant
-        .refused(
-            Method::PUT,
+        .put_conflict(
             &format!("/agents/{enricher_id}/status"),
-            Some(json!({"status": "active"})),
-            StatusCode::CONFLICT,
-            "CONFLICT",
+            json!({"status": "active"}),
         )
         .await;
     plant
-        .ok(Method::PUT, &format!("/agents/{enricher_id}"), Some(json!({"config": {"url": format!("http://{addr}/enrich"), "fields": ["website", "contact_name", "source"]}})), StatusCode::OK)
+        .put(&format!("/agents/{enricher_id}"), json!({"config": {"url": format!("http://{addr}/enrich"), "fields": ["website", "contact_name", "source"]}}))
         .await;
     let run = plant
-        .ok(
-            Method::POST,
-            &format!("/agents/{enricher_id}/restart"),
-            None,
-            StatusCode::OK,
-        )
+        .action(&format!("/agents/{enricher_id}/restart"), None)
         .await;
     assert_eq!(
         (
@@ -1776,35 +1334,13 @@ async fn agents_do_their_jobs_on_real_rows() {
     // A scheduled agent runs from the host's scheduler: a task on the
     // plugin's run_agents job.
     let stale = plant
-        .ok(Method::POST, "/agents", Some(json!({"name": "Stale", "type": "follow_up", "schedule": "1h", "config": {"days": 7, "tag": "stale"}})), StatusCode::CREATED)
+        .post("/agents", json!({"name": "Stale", "type": "follow_up", "schedule": "1h", "config": {"days": 7, "tag": "stale"}}))
         .await;
     assert!(stale["next_run_at"].is_string());
     let task = json!({"id": "leads-agents", "name": "Leads agents", "type": "interval", "interval": {"hours": 1},
         "job": "leads.run_agents", "enabled": true});
-    expect_status(
-        call(
-            &plant.server,
-            Method::POST,
-            "/system/tasks",
-            &plant.admin,
-            Some(task),
-        )
-        .await,
-        StatusCode::CREATED,
-    )
-    .await;
-    expect_status(
-        call(
-            &plant.server,
-            Method::POST,
-            "/system/tasks/leads-agents/run",
-            &plant.admin,
-            None,
-        )
-        .await,
-        StatusCode::OK,
-    )
-    .await;
+    plant.create_task(task).await;
+    plant.run_task("leads-agents").await;
     plant
         .wait_for(
             "SELECT COUNT(*) FROM leads WHERE tags LIKE '%\"stale\"%'",
@@ -1819,40 +1355,23 @@ async fn agents_do_their_jobs_on_real_rows() {
     );
 
     plant
-        .ok(
-            Method::PUT,
+        .put(
             &format!("/agents/{}/status", stale["id"]),
-            Some(json!({"status": "inactive"})),
-            StatusCode::OK,
+            json!({"status": "inactive"}),
         )
         .await;
     assert!(plant.get(&format!("/agents/{}", stale["id"])).await["next_run_at"].is_null());
     plant
-        .refused(
+        .invalid(
             Method::PUT,
             &format!("/agents/{}/status", stale["id"]),
-            Some(json!({"status": "error"})),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "VALIDATION_ERROR",
+            json!({"status": "error"}),
         )
         .await;
     assert_eq!(plant.get("/agents").await["total"], 6);
+    plant.delete(&format!("/agents/{}", stale["id"])).await;
     plant
-        .ok(
-            Method::DELETE,
-            &format!("/agents/{}", stale["id"]),
-            None,
-            StatusCode::NO_CONTENT,
-        )
-        .await;
-    plant
-        .refused(
-            Method::GET,
-            &format!("/agents/{}/logs", stale["id"]),
-            None,
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-        )
+        .not_found(Method::GET, &format!("/agents/{}/logs", stale["id"]))
         .await;
     plant.0.stop().await;
 }
@@ -1896,15 +1415,7 @@ async fn export_csv_and_xlsx_and_import_csv() {
     assert!(text.contains(&format!("{},\"Acme, \"\"the\"\" SARL\",,a@acme.fr,,,linkedin,,,new,70,vip;paris,\"line one\nline two\",", acme["id"])), "{text}");
     assert!(text.contains(",Gamma,"));
     assert!(!text.contains("Beta"), "filtered out");
-    plant
-        .refused(
-            Method::GET,
-            "/export?format=pdf",
-            None,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "VALIDATION_ERROR",
-        )
-        .await;
+    plant.invalid(Method::GET, "/export?format=pdf", None).await;
 
     let response = plant
         .send(Method::GET, "/export?format=xlsx&sort_by=company", None)
@@ -2017,15 +1528,7 @@ async fn export_csv_and_xlsx_and_import_csv() {
         .as_str()
         .expect("m")
         .contains("2 leads created"));
-    plant
-        .refused(
-            Method::GET,
-            "/import/999",
-            None,
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-        )
-        .await;
+    plant.not_found(Method::GET, "/import/999").await;
     plant.0.stop().await;
 }
 
@@ -2035,24 +1538,17 @@ async fn created_and_converted_are_posted_signed_to_outbound_urls() {
     let addr = hook_server(hook.clone()).await;
     let plant = start(Some(addr)).await;
     plant
-        .ok(
-            Method::PUT,
+        .put(
             "/settings/integrations",
-            Some(json!({"webhook_secret": SECRET,
-            "outbound_urls": [format!("http://{addr}/hook")], "outbound_events": ["converted"]})),
-            StatusCode::OK,
+            json!({"webhook_secret": SECRET,
+            "outbound_urls": [format!("http://{addr}/hook")], "outbound_events": ["converted"]}),
         )
         .await;
     let lead = plant.create(json!({"company": "Outbound"})).await;
     let id = lead["id"].as_i64().expect("id");
     for status in ["contacted", "qualified", "converted"] {
         plant
-            .ok(
-                Method::PUT,
-                &format!("/{id}"),
-                Some(json!({"status": status})),
-                StatusCode::OK,
-            )
+            .put(&format!("/{id}"), json!({"status": status}))
             .await;
     }
     for _ in 0..100 {
@@ -2218,9 +1714,7 @@ async fn list_pages_keep_the_order_on_every_plan() {
                     let url =
                         format!("?{query}&sort_by={sort}&sort_order={order}&skip={skip}&limit=10");
                     let list = plant.get(&url).await;
-                    let ids: Vec<i64> = list["items"]
-                        .as_array()
-                        .expect("items")
+                    let ids: Vec<i64> = common::items(&list)
                         .iter()
                         .map(|item| item["id"].as_i64().expect("id"))
                         .collect();
@@ -2241,9 +1735,7 @@ async fn list_pages_keep_the_order_on_every_plan() {
     let mut expected: Vec<&Seeded> = seeded.iter().filter(|l| l.status == "new").collect();
     expected.sort_by_key(|lead| std::cmp::Reverse((lead.key("updated_at"), lead.id)));
     let wanted: Vec<i64> = expected.iter().skip(3).take(4).map(|l| l.id).collect();
-    let ids: Vec<i64> = list["items"]
-        .as_array()
-        .expect("items")
+    let ids: Vec<i64> = common::items(&list)
         .iter()
         .map(|item| item["id"].as_i64().expect("id"))
         .collect();

@@ -40,11 +40,7 @@ async fn text(server: &TestServer, path: &str) -> (StatusCode, header::HeaderMap
 }
 
 async fn openapi(server: &TestServer) -> Value {
-    server
-        .anonymous()
-        .get("/openapi.json")
-        .expect(StatusCode::OK)
-        .await
+    server.public_get("/openapi.json").await
 }
 
 /// Sends `path` byte for byte (reqwest would normalise `..` away) and
@@ -80,11 +76,7 @@ async fn home_page_shows_state_but_no_error_details() {
     .expect("write");
     let server = start(dir.path()).await;
     let admin = server.admin_token().await;
-    let broken = server
-        .as_(&admin)
-        .get("/system/plugins/broken")
-        .expect(StatusCode::OK)
-        .await;
+    let broken = server.get_as(&admin, "/system/plugins/broken").await;
     let error = broken["last_error"]
         .as_str()
         .expect("the broken plugin has an error");
@@ -496,11 +488,7 @@ async fn browser_console_logs_in_disables_a_plugin_and_shows_the_event() {
         )
         .await;
     let admin = server.admin_token().await;
-    let plugin = server
-        .as_(&admin)
-        .get("/system/plugins/hello")
-        .expect(StatusCode::OK)
-        .await;
+    let plugin = server.get_as(&admin, "/system/plugins/hello").await;
     assert_eq!(plugin["state"], "disabled");
     assert_eq!(plugin["active"], false);
     browser

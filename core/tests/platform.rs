@@ -225,11 +225,7 @@ async fn rate_limits_apply_per_tier_with_headers_and_exemptions() {
         .expect_error(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMIT")
         .await;
     // The admin's budget is separate from the user's.
-    server
-        .as_(&token)
-        .get("/auth/me")
-        .expect(StatusCode::OK)
-        .await;
+    server.get_as(&token, "/auth/me").await;
     server.stop().await;
 }
 

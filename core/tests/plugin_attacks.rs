@@ -63,14 +63,8 @@ fn watching(dir: &Path) -> impl FnOnce(&mut Config) {
 }
 
 async fn plugin_listing(server: &TestServer, token: &str, id: &str) -> Option<Value> {
-    let list = server
-        .as_(token)
-        .get("/system/plugins")
-        .expect(StatusCode::OK)
-        .await;
-    list["items"]
-        .as_array()
-        .expect("items")
+    let list = server.get_as(token, "/system/plugins").await;
+    common::items(&list)
         .iter()
         .find(|plugin| plugin["id"] == id)
         .cloned()
@@ -321,11 +315,7 @@ async fn a_corrupted_library_never_takes_the_host_down() {
             message.contains("crashed the checking process") || message.contains("ld.so"),
             "{section}: {message}"
         );
-        server
-            .anonymous()
-            .get("/health")
-            .expect(StatusCode::OK)
-            .await;
+        server.public_get("/health").await;
     }
 
     // Dropped into the watched directory: refused once, listed with the
@@ -353,11 +343,7 @@ async fn a_corrupted_library_never_takes_the_host_down() {
     deploy(&hello, plugins.path(), HELLO);
     let active = wait_for_state(&server, &admin, "hello", "active").await;
     assert_eq!(active["last_error"], Value::Null);
-    server
-        .anonymous()
-        .get("/api/v1/hello/ping")
-        .expect(StatusCode::OK)
-        .await;
+    server.public_get("/api/v1/hello/ping").await;
 
     // At start-up: the host comes up, the file is listed as refused.
     // Over a serving plugin: the reload is refused, the old code serves.
@@ -374,20 +360,12 @@ async fn a_corrupted_library_never_takes_the_host_down() {
     }
     assert_eq!(listed["state"], "active", "{listed}");
     assert!(listed["last_error"].is_string(), "{listed}");
-    server
-        .anonymous()
-        .get("/api/v1/hello/ping")
-        .expect(StatusCode::OK)
-        .await;
+    server.public_get("/api/v1/hello/ping").await;
     let db = server.stop().await;
     let server = TestServer::start_on(db, watching(plugins.path())).await;
     let admin = server.admin_token().await;
     let listed = wait_for_state(&server, &admin, "hello", "refused").await;
     assert!(listed["last_error"].is_string());
-    server
-        .anonymous()
-        .get("/health")
-        .expect(StatusCode::OK)
-        .await;
+    server.public_get("/health").await;
     server.stop().await;
 }

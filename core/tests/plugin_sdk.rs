@@ -70,11 +70,7 @@ async fn listeners_get_another_plugins_events_in_order_and_one_panic_harms_no_on
     let server = start_with_plugins(dir.path(), |_| {}).await;
     let admin = server.admin_token().await;
     let received = async || -> Value {
-        let response = server
-            .anonymous()
-            .get("/api/v1/listener/events")
-            .expect(StatusCode::OK)
-            .await;
+        let response = server.public_get("/api/v1/listener/events").await;
         response
     };
     // The start hook ran once the listener served.
@@ -88,10 +84,7 @@ async fn listeners_get_another_plugins_events_in_order_and_one_panic_harms_no_on
 
     for text in ["one", "panic", "two", "three"] {
         server
-            .as_(&admin)
-            .post("/api/v1/hello/greetings")
-            .json(json!({ "text": text }))
-            .expect(StatusCode::CREATED)
+            .create_as(&admin, "/api/v1/hello/greetings", json!({ "text": text }))
             .await;
     }
     eventually("the listener has seen all four greetings", async || {
@@ -160,11 +153,7 @@ async fn listeners_get_another_plugins_events_in_order_and_one_panic_harms_no_on
     };
     assert_eq!(calm("delivered"), Some(4.0), "{metrics}");
     assert_eq!(calm("panicked"), None, "{metrics}");
-    let calm_rows = server
-        .anonymous()
-        .get("/api/v1/calm-listener/events")
-        .expect(StatusCode::OK)
-        .await;
+    let calm_rows = server.public_get("/api/v1/calm-listener/events").await;
     let calm_texts: Vec<Value> = calm_rows
         .as_array()
         .expect("rows")
@@ -182,11 +171,7 @@ async fn listeners_get_another_plugins_events_in_order_and_one_panic_harms_no_on
         ]
     );
     // The host and all three plugins carry on.
-    server
-        .anonymous()
-        .get("/api/v1/hello/ping")
-        .expect(StatusCode::OK)
-        .await;
+    server.public_get("/api/v1/hello/ping").await;
     let state = server
         .as_(&admin)
         .get("/system/plugins/listener")
@@ -342,9 +327,7 @@ async fn a_plugin_list_refuses_a_query_parameter_it_does_not_know() {
     let server = start_with_plugins(dir.path(), |_| {}).await;
     let admin = server.admin_token().await;
     let listed = server
-        .as_(&admin)
-        .get("/api/v1/hello/greetings?limit=5&page=1&page_size=5")
-        .expect(StatusCode::OK)
+        .get_as(&admin, "/api/v1/hello/greetings?limit=5&page=1&page_size=5")
         .await;
     assert_eq!(listed["page_size"], 5, "{listed}");
     for (query, unknown) in [
@@ -424,9 +407,7 @@ async fn a_scaffolded_out_of_tree_plugin_builds_on_its_own_and_serves() {
     let taken = expect_error(create("first").await, StatusCode::CONFLICT, "CONFLICT").await;
     assert_eq!(taken["error"]["details"][0]["field"], "name", "{taken}");
     let list = server
-        .as_(&admin)
-        .get("/api/v1/notes/items?page=1&page_size=10")
-        .expect(StatusCode::OK)
+        .get_as(&admin, "/api/v1/notes/items?page=1&page_size=10")
         .await;
     assert_eq!(
         (list["total"].clone(), list["total_pages"].clone()),

@@ -9,26 +9,24 @@ mod common;
 
 use std::time::Duration;
 
-use common::{call, expect_error, expect_status, TestServer};
-use futures_util::{SinkExt, StreamExt};
+use common::{
+    call, expect_error, expect_status,
+    ws::{self, next_json, Socket},
+    TestServer,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tokio_tungstenite::{tungstenite::Message, MaybeTlsStream, WebSocketStream};
-
-type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Seed 001's client: connect, then `{"type":"auth","token":"Bearer ..."}`
 /// and nothing else. Returns the socket after the auth reply.
 async fn seed_client(server: &TestServer, token: &str) -> Socket {
-    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", server.addr))
-        .await
-        .expect("upgrade");
-    let auth = json!({"type": "auth", "token": format!("Bearer {token}")});
-    socket
-        .send(Message::Text(auth.to_string().into()))
-        .await
-        .expect("send auth");
-    let reply = next_message(&mut socket, Duration::from_secs(5))
+    let mut socket = ws::connect(server, "").await;
+    ws::send(
+        &mut socket,
+        json!({"type": "auth", "token": format!("Bearer {token}")}),
+    )
+    .await;
+    let reply = next_json(&mut socket, Duration::from_secs(5))
         .await
         .expect("auth reply");
     assert_eq!(reply["type"], "auth", "{reply}");
@@ -36,25 +34,10 @@ async fn seed_client(server: &TestServer, token: &str) -> Socket {
     socket
 }
 
-/// The next JSON message, skipping pings; `None` on close or silence.
-async fn next_message(socket: &mut Socket, wait: Duration) -> Option<Value> {
-    loop {
-        let message = tokio::time::timeout(wait, socket.next())
-            .await
-            .ok()??
-            .ok()?;
-        match message {
-            Message::Text(text) => return serde_json::from_str(text.as_str()).ok(),
-            Message::Close(_) => return None,
-            _ => {}
-        }
-    }
-}
-
 /// Events on `topic` arriving within `wait`, in order.
 async fn events_on(socket: &mut Socket, topic: &str, wait: Duration) -> Vec<Value> {
     let mut found = Vec::new();
-    while let Some(message) = next_message(socket, wait).await {
+    while let Some(message) = next_json(socket, wait).await {
         if message["type"] == "event" && message["topic"] == topic {
             found.push(message);
         }
@@ -83,15 +66,12 @@ async fn a_websocket_client_that_never_subscribes_gets_every_event_it_may_see() 
     );
 
     // The first subscribe replaces the default with exactly its topics.
-    admin_socket
-        .send(Message::Text(
-            json!({"type": "subscribe", "topics": ["plugin.*"]})
-                .to_string()
-                .into(),
-        ))
-        .await
-        .expect("send subscribe");
-    let reply = next_message(&mut admin_socket, Duration::from_secs(5))
+    ws::send(
+        &mut admin_socket,
+        json!({"type": "subscribe", "topics": ["plugin.*"]}),
+    )
+    .await;
+    let reply = next_json(&mut admin_socket, Duration::from_secs(5))
         .await
         .expect("subscribe reply");
     assert_eq!(reply["topics"], json!(["plugin.*"]), "{reply}");
@@ -108,11 +88,7 @@ async fn a_websocket_client_that_never_subscribes_gets_every_event_it_may_see() 
 async fn a_task_created_with_the_seeds_body_takes_its_job_from_its_id() {
     let server = TestServer::start().await;
     let admin = server.admin_token().await;
-    let jobs = expect_status(
-        call(&server, Method::GET, "/system/tasks", &admin, None).await,
-        StatusCode::OK,
-    )
-    .await;
+    let jobs = server.get_as(&admin, "/system/tasks").await;
     let job = jobs
         .as_array()
         .or_else(|| jobs["items"].as_array())
@@ -122,42 +98,30 @@ async fn a_task_created_with_the_seeds_body_takes_its_job_from_its_id() {
         .to_string();
 
     // Seed 001's body, no job; here the id names a job.
-    let created = expect_status(
-        call(
-            &server,
-            Method::POST,
-            "/system/tasks",
+    let created = server
+        .create_as(
             &admin,
-            Some(json!({
+            "/system/tasks",
+            json!({
                 "id": job, "name": "Ma Tâche", "type": "interval",
                 "interval": {"hours": 1}, "enabled": true
-            })),
+            }),
         )
-        .await,
-        StatusCode::CREATED,
-    )
-    .await;
+        .await;
     assert_eq!(created["job"], job.as_str(), "{created}");
     assert_eq!(created["id"], job.as_str(), "{created}");
 
     // Seed 001's body as written: its id names no job, so the 422 says
     // which jobs exist.
-    let refused = expect_error(
-        call(
-            &server,
-            Method::POST,
-            "/system/tasks",
-            &admin,
-            Some(json!({
-                "id": "ma_tache", "name": "Ma Tâche", "type": "interval",
-                "interval": {"hours": 1}, "enabled": true
-            })),
-        )
-        .await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_ERROR",
-    )
-    .await;
+    let refused = server
+        .as_(&admin)
+        .request(Method::POST, "/system/tasks")
+        .json(json!({
+            "id": "ma_tache", "name": "Ma Tâche", "type": "interval",
+            "interval": {"hours": 1}, "enabled": true
+        }))
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
+        .await;
     let text = refused.to_string();
     assert!(text.contains("\"field\":\"job\""), "{refused}");
     for builtin in [
@@ -202,22 +166,18 @@ async fn a_seed_001_client_renews_its_access_token_within_its_session() {
     );
     let second = renewed["access_token"].as_str().expect("token").to_string();
     assert_ne!(second, first);
-    let me = expect_status(
-        call(&server, Method::GET, "/auth/me", &second, None).await,
-        StatusCode::OK,
-    )
-    .await;
+    let me = server.get_as(&second, "/auth/me").await;
     assert_eq!(me["email"], "renew@example.com");
     // A renewed token renews too: same session.
     let third = expect_status(refresh_with_bearer(&server, &second).await, StatusCode::OK).await;
     let third = third["access_token"].as_str().expect("token").to_string();
 
     // Ending the session ends renewal, for every token of the session.
-    expect_status(
-        call(&server, Method::POST, "/auth/logout", &third, None).await,
-        StatusCode::NO_CONTENT,
-    )
-    .await;
+    server
+        .as_(&third)
+        .request(Method::POST, "/auth/logout")
+        .expect(StatusCode::NO_CONTENT)
+        .await;
     for token in [&first, &second, &third] {
         expect_error(
             refresh_with_bearer(&server, token).await,
@@ -251,6 +211,16 @@ async fn a_seed_001_client_renews_its_access_token_within_its_session() {
     server.stop().await;
 }
 
+/// Seed 003's refresh: `{"refreshToken": ...}`.
+async fn refresh_camel_case(server: &TestServer, token: &str) -> reqwest::Response {
+    server
+        .post("/auth/refresh")
+        .json(&json!({"refreshToken": token}))
+        .send()
+        .await
+        .expect("refresh")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_003_camel_case_register_and_refresh_are_accepted() {
     let server = TestServer::start().await;
@@ -273,12 +243,7 @@ async fn seed_003_camel_case_register_and_refresh_are_accepted() {
     let login = server.login("jane@example.com", "StrongPassword!123").await;
     let refresh_token = login["refresh_token"].as_str().expect("refresh token");
     let rotated = expect_status(
-        server
-            .post("/auth/refresh")
-            .json(&json!({"refreshToken": refresh_token}))
-            .send()
-            .await
-            .expect("refresh"),
+        refresh_camel_case(&server, refresh_token).await,
         StatusCode::OK,
     )
     .await;
@@ -286,17 +251,26 @@ async fn seed_003_camel_case_register_and_refresh_are_accepted() {
     assert!(rotated["refresh_token"].is_string(), "{rotated}");
     // The presented refresh token is spent: single use still holds.
     expect_error(
-        server
-            .post("/auth/refresh")
-            .json(&json!({"refreshToken": refresh_token}))
-            .send()
-            .await
-            .expect("refresh"),
+        refresh_camel_case(&server, refresh_token).await,
         StatusCode::UNAUTHORIZED,
         "AUTHENTICATION_ERROR",
     )
     .await;
     server.stop().await;
+}
+
+/// Asserts that `GET path` as `token` is a 422 whose first detail names
+/// `field`.
+async fn refused_naming(server: &TestServer, token: &str, path: &str, field: &str) {
+    let refused = server
+        .as_(token)
+        .get(path)
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
+        .await;
+    assert_eq!(
+        refused["error"]["details"][0]["field"], field,
+        "{path}: {refused}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -315,16 +289,7 @@ async fn every_host_list_pages_sorts_and_refuses_unknown_filters() {
         "/system/tasks",
     ] {
         // A filter the route does not know is a 422 that names it.
-        let refused = expect_error(
-            get(format!("{list}?colour=red")).await,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "VALIDATION_ERROR",
-        )
-        .await;
-        assert_eq!(
-            refused["error"]["details"][0]["field"], "colour",
-            "{list}: {refused}"
-        );
+        refused_naming(&server, &admin, &format!("{list}?colour=red"), "colour").await;
         // Paging is honoured and reported both ways.
         let page = expect_status(get(format!("{list}?skip=1&limit=1")).await, StatusCode::OK).await;
         assert_eq!(page["skip"], 1, "{list}: {page}");
@@ -333,28 +298,20 @@ async fn every_host_list_pages_sorts_and_refuses_unknown_filters() {
         assert_eq!(page["page_size"], 1, "{list}: {page}");
         let total = page["total"].as_i64().expect("total");
         assert_eq!(page["total_pages"], total.max(1), "{list}: {page}");
-        assert!(
-            page["items"].as_array().expect("items").len() <= 1,
-            "{list}: {page}"
-        );
+        assert!(common::items(&page).len() <= 1, "{list}: {page}");
         // A sort field the route does not offer is a 422 too.
-        let refused = expect_error(
-            get(format!("{list}?sort_by=password_hash")).await,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "VALIDATION_ERROR",
+        refused_naming(
+            &server,
+            &admin,
+            &format!("{list}?sort_by=password_hash"),
+            "sort_by",
         )
         .await;
-        assert_eq!(
-            refused["error"]["details"][0]["field"], "sort_by",
-            "{list}: {refused}"
-        );
     }
 
     // Sorting works where it used to be ignored.
     let names = |page: &Value| -> Vec<String> {
-        page["items"]
-            .as_array()
-            .expect("items")
+        common::items(page)
             .iter()
             .map(|item| item["name"].as_str().expect("name").to_string())
             .collect()
@@ -379,9 +336,7 @@ async fn every_host_list_pages_sorts_and_refuses_unknown_filters() {
         StatusCode::OK,
     )
     .await;
-    let ids: Vec<&str> = tasks["items"]
-        .as_array()
-        .expect("items")
+    let ids: Vec<&str> = common::items(&tasks)
         .iter()
         .map(|task| task["id"].as_str().expect("id"))
         .collect();

@@ -36,6 +36,7 @@ fn applies(on: On, dialect: Dialect) -> bool {
 }
 
 /// Run-time attacks: one statement each.
+#[rustfmt::skip]
 const RUNTIME_ATTACKS: &[(On, &str)] = &[
     (On::Both, "SELECT email, password_hash FROM users"),
     (On::Sqlite, "SELECT email, password_hash FROM 'users'"),
@@ -43,30 +44,12 @@ const RUNTIME_ATTACKS: &[(On, &str)] = &[
     (On::Sqlite, "SELECT email FROM `users`"),
     (On::Sqlite, "SELECT email FROM [users]"),
     (On::Sqlite, "SELECT email FROM (users)"),
-    (
-        On::Sqlite,
-        "SELECT n.id FROM intruder_notes n JOIN (users) u ON 1 = 1",
-    ),
-    (
-        On::Both,
-        "SELECT n.id, u.email FROM intruder_notes n, users u",
-    ),
-    (
-        On::Both,
-        "SELECT email, count(*) OVER users FROM users WINDOW users AS (ORDER BY id)",
-    ),
-    (
-        On::Sqlite,
-        "WITH x AS (SELECT * FROM 'users') SELECT email FROM x",
-    ),
-    (
-        On::Sqlite,
-        "WITH users AS (SELECT * FROM main.users) SELECT email FROM users",
-    ),
-    (
-        On::Postgres,
-        "WITH users AS (SELECT * FROM public.users) SELECT email FROM users",
-    ),
+    (On::Sqlite, "SELECT n.id FROM intruder_notes n JOIN (users) u ON 1 = 1"),
+    (On::Both, "SELECT n.id, u.email FROM intruder_notes n, users u"),
+    (On::Both, "SELECT email, count(*) OVER users FROM users WINDOW users AS (ORDER BY id)"),
+    (On::Sqlite, "WITH x AS (SELECT * FROM 'users') SELECT email FROM x"),
+    (On::Sqlite, "WITH users AS (SELECT * FROM main.users) SELECT email FROM users"),
+    (On::Postgres, "WITH users AS (SELECT * FROM public.users) SELECT email FROM users"),
     (On::Sqlite, "SELECT email FROM main.users"),
     (On::Sqlite, "SELECT email FROM \"main\".\"users\""),
     (On::Postgres, "SELECT email FROM public.users"),
@@ -75,73 +58,34 @@ const RUNTIME_ATTACKS: &[(On, &str)] = &[
     (On::Both, "SELECT email FROM users/**/"),
     (On::Both, "SELECT email FROM/**/users"),
     (On::Both, "SELECT email FROM users -- intruder_notes"),
-    (
-        On::Both,
-        "SELECT (SELECT password_hash FROM users LIMIT 1) AS h",
-    ),
-    (
-        On::Both,
-        "SELECT id FROM intruder_notes WHERE id IN (SELECT id FROM users)",
-    ),
-    (
-        On::Both,
-        "SELECT id FROM intruder_notes WHERE EXISTS (SELECT 1 FROM users)",
-    ),
-    (
-        On::Both,
-        "SELECT id, body FROM intruder_notes UNION ALL SELECT id, email FROM users",
-    ),
+    (On::Both, "SELECT (SELECT password_hash FROM users LIMIT 1) AS h"),
+    (On::Both, "SELECT id FROM intruder_notes WHERE id IN (SELECT id FROM users)"),
+    (On::Both, "SELECT id FROM intruder_notes WHERE EXISTS (SELECT 1 FROM users)"),
+    (On::Both, "SELECT id, body FROM intruder_notes UNION ALL SELECT id, email FROM users"),
     (On::Both, "SELECT * FROM (SELECT email FROM users) AS s"),
     (On::Both, "SELECT email FROM users AS intruder_notes"),
     (On::Both, "SELECT count(*) AS n FROM users"),
     (On::Both, "SELECT 1 AS one FROM users LIMIT 1"),
-    (
-        On::Both,
-        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 2) \
-         SELECT email FROM users, r",
-    ),
-    (
-        On::Both,
-        "UPDATE users SET full_name = 'pwned' WHERE id = 1",
-    ),
+    (On::Both, "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 2) \
+         SELECT email FROM users, r"),
+    (On::Both, "UPDATE users SET full_name = 'pwned' WHERE id = 1"),
     (On::Sqlite, "UPDATE 'users' SET full_name = 'pwned'"),
     (On::Both, "UPDATE \"users\" SET full_name = 'pwned'"),
     (On::Sqlite, "DELETE FROM 'refresh_tokens'"),
     (On::Both, "DELETE FROM refresh_tokens"),
     (On::Both, "DELETE FROM user_roles"),
-    (
-        On::Both,
-        "INSERT INTO users (email, password_hash, full_name, created_at, updated_at) \
-         VALUES ('evil@x.test', 'h', 'evil', 'now', 'now')",
-    ),
-    (
-        On::Sqlite,
-        "REPLACE INTO users (email, password_hash, created_at, updated_at) \
-         VALUES ('evil2@x.test', 'h', 'now', 'now')",
-    ),
-    (
-        On::Both,
-        "INSERT INTO intruder_notes (body) SELECT email FROM users",
-    ),
-    (
-        On::Sqlite,
-        "INSERT INTO intruder_notes (body) SELECT password_hash FROM 'users'",
-    ),
-    (
-        On::Both,
-        "UPDATE intruder_notes SET body = (SELECT password_hash FROM users LIMIT 1)",
-    ),
-    (
-        On::Both,
-        "DELETE FROM intruder_notes WHERE body IN (SELECT email FROM users)",
-    ),
+    (On::Both, "INSERT INTO users (email, password_hash, full_name, created_at, updated_at) \
+         VALUES ('evil@x.test', 'h', 'evil', 'now', 'now')"),
+    (On::Sqlite, "REPLACE INTO users (email, password_hash, created_at, updated_at) \
+         VALUES ('evil2@x.test', 'h', 'now', 'now')"),
+    (On::Both, "INSERT INTO intruder_notes (body) SELECT email FROM users"),
+    (On::Sqlite, "INSERT INTO intruder_notes (body) SELECT password_hash FROM 'users'"),
+    (On::Both, "UPDATE intruder_notes SET body = (SELECT password_hash FROM users LIMIT 1)"),
+    (On::Both, "DELETE FROM intruder_notes WHERE body IN (SELECT email FROM users)"),
     (On::Both, "UPDATE roles SET name = 'x' WHERE name = 'admin'"),
-    (
-        On::Both,
-        "INSERT INTO role_permissions (role_id, permission_id) SELECT r.id, p.id \
+    (On::Both, "INSERT INTO role_permissions (role_id, permission_id) SELECT r.id, p.id \
          FROM roles r, permissions p WHERE r.name = 'user' \
-         AND p.id NOT IN (SELECT permission_id FROM role_permissions WHERE role_id = r.id)",
-    ),
+         AND p.id NOT IN (SELECT permission_id FROM role_permissions WHERE role_id = r.id)"),
     // On PostgreSQL the plugin sees its own ledger rows (checked below).
     (On::Sqlite, "SELECT owner, checksum FROM xcore_migrations"),
     (On::Both, "DELETE FROM xcore_migrations"),
@@ -158,173 +102,82 @@ const RUNTIME_ATTACKS: &[(On, &str)] = &[
     (On::Sqlite, "ATTACH DATABASE ':memory:' AS other"),
     (On::Sqlite, "CREATE TEMP TABLE users (id INTEGER)"),
     (On::Sqlite, "CREATE TEMP VIEW intruder_v AS SELECT 1 AS x"),
-    (
-        On::Both,
-        "CREATE TABLE intruder_copy AS SELECT * FROM users",
-    ),
+    (On::Both, "CREATE TABLE intruder_copy AS SELECT * FROM users"),
     (On::Both, "CREATE TABLE intruder_later (id INTEGER)"),
     (On::Both, "CREATE VIEW intruder_view AS SELECT 1 AS x"),
     // Schema changes to its own tables at run time: SQLite's authorizer
     // keeps them to migrations; on PostgreSQL an owner may change what it
     // owns (creating is refused, there is no CREATE on the schema).
     (On::Sqlite, "DROP TABLE intruder_notes"),
-    (
-        On::Sqlite,
-        "ALTER TABLE intruder_notes ADD COLUMN extra TEXT",
-    ),
+    (On::Sqlite, "ALTER TABLE intruder_notes ADD COLUMN extra TEXT"),
     (On::Postgres, "TABLE users"),
     (On::Postgres, "SELECT email FROM ONLY users"),
     (On::Postgres, "SELECT email FROM users FOR UPDATE"),
-    (
-        On::Postgres,
-        "SELECT email FROM users TABLESAMPLE SYSTEM (100)",
-    ),
-    (
-        On::Postgres,
-        "SELECT query_to_xml('SELECT email, password_hash FROM users', true, true, '')::text",
-    ),
-    (
-        On::Postgres,
-        "SELECT usename::text, passwd::text FROM pg_shadow",
-    ),
-    (
-        On::Postgres,
-        "SELECT rolname::text, rolpassword::text FROM pg_authid",
-    ),
+    (On::Postgres, "SELECT email FROM users TABLESAMPLE SYSTEM (100)"),
+    (On::Postgres, "SELECT query_to_xml('SELECT email, password_hash FROM users', true, true, '')::text"),
+    (On::Postgres, "SELECT usename::text, passwd::text FROM pg_shadow"),
+    (On::Postgres, "SELECT rolname::text, rolpassword::text FROM pg_authid"),
     (On::Postgres, "SELECT pg_read_file('PG_VERSION')"),
-    (
-        On::Postgres,
-        "CREATE FUNCTION intruder_f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
-    ),
+    (On::Postgres, "CREATE FUNCTION intruder_f() RETURNS int LANGUAGE sql AS 'SELECT 1'"),
     (On::Postgres, "GRANT SELECT ON users TO PUBLIC"),
     (On::Postgres, "ALTER TABLE users OWNER TO CURRENT_USER"),
 ];
 
 /// Attacks that try to leave the plugin's session first, then read: one
 /// transaction each.
+#[rustfmt::skip]
 const ESCAPES: &[(On, &[&str])] = &[
-    (
-        On::Postgres,
-        &["SET ROLE postgres", "SELECT email FROM users"],
-    ),
+    (On::Postgres, &["SET ROLE postgres", "SELECT email FROM users"]),
     (On::Postgres, &["RESET ROLE", "SELECT email FROM users"]),
-    (
-        On::Postgres,
-        &[
-            "SELECT set_config('role', 'postgres', false)",
-            "SELECT email FROM users",
-        ],
-    ),
-    (
-        On::Postgres,
-        &[
-            "SET SESSION AUTHORIZATION postgres",
-            "SELECT email FROM users",
-        ],
-    ),
-    (
-        On::Sqlite,
-        &["PRAGMA writable_schema = ON", "SELECT email FROM users"],
-    ),
+    (On::Postgres, &["SELECT set_config('role', 'postgres', false)", "SELECT email FROM users"]),
+    (On::Postgres, &["SET SESSION AUTHORIZATION postgres", "SELECT email FROM users"]),
+    (On::Sqlite, &["PRAGMA writable_schema = ON", "SELECT email FROM users"]),
 ];
 
 /// Migration attacks: a whole script each.
+#[rustfmt::skip]
 const MIGRATION_ATTACKS: &[(On, &str)] = &[
-    (
-        On::Both,
-        "UPDATE users SET full_name = 'pwned' WHERE id = 1",
-    ),
+    (On::Both, "UPDATE users SET full_name = 'pwned' WHERE id = 1"),
     (On::Sqlite, "UPDATE 'users' SET full_name = 'pwned'"),
     (On::Both, "DROP TABLE users"),
     (On::Both, "DELETE FROM refresh_tokens"),
-    (
-        On::Sqlite,
-        "CREATE TABLE intruder_x AS SELECT * FROM (users)",
-    ),
-    (
-        On::Sqlite,
-        "CREATE TABLE intruder_x AS SELECT * FROM 'users'",
-    ),
+    (On::Sqlite, "CREATE TABLE intruder_x AS SELECT * FROM (users)"),
+    (On::Sqlite, "CREATE TABLE intruder_x AS SELECT * FROM 'users'"),
     (On::Both, "CREATE TABLE intruder_x AS SELECT * FROM users"),
-    (
-        On::Both,
-        "CREATE TABLE intruder_ok (id INTEGER); UPDATE users SET full_name = 'pwned'",
-    ),
+    (On::Both, "CREATE TABLE intruder_ok (id INTEGER); UPDATE users SET full_name = 'pwned'"),
     (On::Both, "ALTER TABLE users ADD COLUMN intruder TEXT"),
     (On::Both, "ALTER TABLE users RENAME TO intruder_users"),
     (On::Both, "ALTER TABLE intruder_notes RENAME TO sessions"),
     (On::Both, "CREATE TABLE sessions (id INTEGER)"),
     // Cross-plugin and host foreign keys: a cascade or a restriction would
     // reach across the boundary from the other side.
-    (
-        On::Both,
-        "CREATE TABLE intruder_refs (id INTEGER PRIMARY KEY, \
-         item INTEGER REFERENCES depended_items (id) ON DELETE CASCADE)",
-    ),
-    (
-        On::Both,
-        "CREATE TABLE intruder_owners (id INTEGER PRIMARY KEY, \
-         user_id INTEGER REFERENCES users (id) ON DELETE RESTRICT)",
-    ),
+    (On::Both, "CREATE TABLE intruder_refs (id INTEGER PRIMARY KEY, \
+         item INTEGER REFERENCES depended_items (id) ON DELETE CASCADE)"),
+    (On::Both, "CREATE TABLE intruder_owners (id INTEGER PRIMARY KEY, \
+         user_id INTEGER REFERENCES users (id) ON DELETE RESTRICT)"),
     (On::Both, "CREATE INDEX intruder_idx ON users (email)"),
-    (
-        On::Both,
-        "CREATE INDEX users_lookalike_idx ON intruder_notes (body)",
-    ),
+    (On::Both, "CREATE INDEX users_lookalike_idx ON intruder_notes (body)"),
     (On::Both, "CREATE VIEW users_view AS SELECT 1 AS x"),
-    (
-        On::Sqlite,
-        "CREATE TRIGGER intruder_trg AFTER INSERT ON users BEGIN DELETE FROM intruder_notes; END",
-    ),
-    (
-        On::Sqlite,
-        "CREATE VIRTUAL TABLE intruder_vocab USING fts5vocab(intruder_notes, 'row')",
-    ),
+    (On::Sqlite, "CREATE TRIGGER intruder_trg AFTER INSERT ON users BEGIN DELETE FROM intruder_notes; END"),
+    (On::Sqlite, "CREATE VIRTUAL TABLE intruder_vocab USING fts5vocab(intruder_notes, 'row')"),
     (On::Sqlite, "PRAGMA writable_schema = ON"),
     (On::Sqlite, "ATTACH DATABASE ':memory:' AS other"),
     (On::Sqlite, "CREATE TEMP TABLE intruder_t (id INTEGER)"),
-    (
-        On::Both,
-        "INSERT INTO xcore_migrations (owner, version, name, checksum, applied_at) \
-         VALUES ('core', 99, 'x', 'x', 'x')",
-    ),
-    (
-        On::Both,
-        "DELETE FROM xcore_migrations WHERE owner = 'core'",
-    ),
+    (On::Both, "INSERT INTO xcore_migrations (owner, version, name, checksum, applied_at) \
+         VALUES ('core', 99, 'x', 'x', 'x')"),
+    (On::Both, "DELETE FROM xcore_migrations WHERE owner = 'core'"),
     (On::Both, "DELETE FROM permissions"),
-    (
-        On::Postgres,
-        "CREATE FUNCTION intruder_f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
-    ),
-    (
-        On::Postgres,
-        "CREATE FUNCTION lower(integer) RETURNS text LANGUAGE sql AS 'SELECT ''x'''",
-    ),
-    (
-        On::Postgres,
-        "CREATE OPERATOR === (LEFTARG = text, RIGHTARG = text, FUNCTION = texteq)",
-    ),
+    (On::Postgres, "CREATE FUNCTION intruder_f() RETURNS int LANGUAGE sql AS 'SELECT 1'"),
+    (On::Postgres, "CREATE FUNCTION lower(integer) RETURNS text LANGUAGE sql AS 'SELECT ''x'''"),
+    (On::Postgres, "CREATE OPERATOR === (LEFTARG = text, RIGHTARG = text, FUNCTION = texteq)"),
     (On::Postgres, "CREATE TYPE mood AS ENUM ('a', 'b')"),
-    (
-        On::Postgres,
-        "SET ROLE postgres; UPDATE users SET full_name = 'pwned'",
-    ),
-    (
-        On::Postgres,
-        "RESET ROLE; UPDATE users SET full_name = 'pwned'",
-    ),
-    (
-        On::Postgres,
-        "SELECT set_config('role', 'postgres', false); UPDATE users SET full_name = 'pwned'",
-    ),
+    (On::Postgres, "SET ROLE postgres; UPDATE users SET full_name = 'pwned'"),
+    (On::Postgres, "RESET ROLE; UPDATE users SET full_name = 'pwned'"),
+    (On::Postgres, "SELECT set_config('role', 'postgres', false); UPDATE users SET full_name = 'pwned'"),
     (On::Postgres, "CREATE SCHEMA intruder"),
     (On::Postgres, "GRANT ALL ON users TO PUBLIC"),
     (On::Postgres, "ALTER ROLE CURRENT_USER SUPERUSER"),
-    (
-        On::Postgres,
-        "CREATE TABLE public.users_shadow (id INTEGER)",
-    ),
+    (On::Postgres, "CREATE TABLE public.users_shadow (id INTEGER)"),
 ];
 
 /// Attacks a migration may create but that must not work when used: a

@@ -13,11 +13,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 async fn task(server: &TestServer, token: &str, id: &str) -> Value {
-    server
-        .as_(token)
-        .get(&format!("/system/tasks/{id}"))
-        .expect(StatusCode::OK)
-        .await
+    server.get_as(token, &format!("/system/tasks/{id}")).await
 }
 
 /// Polls until `condition` holds on the task, for up to 15 s.
@@ -44,14 +40,8 @@ async fn tasks_are_validated_created_run_paused_resumed_edited_and_deleted() {
     let admin = server.admin_token().await;
     let (_, user) = server.user_token("plain@example.com").await;
 
-    let list = server
-        .as_(&admin)
-        .get("/system/tasks")
-        .expect(StatusCode::OK)
-        .await;
-    let ids: Vec<&str> = list["items"]
-        .as_array()
-        .expect("items")
+    let list = server.get_as(&admin, "/system/tasks").await;
+    let ids: Vec<&str> = common::items(&list)
         .iter()
         .map(|t| t["id"].as_str().expect("id"))
         .collect();
@@ -59,7 +49,7 @@ async fn tasks_are_validated_created_run_paused_resumed_edited_and_deleted() {
         ids,
         vec!["prune_audit_log", "prune_task_runs", "purge_expired_tokens"]
     );
-    for builtin in list["items"].as_array().expect("items") {
+    for builtin in common::items(&list) {
         assert_eq!(builtin["status"], "scheduled", "{builtin}");
         assert_eq!(builtin["type"], "cron");
         assert!(builtin["next_run"].is_string(), "{builtin}");
@@ -120,13 +110,14 @@ async fn tasks_are_validated_created_run_paused_resumed_edited_and_deleted() {
     }
 
     let created = server
-        .as_(&admin)
-        .post("/system/tasks")
-        .json(json!({
-            "id": "ma_tache", "name": "Ma Tâche", "type": "interval",
-            "interval": {"hours": 1}, "job": "core.purge_expired_tokens", "enabled": true
-        }))
-        .expect(StatusCode::CREATED)
+        .create_as(
+            &admin,
+            "/system/tasks",
+            json!({
+                "id": "ma_tache", "name": "Ma Tâche", "type": "interval",
+                "interval": {"hours": 1}, "job": "core.purge_expired_tokens", "enabled": true
+            }),
+        )
         .await;
     assert_eq!(created["status"], "scheduled", "{created}");
     assert_eq!(
@@ -138,11 +129,7 @@ async fn tasks_are_validated_created_run_paused_resumed_edited_and_deleted() {
     server.as_(&admin).post("/system/tasks").json(json!({"id": "ma_tache", "type": "interval", "interval": {"hours": 1}, "job": "core.purge_expired_tokens"})).expect_error(StatusCode::CONFLICT, "CONFLICT").await;
 
     // Pause and resume: next_run follows.
-    let paused = server
-        .as_(&admin)
-        .post("/system/tasks/ma_tache/pause")
-        .expect(StatusCode::OK)
-        .await;
+    let paused = server.post_as(&admin, "/system/tasks/ma_tache/pause").await;
     assert_eq!(
         paused,
         json!({"id": "ma_tache", "status": "paused", "next_run": null})
@@ -153,9 +140,7 @@ async fn tasks_are_validated_created_run_paused_resumed_edited_and_deleted() {
         (Some("paused"), true)
     );
     let resumed = server
-        .as_(&admin)
-        .post("/system/tasks/ma_tache/resume")
-        .expect(StatusCode::OK)
+        .post_as(&admin, "/system/tasks/ma_tache/resume")
         .await;
     assert_eq!(resumed["status"], "scheduled");
     assert!(resumed["next_run"].is_string(), "{resumed}");
@@ -181,11 +166,7 @@ async fn tasks_are_validated_created_run_paused_resumed_edited_and_deleted() {
     ws::next_json(&mut socket, Duration::from_secs(10))
         .await
         .expect("subscribe reply");
-    let run = server
-        .as_(&admin)
-        .post("/system/tasks/ma_tache/run")
-        .expect(StatusCode::OK)
-        .await;
+    let run = server.post_as(&admin, "/system/tasks/ma_tache/run").await;
     assert_eq!(run["id"], "ma_tache");
     assert_eq!(run["status"], "running");
     assert!(run["started_at"].is_string());
@@ -210,10 +191,11 @@ async fn tasks_are_validated_created_run_paused_resumed_edited_and_deleted() {
 
     // Edit: a cron schedule; bad edits are refused and change nothing.
     let edited = server
-        .as_(&admin)
-        .put("/system/tasks/ma_tache")
-        .json(json!({"type": "cron", "schedule": "0 4 * * *", "name": "Nightly"}))
-        .expect(StatusCode::OK)
+        .put_as(
+            &admin,
+            "/system/tasks/ma_tache",
+            json!({"type": "cron", "schedule": "0 4 * * *", "name": "Nightly"}),
+        )
         .await;
     assert_eq!(edited["type"], "cron");
     assert_eq!(edited["name"], "Nightly");
@@ -257,16 +239,14 @@ async fn tasks_are_validated_created_run_paused_resumed_edited_and_deleted() {
 async fn a_one_second_cron_task_fires_and_its_state_survives_a_restart() {
     let server = TestServer::start().await;
     let admin = server.admin_token().await;
-    server.as_(&admin).post("/system/tasks").json(json!({"id": "every_second", "type": "cron", "schedule": "* * * * * *", "job": "core.prune_task_runs"})).expect(StatusCode::CREATED).await;
+    server.create_as(&admin, "/system/tasks", json!({"id": "every_second", "type": "cron", "schedule": "* * * * * *", "job": "core.prune_task_runs"})).await;
     let fired = task_until(&server, &admin, "every_second", "two scheduled runs", |t| {
         t["success_count"].as_i64().unwrap_or(0) >= 2
     })
     .await;
     assert_eq!(fired["runs"][0]["started_by"], "schedule", "{fired}");
     server
-        .as_(&admin)
-        .post("/system/tasks/every_second/pause")
-        .expect(StatusCode::OK)
+        .post_as(&admin, "/system/tasks/every_second/pause")
         .await;
     // A run in flight at the pause may still finish.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -285,9 +265,7 @@ async fn a_one_second_cron_task_fires_and_its_state_survives_a_restart() {
     );
     assert_eq!(after["last_run"], before["last_run"]);
     server
-        .as_(&admin)
-        .post("/system/tasks/every_second/resume")
-        .expect(StatusCode::OK)
+        .post_as(&admin, "/system/tasks/every_second/resume")
         .await;
     let counted = before["success_count"].as_i64().expect("count");
     task_until(
@@ -314,18 +292,15 @@ async fn plugin_jobs_never_overlap_time_out_and_follow_their_plugin() {
     let admin = server.admin_token().await;
     for (id, job) in [("hello_tick", "hello.tick"), ("hello_nap", "hello.nap")] {
         server
-            .as_(&admin)
-            .post("/system/tasks")
-            .json(json!({"id": id, "type": "interval", "interval": {"hours": 6}, "job": job}))
-            .expect(StatusCode::CREATED)
+            .create_as(
+                &admin,
+                "/system/tasks",
+                json!({"id": id, "type": "interval", "interval": {"hours": 6}, "job": job}),
+            )
             .await;
     }
 
-    server
-        .as_(&admin)
-        .post("/system/tasks/hello_tick/run")
-        .expect(StatusCode::OK)
-        .await;
+    server.post_as(&admin, "/system/tasks/hello_tick/run").await;
     task_until(&server, &admin, "hello_tick", "the plugin job ran", |t| {
         t["success_count"] == 1
     })
@@ -333,11 +308,7 @@ async fn plugin_jobs_never_overlap_time_out_and_follow_their_plugin() {
 
     // The nap (1.5 s) overruns the 1 s timeout: recorded as failed, and
     // the task counts as running until the job's thread returns.
-    server
-        .as_(&admin)
-        .post("/system/tasks/hello_nap/run")
-        .expect(StatusCode::OK)
-        .await;
+    server.post_as(&admin, "/system/tasks/hello_nap/run").await;
     server
         .as_(&admin)
         .post("/system/tasks/hello_nap/run")
@@ -359,11 +330,7 @@ async fn plugin_jobs_never_overlap_time_out_and_follow_their_plugin() {
     .await;
 
     // The plugin's tasks stop with it and come back with it.
-    server
-        .as_(&admin)
-        .post("/system/plugins/hello/disable")
-        .expect(StatusCode::OK)
-        .await;
+    server.plugin_action(&admin, "hello", "disable").await;
     let inactive = task_until(&server, &admin, "hello_tick", "inactive", |t| {
         t["status"] == "inactive"
     })
@@ -374,11 +341,7 @@ async fn plugin_jobs_never_overlap_time_out_and_follow_their_plugin() {
         .post("/system/tasks/hello_tick/run")
         .expect_error(StatusCode::CONFLICT, "CONFLICT")
         .await;
-    server
-        .as_(&admin)
-        .post("/system/plugins/hello/enable")
-        .expect(StatusCode::OK)
-        .await;
+    server.plugin_action(&admin, "hello", "enable").await;
     let back = task_until(&server, &admin, "hello_tick", "scheduled again", |t| {
         t["status"] == "scheduled" && t["next_run"].is_string()
     })
@@ -446,13 +409,9 @@ async fn a_plugin_runs_its_own_jobs_on_demand_one_run_at_a_time() {
     }
     let stamps = || async {
         let list = server
-            .as_(&admin)
-            .get("/api/v1/hello/greetings?limit=100")
-            .expect(StatusCode::OK)
+            .get_as(&admin, "/api/v1/hello/greetings?limit=100")
             .await;
-        list["items"]
-            .as_array()
-            .expect("items")
+        common::items(&list)
             .iter()
             .filter(|g| g["text"] == "stamp")
             .count()

@@ -25,6 +25,11 @@
 //! server.stop().await;
 //! ```
 //!
+//! The most common requests have shortcuts asserting the usual status:
+//! `server.get_as(&admin, path)` (200), `post_as` (an action, 200),
+//! `create_as` (201), `put_as` (200), `delete_as` (204), `public_get`
+//! (anonymous, 200).
+//!
 //! [`ws`] connects WebSocket clients and waits for their events;
 //! [`next_bus_event`] waits on the in-process event bus.
 
@@ -354,6 +359,63 @@ impl TestServer {
         (id, access_token(&tokens))
     }
 
+    /// `GET path` as `token`, asserted 200: the JSON body.
+    pub async fn get_as(&self, token: &str, path: &str) -> Value {
+        self.as_(token).get(path).expect(StatusCode::OK).await
+    }
+
+    /// `POST path` without a body (an action) as `token`, asserted 200:
+    /// the JSON body.
+    pub async fn post_as(&self, token: &str, path: &str) -> Value {
+        self.as_(token).post(path).expect(StatusCode::OK).await
+    }
+
+    /// `POST path` with the JSON `body` as `token`, asserted 201: the JSON
+    /// body.
+    pub async fn create_as(&self, token: &str, path: &str, body: Value) -> Value {
+        self.as_(token)
+            .post(path)
+            .json(body)
+            .expect(StatusCode::CREATED)
+            .await
+    }
+
+    /// `PUT path` with the JSON `body` as `token`, asserted 200: the JSON
+    /// body.
+    pub async fn put_as(&self, token: &str, path: &str, body: Value) -> Value {
+        self.as_(token)
+            .put(path)
+            .json(body)
+            .expect(StatusCode::OK)
+            .await
+    }
+
+    /// `POST /auth/logout` as `token`, asserted 204.
+    pub async fn logout(&self, token: &str) {
+        self.as_(token)
+            .post("/auth/logout")
+            .expect(StatusCode::NO_CONTENT)
+            .await;
+    }
+
+    /// An anonymous `POST /auth/refresh` with the refresh token of
+    /// `tokens`, asserted 200: the new tokens.
+    pub async fn refresh(&self, tokens: &Value) -> Value {
+        self.anonymous()
+            .post("/auth/refresh")
+            .json(json!({"refresh_token": tokens["refresh_token"]}))
+            .expect(StatusCode::OK)
+            .await
+    }
+
+    /// `DELETE path` as `token`, asserted 204.
+    pub async fn delete_as(&self, token: &str, path: &str) {
+        self.as_(token)
+            .delete(path)
+            .expect(StatusCode::NO_CONTENT)
+            .await;
+    }
+
     /// `GET /auth/me` as `token`, asserted 200: the account, its roles and
     /// permissions.
     pub async fn me(&self, token: &str) -> Value {
@@ -363,6 +425,25 @@ impl TestServer {
     /// The id of the account `token` signs in as (`GET /auth/me`, 200).
     pub async fn me_id(&self, token: &str) -> i64 {
         self.me(token).await["id"].as_i64().expect("id")
+    }
+
+    /// `POST /system/plugins/{id}/{action}` (`reload`, `disable`,
+    /// `enable`) as `token`, asserted 200: the plugin's details.
+    pub async fn plugin_action(&self, token: &str, id: &str, action: &str) -> Value {
+        self.as_(token)
+            .post(&format!("/system/plugins/{id}/{action}"))
+            .expect(StatusCode::OK)
+            .await
+    }
+
+    /// Installs the plugin `name` from the library at `source`
+    /// (`POST /system/plugins` as `token`), asserted 201.
+    pub async fn install_plugin(&self, token: &str, name: &str, source: &str) -> Value {
+        self.as_(token)
+            .post("/system/plugins")
+            .json(json!({"name": name, "source": source}))
+            .expect(StatusCode::CREATED)
+            .await
     }
 
     /// `GET /system/plugins/{id}` as `token`, asserted 200: the plugin's
@@ -764,6 +845,42 @@ pub mod ws {
     }
 }
 
+/// A plugin's test wrapper: `plugin_app!(Crm)` declares `struct
+/// Crm(PluginApp)` dereferencing to its [`PluginApp`], for the test file to
+/// add what only its plugin needs.
+#[allow(unused_macros)]
+macro_rules! plugin_app {
+    ($(#[$meta:meta])* $vis:vis $name:ident) => {
+        $(#[$meta])*
+        $vis struct $name($crate::common::PluginApp);
+
+        impl std::ops::Deref for $name {
+            type Target = $crate::common::PluginApp;
+
+            fn deref(&self) -> &Self::Target {
+                &self.0
+            }
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use plugin_app;
+
+/// The `items` array of a list answer.
+pub fn items(list: &Value) -> &Vec<Value> {
+    list["items"].as_array().expect("items")
+}
+
+/// The `field` of each entry in a standard error body's `details`.
+pub fn detail_fields(body: &Value) -> Vec<String> {
+    body["error"]["details"]
+        .as_array()
+        .expect("details")
+        .iter()
+        .map(|d| d["field"].as_str().expect("field").to_string())
+        .collect()
+}
+
 /// A server serving domain plugins built from this workspace, as an
 /// operator deploys them, with the requests every plugin's tests make
 /// under one prefix. A plugin's test file wraps it (`struct Crm(PluginApp)`
@@ -774,6 +891,8 @@ pub mod ws {
 /// let created = app.post("/customers", json!({"type": "person", "name": "Ada"})).await;
 /// let (_, reader) = app.user_with("reader@example.com", &["crm:read"]).await;
 /// app.send_as(&reader, Method::DELETE, "/customers/1", None).await;
+/// app.conflict(Method::DELETE, "/customers/1", None).await; // 409, its body
+/// app.invalid(Method::POST, "/customers", json!({"name": ""})).await; // 422
 /// ```
 pub struct PluginApp {
     /// The running host.
@@ -863,6 +982,86 @@ impl PluginApp {
             .await
     }
 
+    /// `PUT`, expecting 200; the JSON body.
+    pub async fn put(&self, path: &str, body: Value) -> Value {
+        self.ok(Method::PUT, path, Some(body), StatusCode::OK).await
+    }
+
+    /// `POST` of an action (not a creation), expecting 200; the JSON body.
+    pub async fn action(&self, path: &str, body: impl Into<Option<Value>>) -> Value {
+        self.ok(Method::POST, path, body.into(), StatusCode::OK)
+            .await
+    }
+
+    /// `DELETE`, expecting 204.
+    pub async fn delete(&self, path: &str) {
+        self.ok(Method::DELETE, path, None, StatusCode::NO_CONTENT)
+            .await;
+    }
+
+    /// `DELETE`, expecting 204, then `GET` of the same path, expecting 404
+    /// `NOT_FOUND`: gone.
+    pub async fn remove(&self, path: &str) {
+        self.delete(path).await;
+        self.not_found(Method::GET, path).await;
+    }
+
+    /// As the administrator, expecting 422 `VALIDATION_ERROR`; the error
+    /// body.
+    pub async fn invalid(
+        &self,
+        method: Method,
+        path: &str,
+        body: impl Into<Option<Value>>,
+    ) -> Value {
+        self.refused(
+            method,
+            path,
+            body.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+        )
+        .await
+    }
+
+    /// As the administrator, expecting 409 `CONFLICT`; the error body.
+    pub async fn conflict(
+        &self,
+        method: Method,
+        path: &str,
+        body: impl Into<Option<Value>>,
+    ) -> Value {
+        self.refused(method, path, body.into(), StatusCode::CONFLICT, "CONFLICT")
+            .await
+    }
+
+    /// `PUT`, expecting 409 `CONFLICT` (a refused move); the error body.
+    pub async fn put_conflict(&self, path: &str, body: Value) -> Value {
+        self.conflict(Method::PUT, path, body).await
+    }
+
+    /// As the administrator, without a body, expecting 404 `NOT_FOUND`.
+    pub async fn not_found(&self, method: Method, path: &str) {
+        self.refused(method, path, None, StatusCode::NOT_FOUND, "NOT_FOUND")
+            .await;
+    }
+
+    /// As the holder of `token`, expecting 403 `AUTHORIZATION_ERROR`.
+    pub async fn forbidden_as(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: impl Into<Option<Value>>,
+    ) {
+        expect_error(
+            self.send_as(token, method, path, body.into()).await,
+            StatusCode::FORBIDDEN,
+            "AUTHORIZATION_ERROR",
+        )
+        .await;
+    }
+
     /// As the administrator, expecting the error `status` and `code`; the
     /// error body.
     pub async fn refused(
@@ -874,6 +1073,26 @@ impl PluginApp {
         code: &str,
     ) -> Value {
         expect_error(self.send(method, path, body).await, status, code).await
+    }
+
+    /// Schedules the host task `task` (`POST /system/tasks`, 201) as the
+    /// administrator.
+    pub async fn create_task(&self, task: Value) {
+        self.server
+            .as_(&self.admin)
+            .post("/system/tasks")
+            .json(task)
+            .expect(StatusCode::CREATED)
+            .await;
+    }
+
+    /// Runs the host task `id` now (`POST /system/tasks/{id}/run`, 200).
+    pub async fn run_task(&self, id: &str) {
+        self.server
+            .as_(&self.admin)
+            .post(&format!("/system/tasks/{id}/run"))
+            .expect(StatusCode::OK)
+            .await;
     }
 
     /// A user holding exactly `permissions` (a role of their own, without

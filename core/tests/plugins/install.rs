@@ -33,15 +33,9 @@ async fn bad_files_are_listed_with_their_error_and_never_stop_the_host() {
     let server = start_with_plugins(dir.path()).await;
     let admin = server.admin_token().await;
 
-    let list = server
-        .as_(&admin)
-        .get("/system/plugins")
-        .expect(StatusCode::OK)
-        .await;
+    let list = server.get_as(&admin, "/system/plugins").await;
     let by_id = |id: &str| {
-        list["items"]
-            .as_array()
-            .expect("items")
+        crate::common::items(&list)
             .iter()
             .find(|p| p["id"] == id)
             .cloned()
@@ -177,18 +171,15 @@ async fn install_by_upload_and_by_path_then_uninstall_with_and_without_purge() {
     assert_error_mentions(&body, "already used by plugin hello");
 
     server
-        .as_(&admin)
-        .post("/api/v1/hello/greetings")
-        .json(json!({"text": "survives an uninstall"}))
-        .expect(StatusCode::CREATED)
+        .create_as(
+            &admin,
+            "/api/v1/hello/greetings",
+            json!({"text": "survives an uninstall"}),
+        )
         .await;
 
     // Uninstall keeps the data; reinstalling by path finds it again.
-    server
-        .as_(&admin)
-        .delete("/system/plugins/hello")
-        .expect(StatusCode::NO_CONTENT)
-        .await;
+    server.delete_as(&admin, "/system/plugins/hello").await;
     assert!(!plugins_dir.path().join(HELLO).exists());
     server.assert_not_served(PING).await;
     server
@@ -212,12 +203,8 @@ async fn install_by_upload_and_by_path_then_uninstall_with_and_without_purge() {
         .json(json!({"name": "other", "source": source.display().to_string()}))
         .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
         .await;
-    server.as_(&admin).post("/system/plugins").json(json!({"name": "hello", "source": source.display().to_string(), "version": env!("CARGO_PKG_VERSION")})).expect(StatusCode::CREATED).await;
-    let list = server
-        .as_(&admin)
-        .get("/api/v1/hello/greetings")
-        .expect(StatusCode::OK)
-        .await;
+    server.create_as(&admin, "/system/plugins", json!({"name": "hello", "source": source.display().to_string(), "version": env!("CARGO_PKG_VERSION")})).await;
+    let list = server.get_as(&admin, "/api/v1/hello/greetings").await;
     assert_eq!(list["items"][0]["text"], "survives an uninstall");
 
     // Purge drops everything the plugin's SQL may own: a table named
@@ -236,9 +223,7 @@ async fn install_by_upload_and_by_path_then_uninstall_with_and_without_purge() {
             .expect(ddl);
     }
     server
-        .as_(&admin)
-        .delete("/system/plugins/hello?purge=true")
-        .expect(StatusCode::NO_CONTENT)
+        .delete_as(&admin, "/system/plugins/hello?purge=true")
         .await;
     for table in ["hello_greetings", "hello", "hello_tags", "hello_tag_view"] {
         let gone = sqlx::query(&format!("SELECT COUNT(*) FROM {table}"))
@@ -331,11 +316,7 @@ async fn a_default_grant_to_a_role_other_than_user_is_refused() {
             .is_some_and(|e| e.contains("default role \"manager\" is not allowed")),
         "{hello}"
     );
-    let permissions = server
-        .as_(&admin)
-        .get("/admin/permissions?limit=100")
-        .expect(StatusCode::OK)
-        .await;
+    let permissions = server.get_as(&admin, "/admin/permissions?limit=100").await;
     assert!(
         !permissions.to_string().contains("hello:read"),
         "{permissions}"

@@ -15,11 +15,7 @@ async fn disable_and_enable_survive_a_restart() {
     let (dir, server, admin) = serve_hello(&hello_variant("")).await;
     let mut events = server.state.events.subscribe();
 
-    let disabled = server
-        .as_(&admin)
-        .post("/system/plugins/hello/disable")
-        .expect(StatusCode::OK)
-        .await;
+    let disabled = server.plugin_action(&admin, "hello", "disable").await;
     assert_eq!(disabled, json!({"id": "hello", "active": false}));
     assert_eq!(
         next_bus_event(&mut events, "plugin.disabled").await["id"],
@@ -27,9 +23,7 @@ async fn disable_and_enable_survive_a_restart() {
     );
     server.assert_not_served(PING).await;
     let active_only = server
-        .as_(&admin)
-        .get("/system/plugins?active_only=true")
-        .expect(StatusCode::OK)
+        .get_as(&admin, "/system/plugins?active_only=true")
         .await;
     assert_eq!(active_only["total"], 0);
     let db = server.stop().await;
@@ -47,11 +41,7 @@ async fn disable_and_enable_survive_a_restart() {
     );
     server.assert_not_served(PING).await;
     let mut events = server.state.events.subscribe();
-    let enabled = server
-        .as_(&admin)
-        .post("/system/plugins/hello/enable")
-        .expect(StatusCode::OK)
-        .await;
+    let enabled = server.plugin_action(&admin, "hello", "enable").await;
     assert_eq!(enabled, json!({"id": "hello", "active": true}));
     assert_eq!(
         next_bus_event(&mut events, "plugin.enabled").await["id"],
@@ -71,18 +61,15 @@ async fn reload_serves_new_code_with_old_data_and_a_bad_build_is_refused() {
     let (dir, server, admin) = serve_hello(&hello_variant("")).await;
     let mut events = server.state.events.subscribe();
     server
-        .as_(&admin)
-        .post("/api/v1/hello/greetings")
-        .json(json!({"text": "kept across reloads"}))
-        .expect(StatusCode::CREATED)
+        .create_as(
+            &admin,
+            "/api/v1/hello/greetings",
+            json!({"text": "kept across reloads"}),
+        )
         .await;
 
     deploy(&testbed_variant("v2"), dir.path(), HELLO);
-    let reloaded = server
-        .as_(&admin)
-        .post("/system/plugins/hello/reload")
-        .expect(StatusCode::OK)
-        .await;
+    let reloaded = server.plugin_action(&admin, "hello", "reload").await;
     assert_eq!(reloaded["status"], "reloaded");
     assert_eq!(reloaded["generation"], 2);
     assert_eq!(
@@ -90,11 +77,7 @@ async fn reload_serves_new_code_with_old_data_and_a_bad_build_is_refused() {
         2
     );
     assert_eq!(server.public_get(PING).await["message"], "pong v2");
-    let list = server
-        .as_(&admin)
-        .get("/api/v1/hello/greetings")
-        .expect(StatusCode::OK)
-        .await;
+    let list = server.get_as(&admin, "/api/v1/hello/greetings").await;
     assert_eq!(list["items"][0]["text"], "kept across reloads");
     let details = server.plugin_details(&admin, "hello").await;
     assert!(details["last_reload"].is_string());
@@ -198,11 +181,7 @@ async fn a_plugin_that_keeps_panicking_is_quarantined_until_enabled() {
     );
     server.assert_not_served(PING).await;
 
-    server
-        .as_(&admin)
-        .post("/system/plugins/hello/enable")
-        .expect(StatusCode::OK)
-        .await;
+    server.plugin_action(&admin, "hello", "enable").await;
     assert_eq!(server.public_get(PING).await["message"], "pong");
     // The streak starts over after an administrator's enable.
     for _ in 0..2 {
@@ -259,11 +238,7 @@ async fn bytes_loaded_before_skip_the_child_process_check_and_new_bytes_do_not()
     server.public_get(PING).await;
 
     // The same bytes again: a reload and a restart load them directly.
-    server
-        .as_(&admin)
-        .post("/system/plugins/hello/reload")
-        .expect(StatusCode::OK)
-        .await;
+    server.plugin_action(&admin, "hello", "reload").await;
     let server = TestServer::start_on(server.stop().await, configure).await;
     server.public_get(PING).await;
     assert_eq!(checks(&log), 1, "unchanged bytes are not checked again");
@@ -272,11 +247,7 @@ async fn bytes_loaded_before_skip_the_child_process_check_and_new_bytes_do_not()
     // and a restart after a file that failed the check.
     let admin = server.admin_token().await;
     deploy(&testbed_variant(""), plugins.path(), HELLO);
-    server
-        .as_(&admin)
-        .post("/system/plugins/hello/reload")
-        .expect(StatusCode::OK)
-        .await;
+    server.plugin_action(&admin, "hello", "reload").await;
     assert_eq!(checks(&log), 2, "a changed file is checked");
     std::fs::write(plugins.path().join(HELLO), b"\x7fELF not really").expect("corrupt");
     let refused = server

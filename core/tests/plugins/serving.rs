@@ -16,11 +16,7 @@ async fn plugins_load_at_start_and_serve_with_rbac() {
     let (_dir, server, admin) = serve_hello(&testbed_variant("")).await;
     let (_, user) = server.user_token("plain@example.com").await;
 
-    let list = server
-        .as_(&admin)
-        .get("/system/plugins")
-        .expect(StatusCode::OK)
-        .await;
+    let list = server.get_as(&admin, "/system/plugins").await;
     assert_eq!(list["total"], 1);
     let item = &list["items"][0];
     assert_eq!(item["id"], "hello");
@@ -93,17 +89,14 @@ async fn plugins_load_at_start_and_serve_with_rbac() {
         .await;
     assert_error_mentions(&body, "hello:read");
     let created = server
-        .as_(&admin)
-        .post("/api/v1/hello/greetings")
-        .json(json!({"text": "bonjour"}))
-        .expect(StatusCode::CREATED)
+        .create_as(
+            &admin,
+            "/api/v1/hello/greetings",
+            json!({"text": "bonjour"}),
+        )
         .await;
     assert_eq!(created["text"], "bonjour");
-    let list = server
-        .as_(&admin)
-        .get("/api/v1/hello/greetings")
-        .expect(StatusCode::OK)
-        .await;
+    let list = server.get_as(&admin, "/api/v1/hello/greetings").await;
     assert_eq!(list["total"], 1);
     assert_eq!(list["items"][0]["text"], "bonjour");
 
@@ -133,11 +126,7 @@ async fn plugins_load_at_start_and_serve_with_rbac() {
         .await;
     assert_error_mentions(&body, "panicked");
     assert_eq!(server.public_get(PING).await["message"], "pong");
-    server
-        .anonymous()
-        .get("/health")
-        .expect(StatusCode::OK)
-        .await;
+    server.public_get("/health").await;
 
     // Unknown paths and methods under the prefix.
     server
@@ -244,11 +233,7 @@ async fn plugin_calls_carry_the_callers_rights_and_sql_stays_in_the_plugins_tabl
     for _ in 0..12 {
         looping = format!("/api/v1/hello/relay?path={}", urlencode(&looping));
     }
-    let answer = server
-        .anonymous()
-        .get(&looping)
-        .expect(StatusCode::OK)
-        .await;
+    let answer = server.public_get(&looping).await;
     assert!(
         answer.to_string().contains("nested more than 8 deep"),
         "{answer}"
@@ -350,11 +335,7 @@ async fn plugin_sections_set_the_prefix_the_first_state_and_the_config() {
         (details["state"].as_str(), details["api_prefix"].as_str()),
         (Some("disabled"), Some("/greeter"))
     );
-    server
-        .as_(&admin)
-        .post("/system/plugins/hello/enable")
-        .expect(StatusCode::OK)
-        .await;
+    server.plugin_action(&admin, "hello", "enable").await;
     let ping = server.public_get("/greeter/ping").await;
     assert_eq!(
         (ping["message"].as_str(), ping["greeting"].as_str()),

@@ -11,11 +11,7 @@ use serde_json::json;
 
 /// How many producers testbed holds open.
 async fn open_streams(server: &TestServer) -> u64 {
-    server
-        .anonymous()
-        .get("/api/v1/hello/stream/open")
-        .expect(StatusCode::OK)
-        .await["open"]
+    server.public_get("/api/v1/hello/stream/open").await["open"]
         .as_u64()
         .expect("open count")
 }
@@ -159,11 +155,7 @@ async fn a_reload_during_a_stream_lets_it_finish_on_the_old_library() {
         .to_vec();
 
     deploy(&testbed_variant("v2"), dir.path(), HELLO);
-    let reloaded = server
-        .as_(&admin)
-        .post("/system/plugins/hello/reload")
-        .expect(StatusCode::OK)
-        .await;
+    let reloaded = server.plugin_action(&admin, "hello", "reload").await;
     assert_eq!(reloaded["generation"], 2);
     assert_eq!(server.public_get(PING).await["message"], "pong v2");
 

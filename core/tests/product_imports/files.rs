@@ -67,9 +67,7 @@ MD-003;Lampe 10 \x80;9.99;0;noir\r\n";
     let imported = get(&server, &admin, &format!("/suppliers/{supplier}/products")).await;
     assert_eq!(imported["total"], 3, "{imported}");
     let by_sku = |sku: &str| {
-        imported["items"]
-            .as_array()
-            .expect("items")
+        crate::common::items(&imported)
             .iter()
             .find(|p| p["sku"] == sku)
             .cloned()
@@ -235,17 +233,13 @@ B-7,Last,5.00,0,\n";
         .await;
 
     let products = get(&server, &admin, &format!("/suppliers/{supplier}/products")).await;
-    let mut skus: Vec<&str> = products["items"]
-        .as_array()
-        .expect("items")
+    let mut skus: Vec<&str> = crate::common::items(&products)
         .iter()
         .map(|p| p["sku"].as_str().expect("sku"))
         .collect();
     skus.sort_unstable();
     assert_eq!(skus, vec!["B-1", "B-5", "B-7", "DUP-1"]);
-    let kept = products["items"]
-        .as_array()
-        .expect("items")
+    let kept = crate::common::items(&products)
         .iter()
         .find(|p| p["sku"] == "B-1")
         .expect("B-1");
@@ -256,9 +250,7 @@ B-7,Last,5.00,0,\n";
     uploaded(&server, &admin, other, b"sku,name,price\nO-1,Other,1\n").await;
     let all = get(&server, &admin, "/imports/jobs").await;
     assert_eq!(all["total"], 3, "{all}");
-    let ids: Vec<i64> = all["items"]
-        .as_array()
-        .expect("items")
+    let ids: Vec<i64> = crate::common::items(&all)
         .iter()
         .map(|j| j["id"].as_i64().expect("id"))
         .collect();

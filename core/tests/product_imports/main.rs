@@ -32,13 +32,19 @@ use std::time::Duration;
 
 pub(crate) const BASE: &str = "/api/v1/products";
 
-pub(crate) async fn start_server() -> (TestServer, tempfile::TempDir) {
+/// A fresh plugins directory holding the products plugin.
+pub(crate) fn products_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("dir");
     deploy(
         &plugin_library("xcore-plugin-products", "xcore_plugin_products", ""),
         dir.path(),
         "libxcore_plugin_products.so",
     );
+    dir
+}
+
+pub(crate) async fn start_server() -> (TestServer, tempfile::TempDir) {
+    let dir = products_dir();
     let plugins = dir.path().display().to_string();
     let server = TestServer::start_with(move |config| config.plugins.dir = plugins).await;
     (server, dir)
@@ -49,20 +55,11 @@ pub(crate) fn path(rest: &str) -> String {
 }
 
 pub(crate) async fn get(server: &TestServer, token: &str, rest: &str) -> Value {
-    server
-        .as_(token)
-        .get(&path(rest))
-        .expect(StatusCode::OK)
-        .await
+    server.get_as(token, &path(rest)).await
 }
 
 pub(crate) async fn create_supplier(server: &TestServer, token: &str, body: Value) -> i64 {
-    let created = server
-        .as_(token)
-        .post(&path("/suppliers"))
-        .json(body)
-        .expect(StatusCode::CREATED)
-        .await;
+    let created = server.create_as(token, &path("/suppliers"), body).await;
     created["id"].as_i64().expect("supplier id")
 }
 
@@ -148,9 +145,7 @@ pub(crate) async fn log_lines(
         &format!("/imports/{id}/logs?limit=100{query}"),
     )
     .await;
-    body["items"]
-        .as_array()
-        .expect("items")
+    crate::common::items(&body)
         .iter()
         .map(|entry| {
             assert!(entry["timestamp"].is_string(), "{entry}");

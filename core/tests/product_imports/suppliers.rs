@@ -68,12 +68,12 @@ async fn suppliers_are_validated_created_listed_changed_and_deleted() {
         .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
         .await;
 
-    let created = server.as_(&admin).post(&path("/suppliers")).json(json!({
+    let created = server.create_as(&admin, &path("/suppliers"), json!({
                 "name": "Fournisseur XYZ",
                 "email": "contact@fournisseur.com",
                 "import_type": "csv",
                 "import_config": {"delimiter": ";", "encoding": "utf-8", "mapping": {"ref": "sku", "nom": "name", "prix": "price"}}
-            })).expect(StatusCode::CREATED)
+            }))
     .await;
     let id = created["id"].as_i64().expect("id");
     assert_eq!(created["status"], "active");
@@ -97,16 +97,14 @@ async fn suppliers_are_validated_created_listed_changed_and_deleted() {
 
     let active = get(&server, &admin, "/suppliers?status=active").await;
     assert_eq!(active["total"], 2, "{active}");
-    let names: Vec<&str> = active["items"]
-        .as_array()
-        .expect("items")
+    let names: Vec<&str> = crate::common::items(&active)
         .iter()
         .map(|s| s["name"].as_str().expect("name"))
         .collect();
     assert_eq!(names, vec!["Fournisseur XYZ", "Troisième"]);
     let paged = get(&server, &admin, "/suppliers?page=2&page_size=2").await;
     assert_eq!(paged["total_pages"], 2, "{paged}");
-    assert_eq!(paged["items"].as_array().expect("items").len(), 1);
+    assert_eq!(crate::common::items(&paged).len(), 1);
     server
         .as_(&admin)
         .get(&path("/suppliers?status=gone"))
@@ -115,10 +113,11 @@ async fn suppliers_are_validated_created_listed_changed_and_deleted() {
 
     // A partial update changes what is sent, nothing else.
     let changed = server
-        .as_(&admin)
-        .put(&path(&format!("/suppliers/{id}")))
-        .json(json!({"phone": "+33 1 23 45 67 89", "status": "inactive"}))
-        .expect(StatusCode::OK)
+        .put_as(
+            &admin,
+            &path(&format!("/suppliers/{id}")),
+            json!({"phone": "+33 1 23 45 67 89", "status": "inactive"}),
+        )
         .await;
     assert_eq!(changed["phone"], "+33 1 23 45 67 89");
     assert_eq!(changed["status"], "inactive");

@@ -24,7 +24,7 @@ use reqwest::{
 };
 use serde_json::{json, Value};
 
-use crate::common::{deploy, plugin_library, TestServer};
+use crate::common::TestServer;
 use crate::{create_supplier, field_names, finished, get, log_lines, path, start_import};
 
 /// The paths the feed server was asked for, with when.
@@ -94,12 +94,7 @@ async fn closed_address() -> std::net::SocketAddr {
 /// The server with the products plugin allowed `/feeds/` on the feed and
 /// on `closed`, and nothing else.
 async fn start(feed: &Feed, closed: std::net::SocketAddr) -> (TestServer, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("dir");
-    deploy(
-        &plugin_library("xcore-plugin-products", "xcore_plugin_products", ""),
-        dir.path(),
-        "libxcore_plugin_products.so",
-    );
+    let dir = crate::products_dir();
     let plugins = dir.path().display().to_string();
     let allow = vec![
         format!("http://{}/feeds/", feed.addr),
@@ -122,10 +117,7 @@ async fn start(feed: &Feed, closed: std::net::SocketAddr) -> (TestServer, tempfi
 
 async fn create(server: &TestServer, token: &str, body: Value) -> Value {
     server
-        .as_(token)
-        .post(&path("/imports/create"))
-        .json(body)
-        .expect(StatusCode::CREATED)
+        .create_as(token, &path("/imports/create"), body)
         .await
 }
 
@@ -186,9 +178,7 @@ async fn a_url_import_is_fetched_when_it_runs_and_its_rows_are_searchable() {
         ("bureau", vec!["URL-001"]),
     ] {
         let found = get(&server, &admin, &format!("/?search={search}&sort_by=name")).await;
-        let mut skus: Vec<&str> = found["items"]
-            .as_array()
-            .expect("items")
+        let mut skus: Vec<&str> = crate::common::items(&found)
             .iter()
             .filter_map(|item| item["sku"].as_str())
             .collect();

@@ -6,7 +6,6 @@
 //! every field as given (SQLite binds the whole batch as one JSON value).
 
 use crate::{skus, start};
-use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 /// The seeded products: (sku, name, price in cents, status, words).
@@ -47,12 +46,7 @@ async fn searches_of_every_breadth_page_and_count_like_the_rows_say() {
     let catalogue = start().await;
     let products: Vec<Value> = (0..PRODUCTS).map(product).collect();
     let done = catalogue
-        .ok(
-            Method::POST,
-            "/bulk",
-            Some(json!({ "products": products })),
-            StatusCode::OK,
-        )
+        .action("/bulk", json!({ "products": products }))
         .await;
     let ids = done["ids"].as_array().expect("ids");
     let rows: Vec<(Row, Vec<&str>)> = (0..PRODUCTS)
@@ -182,12 +176,7 @@ async fn searches_of_every_breadth_page_and_count_like_the_rows_say() {
 async fn a_bulk_stores_every_field_as_given_and_upserts_only_the_fields_given() {
     let catalogue = start().await;
     let category = catalogue
-        .ok(
-            Method::POST,
-            "/categories",
-            Some(json!({"name": "Lampes"})),
-            StatusCode::CREATED,
-        )
+        .post("/categories", json!({"name": "Lampes"}))
         .await["id"]
         .as_i64()
         .expect("id");
@@ -201,12 +190,7 @@ async fn a_bulk_stores_every_field_as_given_and_upserts_only_the_fields_given() 
     });
     let bare = json!({"sku": "BARE-1", "name": "Nu", "price": 0});
     let done = catalogue
-        .ok(
-            Method::POST,
-            "/bulk",
-            Some(json!({"products": [full, bare]})),
-            StatusCode::OK,
-        )
+        .action("/bulk", json!({"products": [full, bare]}))
         .await;
     let full_id = done["ids"][0].as_i64().expect("id");
     let bare_id = done["ids"][1].as_i64().expect("id");
@@ -249,15 +233,13 @@ async fn a_bulk_stores_every_field_as_given_and_upserts_only_the_fields_given() 
     // Upserts in two field sets in one request: each row changes only
     // what it gives (a null counts as not given, as before).
     let upsert = catalogue
-        .ok(
-            Method::POST,
+        .action(
             "/bulk",
-            Some(json!({"update_existing": true, "products": [
+            json!({"update_existing": true, "products": [
                 {"sku": "FULL-1", "name": "Lampe", "price": 1, "supplier_id": null},
                 {"sku": "BARE-1", "name": "Nu", "price": 0, "stock": 7, "category_id": category},
                 {"sku": "NEW-1", "name": "Neuf", "price": 2}
-            ]})),
-            StatusCode::OK,
+            ]}),
         )
         .await;
     assert_eq!(
@@ -292,14 +274,12 @@ async fn filtered_search_counts_follow_every_write() {
         .create(json!({"sku": "L-1", "name": "Lanterne A", "price": 1}))
         .await;
     catalogue
-        .ok(
-            Method::POST,
+        .action(
             "/bulk",
-            Some(json!({"products": [
+            json!({"products": [
                 {"sku": "L-2", "name": "Lanterne B", "price": 1, "status": "draft"},
                 {"sku": "L-3", "name": "Bougie", "description": "pour lanterne", "price": 1}
-            ]})),
-            StatusCode::OK,
+            ]}),
         )
         .await;
     assert_eq!(
@@ -308,37 +288,26 @@ async fn filtered_search_counts_follow_every_write() {
     );
     assert_eq!(counts(inactive().await), (Some(1), vec!["L-2".into()]));
     let id = one["id"].as_i64().expect("id");
-    catalogue
-        .ok(
-            Method::POST,
-            &format!("/{id}/deactivate"),
-            None,
-            StatusCode::OK,
-        )
-        .await;
+    catalogue.action(&format!("/{id}/deactivate"), None).await;
     assert_eq!(counts(active().await), (Some(1), vec!["L-3".into()]));
     assert_eq!(
         counts(inactive().await),
         (Some(2), vec!["L-1".into(), "L-2".into()])
     );
     catalogue
-        .ok(
-            Method::PUT,
+        .put(
             &format!("/{id}"),
-            Some(json!({"name": "Lampe", "status": "active"})),
-            StatusCode::OK,
+            json!({"name": "Lampe", "status": "active"}),
         )
         .await;
     assert_eq!(counts(active().await), (Some(1), vec!["L-3".into()]));
     assert_eq!(counts(inactive().await), (Some(1), vec!["L-2".into()]));
     catalogue
-        .ok(
-            Method::POST,
+        .action(
             "/bulk",
-            Some(json!({"update_existing": true, "products": [
+            json!({"update_existing": true, "products": [
                 {"sku": "L-2", "name": "Lanterne B", "price": 1, "status": "active"}
-            ]})),
-            StatusCode::OK,
+            ]}),
         )
         .await;
     assert_eq!(
@@ -348,14 +317,7 @@ async fn filtered_search_counts_follow_every_write() {
     let l3 = catalogue.get("/?search=bougie").await["items"][0]["id"]
         .as_i64()
         .expect("id");
-    catalogue
-        .ok(
-            Method::DELETE,
-            &format!("/{l3}"),
-            None,
-            StatusCode::NO_CONTENT,
-        )
-        .await;
+    catalogue.delete(&format!("/{l3}")).await;
     assert_eq!(counts(active().await), (Some(1), vec!["L-2".into()]));
     // By relevance too (SQLite takes that status's matches from the index).
     let ranked = catalogue.get("/?search=lanterne&status=active").await;

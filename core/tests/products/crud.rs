@@ -12,11 +12,9 @@ async fn products_crud_with_every_error_status_and_events() {
     let catalogue = start().await;
     let mut events = catalogue.server.state.events.subscribe();
     let category = catalogue
-        .ok(
-            Method::POST,
+        .post(
             "/categories",
-            Some(json!({"name": "Claviers", "description": "Périphériques"})),
-            StatusCode::CREATED,
+            json!({"name": "Claviers", "description": "Périphériques"}),
         )
         .await;
     let category_id = category["id"].as_i64().expect("category id");
@@ -47,37 +45,31 @@ async fn products_crud_with_every_error_status_and_events() {
 
     // Duplicate SKU, bad values, unknown references.
     let conflict = catalogue
-        .refused(
+        .conflict(
             Method::POST,
             "/",
-            Some(json!({"sku": "PROD-NEW-001", "name": "Again", "price": 1})),
-            StatusCode::CONFLICT,
-            "CONFLICT",
+            json!({"sku": "PROD-NEW-001", "name": "Again", "price": 1}),
         )
         .await;
     assert!(conflict["error"]["message"]
         .as_str()
         .is_some_and(|m| m.contains("PROD-NEW-001")));
     let negative = catalogue
-        .refused(
+        .invalid(
             Method::POST,
             "/",
-            Some(json!({"sku": "NEG", "name": "Negative", "price": -10})),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "VALIDATION_ERROR",
+            json!({"sku": "NEG", "name": "Negative", "price": -10}),
         )
         .await;
     assert_eq!(detail_fields(&negative), vec!["price"]);
     let many = catalogue
-        .refused(
+        .invalid(
             Method::POST,
             "/",
-            Some(json!({
+            json!({
                 "sku": "X", "name": "x", "price": 19.999, "stock": -1, "status": "sold",
                 "images": ["not a url"], "category_id": 999_999, "prce": 1
-            })),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "VALIDATION_ERROR",
+            }),
         )
         .await;
     for field in ["prce", "price", "stock", "status", "images[0]"] {
@@ -87,23 +79,11 @@ async fn products_crud_with_every_error_status_and_events() {
         );
     }
     let missing = catalogue
-        .refused(
-            Method::POST,
-            "/",
-            Some(json!({"sku": "Y", "name": "y", "price": 1, "category_id": 999_999, "supplier_id": 999_999})),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "VALIDATION_ERROR",
-        )
+        .invalid(Method::POST, "/", json!({"sku": "Y", "name": "y", "price": 1, "category_id": 999_999, "supplier_id": 999_999}))
         .await;
     assert_eq!(detail_fields(&missing), vec!["category_id", "supplier_id"]);
     catalogue
-        .refused(
-            Method::POST,
-            "/",
-            Some(json!(["not", "an", "object"])),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "VALIDATION_ERROR",
-        )
+        .invalid(Method::POST, "/", json!(["not", "an", "object"]))
         .await;
     let malformed = catalogue
         .server
@@ -118,9 +98,7 @@ async fn products_crud_with_every_error_status_and_events() {
 
     // Not found.
     for path in ["/999999", "/abc", "/0"] {
-        catalogue
-            .refused(Method::GET, path, None, StatusCode::NOT_FOUND, "NOT_FOUND")
-            .await;
+        catalogue.not_found(Method::GET, path).await;
     }
     catalogue
         .refused(
@@ -137,11 +115,9 @@ async fn products_crud_with_every_error_status_and_events() {
         .create(json!({"sku": "OTHER-1", "name": "Autre", "price": "5"}))
         .await;
     let updated = catalogue
-        .ok(
-            Method::PUT,
+        .put(
             &format!("/{id}"),
-            Some(json!({"price": "39.99", "stock": 200, "category_id": null})),
-            StatusCode::OK,
+            json!({"price": "39.99", "stock": 200, "category_id": null}),
         )
         .await;
     assert_eq!(updated["price"], json!(39.99));
@@ -156,71 +132,33 @@ async fn products_crud_with_every_error_status_and_events() {
         200
     );
     catalogue
-        .refused(
-            Method::PUT,
-            &format!("/{id}"),
-            Some(json!({"sku": "OTHER-1"})),
-            StatusCode::CONFLICT,
-            "CONFLICT",
-        )
+        .put_conflict(&format!("/{id}"), json!({"sku": "OTHER-1"}))
         .await;
     catalogue
-        .refused(
+        .invalid(
             Method::PUT,
             &format!("/{id}"),
-            Some(json!({"price": -1, "name": null})),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "VALIDATION_ERROR",
+            json!({"price": -1, "name": null}),
         )
         .await;
     // Keeping its own SKU is not a conflict.
     catalogue
-        .ok(
-            Method::PUT,
+        .put(
             &format!("/{id}"),
-            Some(json!({"sku": "PROD-NEW-001", "category_id": category_id})),
-            StatusCode::OK,
+            json!({"sku": "PROD-NEW-001", "category_id": category_id}),
         )
         .await;
 
     // Activate / deactivate.
-    let inactive = catalogue
-        .ok(
-            Method::POST,
-            &format!("/{id}/deactivate"),
-            None,
-            StatusCode::OK,
-        )
-        .await;
+    let inactive = catalogue.action(&format!("/{id}/deactivate"), None).await;
     assert_eq!(inactive["status"], "inactive");
-    let active = catalogue
-        .ok(
-            Method::POST,
-            &format!("/{id}/activate"),
-            None,
-            StatusCode::OK,
-        )
-        .await;
+    let active = catalogue.action(&format!("/{id}/activate"), None).await;
     assert_eq!(active["status"], "active");
-    catalogue
-        .refused(
-            Method::POST,
-            "/999999/activate",
-            None,
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-        )
-        .await;
+    catalogue.not_found(Method::POST, "/999999/activate").await;
 
     // A category in use cannot go.
     let in_use = catalogue
-        .refused(
-            Method::DELETE,
-            &format!("/categories/{category_id}"),
-            None,
-            StatusCode::CONFLICT,
-            "CONFLICT",
-        )
+        .conflict(Method::DELETE, &format!("/categories/{category_id}"), None)
         .await;
     assert!(in_use["error"]["message"]
         .as_str()
@@ -253,9 +191,7 @@ async fn products_crud_with_every_error_status_and_events() {
         .await;
     catalogue
         .server
-        .as_(&reader)
-        .get(&format!("{API}/{id}"))
-        .expect(StatusCode::OK)
+        .get_as(&reader, &format!("{API}/{id}"))
         .await;
     for (method, path, body) in [
         (
@@ -297,42 +233,14 @@ async fn products_crud_with_every_error_status_and_events() {
         .await;
 
     // Delete.
-    catalogue
-        .ok(
-            Method::DELETE,
-            &format!("/{id}"),
-            None,
-            StatusCode::NO_CONTENT,
-        )
-        .await;
+    catalogue.delete(&format!("/{id}")).await;
     let deleted = next_bus_event(&mut events, "products.deleted").await;
     assert_eq!(deleted, json!({"id": id, "sku": "PROD-NEW-001"}));
-    catalogue
-        .refused(
-            Method::GET,
-            &format!("/{id}"),
-            None,
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-        )
-        .await;
-    catalogue
-        .refused(
-            Method::DELETE,
-            &format!("/{id}"),
-            None,
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-        )
-        .await;
+    catalogue.not_found(Method::GET, &format!("/{id}")).await;
+    catalogue.not_found(Method::DELETE, &format!("/{id}")).await;
     // Now unused, the category goes.
     catalogue
-        .ok(
-            Method::DELETE,
-            &format!("/categories/{category_id}"),
-            None,
-            StatusCode::NO_CONTENT,
-        )
+        .delete(&format!("/categories/{category_id}"))
         .await;
     assert_eq!(other["status"], "active");
 }
@@ -341,40 +249,25 @@ async fn products_crud_with_every_error_status_and_events() {
 async fn categories_crud_with_active_filter_and_unique_names() {
     let catalogue = start().await;
     let tools = catalogue
-        .ok(
-            Method::POST,
-            "/categories",
-            Some(json!({"name": "Outils"})),
-            StatusCode::CREATED,
-        )
+        .post("/categories", json!({"name": "Outils"}))
         .await;
     assert_eq!(tools["is_active"], true);
     assert_eq!(tools["description"], Value::Null);
     let old = catalogue
-        .ok(
-            Method::POST,
+        .post(
             "/categories",
-            Some(json!({"name": "Archives", "description": "Anciens", "isActive": false})),
-            StatusCode::CREATED,
+            json!({"name": "Archives", "description": "Anciens", "isActive": false}),
         )
         .await;
     assert_eq!(old["is_active"], false);
     catalogue
-        .refused(
-            Method::POST,
-            "/categories",
-            Some(json!({"name": "Outils"})),
-            StatusCode::CONFLICT,
-            "CONFLICT",
-        )
+        .conflict(Method::POST, "/categories", json!({"name": "Outils"}))
         .await;
     catalogue
-        .refused(
+        .invalid(
             Method::POST,
             "/categories",
-            Some(json!({"description": "no name", "is_active": "yes"})),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "VALIDATION_ERROR",
+            json!({"description": "no name", "is_active": "yes"}),
         )
         .await;
 
@@ -387,35 +280,21 @@ async fn categories_crud_with_active_filter_and_unique_names() {
     assert_eq!(active["total"], 1);
     assert_eq!(active["items"][0]["name"], "Outils");
     catalogue
-        .refused(
-            Method::GET,
-            "/categories?activeOnly=maybe",
-            None,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "VALIDATION_ERROR",
-        )
+        .invalid(Method::GET, "/categories?activeOnly=maybe", None)
         .await;
 
     let old_id = old["id"].as_i64().expect("id");
     let renamed = catalogue
-        .ok(
-            Method::PUT,
+        .put(
             &format!("/categories/{old_id}"),
-            Some(json!({"is_active": true, "description": null})),
-            StatusCode::OK,
+            json!({"is_active": true, "description": null}),
         )
         .await;
     assert_eq!(renamed["is_active"], true);
     assert_eq!(renamed["name"], "Archives");
     assert_eq!(renamed["description"], Value::Null);
     catalogue
-        .refused(
-            Method::PUT,
-            &format!("/categories/{old_id}"),
-            Some(json!({"name": "Outils"})),
-            StatusCode::CONFLICT,
-            "CONFLICT",
-        )
+        .put_conflict(&format!("/categories/{old_id}"), json!({"name": "Outils"}))
         .await;
     assert_eq!(
         catalogue.get("/categories?activeOnly=true").await["total"],
@@ -425,23 +304,10 @@ async fn categories_crud_with_active_filter_and_unique_names() {
         catalogue.get(&format!("/categories/{old_id}")).await,
         renamed
     );
-    catalogue
-        .ok(
-            Method::DELETE,
-            &format!("/categories/{old_id}"),
-            None,
-            StatusCode::NO_CONTENT,
-        )
-        .await;
+    catalogue.delete(&format!("/categories/{old_id}")).await;
     for method in [Method::GET, Method::DELETE] {
         catalogue
-            .refused(
-                method,
-                &format!("/categories/{old_id}"),
-                None,
-                StatusCode::NOT_FOUND,
-                "NOT_FOUND",
-            )
+            .not_found(method, &format!("/categories/{old_id}"))
             .await;
     }
 }

@@ -14,21 +14,47 @@ use crate::API;
 const PASSWORD: &str = "UserPassw0rd!";
 const LIBRARY: &str = "libxcore_plugin_products.so";
 
-/// A server whose plugins directory holds the products plugin (installed at
-/// start-up, the way operators deploy), which may also install from
-/// `sources`.
-async fn start_on(
-    db: TestDatabase,
-    plugins: &std::path::Path,
-    sources: &std::path::Path,
-) -> TestServer {
-    let dir = plugins.to_path_buf();
-    let allowed = sources.to_path_buf();
-    TestServer::start_on(db, move |config| {
-        config.plugins.dir = dir.display().to_string();
-        config.plugins.install_from = vec![allowed.display().to_string()];
-    })
-    .await
+/// The plugins directory a server loads at start-up and the directory it
+/// may install from.
+struct Dirs {
+    plugins: tempfile::TempDir,
+    sources: tempfile::TempDir,
+}
+
+impl Dirs {
+    /// The products plugin deployed into the plugins directory, and into the
+    /// sources directory too when `installable`.
+    fn new(installable: bool) -> Self {
+        let dirs = Self {
+            plugins: tempfile::tempdir().expect("dir"),
+            sources: tempfile::tempdir().expect("dir"),
+        };
+        let library = plugin_library("xcore-plugin-products", "xcore_plugin_products", "");
+        deploy(&library, dirs.plugins.path(), LIBRARY);
+        if installable {
+            deploy(&library, dirs.sources.path(), LIBRARY);
+        }
+        dirs
+    }
+
+    /// A server on `db` whose plugins directory holds the products plugin
+    /// (installed at start-up, the way operators deploy), which may also
+    /// install from the sources directory.
+    async fn start_on(&self, db: TestDatabase) -> TestServer {
+        let dir = self.plugins.path().display().to_string();
+        let allowed = self.sources.path().display().to_string();
+        TestServer::start_on(db, move |config| {
+            config.plugins.dir = dir;
+            config.plugins.install_from = vec![allowed];
+        })
+        .await
+    }
+
+    /// Installs the products plugin from the sources directory.
+    async fn install(&self, server: &TestServer, admin: &str) {
+        let source = self.sources.path().join(LIBRARY).display().to_string();
+        server.install_plugin(admin, "products", &source).await;
+    }
 }
 
 async fn user_token(server: &TestServer, email: &str) -> String {
@@ -37,11 +63,7 @@ async fn user_token(server: &TestServer, email: &str) -> String {
 
 /// The caller's permissions, as `/auth/me` lists them.
 async fn my_permissions(server: &TestServer, token: &str) -> Vec<String> {
-    let me = server
-        .as_(token)
-        .get("/auth/me")
-        .expect(StatusCode::OK)
-        .await;
+    let me = server.get_as(token, "/auth/me").await;
     me["permissions"]
         .as_array()
         .expect("permissions")
@@ -65,11 +87,7 @@ async fn reads(server: &TestServer, token: &str) -> bool {
 }
 
 async fn user_role_id(server: &TestServer, admin: &str) -> i64 {
-    let roles = server
-        .as_(admin)
-        .get("/admin/roles")
-        .expect(StatusCode::OK)
-        .await;
+    let roles = server.get_as(admin, "/admin/roles").await;
     let items = roles["items"]
         .as_array()
         .or(roles.as_array())
@@ -97,11 +115,8 @@ async fn revoke_from_users(server: &TestServer, admin: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plain_user_reads_products_from_the_first_install_on_and_nothing_more() {
-    let plugins = tempfile::tempdir().expect("dir");
-    let sources = tempfile::tempdir().expect("dir");
-    let library = plugin_library("xcore-plugin-products", "xcore_plugin_products", "");
-    deploy(&library, plugins.path(), LIBRARY);
-    let server = start_on(TestDatabase::new().await, plugins.path(), sources.path()).await;
+    let dirs = Dirs::new(false);
+    let server = dirs.start_on(TestDatabase::new().await).await;
     let (_, user) = server.user_token("plain@example.com").await;
 
     assert!(reads(&server, &user).await, "a plain user lists products");
@@ -125,12 +140,8 @@ async fn a_plain_user_reads_products_from_the_first_install_on_and_nothing_more(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_revocation_outlives_reload_disable_enable_restart_and_reinstall() {
-    let plugins = tempfile::tempdir().expect("dir");
-    let sources = tempfile::tempdir().expect("dir");
-    let library = plugin_library("xcore-plugin-products", "xcore_plugin_products", "");
-    deploy(&library, plugins.path(), LIBRARY);
-    deploy(&library, sources.path(), LIBRARY);
-    let server = start_on(TestDatabase::new().await, plugins.path(), sources.path()).await;
+    let dirs = Dirs::new(true);
+    let server = dirs.start_on(TestDatabase::new().await).await;
     let admin = server.admin_token().await;
     let (_, user) = server.user_token("plain@example.com").await;
     assert!(reads(&server, &user).await);
@@ -143,27 +154,15 @@ async fn an_admin_revocation_outlives_reload_disable_enable_restart_and_reinstal
         .contains(&"products:read".to_string()));
 
     // The plugin activates again: reload, disable and enable.
-    server
-        .as_(&admin)
-        .post("/system/plugins/products/reload")
-        .expect(StatusCode::OK)
-        .await;
+    server.plugin_action(&admin, "products", "reload").await;
     assert!(!reads(&server, &user).await, "re-granted by a reload");
-    server
-        .as_(&admin)
-        .post("/system/plugins/products/disable")
-        .expect(StatusCode::OK)
-        .await;
-    server
-        .as_(&admin)
-        .post("/system/plugins/products/enable")
-        .expect(StatusCode::OK)
-        .await;
+    server.plugin_action(&admin, "products", "disable").await;
+    server.plugin_action(&admin, "products", "enable").await;
     assert!(!reads(&server, &user).await, "re-granted by enable");
 
     // A restart on the same database.
     let db = server.stop().await;
-    let server = start_on(db, plugins.path(), sources.path()).await;
+    let server = dirs.start_on(db).await;
     let admin = server.admin_token().await;
     let user = user_token(&server, "plain@example.com").await;
     assert!(!reads(&server, &user).await, "re-granted by a restart");
@@ -173,18 +172,8 @@ async fn an_admin_revocation_outlives_reload_disable_enable_restart_and_reinstal
 
     // Uninstalled without purge and installed again: the permissions and
     // the admin's choice were kept.
-    server
-        .as_(&admin)
-        .delete("/system/plugins/products")
-        .expect(StatusCode::NO_CONTENT)
-        .await;
-    let source = sources.path().join(LIBRARY).display().to_string();
-    server
-        .as_(&admin)
-        .post("/system/plugins")
-        .json(json!({"name": "products", "source": source}))
-        .expect(StatusCode::CREATED)
-        .await;
+    server.delete_as(&admin, "/system/plugins/products").await;
+    dirs.install(&server, &admin).await;
     assert!(!reads(&server, &user).await, "re-granted by a reinstall");
 
     // An admin's grant sticks just as well.
@@ -197,7 +186,7 @@ async fn an_admin_revocation_outlives_reload_disable_enable_restart_and_reinstal
     assert!(response.status().is_success(), "grant back");
     assert!(reads(&server, &user).await);
     let db = server.stop().await;
-    let server = start_on(db, plugins.path(), sources.path()).await;
+    let server = dirs.start_on(db).await;
     let user = user_token(&server, "plain@example.com").await;
     assert!(reads(&server, &user).await, "the admin's grant survives");
     server.stop().await;
@@ -205,21 +194,15 @@ async fn an_admin_revocation_outlives_reload_disable_enable_restart_and_reinstal
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reinstall_after_a_purge_is_a_first_install_again() {
-    let plugins = tempfile::tempdir().expect("dir");
-    let sources = tempfile::tempdir().expect("dir");
-    let library = plugin_library("xcore-plugin-products", "xcore_plugin_products", "");
-    deploy(&library, plugins.path(), LIBRARY);
-    deploy(&library, sources.path(), LIBRARY);
-    let server = start_on(TestDatabase::new().await, plugins.path(), sources.path()).await;
+    let dirs = Dirs::new(true);
+    let server = dirs.start_on(TestDatabase::new().await).await;
     let admin = server.admin_token().await;
     let (_, user) = server.user_token("plain@example.com").await;
     revoke_from_users(&server, &admin).await;
     assert!(!reads(&server, &user).await);
 
     server
-        .as_(&admin)
-        .delete("/system/plugins/products?purge=true")
-        .expect(StatusCode::NO_CONTENT)
+        .delete_as(&admin, "/system/plugins/products?purge=true")
         .await;
     let recorded: Vec<Value> = my_permissions(&server, &admin)
         .await
@@ -228,13 +211,7 @@ async fn a_reinstall_after_a_purge_is_a_first_install_again() {
         .map(Value::String)
         .collect();
     assert_eq!(recorded, Vec::<Value>::new(), "purged with the plugin");
-    let source = sources.path().join(LIBRARY).display().to_string();
-    server
-        .as_(&admin)
-        .post("/system/plugins")
-        .json(json!({"name": "products", "source": source}))
-        .expect(StatusCode::CREATED)
-        .await;
+    dirs.install(&server, &admin).await;
     assert!(
         reads(&server, &user).await,
         "the default applies again after a purge"

@@ -3,7 +3,7 @@
 //! kept exact through JSON, SQL, sorting and sums.
 
 use crate::{detail_fields, skus, start, urlencode, API};
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::Row;
 
@@ -11,12 +11,7 @@ use sqlx::Row;
 async fn lists_page_filter_sort_and_search_with_the_full_text_index() {
     let catalogue = start().await;
     let keyboards = catalogue
-        .ok(
-            Method::POST,
-            "/categories",
-            Some(json!({"name": "Claviers"})),
-            StatusCode::CREATED,
-        )
+        .post("/categories", json!({"name": "Claviers"}))
         .await["id"]
         .as_i64()
         .expect("id");
@@ -30,14 +25,7 @@ async fn lists_page_filter_sort_and_search_with_the_full_text_index() {
         {"sku": "CAB-HDMI", "name": "Câble HDMI", "description": "Deux mètres", "price": 0.2, "stock": 200},
         {"sku": "ADAPT-1", "name": "Adaptateur", "description": "USB vers HDMI", "price": 0.3, "stock": 100}
     ]);
-    let bulk = catalogue
-        .ok(
-            Method::POST,
-            "/bulk",
-            Some(json!({"products": rows})),
-            StatusCode::OK,
-        )
-        .await;
+    let bulk = catalogue.action("/bulk", json!({"products": rows})).await;
     assert_eq!(bulk["created"], 7);
 
     // Paging: page/page_size and skip/limit, with the page fields.
@@ -60,12 +48,7 @@ async fn lists_page_filter_sort_and_search_with_the_full_text_index() {
     assert_eq!(past_the_end["total"], 7);
     assert!(skus(&past_the_end).is_empty());
     // The prefix alone is the list, as in the seed (`GET /products`).
-    let newest = catalogue
-        .server
-        .as_(&catalogue.admin)
-        .get(API)
-        .expect(StatusCode::OK)
-        .await;
+    let newest = catalogue.server.get_as(&catalogue.admin, API).await;
     assert_eq!(newest["page_size"], 20);
     assert_eq!(newest["items"].as_array().map(Vec::len), Some(7));
 
@@ -84,13 +67,7 @@ async fn lists_page_filter_sort_and_search_with_the_full_text_index() {
         ("category_id=-1", "category_id"),
     ] {
         let body = catalogue
-            .refused(
-                Method::GET,
-                &format!("/?{query}"),
-                None,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "VALIDATION_ERROR",
-            )
+            .invalid(Method::GET, &format!("/?{query}"), None)
             .await;
         assert_eq!(detail_fields(&body), vec![field.to_string()], "{query}");
     }
@@ -199,11 +176,9 @@ async fn lists_page_filter_sort_and_search_with_the_full_text_index() {
     let mouse = &catalogue.get(&search("souris")).await["items"][0];
     let mouse_id = mouse["id"].as_i64().expect("id");
     catalogue
-        .ok(
-            Method::PUT,
+        .put(
             &format!("/{mouse_id}"),
-            Some(json!({"name": "Trackball ergonomique", "description": "Sans fil"})),
-            StatusCode::OK,
+            json!({"name": "Trackball ergonomique", "description": "Sans fil"}),
         )
         .await;
     assert!(skus(&catalogue.get(&search("souris")).await).is_empty());
@@ -211,14 +186,7 @@ async fn lists_page_filter_sort_and_search_with_the_full_text_index() {
         skus(&catalogue.get(&search("trackball")).await),
         vec!["MS-001"]
     );
-    catalogue
-        .ok(
-            Method::DELETE,
-            &format!("/{mouse_id}"),
-            None,
-            StatusCode::NO_CONTENT,
-        )
-        .await;
+    catalogue.delete(&format!("/{mouse_id}")).await;
     assert!(skus(&catalogue.get(&search("trackball")).await).is_empty());
 }
 
@@ -287,12 +255,10 @@ async fn money_is_exact_through_json_sql_sorting_and_sums() {
         (json!("dix"), "decimal number"),
     ] {
         let body = catalogue
-            .refused(
+            .invalid(
                 Method::POST,
                 "/",
-                Some(json!({"sku": "BAD", "name": "bad", "price": price})),
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "VALIDATION_ERROR",
+                json!({"sku": "BAD", "name": "bad", "price": price}),
             )
             .await;
         let message = body["error"]["details"][0]["message"]

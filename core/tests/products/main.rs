@@ -28,23 +28,17 @@ mod listing;
 mod search;
 mod seed_names;
 
+pub(crate) use common::detail_fields;
 use common::PluginApp;
-use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::Row;
 
 pub(crate) const API: &str = "/api/v1/products";
 
-/// The host with the products plugin.
-pub(crate) struct Catalogue(PluginApp);
-
-impl std::ops::Deref for Catalogue {
-    type Target = PluginApp;
-
-    fn deref(&self) -> &PluginApp {
-        &self.0
-    }
-}
+common::plugin_app!(
+    /// The host with the products plugin.
+    pub(crate) Catalogue
+);
 
 pub(crate) fn on_postgres() -> bool {
     std::env::var("XCORE_TEST_DATABASE_URL").is_ok_and(|url| url.starts_with("postgres"))
@@ -56,8 +50,7 @@ pub(crate) async fn start() -> Catalogue {
 
 impl Catalogue {
     pub(crate) async fn create(&self, product: Value) -> Value {
-        self.ok(Method::POST, "/", Some(product), StatusCode::CREATED)
-            .await
+        self.post("/", product).await
     }
 
     pub(crate) async fn supplier(&self, name: &str) -> i64 {
@@ -85,20 +78,9 @@ impl Catalogue {
 }
 
 pub(crate) fn skus(list: &Value) -> Vec<String> {
-    list["items"]
-        .as_array()
-        .expect("items")
+    crate::common::items(list)
         .iter()
         .map(|item| item["sku"].as_str().expect("sku").to_string())
-        .collect()
-}
-
-pub(crate) fn detail_fields(body: &Value) -> Vec<String> {
-    body["error"]["details"]
-        .as_array()
-        .expect("details")
-        .iter()
-        .map(|d| d["field"].as_str().expect("field").to_string())
         .collect()
 }
 
@@ -116,9 +98,7 @@ async fn the_plugin_loads_with_its_schema_and_routes() {
     let catalogue = start().await;
     let details = catalogue
         .server
-        .as_(&catalogue.admin)
-        .get("/system/plugins/products")
-        .expect(StatusCode::OK)
+        .get_as(&catalogue.admin, "/system/plugins/products")
         .await;
     assert_eq!(details["state"], "active", "{details}");
     let routes = details["routes"].as_array().expect("routes");

@@ -6,7 +6,6 @@
 //! runs unchanged on both, so each expectation holds on each.
 
 use crate::{skus, start, urlencode, Catalogue};
-use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 /// The SKUs `text` finds, sorted; asked twice, ranked and sorted by a
@@ -44,14 +43,7 @@ async fn every_kind_of_search_finds_the_same_rows_on_both_databases() {
         {"sku": "SMØR-1", "name": "Smørrebrød", "description": "Łódź édition", "price": 5},
         {"sku": "MISC_7", "name": "Misc", "description": "x.y version 2.0.1", "price": 1}
     ]);
-    let bulk = catalogue
-        .ok(
-            Method::POST,
-            "/bulk",
-            Some(json!({"products": rows})),
-            StatusCode::OK,
-        )
-        .await;
+    let bulk = catalogue.action("/bulk", json!({"products": rows})).await;
     assert_eq!(bulk["created"], 7, "{bulk}");
 
     for (text, expected) in [
@@ -118,11 +110,9 @@ async fn every_write_is_searchable_at_once() {
     // Update: the new SKU and words are found, the old ones no longer.
     let id = created["id"].as_i64().expect("id");
     catalogue
-        .ok(
-            Method::PUT,
+        .put(
             &format!("/{id}"),
-            Some(json!({"sku": "LAMP-042", "description": "Lumière LED"})),
-            StatusCode::OK,
+            json!({"sku": "LAMP-042", "description": "Lumière LED"}),
         )
         .await;
     assert!(found(&catalogue, "NEW-001").await.is_empty());
@@ -130,14 +120,12 @@ async fn every_write_is_searchable_at_once() {
     assert_eq!(found(&catalogue, "lumiere").await, vec!["LAMP-042"]);
     // Bulk insert.
     catalogue
-        .ok(
-            Method::POST,
+        .action(
             "/bulk",
-            Some(json!({"products": [
+            json!({"products": [
                 {"sku": "BULK-001", "name": "Chaise", "price": 30},
                 {"sku": "BULK-002", "name": "Table", "price": 90}
-            ]})),
-            StatusCode::OK,
+            ]}),
         )
         .await;
     assert_eq!(found(&catalogue, "BULK-002").await, vec!["BULK-002"]);
@@ -147,25 +135,16 @@ async fn every_write_is_searchable_at_once() {
     );
     // Bulk update of existing SKUs: the index follows the new text.
     catalogue
-        .ok(
-            Method::POST,
+        .action(
             "/bulk",
-            Some(json!({"products": [
+            json!({"products": [
                 {"sku": "BULK-001", "name": "Fauteuil", "price": 30}
-            ], "update_existing": true})),
-            StatusCode::OK,
+            ], "update_existing": true}),
         )
         .await;
     assert_eq!(found(&catalogue, "fauteuil").await, vec!["BULK-001"]);
     assert!(found(&catalogue, "chaise").await.is_empty());
     // Delete.
-    catalogue
-        .ok(
-            Method::DELETE,
-            &format!("/{id}"),
-            None,
-            StatusCode::NO_CONTENT,
-        )
-        .await;
+    catalogue.delete(&format!("/{id}")).await;
     assert!(found(&catalogue, "LAMP-042").await.is_empty());
 }

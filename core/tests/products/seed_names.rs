@@ -6,7 +6,7 @@
 //! refused body.
 
 use crate::{detail_fields, skus, start, Catalogue};
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde_json::{json, Value};
 
 /// The list's SKUs, sorted (for filters without a sort).
@@ -18,25 +18,12 @@ async fn sorted(catalogue: &Catalogue, query: &str) -> Vec<String> {
 
 async fn refused_query(catalogue: &Catalogue, query: &str) -> Value {
     catalogue
-        .refused(
-            Method::GET,
-            &format!("/?{query}"),
-            None,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "VALIDATION_ERROR",
-        )
+        .invalid(Method::GET, &format!("/?{query}"), None)
         .await
 }
 
 async fn category(catalogue: &Catalogue, name: &str) -> i64 {
-    catalogue
-        .ok(
-            Method::POST,
-            "/categories",
-            Some(json!({"name": name})),
-            StatusCode::CREATED,
-        )
-        .await["id"]
+    catalogue.post("/categories", json!({"name": name})).await["id"]
         .as_i64()
         .expect("id")
 }
@@ -53,14 +40,7 @@ async fn the_seed_query_names_filter_like_the_api_names() {
         {"sku": "MOUSE-002", "name": "Mouse pad", "price": 5, "categoryId": mice, "isActive": true},
         {"sku": "CABLE-001", "name": "Cable", "price": "0.50"}
     ]);
-    let created = catalogue
-        .ok(
-            Method::POST,
-            "/bulk",
-            Some(json!({"products": rows})),
-            StatusCode::OK,
-        )
-        .await;
+    let created = catalogue.action("/bulk", json!({"products": rows})).await;
     assert_eq!(created["created"], 5, "{created}");
 
     // Each seed name finds what its API name finds, and something specific.
@@ -218,54 +198,28 @@ async fn the_seed_body_names_write_like_the_api_names_and_conflicts_write_nothin
     // Updates: categoryId moves it, isActive flips it, clearCategory
     // removes the category.
     let moved = catalogue
-        .ok(
-            Method::PUT,
-            &path,
-            Some(json!({"categoryId": mice, "isActive": true})),
-            StatusCode::OK,
-        )
+        .put(&path, json!({"categoryId": mice, "isActive": true}))
         .await;
     assert_eq!(
         (moved["category_id"].as_i64(), moved["status"].as_str()),
         (Some(mice), Some("active"))
     );
-    let cleared = catalogue
-        .ok(
-            Method::PUT,
-            &path,
-            Some(json!({"clearCategory": true})),
-            StatusCode::OK,
-        )
-        .await;
+    let cleared = catalogue.put(&path, json!({"clearCategory": true})).await;
     assert_eq!(cleared["category_id"], Value::Null, "{cleared}");
     // clearCategory false changes nothing (and alone is an empty update).
     let kept = catalogue
-        .ok(
-            Method::PUT,
+        .put(
             &path,
-            Some(json!({"clearCategory": false, "categoryId": keyboards})),
-            StatusCode::OK,
+            json!({"clearCategory": false, "categoryId": keyboards}),
         )
         .await;
     assert_eq!(kept["category_id"], keyboards);
     catalogue
-        .refused(
-            Method::PUT,
-            &path,
-            Some(json!({"clearCategory": false})),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "VALIDATION_ERROR",
-        )
+        .invalid(Method::PUT, &path, json!({"clearCategory": false}))
         .await;
     // An unknown category is refused under the API name it maps to.
     let body = catalogue
-        .refused(
-            Method::PUT,
-            &path,
-            Some(json!({"categoryId": 999_999})),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "VALIDATION_ERROR",
-        )
+        .invalid(Method::PUT, &path, json!({"categoryId": 999_999}))
         .await;
     assert_eq!(detail_fields(&body), vec!["category_id"], "{body}");
 
@@ -290,15 +244,7 @@ async fn the_seed_body_names_write_like_the_api_names_and_conflicts_write_nothin
             vec!["isActive", "price"],
         ),
     ] {
-        let refused = catalogue
-            .refused(
-                Method::PUT,
-                &path,
-                Some(body.clone()),
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "VALIDATION_ERROR",
-            )
-            .await;
+        let refused = catalogue.invalid(Method::PUT, &path, body.clone()).await;
         assert_eq!(detail_fields(&refused), fields, "{body}: {refused}");
     }
     assert_eq!(catalogue.get(&path).await, before, "nothing was written");
@@ -319,30 +265,16 @@ async fn the_seed_body_names_write_like_the_api_names_and_conflicts_write_nothin
             vec!["isActive"],
         ),
     ] {
-        let refused = catalogue
-            .refused(
-                Method::POST,
-                "/",
-                Some(body.clone()),
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "VALIDATION_ERROR",
-            )
-            .await;
+        let refused = catalogue.invalid(Method::POST, "/", body.clone()).await;
         assert_eq!(detail_fields(&refused), fields, "{body}: {refused}");
     }
     // A bulk with one conflicting row: its path in the details, no row
     // written.
     let bulk = catalogue
-        .refused(
-            Method::POST,
-            "/bulk",
-            Some(json!({"products": [
+        .invalid(Method::POST, "/bulk", json!({"products": [
                 {"sku": "B-1", "name": "ok", "price": 1, "categoryId": keyboards},
                 {"sku": "B-2", "name": "bad", "price": 1, "categoryId": keyboards, "category_id": mice}
-            ]})),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "VALIDATION_ERROR",
-        )
+            ]}))
         .await;
     assert_eq!(
         detail_fields(&bulk),

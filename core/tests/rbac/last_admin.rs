@@ -34,9 +34,7 @@ async fn activation_and_role_guards_keep_the_install_administrable() {
         .expect("refresh_token")
         .to_string();
     let deactivated = server
-        .as_(&admin)
-        .post(&format!("/admin/users/{user_id}/deactivate"))
-        .expect(StatusCode::OK)
+        .post_as(&admin, &format!("/admin/users/{user_id}/deactivate"))
         .await;
     assert_eq!(deactivated, json!({"id": user_id, "is_active": false}));
     server
@@ -51,9 +49,7 @@ async fn activation_and_role_guards_keep_the_install_administrable() {
         .expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR")
         .await;
     let activated = server
-        .as_(&admin)
-        .post(&format!("/admin/users/{user_id}/activate"))
-        .expect(StatusCode::OK)
+        .post_as(&admin, &format!("/admin/users/{user_id}/activate"))
         .await;
     assert_eq!(activated, json!({"id": user_id, "is_active": true}));
     let fresh = server.login("kim@example.com", "UserPassw0rd!").await;
@@ -66,24 +62,21 @@ async fn activation_and_role_guards_keep_the_install_administrable() {
         .expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR")
         .await;
     assert_error_mentions(&body, "revoked");
-    server
-        .anonymous()
-        .post("/auth/refresh")
-        .json(json!({"refresh_token": fresh["refresh_token"]}))
-        .expect(StatusCode::OK)
-        .await;
+    server.refresh(&fresh).await;
 
     // With a second admin, the first may lose the role; removing a role the
     // user does not have is 404.
     server
-        .as_(&admin)
-        .post(&format!("/admin/users/{user_id}/roles/{admin_role}"))
-        .expect(StatusCode::OK)
+        .post_as(
+            &admin,
+            &format!("/admin/users/{user_id}/roles/{admin_role}"),
+        )
         .await;
     server
-        .as_(&admin)
-        .post(&format!("/admin/users/{user_id}/roles/{admin_role}"))
-        .expect(StatusCode::OK)
+        .post_as(
+            &admin,
+            &format!("/admin/users/{user_id}/roles/{admin_role}"),
+        )
         .await;
     let kim_admin = server.login("kim@example.com", "UserPassw0rd!").await;
     let kim_admin = kim_admin["access_token"]
@@ -96,9 +89,10 @@ async fn activation_and_role_guards_keep_the_install_administrable() {
         .expect_error(StatusCode::CONFLICT, "CONFLICT")
         .await;
     server
-        .as_(&kim_admin)
-        .delete(&format!("/admin/users/{admin_user}/roles/{admin_role}"))
-        .expect(StatusCode::NO_CONTENT)
+        .delete_as(
+            &kim_admin,
+            &format!("/admin/users/{admin_user}/roles/{admin_role}"),
+        )
         .await;
     server
         .as_(&kim_admin)
@@ -111,9 +105,10 @@ async fn activation_and_role_guards_keep_the_install_administrable() {
         .expect_error(StatusCode::FORBIDDEN, "AUTHORIZATION_ERROR")
         .await;
     server
-        .as_(&kim_admin)
-        .delete(&format!("/admin/users/{user_id}/roles/{user_role}"))
-        .expect(StatusCode::NO_CONTENT)
+        .delete_as(
+            &kim_admin,
+            &format!("/admin/users/{user_id}/roles/{user_role}"),
+        )
         .await;
     server
         .as_(&kim_admin)
@@ -153,9 +148,10 @@ async fn an_operator_with_users_write_cannot_remove_the_last_admin() {
         .expect_error(StatusCode::FORBIDDEN, "AUTHORIZATION_ERROR")
         .await;
     server
-        .as_(&admin)
-        .post(&format!("/admin/users/{operator_id}/roles/{operator_role}"))
-        .expect(StatusCode::OK)
+        .post_as(
+            &admin,
+            &format!("/admin/users/{operator_id}/roles/{operator_role}"),
+        )
         .await;
 
     // The guards, not the permission, refuse these: the sole active admin.
@@ -171,17 +167,11 @@ async fn an_operator_with_users_write_cannot_remove_the_last_admin() {
         .expect_error(StatusCode::CONFLICT, "CONFLICT")
         .await;
     // The admin still works.
-    server
-        .as_(&admin)
-        .get("/admin/roles")
-        .expect(StatusCode::OK)
-        .await;
+    server.get_as(&admin, "/admin/roles").await;
 
     // Anyone else the operator may deactivate; unknown users are 404.
     let done = server
-        .as_(&operator)
-        .post(&format!("/admin/users/{other_id}/deactivate"))
-        .expect(StatusCode::OK)
+        .post_as(&operator, &format!("/admin/users/{other_id}/deactivate"))
         .await;
     assert_eq!(done, json!({"id": other_id, "is_active": false}));
     server
@@ -199,14 +189,13 @@ async fn an_operator_with_users_write_cannot_remove_the_last_admin() {
 
     // Once a second admin is active, the first may be deactivated.
     server
-        .as_(&admin)
-        .post(&format!("/admin/users/{operator_id}/roles/{admin_role}"))
-        .expect(StatusCode::OK)
+        .post_as(
+            &admin,
+            &format!("/admin/users/{operator_id}/roles/{admin_role}"),
+        )
         .await;
     let first_out = server
-        .as_(&operator)
-        .post(&format!("/admin/users/{admin_user}/deactivate"))
-        .expect(StatusCode::OK)
+        .post_as(&operator, &format!("/admin/users/{admin_user}/deactivate"))
         .await;
     assert_eq!(first_out, json!({"id": admin_user, "is_active": false}));
     server
@@ -225,9 +214,7 @@ async fn two_admins_deactivating_each_other_at_once_leave_one_active() {
     let admin_role = server.role_id(&admin, "admin").await;
     let (second, _) = server.user_token("second@example.com").await;
     server
-        .as_(&admin)
-        .post(&format!("/admin/users/{second}/roles/{admin_role}"))
-        .expect(StatusCode::OK)
+        .post_as(&admin, &format!("/admin/users/{second}/roles/{admin_role}"))
         .await;
     for round in 0..5 {
         let first_token = server.admin_token().await;
@@ -253,13 +240,9 @@ async fn two_admins_deactivating_each_other_at_once_leave_one_active() {
             (second, second_token, first)
         };
         let active = server
-            .as_(&survivor_token)
-            .get("/admin/users?is_active=true")
-            .expect(StatusCode::OK)
+            .get_as(&survivor_token, "/admin/users?is_active=true")
             .await;
-        let admins: Vec<i64> = active["items"]
-            .as_array()
-            .expect("items")
+        let admins: Vec<i64> = crate::common::items(&active)
             .iter()
             .filter(|u| {
                 u["roles"]
@@ -270,9 +253,7 @@ async fn two_admins_deactivating_each_other_at_once_leave_one_active() {
             .collect();
         assert_eq!(admins, vec![survivor], "round {round}");
         server
-            .as_(&survivor_token)
-            .post(&format!("/admin/users/{loser}/activate"))
-            .expect(StatusCode::OK)
+            .post_as(&survivor_token, &format!("/admin/users/{loser}/activate"))
             .await;
     }
     server.stop().await;

@@ -10,7 +10,7 @@ async fn permissions_are_created_granted_and_revoked() {
     let server = TestServer::start().await;
     let admin = server.admin_token().await;
 
-    let permission = server.as_(&admin).post("/admin/permissions").json(json!({"name": "reports:generate", "description": "Generate reports", "resource": "reports", "action": "generate"})).expect(StatusCode::CREATED).await;
+    let permission = server.create_as(&admin, "/admin/permissions", json!({"name": "reports:generate", "description": "Generate reports", "resource": "reports", "action": "generate"})).await;
     assert_eq!(permission["resource"], "reports");
     assert_eq!(permission["action"], "generate");
 
@@ -35,9 +35,7 @@ async fn permissions_are_created_granted_and_revoked() {
     assert_eq!(body["error"]["details"].as_array().map(Vec::len), Some(2));
 
     let listed = server
-        .as_(&admin)
-        .get("/admin/permissions?resource=reports")
-        .expect(StatusCode::OK)
+        .get_as(&admin, "/admin/permissions?resource=reports")
         .await;
     assert_eq!(listed["total"], 1);
     assert_eq!(
@@ -50,11 +48,7 @@ async fn permissions_are_created_granted_and_revoked() {
             "action": "generate",
         })
     );
-    let all = server
-        .as_(&admin)
-        .get("/admin/permissions?limit=2")
-        .expect(StatusCode::OK)
-        .await;
+    let all = server.get_as(&admin, "/admin/permissions?limit=2").await;
     assert_eq!(all["items"].as_array().map(Vec::len), Some(2));
     assert_eq!(all["has_more"], true);
 
@@ -73,56 +67,52 @@ async fn permissions_are_created_granted_and_revoked() {
         .expect_error(StatusCode::FORBIDDEN, "AUTHORIZATION_ERROR")
         .await;
     let auditor = server
-        .as_(&admin)
-        .post("/admin/roles")
-        .json(json!({"name": "auditor"}))
-        .expect(StatusCode::CREATED)
+        .create_as(&admin, "/admin/roles", json!({"name": "auditor"}))
         .await;
     let auditor_id = auditor["id"].as_i64().expect("id");
     let granted = server
-        .as_(&admin)
-        .post(&format!("/admin/roles/{auditor_id}/permissions/users:read"))
-        .expect(StatusCode::OK)
+        .post_as(
+            &admin,
+            &format!("/admin/roles/{auditor_id}/permissions/users:read"),
+        )
         .await;
     assert_eq!(granted["permissions"][0]["name"], "users:read");
     // Granting again is harmless; by id works too.
     let by_id = permission["id"].as_i64().expect("id");
     server
-        .as_(&admin)
-        .post(&format!("/admin/roles/{auditor_id}/permissions/{by_id}"))
-        .expect(StatusCode::OK)
+        .post_as(
+            &admin,
+            &format!("/admin/roles/{auditor_id}/permissions/{by_id}"),
+        )
         .await;
     server
-        .as_(&admin)
-        .post(&format!("/admin/roles/{auditor_id}/permissions/users:read"))
-        .expect(StatusCode::OK)
+        .post_as(
+            &admin,
+            &format!("/admin/roles/{auditor_id}/permissions/users:read"),
+        )
         .await;
     let assigned = server
-        .as_(&admin)
-        .post(&format!("/admin/users/{user_id}/roles/{auditor_id}"))
-        .expect(StatusCode::OK)
+        .post_as(
+            &admin,
+            &format!("/admin/users/{user_id}/roles/{auditor_id}"),
+        )
         .await;
     assert_eq!(assigned["message"], "role assigned");
-    server
-        .as_(&user)
-        .get("/admin/users")
-        .expect(StatusCode::OK)
-        .await;
+    server.get_as(&user, "/admin/users").await;
     let me = server.me(&user).await;
     assert_eq!(me["roles"], json!(["auditor", "user"]));
     assert_eq!(me["permissions"], json!(["reports:generate", "users:read"]));
     let detail = server
-        .as_(&admin)
-        .get(&format!("/admin/roles/{auditor_id}"))
-        .expect(StatusCode::OK)
+        .get_as(&admin, &format!("/admin/roles/{auditor_id}"))
         .await;
     assert_eq!(detail["users_count"], 1);
 
     // Revoking takes it away on the next request.
     server
-        .as_(&admin)
-        .delete(&format!("/admin/roles/{auditor_id}/permissions/users:read"))
-        .expect(StatusCode::NO_CONTENT)
+        .delete_as(
+            &admin,
+            &format!("/admin/roles/{auditor_id}/permissions/users:read"),
+        )
         .await;
     server
         .as_(&user)

@@ -10,23 +10,17 @@ async fn roles_crud_with_builtin_guards() {
     let server = TestServer::start().await;
     let admin = server.admin_token().await;
 
-    let list = server
-        .as_(&admin)
-        .get("/admin/roles")
-        .expect(StatusCode::OK)
-        .await;
+    let list = server.get_as(&admin, "/admin/roles").await;
     assert_eq!(list["total"], 2);
     assert_eq!(list["skip"], 0);
     assert_eq!(list["limit"], 20);
     assert_eq!(list["has_more"], false);
-    let names: Vec<&str> = list["items"]
-        .as_array()
-        .expect("items")
+    let names: Vec<&str> = crate::common::items(&list)
         .iter()
         .map(|r| r["name"].as_str().expect("name"))
         .collect();
     assert_eq!(names, vec!["admin", "user"]);
-    for role in list["items"].as_array().expect("items") {
+    for role in crate::common::items(&list) {
         assert_eq!(role["is_builtin"], true, "{role}");
         assert!(
             role["id"].is_i64() && role["created_at"].is_string(),
@@ -36,10 +30,11 @@ async fn roles_crud_with_builtin_guards() {
     }
 
     let manager = server
-        .as_(&admin)
-        .post("/admin/roles")
-        .json(json!({"name": "manager", "description": "Team lead"}))
-        .expect(StatusCode::CREATED)
+        .create_as(
+            &admin,
+            "/admin/roles",
+            json!({"name": "manager", "description": "Team lead"}),
+        )
         .await;
     assert_eq!(manager["name"], "manager");
     assert_eq!(manager["description"], "Team lead");
@@ -61,10 +56,11 @@ async fn roles_crud_with_builtin_guards() {
     assert_eq!(body["error"]["details"][0]["field"], "name");
 
     let renamed = server
-        .as_(&admin)
-        .put(&format!("/admin/roles/{id}"))
-        .json(json!({"name": "lead", "description": "Leads"}))
-        .expect(StatusCode::OK)
+        .put_as(
+            &admin,
+            &format!("/admin/roles/{id}"),
+            json!({"name": "lead", "description": "Leads"}),
+        )
         .await;
     assert_eq!(renamed["name"], "lead");
     assert_eq!(renamed["description"], "Leads");
@@ -93,9 +89,7 @@ async fn roles_crud_with_builtin_guards() {
     let admin_id = server.role_id(&admin, "admin").await;
     let user_id = server.role_id(&admin, "user").await;
     let detail = server
-        .as_(&admin)
-        .get(&format!("/admin/roles/{admin_id}"))
-        .expect(StatusCode::OK)
+        .get_as(&admin, &format!("/admin/roles/{admin_id}"))
         .await;
     assert_eq!(detail["users_count"], 1);
     let granted: Vec<&str> = detail["permissions"]
@@ -121,10 +115,11 @@ async fn roles_crud_with_builtin_guards() {
             .await;
     }
     let redescribed = server
-        .as_(&admin)
-        .put(&format!("/admin/roles/{user_id}"))
-        .json(json!({"description": "Members"}))
-        .expect(StatusCode::OK)
+        .put_as(
+            &admin,
+            &format!("/admin/roles/{user_id}"),
+            json!({"description": "Members"}),
+        )
         .await;
     assert_eq!(redescribed["description"], "Members");
     server
@@ -136,25 +131,15 @@ async fn roles_crud_with_builtin_guards() {
     // Deleting a held role takes it away from its holders.
     let (holder, _) = server.user_token("holder@example.com").await;
     server
-        .as_(&admin)
-        .post(&format!("/admin/users/{holder}/roles/{id}"))
-        .expect(StatusCode::OK)
+        .post_as(&admin, &format!("/admin/users/{holder}/roles/{id}"))
         .await;
-    let held = server
-        .as_(&admin)
-        .get(&format!("/admin/roles/{id}"))
-        .expect(StatusCode::OK)
-        .await;
+    let held = server.get_as(&admin, &format!("/admin/roles/{id}")).await;
     assert_eq!(held["users_count"], 1);
     server
-        .as_(&admin)
-        .delete(&format!("/admin/roles/{id}"))
-        .expect(StatusCode::NO_CONTENT)
+        .delete_as(&admin, &format!("/admin/roles/{id}"))
         .await;
     let holder = server
-        .as_(&admin)
-        .get(&format!("/admin/users/{holder}"))
-        .expect(StatusCode::OK)
+        .get_as(&admin, &format!("/admin/users/{holder}"))
         .await;
     assert_eq!(holder["roles"], json!(["user"]));
     server

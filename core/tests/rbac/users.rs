@@ -14,23 +14,20 @@ async fn users_are_listed_searched_sorted_and_created() {
         ("bob@other.org", "Bob 100%"),
     ] {
         let created = server
-            .as_(&admin)
-            .post("/admin/users")
-            .json(json!({"email": email, "name": name, "password": "SecurePass123!"}))
-            .expect(StatusCode::CREATED)
+            .create_as(
+                &admin,
+                "/admin/users",
+                json!({"email": email, "name": name, "password": "SecurePass123!"}),
+            )
             .await;
         assert_eq!(created["roles"], json!(["user"]));
         assert_eq!(created["full_name"], name);
     }
-    let manager = server.as_(&admin).post("/admin/users").json(json!({"email": "Max@Example.com", "full_name": "Max", "password": "SecurePass123!", "role": "admin"})).expect(StatusCode::CREATED).await;
+    let manager = server.create_as(&admin, "/admin/users", json!({"email": "Max@Example.com", "full_name": "Max", "password": "SecurePass123!", "role": "admin"})).await;
     assert_eq!(manager["email"], "max@example.com");
     assert_eq!(manager["roles"], json!(["admin"]));
 
-    let all = server
-        .as_(&admin)
-        .get("/admin/users")
-        .expect(StatusCode::OK)
-        .await;
+    let all = server.get_as(&admin, "/admin/users").await;
     assert_eq!(all["total"], 5);
     let first = &all["items"][0];
     assert_eq!(first["email"], ADMIN_EMAIL);
@@ -48,13 +45,12 @@ async fn users_are_listed_searched_sorted_and_created() {
     assert!(first.get("password_hash").is_none());
 
     let by_email = server
-        .as_(&admin)
-        .get("/admin/users?search=EXAMPLE.com&sort_by=email&sort_order=desc")
-        .expect(StatusCode::OK)
+        .get_as(
+            &admin,
+            "/admin/users?search=EXAMPLE.com&sort_by=email&sort_order=desc",
+        )
         .await;
-    let emails: Vec<&str> = by_email["items"]
-        .as_array()
-        .expect("items")
+    let emails: Vec<&str> = crate::common::items(&by_email)
         .iter()
         .map(|u| u["email"].as_str().expect("email"))
         .collect();
@@ -62,32 +58,20 @@ async fn users_are_listed_searched_sorted_and_created() {
         emails,
         vec!["zoe@example.com", "max@example.com", "adam@example.com"]
     );
-    let by_name = server
-        .as_(&admin)
-        .get("/admin/users?search=ant")
-        .expect(StatusCode::OK)
-        .await;
+    let by_name = server.get_as(&admin, "/admin/users?search=ant").await;
     assert_eq!(by_name["total"], 1);
     // LIKE wildcards in the search are literal.
-    let percent = server
-        .as_(&admin)
-        .get("/admin/users?search=100%25")
-        .expect(StatusCode::OK)
-        .await;
+    let percent = server.get_as(&admin, "/admin/users?search=100%25").await;
     assert_eq!(percent["total"], 1);
     assert_eq!(percent["items"][0]["email"], "bob@other.org");
 
     let page = server
-        .as_(&admin)
-        .get("/admin/users?skip=1&limit=2&sort_by=email")
-        .expect(StatusCode::OK)
+        .get_as(&admin, "/admin/users?skip=1&limit=2&sort_by=email")
         .await;
     assert_eq!(page["skip"], 1);
     assert_eq!(page["limit"], 2);
     assert_eq!(page["has_more"], true);
-    let emails: Vec<&str> = page["items"]
-        .as_array()
-        .expect("items")
+    let emails: Vec<&str> = crate::common::items(&page)
         .iter()
         .map(|u| u["email"].as_str().expect("email"))
         .collect();
@@ -95,28 +79,14 @@ async fn users_are_listed_searched_sorted_and_created() {
 
     let zoe = by_email["items"][0]["id"].as_i64().expect("id");
     server
-        .as_(&admin)
-        .post(&format!("/admin/users/{zoe}/deactivate"))
-        .expect(StatusCode::OK)
+        .post_as(&admin, &format!("/admin/users/{zoe}/deactivate"))
         .await;
-    let inactive = server
-        .as_(&admin)
-        .get("/admin/users?is_active=false")
-        .expect(StatusCode::OK)
-        .await;
+    let inactive = server.get_as(&admin, "/admin/users?is_active=false").await;
     assert_eq!(inactive["total"], 1);
     assert_eq!(inactive["items"][0]["id"], zoe);
-    let active = server
-        .as_(&admin)
-        .get("/admin/users?is_active=true")
-        .expect(StatusCode::OK)
-        .await;
+    let active = server.get_as(&admin, "/admin/users?is_active=true").await;
     assert_eq!(active["total"], 4);
-    let one = server
-        .as_(&admin)
-        .get(&format!("/admin/users/{zoe}"))
-        .expect(StatusCode::OK)
-        .await;
+    let one = server.get_as(&admin, &format!("/admin/users/{zoe}")).await;
     assert_eq!(one["is_active"], false);
 
     for bad in [
@@ -173,22 +143,16 @@ async fn users_are_listed_searched_sorted_and_created() {
         .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND")
         .await;
     // Nothing was half-created by the refused requests.
-    let after = server
-        .as_(&admin)
-        .get("/admin/users")
-        .expect(StatusCode::OK)
-        .await;
+    let after = server.get_as(&admin, "/admin/users").await;
     assert_eq!(after["total"], 5);
 
     // `roles` (a list) instead of `role`.
-    let both = server.as_(&admin).post("/admin/users").json(json!({"email": "both@example.com", "password": "SecurePass123!", "roles": ["user", "admin"]})).expect(StatusCode::CREATED).await;
+    let both = server.create_as(&admin, "/admin/users", json!({"email": "both@example.com", "password": "SecurePass123!", "roles": ["user", "admin"]})).await;
     assert_eq!(both["roles"], json!(["admin", "user"]));
     assert_eq!(both["is_active"], true);
     assert_eq!(both["full_name"], Value::Null);
     let fetched = server
-        .as_(&admin)
-        .get(&format!("/admin/users/{}", both["id"]))
-        .expect(StatusCode::OK)
+        .get_as(&admin, &format!("/admin/users/{}", both["id"]))
         .await;
     assert_eq!(fetched, both);
     server.stop().await;
