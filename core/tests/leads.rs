@@ -1347,6 +1347,17 @@ async fn agents_do_their_jobs_on_real_rows() {
             1,
         )
         .await;
+    // The agent's run is stamped after its leads are tagged, in a later
+    // statement: wait for it too rather than race it.
+    plant
+        .wait_for(
+            &format!(
+                "SELECT COUNT(*) FROM leads_agents WHERE id = {} AND last_run_at IS NOT NULL",
+                stale["id"]
+            ),
+            1,
+        )
+        .await;
     let ran = plant.get(&format!("/agents/{}", stale["id"])).await;
     assert!(ran["last_run_at"].is_string());
     assert!(

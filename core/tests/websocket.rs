@@ -330,3 +330,45 @@ async fn a_slow_client_is_dropped_while_another_keeps_receiving() {
     assert_eq!(counted, Some(1.0));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_closes_when_its_token_expires_unless_it_signs_in_again() {
+    let server = TestServer::start_with(|config| config.auth.access_token_ttl_secs = 4).await;
+    // The sockets get every event the admin may see (the logins among
+    // them): replies are picked out by type.
+    async fn reply_of(socket: &mut common::ws::Socket, kind: &str) -> serde_json::Value {
+        loop {
+            let message = next_json(socket, Duration::from_secs(5))
+                .await
+                .unwrap_or_else(|| panic!("no {kind} reply"));
+            if message["type"] == kind {
+                return message;
+            }
+        }
+    }
+    let first = server.admin_token().await;
+    let mut expiring = connect(&server, &format!("?token={first}")).await;
+    let mut renewed = connect(&server, &format!("?token={first}")).await;
+    for socket in [&mut expiring, &mut renewed] {
+        let auth = next_json(socket, Duration::from_secs(5))
+            .await
+            .expect("auth reply");
+        assert_eq!(auth["success"], true, "{auth}");
+    }
+
+    // Halfway through the first token's life, one socket signs in again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let fresh = server.admin_token().await;
+    send(&mut renewed, json!({"type": "auth", "token": fresh})).await;
+    let auth = reply_of(&mut renewed, "auth").await;
+    assert_eq!(auth["success"], true, "{auth}");
+
+    // The other closes when the first token expires (2 to 4 s after it
+    // was issued: expiry is counted in whole seconds)...
+    assert_eq!(close_code(&mut expiring).await, Some(4401));
+    // ...while the one that signed in again keeps being served...
+    send(&mut renewed, json!({"type": "ping"})).await;
+    reply_of(&mut renewed, "pong").await;
+    // ...until its own token expires.
+    assert_eq!(close_code(&mut renewed).await, Some(4401));
+}

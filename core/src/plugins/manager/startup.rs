@@ -105,12 +105,29 @@ impl PluginManager {
         let saved = manager.saved_state().await?;
         let mut libraries = BTreeMap::new();
         let found = manager.scan();
-        // Admission runs each file in a child process first: in parallel.
-        let admitted = futures_util::future::join_all(found.iter().map(|(id, file)| {
-            let proven = saved.get(id).and_then(|state| state.proven.as_deref());
-            manager.read_library(id, file, 1, proven)
-        }))
-        .await;
+        // Each file on a task of its own: reading, hashing and mapping a
+        // library is CPU work done before its first await, so futures
+        // joined on this one task would take turns; tasks share the cores.
+        // New files wait for their child-process check in parallel too.
+        let reads = found.iter().map(|(id, file)| {
+            let (manager, id, file) = (manager.clone(), id.clone(), file.clone());
+            let proven = saved.get(&id).and_then(|state| state.proven.clone());
+            tokio::spawn(
+                async move { manager.read_library(&id, &file, 1, proven.as_deref()).await },
+            )
+        });
+        let admitted: Vec<_> = futures_util::future::join_all(reads)
+            .await
+            .into_iter()
+            .map(|joined| {
+                joined.unwrap_or_else(|error| {
+                    (
+                        None,
+                        Err(Refusal::Unloadable(format!("loading failed: {error}"))),
+                    )
+                })
+            })
+            .collect();
         for ((id, file), (seen, admitted)) in found.into_iter().zip(admitted) {
             // A plugin seen for the first time starts as its settings say;
             // after that the saved state rules, so an operator's disable
