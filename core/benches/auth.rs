@@ -20,8 +20,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
-
 use support::{median, throughput_with, CONNECTIONS, ROUND};
 use xcore::AppState;
 
@@ -62,12 +60,7 @@ async fn main() {
 
     let config = support::bench_config(data.path(), plugins.path());
     let state = AppState::build(config).await.expect("state");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr: SocketAddr = listener.local_addr().expect("addr");
-    tokio::spawn(xcore::serve(listener, state, std::future::pending()));
-    let base = format!("http://{addr}");
+    let base = format!("http://{}", support::serve(state).await);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(CONNECTIONS)
         .build()

@@ -98,24 +98,6 @@ const CITIES: [&str; 10] = [
 ];
 const KINDS: [&str; 5] = ["call", "meeting", "task", "email", "note"];
 
-fn build_release_plugins(workspace: &std::path::Path) {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .current_dir(workspace)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "xcore-plugin-products",
-            "-p",
-            "xcore-plugin-crm",
-        ])
-        .status()
-        .expect("cargo build");
-    assert!(status.success(), "building the plugins failed");
-}
-
 /// A cheap mix so neighbouring numbers get unrelated values.
 fn mix(n: usize) -> usize {
     n.wrapping_mul(2_654_435_761) % 1_000_003
@@ -313,7 +295,7 @@ fn average(totals: &[i64]) -> i64 {
 }
 
 async fn latencies(client: &reqwest::Client, token: &str, api: &str, when: &str, bench_name: &str) {
-    let (searched, totals) = measure(
+    let (searched, totals) = support::measure_list(
         client,
         token,
         (0..SAMPLES).map(|i| {
@@ -334,7 +316,7 @@ async fn latencies(client: &reqwest::Client, token: &str, api: &str, when: &str,
         5.0,
         20.0,
     );
-    let (filtered, totals) = measure(
+    let (filtered, totals) = support::measure_list(
         client,
         token,
         (0..SAMPLES).map(|i| {
@@ -356,7 +338,7 @@ async fn latencies(client: &reqwest::Client, token: &str, api: &str, when: &str,
         5.0,
         20.0,
     );
-    let (deals, totals) = measure(
+    let (deals, totals) = support::measure_list(
         client,
         token,
         (0..SAMPLES).map(|i| {
@@ -377,47 +359,22 @@ async fn latencies(client: &reqwest::Client, token: &str, api: &str, when: &str,
         5.0,
         20.0,
     );
-    let (dashboard, _) = measure(
+    let (dashboard, _) = support::measure_list(
         client,
         token,
         (0..SAMPLES / 3).map(|_| format!("{api}/dashboard")),
     )
     .await;
     dashboard.report(&format!("GET /dashboard (everyone){when}"));
-    // Issue 16's target for the dashboard.
-    support::report_target(
-        bench_name,
-        &format!("GET /dashboard{when}: p50"),
-        support::Goal::AtMost(50.0),
-        dashboard.quantile(0.5),
-        "ms",
-    );
-    let (dashboard, _) = measure(
+    // The CRM issue's target for the dashboard.
+    dashboard.report_p50_target(bench_name, &format!("GET /dashboard{when}"), 50.0);
+    let (dashboard, _) = support::measure_list(
         client,
         token,
         (0..SAMPLES / 3).map(|i| format!("{api}/dashboard?owner={}", i % 20 + 1)),
     )
     .await;
     dashboard.report(&format!("GET /dashboard?owner={{id}}{when}"));
-}
-
-/// The process's peak resident set (VmHWM) in MiB.
-fn peak_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmHWM:"))
-                .and_then(|rest| {
-                    rest.trim()
-                        .trim_end_matches("kB")
-                        .trim()
-                        .parse::<f64>()
-                        .ok()
-                })
-        })
-        .map_or(f64::NAN, |kib| kib / 1024.0)
 }
 
 async fn export(client: &reqwest::Client, token: &str, api: &str) {
@@ -448,24 +405,19 @@ async fn export(client: &reqwest::Client, token: &str, api: &str) {
         bytes as f64 / 1_048_576.0,
         elapsed.as_secs_f64(),
         before,
-        peak_mib(),
-        peak_mib() - before,
+        support::status_mib("self", "VmHWM"),
+        support::status_mib("self", "VmHWM") - before,
         if reset { "" } else { ", peak not reset: growth is an upper bound" }
     );
 }
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let workspace = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    build_release_plugins(&workspace);
+    let release = support::build_release_plugins(&["xcore-plugin-products", "xcore-plugin-crm"]);
     let plugins = tempfile::tempdir().expect("plugins dir");
     let data = tempfile::tempdir().expect("data dir");
     for lib in ["libxcore_plugin_products.so", "libxcore_plugin_crm.so"] {
-        std::fs::copy(
-            workspace.join("target/release").join(lib),
-            plugins.path().join(lib),
-        )
-        .expect("copy plugin");
+        std::fs::copy(release.join(lib), plugins.path().join(lib)).expect("copy plugin");
     }
     let scale: usize = std::env::var("XCORE_BENCH_CRM_SCALE")
         .ok()
@@ -535,7 +487,7 @@ async fn main() {
     );
 
     // Warm-up: caches, the plugin's dialect lookup, connections.
-    let _ = measure(
+    let _ = support::measure_list(
         &client,
         &token,
         (0..30).map(|i| {
@@ -573,16 +525,4 @@ async fn main() {
     export(&client, &token, &api).await;
 
     server.stop().await;
-}
-
-/// Timed GETs of the standard list body, each with its `total`.
-async fn measure(
-    client: &reqwest::Client,
-    token: &str,
-    urls: impl Iterator<Item = String>,
-) -> (support::Latencies, Vec<i64>) {
-    support::measure_gets(client, Some(token), urls, |body| {
-        body["total"].as_i64().unwrap_or(1)
-    })
-    .await
 }

@@ -24,17 +24,6 @@ use axum::{body::Body, http::Request, Router};
 use tower::ServiceExt;
 use xcore::AppState;
 
-fn build_release_plugin(workspace: &std::path::Path) -> std::path::PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .current_dir(workspace)
-        .args(["build", "--release", "--quiet", "-p", "xcore-plugin-hello"])
-        .status()
-        .expect("cargo build");
-    assert!(status.success(), "building the hello plugin failed");
-    workspace.join("target/release/libxcore_plugin_hello.so")
-}
-
 async fn one(router: &Router, path: &'static str) {
     let request = Request::get(path)
         .header("host", "127.0.0.1")
@@ -69,11 +58,10 @@ async fn main() {
         .skip(1)
         .find_map(|arg| arg.parse().ok())
         .unwrap_or(20_000);
-    let workspace = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let library = if std::env::var_os("XCORE_BENCH_PLUGIN").is_some() {
         std::path::PathBuf::from(std::env::var_os("XCORE_BENCH_PLUGIN").expect("set"))
     } else {
-        build_release_plugin(&workspace)
+        support::release_plugin("hello")
     };
     let plugins = tempfile::tempdir().expect("plugins dir");
     let data = tempfile::tempdir().expect("data dir");

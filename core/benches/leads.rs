@@ -119,17 +119,6 @@ const TOWNS: [&str; 25] = [
 const STATUSES: [&str; 5] = ["new", "new", "contacted", "qualified", "converted"];
 const SOURCES: [&str; 5] = ["linkedin", "salon", "web", "import", "referral"];
 
-fn build_release_plugin(workspace: &std::path::Path) -> std::path::PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .current_dir(workspace)
-        .args(["build", "--release", "--quiet", "-p", "xcore-plugin-leads"])
-        .status()
-        .expect("cargo build");
-    assert!(status.success(), "building the leads plugin failed");
-    workspace.join("target/release/libxcore_plugin_leads.so")
-}
-
 /// The VALUES tuple of lead `n` (deterministic, so runs compare; only
 /// letters, digits and spaces, so it is safe as SQL text).
 fn lead_values(n: usize, niche: i64) -> String {
@@ -251,7 +240,7 @@ async fn latencies(client: &reqwest::Client, token: &str, api: &str, when: &str,
         ),
     ];
     for (label, query) in lines {
-        let (latencies, totals) = measure(
+        let (latencies, totals) = support::measure_list(
             client,
             token,
             (0..SAMPLES).map(|i| format!("{api}{}", query(i))),
@@ -263,21 +252,15 @@ async fn latencies(client: &reqwest::Client, token: &str, api: &str, when: &str,
         ));
         latencies.report_targets(bench_name, &format!("{label}{when}"), 5.0, 20.0);
     }
-    let (overview, _) = measure(
+    let (overview, _) = support::measure_list(
         client,
         token,
         (0..SAMPLES / 4).map(|_| format!("{api}/stats/overview")),
     )
     .await;
     overview.report(&format!("GET /stats/overview{when}"));
-    // Issue 17's target for the overview.
-    support::report_target(
-        bench_name,
-        &format!("GET /stats/overview{when}: p50"),
-        support::Goal::AtMost(50.0),
-        overview.quantile(0.5),
-        "ms",
-    );
+    // The leads issue's target for the overview.
+    overview.report_p50_target(bench_name, &format!("GET /stats/overview{when}"), 50.0);
 }
 
 /// A local webhook answering 200 to every delivery; counts them.
@@ -304,8 +287,7 @@ async fn webhook() -> (SocketAddr, Arc<AtomicU64>) {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let workspace = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let library = build_release_plugin(&workspace);
+    let library = support::release_plugin("leads");
     let plugins = tempfile::tempdir().expect("plugins dir");
     let data = tempfile::tempdir().expect("data dir");
     std::fs::copy(&library, plugins.path().join("libxcore_plugin_leads.so")).expect("copy plugin");
@@ -386,7 +368,7 @@ async fn main() {
     );
 
     // Warm-up, then 2. latencies.
-    let _ = measure(
+    let _ = support::measure_list(
         &client,
         &token,
         (0..50).map(|i| format!("{api}?search={}&page_size=20", NOUNS[i % NOUNS.len()])),
@@ -502,16 +484,4 @@ async fn main() {
     );
 
     server.stop().await;
-}
-
-/// Timed GETs of the standard list body, each with its `total`.
-async fn measure(
-    client: &reqwest::Client,
-    token: &str,
-    urls: impl Iterator<Item = String>,
-) -> (support::Latencies, Vec<i64>) {
-    support::measure_gets(client, Some(token), urls, |body| {
-        body["total"].as_i64().unwrap_or(1)
-    })
-    .await
 }

@@ -17,7 +17,6 @@
 mod support;
 
 use std::{
-    net::SocketAddr,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
@@ -34,21 +33,9 @@ use xcore::AppState;
 const ROUNDS: usize = 24;
 const RELOADS: u64 = 200;
 
-fn build_release_plugin(workspace: &std::path::Path) -> std::path::PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .current_dir(workspace)
-        .args(["build", "--release", "--quiet", "-p", "xcore-plugin-hello"])
-        .status()
-        .expect("cargo build");
-    assert!(status.success(), "building the hello plugin failed");
-    workspace.join("target/release/libxcore_plugin_hello.so")
-}
-
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let workspace = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let library = build_release_plugin(&workspace);
+    let library = support::release_plugin("hello");
     let plugins = tempfile::tempdir().expect("plugins dir");
     let data = tempfile::tempdir().expect("data dir");
     let plugin_file = plugins.path().join("libxcore_plugin_hello.so");
@@ -56,16 +43,7 @@ async fn main() {
 
     let config = support::bench_config(data.path(), plugins.path());
     let state = AppState::build(config).await.expect("state");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr: SocketAddr = listener.local_addr().expect("addr");
-    tokio::spawn(xcore::serve(
-        listener,
-        state.clone(),
-        std::future::pending(),
-    ));
-    let base = format!("http://{addr}");
+    let base = format!("http://{}", support::serve(state.clone()).await);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(CONNECTIONS)
         .build()

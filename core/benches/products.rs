@@ -143,23 +143,6 @@ fn hash(n: usize) -> u64 {
     x ^ (x >> 31)
 }
 
-fn build_release_plugin(workspace: &std::path::Path) -> std::path::PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .current_dir(workspace)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "xcore-plugin-products",
-        ])
-        .status()
-        .expect("cargo build");
-    assert!(status.success(), "building the products plugin failed");
-    workspace.join("target/release/libxcore_plugin_products.so")
-}
-
 /// Product number `n` of the seed: deterministic, so runs compare.
 fn product(n: usize) -> Value {
     // A cheap mix so neighbouring numbers get unrelated words and prices.
@@ -195,7 +178,7 @@ fn product(n: usize) -> Value {
 /// The latency lines: lists with and without search, and `GET /{id}`;
 /// `when` is appended to each label.
 async fn latencies(client: &reqwest::Client, token: &str, api: &str, when: &str) {
-    let (searched, totals) = measure(
+    let (searched, totals) = support::measure_list(
         client,
         token,
         (0..SAMPLES).map(|i| {
@@ -210,7 +193,7 @@ async fn latencies(client: &reqwest::Client, token: &str, api: &str, when: &str)
         "list: search 1 word + status + sort price (~{} hits){when}",
         totals.iter().sum::<i64>() / totals.len() as i64
     ));
-    let (two_words, totals) = measure(
+    let (two_words, totals) = support::measure_list(
         client,
         token,
         (0..SAMPLES).map(|i| {
@@ -227,7 +210,7 @@ async fn latencies(client: &reqwest::Client, token: &str, api: &str, when: &str)
         "list: search 2 words (prefix) + status + sort (~{} hits){when}",
         totals.iter().sum::<i64>() / totals.len() as i64
     ));
-    let (plain, totals) = measure(
+    let (plain, totals) = support::measure_list(
         client,
         token,
         (0..SAMPLES).map(|i| {
@@ -243,7 +226,7 @@ async fn latencies(client: &reqwest::Client, token: &str, api: &str, when: &str)
         totals.iter().sum::<i64>() / totals.len() as i64
     ));
     let total = (BULKS * PER_BULK) as u64;
-    let (by_id, _) = measure(
+    let (by_id, _) = support::measure_list(
         client,
         token,
         (0..SAMPLES as u64).map(|i| {
@@ -289,7 +272,7 @@ async fn matrix(client: &reqwest::Client, token: &str, api: &str, when: &str, be
                     if !label.contains(&only) {
                         continue;
                     }
-                    let (latencies, totals) = measure(
+                    let (latencies, totals) = support::measure_list(
                         client,
                         token,
                         (0..MATRIX_SAMPLES).map(|i| {
@@ -314,8 +297,7 @@ async fn matrix(client: &reqwest::Client, token: &str, api: &str, when: &str, be
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let workspace = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let library = build_release_plugin(&workspace);
+    let library = support::release_plugin("products");
     let plugins = tempfile::tempdir().expect("plugins dir");
     let data = tempfile::tempdir().expect("data dir");
     std::fs::copy(&library, plugins.path().join("libxcore_plugin_products.so"))
@@ -407,7 +389,7 @@ async fn main() {
     }
 
     // Warm-up: caches, the plugin's dialect lookup, connections.
-    let _ = measure(
+    let _ = support::measure_list(
         &client,
         &token,
         (0..50).map(|i| format!("{api}/?search={}&page_size=20", NOUNS[i % NOUNS.len()])),
@@ -440,16 +422,4 @@ async fn main() {
     }
 
     server.stop().await;
-}
-
-/// Timed GETs of the standard list body, each with its `total`.
-async fn measure(
-    client: &reqwest::Client,
-    token: &str,
-    urls: impl Iterator<Item = String>,
-) -> (support::Latencies, Vec<i64>) {
-    support::measure_gets(client, Some(token), urls, |body| {
-        body["total"].as_i64().unwrap_or(1)
-    })
-    .await
 }

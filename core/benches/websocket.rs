@@ -74,15 +74,7 @@ async fn main() {
     let mut config = support::bench_config(data.path(), &data.path().join("no-plugins"));
     config.websocket.max_connections = SUBSCRIBERS + 10;
     let state = AppState::build(config).await.expect("state");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(xcore::serve(
-        listener,
-        state.clone(),
-        std::future::pending(),
-    ));
+    let addr = support::serve(state.clone()).await;
     let token = support::bench_token(&reqwest::Client::new(), &format!("http://{addr}")).await;
 
     let base = Instant::now();

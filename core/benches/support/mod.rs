@@ -3,12 +3,19 @@
 /// Resident set size in MiB of `process` (`"self"` or a pid), from /proc.
 #[allow(dead_code)]
 pub fn rss_mib(process: &str) -> f64 {
+    status_mib(process, "VmRSS")
+}
+
+/// A memory figure of `process`'s `/proc/<process>/status` (`VmRSS`,
+/// `VmHWM`...), in MiB; NaN when it cannot be read.
+#[allow(dead_code)]
+pub fn status_mib(process: &str, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{process}/status"))
         .ok()
         .and_then(|status| {
             status
                 .lines()
-                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
                 .and_then(|rest| {
                     rest.trim()
                         .trim_end_matches("kB")
@@ -36,6 +43,24 @@ pub fn build_release_plugins(packages: &[&str]) -> std::path::PathBuf {
     let status = command.status().expect("cargo build");
     assert!(status.success(), "building the plugins failed");
     workspace.join("target").join("release")
+}
+
+/// The release library of plugin `id` (package `xcore-plugin-<id>`), built
+/// first.
+#[allow(dead_code)]
+pub fn release_plugin(id: &str) -> std::path::PathBuf {
+    build_release_plugins(&[&format!("xcore-plugin-{id}")]).join(format!("libxcore_plugin_{id}.so"))
+}
+
+/// Serves `state` on a loopback port of its own, in the background.
+#[allow(dead_code)]
+pub async fn serve(state: xcore::AppState) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(xcore::serve(listener, state, std::future::pending()));
+    addr
 }
 
 /// The configuration the benchmarks start from: development profile, a
@@ -206,6 +231,13 @@ impl Latencies {
         report_target(bench, &p99, Goal::AtMost(p99_ms), self.quantile(0.99), "ms");
     }
 
+    /// Reports p50 alone against its target (for pages whose target is
+    /// a median, like a dashboard).
+    pub fn report_p50_target(&self, bench: &str, what: &str, p50_ms: f64) {
+        let p50 = format!("{what}: p50");
+        report_target(bench, &p50, Goal::AtMost(p50_ms), self.quantile(0.5), "ms");
+    }
+
     /// Prints one line: `what`, then p50, p90 and p99.
     pub fn report(&self, what: &str) {
         println!(
@@ -243,6 +275,20 @@ pub async fn measure_gets(
         totals.push(total(&body));
     }
     (Latencies(latencies), totals)
+}
+
+/// [`measure_gets`] of a plugin's standard list body (`{"items", "total"}`)
+/// as `token`, with each page's `total`.
+#[allow(dead_code)]
+pub async fn measure_list(
+    client: &reqwest::Client,
+    token: &str,
+    urls: impl Iterator<Item = String>,
+) -> (Latencies, Vec<i64>) {
+    measure_gets(client, Some(token), urls, |body| {
+        body["total"].as_i64().unwrap_or(1)
+    })
+    .await
 }
 
 /// A fresh database on the PostgreSQL server at `admin_url`: its URL and
@@ -310,16 +356,7 @@ impl BenchServer {
         }
         let postgres_url = scratch.as_ref().map(|_| config.database.url.clone());
         let state = xcore::AppState::build(config).await.expect("state");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(xcore::serve(
-            listener,
-            state.clone(),
-            std::future::pending(),
-        ));
-        let base = format!("http://{addr}");
+        let base = format!("http://{}", serve(state.clone()).await);
         let client = reqwest::Client::builder()
             .timeout(client_timeout)
             .build()
