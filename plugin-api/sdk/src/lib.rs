@@ -129,6 +129,7 @@
 //! // xcore_plugin_sdk::export_plugin!(Notes);
 //! ```
 
+pub mod clause;
 pub mod extract;
 pub mod host;
 pub mod http;
@@ -144,6 +145,7 @@ pub mod search;
 pub mod testing;
 pub mod time;
 
+pub use clause::Clause;
 pub use extract::{Body, Headers, Id, Json, Path, Query};
 pub use host::{
     CallResponse, Dialect, Executed, Host, HostError, HttpRequest, HttpResponse, Level, Row,

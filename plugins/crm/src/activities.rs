@@ -211,11 +211,11 @@ impl Crm {
     ) -> Result<ListBody<Activity>, Response> {
         let mut clause = Clause::default();
         if filters.mine == Some(true) {
-            clause.bind("a.assignee_id = ?", json!(caller.user_id));
+            clause.push("a.assignee_id = {}", json!(caller.user_id));
         }
         if filters.overdue == Some(true) {
-            clause.bind("a.done = ? AND a.due_at IS NOT NULL", json!(false));
-            clause.bind("a.due_at < ?", json!(now()));
+            clause.push("a.done = {} AND a.due_at IS NOT NULL", json!(false));
+            clause.push("a.due_at < {}", json!(now()));
         }
         if let Some(kind) = filters.kind.as_deref() {
             if !KINDS.contains(&kind) {
@@ -224,10 +224,10 @@ impl Crm {
                     "must be call, meeting, task, email or note",
                 ));
             }
-            clause.bind("a.kind = ?", json!(kind));
+            clause.push("a.kind = {}", json!(kind));
         }
         if let Some(done) = filters.done {
-            clause.bind("a.done = ?", json!(done));
+            clause.push("a.done = {}", json!(done));
         }
         clause.ids([
             ("a.customer_id", filters.customer_id),

@@ -449,32 +449,32 @@ impl Crm {
                 Dialect::Sqlite => "+c.type",
                 Dialect::Postgres => "c.type",
             };
-            clause.bind(&format!("{column} = ?"), json!(kind));
+            clause.push(&format!("{column} = {{}}"), json!(kind));
         }
         if let Some(raw) = filters.tag.as_deref() {
             let tag = tag(raw).map_err(|message| Response::invalid("tag", &message))?;
             // Tags hold no LIKE wildcard but `_`, escaped here.
             let pattern = format!("%\"{}\"%", tag.replace('_', "\\_"));
-            clause.bind("c.tags LIKE ? ESCAPE '\\'", json!(pattern));
+            clause.push("c.tags LIKE {} ESCAPE '\\'", json!(pattern));
         }
         if filters.mine == Some(true) {
-            clause.bind("c.owner_id = ?", json!(caller.user_id));
+            clause.push("c.owner_id = {}", json!(caller.user_id));
         }
         if let Some(owner) = filters.owner_id {
-            clause.bind("c.owner_id = ?", json!(owner));
+            clause.push("c.owner_id = {}", json!(owner));
         }
         if let Some(company) = filters.company_id {
-            clause.bind("c.company_id = ?", json!(company));
+            clause.push("c.company_id = {}", json!(company));
         }
         if let Some(raw) = filters.created_from.as_deref() {
             let from = dates::instant(raw).map_err(|m| Response::invalid("created_from", &m))?;
-            clause.bind("c.created_at >= ?", json!(from));
+            clause.push("c.created_at >= {}", json!(from));
         }
         if let Some(raw) = filters.created_to.as_deref() {
             let to = dates::range_end(raw).map_err(|m| Response::invalid("created_to", &m))?;
             // A date means the whole day: before the next midnight.
             let operator = if raw.contains('T') { "<=" } else { "<" };
-            clause.bind(&format!("c.created_at {operator} ?"), json!(to));
+            clause.push(&format!("c.created_at {operator} {{}}"), json!(to));
         }
         if let Some(text) = filters.search.as_deref() {
             if text.chars().count() > search::MAX_SEARCH_CHARS {
@@ -484,7 +484,7 @@ impl Crm {
             if !terms.is_empty() {
                 let (condition, query) =
                     search::condition(self.host.dialect()?, &terms, clause.params.len() + 1);
-                clause.push(condition, json!(query));
+                clause.push_numbered(condition, json!(query));
             }
         }
         Ok(clause.finish())

@@ -39,6 +39,7 @@ pub mod totals;
 
 use serde::{de::DeserializeOwned, Deserialize, Deserializer, Serialize};
 use xcore_plugin_sdk::prelude::*;
+pub use xcore_plugin_sdk::Clause;
 
 /// Permission to read customers, pipelines, opportunities, activities and
 /// the dashboard.
@@ -188,51 +189,6 @@ pub fn patched<I: DeserializeOwned>(current: &impl Serialize, patch: Value) -> R
 /// The standard 404 for a missing `what`.
 pub fn missing(what: &str) -> Response {
     Response::not_found(&format!("no such {what}"))
-}
-
-/// A list's `WHERE` clause, built a filter at a time with its numbered
-/// parameters (customers, opportunities and activities filter alike).
-#[derive(Debug, Default)]
-pub struct Clause {
-    /// Conditions, ANDed.
-    conditions: Vec<String>,
-    /// Parameters, in placeholder order.
-    pub params: Vec<Value>,
-}
-
-impl Clause {
-    /// Adds a condition whose one placeholder is written `?`.
-    pub fn bind(&mut self, condition: &str, value: Value) {
-        self.params.push(value);
-        let placeholder = format!("${}", self.params.len());
-        self.conditions.push(condition.replace('?', &placeholder));
-    }
-
-    /// Adds a condition already numbered for `value` as the next parameter
-    /// (one written by [`search::condition`]).
-    pub fn push(&mut self, condition: String, value: Value) {
-        self.params.push(value);
-        self.conditions.push(condition);
-    }
-
-    /// Adds `column = id` for each id filter given.
-    pub fn ids<const N: usize>(&mut self, filters: [(&str, Option<i64>); N]) {
-        for (column, value) in filters {
-            if let Some(value) = value {
-                self.bind(&format!("{column} = ?"), json!(value));
-            }
-        }
-    }
-
-    /// `WHERE ...` (empty when nothing filters) and the parameters.
-    pub fn finish(self) -> (String, Vec<Value>) {
-        let clause = if self.conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", self.conditions.join(" AND "))
-        };
-        (clause, self.params)
-    }
 }
 
 /// Ids joined by commas for an `IN (...)` list written into the SQL:

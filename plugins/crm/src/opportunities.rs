@@ -467,7 +467,7 @@ impl Crm {
                 }
                 _ => "o.status",
             };
-            clause.bind(&format!("{column} = ?"), json!(status));
+            clause.push(&format!("{column} = {{}}"), json!(status));
         }
         clause.ids([
             ("o.pipeline_id", filters.pipeline_id),
@@ -476,10 +476,10 @@ impl Crm {
             ("o.owner_id", filters.owner_id),
         ]);
         if filters.mine == Some(true) {
-            clause.bind("o.owner_id = ?", json!(caller.user_id));
+            clause.push("o.owner_id = {}", json!(caller.user_id));
         }
         for word in xcore_plugin_sdk::search::terms(filters.search.as_deref().unwrap_or("")) {
-            clause.bind("LOWER(o.title) LIKE ?", json!(format!("%{word}%")));
+            clause.push("LOWER(o.title) LIKE {}", json!(format!("%{word}%")));
         }
         let (clause, params) = clause.finish();
         let sql = format!("{SELECT} {clause} ORDER BY {}", sort.order_by);

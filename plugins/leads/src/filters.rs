@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use xcore_plugin_sdk::{prelude::*, Dialect};
+use xcore_plugin_sdk::{prelude::*, Clause, Dialect};
 
 use crate::{search, Problems, STATUSES};
 
@@ -46,33 +46,6 @@ pub struct LeadFilter {
     /// Created before this instant (RFC 3339), or on or before this date.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_to: Option<String>,
-}
-
-/// A `WHERE` clause over leads aliased `l`, with its parameters.
-#[derive(Debug, Default)]
-pub struct Clause {
-    /// Conditions, ANDed.
-    pub conditions: Vec<String>,
-    /// Parameters, in placeholder order.
-    pub params: Vec<Value>,
-}
-
-impl Clause {
-    /// Adds a condition whose one placeholder is written `{}`.
-    pub fn push(&mut self, condition: &str, value: Value) {
-        self.params.push(value);
-        let placeholder = format!("${}", self.params.len());
-        self.conditions.push(condition.replace("{}", &placeholder));
-    }
-
-    /// `WHERE ...`, or nothing.
-    pub fn sql(&self) -> String {
-        if self.conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", self.conditions.join(" AND "))
-        }
-    }
 }
 
 /// A date (`2026-11-30`) or an RFC 3339 instant as the host's timestamp
