@@ -55,6 +55,11 @@ enum PluginCommand {
     Check {
         /// The `.so` file.
         file: PathBuf,
+        /// Where to put the copy that is loaded (default: a directory in
+        /// the system's temporary directory, removed afterwards unless
+        /// the load crashes this process).
+        #[arg(long)]
+        scratch: Option<PathBuf>,
     },
     /// Create a plugin crate, outside this workspace, that builds against
     /// the SDK on its own: a working CRUD plugin to start from.
@@ -99,10 +104,10 @@ pub fn main() -> ExitCode {
     // Needs no configuration: the server runs it on files it has not
     // trusted yet, and its exit status is the answer.
     if let Some(Command::Plugin {
-        command: PluginCommand::Check { file },
+        command: PluginCommand::Check { file, scratch },
     }) = &cli.command
     {
-        return match crate::plugins::probe::check_file(file) {
+        return match crate::plugins::probe::check_file(file, scratch.as_deref()) {
             Ok(summary) => {
                 println!("{summary}");
                 ExitCode::SUCCESS

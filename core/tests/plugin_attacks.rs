@@ -299,11 +299,43 @@ fn corrupted(library: &Path, name: &str, seed: u64) -> Vec<u8> {
     bytes
 }
 
+/// A checker that runs the real one with its own temporary directory, so
+/// a test can see what a crashed check leaves there.
+fn checker_with_tmpdir(dir: &Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).expect("tmp");
+    let script = dir.join("checker.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nTMPDIR='{}' exec '{}' \"$@\"\n",
+            tmp.display(),
+            env!("CARGO_BIN_EXE_xcore")
+        ),
+    )
+    .expect("script");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    script
+}
+
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().map(|entry| entry.path()).collect())
+        .unwrap_or_default()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupted_library_never_takes_the_host_down() {
     let hello = hello_variant("");
     let plugins = tempfile::tempdir().expect("dir");
-    let server = TestServer::start_with(watching(plugins.path())).await;
+    let checker_dir = tempfile::tempdir().expect("checker");
+    let checker = checker_with_tmpdir(checker_dir.path());
+    let server = TestServer::start_with(|config: &mut Config| {
+        watching(plugins.path())(config);
+        config.plugins.checker = checker.display().to_string();
+    })
+    .await;
     let admin = server.admin_token().await;
 
     for (section, seed) in [(".dynamic", 1), (".rela.dyn", 2)] {
@@ -317,6 +349,12 @@ async fn a_corrupted_library_never_takes_the_host_down() {
         );
         server.public_get("/health").await;
     }
+    // The checking child died inside dlopen; its copy is gone all the same,
+    // from the host's scratch directory and from the child's own.
+    let left = files_under(server.state.plugins.scratch_dir());
+    assert!(left.is_empty(), "copies left behind: {left:?}");
+    let left = files_under(&checker_dir.path().join("tmp"));
+    assert!(left.is_empty(), "the child left: {left:?}");
 
     // Dropped into the watched directory: refused once, listed with the
     // reason, and left alone until the file changes.
@@ -367,5 +405,11 @@ async fn a_corrupted_library_never_takes_the_host_down() {
     let listed = wait_for_state(&server, &admin, "hello", "refused").await;
     assert!(listed["last_error"].is_string());
     server.public_get("/health").await;
+    let scratch = server.state.plugins.scratch_dir().to_path_buf();
     server.stop().await;
+    assert!(
+        !scratch.exists(),
+        "{} outlived its server",
+        scratch.display()
+    );
 }

@@ -40,23 +40,31 @@ impl Checker {
     }
 
     /// Loads `bytes` in a child process; `Err` says why they are refused.
+    ///
+    /// The child works in a directory of its own under `scratch`, which
+    /// this process removes whatever happened: a child that crashes inside
+    /// dlopen (the case the check exists for) cannot remove its copy.
     pub async fn check(&self, bytes: &[u8], scratch: &Path) -> Result<(), String> {
         let program = self.program.as_ref().map_err(Clone::clone)?;
-        std::fs::create_dir_all(scratch)
-            .map_err(|error| format!("cannot create {}: {error}", scratch.display()))?;
-        let file = scratch.join(format!("check-{}.so", uuid::Uuid::new_v4().simple()));
-        std::fs::write(&file, bytes)
-            .map_err(|error| format!("cannot write {}: {error}", file.display()))?;
-        let outcome = self.run(program, &file).await;
-        let _ = std::fs::remove_file(&file);
+        let workspace = scratch.join(format!("check-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&workspace)
+            .map_err(|error| format!("cannot create {}: {error}", workspace.display()))?;
+        let file = workspace.join("library.so");
+        let outcome = match std::fs::write(&file, bytes) {
+            Ok(()) => self.run(program, &file, &workspace).await,
+            Err(error) => Err(format!("cannot write {}: {error}", file.display())),
+        };
+        let _ = std::fs::remove_dir_all(&workspace);
         outcome
     }
 
-    async fn run(&self, program: &Path, file: &Path) -> Result<(), String> {
+    async fn run(&self, program: &Path, file: &Path, workspace: &Path) -> Result<(), String> {
         let mut child = tokio::process::Command::new(program)
             .arg("plugin")
             .arg("check")
             .arg(file)
+            .arg("--scratch")
+            .arg(workspace)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -151,15 +159,24 @@ fn signal_name(signal: i32) -> String {
     format!("{name}, signal {signal}")
 }
 
-/// `xcore plugin check FILE`, in the child: loads the library as the host
-/// would and prints its id and version. A crash here is the point.
-pub fn check_file(file: &Path) -> Result<String, String> {
+/// `xcore plugin check FILE [--scratch DIR]`, in the child: loads the
+/// library as the host would and prints its id and version. A crash here
+/// is the point.
+///
+/// `scratch` is where the copy handed to dlopen goes. The host passes a
+/// directory it removes itself once the child is gone; without one, a
+/// directory of this process under the system's temporary directory is
+/// used and removed here (a crash leaves it behind, which is why the host
+/// passes its own).
+pub fn check_file(file: &Path, scratch: Option<&Path>) -> Result<String, String> {
     let bytes =
         std::fs::read(file).map_err(|error| format!("cannot read {}: {error}", file.display()))?;
-    let scratch = std::env::temp_dir().join(format!("xcore-check-{}", std::process::id()));
-    let loaded =
-        library::load(&bytes, None, &scratch, "check", 1).map_err(|error| error.to_string());
-    let _ = std::fs::remove_dir_all(&scratch);
+    let own_scratch = std::env::temp_dir().join(format!("xcore-check-{}", std::process::id()));
+    let loaded = library::load(&bytes, None, scratch.unwrap_or(&own_scratch), "check", 1)
+        .map_err(|error| error.to_string());
+    if scratch.is_none() {
+        let _ = std::fs::remove_dir_all(&own_scratch);
+    }
     let library = loaded?;
     Ok(format!(
         "{} {} (plugin-api {})",

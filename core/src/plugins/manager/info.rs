@@ -156,6 +156,13 @@ impl PluginManager {
         }
     }
 
+    /// The directory this manager writes the copies it loads in. Each copy
+    /// is removed once mapped (or once the crash check's child is gone),
+    /// so it stays empty between loads.
+    pub fn scratch_dir(&self) -> &std::path::Path {
+        &self.shadow_dir
+    }
+
     /// Distinct shadow copies of `id` still mapped into this process.
     pub(super) fn mapped_generations(&self, id: &str) -> usize {
         let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {

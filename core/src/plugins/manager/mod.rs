@@ -78,10 +78,30 @@ impl Record {
     }
 }
 
+/// The directory a manager writes shadow copies (and the crash check's
+/// copies) in, removed with the manager. A copy is unlinked as soon as
+/// dlopen has mapped it, so nothing loaded needs the directory; without
+/// this, every start left an empty directory in the temporary directory.
+struct ShadowDir(PathBuf);
+
+impl std::ops::Deref for ShadowDir {
+    type Target = std::path::Path;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl Drop for ShadowDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// The manager.
 pub struct PluginManager {
     dir: PathBuf,
-    shadow_dir: PathBuf,
+    shadow_dir: ShadowDir,
     db: Database,
     events: EventBus,
     runtime: tokio::runtime::Handle,

@@ -22,7 +22,7 @@ use crate::{
     events::EventBus,
 };
 
-use super::{activation::neighbours, id_of_file, ManagerOptions, PluginManager, Record};
+use super::{activation::neighbours, id_of_file, ManagerOptions, PluginManager, Record, ShadowDir};
 
 pub(super) fn dependency_nodes(
     libraries: &BTreeMap<String, LoadedLibrary>,
@@ -79,11 +79,11 @@ impl PluginManager {
             dir: options.dir,
             // One directory per manager, so counting this manager's mapped
             // shadow copies never counts another's.
-            shadow_dir: std::env::temp_dir().join(format!(
+            shadow_dir: ShadowDir(std::env::temp_dir().join(format!(
                 "xcore-plugins-{}-{}",
                 std::process::id(),
                 uuid::Uuid::new_v4().simple()
-            )),
+            ))),
             db,
             events,
             runtime: tokio::runtime::Handle::current(),
