@@ -165,7 +165,20 @@ impl AppState {
         let passwords = Arc::new(
             PasswordHasher::new(&config.auth.argon2, config.auth.min_password_length).await?,
         );
-        if !config.admin.email.is_empty() {
+        // Before the bootstrap admin and the plugins, whose changes it
+        // applies as they commit.
+        auth.load()
+            .await
+            .context("cannot load the authentication cache")?;
+        auth.spawn_poller();
+        // The admin's password check is an argon2 run (15 ms here) that
+        // needs nothing the plugins do: it overlaps their loading instead
+        // of coming before it. Joined, not raced, so a failing bootstrap
+        // never cancels a plugin half-loaded.
+        let bootstrap = async {
+            if config.admin.email.is_empty() {
+                return Ok(());
+            }
             rbac::bootstrap::ensure_admin(
                 &db,
                 &auth,
@@ -174,21 +187,15 @@ impl AppState {
                 &config.admin.password,
             )
             .await
-            .context("cannot create the bootstrap admin (XCORE_ADMIN_EMAIL)")?;
-        }
-        // After the bootstrap, whose changes it then includes; before the
-        // plugins, whose permission changes it applies as they happen.
-        auth.load()
-            .await
-            .context("cannot load the authentication cache")?;
-        auth.spawn_poller();
+            .context("cannot create the bootstrap admin (XCORE_ADMIN_EMAIL)")
+        };
         let data_dir = match db.dialect() {
             Dialect::Sqlite => sqlite_dir(&config.database.url),
             Dialect::Postgres => PathBuf::from("."),
         };
         let metrics = Arc::new(Metrics::new()?);
         let events = EventBus::new(metrics.registry())?;
-        let plugins = PluginManager::start(
+        let plugins_started = PluginManager::start(
             ManagerOptions {
                 dir: PathBuf::from(&config.plugins.dir),
                 settings: config.plugins.settings.clone(),
@@ -207,8 +214,10 @@ impl AppState {
             },
             db.clone(),
             events.clone(),
-        )
-        .await?;
+        );
+        let (bootstrap, plugins) = tokio::join!(bootstrap, plugins_started);
+        bootstrap?;
+        let plugins = plugins?;
         let tasks = Scheduler::start(
             db.clone(),
             events.clone(),
