@@ -1686,7 +1686,7 @@ async fn list_pages_keep_the_order_on_every_plan() {
     }
 
     type Keep = dyn Fn(&Seeded) -> bool;
-    let filters: [(&str, &Keep); 9] = [
+    let filters: [(&str, &Keep); 10] = [
         ("", &|_| true),
         ("status=new", &|l| l.status == "new"),
         ("status=contacted&source=web", &|l| {
@@ -1695,6 +1695,10 @@ async fn list_pages_keep_the_order_on_every_plan() {
         ("source=salon", &|l| l.source == "salon"),
         ("status=new&score_min=50", &|l| {
             l.status == "new" && l.score >= 50
+        }),
+        // A range on the sort column of the (source, score) walk.
+        ("source=salon&score_min=50", &|l| {
+            l.source == "salon" && l.score >= 50
         }),
         ("search=quartz", &|l| l.words.contains(&"quartz")),
         ("search=quartz&status=new", &|l| {
@@ -1738,7 +1742,7 @@ async fn list_pages_keep_the_order_on_every_plan() {
             }
         }
     }
-    assert_eq!(checked, 9 * 5 * 2 * 4);
+    assert_eq!(checked, 10 * 5 * 2 * 4);
     // The same through /status/{status}.
     let list = plant
         .get("/status/new?sort_by=updated_at&skip=3&limit=4")

@@ -21,8 +21,8 @@
 //! # Layout
 //!
 //! Each part owns its routes (`routes`) merged in [`Plugin::router`]; the
-//! schema is migrations per dialect (`migrations/`: 1 the tables, 2 the
-//! list indexes that `page` walks). This file holds
+//! schema is migrations per dialect (`migrations/`: 1 the tables, 2 and 3
+//! the list indexes that `page` walks). This file holds
 //! what every part shares: permissions, the `{id}` extractor, events and
 //! the activity log.
 
@@ -94,6 +94,12 @@ impl Plugin for Leads {
                 "list indexes: status + sort column (+ source), status + id",
                 include_str!("../migrations/sqlite/0002_list_indexes.sql"),
                 include_str!("../migrations/postgres/0002_list_indexes.sql"),
+            )
+            .migration(
+                3,
+                "list indexes: status + updated_at, source + score",
+                include_str!("../migrations/sqlite/0003_range_and_update_indexes.sql"),
+                include_str!("../migrations/postgres/0003_range_and_update_indexes.sql"),
             )
             .event("created")
             .event("status_changed")

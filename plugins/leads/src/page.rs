@@ -22,7 +22,7 @@
 //! whether or not the database has statistics.
 //!
 //! PostgreSQL has statistics once autovacuum has analysed the table and
-//! plans the page itself, with the indexes of migration 2 (ending in
+//! plans the page itself, with the indexes of migrations 2 and 3 (ending in
 //! `id`); the count runs only when the page does not tell the total. A
 //! search counts its matches in the page query (`COUNT(*) OVER ()`: one
 //! GIN index scan for both) and writes the sort key as an expression no
@@ -38,18 +38,20 @@ use crate::{
     leads::{Lead, LEAD_COLUMNS},
 };
 
-/// Indexes a page can walk in sort order (migrations 1 and 2): the sort
+/// Indexes a page can walk in sort order (migrations 1 to 3): the sort
 /// column, the equality filters the index starts with, and its SQLite
 /// name. Each ends with the rowid, which is `l.id`, the tie-breaker. The
 /// longest prefix comes first.
-const WALKS: [(&str, &[&str], &str); 8] = [
+const WALKS: [(&str, &[&str], &str); 10] = [
     (
         "l.created_at",
         &["status", "source"],
         "leads_status_source_created_idx",
     ),
     ("l.created_at", &["status"], "leads_status_created_idx"),
+    ("l.updated_at", &["status"], "leads_status_updated_idx"),
     ("l.score", &["status"], "leads_status_idx"),
+    ("l.score", &["source"], "leads_source_score_idx"),
     ("l.created_at", &[], "leads_created_idx"),
     ("l.updated_at", &[], "leads_updated_idx"),
     ("l.score", &[], "leads_score_idx"),
