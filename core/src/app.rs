@@ -171,7 +171,7 @@ impl AppState {
             .await
             .context("cannot load the authentication cache")?;
         auth.spawn_poller();
-        // The admin's password check is an argon2 run (15 ms here) that
+        // The admin's password check is an argon2 run (11 to 15 ms here) that
         // needs nothing the plugins do: it overlaps their loading instead
         // of coming before it. Joined, not raced, so a failing bootstrap
         // never cancels a plugin half-loaded.
