@@ -13,6 +13,8 @@
 //!    default 1) seeds less for a quick run. The plugin's
 //!    `rebuild_totals` job then computes the dashboard's running totals,
 //!    which rows written past the API do not update.
+//!    `XCORE_BENCH_KEEP=<dir>` keeps the seeded database afterwards, for
+//!    timing statements by hand.
 //! 2. Latency over HTTP, one request at a time, p50/p90/p99:
 //!    - `GET /customers` with a full-text search + `type` + sort by name
 //!      (the search word changes per request: 40 words, each in 2.5% of
@@ -524,5 +526,5 @@ async fn main() {
     }
     export(&client, &token, &api).await;
 
-    server.stop().await;
+    server.keep_or_stop(data.path()).await;
 }

@@ -351,25 +351,7 @@ async fn main() {
         "process RSS (server and client): {:.1} MiB",
         support::rss_mib("self")
     );
-    keep_or_stop(server, data.path()).await;
-}
-
-/// Stops the server; with `XCORE_BENCH_KEEP=<dir>` the database is kept
-/// for timing statements by hand: SQLite's file is copied to `<dir>`, the
-/// PostgreSQL scratch database is left in place (its name printed).
-async fn keep_or_stop(server: support::BenchServer, data: &std::path::Path) {
-    let keep = std::env::var_os("XCORE_BENCH_KEEP");
-    match (keep, server.postgres_url.clone()) {
-        (Some(_), Some(url)) => println!("kept PostgreSQL database: {url}"),
-        (Some(dir), None) => {
-            server.stop().await;
-            std::fs::create_dir_all(&dir).expect("keep dir");
-            let kept = std::path::Path::new(&dir).join("bench.db");
-            std::fs::copy(data.join("bench.db"), &kept).expect("keep database");
-            println!("kept SQLite database: {}", kept.display());
-        }
-        (None, _) => server.stop().await,
-    }
+    server.keep_or_stop(data.path()).await;
 }
 
 /// Timed anonymous GETs of the public API, with the mean of the seed

@@ -522,6 +522,23 @@ async fn pipelines_opportunities_lines_stages_won_and_lost() {
         ids(&crm.get("/opportunities?search=refit").await),
         vec![deal_id]
     );
+    // The total is counted apart from the page (without the stage join):
+    // it agrees with the rows for every filter, on a page of one too.
+    for query in [
+        String::new(),
+        "status=open".to_string(),
+        format!("stage_id={qualified}"),
+        "search=refit".to_string(),
+        "status=won".to_string(),
+    ] {
+        let all = crm.get(&format!("/opportunities?{query}")).await;
+        let one = crm
+            .get(&format!("/opportunities?{query}&page_size=1"))
+            .await;
+        assert_eq!(all["total"], ids(&all).len(), "{query}: {all}");
+        assert_eq!(one["total"], all["total"], "{query}: {one}");
+        assert!(ids(&one).len() <= 1, "{query}: {one}");
+    }
 
     // Stage moves, recorded with who and when.
     let moved = crm

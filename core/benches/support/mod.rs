@@ -384,4 +384,25 @@ impl BenchServer {
             drop_database(&admin_url, &name).await;
         }
     }
+
+    /// Stops the server; with `XCORE_BENCH_KEEP=<dir>` the database is kept
+    /// for timing statements by hand: SQLite's file (`bench.db` in
+    /// `data_dir`) is copied to `<dir>`, the PostgreSQL scratch database is
+    /// left in place (its URL printed).
+    pub async fn keep_or_stop(self, data_dir: &std::path::Path) {
+        match (
+            std::env::var_os("XCORE_BENCH_KEEP"),
+            self.postgres_url.clone(),
+        ) {
+            (Some(_), Some(url)) => println!("kept PostgreSQL database: {url}"),
+            (Some(dir), None) => {
+                self.stop().await;
+                std::fs::create_dir_all(&dir).expect("keep dir");
+                let kept = std::path::Path::new(&dir).join("bench.db");
+                std::fs::copy(data_dir.join("bench.db"), &kept).expect("keep database");
+                println!("kept SQLite database: {}", kept.display());
+            }
+            (None, _) => self.stop().await,
+        }
+    }
 }

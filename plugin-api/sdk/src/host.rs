@@ -470,7 +470,23 @@ impl Host {
         window: Window,
     ) -> Result<ListBody<T>, HostError> {
         let count = format!("SELECT COUNT(*) AS total FROM ({sql}) AS counted");
-        let total: i64 = self.query_scalar(&count, params.clone())?;
+        self.query_page_counted(sql, &count, params, window)
+    }
+
+    /// [`Host::query_page`] with the total from `count_sql`, a `COUNT(*)`
+    /// over the same parameters that must count exactly the rows `sql`
+    /// returns. Worth it when the page's select list, joins or sort are
+    /// what a count would pay for: counting `sql` wrapped carries every
+    /// match's columns through the sort on SQLite (7.7 ms for 6,700 CRM
+    /// deals with their stage joined, against 0.16 ms counting the deals).
+    pub fn query_page_counted<T: DeserializeOwned>(
+        &self,
+        sql: &str,
+        count_sql: &str,
+        params: Vec<Value>,
+        window: Window,
+    ) -> Result<ListBody<T>, HostError> {
+        let total: i64 = self.query_scalar(count_sql, params.clone())?;
         let next = params.len();
         let paged = format!("{sql} LIMIT ${} OFFSET ${}", next + 1, next + 2);
         let mut params = params;

@@ -483,7 +483,12 @@ impl Crm {
         }
         let (clause, params) = clause.finish();
         let sql = format!("{SELECT} {clause} ORDER BY {}", sort.order_by);
-        Ok(self.host.query_page(&sql, params, window)?)
+        // Counted without the stage join: every deal has exactly one stage
+        // (`stage_id` is NOT NULL and a foreign key), and the filters read
+        // only the deal, so this counts the page query's rows from the
+        // deals' indexes alone.
+        let count = format!("SELECT COUNT(*) FROM crm_opportunities o {clause}");
+        Ok(self.host.query_page_counted(&sql, &count, params, window)?)
     }
 
     fn show_opportunity(&self, Id(id): Id) -> Result<Json<Opportunity>, Response> {
