@@ -251,6 +251,14 @@ async fn customers_crud_search_filters_export_and_rbac() {
         ids(&crm.get(&format!("/customers?company_id={acme_id}")).await),
         vec![jane_id]
     );
+    // An owner's customers of one type are counted from their own index.
+    for (kind, expected) in [("person", vec![jane_id]), ("company", vec![])] {
+        let list = crm
+            .get(&format!("/customers?owner_id={seller_id}&type={kind}"))
+            .await;
+        assert_eq!(ids(&list), expected, "{kind}");
+        assert_eq!(list["total"], expected.len(), "{kind}");
+    }
     assert_eq!(
         crm.get("/customers?created_from=2000-01-01&created_to=2999-12-31")
             .await["total"],
