@@ -302,21 +302,9 @@ fn corrupted(library: &Path, name: &str, seed: u64) -> Vec<u8> {
 /// A checker that runs the real one with its own temporary directory, so
 /// a test can see what a crashed check leaves there.
 fn checker_with_tmpdir(dir: &Path) -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt;
     let tmp = dir.join("tmp");
     std::fs::create_dir_all(&tmp).expect("tmp");
-    let script = dir.join("checker.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\nTMPDIR='{}' exec '{}' \"$@\"\n",
-            tmp.display(),
-            env!("CARGO_BIN_EXE_xcore")
-        ),
-    )
-    .expect("script");
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    script
+    common::wrapped_checker(dir, &format!("export TMPDIR='{}'", tmp.display()))
 }
 
 fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {

@@ -1125,3 +1125,21 @@ impl PluginApp {
             .expect("an integer")
     }
 }
+
+/// A plugin checker for `config.plugins.checker`: a script in `dir` that
+/// runs the shell line `before` (it sees the checker's arguments, `$3`
+/// being the file), then the real `xcore` with those arguments.
+pub fn wrapped_checker(dir: &std::path::Path, before: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let script = dir.join("checker.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n{before}\nexec '{}' \"$@\"\n",
+            env!("CARGO_BIN_EXE_xcore")
+        ),
+    )
+    .expect("checker script");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    script
+}

@@ -201,19 +201,9 @@ async fn a_plugin_that_keeps_panicking_is_quarantined_until_enabled() {
 /// A plugins directory with hello, and a checker that records each file
 /// it is asked about before running the real one; the log's path.
 fn counted_checker(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    use std::os::unix::fs::PermissionsExt;
     let log = dir.join("checks.log");
-    let script = dir.join("checker.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\necho \"$3\" >> '{}'\nexec '{}' \"$@\"\n",
-            log.display(),
-            env!("CARGO_BIN_EXE_xcore")
-        ),
-    )
-    .expect("script");
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let script =
+        crate::common::wrapped_checker(dir, &format!("echo \"$3\" >> '{}'", log.display()));
     (script, log)
 }
 
