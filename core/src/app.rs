@@ -171,10 +171,11 @@ impl AppState {
             .await
             .context("cannot load the authentication cache")?;
         auth.spawn_poller();
-        // The admin's password check is an argon2 run (11 to 15 ms here) that
-        // needs nothing the plugins do: it overlaps their loading instead
-        // of coming before it. Joined, not raced, so a failing bootstrap
-        // never cancels a plugin half-loaded.
+        // The admin's password check: on a restart a keyed proof, without
+        // argon2; on a first start or a changed password an argon2 run (11
+        // to 15 ms here), which needs nothing the plugins do and overlaps
+        // their loading. Joined, not raced, so a failing bootstrap never
+        // cancels a plugin half-loaded.
         let bootstrap = async {
             if config.admin.email.is_empty() {
                 return Ok(());
@@ -183,6 +184,7 @@ impl AppState {
                 &db,
                 &auth,
                 &passwords,
+                config.auth.jwt_secret.as_bytes(),
                 &config.admin.email,
                 &config.admin.password,
             )

@@ -408,6 +408,111 @@ async fn a_start_with_the_same_bootstrap_password_rewrites_nothing() {
     first.stop().await;
 }
 
+/// The proof the bootstrap check left for `ADMIN_EMAIL`.
+async fn bootstrap_proof(server: &TestServer) -> String {
+    sqlx::query_scalar("SELECT proof FROM bootstrap_admin_proofs WHERE email = $1")
+        .bind(ADMIN_EMAIL)
+        .fetch_one(server.state.db.pool())
+        .await
+        .expect("the bootstrap proof")
+}
+
+/// The bootstrap admin's stored password hash.
+async fn admin_hash(server: &TestServer) -> String {
+    sqlx::query_scalar("SELECT password_hash FROM users WHERE email = $1")
+        .bind(ADMIN_EMAIL)
+        .fetch_one(server.state.db.pool())
+        .await
+        .expect("the admin's hash")
+}
+
+/// Whether `password` signs the bootstrap admin in (200) or is refused (401).
+async fn signs_in(server: &TestServer, password: &str) -> bool {
+    let response = server
+        .post("/auth/login")
+        .json(&json!({"username": ADMIN_EMAIL, "password": password}))
+        .send()
+        .await
+        .expect("login");
+    match response.status() {
+        StatusCode::OK => true,
+        StatusCode::UNAUTHORIZED => false,
+        other => panic!("login answered {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_the_same_bootstrap_password_runs_no_argon2() {
+    let first = TestServer::start().await;
+    assert!(
+        first.state.passwords.runs() >= 1,
+        "a first start hashes the password"
+    );
+    let db = first.stop().await;
+    let second = TestServer::start_on(db, |_| {}).await;
+    assert_eq!(
+        second.state.passwords.runs(),
+        0,
+        "the proof stands for the argon2 check"
+    );
+    assert!(signs_in(&second, common::ADMIN_PASSWORD).await);
+    second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bootstrap_proof_stands_only_for_the_password_hash_and_secret_it_was_made_for() {
+    let first = TestServer::start().await;
+    let made = bootstrap_proof(&first).await;
+    let hash = admin_hash(&first).await;
+    // A forged proof (well-formed, wrong): the full check runs, finds the
+    // password unchanged, rewrites nothing and puts the real proof back.
+    sqlx::query("UPDATE bootstrap_admin_proofs SET proof = $1 WHERE email = $2")
+        .bind("A".repeat(43))
+        .bind(ADMIN_EMAIL)
+        .execute(first.state.db.pool())
+        .await
+        .expect("forge");
+    let second = TestServer::start_on(first.stop().await, |_| {}).await;
+    assert_eq!(second.state.passwords.runs(), 1, "one verification");
+    assert_eq!(admin_hash(&second).await, hash);
+    assert_eq!(bootstrap_proof(&second).await, made);
+
+    // Another signing secret: the proof no longer holds.
+    let secret = "another-signing-secret-another-signing-secret-42";
+    let third = TestServer::start_on(second.stop().await, |config| {
+        config.auth.jwt_secret = secret.into();
+    })
+    .await;
+    assert_eq!(third.state.passwords.runs(), 1, "one verification");
+    assert_eq!(admin_hash(&third).await, hash);
+    assert_ne!(bootstrap_proof(&third).await, made);
+
+    // The admin changes the password through the API: the stored hash is
+    // no longer the one proved, and the next start applies the configured
+    // password again.
+    let admin = third.admin_token().await;
+    third
+        .put_as(
+            &admin,
+            "/auth/password/update",
+            json!({"current_password": common::ADMIN_PASSWORD, "new_password": "ChangedAdm1nPass"}),
+        )
+        .await;
+    assert!(signs_in(&third, "ChangedAdm1nPass").await);
+    let fourth = TestServer::start_on(third.stop().await, |config| {
+        config.auth.jwt_secret = secret.into();
+    })
+    .await;
+    assert_eq!(
+        fourth.state.passwords.runs(),
+        2,
+        "a failed verification, then the new hash"
+    );
+    assert!(signs_in(&fourth, common::ADMIN_PASSWORD).await);
+    assert!(!signs_in(&fourth, "ChangedAdm1nPass").await);
+    fourth.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bootstrap_admin_is_current_on_a_running_instance_after_another_starts() {
     let first = TestServer::start().await;

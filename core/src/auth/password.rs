@@ -141,6 +141,8 @@ pub struct PasswordHasher {
     /// one for a known email (no account enumeration by timing).
     decoy_hash: String,
     threads: HashingThreads,
+    /// argon2 runs so far (hashes and verifications, decoys included).
+    runs: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 thread_local! {
@@ -190,6 +192,7 @@ impl PasswordHasher {
             params,
             min_length,
             threads: HashingThreads::start(cores)?,
+            runs: Default::default(),
         })
     }
 
@@ -274,8 +277,19 @@ impl PasswordHasher {
         Ok((matches, outdated))
     }
 
+    /// How many argon2 runs this hasher has started: what start-up and
+    /// login costs are made of, counted for tests and diagnostics.
+    pub fn runs(&self) -> u64 {
+        self.runs.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn count_run(&self) {
+        self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Hashes on a hashing thread.
     pub async fn hash(&self, password: &str) -> anyhow::Result<String> {
+        self.count_run();
         let params = self.params.clone();
         let password = password.to_string();
         self.threads
@@ -286,6 +300,7 @@ impl PasswordHasher {
     /// Verifies on a hashing thread. `None` for `stored` verifies against
     /// the decoy and always fails, taking the same time as a real check.
     pub async fn verify(&self, password: &str, stored: Option<&str>) -> anyhow::Result<Verified> {
+        self.count_run();
         let params = self.params.clone();
         let password = password.to_string();
         let (stored, real) = match stored {

@@ -8,6 +8,10 @@
 //! transaction, so runners queue on the write lock. Either way a migration
 //! is checked against the ledger inside its own transaction, after the lock,
 //! so exactly one instance applies it.
+//!
+//! A restart usually finds everything applied. [`all_applied`] answers that
+//! with one read, before any lock or transaction: it was a write
+//! transaction per migration, and per plugin a connection of its own.
 
 use anyhow::{bail, Context};
 use sha2::{Digest, Sha256};
@@ -75,6 +79,11 @@ pub const CORE_MIGRATIONS: &[Migration<'static>] = &[
         8,
         "default grants plugins declared, applied once",
         "0008_permission_defaults.sql"
+    ),
+    core_migration!(
+        9,
+        "what the bootstrap admin's start-up check proved",
+        "0009_bootstrap_admin_proofs.sql"
     ),
 ];
 
@@ -146,6 +155,9 @@ pub async fn apply(
     owner: &str,
     migrations: &[Migration<'_>],
 ) -> anyhow::Result<usize> {
+    if all_applied(db, owner, migrations).await {
+        return Ok(0);
+    }
     let mut connection = db.pool().acquire().await?;
     if db.dialect() == Dialect::Postgres {
         sqlx::query("SELECT pg_advisory_lock($1)")
@@ -231,6 +243,30 @@ pub async fn apply_on(
         applied += 1;
     }
     Ok(applied)
+}
+
+/// Whether the ledger records every one of `owner`'s `migrations` with the
+/// checksum of its script in this database's dialect, read without a lock.
+/// A pending migration, a changed script, a ledger not created yet or a
+/// failed read all answer false, and the caller takes the locked path,
+/// which applies or reports them. True cannot go stale: ledger rows are
+/// only removed with the owner's whole schema (a purge), never while the
+/// owner is being activated.
+pub async fn all_applied(db: &Database, owner: &str, migrations: &[Migration<'_>]) -> bool {
+    let recorded: Vec<(i64, String)> =
+        match sqlx::query_as("SELECT version, checksum FROM xcore_migrations WHERE owner = $1")
+            .bind(owner)
+            .fetch_all(db.pool())
+            .await
+        {
+            Ok(rows) => rows,
+            Err(_) => return false,
+        };
+    let recorded: std::collections::HashMap<i64, String> = recorded.into_iter().collect();
+    migrations.iter().all(|migration| {
+        recorded.get(&migration.version).map(String::as_str)
+            == Some(script_checksum(migration.script(db.dialect())).as_str())
+    })
 }
 
 /// The error for a migration whose script changed after it was applied.

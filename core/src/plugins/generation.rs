@@ -113,12 +113,15 @@ pub enum RouteMatch<'g, 'p> {
 impl Generation {
     /// Builds a generation from a loaded library and its instance.
     pub fn new(
-        library: LoadedLibrary,
+        mut library: LoadedLibrary,
         instance: InstanceBox,
         prefix: String,
         number: u64,
     ) -> Result<Self, String> {
-        let manifest = library.manifest.clone();
+        // Moved, not copied (the library's is not read again): with its
+        // OpenAPI document a manifest is the largest thing a plugin leaves
+        // in host memory.
+        let manifest = std::mem::take(&mut library.manifest);
         let mut routes: matchit::Router<Vec<usize>> = matchit::Router::new();
         let mut by_path: Vec<(String, Vec<usize>)> = Vec::new();
         for (index, route) in manifest.routes.iter().enumerate() {

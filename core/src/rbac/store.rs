@@ -115,6 +115,20 @@ pub async fn create_permission(
     Ok(id)
 }
 
+/// The names of the permissions `owner` registered, read without a
+/// transaction: a plugin's activation creates only the ones missing (on a
+/// restart, none) instead of trying each in a write transaction of its own.
+pub async fn permission_names_of(
+    db: &Database,
+    owner: &str,
+) -> Result<std::collections::HashSet<String>, ApiError> {
+    let names: Vec<String> = sqlx::query_scalar("SELECT name FROM permissions WHERE owner = $1")
+        .bind(owner)
+        .fetch_all(db.pool())
+        .await?;
+    Ok(names.into_iter().collect())
+}
+
 /// Grants `plugin`'s declared default grants, `(permission, role)` pairs,
 /// that were never applied before, and records them as applied; returns
 /// how many it granted. A recorded default is never granted again: an
@@ -126,13 +140,29 @@ pub async fn apply_default_grants(
     plugin: &str,
     defaults: &[(&str, &str)],
 ) -> Result<u64, ApiError> {
+    // Those recorded already are left out before taking the write lock: on
+    // a restart that is all of them. The insert below still decides races.
+    let recorded: Vec<(String, String)> =
+        sqlx::query_as("SELECT permission, role FROM permission_defaults WHERE plugin = $1")
+            .bind(plugin)
+            .fetch_all(db.pool())
+            .await?;
+    let defaults: Vec<(&str, &str)> = defaults
+        .iter()
+        .copied()
+        .filter(|(permission, role)| {
+            !recorded
+                .iter()
+                .any(|(p, r)| p.as_str() == *permission && r.as_str() == *role)
+        })
+        .collect();
     if defaults.is_empty() {
         return Ok(0);
     }
     let now = timestamp::now();
     let mut tx = db.begin_write().await?;
     let mut granted = 0;
-    for (permission, role) in defaults {
+    for (permission, role) in &defaults {
         // The record first: of two instances activating at once, only the
         // one whose insert lands grants.
         let first = sqlx::query(

@@ -56,6 +56,49 @@ async fn disable_and_enable_survive_a_restart() {
     server.stop().await;
 }
 
+/// The plugin's ledger rows: version, checksum and when each was applied.
+async fn hello_ledger(server: &TestServer) -> Vec<(i64, String, String)> {
+    sqlx::query_as(
+        "SELECT version, checksum, applied_at FROM xcore_migrations
+         WHERE owner = 'plugin:hello' ORDER BY version",
+    )
+    .fetch_all(server.state.db.pool())
+    .await
+    .expect("ledger")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_migrates_nothing_again_and_still_refuses_a_changed_script() {
+    let (dir, server, _) = serve_hello(&hello_variant("")).await;
+    let ledger = hello_ledger(&server).await;
+    assert!(!ledger.is_empty(), "hello has a migration");
+    let dir_path = dir.path().to_path_buf();
+    let configure = move |config: &mut xcore::config::Config| {
+        config.plugins.dir = dir_path.display().to_string()
+    };
+    // Everything recorded: served, and the ledger untouched.
+    let server = TestServer::start_on(server.stop().await, configure.clone()).await;
+    assert_eq!(server.public_get(PING).await["message"], "pong");
+    assert_eq!(hello_ledger(&server).await, ledger);
+    // A recorded checksum that no longer matches the script: refused, as
+    // on the locked path, not served on the strength of the ledger.
+    sqlx::query("UPDATE xcore_migrations SET checksum = 'edited' WHERE owner = 'plugin:hello'")
+        .execute(server.state.db.pool())
+        .await
+        .expect("tamper");
+    let server = TestServer::start_on(server.stop().await, configure).await;
+    let admin = server.admin_token().await;
+    let details = server.plugin_details(&admin, "hello").await;
+    assert_eq!(details["state"], "refused", "{details}");
+    let error = details["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("was changed after it was applied"),
+        "{details}"
+    );
+    server.assert_not_served(PING).await;
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_serves_new_code_with_old_data_and_a_bad_build_is_refused() {
     let (dir, server, admin) = serve_hello(&hello_variant("")).await;

@@ -132,6 +132,11 @@ impl PluginDatabase {
         migrations: &[Migration<'_>],
     ) -> Result<usize, String> {
         let owner = format!("plugin:{}", self.namespace.owner());
+        // On a restart: no connection of its own, no write lock, and on
+        // PostgreSQL no advisory lock or CREATE grant.
+        if migrate::all_applied(host, &owner, migrations).await {
+            return Ok(0);
+        }
         match &self.backend {
             Backend::Sqlite(pool) => {
                 let mut connection = pool.acquire().await.map_err(|e| e.to_string())?.detach();

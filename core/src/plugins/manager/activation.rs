@@ -86,14 +86,15 @@ impl PluginManager {
         number: u64,
         neighbours: &[Neighbour],
     ) -> Result<Generation, Refusal> {
-        let manifest: Manifest = library.manifest.clone();
+        // Borrowed: the manifest carries the plugin's OpenAPI document.
+        let manifest: &Manifest = &library.manifest;
         let settings = self.settings.get(&manifest.id);
         // An operator's [plugins.<id>] api_prefix wins over the manifest's.
         let prefix = settings
             .and_then(|s| s.api_prefix.clone())
             .unwrap_or_else(|| manifest.api_prefix.clone());
         prefix::check_prefix(&prefix).map_err(Refusal::Manifest)?;
-        admission::check_neighbours(&manifest, &prefix, neighbours)?;
+        admission::check_neighbours(manifest, &prefix, neighbours)?;
         let migrations: Vec<migrate::Migration<'_>> = manifest
             .migrations
             .iter()
@@ -114,7 +115,14 @@ impl PluginManager {
         sql.migrate(&self.db, &migrations)
             .await
             .map_err(Refusal::Migration)?;
-        for permission in &manifest.permissions {
+        let registered = store::permission_names_of(&self.db, &manifest.id)
+            .await
+            .map_err(|error| Refusal::Activation(format!("permissions: {}", error.message())))?;
+        let missing = manifest
+            .permissions
+            .iter()
+            .filter(|permission| !registered.contains(&permission.name));
+        for permission in missing {
             match store::create_permission(
                 &self.db,
                 &self.auth,
@@ -153,7 +161,7 @@ impl PluginManager {
                 .map_err(Refusal::Activation)?;
         let host = PluginHost::new(
             &manifest.id,
-            admission::sql_scope(&manifest),
+            admission::sql_scope(manifest),
             sql,
             self.db.dialect(),
             HostParts {
@@ -173,6 +181,16 @@ impl PluginManager {
     }
 
     pub(super) async fn persist(&self, id: &str, record: &Record) -> Result<(), ApiError> {
+        Self::persist_on(self.db.pool(), id, record).await
+    }
+
+    /// [`Self::persist`] on `executor`: start-up saves every record in one
+    /// transaction instead of a commit each.
+    pub(super) async fn persist_on<'e>(
+        executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+        id: &str,
+        record: &Record,
+    ) -> Result<(), ApiError> {
         let manifest = record.live.as_ref().map(|g| &g.manifest);
         sqlx::query(
             "INSERT INTO plugins (id, version, api_prefix, enabled, checksum, generation, installed_at, loaded_at, last_reload, last_error)
@@ -191,7 +209,7 @@ impl PluginManager {
         .bind(&record.loaded_at)
         .bind(&record.last_reload)
         .bind(&record.last_error)
-        .execute(self.db.pool())
+        .execute(executor)
         .await?;
         Ok(())
     }

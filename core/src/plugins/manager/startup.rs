@@ -19,6 +19,7 @@ use crate::plugins::{
 };
 use crate::{
     db::{flag, timestamp, Database},
+    error::ApiError,
     events::EventBus,
 };
 
@@ -206,11 +207,15 @@ impl PluginManager {
                 Err(refusal) => record.refuse(&refusal),
             }
         }
+        let saving = |error: ApiError| anyhow::anyhow!("cannot save plugin state: {error}");
+        let mut tx = manager.db.begin_write().await?;
         for (id, record) in records.iter() {
-            manager
-                .persist(id, record)
+            Self::persist_on(&mut *tx, id, record)
                 .await
-                .map_err(|error| anyhow::anyhow!("cannot save plugin state: {error}"))?;
+                .map_err(saving)?;
+        }
+        tx.commit().await?;
+        for (id, record) in records.iter() {
             match (&record.live, &record.last_error) {
                 (Some(generation), _) => {
                     tracing::info!(
