@@ -281,6 +281,18 @@ impl<P: 'static> Router<P> {
         self.route("DELETE", path, access, handler)
     }
 
+    /// The router without its routes' OpenAPI documentation: what an
+    /// instance keeps to serve. The documentation reached the host with the
+    /// manifest, built from a router of its own; kept here it was a copy of
+    /// every schema each route refers to, for as long as the instance
+    /// lives.
+    fn serving_only(mut self) -> Self {
+        for route in &mut self.routes {
+            route.operation = Operation::default();
+        }
+        self
+    }
+
     /// Changes the OpenAPI operation of the last added route: a summary,
     /// a response the types do not tell (an error status, a CSV body).
     pub fn doc(mut self, describe: impl FnOnce(&mut Operation)) -> Self {
@@ -772,7 +784,7 @@ pub extern "C" fn instantiate<P: Plugin>(
         let host = Host::new(host);
         P::new(host.clone(), config).map(|plugin| Instance {
             plugin,
-            router: P::router(),
+            router: P::router().serving_only(),
             host,
             streams: Streams::default(),
         })
