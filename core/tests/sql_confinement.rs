@@ -59,6 +59,11 @@ const RUNTIME_ATTACKS: &[(On, &str)] = &[
     (On::Both, "SELECT email FROM/**/users"),
     (On::Both, "SELECT email FROM users -- intruder_notes"),
     (On::Both, "SELECT (SELECT password_hash FROM users LIMIT 1) AS h"),
+    // The bootstrap admin's proof is keyed with the signing secret: not to
+    // be read, replaced or removed.
+    (On::Both, "SELECT email, proof FROM bootstrap_admin_proofs"),
+    (On::Both, "UPDATE bootstrap_admin_proofs SET proof = 'forged'"),
+    (On::Sqlite, "DELETE FROM 'bootstrap_admin_proofs'"),
     (On::Both, "SELECT id FROM intruder_notes WHERE id IN (SELECT id FROM users)"),
     (On::Both, "SELECT id FROM intruder_notes WHERE EXISTS (SELECT 1 FROM users)"),
     (On::Both, "SELECT id, body FROM intruder_notes UNION ALL SELECT id, email FROM users"),

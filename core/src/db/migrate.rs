@@ -249,9 +249,9 @@ pub async fn apply_on(
 /// checksum of its script in this database's dialect, read without a lock.
 /// A pending migration, a changed script, a ledger not created yet or a
 /// failed read all answer false, and the caller takes the locked path,
-/// which applies or reports them. True cannot go stale: ledger rows are
-/// only removed with the owner's whole schema (a purge), never while the
-/// owner is being activated.
+/// which applies or reports them. True cannot go stale: the host's rows
+/// are never removed, and a plugin's only by an uninstall with purge,
+/// which holds the plugin manager's lock, as an activation does.
 pub async fn all_applied(db: &Database, owner: &str, migrations: &[Migration<'_>]) -> bool {
     let recorded: Vec<(i64, String)> =
         match sqlx::query_as("SELECT version, checksum FROM xcore_migrations WHERE owner = $1")
