@@ -79,9 +79,10 @@ pub async fn ensure_admin(
     if let Some(problem) = passwords.check_policy("password", password, Some(&email)) {
         anyhow::bail!("bootstrap admin password {}", problem.message);
     }
-    // On a restart the stored hash usually still verifies: checking it is
-    // one argon2 run, and hashing anew only when it does not (or on the
-    // first start) saves a second one on every restart.
+    // On a restart the stored hash usually still verifies: the proof the
+    // last start left says so without argon2; without it, checking is one
+    // argon2 run, and hashing anew only when it does not (or on the first
+    // start) saves a second one.
     let found: Option<(String, Option<String>)> = sqlx::query_as(
         "SELECT u.password_hash, p.proof FROM users u
          LEFT JOIN bootstrap_admin_proofs p ON p.email = u.email WHERE u.email = $1",
