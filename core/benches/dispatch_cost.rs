@@ -1,7 +1,10 @@
 //! CPU cost of one request through the router, in-process (no sockets):
-//! `GET /api/v1/hello/ping` through the plugin dispatcher against the
-//! native `GET /health/live`, run with
-//! `cargo bench -p xcore --bench dispatch_cost`.
+//! `GET /api/v1/hello/live` of the release `testbed` library (standing in
+//! for `hello`), whose handler answers the native route's body, through
+//! the plugin dispatcher, against the native `GET /health/live`: the
+//! difference is the dispatch alone. Run with
+//! `cargo bench -p xcore --bench dispatch_cost`; `XCORE_BENCH_PLUGIN=<file>`
+//! loads another library as `hello` (its `/live` route is called).
 //!
 //! Wall-clock numbers here are as noisy as the machine. For a repeatable
 //! count, run the built binary under callgrind, which counts instructions
@@ -48,7 +51,7 @@ async fn measure_native(router: &Router, requests: usize) {
 #[inline(never)]
 async fn measure_plugin(router: &Router, requests: usize) {
     for _ in 0..requests {
-        one(router, "/api/v1/hello/ping").await;
+        one(router, "/api/v1/hello/live").await;
     }
 }
 
@@ -61,7 +64,7 @@ async fn main() {
     let library = if std::env::var_os("XCORE_BENCH_PLUGIN").is_some() {
         std::path::PathBuf::from(std::env::var_os("XCORE_BENCH_PLUGIN").expect("set"))
     } else {
-        support::release_plugin("hello")
+        support::release_plugin("testbed")
     };
     let plugins = tempfile::tempdir().expect("plugins dir");
     let data = tempfile::tempdir().expect("data dir");

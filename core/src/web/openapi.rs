@@ -196,7 +196,15 @@ pub async fn document(State(plugins): State<Arc<PluginManager>>) -> Result<Respo
     let table = plugins.table();
     let mut document = core_document()?;
     for generation in table.generations() {
-        merge_plugin(&mut document, &generation.manifest, &generation.prefix);
+        merge_plugin(
+            &mut document,
+            &generation.manifest,
+            PluginFragment {
+                paths: generation.openapi.paths().as_ref(),
+                schemas: generation.openapi.schemas().as_ref(),
+            },
+            &generation.prefix,
+        );
     }
     document_standard_errors(&mut document);
     let mut response = Json(document).into_response();
@@ -329,8 +337,24 @@ fn operations(item: &mut Value) -> Vec<(String, &mut Map<String, Value>)> {
         .collect()
 }
 
-/// Adds a plugin's tag and its paths under `prefix`.
-pub fn merge_plugin(document: &mut Value, manifest: &Manifest, prefix: &str) {
+/// A plugin's part of the document, as its manifest declared it.
+#[derive(Clone, Copy, Default)]
+pub struct PluginFragment<'a> {
+    /// OpenAPI `paths`, relative to the plugin's prefix.
+    pub paths: Option<&'a Value>,
+    /// Component schemas, named `<id>.<Type>`.
+    pub schemas: Option<&'a Value>,
+}
+
+/// Adds a plugin's tag and its paths under `prefix`. `manifest` gives the
+/// plugin's name, description and routes (its own OpenAPI parts are not
+/// read: the generation keeps them apart, see `OpenApiText`).
+pub fn merge_plugin(
+    document: &mut Value,
+    manifest: &Manifest,
+    fragment: PluginFragment<'_>,
+    prefix: &str,
+) {
     let id = &manifest.id;
     let tag = json!({
         "name": id,
@@ -347,12 +371,13 @@ pub fn merge_plugin(document: &mut Value, manifest: &Manifest, prefix: &str) {
             tags.push(tag);
         }
     }
-    let Some(fragment) = manifest.openapi.as_ref().and_then(Value::as_object) else {
+    let schemas = fragment.schemas;
+    let Some(fragment) = fragment.paths.and_then(Value::as_object) else {
         return;
     };
     // The component schemas the SDK generated, named `<id>.<Type>`: only
     // names under the plugin's own id are taken, and never over another's.
-    if let Some(schemas) = manifest.openapi_schemas.as_ref().and_then(Value::as_object) {
+    if let Some(schemas) = schemas.and_then(Value::as_object) {
         let scope = format!("{id}.");
         if let Some(known) = object(document)
             .map(|root| root.entry("components").or_insert_with(|| json!({})))
@@ -580,7 +605,11 @@ mod tests {
             blocking: false,
             max_body_bytes: None,
         });
-        merge_plugin(&mut document, &manifest, "/shop");
+        let fragment = PluginFragment {
+            paths: manifest.openapi.as_ref(),
+            schemas: manifest.openapi_schemas.as_ref(),
+        };
+        merge_plugin(&mut document, &manifest, fragment, "/shop");
         let get = &document["paths"]["/shop/items/{id}"]["get"];
         assert_eq!(get["tags"], json!(["shop"]));
         assert_eq!(get["operationId"], "shop.getItem");

@@ -120,6 +120,28 @@ async fn the_plugin_loads_with_its_schema_and_routes() {
     ] {
         assert!(endpoints.contains(&endpoint), "{endpoint} in {endpoints:?}");
     }
+    // The document: the host keeps the plugin's OpenAPI parts as text and
+    // parses them back per request; its paths and the component schemas
+    // they refer to must all be there.
+    let document = catalogue.server.public_get("/openapi.json").await;
+    let schemas = document["components"]["schemas"]
+        .as_object()
+        .expect("component schemas");
+    let product = &document["paths"]["/api/v1/products/{id}"]["get"];
+    assert_eq!(product["tags"], json!(["products"]), "{product}");
+    let answer = product["responses"]["200"].to_string();
+    let referred: Vec<&str> = answer
+        .split("#/components/schemas/")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert!(
+        referred.iter().any(|name| name.starts_with("products.")),
+        "{answer}"
+    );
+    for name in referred {
+        assert!(schemas.contains_key(name), "{name} is not in the document");
+    }
     // The search index is the database's own full-text machinery.
     let pool = catalogue.server.state.db.pool();
     let sql = if on_postgres() {

@@ -173,6 +173,12 @@ impl Plugin for Testbed {
             .get("/ping", Access::Public, |_: &Testbed| {
                 Json(json!({"message": PING, "plugin": "hello", "greeting": null}))
             })
+            // The host's `GET /health/live` answer, byte for byte: the
+            // dispatch benchmarks compare the two routes, so the handlers
+            // must do the same work and only the dispatch differs.
+            .get("/live", Access::Public, |_: &Testbed| {
+                Json(json!({"status": "alive"}))
+            })
             .get("/greetings", Access::Requires("hello:read"), Testbed::list)
             .post("/greetings", Access::Requires("hello:write"), Testbed::create)
             .get("/panic", Access::Public, |_: &Testbed| -> Response {
