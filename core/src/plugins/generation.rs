@@ -21,7 +21,7 @@ use xcore_plugin_sdk::{
 
 use crate::{error::FieldError, observability::metrics::intern_label};
 
-use super::{library::LoadedLibrary, prefix::is_within};
+use super::{library::LoadedLibrary, openapi_text::OpenApiText, prefix::is_within};
 
 /// A plugin response copied into host memory (nothing in it points into
 /// the library, which may be closed once the request's generation drops).
@@ -70,59 +70,13 @@ pub struct PluginError {
     pub details: Vec<FieldError>,
 }
 
-/// A plugin's OpenAPI `paths` and component schemas, kept as the JSON text
-/// they crossed the boundary as. Parsed, they were most of what the host
-/// kept in memory for a plugin (3.1 MB of map nodes for the four domain
-/// plugins, more than the rest of the host's heap), and only
-/// `/openapi.json` reads them, parsing them again per request (about a
-/// millisecond for all four).
-#[derive(Debug, Default)]
-pub struct OpenApiText {
-    paths: Option<Box<str>>,
-    schemas: Option<Box<str>>,
-}
-
-impl OpenApiText {
-    /// Moves the manifest's OpenAPI parts out of it, as text.
-    pub fn take_from(manifest: &mut Manifest) -> Self {
-        // A `Value` always serialises; `None` would only drop the docs.
-        let text = |value: Option<serde_json::Value>| {
-            value.and_then(|value| {
-                serde_json::to_string(&value)
-                    .ok()
-                    .map(String::into_boxed_str)
-            })
-        };
-        Self {
-            paths: text(manifest.openapi.take()),
-            schemas: text(manifest.openapi_schemas.take()),
-        }
-    }
-
-    /// The `paths` fragment, relative to the plugin's prefix.
-    pub fn paths(&self) -> Option<serde_json::Value> {
-        Self::parse(self.paths.as_deref())
-    }
-
-    /// The component schemas, named `<id>.<Type>`.
-    pub fn schemas(&self) -> Option<serde_json::Value> {
-        Self::parse(self.schemas.as_deref())
-    }
-
-    fn parse(text: Option<&str>) -> Option<serde_json::Value> {
-        // It was serialised from a `Value` above: it parses back.
-        text.and_then(|text| serde_json::from_str(text).ok())
-    }
-}
-
 /// One loaded, instantiated copy of a plugin.
 pub struct Generation {
     /// Plugin id.
     pub id: String,
     /// Mount point.
     pub prefix: String,
-    /// The manifest, in host memory, without its OpenAPI parts (see
-    /// [`OpenApiText`]).
+    /// The manifest, in host memory, without its OpenAPI parts.
     pub manifest: Manifest,
     /// The manifest's OpenAPI `paths` and schemas, as JSON text.
     pub openapi: OpenApiText,
@@ -169,8 +123,8 @@ impl Generation {
         // Moved, not copied (the library's is not read again): with its
         // OpenAPI document a manifest is the largest thing a plugin leaves
         // in host memory.
-        let mut manifest = std::mem::take(&mut library.manifest);
-        let openapi = OpenApiText::take_from(&mut manifest);
+        let manifest = std::mem::take(&mut library.manifest);
+        let openapi = std::mem::take(&mut library.openapi);
         let mut routes: matchit::Router<Vec<usize>> = matchit::Router::new();
         let mut by_path: Vec<(String, Vec<usize>)> = Vec::new();
         for (index, route) in manifest.routes.iter().enumerate() {

@@ -34,7 +34,7 @@ use xcore_plugin_sdk::{
     Manifest, SDK_VERSION,
 };
 
-use super::elf;
+use super::{elf, openapi_text::OpenApiText};
 
 /// Most `Error:` lines of a layout report kept in a load error.
 const MAX_LAYOUT_ERROR_LINES: usize = 6;
@@ -46,8 +46,11 @@ const MAX_LAYOUT_ERROR_LINES: usize = 6;
 /// only for that: dropping it is what unloads the code.
 pub struct LoadedLibrary {
     module: PluginModuleRef,
-    /// The plugin's manifest, copied into host memory.
+    /// The plugin's manifest, copied into host memory, without its
+    /// OpenAPI parts.
     pub manifest: Manifest,
+    /// Those parts, as text.
+    pub openapi: OpenApiText,
     /// SHA-256 of the file, hex.
     pub checksum: String,
     /// The plugin-api version the plugin was built with.
@@ -144,11 +147,12 @@ pub fn load(
     let manifest_json = module.manifest()()
         .into_result()
         .map_err(|message| LoadError(format!("manifest() failed: {message}")))?;
-    let manifest: Manifest = serde_json::from_str(manifest_json.as_str())
+    let (manifest, openapi) = OpenApiText::split(manifest_json.as_str())
         .map_err(|error| load_error("the manifest is not valid", error))?;
     Ok(LoadedLibrary {
         module,
         manifest,
+        openapi,
         checksum: known_checksum.unwrap_or_else(|| checksum(bytes)),
         api_version,
         _library: library,

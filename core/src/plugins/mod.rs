@@ -10,6 +10,7 @@
 //! - [`library`]: one generation of a library: shadow copy, version
 //!   handshake, layout check, manifest (`dlopen`: unsafe by nature).
 //! - [`generation`]: a loaded, instantiated generation and the route table.
+//! - [`openapi_text`]: a plugin's OpenAPI parts, kept as text.
 //! - [`manager`]: install, load at start, enable, disable, reload,
 //!   uninstall, quarantine; state kept in the database.
 //! - [`dependencies`], [`prefix`]: load order and naming rules.
@@ -42,6 +43,7 @@ pub mod job_runs;
 pub mod library;
 pub mod manager;
 pub mod on_demand;
+pub mod openapi_text;
 pub mod outbound_http;
 pub mod prefix;
 pub mod probe;

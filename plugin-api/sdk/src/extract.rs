@@ -18,12 +18,19 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::{
-    http::{read, Caller, Request, Response},
+    http::{read, Caller, Reads, Request, Response},
     openapi::Operation,
 };
 
 /// Something a handler can take as an argument.
 pub trait FromRequest: Sized {
+    /// The parts of the request `from_request` reads. The SDK copies into
+    /// a handler's [`Request`] only what its extractors name (the other
+    /// parts are empty), so naming fewer makes every call of its routes
+    /// cheaper; a part read but not named would be seen empty. Everything
+    /// unless said otherwise.
+    const READS: Reads = Reads::EVERYTHING;
+
     /// Reads it from the request; an `Err` is answered as is.
     fn from_request(request: &mut Request) -> Result<Self, Response>;
 
@@ -37,6 +44,8 @@ pub trait FromRequest: Sized {
 pub struct Json<T>(pub T);
 
 impl<T: DeserializeOwned + ToSchema> FromRequest for Json<T> {
+    const READS: Reads = Reads::BODY;
+
     fn from_request(request: &mut Request) -> Result<Self, Response> {
         request.json().map(Json)
     }
@@ -53,6 +62,8 @@ impl<T: DeserializeOwned + ToSchema> FromRequest for Json<T> {
 pub struct Path<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest for Path<T> {
+    const READS: Reads = Reads::PARAMS;
+
     fn from_request(request: &mut Request) -> Result<Self, Response> {
         let params = &request.head.params;
         // One parameter reads into a bare value (`Path<i64>`) as well as
@@ -81,6 +92,8 @@ impl<T: DeserializeOwned> FromRequest for Path<T> {
 pub struct Query<T>(pub T);
 
 impl<T: DeserializeOwned + ToSchema> FromRequest for Query<T> {
+    const READS: Reads = Reads::QUERY;
+
     fn from_request(request: &mut Request) -> Result<Self, Response> {
         let mut seen = std::collections::BTreeSet::new();
         let first = request
@@ -153,6 +166,8 @@ fn typed(raw: &str) -> Value {
 /// The authenticated caller; 401 on a public route called anonymously.
 /// Take `Option<Caller>` where anonymity is fine.
 impl FromRequest for Caller {
+    const READS: Reads = Reads::CALLER;
+
     fn from_request(request: &mut Request) -> Result<Self, Response> {
         request
             .head
@@ -163,6 +178,8 @@ impl FromRequest for Caller {
 }
 
 impl FromRequest for Option<Caller> {
+    const READS: Reads = Reads::CALLER;
+
     fn from_request(request: &mut Request) -> Result<Self, Response> {
         Ok(request.head.caller.clone())
     }
@@ -173,6 +190,8 @@ impl FromRequest for Option<Caller> {
 pub struct Body(pub Vec<u8>);
 
 impl FromRequest for Body {
+    const READS: Reads = Reads::BODY;
+
     fn from_request(request: &mut Request) -> Result<Self, Response> {
         Ok(Body(std::mem::take(&mut request.body)))
     }
@@ -183,6 +202,8 @@ impl FromRequest for Body {
 pub struct Headers(pub std::collections::BTreeMap<String, String>);
 
 impl FromRequest for Headers {
+    const READS: Reads = Reads::HEADERS;
+
     fn from_request(request: &mut Request) -> Result<Self, Response> {
         Ok(Headers(request.head.headers.clone()))
     }
@@ -223,6 +244,8 @@ impl Id {
 }
 
 impl FromRequest for Id {
+    const READS: Reads = Reads::PARAMS;
+
     fn from_request(request: &mut Request) -> Result<Self, Response> {
         Id::read(request, "nothing has this id").map(Id)
     }
@@ -237,6 +260,7 @@ mod tests {
     use serde::Deserialize;
 
     use super::*;
+    use crate::http::RequestHead;
 
     fn request(params: &[(&str, &str)], query: &[(&str, &str)]) -> Request {
         let mut request = Request::default();
@@ -342,5 +366,122 @@ mod tests {
             Id::from_request(&mut request(&[], &[])).is_err(),
             "no id at all"
         );
+    }
+
+    /// Every built-in extractor names the parts it reads, and reads the
+    /// same thing from a request holding only those parts as from the whole
+    /// request: a part it reads but does not name would come out empty and
+    /// change the result (or the error) here.
+    #[test]
+    fn each_extractor_reads_the_same_from_the_parts_it_names() {
+        use abi_stable::std_types::{RSlice, RStr};
+        use xcore_plugin_api::ffi::{FfiCaller, FfiPair, FfiRequest};
+
+        use crate::{
+            listing::{Sort, SortColumns, Window},
+            multipart::Multipart,
+        };
+
+        #[derive(Debug, Deserialize, PartialEq)]
+        struct Ids {
+            id: i64,
+            stage_id: i64,
+        }
+        #[derive(Debug, PartialEq)]
+        struct ByName;
+        impl SortColumns for ByName {
+            const COLUMNS: &'static [(&'static str, &'static str)] = &[("name", "name")];
+            const DEFAULT: (&'static str, &'static str) = ("name", "ASC");
+            const TIEBREAK: &'static str = "id";
+        }
+
+        fn same<E: FromRequest + PartialEq + std::fmt::Debug>(request: &FfiRequest<'_>) {
+            let name = std::any::type_name::<E>();
+            assert_ne!(E::READS, Reads::EVERYTHING, "{name} names no parts");
+            let whole = E::from_request(&mut Request::from_ffi_reading(request, Reads::EVERYTHING));
+            let named = E::from_request(&mut Request::from_ffi_reading(request, E::READS));
+            assert_eq!(named, whole, "{name}");
+        }
+
+        let params = [FfiPair::new("id", "7"), FfiPair::new("stage_id", "3")];
+        let query = [
+            FfiPair::new("q", "lamp"),
+            FfiPair::new("min", "2.5"),
+            FfiPair::new("active", "true"),
+            FfiPair::new("limit", "5"),
+            FfiPair::new("sort_by", "name"),
+            FfiPair::new("sort_order", "desc"),
+        ];
+        let json = [
+            FfiPair::new("content-type", "application/json"),
+            FfiPair::new("accept", "*/*"),
+        ];
+        let permissions = [RStr::from_str("items:read"), RStr::from_str("items:write")];
+        let whole =
+            |headers: &[FfiPair<'static>], body: &'static [u8], test: &dyn Fn(&FfiRequest<'_>)| {
+                test(&FfiRequest {
+                    method: RStr::from_str("POST"),
+                    path: RStr::from_str("/items/7/stages/3"),
+                    route: RStr::from_str("/items/{id}/stages/{stage_id}"),
+                    route_index: 0,
+                    params: RSlice::from_slice(&params),
+                    query: RSlice::from_slice(&query),
+                    headers: RSlice::from_slice(headers),
+                    caller: Some(FfiCaller {
+                        user_id: 9,
+                        email: RStr::from_str("ann@example.com"),
+                        permissions: RSlice::from_slice(&permissions),
+                    })
+                    .into(),
+                    request_id: RStr::from_str("req_1"),
+                    body: RSlice::from_slice(body),
+                })
+            };
+        whole(
+            &json,
+            br#"{"q":"lamp","min":1.5,"active":true}"#,
+            &|request| {
+                same::<Json<Filters>>(request);
+                same::<Path<Ids>>(request);
+                same::<Query<Filters>>(request);
+                same::<Caller>(request);
+                same::<Option<Caller>>(request);
+                same::<Body>(request);
+                same::<Headers>(request);
+                same::<Id>(request);
+                same::<Window>(request);
+                same::<Sort<ByName>>(request);
+                // Not a form: the refusal names the content type it saw.
+                same::<Multipart>(request);
+            },
+        );
+        let form = [FfiPair::new(
+            "content-type",
+            "multipart/form-data; boundary=b",
+        )];
+        whole(
+            &form,
+            b"--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--b--\r\n",
+            &|request| {
+                let parsed = Multipart::from_request(&mut Request::from_ffi_reading(
+                    request,
+                    Multipart::READS,
+                ))
+                .expect("a form");
+                assert_eq!(parsed.required_text("a").ok(), Some("1"));
+                same::<Multipart>(request);
+            },
+        );
+        // And the request a handler with no extractor gets: nothing copied.
+        whole(&json, b"{}", &|request| {
+            assert_eq!(
+                Request::from_ffi_reading(request, Reads::NOTHING),
+                Request::default()
+            );
+            let every = Request::from_ffi_reading(request, Reads::EVERYTHING);
+            assert_eq!(every.head, RequestHead::from_ffi(request));
+            assert_eq!(every.head.request_id, "req_1");
+            assert_eq!(every.body, b"{}");
+        });
     }
 }

@@ -64,22 +64,89 @@ fn owned<'p, C: FromIterator<(String, String)>>(pairs: &'p [FfiPair<'p>]) -> C {
         .collect()
 }
 
+/// Parts of a request, as a set: what an extractor reads
+/// ([`FromRequest::READS`](crate::extract::FromRequest::READS)). The host
+/// lends the request to the plugin; the SDK copies into the handler's
+/// [`Request`] only the parts its extractors name, so a route that takes
+/// `Path<i64>` does not pay for copying every header and every permission
+/// name of the caller. Parts left out are empty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reads(u8);
+
+impl Reads {
+    /// Nothing (a handler with no extractor).
+    pub const NOTHING: Self = Self(0);
+    /// `method`, `path`, `route` and `request_id`.
+    pub const ROUTE: Self = Self(1);
+    /// Path parameters.
+    pub const PARAMS: Self = Self(1 << 1);
+    /// Query parameters.
+    pub const QUERY: Self = Self(1 << 2);
+    /// Headers.
+    pub const HEADERS: Self = Self(1 << 3);
+    /// The caller.
+    pub const CALLER: Self = Self(1 << 4);
+    /// The body.
+    pub const BODY: Self = Self(1 << 5);
+    /// Every part: what an extractor that does not say reads.
+    pub const EVERYTHING: Self = Self((1 << 6) - 1);
+
+    /// Both sets.
+    pub const fn and(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// Whether every part of `part` is in the set.
+    pub const fn has(self, part: Self) -> bool {
+        self.0 & part.0 == part.0
+    }
+}
+
 impl RequestHead {
     /// The owned head of a request the host handed over.
     pub fn from_ffi(request: &FfiRequest<'_>) -> Self {
+        Self::from_ffi_reading(request, Reads::EVERYTHING)
+    }
+
+    /// The parts of the head in `reads`, the others left empty.
+    pub fn from_ffi_reading(request: &FfiRequest<'_>, reads: Reads) -> Self {
+        let route = reads.has(Reads::ROUTE);
+        let text = |wanted: bool, text: RStr<'_>| {
+            if wanted {
+                owned_str(text)
+            } else {
+                String::new()
+            }
+        };
         Self {
-            method: owned_str(request.method),
-            path: owned_str(request.path),
-            route: owned_str(request.route),
-            params: owned(request.params.as_slice()),
-            query: owned(request.query.as_slice()),
-            headers: owned(request.headers.as_slice()),
-            caller: request.caller.as_ref().into_option().map(|caller| Caller {
-                user_id: caller.user_id,
-                email: owned_str(caller.email),
-                permissions: caller.permissions.iter().map(|p| owned_str(*p)).collect(),
-            }),
-            request_id: owned_str(request.request_id),
+            method: text(route, request.method),
+            path: text(route, request.path),
+            route: text(route, request.route),
+            params: if reads.has(Reads::PARAMS) {
+                owned(request.params.as_slice())
+            } else {
+                BTreeMap::new()
+            },
+            query: if reads.has(Reads::QUERY) {
+                owned(request.query.as_slice())
+            } else {
+                Vec::new()
+            },
+            headers: if reads.has(Reads::HEADERS) {
+                owned(request.headers.as_slice())
+            } else {
+                BTreeMap::new()
+            },
+            caller: if reads.has(Reads::CALLER) {
+                request.caller.as_ref().into_option().map(|caller| Caller {
+                    user_id: caller.user_id,
+                    email: owned_str(caller.email),
+                    permissions: caller.permissions.iter().map(|p| owned_str(*p)).collect(),
+                })
+            } else {
+                None
+            },
+            request_id: text(route, request.request_id),
         }
     }
 }
@@ -94,6 +161,18 @@ pub struct Request {
 }
 
 impl Request {
+    /// The parts in `reads` of a request the host handed over, copied.
+    pub fn from_ffi_reading(request: &FfiRequest<'_>, reads: Reads) -> Self {
+        Self {
+            head: RequestHead::from_ffi_reading(request, reads),
+            body: if reads.has(Reads::BODY) {
+                request.body.as_slice().to_vec()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
     /// A path parameter.
     pub fn param(&self, name: &str) -> Option<&str> {
         self.head.params.get(name).map(String::as_str)

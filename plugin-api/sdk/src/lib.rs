@@ -152,8 +152,8 @@ pub use host::{
     Statement,
 };
 pub use http::{
-    BodyStream, Caller, ErrorDetail, HandlerResult, ListBody, Request, RequestHead, Response,
-    StandardError,
+    BodyStream, Caller, ErrorDetail, HandlerResult, ListBody, Reads, Request, RequestHead,
+    Response, StandardError,
 };
 pub use manifest::Manifest;
 pub use respond::{Created, IntoResponse, NoContent};
@@ -180,8 +180,8 @@ pub mod prelude {
         now, params, utoipa,
         utoipa::ToSchema,
         Access, Body, Caller, Created, Event, Executed, Headers, Host, HostError, HttpRequest, Id,
-        IntoResponse, Json, Level, ListBody, Manifest, NoContent, Path, Plugin, Query, Request,
-        Response, Router,
+        IntoResponse, Json, Level, ListBody, Manifest, NoContent, Path, Plugin, Query, Reads,
+        Request, Response, Router,
     };
     pub use serde_json::{json, Value};
 }

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::{
     extract::FromRequest,
-    http::{ListBody, Request, Response, MAX_PAGE_SIZE},
+    http::{ListBody, Reads, Request, Response, MAX_PAGE_SIZE},
     openapi::Operation,
 };
 
@@ -31,6 +31,8 @@ pub struct Window {
 /// The window as an extractor: `skip`/`limit` or `page`/`page_size`, with
 /// the defaults and maxima above; a bad value is a 422 naming it.
 impl FromRequest for Window {
+    const READS: Reads = Reads::QUERY;
+
     fn from_request(request: &mut Request) -> Result<Self, Response> {
         window(request)
     }
@@ -85,6 +87,8 @@ pub struct Sort<S> {
 }
 
 impl<S: SortColumns> FromRequest for Sort<S> {
+    const READS: Reads = Reads::QUERY;
+
     fn from_request(request: &mut Request) -> Result<Self, Response> {
         order_by(request, S::COLUMNS, S::DEFAULT, S::TIEBREAK).map(|order_by| Sort {
             order_by,

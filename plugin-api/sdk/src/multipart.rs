@@ -36,7 +36,7 @@ use serde_json::json;
 
 use crate::{
     extract::FromRequest,
-    http::{Request, Response},
+    http::{Reads, Request, Response},
     openapi::Operation,
 };
 
@@ -83,6 +83,8 @@ fn malformed(message: &str) -> Response {
 }
 
 impl FromRequest for Multipart {
+    const READS: Reads = Reads::HEADERS.and(Reads::BODY);
+
     fn from_request(request: &mut Request) -> Result<Self, Response> {
         let content_type = request
             .head

@@ -29,7 +29,7 @@ use crate::{
         PluginInstance, PluginInstance_TO, PluginModule, PluginModuleRef,
     },
     host::{Host, HostOp},
-    http::{Chunks, Request, RequestHead, Response},
+    http::{Chunks, Reads, Request, Response},
     manifest::{JobSpec, Manifest, RouteSpec},
     openapi::Operation,
     respond::IntoResponse,
@@ -55,6 +55,12 @@ pub trait Handler<P, Args>: Send + Sync + 'static {
 
     /// What the arguments and the result add to the OpenAPI operation.
     fn document(operation: &mut Operation);
+
+    /// The parts of the request its arguments read (see
+    /// [`FromRequest::READS`]).
+    fn reads() -> Reads {
+        Reads::EVERYTHING
+    }
 }
 
 macro_rules! handler_for {
@@ -79,6 +85,10 @@ macro_rules! handler_for {
             fn document(operation: &mut Operation) {
                 $($arg::document(operation);)*
                 R::document(operation);
+            }
+
+            fn reads() -> Reads {
+                Reads::NOTHING$(.and($arg::READS))*
             }
         }
     };
@@ -155,6 +165,9 @@ struct Route<P> {
     /// query parameter its extractors document. Any other is a 422 naming
     /// it, so a misspelt filter is never silently ignored.
     known_query: Option<Vec<String>>,
+    /// The parts of a request its handler reads, and the query when it is
+    /// checked against `known_query`: the only parts copied per call.
+    reads: Reads,
 }
 
 /// The query parameters a list route accepts (see `Route::known_query`);
@@ -242,6 +255,11 @@ impl<P: 'static> Router<P> {
         let mut operation = Operation::default();
         H::document(&mut operation);
         let known_query = known_query_of(&operation);
+        let reads = if known_query.is_some() {
+            H::reads().and(Reads::QUERY)
+        } else {
+            H::reads()
+        };
         // A later declaration of the same method and path replaces the
         // earlier one.
         self.routes.retain(|existing| {
@@ -252,6 +270,7 @@ impl<P: 'static> Router<P> {
             handler: Box::new(move |plugin, request| handler.call(plugin, request)),
             operation,
             known_query,
+            reads,
         });
         self
     }
@@ -423,23 +442,32 @@ impl<P: 'static> Router<P> {
     /// its routes by hand, so it is checked before it is trusted.
     fn dispatch_at(&self, index: Option<usize>, plugin: &P, request: Request) -> Response {
         let head = &request.head;
-        let matches =
-            |route: &&Route<P>| route.spec.method == head.method && route.spec.path == head.route;
+        match self.find(index, &head.method, &head.route) {
+            Some(route) => Self::serve(route, plugin, request),
+            None => Response::not_found(&format!("no route {} {}", head.method, head.route)),
+        }
+    }
+
+    /// The route for `method` and `pattern`, trying the host's index first:
+    /// it is the manifest's, which is this table's unless the plugin wrote
+    /// its routes by hand, so it is checked before it is trusted.
+    fn find(&self, index: Option<usize>, method: &str, pattern: &str) -> Option<&Route<P>> {
+        let matches = |route: &&Route<P>| route.spec.method == method && route.spec.path == pattern;
         let hinted = index
             .and_then(|index| self.routes.get(index))
             .filter(matches);
         // Otherwise a scan: a plugin has a handful of routes, and a scan
         // beats hashing or building an owned key.
-        match hinted.or_else(|| self.routes.iter().find(matches)) {
-            Some(route) => {
-                let refused = route
-                    .known_query
-                    .as_deref()
-                    .and_then(|known| unknown_query(known, &request));
-                refused.unwrap_or_else(|| (route.handler)(plugin, request))
-            }
-            None => Response::not_found(&format!("no route {} {}", head.method, head.route)),
-        }
+        hinted.or_else(|| self.routes.iter().find(matches))
+    }
+
+    /// Checks a list route's query, then runs the handler.
+    fn serve(route: &Route<P>, plugin: &P, request: Request) -> Response {
+        let refused = route
+            .known_query
+            .as_deref()
+            .and_then(|known| unknown_query(known, &request));
+        refused.unwrap_or_else(|| (route.handler)(plugin, request))
     }
 
     /// Runs a declared job.
@@ -706,12 +734,17 @@ impl<P: Plugin> Instance<P> {
 impl<P: Plugin> PluginInstance for Instance<P> {
     fn handle(&self, request: FfiRequest<'_>) -> FfiResponse {
         guarded(&self.streams, || {
-            let owned = Request {
-                head: RequestHead::from_ffi(&request),
-                body: request.body.as_slice().to_vec(),
-            };
-            self.router
-                .dispatch_at(Some(request.route_index), &self.plugin, owned)
+            let (method, pattern) = (request.method.as_str(), request.route.as_str());
+            match self.router.find(Some(request.route_index), method, pattern) {
+                // Only what the handler reads is copied out of the host's
+                // request.
+                Some(route) => Router::serve(
+                    route,
+                    &self.plugin,
+                    Request::from_ffi_reading(&request, route.reads),
+                ),
+                None => Response::not_found(&format!("no route {method} {pattern}")),
+            }
         })
     }
 

@@ -103,6 +103,8 @@ pub struct StageDeletion {
 pub struct StageId(pub i64);
 
 impl FromRequest for StageId {
+    const READS: Reads = Reads::PARAMS;
+
     fn from_request(request: &mut Request) -> Result<Self, Response> {
         request
             .param("stage_id")

@@ -155,6 +155,8 @@ xcore_plugin_sdk::export_plugin!(Pricing);
 pub struct ProductId(pub i64);
 
 impl FromRequest for ProductId {
+    const READS: Reads = Reads::PARAMS;
+
     fn from_request(request: &mut Request) -> Result<Self, Response> {
         Id::read(request, "no product has this id").map(ProductId)
     }
@@ -172,6 +174,8 @@ macro_rules! text_param {
         pub struct $name(pub String);
 
         impl FromRequest for $name {
+            const READS: Reads = Reads::PARAMS;
+
             fn from_request(request: &mut Request) -> Result<Self, Response> {
                 request
                     .param($param)

@@ -151,6 +151,8 @@ pub struct JsonObject<T> {
 }
 
 impl<T: ToSchema> FromRequest for JsonObject<T> {
+    const READS: Reads = Reads::BODY;
+
     fn from_request(request: &mut Request) -> Result<Self, Response> {
         match request.json::<Value>()? {
             Value::Object(fields) => Ok(Self {

@@ -102,6 +102,8 @@ impl SeedQuery {
 }
 
 impl FromRequest for SeedQuery {
+    const READS: Reads = Reads::QUERY;
+
     fn from_request(request: &mut Request) -> Result<Self, Response> {
         let mut problems = Vec::new();
         let query = &request.head.query;

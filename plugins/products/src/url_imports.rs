@@ -86,6 +86,8 @@ pub enum ImportSource {
 }
 
 impl FromRequest for ImportSource {
+    const READS: Reads = Reads::HEADERS.and(Reads::BODY);
+
     fn from_request(request: &mut Request) -> Result<Self, Response> {
         let media_type = request
             .head

@@ -248,6 +248,8 @@ pub struct ArticleInput {
 pub struct ArticleId(pub i64);
 
 impl FromRequest for ArticleId {
+    const READS: Reads = Reads::PARAMS;
+
     fn from_request(request: &mut Request) -> Result<Self, Response> {
         Id::read(request, "no article has this id").map(ArticleId)
     }
@@ -262,6 +264,8 @@ impl FromRequest for ArticleId {
 pub struct ArticleSlug(pub String);
 
 impl FromRequest for ArticleSlug {
+    const READS: Reads = Reads::PARAMS;
+
     fn from_request(request: &mut Request) -> Result<Self, Response> {
         request
             .param("id")
