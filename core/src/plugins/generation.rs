@@ -120,9 +120,8 @@ impl Generation {
         prefix: String,
         number: u64,
     ) -> Result<Self, String> {
-        // Moved, not copied (the library's is not read again): with its
-        // OpenAPI document a manifest is the largest thing a plugin leaves
-        // in host memory.
+        // Moved, not copied (the library's are not read again): the
+        // OpenAPI text is the largest thing a plugin leaves in host memory.
         let manifest = std::mem::take(&mut library.manifest);
         let openapi = std::mem::take(&mut library.openapi);
         let mut routes: matchit::Router<Vec<usize>> = matchit::Router::new();
