@@ -432,17 +432,12 @@ impl<P: 'static> Router<P> {
         }
     }
 
-    /// Runs the handler of the route the host matched.
+    /// Runs the handler of the route the host matched, given the whole
+    /// request (the host's calls go through the instance, which copies
+    /// only what the handler reads).
     pub fn dispatch(&self, plugin: &P, request: Request) -> Response {
-        self.dispatch_at(None, plugin, request)
-    }
-
-    /// Like [`Router::dispatch`], starting from the host's route index:
-    /// it is the manifest's, which is this table's unless the plugin wrote
-    /// its routes by hand, so it is checked before it is trusted.
-    fn dispatch_at(&self, index: Option<usize>, plugin: &P, request: Request) -> Response {
         let head = &request.head;
-        match self.find(index, &head.method, &head.route) {
+        match self.find(None, &head.method, &head.route) {
             Some(route) => Self::serve(route, plugin, request),
             None => Response::not_found(&format!("no route {} {}", head.method, head.route)),
         }
