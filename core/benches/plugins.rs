@@ -39,6 +39,19 @@ use xcore::AppState;
 const ROUNDS: usize = 24;
 const RELOADS: u64 = 200;
 
+/// `GET /system/plugins/hello`, as the administrator sees it.
+async fn hello_details(client: &reqwest::Client, base: &str, token: &str) -> serde_json::Value {
+    client
+        .get(format!("{base}/system/plugins/hello"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("details")
+        .json()
+        .await
+        .expect("json")
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let library = support::release_plugin("testbed");
@@ -140,15 +153,7 @@ async fn main() {
             .send()
             .await
             .expect("reload");
-        loaded = client
-            .get(format!("{base}/system/plugins/hello"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("details")
-            .json()
-            .await
-            .expect("json");
+        loaded = hello_details(&client, &base, &token).await;
         if loaded["name"] == "Hello" && loaded["state"] == "active" {
             break;
         }
@@ -200,15 +205,7 @@ async fn main() {
     for caller in callers {
         let _ = caller.await;
     }
-    let details: serde_json::Value = client
-        .get(format!("{base}/system/plugins/hello"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("details")
-        .json()
-        .await
-        .expect("json");
+    let details = hello_details(&client, &base, &token).await;
     println!(
         "{} reloads under load in {:.1}s ({:.1} ms each, {reload_failures} failed): {} requests served, {} failed",
         2 * RELOADS,
